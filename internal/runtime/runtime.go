@@ -1,0 +1,88 @@
+// Package runtime declares the contract between the sandbox lifecycle
+// (internal/sandbox) and the machinery that isolates a sandbox. The Linux
+// implementation lives in runtime/linux; runtime/fake is an in-memory one for
+// control-plane tests; runtime/runtimetest is the suite every runtime passes.
+package runtime
+
+import (
+	"context"
+	"time"
+)
+
+// Resources are the limits applied to one sandbox. Zero means "the runtime's
+// default".
+type Resources struct {
+	CPUCount int // whole CPUs of quota
+	MemoryMB int // memory limit; the OOM killer acts inside the sandbox only
+	DiskMB   int // size of the writable layer
+	PidsMax  int // tasks in the sandbox; fork bombs stop here
+}
+
+// Mount is one read-only-layered mount of a template's filesystem.
+// Layers are host directories, top-most first, stacked with overlayfs under a
+// per-sandbox writable upper dir and shown at Target inside the sandbox.
+type Mount struct {
+	Target string   // absolute path inside the sandbox, "/" for the root
+	Layers []string // host directories, top-most first
+}
+
+// Spec says what to start. The runtime owns nothing of it after Create
+// returns.
+type Spec struct {
+	ID       string
+	Hostname string
+	Mounts   []Mount // "/" first
+	// Env is the sandbox-global environment every process sees (E2B
+	// envVars); envd serves it at /envs.
+	Env map[string]string
+	// AccessToken, when non-empty, is required by envd as X-Access-Token.
+	AccessToken string
+	// DefaultUser and DefaultWorkdir are envd's defaults for processes and
+	// relative paths ("user" and its home when empty).
+	DefaultUser    string
+	DefaultWorkdir string
+	Resources      Resources
+	AllowInternet  bool
+}
+
+// Sandbox is a running sandbox as the runtime sees it.
+type Sandbox struct {
+	ID  string
+	Pid int // host pid of the sandbox's first process
+	// EnvdSocket is the host path of the Unix socket on which the sandbox's
+	// agent (envd) serves HTTP. It lives outside the sandbox's network
+	// namespace, so the daemon needs no IP plumbing to reach it.
+	EnvdSocket string
+	// Created is when Create returned.
+	Created time.Time
+	// Stages times the steps of Create in order (for the create-latency
+	// metric broken down by stage).
+	Stages []Stage
+}
+
+// Stage is one timed step of Create.
+type Stage struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Runtime creates and destroys isolated sandboxes.
+//
+// Create returns once the sandbox's agent accepts requests on EnvdSocket; on
+// error nothing of the sandbox remains. Kill stops every process of the
+// sandbox and releases everything it held (processes, mounts, cgroups,
+// sockets, directories); it is idempotent and returns nil for an unknown id.
+// Exited reports sandboxes whose processes died on their own.
+type Runtime interface {
+	Create(ctx context.Context, spec Spec) (*Sandbox, error)
+	Kill(ctx context.Context, id string) error
+	// List returns the ids of the sandboxes the runtime holds, including
+	// ones left by an earlier run of the daemon that Reap has not removed.
+	List(ctx context.Context) ([]string, error)
+	// Exited delivers the id of a sandbox whose first process exited
+	// without Kill (it crashed, or was killed from inside). The caller
+	// still calls Kill to release what the sandbox held.
+	Exited() <-chan string
+	// Close releases the runtime; sandboxes it created keep running.
+	Close() error
+}
