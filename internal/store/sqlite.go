@@ -1,0 +1,408 @@
+package store
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// lastUsedGranularity is how stale a key's last_used_at may get: VerifyKey
+// writes it at most this often per key, so checking a key is a read.
+const lastUsedGranularity = time.Minute
+
+// SQLite is the embedded Store: one database file in WAL mode with
+// synchronous=FULL, so a write acknowledged by a method survives a crash.
+type SQLite struct {
+	db  *sql.DB
+	now func() time.Time
+
+	mu sync.Mutex
+	// touched holds, per key id, when VerifyKey last wrote last_used_at.
+	touched map[string]time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database file at path and brings
+// its schema up to date.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening database %s: %w", path, err)
+	}
+	s := &SQLite{db: db, now: time.Now, touched: map[string]time.Time{}}
+	if err := s.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrating database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database; calling it twice is fine.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// migrations returns the statements that bring the schema from version i to
+// i+1; PRAGMA user_version records how many ran. Append only: never edit a
+// migration that shipped.
+func migrations() []string {
+	return []string{
+		`CREATE TABLE api_keys (
+		id           TEXT PRIMARY KEY,
+		name         TEXT NOT NULL,
+		key_hash     BLOB NOT NULL UNIQUE,
+		prefix       TEXT NOT NULL,
+		created_at   INTEGER NOT NULL,
+		last_used_at INTEGER,
+		revoked_at   INTEGER
+	);
+	CREATE INDEX api_keys_prefix ON api_keys(prefix);
+	CREATE TABLE sandboxes (
+		id             TEXT PRIMARY KEY,
+		template_id    TEXT NOT NULL,
+		alias          TEXT NOT NULL DEFAULT '',
+		metadata       TEXT NOT NULL DEFAULT '{}',
+		env            TEXT NOT NULL DEFAULT '{}',
+		cpu            INTEGER NOT NULL,
+		mem            INTEGER NOT NULL,
+		disk           INTEGER NOT NULL,
+		started_at     INTEGER NOT NULL,
+		end_at         INTEGER NOT NULL,
+		state          TEXT NOT NULL,
+		access_token   TEXT NOT NULL DEFAULT '',
+		secure         INTEGER NOT NULL DEFAULT 0,
+		allow_internet INTEGER NOT NULL DEFAULT 1,
+		pid            INTEGER NOT NULL DEFAULT 0
+	);`,
+	}
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	migrations := migrations()
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this binary knows (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; the value is an int we own.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("recording schema version: %w", err)
+	}
+	return tx.Commit()
+}
+
+// --- keys ---
+
+// CreateKey implements Keys.
+func (s *SQLite) CreateKey(ctx context.Context, name string) (string, KeyInfo, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", KeyInfo{}, errdefs.New(errdefs.ErrInvalidArgument, "key name must not be empty")
+	}
+	plain := newKey()
+	info := KeyInfo{
+		ID:        newID("key_", 12),
+		Name:      name,
+		Prefix:    displayPrefix(plain),
+		CreatedAt: s.now().UTC(),
+	}
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
+		info.ID, info.Name, keyHash(plain), info.Prefix, info.CreatedAt.UnixNano())
+	if err != nil {
+		return "", KeyInfo{}, fmt.Errorf("inserting key %s: %w", info.ID, err)
+	}
+	return plain, info, nil
+}
+
+// ListKeys implements Keys.
+func (s *SQLite) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []KeyInfo
+	for rows.Next() {
+		var k KeyInfo
+		var created int64
+		var used, revoked sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.Name, &k.Prefix, &created, &used, &revoked); err != nil {
+			return nil, fmt.Errorf("reading key: %w", err)
+		}
+		k.CreatedAt = fromNanos(created)
+		k.LastUsedAt = fromNullNanos(used)
+		k.RevokedAt = fromNullNanos(revoked)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeKey implements Keys. idOrPrefix may be a key id, a display prefix
+// (with or without a trailing "…" or "..."), or a whole key.
+func (s *SQLite) RevokeKey(ctx context.Context, idOrPrefix string) error {
+	ref := strings.TrimSpace(idOrPrefix)
+	ref = strings.TrimSuffix(strings.TrimSuffix(ref, "…"), "...")
+	if ref == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "key id or prefix must not be empty")
+	}
+	var ids []string
+	var query string
+	var arg any
+	switch {
+	case WellFormedKey(ref):
+		query, arg = `SELECT id FROM api_keys WHERE key_hash = ?`, keyHash(ref)
+	case strings.HasPrefix(ref, KeyPrefix):
+		query, arg = `SELECT id FROM api_keys WHERE prefix = ?`, ref
+	default:
+		query, arg = `SELECT id FROM api_keys WHERE id = ?`, ref
+	}
+	rows, err := s.db.QueryContext(ctx, query, arg)
+	if err != nil {
+		return fmt.Errorf("finding key %q: %w", ref, err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("finding key %q: %w", ref, err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("finding key %q: %w", ref, err)
+	}
+	switch len(ids) {
+	case 0:
+		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no API key matches %q", ref))
+	case 1:
+	default:
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("%q matches %d keys; give the key id", ref, len(ids)))
+	}
+	_, err = s.db.ExecContext(ctx,
+		`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
+		s.now().UnixNano(), ids[0])
+	if err != nil {
+		return fmt.Errorf("revoking key %s: %w", ids[0], err)
+	}
+	return nil
+}
+
+// VerifyKey implements Keys. The key's display prefix finds candidate rows;
+// their hashes are compared in constant time.
+func (s *SQLite) VerifyKey(ctx context.Context, plaintext string) (bool, error) {
+	if !WellFormedKey(plaintext) {
+		return false, nil
+	}
+	want := keyHash(plaintext)
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, key_hash FROM api_keys WHERE prefix = ? AND revoked_at IS NULL`, displayPrefix(plaintext))
+	if err != nil {
+		return false, fmt.Errorf("verifying key: %w", err)
+	}
+	var match string
+	for rows.Next() {
+		var id string
+		var h []byte
+		if err := rows.Scan(&id, &h); err != nil {
+			rows.Close()
+			return false, fmt.Errorf("verifying key: %w", err)
+		}
+		if subtle.ConstantTimeCompare(h, want) == 1 {
+			match = id
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("verifying key: %w", err)
+	}
+	if match == "" {
+		return false, nil
+	}
+	s.touch(ctx, match)
+	return true, nil
+}
+
+// touch records that key id was used, at most once per lastUsedGranularity.
+// A failure to record use does not fail verification.
+func (s *SQLite) touch(ctx context.Context, id string) {
+	now := s.now()
+	s.mu.Lock()
+	last, ok := s.touched[id]
+	if ok && now.Sub(last) < lastUsedGranularity {
+		s.mu.Unlock()
+		return
+	}
+	s.touched[id] = now
+	s.mu.Unlock()
+	_, _ = s.db.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, now.UnixNano(), id)
+}
+
+// --- sandboxes ---
+
+const sandboxColumns = `id, template_id, alias, metadata, env, cpu, mem, disk,
+	started_at, end_at, state, access_token, secure, allow_internet, pid`
+
+// PutSandbox implements Sandboxes.
+func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
+	if rec.ID == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "sandbox record without id")
+	}
+	meta, err := encodeMap(rec.Metadata)
+	if err != nil {
+		return fmt.Errorf("encoding metadata of %s: %w", rec.ID, err)
+	}
+	env, err := encodeMap(rec.Env)
+	if err != nil {
+		return fmt.Errorf("encoding env of %s: %w", rec.ID, err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
+		rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
+		rec.Secure, rec.AllowInternet, rec.Pid)
+	if err != nil {
+		return fmt.Errorf("writing sandbox %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// GetSandbox implements Sandboxes.
+func (s *SQLite) GetSandbox(ctx context.Context, id string) (SandboxRecord, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id)
+	rec, err := scanSandbox(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return SandboxRecord{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %q not found", id))
+	}
+	if err != nil {
+		return SandboxRecord{}, fmt.Errorf("reading sandbox %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// ListSandboxes implements Sandboxes.
+func (s *SQLite) ListSandboxes(ctx context.Context) ([]SandboxRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes ORDER BY started_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing sandboxes: %w", err)
+	}
+	defer rows.Close()
+	var out []SandboxRecord
+	for rows.Next() {
+		rec, err := scanSandbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading sandbox: %w", err)
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing sandboxes: %w", err)
+	}
+	return out, nil
+}
+
+// SetSandboxEnd implements Sandboxes.
+func (s *SQLite) SetSandboxEnd(ctx context.Context, id string, end time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET end_at = ? WHERE id = ?`, end.UnixNano(), id)
+	if err != nil {
+		return fmt.Errorf("updating end of sandbox %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("updating end of sandbox %s: %w", id, err)
+	}
+	if n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %q not found", id))
+	}
+	return nil
+}
+
+// DeleteSandbox implements Sandboxes.
+func (s *SQLite) DeleteSandbox(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("deleting sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanSandbox(r scanner) (SandboxRecord, error) {
+	var rec SandboxRecord
+	var meta, env string
+	var started, end int64
+	err := r.Scan(&rec.ID, &rec.TemplateID, &rec.Alias, &meta, &env, &rec.CPUCount, &rec.MemoryMB, &rec.DiskMB,
+		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid)
+	if err != nil {
+		return SandboxRecord{}, err
+	}
+	rec.StartedAt, rec.EndAt = fromNanos(started), fromNanos(end)
+	if rec.Metadata, err = decodeMap(meta); err != nil {
+		return SandboxRecord{}, fmt.Errorf("decoding metadata of %s: %w", rec.ID, err)
+	}
+	if rec.Env, err = decodeMap(env); err != nil {
+		return SandboxRecord{}, fmt.Errorf("decoding env of %s: %w", rec.ID, err)
+	}
+	return rec, nil
+}
+
+func encodeMap(m map[string]string) (string, error) {
+	if m == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	return string(b), err
+}
+
+func decodeMap(s string) (map[string]string, error) {
+	m := map[string]string{}
+	if s == "" {
+		return m, nil
+	}
+	err := json.Unmarshal([]byte(s), &m)
+	return m, err
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func fromNullNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromNanos(n.Int64)
+}

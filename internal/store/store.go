@@ -1,0 +1,93 @@
+// Package store persists the daemon's state: API keys and the sandboxes it
+// runs. Store is the contract; SQLite (embedded, the default) implements it
+// beside it, and a PostgreSQL implementation can follow for scale-out.
+//
+// Every write is durable when its method returns: a crash loses no
+// acknowledged write.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the daemon's persistent state. Methods are safe for concurrent
+// use. Close releases the store; calling it twice is fine.
+type Store interface {
+	Keys
+	Sandboxes
+	Close() error
+}
+
+// Keys manages API keys. Keys look exactly like "e2b_" followed by 40
+// lowercase hex digits, because the Python SDK rejects other shapes before
+// sending a request. Only a SHA-256 hash of a key is stored; its plaintext is
+// shown once, by CreateKey.
+type Keys interface {
+	// CreateKey makes a new key named name and returns its plaintext, which
+	// cannot be recovered later.
+	CreateKey(ctx context.Context, name string) (plaintext string, info KeyInfo, err error)
+	// ListKeys returns every key, revoked ones included, oldest first.
+	ListKeys(ctx context.Context) ([]KeyInfo, error)
+	// RevokeKey revokes the key whose id or display prefix is idOrPrefix.
+	// Revoking a revoked key is fine. An unknown key gives
+	// errdefs.ErrNotFound, a prefix that names several keys
+	// errdefs.ErrConflict.
+	RevokeKey(ctx context.Context, idOrPrefix string) error
+	// VerifyKey reports whether plaintext is a key that exists and is not
+	// revoked, and records its use. A malformed or unknown key is (false,
+	// nil); the error is for the store failing.
+	VerifyKey(ctx context.Context, plaintext string) (bool, error)
+}
+
+// KeyInfo describes a key without revealing it.
+type KeyInfo struct {
+	ID   string
+	Name string
+	// Prefix is the start of the key, e.g. "e2b_1a2b3c4d", safe to show.
+	Prefix     string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero if never used
+	RevokedAt  time.Time // zero if not revoked
+}
+
+// Revoked reports whether the key was revoked.
+func (k KeyInfo) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// Sandboxes records the sandboxes the daemon runs, so that a restarted
+// daemon knows what an earlier run left behind.
+type Sandboxes interface {
+	// PutSandbox inserts rec, or replaces the record with the same ID.
+	PutSandbox(ctx context.Context, rec SandboxRecord) error
+	// GetSandbox returns the record with id, or errdefs.ErrNotFound.
+	GetSandbox(ctx context.Context, id string) (SandboxRecord, error)
+	// ListSandboxes returns every record, oldest start first.
+	ListSandboxes(ctx context.Context) ([]SandboxRecord, error)
+	// SetSandboxEnd changes a sandbox's deadline; errdefs.ErrNotFound if
+	// there is no such record.
+	SetSandboxEnd(ctx context.Context, id string, end time.Time) error
+	// DeleteSandbox removes the record with id; removing a missing record
+	// is fine.
+	DeleteSandbox(ctx context.Context, id string) error
+}
+
+// SandboxRecord is one sandbox as persisted.
+type SandboxRecord struct {
+	ID         string
+	TemplateID string
+	Alias      string
+	Metadata   map[string]string
+	Env        map[string]string
+	CPUCount   int
+	MemoryMB   int
+	DiskMB     int
+	StartedAt  time.Time
+	EndAt      time.Time
+	State      string
+	// AccessToken is envd's access token; empty when the sandbox is not
+	// secure.
+	AccessToken   string
+	Secure        bool
+	AllowInternet bool
+	Pid           int
+}
