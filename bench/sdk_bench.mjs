@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// sdk_bench.mjs — sandpit latency as an E2B SDK user sees it: the official
+// `e2b` package (installed by test/compat) against a `sandpit serve` started
+// the same way as the compat harness.
+//
+//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   node bench/sdk_bench.mjs [--creates 50] [--commands 200] [--reads 200]
+//
+// Env: SANDPIT_BIN (default <repo>/bin/sandpit). Prints a Markdown table of
+// p50/p95 for: create (Sandbox.create resolves), first command after create,
+// create + first command, commands.run("true") on a warm sandbox, files.read
+// of a small file, and kill.
+import { createRequire } from 'node:module'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const compatDir = resolve(here, '..', 'test', 'compat')
+const { startServer, useSdkEnv } = await import(pathToFileURL(join(compatDir, 'harness.mjs')))
+const requireFromCompat = createRequire(join(compatDir, 'package.json'))
+let e2b
+try {
+  e2b = await import(pathToFileURL(requireFromCompat.resolve('e2b')))
+} catch (err) {
+  console.error(`cannot load the e2b SDK from ${compatDir}/node_modules: run (cd test/compat && npm ci) first\n${err.message}`)
+  process.exit(1)
+}
+const { Sandbox } = e2b
+
+const { values: opt } = parseArgs({
+  options: {
+    creates: { type: 'string', default: '50' },
+    commands: { type: 'string', default: '200' },
+    reads: { type: 'string', default: '200' },
+    warmup: { type: 'string', default: '3' },
+  },
+})
+const N_CREATE = Number(opt.creates)
+const N_CMD = Number(opt.commands)
+const N_READ = Number(opt.reads)
+const WARMUP = Number(opt.warmup)
+
+function pct(sorted, p) {
+  // nearest-rank
+  const i = Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)
+  return sorted[i]
+}
+function summary(ms) {
+  const s = [...ms].sort((a, b) => a - b)
+  const p50 = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+  return { n: s.length, p50, p95: pct(s, 95), min: s[0], max: s.at(-1) }
+}
+const now = () => performance.now()
+
+const server = await startServer({ name: 'sdk-bench' })
+useSdkEnv(server)
+const rows = []
+const errors = []
+const record = (name, ms, note = '') => rows.push({ name, ...summary(ms), note })
+
+try {
+  // warm-up: the first create pays one-off costs (template setup, page cache).
+  for (let i = 0; i < WARMUP; i++) {
+    const s = await Sandbox.create()
+    await s.commands.run('true')
+    await s.kill()
+  }
+
+  const create = []
+  const firstCmd = []
+  const createAndFirst = []
+  const kill = []
+  for (let i = 0; i < N_CREATE; i++) {
+    const t0 = now()
+    const s = await Sandbox.create()
+    const t1 = now()
+    const r = await s.commands.run('true')
+    const t2 = now()
+    if (r.exitCode !== 0) throw new Error(`true exited ${r.exitCode}`)
+    await s.kill()
+    const t3 = now()
+    create.push(t1 - t0)
+    firstCmd.push(t2 - t1)
+    createAndFirst.push(t2 - t0)
+    kill.push(t3 - t2)
+    process.stderr.write(`\rcreates ${i + 1}/${N_CREATE}`)
+  }
+  process.stderr.write('\n')
+  record('create (Sandbox.create resolves)', create, 'sequential, no warm pool unless the server has one')
+  record('first commands.run("true") after create', firstCmd)
+  record('create + first command', createAndFirst, 'what a user waits for before the sandbox does work')
+  record('kill', kill)
+
+  const s = await Sandbox.create()
+  try {
+    for (let i = 0; i < 10; i++) await s.commands.run('true')
+    const cmd = []
+    for (let i = 0; i < N_CMD; i++) {
+      const t0 = now()
+      await s.commands.run('true')
+      cmd.push(now() - t0)
+    }
+    record('commands.run("true") round trip', cmd, 'warm sandbox')
+
+    try {
+      await s.files.write('/tmp/small.txt', 'x'.repeat(100))
+      const reads = []
+      for (let i = 0; i < N_READ; i++) {
+        const t0 = now()
+        await s.files.read('/tmp/small.txt')
+        reads.push(now() - t0)
+      }
+      record('files.read of 100 bytes', reads, 'warm sandbox')
+    } catch (err) {
+      errors.push(`files.read: ${err.message.split('\n')[0]}`)
+    }
+  } finally {
+    await s.kill().catch(() => {})
+  }
+} catch (err) {
+  errors.push(`${err.name}: ${err.message.split('\n')[0]}`)
+} finally {
+  await server.stop()
+}
+
+const f = (x) => x.toFixed(2)
+const sdkVersion = requireFromCompat('e2b/package.json').version
+console.log(`sandpit through the official SDK (e2b ${sdkVersion}, node ${process.version}), ${new Date().toISOString().slice(0, 16)}Z`)
+console.log()
+console.log('| measure | n | p50 ms | p95 ms | min ms | max ms | notes |')
+console.log('|---|---:|---:|---:|---:|---:|---|')
+for (const r of rows) console.log(`| ${r.name} | ${r.n} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.min)} | ${f(r.max)} | ${r.note} |`)
+if (errors.length) {
+  console.log()
+  for (const e of errors) console.log(`- error: ${e}`)
+  process.exitCode = 1
+}
