@@ -1,0 +1,221 @@
+// Package agent is envd, the in-sandbox agent. It runs inside the sandbox as
+// PID 1 of its pid namespace and serves, over one listener, the envd HTTP
+// endpoints (/health, /envs, /init, /metrics), the process.Process Connect
+// service, the routes other packages mount (filesystem.Filesystem, /files),
+// the code-interpreter handler (requests with E2b-Sandbox-Port 49999), and
+// port forwarding (HTTP CONNECT to a loopback port inside the sandbox).
+//
+// It imports nothing server-only: only the generated wire code, errdefs and
+// its own subpackages.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/agent/process"
+	"github.com/sandpit-dev/sandpit/internal/agent/settings"
+)
+
+// InterpreterPort is the E2b-Sandbox-Port of code-interpreter traffic.
+const InterpreterPort = "49999"
+
+// Config configures an Agent. Only Logger has a fallback (discard);
+// everything else may be zero.
+type Config struct {
+	// AccessToken, when set, is required as X-Access-Token (see §3.1 of the
+	// wire spec for the exceptions).
+	AccessToken string
+	// Env is the sandbox-global environment (served at /envs, given to
+	// every process).
+	Env map[string]string
+	// DefaultUser runs processes that name no user ("user" when empty).
+	DefaultUser string
+	// DefaultWorkdir is the default cwd and the base of relative paths (the
+	// user's home when empty).
+	DefaultWorkdir string
+	Logger         *slog.Logger
+
+	// Interpreter serves requests whose E2b-Sandbox-Port is 49999 (the
+	// code-interpreter API); nil answers them 404. The agent does not check
+	// the access token for it (upstream's interpreter does no auth either).
+	Interpreter http.Handler
+	// Mounts add routes to the envd side (filesystem.Filesystem, /files).
+	Mounts []Mount
+}
+
+// Deps is what the agent hands a Mount.
+type Deps struct {
+	Logger *slog.Logger
+	// Settings are the live env, token, default user and workdir (POST
+	// /init changes them).
+	Settings *settings.Settings
+}
+
+// Route is one handler on the envd side.
+type Route struct {
+	// Pattern is an http.ServeMux pattern, e.g. "/filesystem.Filesystem/"
+	// (as returned by the generated New...Handler) or "/files".
+	Pattern string
+	Handler http.Handler
+	// OwnAuth means the handler checks the access token itself (e.g.
+	// /files, which also accepts signatures); the agent then lets requests
+	// through without X-Access-Token. Use Settings.CheckToken.
+	OwnAuth bool
+}
+
+// Mount builds routes once the agent's dependencies exist, e.g.
+//
+//	func(d agent.Deps) []agent.Route {
+//		path, h := filesystemconnect.NewFilesystemHandler(fs.New(d.Settings, d.Logger))
+//		return []agent.Route{{Pattern: path, Handler: h}}
+//	}
+type Mount func(Deps) []Route
+
+// Agent is envd. Create it with New; it is an http.Handler.
+type Agent struct {
+	logger      *slog.Logger
+	settings    *settings.Settings
+	reaper      *process.Reaper
+	processes   *process.Service
+	mux         *http.ServeMux
+	interpreter http.Handler
+	metrics     *metricsSampler
+	tunnels     *tunnels
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+var _ http.Handler = (*Agent)(nil)
+
+// New builds the agent and starts its child reaper. Close releases it
+// (Serve does so when it returns).
+func New(cfg Config) *Agent {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{
+		logger: logger,
+		settings: settings.New(settings.Values{
+			Env:            cfg.Env,
+			AccessToken:    cfg.AccessToken,
+			DefaultUser:    cfg.DefaultUser,
+			DefaultWorkdir: cfg.DefaultWorkdir,
+		}),
+		mux:         http.NewServeMux(),
+		interpreter: cfg.Interpreter,
+		metrics:     &metricsSampler{},
+		tunnels:     newTunnels(),
+	}
+	a.reaper = process.NewReaper(logger.With("component", "reaper"))
+	a.processes = process.New(process.Config{
+		Logger:   logger.With("component", "process"),
+		Settings: a.settings,
+		Reaper:   a.reaper,
+	})
+
+	a.mux.Handle("GET /health", http.HandlerFunc(a.health))
+	a.mux.Handle("POST /init", http.HandlerFunc(a.init))
+	a.mux.Handle("GET /envs", a.authed(http.HandlerFunc(a.envs)))
+	a.mux.Handle("GET /metrics", a.authed(http.HandlerFunc(a.serveMetrics)))
+	path, h := a.processes.Handler()
+	a.mux.Handle(path, a.authed(h))
+	deps := Deps{Logger: logger, Settings: a.settings}
+	for _, m := range cfg.Mounts {
+		for _, r := range m(deps) {
+			h := r.Handler
+			if !r.OwnAuth {
+				h = a.authed(h)
+			}
+			a.mux.Handle(r.Pattern, h)
+		}
+	}
+	a.mux.Handle("/", a.authed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})))
+	return a
+}
+
+// Settings returns the agent's live settings (for handlers built outside
+// Config.Mounts, such as an interpreter that needs the env).
+func (a *Agent) Settings() *settings.Settings { return a.settings }
+
+// Handler returns the agent as an http.Handler.
+func (a *Agent) Handler() http.Handler { return a }
+
+// ServeHTTP routes a request: CONNECT tunnels, code-interpreter traffic,
+// then the envd routes.
+func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodConnect:
+		a.authed(http.HandlerFunc(a.tunnel)).ServeHTTP(w, r)
+	case r.Header.Get("E2b-Sandbox-Port") == InterpreterPort:
+		if a.interpreter == nil {
+			writeError(w, http.StatusNotFound, "no code interpreter in this sandbox")
+			return
+		}
+		a.interpreter.ServeHTTP(w, r)
+	default:
+		a.mux.ServeHTTP(w, r)
+	}
+}
+
+// Serve serves HTTP on ln until ctx is done, then stops: open streams are
+// cancelled, tunnels closed, and the agent is closed (its processes killed).
+// It returns nil after a stop through ctx.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		_ = a.Close()
+		return fmt.Errorf("serving envd: %w", err)
+	case <-ctx.Done():
+	}
+	cancelBase()
+	a.tunnels.closeAll()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if err != nil {
+		err = errors.Join(err, srv.Close())
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if cerr := a.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("stopping envd: %w", err)
+	}
+	return nil
+}
+
+// Close kills the agent's processes, closes its tunnels and stops the
+// reaper. Idempotent.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.tunnels.closeAll()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.closeErr = a.processes.Close(ctx)
+		a.reaper.Close()
+	})
+	return a.closeErr
+}
