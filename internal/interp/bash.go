@@ -1,0 +1,10 @@
+package interp
+
+import (
+	"context"
+	"errors"
+)
+
+func startBash(ctx context.Context, bash string, o kernelOpts) (kernel, error) {
+	return nil, errors.New("todo")
+}
