@@ -1,0 +1,258 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/store"
+	"github.com/sandpit-dev/sandpit/internal/template"
+)
+
+// Limits on what a create request may carry.
+const (
+	MaxMetadataPairs    = 64
+	MaxMetadataKeyLen   = 128
+	MaxMetadataValueLen = 1024
+	MaxEnvVars          = 256
+	MaxEnvKeyLen        = 256
+	MaxEnvValueLen      = 32 << 10
+)
+
+// CreateRequest says what sandbox to create.
+type CreateRequest struct {
+	// Template is a template id or name, possibly "name:tag".
+	Template string
+	// Timeout is the sandbox's lifetime; zero means the default.
+	Timeout  time.Duration
+	Metadata map[string]string
+	EnvVars  map[string]string
+	// Secure makes envd require a fresh access token, returned in Info.
+	Secure              bool
+	AllowInternetAccess bool
+}
+
+// Create starts a sandbox and arms its deadline. On error nothing of the
+// sandbox remains.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
+	info, err := m.create(ctx, req)
+	return info, m.count(err)
+}
+
+func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
+	start := time.Now()
+	if req.Timeout == 0 {
+		req.Timeout = m.defTO
+	}
+	if err := m.CheckTimeout(req.Timeout); err != nil {
+		return Info{}, err
+	}
+	if err := checkMetadata(req.Metadata); err != nil {
+		return Info{}, err
+	}
+	if err := checkEnv(req.EnvVars); err != nil {
+		return Info{}, err
+	}
+	if strings.TrimSpace(req.Template) == "" {
+		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
+	}
+	tpl, err := m.templates.Resolve(ctx, req.Template)
+	if err != nil {
+		return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
+	}
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return Info{}, errdefs.New(errdefs.ErrUnavailable, "the server is shutting down")
+	}
+	m.work.Add(1)
+	m.mu.Unlock()
+	defer m.work.Done()
+
+	info := Info{
+		ID:            newSandboxID(),
+		TemplateID:    tpl.ID,
+		EnvdVersion:   tpl.EnvdVersion,
+		Secure:        req.Secure,
+		AllowInternet: req.AllowInternetAccess,
+		Metadata:      maps.Clone(req.Metadata),
+		CPUCount:      orDefault(tpl.CPUCount, DefaultCPUCount),
+		MemoryMB:      orDefault(tpl.MemoryMB, DefaultMemoryMB),
+		DiskMB:        orDefault(tpl.DiskMB, DefaultDiskMB),
+		State:         StateRunning,
+	}
+	if info.Metadata == nil {
+		info.Metadata = map[string]string{}
+	}
+	if info.EnvdVersion == "" {
+		info.EnvdVersion = template.DefaultEnvdVersion
+	}
+	if req.Template != tpl.ID {
+		info.Alias = req.Template
+	}
+	if req.Secure {
+		info.AccessToken = newToken()
+	}
+	env := maps.Clone(tpl.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, req.EnvVars)
+
+	sb, err := m.rt.Create(ctx, runtime.Spec{
+		ID:             info.ID,
+		Hostname:       "e2b.local",
+		Mounts:         tpl.Mounts,
+		Env:            env,
+		AccessToken:    info.AccessToken,
+		DefaultUser:    tpl.User,
+		DefaultWorkdir: tpl.Workdir,
+		Resources: runtime.Resources{
+			CPUCount: info.CPUCount,
+			MemoryMB: info.MemoryMB,
+			DiskMB:   info.DiskMB,
+		},
+		AllowInternet: req.AllowInternetAccess,
+	})
+	if err != nil {
+		return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
+	}
+	info.Pid = sb.Pid
+	info.StartedAt = m.clock.Now()
+	info.EndAt = info.StartedAt.Add(req.Timeout)
+
+	// The record must be durable before anyone learns the id, so a crash
+	// never leaves an acknowledged sandbox Recover cannot find.
+	if err := m.store.PutSandbox(ctx, record(info, env)); err != nil {
+		m.discard(ctx, info.ID)
+		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
+	}
+
+	e := &entry{info: info, route: &route{socket: sb.EnvdSocket}}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		m.discard(ctx, info.ID)
+		return Info{}, errdefs.New(errdefs.ErrUnavailable, "the server is shutting down")
+	}
+	m.sandboxes[info.ID] = e
+	m.armLocked(e, info.EndAt)
+	m.routes.Store(info.ID, e.route)
+	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(float64(len(m.sandboxes)))
+	m.mu.Unlock()
+
+	for _, st := range sb.Stages {
+		m.metrics.createSeconds.WithLabelValues(st.Name).Observe(st.Duration.Seconds())
+	}
+	total := time.Since(start)
+	m.metrics.createSeconds.WithLabelValues("total").Observe(total.Seconds())
+	m.log.InfoContext(ctx, "sandbox created", "sandbox_id", info.ID, "template", tpl.ID,
+		"pid", info.Pid, "timeout", req.Timeout, "duration", total)
+	return info.clone(), nil
+}
+
+// discard undoes a Create that cannot be completed.
+func (m *Manager) discard(ctx context.Context, id string) {
+	if err := m.release(context.WithoutCancel(ctx), id); err != nil {
+		m.log.ErrorContext(ctx, "discarding half-created sandbox", "sandbox_id", id, "err", err)
+	}
+}
+
+func record(info Info, env map[string]string) store.SandboxRecord {
+	return store.SandboxRecord{
+		ID:            info.ID,
+		TemplateID:    info.TemplateID,
+		Alias:         info.Alias,
+		Metadata:      info.Metadata,
+		Env:           env,
+		CPUCount:      info.CPUCount,
+		MemoryMB:      info.MemoryMB,
+		DiskMB:        info.DiskMB,
+		StartedAt:     info.StartedAt,
+		EndAt:         info.EndAt,
+		State:         string(info.State),
+		AccessToken:   info.AccessToken,
+		Secure:        info.Secure,
+		AllowInternet: info.AllowInternet,
+		Pid:           info.Pid,
+	}
+}
+
+func checkMetadata(md map[string]string) error {
+	if len(md) > MaxMetadataPairs {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("metadata has %d entries; at most %d are allowed", len(md), MaxMetadataPairs))
+	}
+	for k, v := range md {
+		switch {
+		case k == "":
+			return errdefs.New(errdefs.ErrInvalidArgument, "metadata keys must not be empty")
+		case len(k) > MaxMetadataKeyLen:
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("metadata key %.32q… is longer than %d bytes", k, MaxMetadataKeyLen))
+		case len(v) > MaxMetadataValueLen:
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("metadata value of %q is longer than %d bytes", k, MaxMetadataValueLen))
+		}
+	}
+	return nil
+}
+
+func checkEnv(env map[string]string) error {
+	if len(env) > MaxEnvVars {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("envVars has %d entries; at most %d are allowed", len(env), MaxEnvVars))
+	}
+	for k, v := range env {
+		switch {
+		case k == "":
+			return errdefs.New(errdefs.ErrInvalidArgument, "environment variable names must not be empty")
+		case len(k) > MaxEnvKeyLen:
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("environment variable name %.32q… is longer than %d bytes", k, MaxEnvKeyLen))
+		case strings.ContainsAny(k, "=\x00"):
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("environment variable name %q must not contain '=' or NUL", k))
+		case strings.ContainsRune(v, 0):
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("environment variable %q must not contain NUL", k))
+		case len(v) > MaxEnvValueLen:
+			return errdefs.New(errdefs.ErrInvalidArgument,
+				fmt.Sprintf("environment variable %q is longer than %d bytes", k, MaxEnvValueLen))
+		}
+	}
+	return nil
+}
+
+func orDefault(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// newSandboxID returns "i" and 20 random lowercase alphanumerics, the shape
+// of upstream sandbox ids.
+func newSandboxID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 20)
+	_, _ = rand.Read(b) // never fails
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "i" + string(b)
+}
+
+// newToken returns a fresh envd access token.
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

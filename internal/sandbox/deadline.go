@@ -1,0 +1,103 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+)
+
+// SetTimeout sets sandbox id's deadline to now plus timeout; it may shorten
+// the sandbox's life.
+func (m *Manager) SetTimeout(ctx context.Context, id string, timeout time.Duration) error {
+	if err := m.CheckTimeout(timeout); err != nil {
+		return m.count(err)
+	}
+	_, err := m.extend(ctx, id, timeout, true)
+	return m.count(err)
+}
+
+// Refresh keeps sandbox id alive for at least d more (the default timeout
+// when d is zero); it never shortens the sandbox's life.
+func (m *Manager) Refresh(ctx context.Context, id string, d time.Duration) error {
+	if d == 0 {
+		d = m.defTO
+	}
+	if err := m.CheckTimeout(d); err != nil {
+		return m.count(err)
+	}
+	_, err := m.extend(ctx, id, d, false)
+	return m.count(err)
+}
+
+// Connect returns running sandbox id, with the same access token as Create,
+// after moving its deadline to now plus timeout if that is later (the
+// default timeout when zero). An unknown id is errdefs.ErrNotFound.
+func (m *Manager) Connect(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+	if timeout == 0 {
+		timeout = m.defTO
+	}
+	if err := m.CheckTimeout(timeout); err != nil {
+		return Info{}, m.count(err)
+	}
+	info, err := m.extend(ctx, id, timeout, false)
+	return info, m.count(err)
+}
+
+// extend moves id's deadline to now+d; only later unless shorten.
+func (m *Manager) extend(ctx context.Context, id string, d time.Duration, shorten bool) (Info, error) {
+	m.mu.Lock()
+	e, ok := m.sandboxes[id]
+	if !ok {
+		m.mu.Unlock()
+		return Info{}, notFound(id)
+	}
+	end := m.clock.Now().Add(d)
+	changed := false
+	if shorten || end.After(e.info.EndAt) {
+		m.armLocked(e, end)
+		changed = true
+	}
+	info := e.info.clone()
+	m.mu.Unlock()
+
+	if changed {
+		// The record's deadline is advisory (Recover kills what an earlier
+		// run left either way), so a failed write is logged, not returned.
+		if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
+			m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
+		}
+	}
+	return info, nil
+}
+
+// armLocked sets e's deadline to end and (re)starts its timer.
+// Preconditions: m.mu is held and e is in m.sandboxes.
+func (m *Manager) armLocked(e *entry, end time.Time) {
+	e.info.EndAt = end
+	e.route.end.Store(end.UnixNano())
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.gen++
+	gen, id := e.gen, e.info.ID
+	e.timer = m.clock.AfterFunc(end.Sub(m.clock.Now()), func() { m.expire(id, gen) })
+}
+
+// expire kills sandbox id when the timer armed for gen fires, unless the
+// deadline moved since or the sandbox is gone.
+func (m *Manager) expire(id string, gen uint64) {
+	m.background(func(ctx context.Context) {
+		m.mu.Lock()
+		e, ok := m.sandboxes[id]
+		if !ok || e.gen != gen {
+			m.mu.Unlock()
+			return
+		}
+		m.removeLocked(e)
+		m.mu.Unlock()
+		m.log.InfoContext(ctx, "killing sandbox", "sandbox_id", id, "reason", "timeout")
+		if err := m.release(ctx, id); err != nil {
+			m.count(err)
+			m.log.ErrorContext(ctx, "killing expired sandbox", "sandbox_id", id, "err", err)
+		}
+	})
+}

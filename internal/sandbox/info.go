@@ -1,0 +1,48 @@
+package sandbox
+
+import (
+	"maps"
+	"time"
+)
+
+// State is where a sandbox is in its life as the API reports it.
+type State string
+
+// States. Only running exists until pause lands; "paused" is accepted in
+// list filters and matches nothing.
+const (
+	StateRunning State = "running"
+	StatePaused  State = "paused"
+)
+
+// Info describes one sandbox. It is a copy: changing it changes nothing.
+type Info struct {
+	ID         string
+	TemplateID string
+	// Alias is the name the sandbox was created with when that was not
+	// the template's ID (e.g. "code-interpreter-v1").
+	Alias       string
+	EnvdVersion string
+	// AccessToken is envd's access token (X-Access-Token); empty when the
+	// sandbox is not secure. Connect returns the same token as Create.
+	AccessToken   string
+	Secure        bool
+	AllowInternet bool
+	Metadata      map[string]string
+	StartedAt     time.Time
+	EndAt         time.Time
+	CPUCount      int
+	MemoryMB      int
+	DiskMB        int
+	State         State
+	// Pid is the host pid of the sandbox's first process.
+	Pid int
+}
+
+func (i Info) clone() Info {
+	i.Metadata = maps.Clone(i.Metadata)
+	if i.Metadata == nil {
+		i.Metadata = map[string]string{}
+	}
+	return i
+}

@@ -1,0 +1,367 @@
+// Package sandbox is the sandbox lifecycle: it creates sandboxes through a
+// runtime.Runtime, records them in the store, kills them at their deadline,
+// reaps the ones that die on their own, and answers the control plane's
+// questions about them. The Manager is the one owner of every sandbox the
+// daemon runs.
+//
+// Wiring, at daemon start:
+//
+//	m, err := sandbox.NewManager(sandbox.Config{Runtime: rt, Store: st, Templates: tpl, Logger: log})
+//	err = m.Recover(ctx) // kill what an earlier run left
+//	...
+//	err = m.Close(ctx) // at shutdown: kill everything, stop timers
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/store"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTimeout    = 300 * time.Second
+	DefaultMaxTimeout = 24 * time.Hour
+	DefaultCPUCount   = 2
+	DefaultMemoryMB   = 512
+	DefaultDiskMB     = 1024
+)
+
+// killTimeout bounds a Kill the Manager starts on its own (deadline, exit).
+const killTimeout = 30 * time.Second
+
+// Config is what a Manager needs. Runtime, Store and Templates are required.
+type Config struct {
+	Runtime   runtime.Runtime
+	Store     store.Sandboxes
+	Templates Templates
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Metrics, when set, receives the Manager's collectors.
+	Metrics prometheus.Registerer
+	// DefaultTimeout is a sandbox's lifetime when a request names none
+	// (300 s when zero); MaxTimeout caps any timeout (24 h when zero).
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	// Clock defaults to the wall clock.
+	Clock Clock
+}
+
+// Manager owns the daemon's sandboxes. Its methods are safe for concurrent
+// use. Each sandbox has one deadline timer (an AfterFunc) and the Manager
+// runs one goroutine that reaps sandboxes the runtime reports exited; Close
+// stops both.
+type Manager struct {
+	rt        runtime.Runtime
+	store     store.Sandboxes
+	templates Templates
+	log       *slog.Logger
+	clock     Clock
+	metrics   *metrics
+	defTO     time.Duration
+	maxTO     time.Duration
+
+	// routes maps id to *route for Lookup, without taking mu.
+	routes sync.Map
+
+	stop        chan struct{} // closed by Close: stops watchExited
+	watcherDone chan struct{} // closed when watchExited returns
+
+	mu sync.Mutex
+	// sandboxes holds every running sandbox by id.
+	sandboxes map[string]*entry
+	// closed is set by Close; no sandbox is added after it.
+	closed bool
+	// work counts Creates and Manager-started kills in flight; Add only
+	// with mu held and closed false, so Close's Wait sees them all.
+	work sync.WaitGroup
+}
+
+// entry is one running sandbox. Fields are guarded by Manager.mu.
+type entry struct {
+	info  Info
+	route *route
+	timer Timer
+	// gen counts deadline changes; a timer armed for an older gen is
+	// stale and does nothing when it fires.
+	gen uint64
+}
+
+// route is what Lookup needs, readable without locks.
+type route struct {
+	socket string
+	end    atomic.Int64 // deadline, Unix nanoseconds
+}
+
+// NewManager returns a Manager and starts its exit watcher. Call Recover
+// next, and Close at shutdown.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Runtime == nil || cfg.Store == nil || cfg.Templates == nil {
+		return nil, errors.New("sandbox.NewManager: Runtime, Store and Templates are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.DefaultTimeout <= 0 {
+		cfg.DefaultTimeout = DefaultTimeout
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = DefaultMaxTimeout
+	}
+	if cfg.DefaultTimeout > cfg.MaxTimeout {
+		return nil, fmt.Errorf("sandbox.NewManager: default timeout %v exceeds max timeout %v", cfg.DefaultTimeout, cfg.MaxTimeout)
+	}
+	met, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("registering sandbox metrics: %w", err)
+	}
+	m := &Manager{
+		rt:          cfg.Runtime,
+		store:       cfg.Store,
+		templates:   cfg.Templates,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		metrics:     met,
+		defTO:       cfg.DefaultTimeout,
+		maxTO:       cfg.MaxTimeout,
+		stop:        make(chan struct{}),
+		watcherDone: make(chan struct{}),
+		sandboxes:   map[string]*entry{},
+	}
+	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(0)
+	go m.watchExited()
+	return m, nil
+}
+
+// DefaultTimeout is the lifetime given to sandboxes created without one.
+func (m *Manager) DefaultTimeout() time.Duration { return m.defTO }
+
+// CheckTimeout returns an errdefs.ErrInvalidArgument unless d is a timeout
+// the Manager accepts: at least 1 s, at most the configured maximum.
+func (m *Manager) CheckTimeout(d time.Duration) error {
+	if d < time.Second || d > m.maxTO {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("timeout must be between 1 and %d seconds", int64(m.maxTO/time.Second)))
+	}
+	return nil
+}
+
+// Lookup returns the host path of the envd socket of running sandbox id.
+// It takes no lock and is meant for the proxy's hot path. A sandbox past its
+// deadline is not found even if its timer has not fired yet.
+func (m *Manager) Lookup(id string) (socketPath string, ok bool) {
+	v, ok := m.routes.Load(id)
+	if !ok {
+		return "", false
+	}
+	r := v.(*route)
+	if m.clock.Now().UnixNano() >= r.end.Load() {
+		return "", false
+	}
+	return r.socket, true
+}
+
+// Get returns the running sandbox id, or errdefs.ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.sandboxes[id]
+	if !ok {
+		return Info{}, m.count(notFound(id))
+	}
+	return e.info.clone(), nil
+}
+
+// Kill kills the sandbox id and forgets it. An unknown id (never created,
+// already killed, or expired) is errdefs.ErrNotFound.
+func (m *Manager) Kill(ctx context.Context, id string) error {
+	e, ok := m.remove(id)
+	if !ok {
+		return m.count(notFound(id))
+	}
+	m.log.InfoContext(ctx, "killing sandbox", "sandbox_id", id, "reason", "request")
+	return m.count(m.release(ctx, e.info.ID))
+}
+
+// remove takes id out of the Manager: no more routes, no timer. It reports
+// whether id was there; only the caller that removed it releases it.
+func (m *Manager) remove(id string) (*entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.sandboxes[id]
+	if !ok {
+		return nil, false
+	}
+	m.removeLocked(e)
+	return e, true
+}
+
+// removeLocked forgets e. Preconditions: m.mu is held and e is in
+// m.sandboxes.
+func (m *Manager) removeLocked(e *entry) {
+	delete(m.sandboxes, e.info.ID)
+	m.routes.Delete(e.info.ID)
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.gen++
+	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(float64(len(m.sandboxes)))
+}
+
+// release kills id in the runtime and deletes its record.
+func (m *Manager) release(ctx context.Context, id string) error {
+	var errs []error
+	if err := m.rt.Kill(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("killing sandbox %s: %w", id, err))
+	}
+	if err := m.store.DeleteSandbox(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("forgetting sandbox %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}
+
+// background runs f as Manager-owned work unless the Manager is closed,
+// with a context bounded by killTimeout. It reports whether f ran.
+func (m *Manager) background(f func(ctx context.Context)) bool {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return false
+	}
+	m.work.Add(1)
+	m.mu.Unlock()
+	defer m.work.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	f(ctx)
+	return true
+}
+
+// watchExited reaps sandboxes whose processes died on their own. It returns
+// when Close closes m.stop or the runtime closes its channel.
+func (m *Manager) watchExited() {
+	defer close(m.watcherDone)
+	exited := m.rt.Exited()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case id, ok := <-exited:
+			if !ok {
+				return
+			}
+			m.background(func(ctx context.Context) {
+				_, owned := m.remove(id)
+				m.log.WarnContext(ctx, "sandbox exited on its own", "sandbox_id", id, "owned", owned)
+				// The runtime still holds what the sandbox had: release it
+				// even if it was being killed anyway (Kill is idempotent).
+				if err := m.release(ctx, id); err != nil {
+					m.log.ErrorContext(ctx, "releasing exited sandbox", "sandbox_id", id, "err", err)
+				}
+			})
+		}
+	}
+}
+
+// Recover makes the Manager's view the truth at daemon start: every sandbox
+// the runtime holds that this Manager does not own (an earlier run's) is
+// killed, and every stored record of a sandbox it does not own is deleted.
+func (m *Manager) Recover(ctx context.Context) error {
+	ids, err := m.rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing runtime sandboxes: %w", err)
+	}
+	recs, err := m.store.ListSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("listing stored sandboxes: %w", err)
+	}
+	m.mu.Lock()
+	owned := func(id string) bool { _, ok := m.sandboxes[id]; return ok }
+	var strayRuntime, strayRecords []string
+	for _, id := range ids {
+		if !owned(id) {
+			strayRuntime = append(strayRuntime, id)
+		}
+	}
+	for _, r := range recs {
+		if !owned(r.ID) {
+			strayRecords = append(strayRecords, r.ID)
+		}
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, id := range strayRuntime {
+		m.log.InfoContext(ctx, "killing sandbox left by an earlier run", "sandbox_id", id)
+		if err := m.rt.Kill(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("killing leftover sandbox %s: %w", id, err))
+		}
+	}
+	for _, id := range strayRecords {
+		if err := m.store.DeleteSandbox(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("forgetting leftover sandbox %s: %w", id, err))
+		}
+	}
+	if len(strayRuntime)+len(strayRecords) > 0 {
+		m.log.InfoContext(ctx, "recovered", "killed", len(strayRuntime), "records_removed", len(strayRecords))
+	}
+	return errors.Join(errs...)
+}
+
+// Close kills every sandbox, stops every timer and the exit watcher, and
+// waits for work in flight (creates, kills) to finish or ctx to end. Later
+// calls to Create fail with errdefs.ErrUnavailable. Calling Close twice is
+// fine.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	var all []*entry
+	for _, e := range m.sandboxes {
+		all = append(all, e)
+	}
+	for _, e := range all {
+		m.removeLocked(e)
+	}
+	m.mu.Unlock()
+	close(m.stop)
+
+	var errs []error
+	for _, e := range all {
+		if err := m.release(ctx, e.info.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { // ends when work drains; Close waits for it or ctx
+		m.work.Wait()
+		<-m.watcherDone
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("waiting for sandbox work to finish: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+func notFound(id string) error {
+	return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %q not found", id))
+}
