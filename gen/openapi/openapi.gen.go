@@ -129,14 +129,18 @@ type Refresh struct {
 
 // Sandbox defines model for Sandbox.
 type Sandbox struct {
-	Alias              *string `json:"alias,omitempty"`
-	ClientID           string  `json:"clientID"`
-	Domain             *string `json:"domain,omitempty"`
-	EnvdAccessToken    *string `json:"envdAccessToken,omitempty"`
-	EnvdVersion        string  `json:"envdVersion"`
-	SandboxID          string  `json:"sandboxID"`
-	TemplateID         string  `json:"templateID"`
-	TrafficAccessToken *string `json:"trafficAccessToken,omitempty"`
+	Alias    *string `json:"alias,omitempty"`
+	ClientID string  `json:"clientID"`
+
+	// Domain Always sent; null when the server has no domain.
+	Domain          *string `json:"domain"`
+	EnvdAccessToken *string `json:"envdAccessToken,omitempty"`
+	EnvdVersion     string  `json:"envdVersion"`
+	SandboxID       string  `json:"sandboxID"`
+	TemplateID      string  `json:"templateID"`
+
+	// TrafficAccessToken Always sent; null when traffic needs no token.
+	TrafficAccessToken *string `json:"trafficAccessToken"`
 }
 
 // SandboxDetail defines model for SandboxDetail.
