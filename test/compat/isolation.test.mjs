@@ -2,15 +2,18 @@
 // from both sides: inside the sandbox (commands) and on the host (/proc).
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, totalmem, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { CommandExitError, Sandbox } from 'e2b'
 import { daemonHealthy, track, useServer, waitFor } from './harness.mjs'
 import { hostCgroupLimits, hostPidsWithMarker, hostProcessCount, hostUids } from './hostproc.mjs'
 
 const server = useServer()
+const here = dirname(fileURLToPath(import.meta.url))
+mkdirSync(join(here, '.work'), { recursive: true })
 const tag = () => randomBytes(6).toString('hex')
 
 /** Runs cmd and returns its stdout, whatever the exit code. */
@@ -41,22 +44,33 @@ async function markedHostPid(sbx, { user, sudo = false } = {}) {
 
 describe('a sandbox sees nothing of the host', () => {
   let sbx
-  let hostDir
   const marker = `host-marker-${tag()}`
 
+  let hostDirs
   before(async () => {
-    hostDir = mkdtempSync(join(tmpdir(), 'sandpit-iso-'))
-    writeFileSync(join(hostDir, marker), 'secret')
+    // Markers in a host temp dir and next to the tests (a directory that is
+    // not a system directory, so no template has a reason to carry it).
+    hostDirs = [mkdtempSync(join(tmpdir(), 'sandpit-iso-')), mkdtempSync(join(here, '.work', 'iso-'))]
+    for (const d of hostDirs) writeFileSync(join(d, marker), 'secret')
     sbx = track(server, await Sandbox.create())
   })
-  after(() => rmSync(hostDir, { recursive: true, force: true }))
+  after(() => {
+    for (const d of hostDirs ?? []) rmSync(d, { recursive: true, force: true })
+  })
 
-  test('a host file is not visible', async () => {
-    const path = join(hostDir, marker)
-    assert.equal(await out(sbx, `test -e ${path} && echo visible || echo absent`), 'absent\n')
-    assert.equal(await out(sbx, `test -e ${path} && echo visible || echo absent`, { user: 'root' }), 'absent\n')
+  test('host files are not visible', async () => {
+    for (const d of hostDirs) {
+      const path = join(d, marker)
+      assert.equal(await out(sbx, `test -e ${path} && echo visible || echo absent`), 'absent\n', `${path} is visible`)
+      assert.equal(await out(sbx, `test -e ${path} && echo visible || echo absent`, { user: 'root' }), 'absent\n', `${path} is visible to root`)
+    }
     const found = await out(sbx, `find / -xdev -name ${marker} 2>/dev/null; true`, { user: 'root' })
     assert.equal(found, '', `sandbox found the host marker at: ${found}`)
+    // Host homes are not there; the sandbox has its own /home/user.
+    const homes = (await out(sbx, 'ls -A /home', { user: 'root' })).split('\n').filter(Boolean)
+    const hostHomes = readdirSync('/home').filter((h) => h !== 'user')
+    for (const h of hostHomes) assert.ok(!homes.includes(h), `host home /home/${h} is visible`)
+    assert.ok(homes.includes('user'), `no /home/user in ${homes}`)
   })
 
   test('the daemon data dir is not visible', async () => {
