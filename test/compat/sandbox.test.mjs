@@ -19,9 +19,11 @@ describe('sandbox lifecycle and commands', () => {
   /** @type {Sandbox} */
   let sbx
   const runId = tag()
+  // The SDK URL-encodes metadata filters three times over; odd characters check the server undoes all of it.
+  const NOTE = 'a b&c=d/é?'
 
   test('create with the default template', async () => {
-    sbx = track(server, await Sandbox.create({ metadata: { suite: 'compat', run: runId }, envs: { GLOBAL_VAR: 'from-create', SHARED: 'global' } }))
+    sbx = track(server, await Sandbox.create({ metadata: { suite: 'compat', run: runId, note: NOTE }, envs: { GLOBAL_VAR: 'from-create', SHARED: 'global' } }))
     assert.equal(typeof sbx.sandboxId, 'string')
     assert.ok(sbx.sandboxId.length > 0, 'sandboxId is empty')
   })
@@ -147,6 +149,9 @@ describe('sandbox lifecycle and commands', () => {
     assert.deepEqual(found.map((s) => s.sandboxId), [sbx.sandboxId])
     assert.equal(found[0].metadata.suite, 'compat')
     assert.equal(found[0].state, 'running')
+    const byNote = await collect({ metadata: { note: NOTE, run: runId } })
+    assert.deepEqual(byNote.map((s) => s.sandboxId), [sbx.sandboxId], 'filter on a metadata value with &, =, / and non-ASCII')
+    assert.deepEqual(await collect({ metadata: { note: 'a b', run: runId } }), [], 'a prefix of a metadata value must not match')
     const none = await collect({ metadata: { run: 'no-such-' + runId } })
     assert.deepEqual(none, [])
     const all = await collect(undefined)
@@ -158,7 +163,7 @@ describe('sandbox lifecycle and commands', () => {
     assert.equal(info.sandboxId, sbx.sandboxId)
     assert.equal(typeof info.templateId, 'string')
     assert.ok(info.templateId.length > 0)
-    assert.deepEqual(info.metadata, { suite: 'compat', run: runId })
+    assert.deepEqual(info.metadata, { suite: 'compat', run: runId, note: NOTE })
     assert.equal(info.state, 'running')
     assert.match(info.envdVersion, /^\d+\.\d+\.\d+/)
     assert.ok(info.cpuCount > 0, `cpuCount ${info.cpuCount}`)
@@ -184,8 +189,12 @@ describe('sandbox lifecycle and commands', () => {
   test('Sandbox.connect and run through the connected object', async () => {
     const marker = tag()
     await sbx.commands.run(`echo ${marker} > /tmp/connect-marker`)
+    const endBefore = (await sbx.getInfo()).endAt.getTime()
     const again = await Sandbox.connect(sbx.sandboxId)
     assert.equal(again.sandboxId, sbx.sandboxId)
+    // connect to a running sandbox extends its timeout, it never shortens it (600 s > the 300 s default).
+    const endAfter = (await again.getInfo()).endAt.getTime()
+    assert.ok(endAfter >= endBefore - 2000, `connect shortened the deadline by ${((endBefore - endAfter) / 1000).toFixed(0)} s`)
     const r = await again.commands.run('cat /tmp/connect-marker')
     assert.equal(r.stdout, `${marker}\n`)
     assert.equal(await again.isRunning(), true)
