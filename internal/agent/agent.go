@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/sandpit-dev/sandpit/internal/agent/process"
 	"github.com/sandpit-dev/sandpit/internal/agent/settings"
 )
@@ -125,7 +127,8 @@ func New(cfg Config) *Agent {
 	a.mux.Handle("POST /init", http.HandlerFunc(a.init))
 	a.mux.Handle("GET /envs", a.authed(http.HandlerFunc(a.envs)))
 	a.mux.Handle("GET /metrics", a.authed(http.HandlerFunc(a.serveMetrics)))
-	path, h := a.processes.Handler()
+	// The SDKs expect uncompressed responses (wire spec §4.1).
+	path, h := a.processes.Handler(connect.WithCompression("gzip", nil, nil))
 	a.mux.Handle(path, a.authed(h))
 	deps := Deps{Logger: logger, Settings: a.settings}
 	for _, m := range cfg.Mounts {

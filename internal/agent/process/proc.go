@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,8 @@ type proc struct {
 	subs     map[*subscriber]struct{}
 	end      *pb.ProcessEvent_EndEvent
 	lifetime *time.Timer // kills the process at the Start deadline
+
+	timedOut atomic.Bool // the lifetime timer killed it
 }
 
 // subscriber is one Start or Connect stream listening to a process.

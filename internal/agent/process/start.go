@@ -38,12 +38,13 @@ func (s *Service) Start(ctx context.Context, req *connect.Request[pb.StartReques
 		if p.end == nil {
 			p.lifetime = time.AfterFunc(time.Until(deadline), func() {
 				s.logger.Debug("process deadline passed, killing", "pid", p.pid)
+				p.timedOut.Store(true)
 				_ = p.signal(9)
 			})
 		}
 		p.mu.Unlock()
 	}
-	return s.stream(ctx, p, sub, keepaliveInterval(req.Header().Get("Keepalive-Ping-Interval")), func(ev *pb.ProcessEvent) error {
+	return s.stream(ctx, p, sub, true, keepaliveInterval(req.Header().Get("Keepalive-Ping-Interval")), func(ev *pb.ProcessEvent) error {
 		return stream.Send(&pb.StartResponse{Event: ev})
 	})
 }
@@ -57,7 +58,7 @@ func (s *Service) Connect(ctx context.Context, req *connect.Request[pb.ConnectRe
 		return errconnect.Error(err)
 	}
 	sub := p.subscribe()
-	return s.stream(ctx, p, sub, keepaliveInterval(req.Header().Get("Keepalive-Ping-Interval")), func(ev *pb.ProcessEvent) error {
+	return s.stream(ctx, p, sub, false, keepaliveInterval(req.Header().Get("Keepalive-Ping-Interval")), func(ev *pb.ProcessEvent) error {
 		return stream.Send(&pb.ConnectResponse{Event: ev})
 	})
 }

@@ -19,11 +19,15 @@ func keepaliveInterval(h string) time.Duration {
 	return DefaultKeepalive
 }
 
+var errDeadline = connect.NewError(connect.CodeDeadlineExceeded, errors.New("process timed out: the call's deadline passed"))
+
 // stream sends p's events to one client: the start event, data as it comes,
 // keepalives when idle, and the end event. It returns when the process has
 // ended, the client is gone, or the deadline passed (deadline_exceeded; the
-// Start lifetime timer kills the process).
-func (s *Service) stream(ctx context.Context, p *proc, sub *subscriber, keepalive time.Duration, send func(*pb.ProcessEvent) error) error {
+// Start lifetime timer kills the process). The Start stream (owner) of a
+// process its deadline killed ends with deadline_exceeded, as the SDKs
+// expect of a command that timed out.
+func (s *Service) stream(ctx context.Context, p *proc, sub *subscriber, owner bool, keepalive time.Duration, send func(*pb.ProcessEvent) error) error {
 	defer p.unsubscribe(sub)
 	if err := send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: p.pid}}}); err != nil {
 		return err
@@ -53,6 +57,9 @@ func (s *Service) stream(ctx context.Context, p *proc, sub *subscriber, keepaliv
 				}
 				break
 			}
+			if owner && p.timedOut.Load() {
+				return errDeadline
+			}
 			p.mu.Lock()
 			end := p.end
 			p.mu.Unlock()
@@ -64,7 +71,7 @@ func (s *Service) stream(ctx context.Context, p *proc, sub *subscriber, keepaliv
 			timer.Reset(keepalive)
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return connect.NewError(connect.CodeDeadlineExceeded, errors.New("process timed out: the call's deadline passed"))
+				return errDeadline
 			}
 			return connect.NewError(connect.CodeCanceled, ctx.Err())
 		}
