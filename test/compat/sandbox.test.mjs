@@ -220,6 +220,36 @@ describe('sandbox lifecycle and commands', () => {
   })
 })
 
+describe('Sandbox.list', () => {
+  test('pagination, order, state and template filters', async () => {
+    const run = tag()
+    const made = []
+    for (let i = 0; i < 3; i++) {
+      made.push(track(server, await Sandbox.create({ metadata: { run, i: String(i) } })))
+      await new Promise((r) => setTimeout(r, 20)) // distinct start times
+    }
+    const pages = []
+    const pager = Sandbox.list({ query: { metadata: { run } }, limit: 2, order: 'asc' })
+    while (pager.hasNext) pages.push(await pager.nextItems())
+    assert.deepEqual(pages.map((p) => p.length), [2, 1], 'limit 2 over 3 sandboxes gives pages of 2 and 1')
+    assert.deepEqual(pages.flat().map((s) => s.metadata.i), ['0', '1', '2'], 'order asc is by start time')
+
+    const desc = await Sandbox.list({ query: { metadata: { run } }, order: 'desc' }).nextItems()
+    assert.deepEqual(desc.map((s) => s.metadata.i), ['2', '1', '0'])
+
+    const running = await Sandbox.list({ query: { metadata: { run }, state: ['running'] } }).nextItems()
+    assert.equal(running.length, 3)
+    const paused = await Sandbox.list({ query: { metadata: { run }, state: ['paused'] } }).nextItems()
+    assert.deepEqual(paused, [])
+
+    const byTemplate = await Sandbox.list({ query: { metadata: { run }, template: 'base' } }).nextItems()
+    assert.equal(byTemplate.length, 3, 'template filter by alias "base"')
+
+    for (const s of made) await s.kill()
+    assert.deepEqual(await Sandbox.list({ query: { metadata: { run } } }).nextItems(), [])
+  })
+})
+
 describe('control plane errors', () => {
   test('Sandbox.kill(unknown id) returns false', async () => {
     assert.equal(await Sandbox.kill('inosuchsandbox' + tag()), false)
