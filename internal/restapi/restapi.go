@@ -1,0 +1,217 @@
+// Package restapi serves the control-plane REST API: the E2B sandbox
+// endpoints the official SDKs call (api/openapi/sandpit.yaml), with API key
+// auth, E2B's error body and a log line per request. Handlers translate
+// between the generated wire types (gen/openapi) and the sandbox Manager;
+// errors are mapped to HTTP statuses in one place (errors.go).
+package restapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/gen/openapi"
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+)
+
+// Sandboxes is what the API needs of the sandbox lifecycle;
+// *sandbox.Manager implements it.
+type Sandboxes interface {
+	Create(ctx context.Context, req sandbox.CreateRequest) (sandbox.Info, error)
+	Get(ctx context.Context, id string) (sandbox.Info, error)
+	List(ctx context.Context, f sandbox.ListFilter) (sandbox.Page, error)
+	Kill(ctx context.Context, id string) error
+	SetTimeout(ctx context.Context, id string, timeout time.Duration) error
+	Refresh(ctx context.Context, id string, d time.Duration) error
+	Connect(ctx context.Context, id string, timeout time.Duration) (sandbox.Info, error)
+	CheckTimeout(d time.Duration) error
+}
+
+var _ Sandboxes = (*sandbox.Manager)(nil)
+
+// KeyVerifier checks API keys; store.Store implements it.
+type KeyVerifier interface {
+	// VerifyKey reports whether plaintext is a valid, unrevoked key; the
+	// error is for the check itself failing.
+	VerifyKey(ctx context.Context, plaintext string) (bool, error)
+}
+
+// Config is what New needs. Manager is required.
+type Config struct {
+	Manager Sandboxes
+	// Keys verifies X-API-KEY; nil accepts only ExtraKey.
+	Keys KeyVerifier
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// ExtraKey, when set, is accepted besides the stored keys
+	// (SANDPIT_API_KEY).
+	ExtraKey string
+	// Domain is reported to SDKs as the sandboxes' domain; null when
+	// empty.
+	Domain string
+}
+
+// ClientID is the constant, deprecated clientID E2B responses carry.
+const ClientID = "6532622b"
+
+// maxBodyBytes bounds a request body.
+const maxBodyBytes = 1 << 20
+
+// New returns the control-plane handler. Every path but GET /health needs
+// an API key in X-API-KEY.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{cfg: cfg, log: cfg.Logger}
+	mux := http.NewServeMux()
+	openapi.HandlerWithOptions(s, openapi.StdHTTPServerOptions{
+		BaseRouter: mux,
+		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			// Malformed parameters: the generated binder's message names
+			// the parameter.
+			s.writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, err.Error()))
+		},
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
+	return s.logRequests(s.authenticate(mux))
+}
+
+// server implements openapi.ServerInterface.
+type server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+var _ openapi.ServerInterface = (*server)(nil)
+
+// noRoute answers paths and methods the API does not serve, in the E2B
+// error shape.
+func (s *server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" {
+			writeJSON(w, http.StatusMethodNotAllowed, openapi.Error{
+				Code:    http.StatusMethodNotAllowed,
+				Message: "method " + r.Method + " is not allowed on " + r.URL.Path,
+			})
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, openapi.Error{
+		Code:    http.StatusNotFound,
+		Message: "no such endpoint: " + r.Method + " " + r.URL.Path,
+	})
+}
+
+// authenticate lets a request through when its X-API-KEY is ExtraKey or a
+// key Keys accepts. GET /health needs no key.
+func (s *server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		key := apiKey(r.Header)
+		if key == "" {
+			s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated,
+				"missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs); create one with `sandpit keys create`"))
+			return
+		}
+		ok := s.cfg.ExtraKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.ExtraKey)) == 1
+		if !ok && s.cfg.Keys != nil {
+			var err error
+			ok, err = s.cfg.Keys.VerifyKey(r.Context(), key)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		if !ok {
+			s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated,
+				"invalid API key: keys look like e2b_ followed by 40 hex digits; create one with `sandpit keys create` or set SANDPIT_API_KEY on the server"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiKey returns the X-API-KEY header, whatever the case of its name. The
+// server canonicalises names it reads off the wire; handlers called
+// directly may not have.
+func apiKey(h http.Header) string {
+	if v := h.Get("X-Api-Key"); v != "" {
+		return v
+	}
+	for name, vs := range h {
+		if strings.EqualFold(name, "X-Api-Key") && len(vs) > 0 {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
+// reqInfo carries what handlers learn about a request to its log line.
+type reqInfo struct {
+	sandboxID string
+}
+
+type reqInfoKey struct{}
+
+// noteSandbox records the sandbox a request is about, for the log line.
+func noteSandbox(r *http.Request, id string) {
+	if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+		ri.sandboxID = id
+	}
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logRequests logs one line per request: method, path, status, duration
+// and the sandbox it concerned.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ri := &reqInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		if ri.sandboxID != "" {
+			attrs = append(attrs, "sandbox_id", ri.sandboxID)
+		}
+		s.log.InfoContext(r.Context(), "request", attrs...)
+	})
+}

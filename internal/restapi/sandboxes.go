@@ -1,0 +1,191 @@
+package restapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/gen/openapi"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+)
+
+// GetHealth implements openapi.ServerInterface.
+func (s *server) GetHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, openapi.Health{Status: "ok"})
+}
+
+// seconds converts a wire timeout. nil means "not given" (zero, the
+// Manager's default); a given value must pass CheckTimeout.
+func (s *server) seconds(v *int32) (time.Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	d := time.Duration(*v) * time.Second
+	if err := s.cfg.Manager.CheckTimeout(d); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// allowInternet reads allow_internet_access; E2B's default is allowed.
+func allowInternet(v *bool) bool { return v == nil || *v }
+
+func deref[M ~map[string]string](m *M) map[string]string {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
+
+// CreateSandbox implements openapi.ServerInterface: POST /sandboxes, the
+// Python SDK's create. Secure only when asked.
+func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
+	var body openapi.NewSandbox
+	if err := decodeBody(r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	timeout, err := s.seconds(body.Timeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.create(w, r, sandbox.CreateRequest{
+		Template:            body.TemplateID,
+		Timeout:             timeout,
+		Metadata:            deref(body.Metadata),
+		EnvVars:             deref(body.EnvVars),
+		Secure:              body.Secure != nil && *body.Secure,
+		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
+	})
+}
+
+// CreateSandboxV2 implements openapi.ServerInterface: POST /v2/sandboxes,
+// the JS SDK's create. Always secure.
+func (s *server) CreateSandboxV2(w http.ResponseWriter, r *http.Request) {
+	var body openapi.NewSandboxV2
+	if err := decodeBody(r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	timeout, err := s.seconds(body.Timeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.create(w, r, sandbox.CreateRequest{
+		Template:            body.TemplateID,
+		Timeout:             timeout,
+		Metadata:            deref(body.Metadata),
+		EnvVars:             deref(body.EnvVars),
+		Secure:              true,
+		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
+	})
+}
+
+func (s *server) create(w http.ResponseWriter, r *http.Request, req sandbox.CreateRequest) {
+	info, err := s.cfg.Manager.Create(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	noteSandbox(r, info.ID)
+	writeJSON(w, http.StatusCreated, s.toSandbox(info))
+}
+
+// GetSandbox implements openapi.ServerInterface.
+func (s *server) GetSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	info, err := s.cfg.Manager.Get(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toDetail(info))
+}
+
+// KillSandbox implements openapi.ServerInterface.
+func (s *server) KillSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	if err := s.cfg.Manager.Kill(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// SetSandboxTimeout implements openapi.ServerInterface.
+func (s *server) SetSandboxTimeout(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.SetTimeout
+	if err := decodeBody(r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.cfg.Manager.SetTimeout(r.Context(), id, time.Duration(body.Timeout)*time.Second); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RefreshSandbox implements openapi.ServerInterface.
+func (s *server) RefreshSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.Refresh
+	if err := decodeBody(r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var d time.Duration
+	if body.Duration != nil {
+		d = time.Duration(*body.Duration) * time.Second
+	}
+	if err := s.cfg.Manager.Refresh(r.Context(), id, d); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ConnectSandbox implements openapi.ServerInterface: the Python SDK's
+// connect. A timeout of 0 means the default.
+func (s *server) ConnectSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.ConnectSandbox
+	if err := decodeBody(r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var timeout *int32
+	if body.Timeout != 0 {
+		timeout = &body.Timeout
+	}
+	s.connect(w, r, id, timeout)
+}
+
+// ConnectSandboxV2 implements openapi.ServerInterface: the JS SDK's
+// connect.
+func (s *server) ConnectSandboxV2(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.ConnectSandboxV2
+	if err := decodeBody(r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.connect(w, r, id, body.Timeout)
+}
+
+func (s *server) connect(w http.ResponseWriter, r *http.Request, id string, timeout *int32) {
+	d, err := s.seconds(timeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info, err := s.cfg.Manager.Connect(r.Context(), id, d)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// 200: it was running (201 is for a resumed sandbox, once pause exists).
+	writeJSON(w, http.StatusOK, s.toSandbox(info))
+}

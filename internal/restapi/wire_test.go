@@ -1,0 +1,48 @@
+package restapi_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestOverTheWire drives the handler through a real HTTP server and client:
+// header names arrive canonicalised and percent-encoded path segments keep
+// their encoding until routing.
+func TestOverTheWire(t *testing.T) {
+	e := newEnv(t, "")
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	do := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["x-api-key"] = []string{e.key} // lower case on the wire
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, body := do("POST", "/v2/sandboxes", `{"templateID":"base"}`)
+	if status != 201 {
+		t.Fatalf("create = %d %s", status, body)
+	}
+	status, body = do("GET", "/sandboxes/team%2Fbox%3Av1", "")
+	if status != 404 || !strings.Contains(body, `"code":404`) || !strings.Contains(body, `team/box:v1`) {
+		t.Errorf("GET encoded id = %d %s", status, body)
+	}
+	status, body = do("GET", "/v2/sandboxes?metadata=user%3Dabc%26app%3Dprod&state=running,paused", "")
+	if status != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("list = %d %s", status, body)
+	}
+	if !strings.Contains(e.logs.String(), `"sandbox_id":"team/box:v1"`) {
+		t.Errorf("request log lacks sandbox_id: %s", e.logs.String())
+	}
+}
