@@ -308,11 +308,14 @@ type executeRequest struct {
 }
 
 func (k *jupyterKernel) execute(ctx context.Context, code string, emit func(any)) error {
+	// stop_on_error would make the kernel abort requests that reach it
+	// shortly after a failed one, including the next cell we send once
+	// this one replied; executions are serialized here, so there is never
+	// a queue to abort. A failing statement still ends its own cell.
 	return k.run(ctx, executeRequest{
 		Code:            code,
 		StoreHistory:    true,
 		UserExpressions: map[string]any{},
-		StopOnError:     true,
 	}, emit)
 }
 

@@ -1,0 +1,137 @@
+package interp
+
+import (
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestJavaScriptState(t *testing.T) {
+	e := newTestEnv(t, nil)
+	mustOK(t, e.exec(code("let a = 40; const b = 2; function add(x, y) { return x + y }", `"language":"javascript"`)))
+	x := e.exec(code("console.log('hi', a); add(a, b)", `"language":"js"`))
+	mustOK(t, x)
+	if got := x.stdout(); got != "hi 40\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if got := x.mainText(); got != "42" {
+		t.Errorf("result %q, lines %v", got, x.lines)
+	}
+	x = e.exec(code("const r = await Promise.resolve(5); r * 2", `"language":"javascript"`))
+	mustOK(t, x)
+	if got := x.mainText(); got != "10" {
+		t.Errorf("top-level await result %q", got)
+	}
+	x = e.exec(code("r + 1", `"language":"javascript"`))
+	if got := x.mainText(); got != "6" {
+		t.Errorf("after top-level await %q, %v", got, x.lines)
+	}
+	x = e.exec(code("null.foo", `"language":"javascript"`))
+	er := x.errorLine()
+	if er == nil || er["name"] != "TypeError" || !strings.Contains(str(er["traceback"]), "TypeError") {
+		t.Errorf("error line %v", er)
+	}
+	x = e.exec(code("process.env.SANDPIT_GLOBAL + ' ' + process.env.ONLY_NOW", `"language":"javascript"`, `"env_vars":{"ONLY_NOW":"now"}`))
+	if got := x.mainText(); got != "yes now" {
+		t.Errorf("env %q", got)
+	}
+	x = e.exec(code("String(process.env.ONLY_NOW)", `"language":"javascript"`))
+	if got := x.mainText(); got != "undefined" {
+		t.Errorf("env after execution %q", got)
+	}
+}
+
+func TestTypeScript(t *testing.T) {
+	if _, err := os.Stat("/usr/share/nodejs/typescript"); err != nil {
+		t.Skip("needs Debian's node-typescript")
+	}
+	e := newTestEnv(t, nil)
+	x := e.exec(code("interface P { n: number }\nconst p: P = { n: 3 };\np.n * 2", `"language":"typescript"`))
+	mustOK(t, x)
+	if got := x.mainText(); got != "6" {
+		t.Errorf("ts result %q %v", got, x.lines)
+	}
+}
+
+func TestBash(t *testing.T) {
+	e := newTestEnv(t, nil)
+	mustOK(t, e.exec(code("cd /tmp && FOO=bar; mkdir -p sandpit-bash-test", `"language":"bash"`)))
+	x := e.exec(code("echo $FOO $PWD; echo oops >&2", `"language":"bash"`))
+	mustOK(t, x)
+	if got := x.stdout(); got != "bar /tmp\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if got := x.of("stderr"); len(got) != 1 || str(got[0].m["text"]) != "oops\n" {
+		t.Errorf("stderr %v", got)
+	}
+	x = e.exec(code("echo before; false", `"language":"bash"`))
+	if er := x.errorLine(); er == nil || er["value"] != "1" {
+		t.Errorf("exit status error: %v", x.lines)
+	}
+	x = e.exec(code("echo \"it's $SANDPIT_GLOBAL\" '\\\\'", `"language":"bash"`))
+	if got := x.stdout(); got != "it's yes \\\\\n" {
+		t.Errorf("quoting %q", got)
+	}
+}
+
+func TestContexts(t *testing.T) {
+	e := newTestEnv(t, nil)
+	dir := t.TempDir()
+	py := e.createContext(`{"language":"python","cwd":"` + dir + `"}`)
+	js := e.createContext(`{"language":"javascript"}`)
+	sh := e.createContext(`{"language":"bash","cwd":"/tmp"}`)
+
+	mustOK(t, e.exec(code("v = 'py'", `"context_id":"`+py+`"`)))
+	mustOK(t, e.exec(code("var v = 'js'", `"context_id":"`+js+`"`)))
+	mustOK(t, e.exec(code("v=sh", `"context_id":"`+sh+`"`)))
+
+	if got := e.exec(code("import os; (v, os.getcwd())", `"context_id":"`+py+`"`)).mainText(); got != "('py', '"+dir+"')" {
+		t.Errorf("python context: %q", got)
+	}
+	if got := e.exec(code("v", `"context_id":"`+js+`"`)).mainText(); got != "js" {
+		t.Errorf("js context: %q", got)
+	}
+	if got := e.exec(code("echo $v $PWD", `"context_id":"`+sh+`"`)).stdout(); got != "sh /tmp\n" {
+		t.Errorf("bash context: %q", got)
+	}
+	// The default python context does not see the other one's state.
+	if er := e.exec(pyCode("v")).errorLine(); er == nil || er["name"] != "NameError" {
+		t.Errorf("default context sees v: %v", er)
+	}
+
+	st, body := e.do(http.MethodGet, "/contexts", "")
+	if st != 200 || !strings.Contains(body, py) || !strings.Contains(body, `"language":"python"`) {
+		t.Errorf("list: %d %s", st, body)
+	}
+
+	// Restart clears state and keeps the id.
+	if st, body := e.do(http.MethodPost, "/contexts/"+py+"/restart", ""); st != 200 {
+		t.Fatalf("restart: %d %s", st, body)
+	}
+	if er := e.exec(code("v", `"context_id":"`+py+`"`)).errorLine(); er == nil || er["name"] != "NameError" {
+		t.Errorf("state survived restart: %v", er)
+	}
+	if got := e.exec(code("import os; os.getcwd()", `"context_id":"`+py+`"`)).mainText(); got != dir {
+		t.Errorf("cwd after restart: %q %v", got, e.exec(code("import os; os.getcwd()", `"context_id":"`+py+`"`)).lines)
+	}
+
+	// Delete frees it; then 404s.
+	if st, _ := e.do(http.MethodDelete, "/contexts/"+js, ""); st != 200 {
+		t.Fatalf("delete: %d", st)
+	}
+	x := e.exec(code("1", `"context_id":"`+js+`"`))
+	if x.status != 404 || x.body != "Context "+js+" not found\n" && x.body != "Context "+js+" not found" {
+		t.Errorf("after delete: %d %q", x.status, x.body)
+	}
+	if st, body := e.do(http.MethodDelete, "/contexts/nope", ""); st != 404 || !strings.HasPrefix(body, "Context nope not found") {
+		t.Errorf("delete unknown: %d %q", st, body)
+	}
+	if st, _ := e.do(http.MethodPost, "/contexts/nope/restart", ""); st != 404 {
+		t.Errorf("restart unknown: %d", st)
+	}
+	x = e.exec(code("1", `"context_id":"`+py+`"`, `"language":"python"`))
+	if x.status != 400 {
+		t.Errorf("context_id and language: %d", x.status)
+	}
+}
