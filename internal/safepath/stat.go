@@ -145,7 +145,10 @@ func (r *Root) OpenFile(abs string, flags int) (*os.File, error) {
 	if flags&unix.O_CREAT != 0 {
 		return nil, pathErr("open", abs, unix.EINVAL)
 	}
-	fd, err := r.openFD(abs, flags|unix.O_NOCTTY, 0)
+	if flags&unix.O_PATH == 0 {
+		flags |= unix.O_NOCTTY // openat2 refuses it with O_PATH
+	}
+	fd, err := r.openFD(abs, flags, 0)
 	if err != nil {
 		return nil, pathErr("open", abs, err)
 	}

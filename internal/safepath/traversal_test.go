@@ -413,6 +413,13 @@ func TestLstatAndReadDir(t *testing.T) {
 		if !names["file.txt"] || !names["abs"] || !names["sub"] || names["."] || names[".."] {
 			t.Fatalf("ReadDir names = %v", names)
 		}
+		for _, flags := range []int{unix.O_RDONLY, unix.O_PATH, unix.O_PATH | unix.O_DIRECTORY, unix.O_RDONLY | unix.O_DIRECTORY} {
+			if d, err := f.r.OpenFile("/home/user/abs", flags); err != nil {
+				t.Errorf("OpenFile(%#x): %v", flags, err)
+			} else {
+				d.Close()
+			}
+		}
 		if fi, err := f.r.Lstat("/"); err != nil || !fi.IsDir() || fi.Name() != "/" {
 			t.Fatalf("Lstat root = %v, %v", fi, err)
 		}

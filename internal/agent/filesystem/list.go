@@ -1,0 +1,73 @@
+package filesystem
+
+import (
+	"context"
+	"path"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/sandpit-dev/sandpit/gen/proto/filesystem"
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
+)
+
+// ListDir lists a directory (following a symlink to reach it) down to
+// depth levels (0 counts as 1), in lexical pre-order. The directory itself
+// is not listed and symlinks below it are not followed. A subdirectory that
+// cannot be read is listed but not entered.
+func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRequest]) (*connect.Response[pb.ListDirResponse], error) {
+	id, err := s.identify(req.Header())
+	if err != nil {
+		return nil, s.rpcError("list", err)
+	}
+	abs, err := id.resolve(req.Msg.GetPath())
+	if err != nil {
+		return nil, s.rpcError("list", err)
+	}
+	fi, err := s.root.Stat(abs)
+	if err != nil {
+		return nil, s.rpcError("list", err)
+	}
+	if !fi.IsDir() {
+		return nil, s.rpcError("list", errdefs.New(errdefs.ErrInvalidArgument, "path '"+abs+"' is not a directory"))
+	}
+	depth := int(req.Msg.GetDepth())
+	if depth == 0 {
+		depth = 1
+	}
+	var entries []*pb.EntryInfo
+	if err := s.list(ctx, id.accounts, abs, depth, true, &entries); err != nil {
+		return nil, s.rpcError("list", err)
+	}
+	return connect.NewResponse(&pb.ListDirResponse{Entries: entries}), nil
+}
+
+// list appends the entries of dir and, depth permitting, of its
+// subdirectories. top errors are returned; below it, unreadable
+// directories are skipped.
+func (s *Service) list(ctx context.Context, accts *safepath.Accounts, dir string, depth int, top bool, out *[]*pb.EntryInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	infos, err := s.root.ReadDir(dir)
+	if err != nil {
+		if top {
+			return err
+		}
+		s.logger.Debug("listing subdirectory", "path", dir, "err", err)
+		return nil
+	}
+	slices.SortFunc(infos, func(a, b *safepath.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, fi := range infos {
+		child := path.Join(dir, fi.Name())
+		*out = append(*out, s.entryFrom(accts, child, fi))
+		if depth > 1 && fi.IsDir() {
+			if err := s.list(ctx, accts, child, depth-1, false, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
