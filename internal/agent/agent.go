@@ -150,6 +150,11 @@ func New(cfg Config) *Agent {
 // Config.Mounts, such as an interpreter that needs the env).
 func (a *Agent) Settings() *settings.Settings { return a.settings }
 
+// Reaper returns the agent's child reaper. Anything else in the agent's OS
+// process that starts children must do so through it (Reaper.Start), never
+// with exec.Cmd.Wait, which would race with it.
+func (a *Agent) Reaper() *process.Reaper { return a.reaper }
+
 // Handler returns the agent as an http.Handler.
 func (a *Agent) Handler() http.Handler { return a }
 

@@ -229,7 +229,12 @@ func TestRawConnectJSONStart(t *testing.T) {
 			t.Fatalf("truncated envelope: %q", rest)
 		}
 		n := binary.BigEndian.Uint32(rest[1:5])
-		envs = append(envs, env{rest[0], string(rest[5 : 5+n])})
+		// protojson adds random spaces on purpose: compare compacted.
+		var msg bytes.Buffer
+		if err := json.Compact(&msg, rest[5:5+n]); err != nil {
+			t.Fatalf("envelope is not JSON: %q", rest[5:5+n])
+		}
+		envs = append(envs, env{rest[0], msg.String()})
 		rest = rest[5+n:]
 	}
 	if len(envs) < 4 {
@@ -449,4 +454,20 @@ func TestAgentStopsEveryGoroutine(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func FuzzTunnelTarget(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:80", "localhost:1", "[::1]:22", "10.0.0.1:80", "127.0.0.1:0", "host"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		target, err := tunnelTarget(s)
+		if err != nil {
+			return
+		}
+		host, _, err := net.SplitHostPort(target)
+		if err != nil || (host != "127.0.0.1" && host != "::1") {
+			t.Errorf("tunnelTarget(%q) = %q: not loopback", s, target)
+		}
+	})
 }

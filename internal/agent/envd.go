@@ -2,6 +2,8 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 
 	"github.com/sandpit-dev/sandpit/internal/agent/settings"
@@ -33,7 +35,8 @@ type initRequest struct {
 func (a *Agent) init(w http.ResponseWriter, r *http.Request) {
 	var req initRequest
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req)
+		if err != nil && !errors.Is(err, io.EOF) {
 			writeError(w, http.StatusBadRequest, "invalid /init body: "+err.Error())
 			return
 		}
