@@ -13,8 +13,8 @@ import (
 // decodeBody reads r's JSON body into v. Unknown fields are ignored (the
 // SDKs send more than sandpit uses). An empty body is an error when
 // required, else leaves v as it is.
-func decodeBody(r *http.Request, v any, required bool) error {
-	dec := json.NewDecoder(r.Body)
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	err := dec.Decode(v)
 	if errors.Is(err, io.EOF) {
 		if required {

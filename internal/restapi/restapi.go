@@ -53,6 +53,10 @@ type Config struct {
 	// Domain is reported to SDKs as the sandboxes' domain; null when
 	// empty.
 	Domain string
+	// Fallback, when set, serves requests that match no API route (e.g.
+	// /metrics, the web UI), without API key checks. When nil they get an
+	// E2B-style 404 or 405.
+	Fallback http.Handler
 }
 
 // ClientID is the constant, deprecated clientID E2B responses carry.
@@ -77,8 +81,14 @@ func New(cfg Config) http.Handler {
 			s.writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, err.Error()))
 		},
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
-	return s.logRequests(s.authenticate(mux))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Fallback != nil {
+			cfg.Fallback.ServeHTTP(w, r)
+			return
+		}
+		s.noRoute(w, r, mux)
+	})
+	return s.logRequests(s.authenticate(mux, mux))
 }
 
 // server implements openapi.ServerInterface.
@@ -112,11 +122,12 @@ func (s *server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 	})
 }
 
-// authenticate lets a request through when its X-API-KEY is ExtraKey or a
-// key Keys accepts. GET /health needs no key.
-func (s *server) authenticate(next http.Handler) http.Handler {
+// authenticate lets a request for an API route through when its X-API-KEY
+// is ExtraKey or a key Keys accepts. GET /health and requests that match no
+// API route (routes tells) need no key.
+func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+		if _, pattern := routes.Handler(r); pattern == "/" || pattern == "GET /health" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -202,7 +213,6 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		ri := &reqInfo{}
 		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {

@@ -91,6 +91,10 @@ func newEnv(t *testing.T, domain string) *env {
 	return e
 }
 
+func restapiWithFallback(e *env, fb http.Handler) http.Handler {
+	return restapi.New(restapi.Config{Manager: e.m, Keys: e.st, ExtraKey: extraKey, Fallback: fb})
+}
+
 type response struct {
 	status int
 	header http.Header

@@ -40,7 +40,7 @@ func deref[M ~map[string]string](m *M) map[string]string {
 // Python SDK's create. Secure only when asked.
 func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
 	var body openapi.NewSandbox
-	if err := decodeBody(r, &body, true); err != nil {
+	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -63,7 +63,7 @@ func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
 // the JS SDK's create. Always secure.
 func (s *server) CreateSandboxV2(w http.ResponseWriter, r *http.Request) {
 	var body openapi.NewSandboxV2
-	if err := decodeBody(r, &body, true); err != nil {
+	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -117,7 +117,7 @@ func (s *server) KillSandbox(w http.ResponseWriter, r *http.Request, id openapi.
 func (s *server) SetSandboxTimeout(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	noteSandbox(r, id)
 	var body openapi.SetTimeout
-	if err := decodeBody(r, &body, true); err != nil {
+	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -132,7 +132,7 @@ func (s *server) SetSandboxTimeout(w http.ResponseWriter, r *http.Request, id op
 func (s *server) RefreshSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	noteSandbox(r, id)
 	var body openapi.Refresh
-	if err := decodeBody(r, &body, false); err != nil {
+	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -152,7 +152,7 @@ func (s *server) RefreshSandbox(w http.ResponseWriter, r *http.Request, id opena
 func (s *server) ConnectSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	noteSandbox(r, id)
 	var body openapi.ConnectSandbox
-	if err := decodeBody(r, &body, false); err != nil {
+	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -168,7 +168,7 @@ func (s *server) ConnectSandbox(w http.ResponseWriter, r *http.Request, id opena
 func (s *server) ConnectSandboxV2(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	noteSandbox(r, id)
 	var body openapi.ConnectSandboxV2
-	if err := decodeBody(r, &body, false); err != nil {
+	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

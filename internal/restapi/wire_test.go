@@ -46,3 +46,27 @@ func TestOverTheWire(t *testing.T) {
 		t.Errorf("request log lacks sandbox_id: %s", e.logs.String())
 	}
 }
+
+func TestFallbackServesNonAPIRoutesWithoutKey(t *testing.T) {
+	e := newEnv(t, "")
+	h := restapiWithFallback(e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "fallback "+r.URL.Path)
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || rec.Body.String() != "fallback /metrics" {
+		t.Errorf("GET /metrics = %d %q", rec.Code, rec.Body.String())
+	}
+	// API routes still need a key.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v2/sandboxes", nil))
+	if rec.Code != 401 {
+		t.Errorf("GET /v2/sandboxes without key = %d", rec.Code)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	e := newEnv(t, "")
+	big := `{"templateID":"base","metadata":{"k":"` + strings.Repeat("x", 2<<20) + `"}}`
+	wantError(t, e.do(t, "POST", "/v2/sandboxes", big), 400, "larger than")
+}

@@ -193,7 +193,9 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 		return m.count(notFound(id))
 	}
 	m.log.InfoContext(ctx, "killing sandbox", "sandbox_id", id, "reason", "request")
-	return m.count(m.release(ctx, e.info.ID))
+	// The sandbox is no longer the Manager's: finish releasing it even if
+	// the caller goes away.
+	return m.count(m.release(context.WithoutCancel(ctx), e.info.ID))
 }
 
 // remove takes id out of the Manager: no more routes, no timer. It reports

@@ -679,3 +679,16 @@ func histogramStages(t *testing.T, reg *prometheus.Registry) map[string]uint64 {
 	}
 	return out
 }
+
+func TestKillFinishesWhenCallerCancels(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	info := e.create(t, sandbox.CreateRequest{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.m.Kill(ctx, info.ID); err != nil {
+		t.Fatalf("Kill with a cancelled context: %v", err)
+	}
+	if got := e.stored(t); len(got) != 0 {
+		t.Errorf("store holds %v", got)
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 )
@@ -105,5 +107,28 @@ func TestSocketServesHandler(t *testing.T) {
 	}
 	if _, err := f.Create(t.Context(), runtime.Spec{ID: "late"}); err == nil {
 		t.Error("Create after Close succeeded")
+	}
+}
+
+func TestCloseStopsSocketServers(t *testing.T) {
+	before := goruntime.NumGoroutine()
+	f := New(Options{Handler: http.NotFoundHandler()})
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := f.Create(t.Context(), runtime.Spec{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Kill(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for goruntime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines remain, had %d", goruntime.NumGoroutine(), before)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
