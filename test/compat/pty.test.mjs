@@ -16,8 +16,13 @@ function terminal() {
       t.text += dec.decode(bytes, { stream: true })
     },
     /** Waits for a regexp to match the output produced after `from`. */
-    async expect(re, from = 0, what = String(re)) {
-      return await waitFor(() => t.text.slice(from).match(re), { timeoutMs: 10_000, what: `terminal output ${what}; got ${JSON.stringify(t.text.slice(from).slice(-300))}` })
+    async expect(re, from = 0) {
+      try {
+        return await waitFor(() => t.text.slice(from).match(re), { timeoutMs: 10_000, what: `terminal output ${re}` })
+      } catch (err) {
+        err.message += `; got ${JSON.stringify(t.text.slice(from).slice(-300))}`
+        throw err
+      }
     },
   }
   return t
