@@ -16,6 +16,7 @@ import (
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
 // Sandboxes is what the API needs of the sandbox lifecycle;
@@ -70,6 +71,9 @@ const maxBodyBytes = 1 << 20
 func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ExtraKey != "" && !store.WellFormedKey(cfg.ExtraKey) {
+		cfg.Logger.Warn("the extra API key is not e2b_ followed by 40 lowercase hex digits; the Python SDK will refuse it unless E2B_VALIDATE_API_KEY=false")
 	}
 	s := &server{cfg: cfg, log: cfg.Logger}
 	mux := http.NewServeMux()

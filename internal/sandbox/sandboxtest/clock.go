@@ -1,6 +1,5 @@
 // Package sandboxtest holds test doubles for code that uses package sandbox:
-// a manual clock that fires sandbox deadlines when a test says so, and a
-// fixed template resolver.
+// a manual clock that fires sandbox deadlines when a test says so.
 package sandboxtest
 
 import (
