@@ -399,3 +399,55 @@ func syscallKill0(pid uint32) error {
 	}
 	return nil
 }
+
+func TestStreamInputAndSignals(t *testing.T) {
+	e := newEnv(t, settings.Values{})
+	ctx := t.Context()
+	s, err := e.client.Start(ctx, connect.NewRequest(&pb.StartRequest{Process: &pb.ProcessConfig{Cmd: "cat"}, Tag: ptr("cat")}))
+	if err != nil || !s.Receive() {
+		t.Fatalf("start: %v", err)
+	}
+	sel := &pb.ProcessSelector{Selector: &pb.ProcessSelector_Tag{Tag: "cat"}}
+	in := e.client.StreamInput(ctx)
+	for _, m := range []*pb.StreamInputRequest{
+		{Event: &pb.StreamInputRequest_Start{Start: &pb.StreamInputRequest_StartEvent{Process: sel}}},
+		{Event: &pb.StreamInputRequest_Data{Data: &pb.StreamInputRequest_DataEvent{Input: &pb.ProcessInput{Input: &pb.ProcessInput_Stdin{Stdin: []byte("streamed\n")}}}}},
+	} {
+		if err := in.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.CloseAndReceive(); err != nil {
+		t.Fatalf("StreamInput: %v", err)
+	}
+	if !s.Receive() || string(s.Msg().GetEvent().GetData().GetStdout()) != "streamed\n" {
+		t.Fatalf("stream input echo: %v %v", s.Msg(), s.Err())
+	}
+	_, err = e.client.SendSignal(ctx, connect.NewRequest(&pb.SendSignalRequest{Process: sel, Signal: pb.Signal_SIGNAL_UNSPECIFIED}))
+	if connect.CodeOf(err) != connect.CodeUnimplemented {
+		t.Errorf("unspecified signal: %v", err)
+	}
+	if _, err := e.client.SendSignal(ctx, connect.NewRequest(&pb.SendSignalRequest{Process: sel, Signal: pb.Signal_SIGNAL_SIGTERM})); err != nil {
+		t.Fatal(err)
+	}
+	r, err := collect(t, s)
+	if err != nil || r.end.GetStatus() != "signal: terminated" {
+		t.Errorf("after SIGTERM: %+v %v", r, err)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	e := newEnv(t, settings.Values{})
+	for _, tc := range []struct {
+		cfg  *pb.ProcessConfig
+		want connect.Code
+	}{
+		{&pb.ProcessConfig{}, connect.CodeInvalidArgument},
+		{&pb.ProcessConfig{Cmd: "no-such-command-xyz"}, connect.CodeInvalidArgument},
+		{&pb.ProcessConfig{Cmd: "/no/such/binary"}, connect.CodeInvalidArgument},
+	} {
+		if err := runErr(t, e, &pb.StartRequest{Process: tc.cfg}); connect.CodeOf(err) != tc.want {
+			t.Errorf("start %v: %v, want %v", tc.cfg, err, tc.want)
+		}
+	}
+}

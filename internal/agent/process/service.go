@@ -124,9 +124,13 @@ func (s *Service) Close(ctx context.Context) error {
 	return err
 }
 
+// register adds a started process. One that raced with Close is killed.
 func (s *Service) register(p *proc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		_ = p.signal(9)
+	}
 	if t, ok := s.timers[p.pid]; ok { // an old retained process with a reused pid
 		t.Stop()
 		delete(s.timers, p.pid)
