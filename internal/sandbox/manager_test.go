@@ -692,3 +692,42 @@ func TestKillFinishesWhenCallerCancels(t *testing.T) {
 		t.Errorf("store holds %v", got)
 	}
 }
+
+// TestRecoverAfterCrash plays a daemon restart: a first Manager dies
+// without Close, a second one on the same runtime and store recovers.
+func TestRecoverAfterCrash(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	a := e.create(t, sandbox.CreateRequest{})
+	b := e.create(t, sandbox.CreateRequest{})
+
+	m2, err := sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: e.st, Templates: templates(), Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(t.Context())
+	if err := m2.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		if e.rt.Kills(id) != 1 {
+			t.Errorf("%s killed %d times by Recover", id, e.rt.Kills(id))
+		}
+		if _, err := m2.Get(t.Context(), id); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("new Manager reports %s: %v", id, err)
+		}
+	}
+	if got := e.stored(t); len(got) != 0 {
+		t.Errorf("store holds %v after Recover", got)
+	}
+	if ids, _ := e.rt.List(t.Context()); len(ids) != 0 {
+		t.Errorf("runtime holds %v after Recover", ids)
+	}
+	// The new Manager works.
+	c, err := m2.Create(t.Context(), sandbox.CreateRequest{Template: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stored(t); len(got) != 1 || got[0] != c.ID {
+		t.Errorf("store holds %v", got)
+	}
+}
