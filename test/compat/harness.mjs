@@ -12,7 +12,7 @@
 
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, accessSync, constants } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, readlinkSync, rmSync, accessSync, constants } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -201,7 +201,13 @@ export function useServer(opts = {}) {
     const crashed = handle.exited
     const sandboxes = handle.cleanup ?? []
     for (const sbx of sandboxes) await sbx.kill().catch(() => {})
+    // Every sandbox is killed: none may live on (checked before stopping the
+    // daemon, which may by design leave sandboxes to re-adopt on restart).
+    const leaks = crashed ? [] : await leftoverSandboxProcesses(handle)
     const ex = await handle.stop()
+    if (leaks.length > 0) {
+      throw new Error(`processes of killed sandboxes are still running on the host:\n${leaks.join('\n')}`)
+    }
     if (crashed) {
       throw new Error(
         `sandpit serve died during the tests (code ${crashed.code}, signal ${crashed.signal}).\n` +
@@ -213,6 +219,51 @@ export function useServer(opts = {}) {
     }
   })
   return handle
+}
+
+function mountNs(pid) {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`)
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Host processes that live in a mount namespace of their own (neither the
+ * host's nor the daemon's) whose mounts name the daemon's data dir: sandbox
+ * processes. Polls a few seconds for them to go, then lists what is left.
+ */
+async function leftoverSandboxProcesses(server, timeoutMs = 10_000) {
+  const hostNs = mountNs('self')
+  const daemonNs = mountNs(server.pid)
+  const scan = () => {
+    const found = []
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue
+      const ns = mountNs(name)
+      if (!ns || ns === hostNs || ns === daemonNs) continue
+      let mounts
+      try {
+        mounts = readFileSync(`/proc/${name}/mountinfo`, 'utf8')
+      } catch {
+        continue
+      }
+      if (!mounts.includes(server.dataDir)) continue
+      let cmd = ''
+      try {
+        cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').trim()
+      } catch {}
+      found.push(`pid ${name}: ${cmd}`)
+    }
+    return found
+  }
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = scan()
+    if (found.length === 0 || Date.now() >= deadline) return found
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }
 
 /** Remembers a sandbox so the after hook kills it even when a test fails. */
