@@ -97,7 +97,10 @@ type Agent struct {
 var _ http.Handler = (*Agent)(nil)
 
 // New builds the agent and starts its child reaper. Close releases it
-// (Serve does so when it returns).
+// (Serve does so when it returns). It marks every inherited descriptor
+// (3 and up) close-on-exec, so pass the listener to Serve as a net.Listener
+// (net.FileListener dups it) rather than relying on a raw descriptor number.
+// Processes get an environment built from Config alone, never the agent's.
 func New(cfg Config) *Agent {
 	logger := cfg.Logger
 	if logger == nil {
@@ -115,6 +118,9 @@ func New(cfg Config) *Agent {
 		interpreter: cfg.Interpreter,
 		metrics:     &metricsSampler{},
 		tunnels:     newTunnels(),
+	}
+	if err := process.CloseOnExecInherited(); err != nil {
+		logger.Warn("inherited descriptors may leak into processes", "err", err)
 	}
 	a.reaper = process.NewReaper(logger.With("component", "reaper"))
 	a.processes = process.New(process.Config{
