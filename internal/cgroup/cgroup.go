@@ -1,0 +1,257 @@
+// Package cgroup puts each sandbox in its own control group with memory,
+// CPU and task limits. It hides the difference between the legacy (v1) and
+// unified (v2) hierarchies behind one small interface, using containerd's
+// cgroups library for both.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Limits are one group's resource limits. Zero means unlimited.
+type Limits struct {
+	CPUCount    int   // whole CPUs of quota per 100 ms period
+	MemoryBytes int64 // the OOM killer acts inside the group past this
+	PidsMax     int64 // fork bombs stop here
+}
+
+// Manager creates groups below one parent group (e.g. "sandpit").
+//
+// Create places nothing in the group; Group.Add does. Delete on a group that
+// still has tasks fails; callers kill the tasks first.
+type Manager interface {
+	Create(name string, l Limits) (Group, error)
+	// Load opens an existing group, e.g. one left by an earlier daemon run.
+	Load(name string) (Group, error)
+	// List returns the names of the groups below the parent.
+	List() ([]string, error)
+	// Kind says which implementation this is, for logs.
+	Kind() string
+}
+
+// Group is one sandbox's control group.
+type Group interface {
+	Add(pid int) error
+	// Pids returns the processes in the group.
+	Pids() ([]int, error)
+	// MemoryUsage returns the group's current memory use in bytes.
+	MemoryUsage() (uint64, error)
+	Delete() error
+}
+
+// New picks the implementation for this host: the unified hierarchy when the
+// host runs it, else the legacy one.
+func New(parent string) (Manager, error) {
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		return &v2{parent: parent}, nil
+	case cgroups.Legacy, cgroups.Hybrid:
+		return &v1{parent: parent}, nil
+	default:
+		return nil, errors.New("no cgroup hierarchy is mounted")
+	}
+}
+
+// Noop is a Manager that limits nothing: for laptops and tests where cgroups
+// cannot be written. Its use is an isolation warning.
+type Noop struct{}
+
+func (Noop) Create(string, Limits) (Group, error) { return noopGroup{}, nil }
+func (Noop) Load(string) (Group, error)           { return noopGroup{}, nil }
+func (Noop) List() ([]string, error)              { return nil, nil }
+func (Noop) Kind() string                         { return "none" }
+
+type noopGroup struct{}
+
+func (noopGroup) Add(int) error                { return nil }
+func (noopGroup) Pids() ([]int, error)         { return nil, nil }
+func (noopGroup) MemoryUsage() (uint64, error) { return 0, nil }
+func (noopGroup) Delete() error                { return nil }
+
+const cpuPeriod = 100_000 // µs
+
+func resources(l Limits) *specs.LinuxResources {
+	r := &specs.LinuxResources{}
+	if l.CPUCount > 0 {
+		period := uint64(cpuPeriod)
+		quota := int64(l.CPUCount) * cpuPeriod
+		r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if l.MemoryBytes > 0 {
+		m := l.MemoryBytes
+		r.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if l.PidsMax > 0 {
+		p := l.PidsMax
+		r.Pids = &specs.LinuxPids{Limit: &p}
+	}
+	return r
+}
+
+// v1 uses the legacy hierarchy; only the controllers sandpit needs are
+// touched, so creating a group stays cheap.
+type v1 struct{ parent string }
+
+var v1Controllers = map[cgroup1.Name]bool{
+	cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Freezer: true,
+}
+
+func v1Hierarchy() ([]cgroup1.Subsystem, error) {
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	var out []cgroup1.Subsystem
+	for _, s := range all {
+		if v1Controllers[s.Name()] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (m *v1) path(name string) cgroup1.Path {
+	return cgroup1.StaticPath("/" + m.parent + "/" + name)
+}
+
+func (m *v1) Kind() string { return "cgroup v1" }
+
+func (m *v1) Create(name string, l Limits) (Group, error) {
+	cg, err := cgroup1.New(m.path(name), resources(l), cgroup1.WithHierarchy(v1Hierarchy))
+	if err != nil {
+		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
+	}
+	return &v1Group{cg: cg}, nil
+}
+
+func (m *v1) Load(name string) (Group, error) {
+	cg, err := cgroup1.Load(m.path(name), cgroup1.WithHierarchy(v1Hierarchy))
+	if err != nil {
+		return nil, fmt.Errorf("loading cgroup %s/%s: %w", m.parent, name, err)
+	}
+	return &v1Group{cg: cg}, nil
+}
+
+func (m *v1) List() ([]string, error) {
+	root, err := cgroup1.RootPath(cgroup1.Memory)
+	if err != nil {
+		return nil, err
+	}
+	// RootPath is the memory hierarchy's mount point joined with this
+	// process's own group; sandbox groups hang off the hierarchy root.
+	mnt := filepath.Join("/sys/fs/cgroup", string(cgroup1.Memory))
+	if _, err := os.Stat(mnt); err != nil {
+		mnt = root
+	}
+	return listDirs(filepath.Join(mnt, m.parent))
+}
+
+type v1Group struct{ cg cgroup1.Cgroup }
+
+func (g *v1Group) Add(pid int) error {
+	return g.cg.AddProc(uint64(pid))
+}
+
+func (g *v1Group) Pids() ([]int, error) {
+	ps, err := g.cg.Processes(cgroup1.Memory, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Pid)
+	}
+	return out, nil
+}
+
+func (g *v1Group) MemoryUsage() (uint64, error) {
+	st, err := g.cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return 0, err
+	}
+	if st.Memory == nil || st.Memory.Usage == nil {
+		return 0, nil
+	}
+	return st.Memory.Usage.Usage, nil
+}
+
+func (g *v1Group) Delete() error { return g.cg.Delete() }
+
+// v2 uses the unified hierarchy.
+type v2 struct{ parent string }
+
+const v2Mount = "/sys/fs/cgroup"
+
+func (m *v2) Kind() string { return "cgroup v2" }
+
+func (m *v2) Create(name string, l Limits) (Group, error) {
+	mg, err := cgroup2.NewManager(v2Mount, "/"+m.parent+"/"+name, cgroup2.ToResources(resources(l)))
+	if err != nil {
+		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
+	}
+	return &v2Group{m: mg}, nil
+}
+
+func (m *v2) Load(name string) (Group, error) {
+	mg, err := cgroup2.Load("/"+m.parent+"/"+name, cgroup2.WithMountpoint(v2Mount))
+	if err != nil {
+		return nil, fmt.Errorf("loading cgroup %s/%s: %w", m.parent, name, err)
+	}
+	return &v2Group{m: mg}, nil
+}
+
+func (m *v2) List() ([]string, error) { return listDirs(filepath.Join(v2Mount, m.parent)) }
+
+type v2Group struct{ m *cgroup2.Manager }
+
+func (g *v2Group) Add(pid int) error { return g.m.AddProc(uint64(pid)) }
+
+func (g *v2Group) Pids() ([]int, error) {
+	ps, err := g.m.Procs(true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, int(p))
+	}
+	return out, nil
+}
+
+func (g *v2Group) MemoryUsage() (uint64, error) {
+	st, err := g.m.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Memory == nil {
+		return 0, nil
+	}
+	return st.Memory.Usage, nil
+}
+
+func (g *v2Group) Delete() error { return g.m.Delete() }
+
+func listDirs(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing cgroups in %s: %w", dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}

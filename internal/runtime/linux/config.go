@@ -1,0 +1,38 @@
+package linux
+
+// initConfig is what the daemon sends the sandbox's init over the control
+// socket, together with one detached mount per entry of Mounts and a last one
+// holding the agent binary.
+type initConfig struct {
+	ID       string   `json:"id"`
+	Hostname string   `json:"hostname"`
+	Stage    string   `json:"stage"`  // host dir the root mount is attached to before pivot_root
+	Mounts   []string `json:"mounts"` // targets, in the order of the passed mount fds
+	TmpMB    int      `json:"tmp_mb"` // size of /tmp and /dev/shm
+	Envd     EnvdConfig
+}
+
+// EnvdConfig is the agent's start-up configuration, handed from the init to
+// the agent through the environment variable EnvdConfigEnv.
+type EnvdConfig struct {
+	Env            map[string]string `json:"env"`
+	AccessToken    string            `json:"access_token"`
+	DefaultUser    string            `json:"default_user"`
+	DefaultWorkdir string            `json:"default_workdir"`
+}
+
+const (
+	// EnvdConfigEnv carries the JSON EnvdConfig into the agent. The agent
+	// must unset it before starting user processes.
+	EnvdConfigEnv = "SANDPIT_ENVD_CONFIG"
+	// ControlFD is the agent's end of the control socket: it writes "ok"
+	// there once it serves, then closes it.
+	ControlFD = 3
+	// ListenerFD is the listening Unix socket the agent serves on.
+	ListenerFD = 4
+	// ExeFD is the init's descriptor of the sandpit binary; the init does
+	// not pass it on to the agent.
+	ExeFD = 5
+
+	agentPath = "/.sandpit/envd" // where the agent binary appears inside
+)

@@ -1,0 +1,664 @@
+// Package linux runs sandboxes as process trees in fresh Linux namespaces
+// (user, pid, mount, network, ipc, uts, cgroup), each with its own overlayfs
+// root over idmapped template layers, its own cgroup, a seccomp allow-list
+// and a bounded capability set. The daemon re-executes its own binary
+// (Init) as a sandbox's first process; that process builds the root, pivots
+// into it and becomes the in-sandbox agent.
+package linux
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandpit-dev/sandpit/internal/cgroup"
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+)
+
+// Config configures the Linux runtime.
+type Config struct {
+	// StateDir holds one directory per sandbox (writable layers, the agent's
+	// socket). It must be on a filesystem that can host overlayfs upper dirs.
+	StateDir string
+	// Exe is the sandpit binary re-executed as each sandbox's init; the
+	// running binary when empty.
+	Exe     string
+	Cgroups cgroup.Manager
+	Logger  *slog.Logger
+	// UIDBase is the first host uid of the ranges sandboxes map their ids
+	// onto; each sandbox gets its own 65536 ids. Default 1<<20.
+	UIDBase int
+	// MaxSandboxes bounds how many sandboxes run at once. Default 4096.
+	MaxSandboxes int
+}
+
+const idsPerSandbox = 65536
+
+// Runtime implements runtime.Runtime with Linux namespaces.
+type Runtime struct {
+	cfg    Config
+	log    *slog.Logger
+	exited chan string
+
+	mu    sync.Mutex
+	boxes map[string]*box
+	slots map[int]string // uid range slot → sandbox id
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+type box struct {
+	id      string
+	dir     string
+	slot    int
+	pid     int
+	cmd     *exec.Cmd
+	group   cgroup.Group
+	done    chan struct{} // closed when the init has been waited for
+	killing bool          // guarded by Runtime.mu
+}
+
+// New returns a Linux runtime. It creates StateDir and takes note of
+// sandboxes left there by an earlier run, so List reports them and their
+// uid ranges are not handed out again before Kill reaps them.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("linux runtime: StateDir is required")
+	}
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding own binary: %w", err)
+		}
+		cfg.Exe = exe
+	}
+	if cfg.Cgroups == nil {
+		cfg.Cgroups = cgroup.Noop{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UIDBase == 0 {
+		cfg.UIDBase = 1 << 20
+	}
+	if cfg.MaxSandboxes == 0 {
+		cfg.MaxSandboxes = 4096
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	if err := checkTraversable(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		exited: make(chan string, 64),
+		boxes:  map[string]*box{},
+		slots:  map[int]string{},
+	}
+	leftovers, err := r.leftovers()
+	if err != nil {
+		return nil, err
+	}
+	for id, slot := range leftovers {
+		if slot >= 0 {
+			r.slots[slot] = id
+		}
+	}
+	return r, nil
+}
+
+// Warnings lists the ways this runtime's configuration weakens isolation.
+func (r *Runtime) Warnings() []string {
+	var w []string
+	if r.cfg.Cgroups.Kind() == "none" {
+		w = append(w, "cgroups are off: sandboxes have no memory, CPU or task limits")
+	}
+	w = append(w, "the writable layer has no disk quota yet: a sandbox can fill the state dir's filesystem")
+	return w
+}
+
+func (r *Runtime) Exited() <-chan string { return r.exited }
+
+func (r *Runtime) Close() error { return nil }
+
+func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
+
+func (r *Runtime) allocSlot(id string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := 0; s < r.cfg.MaxSandboxes; s++ {
+		if _, used := r.slots[s]; !used {
+			r.slots[s] = id
+			return s, nil
+		}
+	}
+	return -1, errdefs.New(errdefs.ErrResourceExhausted,
+		fmt.Sprintf("too many sandboxes: the limit is %d", r.cfg.MaxSandboxes))
+}
+
+func (r *Runtime) freeSlot(slot int) {
+	r.mu.Lock()
+	delete(r.slots, slot)
+	r.mu.Unlock()
+}
+
+// Create starts a sandbox. See runtime.Runtime.
+func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.Sandbox, err error) {
+	if spec.ID == "" || len(spec.Mounts) == 0 || spec.Mounts[0].Target != "/" {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "sandbox spec needs an id and a root mount first")
+	}
+	st := stages{last: time.Now()}
+	slot, err := r.allocSlot(spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	hostUID := r.cfg.UIDBase + slot*idsPerSandbox
+	b := &box{id: spec.ID, dir: r.sandboxDir(spec.ID), slot: slot, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			r.destroy(b)
+		}
+	}()
+
+	if err := r.prepareDir(b, spec, hostUID); err != nil {
+		return nil, err
+	}
+	st.mark("dirs")
+
+	sockPath := filepath.Join(b.dir, "envd.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listening for the agent of %s: %w", spec.ID, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	lnFile, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return nil, fmt.Errorf("agent socket of %s: %w", spec.ID, err)
+	}
+	defer lnFile.Close()
+
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("control socket for %s: %w", spec.ID, err)
+	}
+	ctl := os.NewFile(uintptr(pair[0]), "ctl")
+	childCtl := os.NewFile(uintptr(pair[1]), "ctl-child")
+	defer ctl.Close()
+
+	stderr, err := r.logPipe(spec.ID)
+	if err != nil {
+		childCtl.Close()
+		return nil, err
+	}
+	// The init runs as the sandbox's host uid, which may not traverse the
+	// directories holding the binary: it execs (and later bind-mounts)
+	// the binary through an inherited descriptor instead of its path.
+	exe, err := os.Open(r.cfg.Exe)
+	if err != nil {
+		childCtl.Close()
+		stderr.Close()
+		return nil, fmt.Errorf("opening own binary: %w", err)
+	}
+	defer exe.Close()
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(ExeFD),
+		Args:       []string{"sandpit", InitArg},
+		Env:        []string{},
+		Dir:        "/",
+		ExtraFiles: []*os.File{childCtl, lnFile, exe}, // fds 3, 4, 5
+		Stderr:     stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+				syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: idsPerSandbox}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: idsPerSandbox}},
+			GidMappingsEnableSetgroups: true,
+			// Become the namespace's root before exec, or the init
+			// would run as an unmapped uid with no capabilities.
+			Credential: &syscall.Credential{Uid: 0, Gid: 0},
+			Setsid:     true,
+		},
+	}
+	err = cmd.Start()
+	childCtl.Close()
+	stderr.Close()
+	if err != nil {
+		return nil, fmt.Errorf("starting init of %s: %w", spec.ID, err)
+	}
+	b.cmd, b.pid = cmd, cmd.Process.Pid
+	go func() {
+		_ = cmd.Wait()
+		close(b.done)
+	}()
+	if err := os.WriteFile(filepath.Join(b.dir, "pid"), []byte(strconv.Itoa(b.pid)), 0o600); err != nil {
+		return nil, fmt.Errorf("recording pid of %s: %w", spec.ID, err)
+	}
+	st.mark("spawn")
+
+	b.group, err = r.cfg.Cgroups.Create(spec.ID, cgroup.Limits{
+		CPUCount:    spec.Resources.CPUCount,
+		MemoryBytes: int64(spec.Resources.MemoryMB) << 20,
+		PidsMax:     int64(spec.Resources.PidsMax),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.group.Add(b.pid); err != nil {
+		return nil, fmt.Errorf("placing %s in its cgroup: %w", spec.ID, err)
+	}
+	st.mark("cgroup")
+
+	fds, err := r.mounts(b, spec)
+	if err == nil {
+		var agent int
+		agent, err = fileMount(int(exe.Fd()))
+		fds = append(fds, agent) // the last fd is the agent binary
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	st.mark("mounts")
+
+	targets := make([]string, len(spec.Mounts))
+	for i, m := range spec.Mounts {
+		targets[i] = m.Target
+	}
+	tmpMB := spec.Resources.MemoryMB / 2
+	if tmpMB <= 0 {
+		tmpMB = 256
+	}
+	icfg := initConfig{
+		ID: spec.ID, Hostname: spec.Hostname, Stage: filepath.Join(b.dir, "rootfs"),
+		Mounts: targets, TmpMB: tmpMB,
+		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir},
+	}
+	msg, err := json.Marshal(icfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Sendmsg(int(ctl.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
+		return nil, fmt.Errorf("sending config to %s: %w", spec.ID, err)
+	}
+	if err := waitReady(ctx, ctl, b); err != nil {
+		return nil, fmt.Errorf("starting sandbox %s: %w", spec.ID, err)
+	}
+	st.mark("init")
+
+	r.mu.Lock()
+	r.boxes[spec.ID] = b
+	r.mu.Unlock()
+	go r.watch(b)
+	return &runtime.Sandbox{ID: spec.ID, Pid: b.pid, EnvdSocket: sockPath, Created: time.Now(), Stages: st.list}, nil
+}
+
+// prepareDir lays out the sandbox's host directory: the staging point of its
+// root and one writable upper dir per mount, owned by the sandbox's root.
+func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
+	if err := os.Mkdir(b.dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("sandbox %s already exists", spec.ID))
+		}
+		return fmt.Errorf("creating dir of %s: %w", spec.ID, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "slot"), []byte(strconv.Itoa(b.slot)), 0o600); err != nil {
+		return fmt.Errorf("recording uid range of %s: %w", spec.ID, err)
+	}
+	if err := os.Mkdir(filepath.Join(b.dir, "rootfs"), 0o700); err != nil {
+		return fmt.Errorf("creating root of %s: %w", spec.ID, err)
+	}
+	for i := range spec.Mounts {
+		for _, d := range []string{"upper", "work"} {
+			p := filepath.Join(b.dir, "layers", strconv.Itoa(i), d)
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("creating writable layer of %s: %w", spec.ID, err)
+			}
+			if err := os.Chown(p, hostUID, hostUID); err != nil {
+				return fmt.Errorf("chowning writable layer of %s: %w", spec.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// mounts builds one detached overlay per template mount, idmapped into the
+// sandbox's user namespace.
+func (r *Runtime) mounts(b *box, spec runtime.Spec) ([]int, error) {
+	userns, err := unix.Open("/proc/"+strconv.Itoa(b.pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening user namespace of %s: %w", spec.ID, err)
+	}
+	defer unix.Close(userns)
+	var fds []int
+	for i, m := range spec.Mounts {
+		layer := filepath.Join(b.dir, "layers", strconv.Itoa(i))
+		fd, err := overlayMount(m.Layers, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), userns)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("mounting %s of %s: %w", m.Target, spec.ID, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+// waitReady waits for the agent's "ok" (or the init's error) on the control
+// socket.
+func waitReady(ctx context.Context, ctl *os.File, b *box) error {
+	type reply struct {
+		msg string
+		err error
+	}
+	ch := make(chan reply, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		n, err := unix.Read(int(ctl.Fd()), buf)
+		if n < 0 {
+			n = 0
+		}
+		ch <- reply{string(buf[:n]), err}
+	}()
+	select {
+	case rep := <-ch:
+		switch {
+		case rep.err != nil:
+			return fmt.Errorf("reading from init: %w", rep.err)
+		case rep.msg == "ok":
+			return nil
+		case rep.msg == "":
+			return errors.New("init exited before the agent started")
+		default:
+			return errors.New(rep.msg)
+		}
+	case <-ctx.Done():
+		// Killing the init closes its end, which ends the reader.
+		_ = unix.Kill(b.pid, unix.SIGKILL)
+		return ctx.Err()
+	}
+}
+
+// logPipe returns the write end of a pipe whose lines are logged as the
+// sandbox's init/agent output. The reader ends when every writer is gone.
+func (r *Runtime) logPipe(id string) (*os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("log pipe for %s: %w", id, err)
+	}
+	go func() {
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			r.log.Info("agent", "sandbox_id", id, "line", sc.Text())
+		}
+	}()
+	return pw, nil
+}
+
+// watch reports a sandbox whose init exits without Kill.
+func (r *Runtime) watch(b *box) {
+	<-b.done
+	r.mu.Lock()
+	killing := b.killing
+	r.mu.Unlock()
+	if !killing {
+		r.exited <- b.id
+	}
+}
+
+// Kill stops a sandbox and releases everything it held. See runtime.Runtime.
+func (r *Runtime) Kill(ctx context.Context, id string) error {
+	r.mu.Lock()
+	b, ok := r.boxes[id]
+	if ok {
+		b.killing = true
+		delete(r.boxes, id)
+	}
+	r.mu.Unlock()
+	if !ok {
+		return r.reap(ctx, id)
+	}
+	return r.destroy(b)
+}
+
+// destroy kills a sandbox's init (the kernel then kills everything in its
+// pid namespace and tears down its mount namespace) and removes its cgroup
+// and directory.
+func (r *Runtime) destroy(b *box) error {
+	if b.cmd != nil && b.cmd.Process != nil {
+		r.mu.Lock()
+		b.killing = true
+		r.mu.Unlock()
+		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		<-b.done
+	}
+	var errs []error
+	if b.group != nil {
+		errs = append(errs, deleteGroup(b.group))
+	} else if g, err := r.cfg.Cgroups.Load(b.id); err == nil {
+		errs = append(errs, deleteGroup(g))
+	}
+	if err := os.RemoveAll(b.dir); err != nil {
+		errs = append(errs, fmt.Errorf("removing dir of %s: %w", b.id, err))
+	}
+	if b.slot >= 0 {
+		r.freeSlot(b.slot)
+	}
+	return errors.Join(errs...)
+}
+
+// deleteGroup removes a cgroup once the kernel has let go of its last
+// task, which can trail the init's exit by a moment.
+func deleteGroup(g cgroup.Group) error {
+	var err error
+	for delay := time.Millisecond; delay < time.Second; delay *= 2 {
+		if err = g.Delete(); err == nil {
+			return nil
+		}
+		time.Sleep(delay)
+	}
+	return fmt.Errorf("removing cgroup: %w", err)
+}
+
+// reap removes a sandbox this runtime did not start (left by an earlier run
+// of the daemon): it kills every process in its cgroup, then removes the
+// cgroup and the directory.
+func (r *Runtime) reap(ctx context.Context, id string) error {
+	dir := r.sandboxDir(id)
+	slot := -1
+	if b, err := os.ReadFile(filepath.Join(dir, "slot")); err == nil {
+		if s, err := strconv.Atoi(string(b)); err == nil {
+			slot = s
+		}
+	}
+	var pids []int
+	g, gerr := r.cfg.Cgroups.Load(id)
+	if gerr == nil {
+		pids, _ = g.Pids()
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+		if p, err := strconv.Atoi(string(b)); err == nil && !slices.Contains(pids, p) && isSandboxInit(p) {
+			pids = append(pids, p)
+		}
+	}
+	for _, p := range pids {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	for _, p := range pids {
+		if err := waitGone(ctx, p); err != nil {
+			return fmt.Errorf("reaping %s: %w", id, err)
+		}
+	}
+	var errs []error
+	if gerr == nil {
+		errs = append(errs, deleteGroup(g))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("removing dir of %s: %w", id, err))
+	}
+	if slot >= 0 {
+		r.mu.Lock()
+		if r.slots[slot] == id {
+			delete(r.slots, slot)
+		}
+		r.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// isSandboxInit reports whether pid is the first process of a pid
+// namespace (its NSpid ends in 1): a recorded pid that was since reused by
+// an unrelated host process is never killed.
+func isSandboxInit(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "NSpid:" {
+			return f[2] == "1"
+		}
+	}
+	return false
+}
+
+func waitGone(ctx context.Context, pid int) error {
+	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		// A zombie whose parent is gone is reaped by the host's init.
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && zombie(b) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+func zombie(stat []byte) bool {
+	// The state follows the ")" that closes the command name.
+	for i := len(stat) - 1; i > 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == 'Z'
+		}
+	}
+	return false
+}
+
+// List returns the ids of running sandboxes and of those an earlier run
+// left behind. See runtime.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	r.mu.Lock()
+	for id := range r.boxes {
+		seen[id] = true
+	}
+	r.mu.Unlock()
+	left, err := r.leftovers()
+	if err != nil {
+		return nil, err
+	}
+	for id := range left {
+		seen[id] = true
+	}
+	groups, err := r.cfg.Cgroups.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range groups {
+		seen[id] = true
+	}
+	out := make([]string, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// leftovers lists sandbox dirs in StateDir that this runtime does not hold,
+// with the uid slot each recorded (-1 when unknown).
+func (r *Runtime) leftovers() (map[string]int, error) {
+	ents, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("listing sandboxes in state dir: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if _, ok := r.boxes[e.Name()]; ok {
+			continue
+		}
+		slot := -1
+		if b, err := os.ReadFile(filepath.Join(r.cfg.StateDir, e.Name(), "slot")); err == nil {
+			if s, err := strconv.Atoi(string(b)); err == nil {
+				slot = s
+			}
+		}
+		out[e.Name()] = slot
+	}
+	return out, nil
+}
+
+// checkTraversable makes sure a sandbox's init, running as an unprivileged
+// host uid, can reach its staging directory under dir.
+func checkTraversable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("checking state dir: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state dir %s is not reachable by sandboxes: %s has mode %v and needs o+x", abs, p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+type stages struct {
+	last time.Time
+	list []runtime.Stage
+}
+
+func (s *stages) mark(name string) {
+	now := time.Now()
+	s.list = append(s.list, runtime.Stage{Name: name, Duration: now.Sub(s.last)})
+	s.last = now
+}

@@ -1,0 +1,203 @@
+package linux_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/cgroup"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/template"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the sandbox's init and as a stand-in agent
+// that runs shell commands, so the runtime is tested without the real
+// agent.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case linux.InitArg:
+			if err := linux.Init(); err != nil {
+				os.Exit(1)
+			}
+		case "envd":
+			testAgent()
+			return
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func testAgent() {
+	var cfg linux.EnvdConfig
+	_ = json.Unmarshal([]byte(os.Getenv(linux.EnvdConfigEnv)), &cfg)
+	os.Unsetenv(linux.EnvdConfigEnv)
+	ln, err := net.FileListener(os.NewFile(linux.ListenerFD, "listener"))
+	if err != nil {
+		os.Exit(2)
+	}
+	_, _ = unix.Write(linux.ControlFD, []byte("ok"))
+	unix.Close(linux.ControlFD)
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		cmd := exec.Command("/bin/sh", "-c", string(body))
+		if r.URL.Query().Get("user") == "user" {
+			cmd.SysProcAttr = userCred()
+		}
+		out, _ := cmd.CombinedOutput()
+		w.Write(out)
+	}))
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the Linux runtime needs root (user namespaces with idmapped mounts, cgroups)")
+	}
+}
+
+type env struct {
+	rt   *linux.Runtime
+	tmpl *template.Template
+}
+
+func newEnv(t *testing.T) *env {
+	needRoot(t)
+	dir := t.TempDir()
+	// Sandboxes run as unprivileged host uids that must reach their
+	// state dir.
+	for p := dir; p != "/tmp"; p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmpl, err := template.BuildBase(t.Context(), dir+"/templates")
+	if err != nil {
+		t.Fatalf("building base template: %v", err)
+	}
+	cg, err := cgroup.New("sandpit-test")
+	if err != nil {
+		t.Fatalf("cgroups: %v", err)
+	}
+	exe, _ := os.Executable()
+	rt, err := linux.New(linux.Config{StateDir: dir + "/sandboxes", Exe: exe, Cgroups: cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{rt: rt, tmpl: tmpl}
+}
+
+func (e *env) create(t *testing.T, id string) *runtime.Sandbox {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sb, err := e.rt.Create(ctx, runtime.Spec{
+		ID: id, Hostname: id, Mounts: e.tmpl.Mounts,
+		Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256},
+	})
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	t.Cleanup(func() { _ = e.rt.Kill(context.Background(), id) })
+	return sb
+}
+
+func run(t *testing.T, sb *runtime.Sandbox, cmd string, asUser bool) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sb.EnvdSocket)
+	}}}
+	u := "http://sandbox/run"
+	if asUser {
+		u += "?user=user"
+	}
+	resp, err := c.Post(u, "text/plain", strings.NewReader(cmd))
+	if err != nil {
+		t.Fatalf("running %q: %v", cmd, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return string(out)
+}
+
+func TestIsolation(t *testing.T) {
+	e := newEnv(t)
+	sb := e.create(t, "iso1")
+	checks := []struct {
+		cmd, want string
+	}{
+		{"cat /proc/1/cmdline | tr '\\0' ' '", "/.sandpit/envd envd"},
+		{"id -u", "0"},
+		{"hostname", "iso1"},
+		{"ls /proc | grep -c '^[0-9]'", ""},
+		{"cat /proc/self/uid_map | awk '{print $2}'", fmt.Sprint(1 << 20)},
+		{"ls /work /root/go 2>&1 | head -1", "No such file"},
+		{"cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '", "lo"},
+		{"ls -ln /usr/bin/sudo | awk '{print $3}'", "0"},
+		{"mount -t tmpfs x /mnt 2>&1; echo rc=$?", "rc=32"},
+		{"grep CapBnd /proc/self/status", "00000000a80425fb"},
+		{"cat /proc/self/cgroup", "0::/"},
+		{"touch /usr/bin/x && echo wrote", "wrote"},
+		{"stat -c %u /home/user", "1000"},
+	}
+	for _, c := range checks {
+		got := strings.TrimSpace(run(t, sb, c.cmd, false))
+		if !strings.Contains(got, c.want) {
+			t.Errorf("%s: got %q, want it to contain %q", c.cmd, got, c.want)
+		}
+	}
+	// As user: sudo reaches the sandbox's root.
+	if got := strings.TrimSpace(run(t, sb, "id -un; sudo -n id -u", true)); got != "user\n0" {
+		t.Errorf("user + sudo: got %q", got)
+	}
+	// The host does not see the write to /usr.
+	if _, err := os.Stat("/usr/bin/x"); err == nil {
+		t.Fatal("a sandbox's write to /usr reached the host")
+	}
+}
+
+func TestKillLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	before := countMounts(t)
+	for i := range 5 {
+		id := fmt.Sprintf("leak%d", i)
+		sb := e.create(t, id)
+		run(t, sb, "sleep 1000 >/dev/null 2>&1 & echo started", false)
+		if err := e.rt.Kill(t.Context(), id); err != nil {
+			t.Fatalf("kill %s: %v", id, err)
+		}
+		if _, err := os.Stat(sb.EnvdSocket); !os.IsNotExist(err) {
+			t.Errorf("socket of %s remains: %v", id, err)
+		}
+		if err := unix.Kill(sb.Pid, 0); err == nil {
+			t.Errorf("init of %s still alive", id)
+		}
+	}
+	if after := countMounts(t); after != before {
+		t.Errorf("host mounts: %d before, %d after", before, after)
+	}
+	ids, err := e.rt.List(t.Context())
+	if err != nil || len(ids) != 0 {
+		t.Errorf("runtime still lists %v (%v)", ids, err)
+	}
+}
+
+func countMounts(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
