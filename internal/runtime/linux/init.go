@@ -32,12 +32,10 @@ func Init() error {
 	// Capability bounding sets, the cgroup namespace and execve are per
 	// thread: do all of it on this one.
 	goruntime.LockOSThread()
-	ctl := ControlFD
-	err := initSandbox(ctl)
-	if err != nil {
-		msg := []byte("error: " + err.Error())
-		_, _ = unix.Write(ctl, msg)
-	}
+	// initSandbox only returns on failure: on success it has become the
+	// agent.
+	err := initSandbox(ControlFD)
+	_, _ = unix.Write(ControlFD, []byte("error: "+err.Error()))
 	return err
 }
 
