@@ -17,6 +17,11 @@ func pythonSpec(python string) jupyterSpec {
 				// Keep input history in memory: no sqlite file in $HOME,
 				// and a faster start.
 				"--HistoryManager.hist_file=:memory:",
+				// ipykernel sleeps 0.5 ms before each execute_reply so
+				// that clients which stop at the reply see all output; this
+				// client reads until the idle status, which iopub orders
+				// after every output.
+				"--IPythonKernel._execute_sleep=0",
 			}
 		},
 		setup: pythonSetup,
