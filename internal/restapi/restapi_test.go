@@ -56,9 +56,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, domain string) *env {
+func newEnv(t *testing.T, domain string) *env { return newEnvTB(t, t.Context(), domain) }
+
+func newEnvF(f *testing.F) *env { return newEnvTB(f, context.Background(), "") }
+
+func newEnvTB(t testing.TB, ctx context.Context, domain string) *env {
 	t.Helper()
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sandpit.db"))
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "sandpit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ func newEnv(t *testing.T, domain string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.key, _, err = st.CreateKey(t.Context(), "test")
+	e.key, _, err = st.CreateKey(ctx, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

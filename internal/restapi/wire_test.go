@@ -1,6 +1,7 @@
 package restapi_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,4 +70,39 @@ func TestBodyTooLarge(t *testing.T) {
 	e := newEnv(t, "")
 	big := `{"templateID":"base","metadata":{"k":"` + strings.Repeat("x", 2<<20) + `"}}`
 	wantError(t, e.do(t, "POST", "/v2/sandboxes", big), 400, "larger than")
+}
+
+// FuzzCreateBody sends arbitrary bodies to both create endpoints: the
+// answer is always 201 or an E2B error body whose code is the status, never
+// a 500.
+func FuzzCreateBody(f *testing.F) {
+	f.Add(`{"templateID":"base"}`)
+	f.Add(`{"templateID":"base","timeout":-1,"metadata":{"":""}}`)
+	f.Add(`{"templateID":"nope","envVars":{"A":"\u0000"}}`)
+	f.Add(`{"templateID":1}`)
+	f.Add(`null`)
+	e := newEnvF(f)
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, path := range []string{"/v2/sandboxes", "/sandboxes"} {
+			req := httptest.NewRequest("POST", path, strings.NewReader(body))
+			req.Header.Set("X-API-KEY", e.key)
+			rec := httptest.NewRecorder()
+			e.h.ServeHTTP(rec, req)
+			switch rec.Code {
+			case 201:
+				var sb struct{ SandboxID string }
+				if err := json.Unmarshal(rec.Body.Bytes(), &sb); err != nil || sb.SandboxID == "" {
+					t.Fatalf("201 body %q", rec.Body.String())
+				}
+				_ = e.m.Kill(t.Context(), sb.SandboxID)
+			case 400, 404:
+				var eb struct{ Code int }
+				if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Code != rec.Code {
+					t.Fatalf("%d body %q", rec.Code, rec.Body.String())
+				}
+			default:
+				t.Fatalf("POST %s %q = %d %s", path, body, rec.Code, rec.Body.String())
+			}
+		}
+	})
 }
