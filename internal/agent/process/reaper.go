@@ -2,19 +2,31 @@ package process
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// Reaper owns the wait4 calls of the whole agent process. The agent runs as
-// PID 1 of the sandbox's pid namespace, so orphans are re-parented to it and
-// must be reaped; exec.Cmd.Wait would race with that, so every child is
-// started through Reaper.Start and its exit status is handed to the callback
-// registered with it. Children nobody registered (orphans) are just reaped.
+// Reaper owns the reaping of the agent's children. The agent runs as PID 1
+// of the sandbox's pid namespace, so orphans are re-parented to it and must
+// be reaped; a blind wait4(-1) would race with exec.Cmd.Wait, so children are
+// started through Reaper.Start: with an onExit callback the Reaper waits for
+// them and hands over the status; without one (StartCmd, for exec.Cmd users
+// in the same OS process) it leaves them to their owner. Every other child
+// is an orphan and is just reaped.
+//
+// On SIGCHLD the Reaper lists its children from /proc/self/task/*/children
+// and waits for each it may reap; where that file is missing (a kernel
+// without CONFIG_PROC_CHILDREN) it falls back to wait4(-1), and then
+// exec.Cmd users must not share the process with it.
 //
 // When the agent is not PID 1 (tests, a host run), the Reaper makes the
 // process a child subreaper so orphans still come to it.
@@ -27,8 +39,13 @@ type Reaper struct {
 	done   chan struct{}
 	once   sync.Once
 
-	mu      sync.Mutex
-	waiters map[int]func(unix.WaitStatus)
+	// mu is held across a fork and its registration, and across a reaping
+	// round, so a round never sees a child it does not know about yet.
+	mu       sync.Mutex
+	waiters  map[int]func(unix.WaitStatus)
+	external map[int]struct{} // waited for by their owner
+	// noChildren is set once /proc/self/task/*/children proved missing.
+	noChildren bool
 }
 
 // NewReaper starts the reaper goroutine; Close stops it.
@@ -37,11 +54,12 @@ func NewReaper(logger *slog.Logger) *Reaper {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Reaper{
-		logger:  logger,
-		sigs:    make(chan os.Signal, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		waiters: map[int]func(unix.WaitStatus){},
+		logger:   logger,
+		sigs:     make(chan os.Signal, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		waiters:  map[int]func(unix.WaitStatus){},
+		external: map[int]struct{}{},
 	}
 	if os.Getpid() != 1 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -54,10 +72,11 @@ func NewReaper(logger *slog.Logger) *Reaper {
 }
 
 // Start calls fork, which starts a child and returns its pid, and registers
-// onExit for that pid. onExit runs on the reaper goroutine once, with the
-// child's wait status; it must not block or call back into the Reaper. The
-// lock held across fork and registration means a child that exits at once is
-// still delivered to onExit.
+// the child. With onExit, the Reaper waits for it and calls onExit once, on
+// the reaper goroutine, with its wait status; onExit must not block or call
+// back into the Reaper. With onExit nil the caller waits for the child
+// itself. The lock held across fork and registration means a child that
+// exits at once is still delivered to onExit (or left to its owner).
 func (r *Reaper) Start(fork func() (int, error), onExit func(unix.WaitStatus)) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -65,8 +84,24 @@ func (r *Reaper) Start(fork func() (int, error), onExit func(unix.WaitStatus)) (
 	if err != nil {
 		return 0, err
 	}
-	r.waiters[pid] = onExit
+	if onExit == nil {
+		r.external[pid] = struct{}{}
+	} else {
+		r.waiters[pid] = onExit
+	}
 	return pid, nil
+}
+
+// StartCmd starts cmd and leaves waiting for it to the caller
+// (cmd.Wait works as usual).
+func (r *Reaper) StartCmd(cmd *exec.Cmd) error {
+	_, err := r.Start(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	}, nil)
+	return err
 }
 
 // Close stops the reaper goroutine and waits for it. Idempotent. Children
@@ -91,25 +126,122 @@ func (r *Reaper) run() {
 	}
 }
 
-// reap collects every child that has exited.
+type exitCall struct {
+	fn func(unix.WaitStatus)
+	ws unix.WaitStatus
+}
+
+// reap collects every child that has exited and may be reaped.
 func (r *Reaper) reap() {
+	r.mu.Lock()
+	var calls []exitCall
+	if r.noChildren {
+		calls = r.reapAnyLocked()
+	} else if pids, err := children(); err != nil {
+		r.logger.Warn("listing children failed; reaping any child (exec.Cmd users may lose their status)", "err", err)
+		r.noChildren = true
+		calls = r.reapAnyLocked()
+	} else {
+		calls = r.reapListedLocked(pids)
+	}
+	r.mu.Unlock()
+	for _, c := range calls {
+		c.fn(c.ws)
+	}
+}
+
+// reapListedLocked waits for each listed child except external ones, and
+// forgets external children that are gone.
+//
+// Preconditions: r.mu is held.
+func (r *Reaper) reapListedLocked(pids []int) []exitCall {
+	var calls []exitCall
+	listed := make(map[int]bool, len(pids))
+	for _, pid := range pids {
+		listed[pid] = true
+		if _, ok := r.external[pid]; ok {
+			continue
+		}
+		var ws unix.WaitStatus
+		got, err := wait4(pid, &ws)
+		if err != nil || got != pid {
+			continue // still running
+		}
+		calls = r.dispatchLocked(pid, ws, calls)
+	}
+	for pid := range r.external {
+		if !listed[pid] {
+			delete(r.external, pid) // its owner has waited for it
+		}
+	}
+	return calls
+}
+
+// reapAnyLocked is the fallback: wait4(-1) until nothing is left to reap.
+//
+// Preconditions: r.mu is held.
+func (r *Reaper) reapAnyLocked() []exitCall {
+	var calls []exitCall
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		pid, err := wait4(-1, &ws)
 		if err != nil || pid <= 0 {
-			return // ECHILD: no children; 0: none exited yet
+			return calls // ECHILD: no children; 0: none exited yet
 		}
-		r.mu.Lock()
-		fn := r.waiters[pid]
-		delete(r.waiters, pid)
-		r.mu.Unlock()
-		if fn == nil {
-			r.logger.Debug("reaped orphan", "pid", pid, "status", int(ws))
-			continue
-		}
-		fn(ws)
+		delete(r.external, pid)
+		calls = r.dispatchLocked(pid, ws, calls)
 	}
+}
+
+// dispatchLocked queues pid's onExit, or logs an orphan.
+//
+// Preconditions: r.mu is held.
+func (r *Reaper) dispatchLocked(pid int, ws unix.WaitStatus, calls []exitCall) []exitCall {
+	fn := r.waiters[pid]
+	delete(r.waiters, pid)
+	if fn == nil {
+		r.logger.Debug("reaped orphan", "pid", pid, "status", int(ws))
+		return calls
+	}
+	return append(calls, exitCall{fn, ws})
+}
+
+// wait4 is a non-blocking wait4 that retries on EINTR.
+func wait4(pid int, ws *unix.WaitStatus) (int, error) {
+	for {
+		got, err := unix.Wait4(pid, ws, unix.WNOHANG, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return got, err
+		}
+	}
+}
+
+// children lists this process's children from every thread's
+// /proc/self/task/TID/children.
+func children() ([]int, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	found := false
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread exited, or the kernel lacks the file
+		}
+		if err != nil {
+			return nil, err
+		}
+		found = true
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no /proc/self/task/*/children: %w", fs.ErrNotExist)
+	}
+	return pids, nil
 }

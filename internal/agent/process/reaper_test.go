@@ -1,7 +1,9 @@
 package process
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,4 +81,40 @@ func TestReaperCloseIsIdempotent(t *testing.T) {
 	r.Close()
 	r.Close()
 	checkGoroutines(t, before)
+}
+
+// TestReaperLeavesExecCmdChildren checks that exec.Cmd users in the same
+// process (StartCmd) still get their status from cmd.Wait while the reaper
+// runs and reaps others.
+func TestReaperLeavesExecCmdChildren(t *testing.T) {
+	r := NewReaper(nil)
+	defer r.Close()
+	for range 5 {
+		cmd := exec.Command("/bin/sh", "-c", "sleep 0.05 & exit 3")
+		if err := r.StartCmd(cmd); err != nil {
+			t.Fatal(err)
+		}
+		// Meanwhile the reaper handles SIGCHLDs of its own children.
+		got := make(chan unix.WaitStatus, 1)
+		if _, err := r.Start(func() (int, error) {
+			return syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+		}, func(ws unix.WaitStatus) { got <- ws }); err != nil {
+			t.Fatal(err)
+		}
+		<-got
+		// Not a wait for a condition: give the reaper the chance to see
+		// cmd's exit before cmd.Wait does, the race this test is about.
+		time.Sleep(20 * time.Millisecond)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("cmd.Wait = %v, want exit status 3", err)
+		}
+	}
+	eventually(t, "external children to be forgotten", func() bool {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGCHLD) // prompt a round
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.external) == 0
+	})
 }
