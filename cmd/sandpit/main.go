@@ -1,0 +1,65 @@
+// Command sandpit is the whole of sandpit in one binary: the daemon
+// (serve), the in-sandbox agent (envd), the sandbox init (a hidden
+// subcommand the daemon re-executes), and the client verbs.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+)
+
+const usage = `sandpit: self-hosted sandboxes for AI agents, E2B-compatible.
+
+Usage:
+  sandpit serve [--listen ADDR] [--data-dir DIR] [--domain D]   run the daemon
+  sandpit keys create [NAME] | list | revoke ID                  manage API keys
+  sandpit envd                                                   the in-sandbox agent (started by the daemon)
+  sandpit version
+
+Run 'sandpit COMMAND --help' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	// The sandbox init must run before anything else touches the process.
+	if len(os.Args) > 1 && os.Args[1] == linux.InitArg {
+		if err := linux.Init(); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stdout, stderr)
+	case "envd":
+		err = envd()
+	case "keys":
+		err = keys(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "sandpit", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sandpit: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sandpit:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sandpit-dev/sandpit/internal/config"
+	"github.com/sandpit-dev/sandpit/internal/daemon"
+)
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	cfg := config.Defaults()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "host:port to serve the API and sandbox traffic on")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the database, templates and sandboxes")
+	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain reported to SDKs for sandbox hosts (PORT-ID.DOMAIN)")
+	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "lifetime of a sandbox created without a timeout")
+	fs.DurationVar(&cfg.MaxTimeout, "max-timeout", cfg.MaxTimeout, "longest lifetime a sandbox may ask for")
+	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each sandbox gets its own")
+	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", cfg.NoCgroups, "run sandboxes without memory, CPU and task limits")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.APIKey = os.Getenv("SANDPIT_API_KEY")
+
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := daemon.New(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}

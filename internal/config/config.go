@@ -1,0 +1,86 @@
+// Package config is the daemon's typed configuration: defaults, validation,
+// and nothing else. cmd/sandpit fills it from flags and the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultListen is where `sandpit serve` listens unless told otherwise.
+const DefaultListen = "127.0.0.1:49982"
+
+// Daemon configures `sandpit serve`.
+type Daemon struct {
+	Listen  string // host:port of the one HTTP listener
+	DataDir string // database, templates, sandbox state
+	// Domain is reported to SDKs as the sandboxes' domain (getHost
+	// returns PORT-ID.DOMAIN). Empty reports none.
+	Domain string
+	// APIKey (SANDPIT_API_KEY) is accepted besides the stored keys.
+	APIKey string
+	// DefaultTimeout is the lifetime of a sandbox created without one.
+	DefaultTimeout time.Duration
+	// MaxTimeout caps any sandbox lifetime.
+	MaxTimeout time.Duration
+	// CgroupParent is the cgroup under which each sandbox gets its own.
+	CgroupParent string
+	// NoCgroups runs sandboxes without resource limits (a logged
+	// isolation warning); for hosts where cgroups cannot be written.
+	NoCgroups bool
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults returns the configuration of a plain `sandpit serve`.
+func Defaults() Daemon {
+	return Daemon{
+		Listen:          DefaultListen,
+		DataDir:         DefaultDataDir(),
+		DefaultTimeout:  300 * time.Second,
+		MaxTimeout:      24 * time.Hour,
+		CgroupParent:    "sandpit",
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// DefaultDataDir is /var/lib/sandpit for root and the XDG data dir
+// otherwise.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/sandpit"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "sandpit")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "sandpit")
+	}
+	return filepath.Join(home, ".local", "share", "sandpit")
+}
+
+// Validate reports every problem with c at once.
+func (c Daemon) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if c.DefaultTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("default timeout %v is under one second", c.DefaultTimeout))
+	}
+	if c.MaxTimeout < c.DefaultTimeout {
+		errs = append(errs, fmt.Errorf("max timeout %v is under the default timeout %v", c.MaxTimeout, c.DefaultTimeout))
+	}
+	if c.CgroupParent == "" && !c.NoCgroups {
+		errs = append(errs, errors.New("cgroup parent is empty"))
+	}
+	return errors.Join(errs...)
+}

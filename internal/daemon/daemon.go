@@ -1,0 +1,222 @@
+// Package daemon is the one wiring point of `sandpit serve`: it builds the
+// store, templates, runtime, sandbox manager, control-plane API and proxy,
+// starts them in order and stops them in reverse.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sandpit-dev/sandpit/internal/cgroup"
+	"github.com/sandpit-dev/sandpit/internal/config"
+	"github.com/sandpit-dev/sandpit/internal/proxy"
+	"github.com/sandpit-dev/sandpit/internal/restapi"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/store"
+	"github.com/sandpit-dev/sandpit/internal/template"
+)
+
+// Daemon is a configured, not yet serving, sandpit server.
+type Daemon struct {
+	cfg     config.Daemon
+	log     *slog.Logger
+	store   *store.SQLite
+	runtime *linux.Runtime
+	manager *sandbox.Manager
+	handler http.Handler
+}
+
+// New builds every part of the daemon and reaps what an earlier run left.
+// out receives the first-start message with the generated API key.
+func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer) (_ *Daemon, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
+		return nil, fmt.Errorf("data dir permissions: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	d.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "sandpit.db"))
+	if err != nil {
+		return nil, err
+	}
+	if err := d.firstKey(ctx, out); err != nil {
+		return nil, err
+	}
+
+	started := time.Now()
+	base, err := template.BuildBase(ctx, filepath.Join(cfg.DataDir, "templates"))
+	if err != nil {
+		return nil, fmt.Errorf("preparing the base template: %w", err)
+	}
+	// The host's userland carries the interpreter's kernels (ipykernel,
+	// node), so code-interpreter-v1 starts from the same layers.
+	base.Names = append(base.Names, "code-interpreter-v1", "code-interpreter", "python", "node")
+	log.Info("base template ready", "template", base.ID, "took", time.Since(started).Round(time.Millisecond))
+
+	var cg cgroup.Manager = cgroup.Noop{}
+	if !cfg.NoCgroups {
+		cg, err = cgroup.New(cfg.CgroupParent)
+		if err != nil {
+			return nil, fmt.Errorf("cgroups (run with --no-cgroups to go without limits): %w", err)
+		}
+	}
+	d.runtime, err = linux.New(linux.Config{
+		StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
+		Cgroups:  cg,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range d.runtime.Warnings() {
+		log.Warn("isolation", "warning", w)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.manager, err = sandbox.NewManager(sandbox.Config{
+		Runtime:        d.runtime,
+		Store:          d.store,
+		Templates:      sandbox.StaticTemplates{base},
+		Logger:         log,
+		Metrics:        reg,
+		DefaultTimeout: cfg.DefaultTimeout,
+		MaxTimeout:     cfg.MaxTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.manager.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recovering from the last run: %w", err)
+	}
+
+	extra := http.NewServeMux()
+	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	api := restapi.New(restapi.Config{
+		Manager:  d.manager,
+		Keys:     d.store,
+		Logger:   log,
+		ExtraKey: cfg.APIKey,
+		Domain:   cfg.Domain,
+		Fallback: extra,
+	})
+	d.handler = proxy.New(d.manager.Lookup, api, log)
+	return d, nil
+}
+
+// Handler is the daemon's whole HTTP surface.
+func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// firstKey makes an API key on the first start of a daemon that has none
+// and was given none, stores it for the operator (0600) and prints how to
+// use it.
+func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
+	if d.cfg.APIKey != "" {
+		return nil
+	}
+	keys, err := d.store.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if !k.Revoked() {
+			return nil
+		}
+	}
+	key, _, err := d.store.CreateKey(ctx, "first")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.DataDir, "api-key")
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return fmt.Errorf("saving the first API key: %w", err)
+	}
+	url := "http://" + d.cfg.Listen
+	fmt.Fprintf(out, "sandpit: created an API key (also saved in %s). Point the E2B SDKs here with:\n\n"+
+		"  export E2B_API_URL=%s\n  export E2B_SANDBOX_URL=%s\n  export E2B_API_KEY=%s\n\n", path, url, url, key)
+	return nil
+}
+
+// Run serves until ctx is done, then stops gracefully: the listener closes,
+// requests in flight get ShutdownTimeout to finish, every sandbox is killed
+// and the store is closed.
+func (d *Daemon) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		d.close(context.WithoutCancel(ctx))
+		return fmt.Errorf("listening on %s: %w", d.cfg.Listen, err)
+	}
+	return d.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller made.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           d.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.log.Info("sandpit serving", "listen", ln.Addr().String(), "data_dir", d.cfg.DataDir)
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	d.log.Info("sandpit stopping")
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(stopCtx)
+	if err != nil {
+		err = errors.Join(err, srv.Close())
+	}
+	if serveErr == nil {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+			serveErr = e
+		}
+	}
+	d.close(stopCtx)
+	d.log.Info("sandpit stopped")
+	return errors.Join(serveErr, err)
+}
+
+func (d *Daemon) close(ctx context.Context) {
+	if d.manager != nil {
+		if err := d.manager.Close(ctx); err != nil {
+			d.log.Error("stopping sandboxes", "err", err)
+		}
+	}
+	if d.runtime != nil {
+		_ = d.runtime.Close()
+	}
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			d.log.Error("closing store", "err", err)
+		}
+	}
+}

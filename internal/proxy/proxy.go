@@ -1,0 +1,263 @@
+// Package proxy routes sandbox traffic. A request that names a sandbox, by
+// the E2b-Sandbox-Id and E2b-Sandbox-Port headers the E2B SDKs send or by a
+// Host of the form PORT-SANDBOXID.DOMAIN, goes to that sandbox's agent over
+// its Unix socket: envd (port 49983) and the code interpreter (49999) are
+// served by the agent itself; any other port is reached through an HTTP
+// CONNECT tunnel the agent opens to that port inside the sandbox. Every
+// other request goes to the control plane.
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ports the agent serves itself.
+const (
+	EnvdPort        = 49983
+	InterpreterPort = 49999
+)
+
+// Lookup returns the host path of a running sandbox's agent socket.
+type Lookup func(id string) (socket string, ok bool)
+
+// Proxy is an http.Handler in front of the control plane.
+type Proxy struct {
+	lookup Lookup
+	next   http.Handler
+	log    *slog.Logger
+	rp     *httputil.ReverseProxy
+
+	// transports holds one pooled transport per sandbox (keyed by id);
+	// entries of sandboxes that are gone are swept when new ones are
+	// added.
+	transports sync.Map
+	sweepMu    sync.Mutex
+}
+
+// New returns a proxy that sends sandbox traffic through lookup and
+// everything else to next.
+func New(lookup Lookup, next http.Handler, log *slog.Logger) *Proxy {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{lookup: lookup, next: next, log: log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
+		Transport:     p,
+		FlushInterval: -1, // streams (Connect, NDJSON) go out as they come
+		ErrorHandler:  p.proxyError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+type ctxKey struct{}
+
+type target struct {
+	id     string
+	port   int
+	socket string
+}
+
+// ServeHTTP routes one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, port, routed, err := route(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !routed {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	socket, ok := p.lookup(id)
+	if !ok {
+		writeGone(w, id, "The sandbox was not found")
+		return
+	}
+	// The agent answers streams (process output) while the client may
+	// still be sending; without full duplex the server would cut the
+	// request body once the first event goes out, and the transport would
+	// drop the stream with it.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	t := &target{id: id, port: port, socket: socket}
+	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, t))
+	out.URL.Scheme = "http"
+	out.URL.Host = "127.0.0.1:" + strconv.Itoa(port)
+	out.Host = r.Host
+	// The agent routes interpreter traffic on this header, whichever way
+	// the request named its port.
+	out.Header.Set("E2b-Sandbox-Port", strconv.Itoa(port))
+	p.rp.ServeHTTP(w, out)
+}
+
+// route finds the sandbox a request is for. routed is false for control
+// plane traffic; err is set when the request names a sandbox badly.
+func route(r *http.Request) (id string, port int, routed bool, err error) {
+	hid, hport := r.Header.Get("E2b-Sandbox-Id"), r.Header.Get("E2b-Sandbox-Port")
+	switch {
+	case hid != "" && hport != "":
+		port, err = strconv.Atoi(hport)
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, true, fmt.Errorf("invalid E2b-Sandbox-Port %q", hport)
+		}
+		return hid, port, true, nil
+	case hid != "" || hport != "":
+		return "", 0, true, errors.New("missing header: E2b-Sandbox-Id and E2b-Sandbox-Port go together")
+	}
+	// PORT-SANDBOXID.DOMAIN
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, _, found := strings.Cut(host, ".")
+	if !found {
+		return "", 0, false, nil
+	}
+	ps, sid, found := strings.Cut(label, "-")
+	if !found || sid == "" {
+		return "", 0, false, nil
+	}
+	port, err = strconv.Atoi(ps)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, false, nil
+	}
+	return sid, port, true, nil
+}
+
+// RoundTrip sends a request to its sandbox over that sandbox's transport.
+func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
+	t, _ := r.Context().Value(ctxKey{}).(*target)
+	if t == nil {
+		return nil, errors.New("proxy: request has no sandbox target")
+	}
+	return p.transport(t).RoundTrip(r)
+}
+
+func (p *Proxy) transport(t *target) *http.Transport {
+	if v, ok := p.transports.Load(t.id); ok {
+		return v.(*http.Transport)
+	}
+	socket := t.socket
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dial(ctx, socket, addr)
+		},
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // long-polls and streams are normal
+		DisableCompression:    true,
+	}
+	v, loaded := p.transports.LoadOrStore(t.id, tr)
+	if !loaded {
+		p.sweep()
+	}
+	return v.(*http.Transport)
+}
+
+// sweep drops the transports of sandboxes that are gone.
+func (p *Proxy) sweep() {
+	if !p.sweepMu.TryLock() {
+		return
+	}
+	defer p.sweepMu.Unlock()
+	p.transports.Range(func(k, v any) bool {
+		if _, ok := p.lookup(k.(string)); !ok {
+			p.transports.Delete(k)
+			v.(*http.Transport).CloseIdleConnections()
+		}
+		return true
+	})
+}
+
+// dial connects to the agent; for a port the agent does not serve itself
+// it asks the agent for a CONNECT tunnel to that port inside the sandbox.
+func dial(ctx context.Context, socket, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("dialing agent: %w", err)
+	}
+	_, ps, _ := net.SplitHostPort(addr)
+	if ps == strconv.Itoa(EnvdPort) || ps == strconv.Itoa(InterpreterPort) {
+		return c, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(c, "CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n\r\n", ps, ps); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("asking agent for a tunnel: %w", err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("reading tunnel answer: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.Close()
+		return nil, &portClosedError{port: ps, status: resp.Status}
+	}
+	_ = c.SetDeadline(time.Time{})
+	if br.Buffered() > 0 {
+		// The agent speaks first on no protocol we tunnel, so nothing
+		// may be buffered past the CONNECT answer.
+		c.Close()
+		return nil, errors.New("tunnel sent data before the request")
+	}
+	return c, nil
+}
+
+type portClosedError struct{ port, status string }
+
+func (e *portClosedError) Error() string {
+	return "no server is listening on port " + e.port + " (" + e.status + ")"
+}
+
+func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	t, _ := r.Context().Value(ctxKey{}).(*target)
+	id := ""
+	if t != nil {
+		id = t.id
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	var pc *portClosedError
+	if errors.As(err, &pc) {
+		writeGone(w, id, "The sandbox "+id+" has no server listening on port "+pc.port)
+		return
+	}
+	if _, ok := p.lookup(id); !ok {
+		writeGone(w, id, "The sandbox was not found")
+		return
+	}
+	p.log.Warn("proxying to sandbox", "sandbox_id", id, "path", r.URL.Path, "err", err)
+	writeGone(w, id, "The sandbox "+id+" did not answer")
+}
+
+// writeGone answers 502 in the shape E2B's proxy uses; the SDKs map it to
+// "sandbox not found / timed out".
+func writeGone(w http.ResponseWriter, id, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_ = json.NewEncoder(w).Encode(struct {
+		SandboxID string `json:"sandboxId"`
+		Message   string `json:"message"`
+		Code      int    `json:"code"`
+	}{id, msg, http.StatusBadGateway})
+}
