@@ -28,10 +28,9 @@ var version = "dev"
 func main() {
 	// The sandbox init must run before anything else touches the process.
 	if len(os.Args) > 1 && os.Args[1] == linux.InitArg {
-		if err := linux.Init(); err != nil {
-			os.Exit(1)
-		}
-		return
+		// Init returns only on failure, having told the daemon why.
+		_ = linux.Init()
+		os.Exit(1)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
