@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
@@ -471,4 +472,26 @@ func TestStreamingMemory(t *testing.T) {
 	if p := peak(); p > 64<<20 {
 		t.Errorf("heap peaked at %d MiB", p>>20)
 	}
+}
+
+// TestTruncatedUpload cuts a chunked body short: the upload fails and
+// leaves no partial file.
+func TestTruncatedUpload(t *testing.T) {
+	x := newHarness(t, "")
+	conn, err := net.Dial("tcp", x.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /files?path=/tmp/cut HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	conn.(*net.TCPConn).CloseWrite()
+	io.ReadAll(conn)
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(x.root, "tmp/cut")); os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("a truncated upload left a file behind")
 }

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bufio"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -70,7 +71,11 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, errdefs.New(errdefs.ErrInvalidArgument, "multipart body without a boundary"))
 			return
 		}
-		entries, err = h.uploadMultipart(req, multipart.NewReader(body, params["boundary"]), md)
+		// multipart.NewReader keeps a *bufio.Reader of at least its own
+		// 4 KiB peek size as it is: give it a large one, so that parts
+		// are read in large slices.
+		br := bufio.NewReaderSize(body, copyBufferSize)
+		entries, err = h.uploadMultipart(req, multipart.NewReader(br, params["boundary"]), md)
 	case "application/octet-stream":
 		if req.rawPath == "" {
 			h.fail(w, r, errdefs.New(errdefs.ErrInvalidArgument, "the path query parameter is required for application/octet-stream uploads"))
@@ -203,11 +208,13 @@ func (e *readError) Error() string   { return "reading the upload: " + e.err.Err
 func (e *readError) Unwrap() []error { return []error{errdefs.ErrInvalidArgument, e.err} }
 
 // copyBuffer copies src to dst through buf, telling read failures (wrapped
-// in readError) from write failures.
+// in readError) from write failures. It fills buf before each write: body
+// and multipart readers return a few KiB per Read, and a write(2) per few
+// KiB would halve throughput.
 func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 	var n int64
 	for {
-		nr, rerr := src.Read(buf)
+		nr, rerr := fill(src, buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)
@@ -222,6 +229,21 @@ func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 			return n, &readError{rerr}
 		}
 	}
+}
+
+// fill reads into buf until it is full or src fails. Unlike io.ReadFull it
+// passes src's error through unchanged, so a body cut short
+// (io.ErrUnexpectedEOF from the HTTP reader) is never taken for a clean end.
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // metadataFrom collects X-Metadata-<key> headers: keys lowercased without
