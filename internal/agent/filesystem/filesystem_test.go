@@ -37,7 +37,7 @@ type harness struct {
 // newHarness serves a Service over a temporary root holding its own
 // /etc/passwd and /etc/group: root (0) and user (1000, or the test's own
 // uid when not running as root, so files can be given to it).
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	uid := 1000
