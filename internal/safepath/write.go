@@ -131,7 +131,8 @@ func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
 
 // Rename moves src to dst, creating dst's missing parents (owned by owner).
 // Neither final component is followed: a symlink is moved, not its target.
-// An existing dst is replaced as rename(2) does.
+// An existing dst is replaced as rename(2) does. Across filesystems it
+// copies and removes (not atomically), as mv does.
 func (r *Root) Rename(src, dst string, owner Owner) error {
 	spfd, sname, err := r.openParent("rename", src)
 	if err != nil {
@@ -155,7 +156,11 @@ func (r *Root) Rename(src, dst string, owner Owner) error {
 		return err
 	}
 	defer unix.Close(dpfd)
-	if err := unix.Renameat(spfd, sname, dpfd, dname); err != nil {
+	err = unix.Renameat(spfd, sname, dpfd, dname)
+	if errors.Is(err, unix.EXDEV) {
+		err = moveAcross(spfd, sname, dpfd, dname)
+	}
+	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return pathErr("rename", src, err)
 		}

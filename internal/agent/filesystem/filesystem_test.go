@@ -267,13 +267,14 @@ func TestRawJSON(t *testing.T) {
 	req, _ := http.NewRequest("POST", h.srv.URL+"/filesystem.Filesystem/ListDir", strings.NewReader(`{"path":"/home/user","depth":1}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connect-Protocol-Version", "1")
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Accept-Encoding", "gzip, deflate") // what fetch adds
+	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || resp.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("%d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	var got struct {

@@ -94,8 +94,11 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Handler returns the path and handler to mount (see filesystemconnect).
-// Errors leave the handler through errconnect.
+// Errors leave the handler through errconnect. Responses are never
+// compressed (the SDKs expect identity, wire spec §4.1); opts come after
+// that default and may override it.
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	opts = append([]connect.HandlerOption{connect.WithCompression("gzip", nil, nil)}, opts...)
 	return filesystemconnect.NewFilesystemHandler(s, opts...)
 }
 
