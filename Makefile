@@ -1,0 +1,47 @@
+# sandpit: the two commands that matter are `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+export PATH := /usr/local/go/bin:$(PATH)
+
+BIN        := bin/sandpit
+LISTEN     ?= 127.0.0.1:49982
+GO_TOOL    := go tool -modfile=tools/go.mod
+GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/node_modules/*') go.mod go.sum
+
+.PHONY: help setup build run test test-go test-compat lint generate bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install what sandpit needs (Debian/Ubuntu, as root; quick when done)
+	@scripts/setup.sh
+
+$(BIN): $(GO_SOURCES)
+	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/sandpit
+
+build: $(BIN) ## build the static binary into bin/sandpit
+
+run: setup build ## install, build and start the daemon on $(LISTEN)
+	$(BIN) serve --listen $(LISTEN)
+
+test: setup build ## every test: Go unit + integration (real sandboxes), then the official SDK compat suite
+	go test -count=1 -timeout 20m ./...
+	test/compat/run.sh
+
+test-go: build ## Go tests only
+	go test -count=1 -timeout 20m ./...
+
+test-compat: build ## the official E2B SDK against a real server
+	test/compat/run.sh
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	$(GO_TOOL) staticcheck ./...
+
+generate: ## regenerate gen/ from api/
+	go generate ./gen/...
+
+bench: build ## benchmarks against runc, crun, bwrap and runsc (see BENCHMARKS.md)
+	bench/run.sh

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what sandpit needs to build, run and test on Debian/Ubuntu, as
+# root. Idempotent and quick when everything is present.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (sandboxes need namespaces, idmapped mounts and cgroups)" >&2
+  exit 1
+fi
+
+# Runtime: sudo inside sandboxes, the code interpreter's kernels, node.
+# Tests: tmux (terminal tests), the peers the benchmarks compare against.
+packages=(
+  ca-certificates git make gcc sudo procps iproute2
+  python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
+  tmux runc crun bubblewrap runsc
+)
+
+missing=()
+# Node may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm):
+# take Debian's only when there is none.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH=/usr/local/go/bin:$PATH
+  else
+    echo "setup: Go is missing: install Go 1.26 or newer (https://go.dev/dl/) and re-run" >&2
+    exit 1
+  fi
+fi
+go mod download
