@@ -33,7 +33,11 @@ func Resolve(p, home, workdir string) (string, error) {
 		}
 		p = path.Join("/", base, p)
 	}
-	return path.Clean(p), nil
+	p = path.Clean(p)
+	if strings.IndexByte(p, 0) >= 0 { // from home or workdir
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "path contains a NUL byte")
+	}
+	return p, nil
 }
 
 // rel returns the root-relative form of the clean absolute path abs, as
