@@ -254,11 +254,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	}
 	st.mark("spawn")
 
-	b.group, err = r.cfg.Cgroups.Create(spec.ID, cgroup.Limits{
-		CPUCount:    spec.Resources.CPUCount,
-		MemoryBytes: int64(spec.Resources.MemoryMB) << 20,
-		PidsMax:     int64(spec.Resources.PidsMax),
-	})
+	b.group, err = r.cfg.Cgroups.Create(spec.ID, limits(spec.Resources))
 	if err != nil {
 		return nil, err
 	}
@@ -650,6 +646,27 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// Default limits for what a spec leaves at zero.
+const (
+	defaultCPUs     = 2
+	defaultMemoryMB = 512
+	defaultPidsMax  = 1024
+)
+
+func limits(r runtime.Resources) cgroup.Limits {
+	l := cgroup.Limits{CPUCount: r.CPUCount, MemoryBytes: int64(r.MemoryMB) << 20, PidsMax: int64(r.PidsMax)}
+	if l.CPUCount <= 0 {
+		l.CPUCount = defaultCPUs
+	}
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = defaultMemoryMB << 20
+	}
+	if l.PidsMax <= 0 {
+		l.PidsMax = defaultPidsMax
+	}
+	return l
 }
 
 type stages struct {
