@@ -1,8 +1,10 @@
 package files
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"path"
@@ -61,7 +63,27 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "no acceptable content encoding: only gzip and identity are offered")
 		return
 	}
-	if !gz || r.Header.Get("Range") != "" || fi.Size() == 0 {
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	var body io.Reader = f
+	if fi.Size() == 0 {
+		// Empty, or a file whose size stat does not know (procfs,
+		// sysfs): read a byte to tell them apart.
+		one := make([]byte, 1)
+		n, _ := io.ReadFull(f, one)
+		if n == 0 {
+			hdr.Set("Content-Length", "0")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		body = io.MultiReader(bytes.NewReader(one[:n]), f)
+		if !gz {
+			w.WriteHeader(http.StatusOK)
+			if r.Method != http.MethodHead {
+				h.send(w, body, abs)
+			}
+			return
+		}
+	} else if !gz || r.Header.Get("Range") != "" {
 		http.ServeContent(w, r, name, fi.ModTime(), f)
 		return
 	}
@@ -72,15 +94,19 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	buf := h.buffers.Get().(*[]byte)
-	defer h.buffers.Put(buf)
-	if _, err := copyBuffer(zw, f, *buf); err != nil {
-		// The status is sent; all that is left is to cut the body short.
-		h.logger.Debug("sending gzipped file", "path", abs, "err", err)
-		return
-	}
+	h.send(zw, body, abs)
 	if err := zw.Close(); err != nil {
 		h.logger.Debug("finishing gzipped file", "path", abs, "err", err)
+	}
+}
+
+// send copies a file to an already started response. A failure can only
+// cut the body short (the status is sent), so it is logged.
+func (h *Handler) send(w io.Writer, body io.Reader, abs string) {
+	buf := h.buffers.Get().(*[]byte)
+	defer h.buffers.Put(buf)
+	if _, err := copyBuffer(w, body, *buf); err != nil {
+		h.logger.Debug("sending file", "path", abs, "err", err)
 	}
 }
 

@@ -327,6 +327,22 @@ func TestDownload(t *testing.T) {
 	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Length") != "0" {
 		t.Errorf("empty: %d %v", resp.StatusCode, resp.Header)
 	}
+	// A file whose size stat does not know: procfs.
+	if os.Getuid() == 0 {
+		proc := filepath.Join(x.root, "proc")
+		os.Mkdir(proc, 0o755)
+		if err := unix.Mount("proc", proc, "proc", 0, ""); err == nil {
+			t.Cleanup(func() { unix.Unmount(proc, unix.MNT_DETACH) })
+			resp, body = x.get(t, url.Values{"path": {"/proc/self/status"}}, nil)
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "Name:") {
+				t.Errorf("procfs file: %d %q", resp.StatusCode, body)
+			}
+			resp, body = x.get(t, url.Values{"path": {"/proc/self/status"}}, map[string]string{"Accept-Encoding": "gzip"})
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" || len(body) < 20 {
+				t.Errorf("gzipped procfs file: %d %v", resp.StatusCode, resp.Header)
+			}
+		}
+	}
 	// Errors.
 	resp, body = x.get(t, url.Values{"path": {"/x"}}, nil)
 	if resp.StatusCode != 404 || string(body) != `{"code":404,"message":"path '/x' does not exist"}`+"\n" || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" {
