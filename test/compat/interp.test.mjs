@@ -1,0 +1,173 @@
+// Issue 4: the code interpreter, driven through the official
+// @e2b/code-interpreter SDK: runCode state, streaming, rich results, errors,
+// timeouts, and contexts in Python, JavaScript and Bash.
+//
+// SANDPIT_INTERP_TEMPLATE picks the template (default: the SDK's own,
+// code-interpreter-v1).
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { NotFoundError, Sandbox, TimeoutError } from '@e2b/code-interpreter'
+import { track, useServer } from './harness.mjs'
+
+const server = useServer()
+const template = process.env.SANDPIT_INTERP_TEMPLATE
+
+/** Width and height from a PNG's IHDR chunk. */
+function pngSize(b64) {
+  const buf = Buffer.from(b64, 'base64')
+  assert.equal(buf.subarray(1, 4).toString('latin1'), 'PNG', 'not a PNG')
+  assert.equal(buf.subarray(12, 16).toString('latin1'), 'IHDR')
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) }
+}
+
+describe('code interpreter', () => {
+  /** @type {Sandbox} */
+  let sbx
+
+  test('create, then the first runCode', async () => {
+    const t0 = performance.now()
+    sbx = track(server, template ? await Sandbox.create(template) : await Sandbox.create())
+    const r = await sbx.runCode('1+1')
+    const ms = performance.now() - t0
+    assert.equal(r.text, '2')
+    process.stderr.write(`note: create + first runCode took ${ms.toFixed(0)} ms\n`)
+  })
+
+  test('state across calls', async () => {
+    await sbx.runCode('x = 1')
+    const r = await sbx.runCode('x + 1')
+    assert.equal(r.text, '2')
+    assert.equal(r.results[0].text, '2')
+    assert.equal(r.results[0].isMainResult, true)
+    assert.equal(typeof r.executionCount, 'number')
+  })
+
+  test('onStdout chunks arrive while the cell runs', async () => {
+    const chunks = []
+    const t0 = performance.now()
+    const r = await sbx.runCode('import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)', {
+      onStdout: (m) => chunks.push({ line: m.line, at: performance.now() - t0 }),
+    })
+    const done = performance.now() - t0
+    assert.deepEqual(chunks.map((c) => c.line), ['0\n', '1\n', '2\n'])
+    assert.deepEqual(r.logs.stdout, ['0\n', '1\n', '2\n'])
+    assert.ok(done - chunks[0].at > 400, `first chunk came ${(done - chunks[0].at).toFixed(0)} ms before the end`)
+  })
+
+  test('onStderr', async () => {
+    const lines = []
+    const r = await sbx.runCode('import sys; print("oops", file=sys.stderr)', { onStderr: (m) => lines.push(m.line) })
+    assert.deepEqual(lines, ['oops\n'])
+    assert.deepEqual(r.logs.stderr, ['oops\n'])
+  })
+
+  test('matplotlib figure as PNG of the right size', async () => {
+    const r = await sbx.runCode(
+      'import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3), dpi=100)\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()',
+    )
+    assert.equal(r.error, undefined)
+    const png = r.results.find((x) => x.png)
+    assert.ok(png, `no png in ${JSON.stringify(r.results.map((x) => x.formats()))}`)
+    const { width, height } = pngSize(png.png)
+    assert.ok(width > 300 && width <= 420 && height > 220 && height <= 320, `size ${width}x${height}`)
+  })
+
+  test('pandas DataFrame as HTML and data', async () => {
+    const r = await sbx.runCode("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})")
+    assert.match(r.results[0].html, /<table/)
+    assert.deepEqual(r.results[0].data, { a: [1, 2], b: ['x', 'y'] })
+  })
+
+  test('an exception: name, value, traceback; later statements do not run', async () => {
+    const r = await sbx.runCode('print("before")\n1/0\nprint("after")')
+    assert.equal(r.error.name, 'ZeroDivisionError')
+    assert.equal(r.error.value, 'division by zero')
+    assert.match(r.error.traceback, /ZeroDivisionError/)
+    assert.deepEqual(r.logs.stdout, ['before\n'])
+  })
+
+  test('a syntax error', async () => {
+    const r = await sbx.runCode('def f(:\n  pass')
+    assert.equal(r.error.name, 'SyntaxError')
+  })
+
+  test('!shell and %magic', async () => {
+    const r = await sbx.runCode('!echo from-shell\n%cd /tmp\nimport os\nos.getcwd()')
+    assert.deepEqual(r.logs.stdout.join('').includes('from-shell'), true)
+    assert.equal(r.text, '/tmp')
+  })
+
+  test('per-execution env vars', async () => {
+    const r = await sbx.runCode('import os; os.environ.get("ONLY_NOW")', { envs: { ONLY_NOW: 'yes' } })
+    assert.equal(r.text, 'yes')
+    const after = await sbx.runCode('import os; str(os.environ.get("ONLY_NOW"))')
+    assert.equal(after.text, 'None')
+  })
+
+  test('a timeout interrupts while True: pass and the context stays usable', async () => {
+    await sbx.runCode('kept = 41')
+    await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 1000 }), (err) => {
+      assert.ok(err instanceof TimeoutError, `expected TimeoutError, got ${err?.name}: ${err?.message}`)
+      return true
+    })
+    const t0 = performance.now()
+    const r = await sbx.runCode('kept + 1')
+    assert.equal(r.text, '42')
+    assert.ok(performance.now() - t0 < 5000, 'the next cell waited for the interrupted one')
+  })
+
+  test('contexts in Python, JavaScript and Bash keep separate state', async () => {
+    const py = await sbx.createCodeContext({ cwd: '/tmp' })
+    const js = await sbx.createCodeContext({ language: 'javascript' })
+    const sh = await sbx.createCodeContext({ language: 'bash' })
+    assert.equal(py.language, 'python')
+    assert.equal(py.cwd, '/tmp')
+
+    await sbx.runCode('v = "py"', { context: py })
+    await sbx.runCode('let v = "js"', { context: js })
+    await sbx.runCode('v=sh; cd /tmp', { context: sh })
+
+    assert.equal((await sbx.runCode('import os; (v, os.getcwd())', { context: py })).text, "('py', '/tmp')")
+    const jr = await sbx.runCode('console.log("log"); v + "!"', { context: js })
+    assert.equal(jr.text, 'js!')
+    assert.deepEqual(jr.logs.stdout, ['log\n'])
+    assert.deepEqual((await sbx.runCode('echo $v $PWD', { context: sh })).logs.stdout, ['sh /tmp\n'])
+    // The default context has none of it.
+    assert.equal((await sbx.runCode('v')).error?.name, 'NameError')
+    // Nor the default JavaScript one.
+    assert.equal((await sbx.runCode('typeof v', { language: 'javascript' })).text, 'undefined')
+
+    const ids = (await sbx.listCodeContexts()).map((c) => c.id)
+    for (const c of [py, js, sh]) assert.ok(ids.includes(c.id), `${c.id} not listed`)
+
+    const err = (await sbx.runCode('null.x', { context: js })).error
+    assert.equal(err.name, 'TypeError')
+    assert.equal((await sbx.runCode('false', { context: sh })).error?.value, '1')
+  })
+
+  test('restart clears state; remove frees the context', async () => {
+    const c = await sbx.createCodeContext()
+    await sbx.runCode('gone = 1', { context: c })
+    await sbx.restartCodeContext(c)
+    assert.equal((await sbx.runCode('gone', { context: c })).error?.name, 'NameError')
+    await sbx.removeCodeContext(c)
+    await assert.rejects(sbx.runCode('1', { context: c }), (err) => {
+      assert.ok(err instanceof NotFoundError, `expected NotFoundError, got ${err?.name}: ${err?.message}`)
+      return true
+    })
+    const ids = (await sbx.listCodeContexts()).map((x) => x.id)
+    assert.ok(!ids.includes(c.id))
+  })
+
+  test('runCode("1+1") round trip', async () => {
+    const times = []
+    for (let i = 0; i < 50; i++) {
+      const t0 = performance.now()
+      const r = await sbx.runCode('1+1')
+      times.push(performance.now() - t0)
+      assert.equal(r.text, '2')
+    }
+    times.sort((a, b) => a - b)
+    process.stderr.write(`note: runCode("1+1") p50 ${times[25].toFixed(2)} ms\n`)
+  })
+})
