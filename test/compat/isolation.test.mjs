@@ -186,7 +186,7 @@ describe('resource bombs die inside their sandbox', () => {
     return latencies
   }
 
-  test('fork bomb', async () => {
+  test('fork bomb', async (t) => {
     const victim = track(server, await Sandbox.create())
     const bystander = track(server, await Sandbox.create())
     // Refuse to detonate without a pids limit: it would take the host down.
@@ -210,11 +210,12 @@ describe('resource bombs die inside their sandbox', () => {
     assert.ok(!(res instanceof Error) || res instanceof CommandExitError, `bomb command failed oddly: ${res?.message}`)
     assert.ok(peak - before <= limits.pids + 50, `host process count rose by ${peak - before}, above the sandbox pids limit ${limits.pids}`)
     assert.ok(latencies.length > 0)
+    t.diagnostic(`pids limit ${limits.pids}; host processes +${peak - before} at peak; bystander echo: ${latencies.length} runs, max ${Math.max(...latencies).toFixed(0)} ms; bomb: ${res instanceof Error ? res.message : JSON.stringify(res.stdout)}`)
     // The victim itself recovers.
     await waitFor(async () => (await out(victim, 'echo ok')) === 'ok\n', { timeoutMs: 30_000, intervalMs: 500, what: 'the victim sandbox to recover' })
   })
 
-  test('memory bomb', async () => {
+  test('memory bomb', async (t) => {
     const victim = track(server, await Sandbox.create())
     const bystander = track(server, await Sandbox.create())
     const { pids, handle: probe } = await markedHostPid(victim, {})
@@ -240,6 +241,7 @@ describe('resource bombs die inside their sandbox', () => {
       return true
     })
     assert.ok(Date.now() - t0 < 55_000, 'the memory bomb was only stopped by its 60 s time bound, not by a memory limit')
+    t.diagnostic(`memory limit ${(limits.memory / 2 ** 20).toFixed(0)} MiB; bomb ended after ${((Date.now() - t0) / 1000).toFixed(1)} s; bystander echo: ${latencies.length} runs, max ${Math.max(...latencies).toFixed(0)} ms`)
     assert.ok(latencies.length > 0)
     await waitFor(async () => (await out(victim, 'echo ok')) === 'ok\n', { timeoutMs: 30_000, intervalMs: 500, what: 'the victim sandbox to recover' })
   })
