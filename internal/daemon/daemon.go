@@ -5,6 +5,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +80,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 
 	var cg cgroup.Manager = cgroup.Noop{}
 	if !cfg.NoCgroups {
-		cg, err = cgroup.New(cfg.CgroupParent)
+		cg, err = cgroup.New(cgroupParent(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("cgroups (run with --no-cgroups to go without limits): %w", err)
 		}
@@ -125,6 +127,18 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	})
 	d.handler = proxy.New(d.manager.Lookup, api, log)
 	return d, nil
+}
+
+// cgroupParent gives each data dir its own cgroup subtree, so daemons
+// sharing a host (tests do) never take each other's sandboxes for leftovers
+// of their own, while a restarted daemon still finds its own.
+func cgroupParent(cfg config.Daemon) string {
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		abs = cfg.DataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return cfg.CgroupParent + "/" + hex.EncodeToString(sum[:4])
 }
 
 // Handler is the daemon's whole HTTP surface.

@@ -245,6 +245,10 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, fmt.Errorf("starting init of %s: %w", spec.ID, err)
 	}
 	b.cmd, b.pid = cmd, cmd.Process.Pid
+	// Shield the agent from the OOM killer: a sandbox that runs out of
+	// memory loses the process that used it, not its agent (which marks
+	// the processes it starts as preferred victims).
+	_ = os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/oom_score_adj", []byte("-1000"), 0)
 	go func() {
 		_ = cmd.Wait()
 		close(b.done)
