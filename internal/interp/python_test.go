@@ -240,3 +240,46 @@ func TestKeepalive(t *testing.T) {
 		t.Errorf("keepalive lines: %d (%v)", n, x.lines)
 	}
 }
+
+func TestPythonCharts(t *testing.T) {
+	e := newTestEnv(t, nil)
+	chartOf := func(src string) map[string]any {
+		t.Helper()
+		x := e.exec(pyCode(src))
+		mustOK(t, x)
+		for _, r := range x.of("result") {
+			if c, ok := r.m["chart"].(map[string]any); ok {
+				if r.m["png"] == nil {
+					t.Errorf("chart without png: %v", r.m)
+				}
+				return c
+			}
+		}
+		t.Fatalf("no chart in %v", x.lines)
+		return nil
+	}
+	c := chartOf("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9], label='sq')\nplt.title('T')\nplt.xlabel('x')\nplt.show()")
+	if c["type"] != "line" || c["title"] != "T" || c["x_label"] != "x" {
+		t.Errorf("line chart: %v", c)
+	}
+	els, _ := c["elements"].([]any)
+	if len(els) != 1 || fmt.Sprint(els[0]) != "map[label:sq points:[[1 1] [2 4] [3 9]]]" {
+		t.Errorf("line elements: %v", els)
+	}
+	c = chartOf("import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [3, 5], label='g')\nplt.show()")
+	if c["type"] != "bar" || fmt.Sprint(c["elements"]) != "[map[group:g label:a value:3] map[group:g label:b value:5]]" {
+		t.Errorf("bar chart: %v", c)
+	}
+	c = chartOf("import matplotlib.pyplot as plt\nplt.pie([1, 3], labels=['a', 'b'])\nplt.show()")
+	if c["type"] != "pie" || len(c["elements"].([]any)) != 2 {
+		t.Errorf("pie chart: %v", c)
+	}
+	c = chartOf("import matplotlib.pyplot as plt\nplt.scatter([1, 2], [3, 4])\nplt.show()")
+	if c["type"] != "scatter" {
+		t.Errorf("scatter chart: %v", c)
+	}
+	c = chartOf("import matplotlib.pyplot as plt\nfig, (a, b) = plt.subplots(1, 2)\na.plot([1, 2])\nb.bar(['x'], [1])\nplt.show()")
+	if c["type"] != "superchart" || len(c["elements"].([]any)) != 2 {
+		t.Errorf("superchart: %v", c)
+	}
+}
