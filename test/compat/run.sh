@@ -6,11 +6,25 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
-else
-  npm install --no-audit --no-fund --loglevel=error >/dev/null
-fi
+# Install the pinned SDKs unless node_modules already matches the lock file.
+# `npm ci` deletes node_modules first, so a second run.sh started while one is
+# running must not reinstall under it: install under a lock, and only when
+# needed.
+mkdir -p .work
+installed() {
+  [ -f package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] &&
+    [ node_modules/.package-lock.json -nt package.json ] && npm ls --depth=0 >/dev/null 2>&1
+}
+(
+  flock 9
+  if ! installed; then
+    if [ -f package-lock.json ]; then
+      npm ci --no-audit --no-fund --loglevel=error >/dev/null
+    else
+      npm install --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+  fi
+) 9>.work/npm.lock
 
 if [ "$#" -gt 0 ]; then
   files=("$@")
