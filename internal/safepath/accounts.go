@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,10 +14,11 @@ import (
 
 // Account is a user from the root's /etc/passwd.
 type Account struct {
-	Name string
-	UID  uint32
-	GID  uint32
-	Home string
+	Name   string
+	UID    uint32
+	GID    uint32
+	Home   string
+	Groups []uint32 // supplementary groups from /etc/group, the primary one included
 }
 
 // Owner returns the uid and gid files created for a are given.
@@ -100,6 +102,7 @@ func (r *Root) Accounts() (*Accounts, error) {
 	}); err != nil {
 		return nil, err
 	}
+	members := map[string][]uint32{}
 	if err := r.readColon("/etc/group", func(f []string) {
 		if len(f) < 3 || f[0] == "" {
 			return
@@ -111,15 +114,26 @@ func (r *Root) Accounts() (*Accounts, error) {
 		if _, dup := a.byGID[uint32(gid)]; !dup {
 			a.byGID[uint32(gid)] = f[0]
 		}
+		if len(f) > 3 && f[3] != "" {
+			for m := range strings.SplitSeq(f[3], ",") {
+				members[m] = append(members[m], uint32(gid))
+			}
+		}
 	}); err != nil {
 		return nil, err
+	}
+	for name, acct := range a.byName {
+		acct.Groups = append([]uint32{acct.GID}, members[name]...)
+		slices.Sort(acct.Groups)
+		acct.Groups = slices.Compact(acct.Groups)
+		a.byName[name] = acct
 	}
 	r.accounts.cur, r.accounts.stamp = a, stamps
 	return a, nil
 }
 
 func (r *Root) stamp(abs string) fileStamp {
-	fi, err := r.Stat(abs)
+	fi, err := r.stat(abs)
 	if err != nil {
 		return fileStamp{}
 	}
@@ -133,7 +147,7 @@ func (r *Root) stamp(abs string) fileStamp {
 // readColon calls fn with the fields of every non-comment line of the
 // colon-separated file abs; a missing file has no lines.
 func (r *Root) readColon(abs string, fn func([]string)) error {
-	f, _, err := r.OpenRegular(abs)
+	f, _, err := r.openRegular(abs)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}

@@ -114,7 +114,7 @@ func copyAt(sdir int, sname string, ddir int, dname string) error {
 		if err := unix.Symlinkat(string(buf[:n]), ddir, dname); err != nil {
 			return err
 		}
-		if err := unix.Fchownat(ddir, dname, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fchownat(ddir, dname, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.EPERM) {
 			return err
 		}
 		ts := []unix.Timespec{st.Atim, st.Mtim}
@@ -130,7 +130,9 @@ func copyAt(sdir int, sname string, ddir int, dname string) error {
 
 // finish gives the copy at fd the source's owner, mode and times.
 func finish(fd int, st *unix.Stat_t, perm uint32) error {
-	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
+	// Acting as a user, a copy of someone else's file stays the user's,
+	// as with mv.
+	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
 		return err
 	}
 	if err := unix.Fchmod(fd, perm); err != nil {

@@ -36,10 +36,24 @@ const eagainRetries = 64
 
 // Root is a directory that client paths are resolved inside. It is safe for
 // concurrent use. Close it when done; using it after Close fails with EBADF.
+//
+// A Root acts with the agent's own identity; As returns a view of it whose
+// operations are checked against a user's (see Cred).
 type Root struct {
+	*state
+	cred *Cred // nil: the agent's own identity
+}
+
+// state is what a Root and its views share.
+type state struct {
 	file    *os.File // O_PATH|O_DIRECTORY handle on the root
 	fd      int      // file's descriptor
 	openat2 bool     // false: fall back to securejoin's resolver
+
+	// The agent's own filesystem identity, restored after an operation
+	// done as a Cred.
+	uid, gid int
+	groups   []int
 
 	accounts accountCache
 	meta     sidecar
@@ -56,7 +70,15 @@ func open(dir string, useOpenat2 bool) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening root %s: %w", dir, err)
 	}
-	r := &Root{file: os.NewFile(uintptr(fd), dir), fd: fd}
+	groups, err := unix.Getgroups()
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("reading the agent's groups: %w", err)
+	}
+	r := &Root{state: &state{
+		file: os.NewFile(uintptr(fd), dir), fd: fd,
+		uid: unix.Geteuid(), gid: unix.Getegid(), groups: groups,
+	}}
 	if useOpenat2 {
 		probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolveFlags})
 		if err == nil {
@@ -70,7 +92,8 @@ func open(dir string, useOpenat2 bool) (*Root, error) {
 	return r, nil
 }
 
-// Close releases the root's handle. Closing twice is fine.
+// Close releases the root's handle, which views made by As share. Closing
+// twice is fine.
 func (r *Root) Close() error {
 	err := r.file.Close()
 	if errors.Is(err, os.ErrClosed) {

@@ -83,11 +83,10 @@ func baseName(abs string) string {
 	return path.Base(abs)
 }
 
-// Lstat describes abs without following it when it is a symlink (symlinks
-// in its parent directories are followed, inside the root).
-func (r *Root) Lstat(abs string) (*FileInfo, error) {
+// lstat is Lstat without a change of identity.
+func (r *Root) lstat(abs string) (*FileInfo, error) {
 	if abs == "/" {
-		return r.Stat(abs)
+		return r.stat(abs)
 	}
 	pfd, name, err := r.openParent("stat", abs)
 	if err != nil {
@@ -101,8 +100,8 @@ func (r *Root) Lstat(abs string) (*FileInfo, error) {
 	return newFileInfo(name, &st), nil
 }
 
-// Stat describes abs, following symlinks inside the root.
-func (r *Root) Stat(abs string) (*FileInfo, error) {
+// stat is Stat without a change of identity.
+func (r *Root) stat(abs string) (*FileInfo, error) {
 	fd, err := r.openFD(abs, unix.O_PATH, 0)
 	if err != nil {
 		return nil, pathErr("stat", abs, err)
@@ -115,8 +114,8 @@ func (r *Root) Stat(abs string) (*FileInfo, error) {
 	return newFileInfo(baseName(abs), &st), nil
 }
 
-// Readlink returns the target of the symlink abs, as stored.
-func (r *Root) Readlink(abs string) (string, error) {
+// readlink is Readlink without a change of identity.
+func (r *Root) readlink(abs string) (string, error) {
 	pfd, name, err := r.openParent("readlink", abs)
 	if err != nil {
 		return "", err
@@ -137,11 +136,8 @@ func (r *Root) Readlink(abs string) (string, error) {
 	}
 }
 
-// OpenFile opens abs with flags (O_RDONLY, O_WRONLY, O_RDWR, O_APPEND,
-// O_TRUNC, O_NONBLOCK, O_NOFOLLOW, O_DIRECTORY...), following symlinks
-// inside the root. Use Create to create files. The returned file's Name is
-// abs.
-func (r *Root) OpenFile(abs string, flags int) (*os.File, error) {
+// openFile is OpenFile without a change of identity.
+func (r *Root) openFile(abs string, flags int) (*os.File, error) {
 	if flags&unix.O_CREAT != 0 {
 		return nil, pathErr("open", abs, unix.EINVAL)
 	}
@@ -155,11 +151,8 @@ func (r *Root) OpenFile(abs string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), abs), nil
 }
 
-// OpenRegular opens abs for reading, following symlinks inside the root,
-// and fails with EISDIR for a directory and EINVAL for anything else that
-// is not a regular file. It opens with O_NONBLOCK|O_NOCTTY so that a FIFO
-// never blocks and a terminal is never adopted.
-func (r *Root) OpenRegular(abs string) (*os.File, *FileInfo, error) {
+// openRegular is OpenRegular without a change of identity.
+func (r *Root) openRegular(abs string) (*os.File, *FileInfo, error) {
 	fd, err := r.openFD(abs, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, pathErr("open", abs, err)
@@ -185,9 +178,8 @@ func (r *Root) OpenRegular(abs string) (*os.File, *FileInfo, error) {
 	return os.NewFile(uintptr(fd), abs), newFileInfo(baseName(abs), &st), nil
 }
 
-// ReadDir returns lstat information on every entry of the directory abs
-// (following symlinks to reach it), in directory order, without "." and "..".
-func (r *Root) ReadDir(abs string) ([]*FileInfo, error) {
+// readDir is ReadDir without a change of identity.
+func (r *Root) readDir(abs string) ([]*FileInfo, error) {
 	fd, err := r.openFD(abs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, pathErr("readdir", abs, err)

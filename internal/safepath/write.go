@@ -19,12 +19,8 @@ type Owner struct {
 // process creates or removes while it works.
 const mkdirRetries = 8
 
-// MkdirAll creates the directory abs and any missing parents with mode
-// 0755, owned by owner, following existing symlinks inside the root (like
-// mkdir -p). created reports whether abs itself was made; an existing
-// directory is not an error. A component that exists and is not a
-// directory fails with ENOTDIR (errdefs.ErrInvalidArgument).
-func (r *Root) MkdirAll(abs string, owner Owner) (created bool, err error) {
+// mkdirAllCreated is MkdirAll without a change of identity.
+func (r *Root) mkdirAllCreated(abs string, owner Owner) (created bool, err error) {
 	fd, created, err := r.mkdirAll(abs, owner)
 	if err != nil {
 		return false, err
@@ -68,8 +64,10 @@ func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err erro
 			if err != nil {
 				break
 			}
-			if err = unix.Fchownat(parent, comp, int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				break
+			if r.chowns() {
+				if err = unix.Fchownat(parent, comp, int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					break
+				}
 			}
 			if prefix == abs {
 				created = true
@@ -84,12 +82,8 @@ func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err erro
 	return parent, created, nil
 }
 
-// Create opens abs for writing, truncating it, after creating missing
-// parent directories (0755, owned by owner). A new file gets mode 0644; the
-// file, new or not, is then owned by owner. A final symlink is followed
-// inside the root. abs must not be a directory (EISDIR) or anything else
-// that is not a regular file (EINVAL): a FIFO never blocks the writer.
-func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
+// create is Create without a change of identity.
+func (r *Root) create(abs string, owner Owner) (*os.File, error) {
 	dir, _, ok := split(abs)
 	if !ok {
 		return nil, pathErr("create", abs, unix.EISDIR)
@@ -118,9 +112,11 @@ func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
 		f.Close()
 		return nil, pathErr("create", abs, err)
 	}
-	if err := unix.Fchown(fd, int(owner.UID), int(owner.GID)); err != nil {
-		f.Close()
-		return nil, pathErr("chown", abs, err)
+	if r.chowns() {
+		if err := unix.Fchown(fd, int(owner.UID), int(owner.GID)); err != nil {
+			f.Close()
+			return nil, pathErr("chown", abs, err)
+		}
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_WRONLY); err != nil {
 		f.Close()
@@ -129,11 +125,8 @@ func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
 	return f, nil
 }
 
-// Rename moves src to dst, creating dst's missing parents (owned by owner).
-// Neither final component is followed: a symlink is moved, not its target.
-// An existing dst is replaced as rename(2) does. Across filesystems it
-// copies and removes (not atomically), as mv does.
-func (r *Root) Rename(src, dst string, owner Owner) error {
+// rename is Rename without a change of identity.
+func (r *Root) rename(src, dst string, owner Owner) error {
 	spfd, sname, err := r.openParent("rename", src)
 	if err != nil {
 		return err
@@ -169,10 +162,8 @@ func (r *Root) Rename(src, dst string, owner Owner) error {
 	return nil
 }
 
-// RemoveAll removes abs and, when it is a directory, everything below it,
-// like rm -rf: a missing abs is not an error, and a final symlink is removed,
-// not followed. Removing the root itself is refused (EBUSY).
-func (r *Root) RemoveAll(abs string) error {
+// removeAll is RemoveAll without a change of identity.
+func (r *Root) removeAll(abs string) error {
 	pfd, name, err := r.openParent("remove", abs)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -252,4 +243,12 @@ func removeChildren(fd int) error {
 			return errnoOf(err)
 		}
 	}
+}
+
+// chowns reports whether what r creates must be given to its owner
+// explicitly: acting as a non-root Cred, the kernel already makes new files
+// that user's, and an existing file it may write keeps its owner, as for
+// any process of that user.
+func (r *Root) chowns() bool {
+	return r.cred == nil || r.cred.UID == 0
 }

@@ -30,7 +30,7 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	f, fi, err := h.root.OpenRegular(abs)
+	f, fi, err := req.root.OpenRegular(abs)
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		h.fail(w, r, errdefs.New(errdefs.ErrNotFound, "path '"+abs+"' does not exist"))

@@ -92,6 +92,9 @@ type request struct {
 	rawPath string
 	user    safepath.Account
 	workdir string
+	// root is the sandbox root as the user: what the user may not read
+	// or write, the request may not either.
+	root *safepath.Root
 }
 
 // identify authorizes r for op ("read" or "write") and resolves its user.
@@ -118,7 +121,7 @@ func (h *Handler) identify(r *http.Request, op string) (request, error) {
 	case !ok:
 		return req, errdefs.New(errdefs.ErrInvalidArgument, "no user given and the default user '"+name+"' does not exist")
 	}
-	req.user, req.workdir = acct, v.DefaultWorkdir
+	req.user, req.workdir, req.root = acct, v.DefaultWorkdir, h.root.As(acct.Cred())
 	return req, nil
 }
 

@@ -53,6 +53,9 @@ func newHarness(t testing.TB, token string) *harness {
 	os.WriteFile(filepath.Join(x.root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nuser:x:"+u+":"+u+"::/home/user:/bin/bash\n"), 0o644)
 	os.WriteFile(filepath.Join(x.root, "etc/group"), []byte("root:x:0:\nuser:x:"+u+":\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "outside/secret.txt"), []byte("SECRET"), 0o644)
+	// As in a sandbox: the user owns its home, /tmp is for everyone.
+	os.Chmod(filepath.Join(x.root, "tmp"), 0o1777)
+	os.Chown(filepath.Join(x.root, "home/user"), x.userUID, x.userUID)
 	root, err := safepath.Open(x.root)
 	if err != nil {
 		t.Fatal(err)
@@ -510,4 +513,39 @@ func TestTruncatedUpload(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Error("a truncated upload left a file behind")
+}
+
+// TestActsAsUser checks that a request is allowed only what its user is:
+// the default user cannot write or read root's files; root can.
+func TestActsAsUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching identities needs root")
+	}
+	x := newHarness(t, "")
+	os.Mkdir(filepath.Join(x.root, "root"), 0o700)
+	resp, body := x.postRaw(t, url.Values{"path": {"/root/nope.txt"}}, strings.NewReader("x"), nil)
+	if resp.StatusCode != 403 {
+		t.Errorf("user wrote into /root: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = x.postRaw(t, url.Values{"path": {"/root/yes.txt"}, "username": {"root"}}, strings.NewReader("x"), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("root could not write into /root: %d", resp.StatusCode)
+	}
+	if resp, _ := x.get(t, url.Values{"path": {"/root/yes.txt"}}, nil); resp.StatusCode != 403 {
+		t.Errorf("user read /root/yes.txt: %d", resp.StatusCode)
+	}
+	if resp, body := x.get(t, url.Values{"path": {"/root/yes.txt"}, "username": {"root"}}, nil); resp.StatusCode != 200 || string(body) != "x" {
+		t.Errorf("root read: %d %s", resp.StatusCode, body)
+	}
+	// A group-writable file of another user: the user may write it, and
+	// it keeps its owner.
+	shared := filepath.Join(x.root, "tmp/shared")
+	os.WriteFile(shared, []byte("old"), 0o666)
+	os.Chmod(shared, 0o666)
+	if resp, body := x.postRaw(t, url.Values{"path": {"/tmp/shared"}}, strings.NewReader("new"), nil); resp.StatusCode != 200 {
+		t.Fatalf("writing a shared file: %d %s", resp.StatusCode, body)
+	}
+	if owner(t, shared) != 0 || x.read(t, "tmp/shared") != "new" {
+		t.Errorf("shared file: owner %d content %q", owner(t, shared), x.read(t, "tmp/shared"))
+	}
 }

@@ -56,7 +56,7 @@ func FuzzUpload(f *testing.F) {
 					t.Fatalf("entry %+v", e)
 				}
 			}
-		case http.StatusBadRequest, http.StatusNotFound:
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusForbidden:
 		default:
 			t.Fatalf("status %d: %s", rec.Code, rec.Body.Bytes())
 		}

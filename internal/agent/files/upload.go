@@ -165,7 +165,7 @@ func (h *Handler) writeFile(req request, target string, src io.Reader, md map[st
 	if err != nil {
 		return uploadEntry{}, err
 	}
-	f, err := h.root.Create(abs, req.user.Owner())
+	f, err := req.root.Create(abs, req.user.Owner())
 	if err != nil {
 		if errors.Is(err, unix.EISDIR) {
 			return uploadEntry{}, errdefs.New(errdefs.ErrInvalidArgument, "path '"+abs+"' is a directory")
@@ -185,7 +185,7 @@ func (h *Handler) writeFile(req request, target string, src io.Reader, md map[st
 		err = fmt.Errorf("closing %s: %w", abs, cerr)
 	}
 	if err != nil {
-		if rerr := h.root.RemoveAll(abs); rerr != nil {
+		if rerr := req.root.RemoveAll(abs); rerr != nil {
 			h.logger.Warn("removing a partial upload", "path", abs, "err", rerr)
 		}
 		return uploadEntry{}, diskFull(abs, err)

@@ -11,19 +11,19 @@ import (
 )
 
 // entry describes abs without following a final symlink.
-func (s *Service) entry(accts *safepath.Accounts, abs string) (*pb.EntryInfo, error) {
-	fi, err := s.root.Lstat(abs)
+func (s *Service) entry(id identity, abs string) (*pb.EntryInfo, error) {
+	fi, err := id.root.Lstat(abs)
 	if err != nil {
 		return nil, err
 	}
-	return s.entryFrom(accts, abs, fi), nil
+	return s.entryFrom(id, abs, fi), nil
 }
 
 // entryFrom builds the EntryInfo of abs from its lstat information: size,
 // mode, owner and time are the entry's own; for a symlink, type is the
 // target's (symlink when it dangles) and symlinkTarget is the target as an
 // absolute path in the sandbox.
-func (s *Service) entryFrom(accts *safepath.Accounts, abs string, fi *safepath.FileInfo) *pb.EntryInfo {
+func (s *Service) entryFrom(id identity, abs string, fi *safepath.FileInfo) *pb.EntryInfo {
 	mode := fi.Mode()
 	name := path.Base(abs)
 	e := &pb.EntryInfo{
@@ -33,20 +33,20 @@ func (s *Service) entryFrom(accts *safepath.Accounts, abs string, fi *safepath.F
 		Size:         fi.Size(),
 		Mode:         uint32(mode.Perm()),
 		Permissions:  mode.String(),
-		Owner:        accts.UserName(fi.UID()),
-		Group:        accts.GroupName(fi.GID()),
+		Owner:        id.accounts.UserName(fi.UID()),
+		Group:        id.accounts.GroupName(fi.GID()),
 		ModifiedTime: timestamppb.New(fi.ModTime()),
 	}
 	switch {
 	case mode&fs.ModeSymlink != 0:
-		if target, err := s.root.Readlink(abs); err == nil {
+		if target, err := id.root.Readlink(abs); err == nil {
 			if !path.IsAbs(target) {
 				target = path.Join(path.Dir(abs), target)
 			}
 			target = path.Clean(target)
 			e.SymlinkTarget = &target
 		}
-		if tfi, err := s.root.Stat(abs); err == nil {
+		if tfi, err := id.root.Stat(abs); err == nil {
 			e.Type = fileType(tfi.Mode())
 		}
 	case mode.IsRegular():

@@ -53,6 +53,8 @@ func newHarness(t testing.TB) *harness {
 	group := "root:x:0:\nuser:x:" + itoa(uid) + ":\n"
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte(passwd), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/group"), []byte(group), 0o644)
+	// As in a sandbox: the user owns its home, /tmp is for everyone.
+	os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
 	if os.Getuid() == 0 {
 		os.Chown(filepath.Join(dir, "home/user"), uid, uid)
 	}
@@ -583,5 +585,42 @@ func TestPolledWatcherQueueBound(t *testing.T) {
 	}
 	if len(got) > 5 {
 		t.Errorf("%d events queued, bound 5", len(got))
+	}
+}
+
+// TestActsAsUser checks that RPCs are allowed only what their user is.
+func TestActsAsUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching identities needs root")
+	}
+	h := newHarness(t)
+	ctx := t.Context()
+	os.Chmod(filepath.Join(h.root, "root"), 0o700)
+	h.write(t, "root/secret", "s")
+	if _, err := h.client.MakeDir(ctx, asUser(&pb.MakeDirRequest{Path: "/root/d"}, "")); code(err) != connect.CodePermissionDenied {
+		t.Errorf("user made a dir in /root: %v", err)
+	}
+	if _, err := h.client.ListDir(ctx, asUser(&pb.ListDirRequest{Path: "/root"}, "")); code(err) != connect.CodePermissionDenied {
+		t.Errorf("user listed /root: %v", err)
+	}
+	if _, err := h.client.Stat(ctx, asUser(&pb.StatRequest{Path: "/root/secret"}, "")); code(err) != connect.CodePermissionDenied {
+		t.Errorf("user stat'ed into /root: %v", err)
+	}
+	if _, err := h.client.Remove(ctx, asUser(&pb.RemoveRequest{Path: "/root/secret"}, "")); code(err) != connect.CodePermissionDenied {
+		t.Errorf("user removed from /root: %v", err)
+	}
+	if stream, err := h.client.WatchDir(ctx, asUser(&pb.WatchDirRequest{Path: "/root"}, "")); err == nil {
+		for stream.Receive() {
+		}
+		if code(stream.Err()) != connect.CodePermissionDenied {
+			t.Errorf("user watched /root: %v", stream.Err())
+		}
+	}
+	if _, err := h.client.MakeDir(ctx, asUser(&pb.MakeDirRequest{Path: "/root/d"}, "root")); err != nil {
+		t.Errorf("root could not make a dir in /root: %v", err)
+	}
+	res, err := h.client.ListDir(ctx, asUser(&pb.ListDirRequest{Path: "/root"}, "root"))
+	if err != nil || len(res.Msg.Entries) != 2 {
+		t.Errorf("root listing /root: %v %v", res, err)
 	}
 }

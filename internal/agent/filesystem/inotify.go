@@ -14,7 +14,6 @@ import (
 
 	pb "github.com/sandpit-dev/sandpit/gen/proto/filesystem"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
-	"github.com/sandpit-dev/sandpit/internal/safepath"
 )
 
 // watchMask is what a watch listens to. The mapping to event types follows
@@ -29,7 +28,7 @@ const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_MODIFY | unix.IN_D
 // (from any goroutine) makes run return.
 type watch struct {
 	s            *Service
-	accts        *safepath.Accounts
+	id           identity
 	dir          string // clean absolute path of the watched directory
 	recursive    bool
 	includeEntry bool
@@ -42,7 +41,7 @@ type watch struct {
 // newWatch starts watching the directory abs. A missing directory is
 // not_found; a non-directory is invalid_argument.
 func (s *Service) newWatch(id identity, abs string, recursive, includeEntry bool) (*watch, error) {
-	fi, err := s.root.Stat(abs)
+	fi, err := id.root.Stat(abs)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +53,7 @@ func (s *Service) newWatch(id identity, abs string, recursive, includeEntry bool
 		return nil, fmt.Errorf("creating inotify instance: %w", errnoCategory(err))
 	}
 	w := &watch{
-		s: s, accts: id.accounts, dir: abs, recursive: recursive, includeEntry: includeEntry,
+		s: s, id: id, dir: abs, recursive: recursive, includeEntry: includeEntry,
 		file: os.NewFile(uintptr(fd), "inotify"),
 		wds:  map[int32]string{},
 	}
@@ -84,10 +83,11 @@ func (w *watch) add(rel string, found func(rel string)) error {
 		return nil
 	}
 	abs := path.Join(w.dir, rel)
-	// Resolve inside the root, then hand inotify the already-open
-	// directory through its /proc/self/fd link: the path is never looked
-	// up again, so a symlink swapped in meanwhile cannot redirect it.
-	d, err := w.s.root.OpenFile(abs, unix.O_PATH|unix.O_DIRECTORY)
+	// Open as the user (who must be allowed to read the directory), then
+	// hand inotify the open directory through its /proc/self/fd link: the
+	// path is never looked up again, so a symlink swapped in meanwhile
+	// cannot redirect it.
+	d, err := w.id.root.OpenFile(abs, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (w *watch) add(rel string, found func(rel string)) error {
 	if !w.recursive {
 		return nil
 	}
-	infos, err := w.s.root.ReadDir(abs)
+	infos, err := w.id.root.ReadDir(abs)
 	if err != nil {
 		w.s.logger.Debug("listing directory to watch", "path", abs, "err", err)
 		return nil
@@ -222,7 +222,7 @@ func (w *watch) send(relName string, typ pb.EventType, emit func(*pb.FilesystemE
 	}
 	w.last = ev
 	if w.includeEntry && typ != pb.EventType_EVENT_TYPE_REMOVE && typ != pb.EventType_EVENT_TYPE_RENAME {
-		if e, err := w.s.entry(w.accts, path.Join(w.dir, relName)); err == nil {
+		if e, err := w.s.entry(w.id, path.Join(w.dir, relName)); err == nil {
 			ev.Entry = e
 		}
 	}

@@ -26,7 +26,7 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRe
 	if err != nil {
 		return nil, s.rpcError("list", err)
 	}
-	fi, err := s.root.Stat(abs)
+	fi, err := id.root.Stat(abs)
 	if err != nil {
 		return nil, s.rpcError("list", err)
 	}
@@ -38,7 +38,7 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRe
 		depth = 1
 	}
 	var entries []*pb.EntryInfo
-	if err := s.list(ctx, id.accounts, abs, depth, true, &entries); err != nil {
+	if err := s.list(ctx, id, abs, depth, true, &entries); err != nil {
 		return nil, s.rpcError("list", err)
 	}
 	return connect.NewResponse(&pb.ListDirResponse{Entries: entries}), nil
@@ -47,11 +47,11 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRe
 // list appends the entries of dir and, depth permitting, of its
 // subdirectories. top errors are returned; below it, unreadable
 // directories are skipped.
-func (s *Service) list(ctx context.Context, accts *safepath.Accounts, dir string, depth int, top bool, out *[]*pb.EntryInfo) error {
+func (s *Service) list(ctx context.Context, id identity, dir string, depth int, top bool, out *[]*pb.EntryInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	infos, err := s.root.ReadDir(dir)
+	infos, err := id.root.ReadDir(dir)
 	if err != nil {
 		if top {
 			return err
@@ -62,9 +62,9 @@ func (s *Service) list(ctx context.Context, accts *safepath.Accounts, dir string
 	slices.SortFunc(infos, func(a, b *safepath.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, fi := range infos {
 		child := path.Join(dir, fi.Name())
-		*out = append(*out, s.entryFrom(accts, child, fi))
+		*out = append(*out, s.entryFrom(id, child, fi))
 		if depth > 1 && fi.IsDir() {
-			if err := s.list(ctx, accts, child, depth-1, false, out); err != nil {
+			if err := s.list(ctx, id, child, depth-1, false, out); err != nil {
 				return err
 			}
 		}

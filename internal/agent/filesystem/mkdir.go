@@ -22,14 +22,14 @@ func (s *Service) MakeDir(ctx context.Context, req *connect.Request[pb.MakeDirRe
 	if err != nil {
 		return nil, s.rpcError("mkdir", err)
 	}
-	created, err := s.root.MkdirAll(abs, id.account.Owner())
+	created, err := id.root.MkdirAll(abs, id.account.Owner())
 	if err != nil {
 		return nil, s.rpcError("mkdir", err)
 	}
 	if !created {
 		return nil, s.rpcError("mkdir", errdefs.New(errdefs.ErrAlreadyExists, "directory at '"+abs+"' already exists"))
 	}
-	e, err := s.entry(id.accounts, abs)
+	e, err := s.entry(id, abs)
 	if err != nil {
 		return nil, s.rpcError("mkdir", err)
 	}

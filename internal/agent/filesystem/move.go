@@ -23,10 +23,10 @@ func (s *Service) Move(ctx context.Context, req *connect.Request[pb.MoveRequest]
 	if err != nil {
 		return nil, s.rpcError("move", err)
 	}
-	if err := s.root.Rename(src, dst, id.account.Owner()); err != nil {
+	if err := id.root.Rename(src, dst, id.account.Owner()); err != nil {
 		return nil, s.rpcError("move", err)
 	}
-	e, err := s.entry(id.accounts, dst)
+	e, err := s.entry(id, dst)
 	if err != nil {
 		return nil, s.rpcError("move", err)
 	}

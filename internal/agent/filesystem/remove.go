@@ -20,7 +20,7 @@ func (s *Service) Remove(ctx context.Context, req *connect.Request[pb.RemoveRequ
 	if err != nil {
 		return nil, s.rpcError("remove", err)
 	}
-	if err := s.root.RemoveAll(abs); err != nil {
+	if err := id.root.RemoveAll(abs); err != nil {
 		return nil, s.rpcError("remove", err)
 	}
 	return connect.NewResponse(&pb.RemoveResponse{}), nil

@@ -122,6 +122,9 @@ type identity struct {
 	account  safepath.Account
 	workdir  string
 	accounts *safepath.Accounts
+	// root is the sandbox root as the account: what the user may not do,
+	// the request may not either.
+	root *safepath.Root
 }
 
 // identify resolves the request's user: Basic auth, else the default user.
@@ -143,7 +146,7 @@ func (s *Service) identify(h http.Header) (identity, error) {
 	if !ok {
 		return identity{}, errdefs.New(errdefs.ErrUnauthenticated, "error looking up user '"+name+"'")
 	}
-	return identity{account: acct, workdir: v.DefaultWorkdir, accounts: accts}, nil
+	return identity{account: acct, workdir: v.DefaultWorkdir, accounts: accts, root: s.root.As(acct.Cred())}, nil
 }
 
 // resolve turns a client path into a clean absolute path for id.

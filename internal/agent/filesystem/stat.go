@@ -18,7 +18,7 @@ func (s *Service) Stat(ctx context.Context, req *connect.Request[pb.StatRequest]
 	if err != nil {
 		return nil, s.rpcError("stat", err)
 	}
-	e, err := s.entry(id.accounts, abs)
+	e, err := s.entry(id, abs)
 	if err != nil {
 		return nil, s.rpcError("stat", err)
 	}

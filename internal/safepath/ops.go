@@ -1,0 +1,129 @@
+package safepath
+
+import "os"
+
+// The exported operations: each runs its unexported twin as the Root's
+// Cred (see do).
+
+// Lstat describes abs without following it when it is a symlink (symlinks
+// in its parent directories are followed, inside the root).
+func (r *Root) Lstat(abs string) (*FileInfo, error) {
+	var res *FileInfo
+	err := r.do(func() error {
+		fi, err := r.lstat(abs)
+		res = fi
+		return err
+	})
+	return res, err
+}
+
+// Stat describes abs, following symlinks inside the root.
+func (r *Root) Stat(abs string) (*FileInfo, error) {
+	var res *FileInfo
+	err := r.do(func() error {
+		fi, err := r.stat(abs)
+		res = fi
+		return err
+	})
+	return res, err
+}
+
+// Readlink returns the target of the symlink abs, as stored.
+func (r *Root) Readlink(abs string) (string, error) {
+	var res string
+	err := r.do(func() error {
+		s, err := r.readlink(abs)
+		res = s
+		return err
+	})
+	return res, err
+}
+
+// OpenFile opens abs with flags (O_RDONLY, O_WRONLY, O_RDWR, O_APPEND,
+// O_TRUNC, O_NONBLOCK, O_NOFOLLOW, O_DIRECTORY...), following symlinks
+// inside the root. Use Create to create files. The returned file's Name is
+// abs.
+func (r *Root) OpenFile(abs string, flags int) (*os.File, error) {
+	var res *os.File
+	err := r.do(func() error {
+		f, err := r.openFile(abs, flags)
+		res = f
+		return err
+	})
+	return res, err
+}
+
+// ReadDir returns lstat information on every entry of the directory abs
+// (following symlinks to reach it), in directory order, without "." and "..".
+func (r *Root) ReadDir(abs string) ([]*FileInfo, error) {
+	var res []*FileInfo
+	err := r.do(func() error {
+		fis, err := r.readDir(abs)
+		res = fis
+		return err
+	})
+	return res, err
+}
+
+// MkdirAll creates the directory abs and any missing parents with mode
+// 0755 (owned by owner, or by the Cred, as for Create), following existing
+// symlinks inside the root (like mkdir -p). created reports whether abs
+// itself was made; an existing directory is not an error. A component that
+// exists and is not a directory fails with ENOTDIR
+// (errdefs.ErrInvalidArgument).
+func (r *Root) MkdirAll(abs string, owner Owner) (bool, error) {
+	var res bool
+	err := r.do(func() error {
+		c, err := r.mkdirAllCreated(abs, owner)
+		res = c
+		return err
+	})
+	return res, err
+}
+
+// Create opens abs for writing, truncating it, after creating missing
+// parent directories (0755). A new file gets mode 0644. Acting as itself
+// the Root gives new directories and the file, new or not, to owner;
+// acting as a Cred (see As), what it creates is the Cred's and an existing
+// file keeps its owner. A final symlink is followed inside the root. abs
+// must not be a directory (EISDIR) or anything else that is not a regular
+// file (EINVAL): a FIFO never blocks the writer.
+func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
+	var res *os.File
+	err := r.do(func() error {
+		f, err := r.create(abs, owner)
+		res = f
+		return err
+	})
+	return res, err
+}
+
+// OpenRegular opens abs for reading, following symlinks inside the root,
+// and fails with EISDIR for a directory and EINVAL for anything else that
+// is not a regular file. It opens with O_NONBLOCK|O_NOCTTY so that a FIFO
+// never blocks and a terminal is never adopted.
+func (r *Root) OpenRegular(abs string) (*os.File, *FileInfo, error) {
+	var f *os.File
+	var fi *FileInfo
+	err := r.do(func() error {
+		var err error
+		f, fi, err = r.openRegular(abs)
+		return err
+	})
+	return f, fi, err
+}
+
+// Rename moves src to dst, creating dst's missing parents (owned by owner).
+// Neither final component is followed: a symlink is moved, not its target.
+// An existing dst is replaced as rename(2) does. Across filesystems it
+// copies and removes (not atomically), as mv does.
+func (r *Root) Rename(src, dst string, owner Owner) error {
+	return r.do(func() error { return r.rename(src, dst, owner) })
+}
+
+// RemoveAll removes abs and, when it is a directory, everything below it,
+// like rm -rf: a missing abs is not an error, and a final symlink is removed,
+// not followed. Removing the root itself is refused (EBUSY).
+func (r *Root) RemoveAll(abs string) error {
+	return r.do(func() error { return r.removeAll(abs) })
+}
