@@ -3,6 +3,7 @@ package restapi
 import (
 	"maps"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -18,7 +19,9 @@ func FuzzParseMetadataFilter(f *testing.F) {
 		if k == "" {
 			return
 		}
-		enc := url.Values{k: {v}}.Encode()
+		// encodeURIComponent per key and value, then URLSearchParams, as
+		// the JS SDK does.
+		enc := url.Values{encodeURIComponent(k): {encodeURIComponent(v)}}.Encode()
 		// The server sees the value after query parsing unescaped it once.
 		q, err := url.ParseQuery(url.Values{"metadata": {enc}}.Encode())
 		if err != nil {
@@ -33,4 +36,10 @@ func FuzzParseMetadataFilter(f *testing.F) {
 			t.Fatalf("parse(%q) = %v, want %v", value, got, want)
 		}
 	})
+}
+
+// encodeURIComponent escapes as JavaScript's function of that name does for
+// the characters the tests use.
+func encodeURIComponent(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }

@@ -11,15 +11,23 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 )
 
-// parseMetadataFilter decodes the metadata query parameter. Its value
-// (already unescaped once by query parsing) is "k1=v1&k2=v2" with each key
-// and value URL-encoded again, as the SDKs send it.
+// parseMetadataFilter decodes the metadata query parameter as upstream
+// does. The JS SDK encodes each key and value (encodeURIComponent), joins the
+// pairs as a query string (URLSearchParams, a second encoding) and sends that
+// as one parameter (a third): after query parsing, one more unescape yields
+// "k1=v1&k2=v2" whose keys and values are unescaped once more. Plain
+// values, as the Python SDK sends them, survive the extra unescape unless
+// they contain '&', '=' or '%' (as upstream).
 func parseMetadataFilter(v *string) (map[string]string, error) {
 	if v == nil || *v == "" {
 		return nil, nil
 	}
+	joined, err := url.QueryUnescape(*v)
+	if err != nil {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "metadata filter: bad encoding")
+	}
 	out := map[string]string{}
-	for pair := range strings.SplitSeq(*v, "&") {
+	for pair := range strings.SplitSeq(joined, "&") {
 		if pair == "" {
 			continue
 		}

@@ -508,12 +508,13 @@ func TestList(t *testing.T) {
 		}
 		return out
 	}
-	// metadata as the SDKs encode it: URLSearchParams of the pairs, then
-	// that string as one query value.
+	// metadata as the JS SDK (e2b 2.51.0) encodes it: encodeURIComponent of
+	// each key and value, URLSearchParams of the pairs, then that string as
+	// one query value.
 	meta := func(pairs ...string) string {
 		v := url.Values{}
 		for i := 0; i < len(pairs); i += 2 {
-			v.Add(pairs[i], pairs[i+1])
+			v.Add(encodeURIComponent(pairs[i]), encodeURIComponent(pairs[i+1]))
 		}
 		return url.Values{"metadata": {v.Encode()}}.Encode()
 	}
@@ -623,4 +624,10 @@ func TestUnknownRoutes(t *testing.T) {
 	wantError(t, e.do(t, "GET", "/sandboxes/x/y/z", ""), 404, "no such endpoint")
 	wantError(t, e.do(t, "PUT", "/sandboxes/abc", ""), 405, "not allowed")
 	wantError(t, e.do(t, "GET", "/sandboxes/abc/timeout", ""), 405, "not allowed")
+}
+
+// encodeURIComponent escapes as JavaScript's function of that name does for
+// the characters the tests use.
+func encodeURIComponent(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
