@@ -118,10 +118,66 @@ try {
   } finally {
     await s.kill().catch(() => {})
   }
+
+  // Floors, to tell the server's share from the client's: a plain HTTP
+  // round trip to the daemon, and the SDK's commands.run against a stub envd
+  // (another process) that answers Start with start+end at once.
+  const health = []
+  for (let i = 0; i < N_CMD; i++) {
+    const t0 = now()
+    const r = await fetch(`${server.url}/health`)
+    await r.arrayBuffer()
+    health.push(now() - t0)
+  }
+  record('floor: fetch GET /health on the daemon', health, 'node fetch (undici) HTTP/1.1 round trip')
+  const stub = await startStub()
+  try {
+    const s2 = await Sandbox.connect('stub', { apiUrl: stub.url, sandboxUrl: stub.url, apiKey: 'e2b_' + '0'.repeat(40) })
+    for (let i = 0; i < 10; i++) await s2.commands.run('true')
+    const floor = []
+    for (let i = 0; i < N_CMD; i++) {
+      const t0 = now()
+      await s2.commands.run('true')
+      floor.push(now() - t0)
+    }
+    record('floor: commands.run("true") against a stub envd', floor, 'the SDK\'s own cost per command')
+  } finally {
+    stub.child.kill()
+  }
 } catch (err) {
   errors.push(`${err.name}: ${err.message.split('\n')[0]}`)
 } finally {
   await server.stop()
+}
+
+/** A stub control plane + envd in a child process: connect answers, Start replies start+end at once. */
+async function startStub() {
+  const code = `
+    const http = require('node:http')
+    const env = (flag, obj) => { const b = Buffer.from(JSON.stringify(obj)); const h = Buffer.alloc(5); h[0] = flag; h.writeUInt32BE(b.length, 1); return Buffer.concat([h, b]) }
+    let pid = 100
+    const srv = http.createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        if (req.url.startsWith('/v2/sandboxes/')) {
+          res.writeHead(200, { 'Content-Type': 'application/json' })
+          return res.end(JSON.stringify({ sandboxID: 'stub', templateID: 'base', clientID: 'x', envdVersion: '0.6.13', envdAccessToken: 'tok' }))
+        }
+        if (req.url === '/process.Process/Start') {
+          res.writeHead(200, { 'Content-Type': 'application/connect+json' })
+          res.write(env(0, { event: { start: { pid: ++pid } } }))
+          res.write(env(0, { event: { end: { exited: true, status: 'exit status 0' } } }))
+          return res.end(env(2, {}))
+        }
+        res.writeHead(404).end()
+      })
+    })
+    srv.listen(0, '127.0.0.1', () => console.log(srv.address().port))
+  `
+  const { spawn } = await import('node:child_process')
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))))
+  return { child, url: `http://127.0.0.1:${port}` }
 }
 
 const f = (x) => x.toFixed(2)
