@@ -27,6 +27,10 @@ func TestJavaScriptState(t *testing.T) {
 	if got := x.mainText(); got != "6" {
 		t.Errorf("after top-level await %q, %v", got, x.lines)
 	}
+	x = e.exec(code("const os = require('node:os'); const { sep } = await import('node:path'); os.platform() + sep", `"language":"javascript"`))
+	if got := x.mainText(); got != "linux/" || len(x.of("stderr")) > 0 {
+		t.Errorf("require and import(): %q %v", got, x.lines)
+	}
 	x = e.exec(code("null.foo", `"language":"javascript"`))
 	er := x.errorLine()
 	if er == nil || er["name"] != "TypeError" || !strings.Contains(str(er["traceback"]), "TypeError") {

@@ -69,6 +69,18 @@ globalThis.exports = globalThis.module.exports;
 
 let count = 0;
 
+// Dynamic import() in cells, where this Node has the loader for it (it is
+// flagged experimental: keep its warning out of cells' stderr).
+const scriptOptions = {};
+if (vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER) {
+  scriptOptions.importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+}
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'ExperimentalWarning') return;
+  process.stderr.write(`${w.name}: ${w.message}\n`);
+});
+
 function transpile(code) {
   if (!ts) return code;
   const out = ts.transpileModule(code, {
@@ -103,12 +115,12 @@ async function evaluate(code, filename) {
   code = transpile(code);
   let script;
   try {
-    script = new vm.Script(code, { filename });
+    script = new vm.Script(code, { filename, ...scriptOptions });
   } catch (e) {
     // A top-level await: rewrite as Node's REPL does.
     const rewritten = e instanceof SyntaxError && processTopLevelAwait ? processTopLevelAwait(code) : null;
     if (!rewritten) throw e;
-    const wrapped = await interruptible(new vm.Script(rewritten, { filename }).runInThisContext({ breakOnSigint: true }));
+    const wrapped = await interruptible(new vm.Script(rewritten, { filename, ...scriptOptions }).runInThisContext({ breakOnSigint: true }));
     return wrapped ? wrapped.value : undefined;
   }
   let value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
