@@ -67,10 +67,8 @@ func (r *Root) SetMetadata(f *os.File, md map[string]string) error {
 	return nil
 }
 
-// Metadata returns the metadata of the regular file or directory abs (nil
-// when it has none). A final symlink is not followed; symlinks and special
-// files have no metadata.
-func (r *Root) Metadata(abs string) (map[string]string, error) {
+// metadata is Metadata without a change of identity.
+func (r *Root) metadata(abs string) (map[string]string, error) {
 	fd, err := r.openFD(abs, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, nil

@@ -127,3 +127,17 @@ func (r *Root) Rename(src, dst string, owner Owner) error {
 func (r *Root) RemoveAll(abs string) error {
 	return r.do(func() error { return r.removeAll(abs) })
 }
+
+// Metadata returns the metadata of the regular file or directory abs (nil
+// when it has none). A final symlink is not followed; symlinks and special
+// files have no metadata. Reading it needs
+// read permission on the file.
+func (r *Root) Metadata(abs string) (map[string]string, error) {
+	var md map[string]string
+	err := r.do(func() error {
+		var err error
+		md, err = r.metadata(abs)
+		return err
+	})
+	return md, err
+}

@@ -12,7 +12,12 @@
 // request cannot redirect them outside the root either.
 //
 // Inside a sandbox the agent has pivoted into the sandbox's root, so the
-// Root is "/"; tests open a temporary directory. On kernels without openat2
+// Root is "/"; tests open a temporary directory. The agent runs as root;
+// Root.As gives a view whose operations are checked against a user's
+// permissions instead.
+//
+// Like os's, the operations are single system calls or short sequences of
+// them and take no context; callers check theirs between operations. On kernels without openat2
 // (before 5.6) lookups fall back to the userspace resolver of
 // github.com/cyphar/filepath-securejoin, which gives the same guarantees.
 package safepath

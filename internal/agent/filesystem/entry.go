@@ -50,7 +50,7 @@ func (s *Service) entryFrom(id identity, abs string, fi *safepath.FileInfo) *pb.
 			e.Type = fileType(tfi.Mode())
 		}
 	case mode.IsRegular():
-		if md, err := s.root.Metadata(abs); err == nil && len(md) > 0 {
+		if md, err := id.root.Metadata(abs); err == nil && len(md) > 0 {
 			e.Metadata = md
 		}
 	}

@@ -452,6 +452,7 @@ func TestWatchDirEvents(t *testing.T) {
 func TestWatchDirErrorsAndDeadline(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
+	before := runtime.NumGoroutine()
 	h.write(t, "home/user/file", "x")
 	for _, c := range []struct {
 		path string
@@ -498,6 +499,15 @@ func TestWatchDirErrorsAndDeadline(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Error("stream did not end when its directory was removed")
+	}
+	// Every watch's reader has stopped with its stream.
+	h.srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines, %d before the watches", n, before)
 	}
 }
 
