@@ -56,6 +56,10 @@ func TestTypeScript(t *testing.T) {
 	if got := x.mainText(); got != "6" {
 		t.Errorf("ts result %q %v", got, x.lines)
 	}
+	x = e.exec(code("const later: number = await Promise.resolve(p.n + 1);\nlater", `"language":"ts"`))
+	if got := x.mainText(); got != "4" {
+		t.Errorf("ts top-level await %q %v", got, x.lines)
+	}
 }
 
 func TestBash(t *testing.T) {
