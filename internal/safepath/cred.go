@@ -36,10 +36,20 @@ func (a Account) Cred() Cred {
 	return Cred{UID: a.UID, GID: a.GID, Groups: slices.Clone(a.Groups)}
 }
 
+// Do runs fn with a view of r on which every operation runs as r's Cred
+// while switching identity only once, for a sequence of operations (a
+// directory listing stats and reads every entry). The view is valid only
+// inside fn and only on fn's goroutine: fn must not hand it to another.
+func (r *Root) Do(fn func(r *Root) error) error {
+	return r.do(func() error {
+		return fn(&Root{state: r.state, cred: r.cred, active: true})
+	})
+}
+
 // do runs fn as r's Cred (see As); without one, as the agent.
 func (r *Root) do(fn func() error) (err error) {
 	c := r.cred
-	if c == nil || (int(c.UID) == r.uid && int(c.GID) == r.gid && c.UID == 0) {
+	if r.active || c == nil || (int(c.UID) == r.uid && int(c.GID) == r.gid && c.UID == 0) {
 		return fn()
 	}
 	runtime.LockOSThread()

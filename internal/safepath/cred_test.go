@@ -60,6 +60,27 @@ func TestAsUser(t *testing.T) {
 		} else {
 			r.Close()
 		}
+		// Do switches once for many operations.
+		err = user.Do(func(u *Root) error {
+			if _, _, err := u.OpenRegular("/root/secret"); !errors.Is(err, errdefs.ErrPermissionDenied) {
+				t.Errorf("user read /root/secret inside Do: %v", err)
+			}
+			if _, err := u.Stat("/home/user/mine"); err != nil {
+				t.Errorf("stat inside Do: %v", err)
+			}
+			if _, err := u.Create("/root/y", owner); !errors.Is(err, errdefs.ErrPermissionDenied) {
+				t.Errorf("user created in /root inside Do: %v", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _, err := f.r.OpenRegular("/root/secret"); err != nil {
+			t.Errorf("root lost access after Do: %v", err)
+		} else {
+			r.Close()
+		}
 		// The agent's own identity is back after each operation, on every
 		// thread, under concurrency.
 		var wg sync.WaitGroup

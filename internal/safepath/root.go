@@ -47,6 +47,9 @@ const eagainRetries = 64
 type Root struct {
 	*state
 	cred *Cred // nil: the agent's own identity
+	// active marks the view Do hands its function: the thread already
+	// runs as cred, so operations do not switch again.
+	active bool
 }
 
 // state is what a Root and its views share.

@@ -57,10 +57,14 @@ func (s *Service) newWatch(id identity, abs string, recursive, includeEntry bool
 		file: os.NewFile(uintptr(fd), "inotify"),
 		wds:  map[int32]string{},
 	}
-	if err := w.add("", nil); err != nil {
+	if err := id.do(func(id identity) error {
+		w.id = id // for setup only: one switch for the whole tree
+		return w.add("", nil)
+	}); err != nil {
 		w.close()
 		return nil, err
 	}
+	w.id = id
 	return w, nil
 }
 

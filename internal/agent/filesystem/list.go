@@ -26,19 +26,22 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRe
 	if err != nil {
 		return nil, s.rpcError("list", err)
 	}
-	fi, err := id.root.Stat(abs)
-	if err != nil {
-		return nil, s.rpcError("list", err)
-	}
-	if !fi.IsDir() {
-		return nil, s.rpcError("list", errdefs.New(errdefs.ErrInvalidArgument, "path '"+abs+"' is not a directory"))
-	}
 	depth := int(req.Msg.GetDepth())
 	if depth == 0 {
 		depth = 1
 	}
 	var entries []*pb.EntryInfo
-	if err := s.list(ctx, id, abs, depth, true, &entries); err != nil {
+	err = id.do(func(id identity) error {
+		fi, err := id.root.Stat(abs)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return errdefs.New(errdefs.ErrInvalidArgument, "path '"+abs+"' is not a directory")
+		}
+		return s.list(ctx, id, abs, depth, true, &entries)
+	})
+	if err != nil {
 		return nil, s.rpcError("list", err)
 	}
 	return connect.NewResponse(&pb.ListDirResponse{Entries: entries}), nil

@@ -22,14 +22,18 @@ func (s *Service) MakeDir(ctx context.Context, req *connect.Request[pb.MakeDirRe
 	if err != nil {
 		return nil, s.rpcError("mkdir", err)
 	}
-	created, err := id.root.MkdirAll(abs, id.account.Owner())
-	if err != nil {
-		return nil, s.rpcError("mkdir", err)
-	}
-	if !created {
-		return nil, s.rpcError("mkdir", errdefs.New(errdefs.ErrAlreadyExists, "directory at '"+abs+"' already exists"))
-	}
-	e, err := s.entry(id, abs)
+	var e *pb.EntryInfo
+	err = id.do(func(id identity) error {
+		created, err := id.root.MkdirAll(abs, id.account.Owner())
+		if err != nil {
+			return err
+		}
+		if !created {
+			return errdefs.New(errdefs.ErrAlreadyExists, "directory at '"+abs+"' already exists")
+		}
+		e, err = s.entry(id, abs)
+		return err
+	})
 	if err != nil {
 		return nil, s.rpcError("mkdir", err)
 	}

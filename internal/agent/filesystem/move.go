@@ -23,10 +23,14 @@ func (s *Service) Move(ctx context.Context, req *connect.Request[pb.MoveRequest]
 	if err != nil {
 		return nil, s.rpcError("move", err)
 	}
-	if err := id.root.Rename(src, dst, id.account.Owner()); err != nil {
-		return nil, s.rpcError("move", err)
-	}
-	e, err := s.entry(id, dst)
+	var e *pb.EntryInfo
+	err = id.do(func(id identity) error {
+		if err := id.root.Rename(src, dst, id.account.Owner()); err != nil {
+			return err
+		}
+		e, err = s.entry(id, dst)
+		return err
+	})
 	if err != nil {
 		return nil, s.rpcError("move", err)
 	}

@@ -149,6 +149,15 @@ func (s *Service) identify(h http.Header) (identity, error) {
 	return identity{account: acct, workdir: v.DefaultWorkdir, accounts: accts, root: s.root.As(acct.Cred())}, nil
 }
 
+// do runs fn with id's root switched to the user once for all of fn's
+// operations (see safepath.Root.Do).
+func (id identity) do(fn func(id identity) error) error {
+	return id.root.Do(func(r *safepath.Root) error {
+		id.root = r
+		return fn(id)
+	})
+}
+
 // resolve turns a client path into a clean absolute path for id.
 func (id identity) resolve(p string) (string, error) {
 	return safepath.Resolve(p, id.account.Home, id.workdir)

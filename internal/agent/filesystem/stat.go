@@ -18,7 +18,11 @@ func (s *Service) Stat(ctx context.Context, req *connect.Request[pb.StatRequest]
 	if err != nil {
 		return nil, s.rpcError("stat", err)
 	}
-	e, err := s.entry(id, abs)
+	var e *pb.EntryInfo
+	err = id.do(func(id identity) error {
+		e, err = s.entry(id, abs)
+		return err
+	})
 	if err != nil {
 		return nil, s.rpcError("stat", err)
 	}
