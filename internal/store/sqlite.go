@@ -91,6 +91,30 @@ func migrations() []string {
 		allow_internet INTEGER NOT NULL DEFAULT 1,
 		pid            INTEGER NOT NULL DEFAULT 0
 	);`,
+		`CREATE TABLE templates (
+		id         TEXT PRIMARY KEY,
+		spec       BLOB,
+		build_id   TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE template_names (
+		name        TEXT PRIMARY KEY,
+		template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE CASCADE
+	);
+	CREATE INDEX template_names_template ON template_names(template_id);
+	CREATE TABLE template_builds (
+		id          TEXT PRIMARY KEY,
+		template_id TEXT NOT NULL,
+		status      TEXT NOT NULL,
+		request     BLOB,
+		reason      TEXT NOT NULL DEFAULT '',
+		reason_step TEXT NOT NULL DEFAULT '',
+		logs        BLOB,
+		created_at  INTEGER NOT NULL,
+		finished_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX template_builds_template ON template_builds(template_id, created_at);`,
 	}
 }
 

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+)
+
+// Templates persists built templates, their names and their builds. What a
+// template is (layers, env, start command) is the template package's
+// business: the store keeps it as an opaque JSON document.
+type Templates interface {
+	// PutTemplate inserts rec or replaces the template with the same ID,
+	// and makes rec.Names point at it. A name that another template holds
+	// is an errdefs.ErrConflict.
+	PutTemplate(ctx context.Context, rec TemplateRecord) error
+	// GetTemplate returns the template with id, or errdefs.ErrNotFound.
+	GetTemplate(ctx context.Context, id string) (TemplateRecord, error)
+	// TemplateByName returns the template a name points at, or
+	// errdefs.ErrNotFound.
+	TemplateByName(ctx context.Context, name string) (TemplateRecord, error)
+	// ListTemplates returns every template, oldest first.
+	ListTemplates(ctx context.Context) ([]TemplateRecord, error)
+	// DeleteTemplate removes a template, its names and its builds;
+	// removing a missing one is fine.
+	DeleteTemplate(ctx context.Context, id string) error
+	// PutBuild inserts rec or replaces the build with the same ID.
+	PutBuild(ctx context.Context, rec BuildRecord) error
+	// GetBuild returns the build with id, or errdefs.ErrNotFound.
+	GetBuild(ctx context.Context, id string) (BuildRecord, error)
+	// ListBuilds returns a template's builds, newest first.
+	ListBuilds(ctx context.Context, templateID string) ([]BuildRecord, error)
+}
+
+var _ Templates = (*SQLite)(nil)
+
+// TemplateRecord is one template as persisted.
+type TemplateRecord struct {
+	ID    string
+	Names []string
+	// Spec is the template as of its last successful build (JSON owned
+	// by the template package); nil before the first one.
+	Spec      []byte
+	BuildID   string // the build Spec came from
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// BuildRecord is one build of a template.
+type BuildRecord struct {
+	ID         string
+	TemplateID string
+	Status     string // "waiting", "building", "ready", "error"
+	Request    []byte // what was asked for (JSON owned by the template package)
+	Reason     string // why it failed
+	ReasonStep string // which step failed ("base", "finalize" or an index)
+	Logs       []byte // log entries (JSON owned by the template package)
+	CreatedAt  time.Time
+	FinishedAt time.Time // zero while it runs
+}
+
+// PutTemplate implements Templates.
+func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
+	if rec.ID == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "template record without id")
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("writing template %s: %w", rec.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for _, n := range rec.Names {
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT template_id FROM template_names WHERE name = ?`, n).Scan(&owner)
+		if err == nil && owner != rec.ID {
+			return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template name %q is taken by another template", n))
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("writing template %s: %w", rec.ID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO templates (id, spec, build_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, build_id = excluded.build_id, updated_at = excluded.updated_at`,
+		rec.ID, rec.Spec, rec.BuildID, rec.CreatedAt.UnixNano(), rec.UpdatedAt.UnixNano()); err != nil {
+		return fmt.Errorf("writing template %s: %w", rec.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM template_names WHERE template_id = ?`, rec.ID); err != nil {
+		return fmt.Errorf("writing names of template %s: %w", rec.ID, err)
+	}
+	for _, n := range rec.Names {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO template_names (name, template_id) VALUES (?, ?)`, n, rec.ID); err != nil {
+			return fmt.Errorf("writing names of template %s: %w", rec.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("writing template %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// GetTemplate implements Templates.
+func (s *SQLite) GetTemplate(ctx context.Context, id string) (TemplateRecord, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, created_at, updated_at FROM templates WHERE id = ?`, id)
+	return s.scanTemplate(ctx, row, id)
+}
+
+// TemplateByName implements Templates.
+func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecord, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at
+		FROM templates t JOIN template_names n ON n.template_id = t.id WHERE n.name = ?`, name)
+	return s.scanTemplate(ctx, row, name)
+}
+
+func (s *SQLite) scanTemplate(ctx context.Context, row *sql.Row, ref string) (TemplateRecord, error) {
+	var rec TemplateRecord
+	var created, updated int64
+	err := row.Scan(&rec.ID, &rec.Spec, &rec.BuildID, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TemplateRecord{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
+	}
+	if err != nil {
+		return TemplateRecord{}, fmt.Errorf("reading template %s: %w", ref, err)
+	}
+	rec.CreatedAt, rec.UpdatedAt = time.Unix(0, created), time.Unix(0, updated)
+	rec.Names, err = s.templateNames(ctx, rec.ID)
+	return rec, err
+}
+
+func (s *SQLite) templateNames(ctx context.Context, id string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM template_names WHERE template_id = ? ORDER BY name`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading names of template %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// ListTemplates implements Templates.
+func (s *SQLite) ListTemplates(ctx context.Context) ([]TemplateRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM templates ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing templates: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing templates: %w", err)
+	}
+	out := make([]TemplateRecord, 0, len(ids))
+	for _, id := range ids {
+		rec, err := s.GetTemplate(ctx, id)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// DeleteTemplate implements Templates.
+func (s *SQLite) DeleteTemplate(ctx context.Context, id string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("removing template %s: %w", id, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for _, q := range []string{
+		`DELETE FROM template_names WHERE template_id = ?`,
+		`DELETE FROM template_builds WHERE template_id = ?`,
+		`DELETE FROM templates WHERE id = ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, id); err != nil {
+			return fmt.Errorf("removing template %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("removing template %s: %w", id, err)
+	}
+	return nil
+}
+
+const buildColumns = `id, template_id, status, request, reason, reason_step, logs, created_at, finished_at`
+
+// PutBuild implements Templates.
+func (s *SQLite) PutBuild(ctx context.Context, rec BuildRecord) error {
+	if rec.ID == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "build record without id")
+	}
+	var finished int64
+	if !rec.FinishedAt.IsZero() {
+		finished = rec.FinishedAt.UnixNano()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO template_builds (`+buildColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rec.ID, rec.TemplateID, rec.Status, rec.Request, rec.Reason, rec.ReasonStep, rec.Logs,
+		rec.CreatedAt.UnixNano(), finished)
+	if err != nil {
+		return fmt.Errorf("writing build %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// GetBuild implements Templates.
+func (s *SQLite) GetBuild(ctx context.Context, id string) (BuildRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM template_builds WHERE id = ?`, id)
+	if err != nil {
+		return BuildRecord{}, fmt.Errorf("reading build %s: %w", id, err)
+	}
+	out, err := scanBuilds(rows)
+	if err != nil {
+		return BuildRecord{}, fmt.Errorf("reading build %s: %w", id, err)
+	}
+	if len(out) == 0 {
+		return BuildRecord{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("build %q not found", id))
+	}
+	return out[0], nil
+}
+
+// ListBuilds implements Templates.
+func (s *SQLite) ListBuilds(ctx context.Context, templateID string) ([]BuildRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM template_builds
+		WHERE template_id = ? ORDER BY created_at DESC, id`, templateID)
+	if err != nil {
+		return nil, fmt.Errorf("listing builds of %s: %w", templateID, err)
+	}
+	out, err := scanBuilds(rows)
+	if err != nil {
+		return nil, fmt.Errorf("listing builds of %s: %w", templateID, err)
+	}
+	return out, nil
+}
+
+func scanBuilds(rows *sql.Rows) ([]BuildRecord, error) {
+	defer rows.Close()
+	var out []BuildRecord
+	for rows.Next() {
+		var rec BuildRecord
+		var created, finished int64
+		if err := rows.Scan(&rec.ID, &rec.TemplateID, &rec.Status, &rec.Request, &rec.Reason,
+			&rec.ReasonStep, &rec.Logs, &created, &finished); err != nil {
+			return nil, err
+		}
+		rec.CreatedAt = time.Unix(0, created)
+		if finished != 0 {
+			rec.FinishedAt = time.Unix(0, finished)
+		}
+		out = append(out, rec)
+	}
+	return out, rows.Err()
+}
