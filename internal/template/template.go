@@ -1,6 +1,12 @@
 // Package template describes what a sandbox starts from: its filesystem
-// layers and the metadata that applies at start (env, user, workdir,
-// resources). Building templates (builder steps, OCI import) grows here.
+// layers and the metadata that applies at start (env, user, workdir, start
+// command, resources), and builds templates. A build runs E2B's builder
+// steps (RUN, COPY, ENV, WORKDIR, USER) one by one, each in a build
+// sandbox over the layers so far; what a step wrote becomes a read-only,
+// content-addressed layer keyed by its parent and its inputs, so building
+// the same steps again is served from the layers already on disk. The
+// Registry keeps built templates in the store and resolves the names the
+// SDKs ask for.
 package template
 
 import "github.com/sandpit-dev/sandpit/internal/runtime"
@@ -18,9 +24,20 @@ type Template struct {
 	User    string // default user for processes; "user" when empty
 	Workdir string // default cwd; the user's home when empty
 
+	// StartCmd, when set, is started (as User, in Workdir) when a sandbox
+	// starts; create returns once ReadyCmd exits 0 (at once when
+	// ReadyCmd is empty).
+	StartCmd string
+	ReadyCmd string
+
 	CPUCount int
 	MemoryMB int
 	DiskMB   int
 
 	EnvdVersion string
+
+	// Interpreter warms the code interpreter's kernels at sandbox start,
+	// as E2B's code-interpreter template does; other templates start them
+	// on first use.
+	Interpreter bool
 }
