@@ -7,14 +7,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sandpit-dev/sandpit/internal/agent"
+	"github.com/sandpit-dev/sandpit/internal/agent/files"
+	"github.com/sandpit-dev/sandpit/internal/agent/filesystem"
+	"github.com/sandpit-dev/sandpit/internal/interp"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
 )
 
 // envd runs the in-sandbox agent as the sandbox's first process. The init
@@ -35,18 +41,95 @@ func envd() error {
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
 	}
+	root, err := safepath.Open("/")
+	if err != nil {
+		return fmt.Errorf("opening the sandbox root: %w", err)
+	}
+	ci := &interpreter{cfg: cfg, log: log}
 	a := agent.New(agent.Config{
 		AccessToken:    cfg.AccessToken,
 		Env:            cfg.Env,
 		DefaultUser:    cfg.DefaultUser,
 		DefaultWorkdir: cfg.DefaultWorkdir,
 		Logger:         log,
+		Interpreter:    ci,
+		Mounts:         []agent.Mount{fileRoutes(root, log)},
 	})
+	ci.agent = a
+	if cfg.Interpreter {
+		go ci.server() // warm the kernels while the first request is on its way
+	}
 	if _, err := unix.Write(linux.ControlFD, []byte("ok")); err != nil {
 		return fmt.Errorf("telling the daemon the agent is up: %w", err)
 	}
 	unix.Close(linux.ControlFD)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	return a.Serve(ctx, ln)
+	err = a.Serve(ctx, ln)
+	ci.close()
+	return err
+}
+
+// fileRoutes mounts the filesystem service and /files on the agent.
+func fileRoutes(root *safepath.Root, log *slog.Logger) agent.Mount {
+	return func(d agent.Deps) []agent.Route {
+		fs, err := filesystem.New(filesystem.Config{Root: root, Settings: d.Settings, Logger: log})
+		if err != nil {
+			log.Error("filesystem service", "err", err)
+			return nil
+		}
+		fh, err := files.New(files.Config{Root: root, Settings: d.Settings, Logger: log})
+		if err != nil {
+			log.Error("files handler", "err", err)
+			return nil
+		}
+		path, h := fs.Handler()
+		return []agent.Route{{Pattern: path, Handler: h}, {Pattern: "/files", Handler: fh, OwnAuth: true}}
+	}
+}
+
+// interpreter starts the code-interpreter server on first use (or at once
+// for code-interpreter templates): idle kernels cost tens of megabytes, which
+// a sandbox that never runs code should not pay.
+type interpreter struct {
+	cfg   linux.EnvdConfig
+	log   *slog.Logger
+	agent *agent.Agent
+
+	once sync.Once
+	srv  *interp.Server
+	err  error
+}
+
+func (c *interpreter) server() (*interp.Server, error) {
+	c.once.Do(func() {
+		settings := c.agent.Settings()
+		c.srv, c.err = interp.New(interp.Config{
+			Logger:       c.log,
+			Env:          func() map[string]string { return settings.Get().Env },
+			User:         c.cfg.DefaultUser,
+			Workdir:      c.cfg.DefaultWorkdir,
+			StartProcess: c.agent.Reaper().StartCmd,
+		})
+		if c.err != nil {
+			c.log.Error("code interpreter", "err", c.err)
+		}
+	})
+	return c.srv, c.err
+}
+
+func (c *interpreter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	srv, err := c.server()
+	if err != nil {
+		http.Error(w, "the code interpreter cannot start in this sandbox", http.StatusServiceUnavailable)
+		return
+	}
+	srv.ServeHTTP(w, r)
+}
+
+func (c *interpreter) close() {
+	c.once.Do(func() {}) // waits for a start in flight; none starts after
+	if c.srv != nil {
+		_ = c.srv.Close(context.Background())
+	}
 }

@@ -74,8 +74,10 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		return nil, fmt.Errorf("preparing the base template: %w", err)
 	}
 	// The host's userland carries the interpreter's kernels (ipykernel,
-	// node), so code-interpreter-v1 starts from the same layers.
-	base.Names = append(base.Names, "code-interpreter-v1", "code-interpreter", "python", "node")
+	// node), so code-interpreter-v1 starts from the same layers, with its
+	// kernels warm.
+	ci := *base
+	ci.ID, ci.Names, ci.Interpreter = "code-interpreter-v1", []string{"code-interpreter"}, true
 	log.Info("base template ready", "template", base.ID, "took", time.Since(started).Round(time.Millisecond))
 
 	var cg cgroup.Manager = cgroup.Noop{}
@@ -102,7 +104,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	d.manager, err = sandbox.NewManager(sandbox.Config{
 		Runtime:        d.runtime,
 		Store:          d.store,
-		Templates:      sandbox.StaticTemplates{base},
+		Templates:      sandbox.StaticTemplates{base, &ci},
 		Logger:         log,
 		Metrics:        reg,
 		DefaultTimeout: cfg.DefaultTimeout,

@@ -43,6 +43,9 @@ type Spec struct {
 	DefaultWorkdir string
 	Resources      Resources
 	AllowInternet  bool
+	// Interpreter starts the code interpreter's kernels with the sandbox
+	// instead of on its first request (code-interpreter templates).
+	Interpreter bool
 }
 
 // Sandbox is a running sandbox as the runtime sees it.

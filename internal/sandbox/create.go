@@ -120,6 +120,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 			DiskMB:   info.DiskMB,
 		},
 		AllowInternet: req.AllowInternetAccess,
+		Interpreter:   tpl.Interpreter,
 	})
 	if err != nil {
 		return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)

@@ -19,6 +19,7 @@ type EnvdConfig struct {
 	AccessToken    string            `json:"access_token"`
 	DefaultUser    string            `json:"default_user"`
 	DefaultWorkdir string            `json:"default_workdir"`
+	Interpreter    bool              `json:"interpreter"` // warm kernels at start
 }
 
 const (

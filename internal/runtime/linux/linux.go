@@ -294,7 +294,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	icfg := initConfig{
 		ID: spec.ID, Hostname: spec.Hostname, Stage: filepath.Join(b.dir, "rootfs"),
 		Mounts: targets, TmpMB: tmpMB,
-		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir},
+		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
 	}
 	msg, err := json.Marshal(icfg)
 	if err != nil {
