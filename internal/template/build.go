@@ -468,3 +468,4 @@ func newID() string {
 	return string(b)
 }
 
+func cryptoRand(b []byte) (int, error) { return rand.Read(b) }

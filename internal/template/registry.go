@@ -1,0 +1,647 @@
+package template
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/store"
+)
+
+// Build statuses, as E2B reports them.
+const (
+	StatusWaiting  = "waiting"
+	StatusBuilding = "building"
+	StatusReady    = "ready"
+	StatusError    = "error"
+)
+
+// MaxUploadBytes bounds one COPY upload.
+const MaxUploadBytes = 4 << 30
+
+// RegistryConfig is what NewRegistry needs. Store, Builder and Dir are
+// required.
+type RegistryConfig struct {
+	// Dir holds uploaded COPY archives (Dir/uploads).
+	Dir     string
+	Store   store.Templates
+	Builder *Builder
+	// Builtin templates (base and its names) answer refs no stored
+	// template has.
+	Builtin []*Template
+	// Images, when set, imports OCI images named by fromImage.
+	Images ImageImporter
+	Logger *slog.Logger
+}
+
+// ImageImporter turns an OCI image reference into a template (its layers
+// unpacked on disk), for builds that start fromImage.
+type ImageImporter interface {
+	Import(ctx context.Context, ref string, auth *RegistryAuth, log func(LogEntry)) (*Template, error)
+}
+
+// RegistryAuth is the login for a private registry.
+type RegistryAuth struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Registry keeps built templates: it resolves the refs sandboxes are
+// created from, runs builds in the background and serves their status and
+// logs. Close stops running builds.
+type Registry struct {
+	cfg    RegistryConfig
+	log    *slog.Logger
+	ctx    context.Context // builds run under it; Close cancels it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	// builds holds builds that have not finished, and recent ones.
+	builds map[string]*buildState
+}
+
+// buildState is a build in progress, whose log grows as it runs.
+type buildState struct {
+	mu     sync.Mutex
+	rec    store.BuildRecord
+	logs   []LogEntry
+	reason *Reason
+}
+
+// Reason says why a build failed.
+type Reason struct {
+	Message string `json:"message"`
+	Step    string `json:"step,omitempty"`
+}
+
+// NewRegistry returns a Registry. Builds an earlier run of the daemon
+// left unfinished are marked failed.
+func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
+	if cfg.Store == nil || cfg.Builder == nil || cfg.Dir == "" {
+		return nil, errors.New("template.NewRegistry: Store, Builder and Dir are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "uploads"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating upload dir: %w", err)
+	}
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}}
+	tpls, err := cfg.Store.ListTemplates(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	for _, t := range tpls {
+		builds, err := cfg.Store.ListBuilds(ctx, t.ID)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		for _, b := range builds {
+			if b.Status == StatusWaiting || b.Status == StatusBuilding {
+				b.Status, b.Reason, b.FinishedAt = StatusError, "interrupted: the daemon stopped during the build", time.Now()
+				if err := cfg.Store.PutBuild(ctx, b); err != nil {
+					cancel()
+					return nil, err
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+// Close cancels running builds and waits for them to stop.
+func (r *Registry) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+
+// splitRef takes "team/name:tag" apart into name and tag.
+func splitRef(ref string) (name, tag string) {
+	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
+		ref = ref[i+1:]
+	}
+	name, tag, _ = strings.Cut(ref, ":")
+	return name, tag
+}
+
+// Resolve returns the template whose id or name is ref ("name:tag" and
+// "team/name" are accepted; the tag is ignored). Stored templates come
+// before builtins of the same name.
+func (r *Registry) Resolve(ctx context.Context, ref string) (*Template, error) {
+	name, _ := splitRef(ref)
+	for _, try := range []string{ref, name} {
+		rec, err := r.cfg.Store.GetTemplate(ctx, try)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			rec, err = r.cfg.Store.TemplateByName(ctx, try)
+		}
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec.Spec == nil {
+			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q has no finished build yet", ref))
+		}
+		return decodeSpec(rec)
+	}
+	for _, try := range []string{ref, name} {
+		for _, t := range r.cfg.Builtin {
+			if t.ID == try || slices.Contains(t.Names, try) {
+				return t, nil
+			}
+		}
+	}
+	return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
+}
+
+func decodeSpec(rec store.TemplateRecord) (*Template, error) {
+	var t Template
+	if err := json.Unmarshal(rec.Spec, &t); err != nil {
+		return nil, fmt.Errorf("decoding template %s: %w", rec.ID, err)
+	}
+	t.ID, t.Names = rec.ID, rec.Names
+	return &t, nil
+}
+
+func (r *Registry) builtin(name string) bool {
+	for _, t := range r.cfg.Builtin {
+		if t.ID == name {
+			return true
+		}
+	}
+	return false
+}
+
+// RequestArgs asks for a new build of the template called Name (POST
+// /v3/templates).
+type RequestArgs struct {
+	Name     string // "name" or "name:tag"
+	Tags     []string
+	CPUCount int
+	MemoryMB int
+}
+
+// Requested is a build waiting for its steps.
+type Requested struct {
+	TemplateID string
+	BuildID    string
+	Names      []string
+	Tags       []string
+}
+
+type buildRequest struct {
+	CPUCount int        `json:"cpuCount,omitempty"`
+	MemoryMB int        `json:"memoryMB,omitempty"`
+	Spec     *BuildSpec `json:"spec,omitempty"`
+}
+
+// Request makes (or finds) the template called args.Name and a build of
+// it waiting for Start.
+func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, error) {
+	name, tag := splitRef(args.Name)
+	if !nameRe.MatchString(name) {
+		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("invalid template name %q: use lowercase letters, digits, '.', '_' and '-'", args.Name))
+	}
+	if r.builtin(name) {
+		return Requested{}, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template %q is built into sandpit and cannot be rebuilt", name))
+	}
+	if args.CPUCount < 0 || args.CPUCount > 64 || args.MemoryMB < 0 || args.MemoryMB > 1<<20 {
+		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument, "cpuCount must be 0..64 and memoryMB 0..1048576")
+	}
+	now := time.Now()
+	rec, err := r.cfg.Store.TemplateByName(ctx, name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		rec = store.TemplateRecord{ID: newID(), Names: []string{name}, CreatedAt: now, UpdatedAt: now}
+		if err := r.cfg.Store.PutTemplate(ctx, rec); err != nil {
+			return Requested{}, err
+		}
+	} else if err != nil {
+		return Requested{}, err
+	}
+	tags := args.Tags
+	if tag != "" {
+		tags = append([]string{tag}, tags...)
+	}
+	if len(tags) == 0 {
+		tags = []string{"default"}
+	}
+	req, _ := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB})
+	b := store.BuildRecord{ID: newUUID(), TemplateID: rec.ID, Status: StatusWaiting, Request: req, CreatedAt: now}
+	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
+		return Requested{}, err
+	}
+	r.mu.Lock()
+	r.builds[b.ID] = &buildState{rec: b}
+	r.mu.Unlock()
+	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
+}
+
+// BuildSpec is what to build (E2B's TemplateBuildStartV2).
+type BuildSpec struct {
+	FromImage    string        `json:"fromImage,omitempty"`
+	FromTemplate string        `json:"fromTemplate,omitempty"`
+	Registry     *RegistryAuth `json:"-"`
+	StartCmd     string        `json:"startCmd,omitempty"`
+	ReadyCmd     string        `json:"readyCmd,omitempty"`
+	Force        bool          `json:"force,omitempty"`
+	Steps        []Step        `json:"steps,omitempty"`
+}
+
+// Start runs a requested build in the background. Its progress is read
+// with Status.
+func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec BuildSpec) error {
+	bs, err := r.state(ctx, templateID, buildID)
+	if err != nil {
+		return err
+	}
+	bs.mu.Lock()
+	if bs.rec.Status != StatusWaiting {
+		st := bs.rec.Status
+		bs.mu.Unlock()
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("build %s of template %s was already started (%s)", buildID, templateID, st))
+	}
+	if spec.FromImage != "" && spec.FromTemplate != "" {
+		bs.mu.Unlock()
+		return errdefs.New(errdefs.ErrInvalidArgument, "give fromImage or fromTemplate, not both")
+	}
+	for i, s := range spec.Steps {
+		if err := s.Validate(i + 1); err != nil {
+			bs.mu.Unlock()
+			return err
+		}
+	}
+	var req buildRequest
+	_ = json.Unmarshal(bs.rec.Request, &req)
+	req.Spec = &spec
+	bs.rec.Request, _ = json.Marshal(req)
+	bs.rec.Status = StatusBuilding
+	rec := bs.rec
+	bs.mu.Unlock()
+	if err := r.cfg.Store.PutBuild(ctx, rec); err != nil {
+		return err
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.run(r.ctx, bs, req)
+	}()
+	return nil
+}
+
+// Build requests and runs a build of the template called name and waits
+// for it, for the CLI and tests. log receives its log as it runs.
+func (r *Registry) Build(ctx context.Context, args RequestArgs, spec BuildSpec, log func(LogEntry)) (*Template, error) {
+	req, err := r.Request(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); err != nil {
+		return nil, err
+	}
+	offset := 0
+	for {
+		st, err := r.Status(ctx, req.TemplateID, req.BuildID, offset)
+		if err != nil {
+			return nil, err
+		}
+		offset += len(st.Logs)
+		if log != nil {
+			for _, e := range st.Logs {
+				log(e)
+			}
+		}
+		switch st.Status {
+		case StatusReady:
+			if len(st.Logs) == 0 {
+				return r.Resolve(ctx, req.TemplateID)
+			}
+			continue
+		case StatusError:
+			if len(st.Logs) == 0 {
+				return nil, &StepError{Step: st.Reason.Step, Msg: st.Reason.Message, Err: errdefs.ErrInvalidArgument}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// run builds and records the outcome.
+func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
+	logf := func(e LogEntry) {
+		bs.mu.Lock()
+		bs.logs = append(bs.logs, e)
+		bs.mu.Unlock()
+	}
+	spec := req.Spec
+	bs.mu.Lock()
+	tid, bid := bs.rec.TemplateID, bs.rec.ID
+	bs.mu.Unlock()
+	log := r.log.With("template", tid, "build_id", bid)
+	log.Info("template build started", "steps", len(spec.Steps))
+	start := time.Now()
+
+	tpl, err := r.build(ctx, tid, spec, req, logf)
+	now := time.Now()
+	if err == nil {
+		var rec store.TemplateRecord
+		rec, err = r.cfg.Store.GetTemplate(ctx, tid)
+		if err == nil {
+			tpl.ID, tpl.Names = "", nil
+			rec.Spec, _ = json.Marshal(tpl)
+			rec.BuildID, rec.UpdatedAt = bid, now
+			err = r.cfg.Store.PutTemplate(ctx, rec)
+		}
+	}
+	bs.mu.Lock()
+	bs.rec.FinishedAt = now
+	if err != nil {
+		reason := &Reason{Message: err.Error(), Step: "finalize"}
+		var se *StepError
+		if errors.As(err, &se) {
+			reason.Step = se.Step
+		}
+		bs.rec.Status, bs.rec.Reason, bs.rec.ReasonStep = StatusError, reason.Message, reason.Step
+		bs.reason = reason
+		bs.logs = append(bs.logs, LogEntry{Time: now, Level: "error", Message: reason.Message, Step: reason.Step})
+	} else {
+		bs.rec.Status = StatusReady
+	}
+	bs.rec.Logs, _ = json.Marshal(bs.logs)
+	rec := bs.rec
+	bs.mu.Unlock()
+	if perr := r.cfg.Store.PutBuild(context.WithoutCancel(ctx), rec); perr != nil {
+		log.Error("recording template build", "err", perr)
+	}
+	if err != nil {
+		log.Warn("template build failed", "err", err, "took", time.Since(start))
+		return
+	}
+	log.Info("template build ready", "took", time.Since(start))
+}
+
+func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req buildRequest, logf func(LogEntry)) (*Template, error) {
+	parent, err := r.parent(ctx, spec, logf)
+	if err != nil {
+		return nil, &StepError{Step: "base", Msg: err.Error(), Err: err}
+	}
+	res, err := r.cfg.Builder.Build(ctx, BuildArgs{
+		ID: tid, Parent: parent, Steps: spec.Steps,
+		StartCmd: spec.StartCmd, ReadyCmd: spec.ReadyCmd, Force: spec.Force,
+		CPUCount: req.CPUCount, MemoryMB: req.MemoryMB,
+		Files: r.openUpload, Log: logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.Template, nil
+}
+
+// defaultImages are the fromImage values that mean sandpit's base: the
+// SDK's default base image.
+var defaultImages = map[string]bool{"": true, "e2bdev/base": true, "e2bdev/base:latest": true}
+
+func (r *Registry) parent(ctx context.Context, spec *BuildSpec, logf func(LogEntry)) (*Template, error) {
+	if spec.FromTemplate != "" {
+		t, err := r.Resolve(ctx, spec.FromTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("resolving fromTemplate: %w", err)
+		}
+		return t, nil
+	}
+	if defaultImages[spec.FromImage] {
+		for _, t := range r.cfg.Builtin {
+			if t.ID == BaseID {
+				return t, nil
+			}
+		}
+		return nil, errors.New("no base template")
+	}
+	if r.cfg.Images == nil {
+		return nil, errdefs.New(errdefs.ErrNotImplemented,
+			fmt.Sprintf("image %q: this server imports no OCI images; build from a template instead (fromTemplate('base'))", spec.FromImage))
+	}
+	t, err := r.cfg.Images.Import(ctx, spec.FromImage, spec.Registry, logf)
+	if err != nil {
+		return nil, fmt.Errorf("importing image %s: %w", spec.FromImage, err)
+	}
+	return t, nil
+}
+
+// BuildStatus is a build's progress.
+type BuildStatus struct {
+	TemplateID string
+	BuildID    string
+	Status     string
+	Logs       []LogEntry // from the requested offset on
+	Reason     *Reason    // set when Status is error
+}
+
+// Status returns a build's status and its log entries from offset on.
+func (r *Registry) Status(ctx context.Context, templateID, buildID string, offset int) (BuildStatus, error) {
+	bs, err := r.state(ctx, templateID, buildID)
+	if err != nil {
+		return BuildStatus{}, err
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	st := BuildStatus{TemplateID: bs.rec.TemplateID, BuildID: bs.rec.ID, Status: bs.rec.Status, Reason: bs.reason}
+	if offset < 0 {
+		offset = 0
+	}
+	if offset < len(bs.logs) {
+		st.Logs = slices.Clone(bs.logs[offset:])
+	}
+	return st, nil
+}
+
+// state finds a build in memory, else in the store.
+func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buildState, error) {
+	r.mu.Lock()
+	bs, ok := r.builds[buildID]
+	r.mu.Unlock()
+	if !ok {
+		rec, err := r.cfg.Store.GetBuild(ctx, buildID)
+		if err != nil {
+			return nil, err
+		}
+		bs = &buildState{rec: rec}
+		_ = json.Unmarshal(rec.Logs, &bs.logs)
+		if rec.Status == StatusError {
+			bs.reason = &Reason{Message: rec.Reason, Step: rec.ReasonStep}
+		}
+	}
+	bs.mu.Lock()
+	tid := bs.rec.TemplateID
+	bs.mu.Unlock()
+	if templateID != "" && tid != templateID {
+		if t, err := r.Resolve(ctx, templateID); err != nil || t.ID != tid {
+			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("build %s of template %s not found", buildID, templateID))
+		}
+	}
+	return bs, nil
+}
+
+// Info describes a template for listings.
+type Info struct {
+	ID        string
+	Names     []string
+	BuildID   string
+	Status    string // of the last build
+	Builtin   bool
+	CPUCount  int
+	MemoryMB  int
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// List returns the stored templates (oldest first), then the builtins.
+func (r *Registry) List(ctx context.Context) ([]Info, error) {
+	recs, err := r.cfg.Store.ListTemplates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, rec := range recs {
+		in := Info{ID: rec.ID, Names: rec.Names, BuildID: rec.BuildID, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
+		if builds, err := r.cfg.Store.ListBuilds(ctx, rec.ID); err == nil && len(builds) > 0 {
+			in.Status = builds[0].Status
+			if bs, ok := r.memBuild(builds[0].ID); ok {
+				in.Status = bs
+			}
+		}
+		if rec.Spec != nil {
+			if t, err := decodeSpec(rec); err == nil {
+				in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
+			}
+		}
+		out = append(out, in)
+	}
+	for _, t := range r.cfg.Builtin {
+		out = append(out, Info{ID: t.ID, Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB})
+	}
+	return out, nil
+}
+
+func (r *Registry) memBuild(id string) (string, bool) {
+	r.mu.Lock()
+	bs, ok := r.builds[id]
+	r.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.rec.Status, true
+}
+
+// Builds returns a template's builds, newest first.
+func (r *Registry) Builds(ctx context.Context, ref string) ([]store.BuildRecord, error) {
+	t, err := r.Resolve(ctx, ref)
+	if err != nil {
+		if rec, err2 := r.cfg.Store.TemplateByName(ctx, ref); err2 == nil {
+			return r.cfg.Store.ListBuilds(ctx, rec.ID)
+		}
+		return nil, err
+	}
+	return r.cfg.Store.ListBuilds(ctx, t.ID)
+}
+
+// Delete removes a stored template. Sandboxes running from it keep
+// running: its layers stay on disk (they are shared, content-addressed
+// and reused by later builds of the same steps).
+func (r *Registry) Delete(ctx context.Context, ref string) error {
+	name, _ := splitRef(ref)
+	rec, err := r.cfg.Store.GetTemplate(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		rec, err = r.cfg.Store.TemplateByName(ctx, name)
+	}
+	if errors.Is(err, errdefs.ErrNotFound) && r.builtin(name) {
+		return errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("template %q is built into sandpit and cannot be removed", name))
+	}
+	if err != nil {
+		return err
+	}
+	return r.cfg.Store.DeleteTemplate(ctx, rec.ID)
+}
+
+// HasUpload reports whether the COPY archive with hash was uploaded.
+func (r *Registry) HasUpload(hash string) bool {
+	if !hexHash.MatchString(hash) {
+		return false
+	}
+	_, err := os.Stat(r.uploadPath(hash))
+	return err == nil
+}
+
+// PutUpload stores a COPY archive under its files hash.
+func (r *Registry) PutUpload(ctx context.Context, hash string, body io.Reader) error {
+	if !hexHash.MatchString(hash) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "the files hash must be 64 hex digits")
+	}
+	f, err := os.CreateTemp(filepath.Join(r.cfg.Dir, "uploads"), ".tmp-")
+	if err != nil {
+		return fmt.Errorf("storing upload %s: %w", hash, err)
+	}
+	defer os.Remove(f.Name())
+	n, err := io.Copy(f, io.LimitReader(body, MaxUploadBytes+1))
+	if err == nil && n > MaxUploadBytes {
+		err = errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("upload %s is larger than %d bytes", hash, int64(MaxUploadBytes)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("storing upload %s: %w", hash, err)
+	}
+	if err := os.Rename(f.Name(), r.uploadPath(hash)); err != nil {
+		return fmt.Errorf("storing upload %s: %w", hash, err)
+	}
+	return nil
+}
+
+func (r *Registry) uploadPath(hash string) string {
+	return filepath.Join(r.cfg.Dir, "uploads", hash)
+}
+
+func (r *Registry) openUpload(hash string) (io.ReadCloser, error) {
+	f, err := os.Open(r.uploadPath(hash))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("files %s were never uploaded", hash))
+	}
+	return f, err
+}
+
+// newUUID returns a random RFC 4122 version 4 UUID, the shape of E2B
+// build ids.
+func newUUID() string {
+	var b [16]byte
+	_, _ = cryptoRand(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
