@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sandpit-dev/sandpit/internal/agent/files"
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
@@ -127,7 +129,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		Domain:   cfg.Domain,
 		Fallback: extra,
 	})
-	d.handler = proxy.New(d.manager.Lookup, api, log)
+	d.handler = proxy.New(proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Next: api, Logger: log})
 	return d, nil
 }
 
@@ -141,6 +143,20 @@ func cgroupParent(cfg config.Daemon) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return cfg.CgroupParent + "/" + hex.EncodeToString(sum[:4])
+}
+
+// signedFiles finds the sandbox whose token signed a /files URL.
+func (d *Daemon) signedFiles(r *http.Request) (id, socket string, ok bool) {
+	q := r.URL.Query()
+	sig := q.Get("signature")
+	op := "write"
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		op = "read"
+	}
+	path, user, exp := q.Get("path"), q.Get("username"), q.Get("signature_expiration")
+	return d.manager.FindByToken(func(token string) bool {
+		return subtle.ConstantTimeCompare([]byte(files.Sign(path, op, user, token, exp)), []byte(sig)) == 1
+	})
 }
 
 // Handler is the daemon's whole HTTP surface.

@@ -32,9 +32,22 @@ const (
 // Lookup returns the host path of a running sandbox's agent socket.
 type Lookup func(id string) (socket string, ok bool)
 
+// Config configures a Proxy. Lookup and Next are required.
+type Config struct {
+	Lookup Lookup
+	// Signed finds the sandbox a signed /files URL (E2B's uploadUrl and
+	// downloadUrl) was made for: such URLs carry a signature made with the
+	// sandbox's token but name no sandbox. Nil refuses them.
+	Signed func(r *http.Request) (id, socket string, ok bool)
+	// Next serves control-plane requests.
+	Next   http.Handler
+	Logger *slog.Logger
+}
+
 // Proxy is an http.Handler in front of the control plane.
 type Proxy struct {
 	lookup Lookup
+	signed func(r *http.Request) (id, socket string, ok bool)
 	next   http.Handler
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
@@ -46,13 +59,14 @@ type Proxy struct {
 	sweepMu    sync.Mutex
 }
 
-// New returns a proxy that sends sandbox traffic through lookup and
-// everything else to next.
-func New(lookup Lookup, next http.Handler, log *slog.Logger) *Proxy {
+// New returns a proxy that sends sandbox traffic to sandboxes and
+// everything else to cfg.Next.
+func New(cfg Config) *Proxy {
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{lookup: lookup, next: next, log: log}
+	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
@@ -78,13 +92,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if !routed {
+	var socket string
+	switch {
+	case routed:
+		var ok bool
+		if socket, ok = p.lookup(id); !ok {
+			writeGone(w, id, "The sandbox was not found")
+			return
+		}
+	case r.URL.Path == "/files" && r.URL.Query().Has("signature"):
+		var ok bool
+		if p.signed != nil {
+			id, socket, ok = p.signed(r)
+		}
+		if !ok {
+			writeUnauthorized(w)
+			return
+		}
+		port = EnvdPort
+	default:
 		p.next.ServeHTTP(w, r)
-		return
-	}
-	socket, ok := p.lookup(id)
-	if !ok {
-		writeGone(w, id, "The sandbox was not found")
 		return
 	}
 	// The agent answers streams (process output) while the client may
@@ -260,4 +287,15 @@ func writeGone(w http.ResponseWriter, id, msg string) {
 		Message   string `json:"message"`
 		Code      int    `json:"code"`
 	}{id, msg, http.StatusBadGateway})
+}
+
+// writeUnauthorized answers a signed URL that matches no sandbox as envd
+// answers a bad signature.
+func writeUnauthorized(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{http.StatusUnauthorized, "invalid signature"})
 }

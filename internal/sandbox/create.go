@@ -136,7 +136,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
 
-	e := &entry{info: info, route: &route{socket: sb.EnvdSocket}}
+	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -100,6 +100,7 @@ type entry struct {
 // route is what Lookup needs, readable without locks.
 type route struct {
 	socket string
+	token  string
 	end    atomic.Int64 // deadline, Unix nanoseconds
 }
 
@@ -172,6 +173,22 @@ func (m *Manager) Lookup(id string) (socketPath string, ok bool) {
 		return "", false
 	}
 	return r.socket, true
+}
+
+// FindByToken returns the running sandbox whose envd access token makes
+// match true. Signed file URLs name no sandbox, only a signature made with
+// its token; trying each live sandbox's token is cheap (one hash each).
+func (m *Manager) FindByToken(match func(token string) bool) (id, socketPath string, ok bool) {
+	now := m.clock.Now().UnixNano()
+	m.routes.Range(func(k, v any) bool {
+		r := v.(*route)
+		if r.token != "" && now < r.end.Load() && match(r.token) {
+			id, socketPath, ok = k.(string), r.socket, true
+			return false
+		}
+		return true
+	})
+	return id, socketPath, ok
 }
 
 // Get returns the running sandbox id, or errdefs.ErrNotFound.
