@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -77,7 +76,7 @@ func startBash(ctx context.Context, bash string, o kernelOpts) (_ kernel, err er
 		errW.Close()
 		return nil, fmt.Errorf("creating stdin pipe: %w", err)
 	}
-	k.proc, err = startProcess(cmd)
+	k.proc, err = startProcess(cmd, o.start)
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -162,9 +161,9 @@ func (k *bashKernel) run(ctx context.Context, line string, out func(stream int, 
 		pending [2][]byte
 		done    [2]bool
 		status  = -1
-		ctxDone = ctx.Done()
-		grace   <-chan time.Time
+		in      = newInterrupter(ctx, k.proc, k.grace, k.log)
 	)
+	defer in.stop()
 	for !done[0] || !done[1] {
 		select {
 		case c := <-k.chunks:
@@ -194,17 +193,12 @@ func (k *bashKernel) run(ctx context.Context, line string, out func(stream int, 
 			}
 		case <-k.proc.done:
 			return 0, errKernelDied
-		case <-ctxDone:
-			ctxDone = nil
-			if err := k.proc.signal(syscall.SIGINT); err != nil {
-				k.log.Warn("interrupting bash", "err", err)
-			}
-			t := time.NewTimer(k.grace)
-			defer t.Stop()
-			grace = t.C
-		case <-grace:
-			k.log.Warn("bash ignored interrupt, killing it", "grace", k.grace)
-			k.proc.kill()
+		case <-in.requested():
+			in.start()
+		case <-in.repeat():
+			in.resend()
+		case <-in.expired():
+			in.kill()
 			return 0, errKernelDied
 		}
 	}

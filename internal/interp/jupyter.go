@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -47,6 +46,7 @@ type kernelOpts struct {
 	tmp            string // parent of per-kernel private directories
 	startTimeout   time.Duration
 	interruptGrace time.Duration
+	start          func(*exec.Cmd) error // Config.StartProcess
 }
 
 type jupyterKernel struct {
@@ -132,7 +132,7 @@ func startJupyter(ctx context.Context, spec jupyterSpec, o kernelOpts) (_ *jupyt
 	cmd.Env = o.env
 	cmd.Dir = o.dir
 	cmd.SysProcAttr = o.id.sysProcAttr()
-	k.proc, err = startProcess(cmd)
+	k.proc, err = startProcess(cmd, o.start)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +341,10 @@ func (k *jupyterKernel) runSilent(ctx context.Context, code string) error {
 }
 
 // run sends an execute_request and turns its iopub messages into lines
-// until the kernel is idle again and has replied.
+// until the kernel reports idle for it. Every output of a request is
+// published before its idle status, so the shell reply is not awaited: it
+// can come after idle, and an interrupt that lands between requests makes
+// ipykernel drop the reply altogether.
 func (k *jupyterKernel) run(ctx context.Context, req executeRequest, emit func(any)) error {
 	id, err := k.send(k.shell, "execute_request", req)
 	if err != nil {
@@ -352,13 +355,9 @@ func (k *jupyterKernel) run(ctx context.Context, req executeRequest, emit func(a
 			return err
 		}
 	}
-	var (
-		idle, replied bool
-		done          = ctx.Done()
-		grace         <-chan time.Time
-		replyErr      bool
-	)
-	for !(idle && replied) {
+	in := newInterrupter(ctx, k.proc, k.grace, k.log)
+	defer in.stop()
+	for {
 		select {
 		case m, ok := <-k.iopubCh:
 			if !ok {
@@ -372,44 +371,30 @@ func (k *jupyterKernel) run(ctx context.Context, req executeRequest, emit func(a
 					ExecutionState string `json:"execution_state"`
 				}
 				if json.Unmarshal(m.Content, &st) == nil && st.ExecutionState == "idle" {
-					idle = true
+					return nil
 				}
 				continue
 			}
 			if line, ok := iopubLine(m); ok {
-				if _, isErr := line.(errorLine); isErr {
-					replyErr = true
-				}
 				emit(line)
 			}
-		case m, ok := <-k.shellCh:
+		case _, ok := <-k.shellCh:
+			// Replies carry nothing the iopub messages did not; errors
+			// are published there too.
 			if !ok {
 				return k.died()
 			}
-			if m.ParentHeader.MsgID == id && m.Header.MsgType == "execute_reply" {
-				replied = true
-				if !replyErr && !req.Silent {
-					emitReplyError(m, emit)
-				}
-			}
 		case <-k.proc.done:
 			return k.died()
-		case <-done:
-			done = nil
-			k.log.Debug("interrupting kernel")
-			if err := k.proc.signal(syscall.SIGINT); err != nil {
-				k.log.Warn("interrupting kernel", "err", err)
-			}
-			t := time.NewTimer(k.grace)
-			defer t.Stop()
-			grace = t.C
-		case <-grace:
-			k.log.Warn("kernel ignored interrupt, killing it", "grace", k.grace)
-			k.proc.kill()
+		case <-in.requested():
+			in.start()
+		case <-in.repeat():
+			in.resend()
+		case <-in.expired():
+			in.kill()
 			return k.died()
 		}
 	}
-	return nil
 }
 
 func (k *jupyterKernel) died() error {
@@ -420,21 +405,6 @@ func (k *jupyterKernel) died() error {
 		k.log.Warn("kernel connection lost")
 	}
 	return errKernelDied
-}
-
-// emitReplyError reports an execute_reply with status error that had no
-// error message on iopub (rare: e.g. a kernel that only replies).
-func emitReplyError(m message, emit func(any)) {
-	var r struct {
-		Status    string   `json:"status"`
-		EName     string   `json:"ename"`
-		EValue    string   `json:"evalue"`
-		Traceback []string `json:"traceback"`
-	}
-	if json.Unmarshal(m.Content, &r) != nil || r.Status != "error" {
-		return
-	}
-	emit(newErrorLine(r.EName, r.EValue, strings.Join(r.Traceback, "\n")))
 }
 
 // iopubLine maps an iopub message of an execution to its NDJSON line.

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -112,7 +111,7 @@ func startNode(ctx context.Context, node, typescript string, o kernelOpts) (_ ke
 		evR.Close()
 		return nil, fmt.Errorf("creating stdin pipe: %w", err)
 	}
-	if k.proc, err = startProcess(cmd); err != nil {
+	if k.proc, err = startProcess(cmd, o.start); err != nil {
 		evR.Close()
 		return nil, err
 	}
@@ -194,10 +193,8 @@ func (k *nodeKernel) request(ctx context.Context, req nodeRequest, on func(nodeE
 		}
 		return fmt.Errorf("sending kernel request: %w", err)
 	}
-	var (
-		done  = ctx.Done()
-		grace <-chan time.Time
-	)
+	in := newInterrupter(ctx, k.proc, k.grace, k.log)
+	defer in.stop()
 	for {
 		select {
 		case ev := <-k.events:
@@ -210,17 +207,12 @@ func (k *nodeKernel) request(ctx context.Context, req nodeRequest, on func(nodeE
 			on(ev)
 		case <-k.proc.done:
 			return errKernelDied
-		case <-done:
-			done = nil
-			if err := k.proc.signal(syscall.SIGINT); err != nil {
-				k.log.Warn("interrupting kernel", "err", err)
-			}
-			t := time.NewTimer(k.grace)
-			defer t.Stop()
-			grace = t.C
-		case <-grace:
-			k.log.Warn("kernel ignored interrupt, killing it", "grace", k.grace)
-			k.proc.kill()
+		case <-in.requested():
+			in.start()
+		case <-in.repeat():
+			in.resend()
+		case <-in.expired():
+			in.kill()
 			return errKernelDied
 		}
 	}

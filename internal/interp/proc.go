@@ -2,7 +2,9 @@ package interp
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -82,9 +84,13 @@ type process struct {
 	stderr *tailBuffer
 }
 
-// startProcess starts cmd (whose SysProcAttr the caller set) and a goroutine
-// that waits for it; the goroutine ends when the process exits.
-func startProcess(cmd *exec.Cmd) (*process, error) {
+// startProcess starts cmd (whose SysProcAttr the caller set) with start
+// (nil: cmd.Start) and a goroutine that waits for it; the goroutine ends
+// when the process exits.
+func startProcess(cmd *exec.Cmd, start func(*exec.Cmd) error) (*process, error) {
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	p := &process{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}
 	if cmd.Stderr == nil {
 		cmd.Stderr = p.stderr
@@ -92,7 +98,7 @@ func startProcess(cmd *exec.Cmd) (*process, error) {
 	// Children of the kernel that outlive it may hold its pipes open; do
 	// not let them delay noticing that the kernel exited.
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	go func() {
@@ -144,4 +150,74 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(bytes.TrimSpace(b.buf))
+}
+
+// interruptRepeat is how often an interrupt is re-sent: a SIGINT that lands
+// while a kernel is between reading a request and running its code can be
+// lost (or end only that preamble), and the code then runs on.
+const interruptRepeat = 250 * time.Millisecond
+
+// interrupter interrupts a kernel's execution once its ctx is done: SIGINT
+// to the process group, repeated, and SIGKILL after grace. Use it in the
+// execution's select loop:
+//
+//	case <-in.requested():  in.start()
+//	case <-in.repeat():     in.resend()
+//	case <-in.expired():    in.kill(); return errKernelDied
+type interrupter struct {
+	p     *process
+	log   *slog.Logger
+	grace time.Duration
+
+	ctxDone <-chan struct{}
+	ticker  *time.Ticker
+	timer   *time.Timer
+}
+
+func newInterrupter(ctx context.Context, p *process, grace time.Duration, log *slog.Logger) *interrupter {
+	return &interrupter{p: p, log: log, grace: grace, ctxDone: ctx.Done()}
+}
+
+// requested is closed when the execution's ctx is done, until start.
+func (in *interrupter) requested() <-chan struct{} { return in.ctxDone }
+
+func (in *interrupter) repeat() <-chan time.Time {
+	if in.ticker == nil {
+		return nil
+	}
+	return in.ticker.C
+}
+
+func (in *interrupter) expired() <-chan time.Time {
+	if in.timer == nil {
+		return nil
+	}
+	return in.timer.C
+}
+
+func (in *interrupter) start() {
+	in.ctxDone = nil
+	in.log.Debug("interrupting kernel")
+	in.resend()
+	in.ticker = time.NewTicker(interruptRepeat)
+	in.timer = time.NewTimer(in.grace)
+}
+
+func (in *interrupter) resend() {
+	if err := in.p.signal(syscall.SIGINT); err != nil {
+		in.log.Warn("interrupting kernel", "err", err)
+	}
+}
+
+func (in *interrupter) kill() {
+	in.log.Warn("kernel ignored interrupt, killing it", "grace", in.grace)
+	in.p.kill()
+}
+
+// stop releases the timers.
+func (in *interrupter) stop() {
+	if in.ticker != nil {
+		in.ticker.Stop()
+		in.timer.Stop()
+	}
 }

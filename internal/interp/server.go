@@ -56,6 +56,11 @@ type Config struct {
 	// Keepalive is the silence after which /execute writes a keepalive
 	// line. Default 5s.
 	Keepalive time.Duration
+	// StartProcess starts a kernel process; the caller of the Server waits
+	// for it with cmd.Wait. Nil means cmd.Start. The agent, which reaps
+	// orphans as PID 1, passes its reaper's StartCmd so that it leaves
+	// kernels to this package.
+	StartProcess func(cmd *exec.Cmd) error
 }
 
 func (c *Config) setDefaults(id identity) {
@@ -248,6 +253,7 @@ func (s *Server) startKernel(lang string) (*handle, error) {
 		tmp:            s.cfg.TempDir,
 		startTimeout:   s.cfg.StartTimeout,
 		interruptGrace: s.cfg.InterruptGrace,
+		start:          s.cfg.StartProcess,
 	}
 	if _, err := os.Stat(o.dir); err != nil {
 		o.dir = "/"
