@@ -14,6 +14,30 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for BuildLogEntryLevel.
+const (
+	BuildLogEntryLevelDebug BuildLogEntryLevel = "debug"
+	BuildLogEntryLevelError BuildLogEntryLevel = "error"
+	BuildLogEntryLevelInfo  BuildLogEntryLevel = "info"
+	BuildLogEntryLevelWarn  BuildLogEntryLevel = "warn"
+)
+
+// Valid indicates whether the value is a known member of the BuildLogEntryLevel enum.
+func (e BuildLogEntryLevel) Valid() bool {
+	switch e {
+	case BuildLogEntryLevelDebug:
+		return true
+	case BuildLogEntryLevelError:
+		return true
+	case BuildLogEntryLevelInfo:
+		return true
+	case BuildLogEntryLevelWarn:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SandboxState.
 const (
 	Paused  SandboxState = "paused"
@@ -26,6 +50,30 @@ func (e SandboxState) Valid() bool {
 	case Paused:
 		return true
 	case Running:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TemplateBuildInfoStatus.
+const (
+	TemplateBuildInfoStatusBuilding TemplateBuildInfoStatus = "building"
+	TemplateBuildInfoStatusError    TemplateBuildInfoStatus = "error"
+	TemplateBuildInfoStatusReady    TemplateBuildInfoStatus = "ready"
+	TemplateBuildInfoStatusWaiting  TemplateBuildInfoStatus = "waiting"
+)
+
+// Valid indicates whether the value is a known member of the TemplateBuildInfoStatus enum.
+func (e TemplateBuildInfoStatus) Valid() bool {
+	switch e {
+	case TemplateBuildInfoStatusBuilding:
+		return true
+	case TemplateBuildInfoStatusError:
+		return true
+	case TemplateBuildInfoStatusReady:
+		return true
+	case TemplateBuildInfoStatusWaiting:
 		return true
 	default:
 		return false
@@ -50,6 +98,24 @@ func (e ListSandboxesV2ParamsOrder) Valid() bool {
 	}
 }
 
+// BuildLogEntry defines model for BuildLogEntry.
+type BuildLogEntry struct {
+	Level     BuildLogEntryLevel `json:"level"`
+	Message   string             `json:"message"`
+	Step      *string            `json:"step,omitempty"`
+	Timestamp time.Time          `json:"timestamp"`
+}
+
+// BuildLogEntryLevel defines model for BuildLogEntry.Level.
+type BuildLogEntryLevel string
+
+// BuildStatusReason defines model for BuildStatusReason.
+type BuildStatusReason struct {
+	LogEntries *[]BuildLogEntry `json:"logEntries,omitempty"`
+	Message    string           `json:"message"`
+	Step       *string          `json:"step,omitempty"`
+}
+
 // ConnectSandbox defines model for ConnectSandbox.
 type ConnectSandbox struct {
 	Timeout int32 `json:"timeout"`
@@ -72,6 +138,13 @@ type Error struct {
 	// ErrorCode Optional machine-readable code.
 	ErrorCode *string `json:"error_code,omitempty"`
 	Message   string  `json:"message"`
+}
+
+// FromImageRegistry defines model for FromImageRegistry.
+type FromImageRegistry struct {
+	Password *string `json:"password,omitempty"`
+	Type     *string `json:"type,omitempty"`
+	Username *string `json:"username,omitempty"`
 }
 
 // Health defines model for Health.
@@ -173,6 +246,93 @@ type SetTimeout struct {
 	Timeout int32 `json:"timeout"`
 }
 
+// Template defines model for Template.
+type Template struct {
+	Aliases     []string `json:"aliases"`
+	BuildID     string   `json:"buildID"`
+	BuildStatus string   `json:"buildStatus"`
+
+	// Builtin sandpit extension; built into the server, cannot be removed.
+	Builtin    *bool     `json:"builtin,omitempty"`
+	CpuCount   int32     `json:"cpuCount"`
+	CreatedAt  time.Time `json:"createdAt"`
+	MemoryMB   int32     `json:"memoryMB"`
+	Names      []string  `json:"names"`
+	Public     bool      `json:"public"`
+	TemplateID string    `json:"templateID"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// TemplateAliasResponse defines model for TemplateAliasResponse.
+type TemplateAliasResponse struct {
+	Public     bool   `json:"public"`
+	TemplateID string `json:"templateID"`
+}
+
+// TemplateBuildFileUpload defines model for TemplateBuildFileUpload.
+type TemplateBuildFileUpload struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Present bool               `json:"present"`
+	Url     *string            `json:"url,omitempty"`
+}
+
+// TemplateBuildInfo defines model for TemplateBuildInfo.
+type TemplateBuildInfo struct {
+	BuildID    string          `json:"buildID"`
+	LogEntries []BuildLogEntry `json:"logEntries"`
+
+	// Logs Deprecated; always empty.
+	Logs       []string                `json:"logs"`
+	Reason     *BuildStatusReason      `json:"reason,omitempty"`
+	Status     TemplateBuildInfoStatus `json:"status"`
+	TemplateID string                  `json:"templateID"`
+}
+
+// TemplateBuildInfoStatus defines model for TemplateBuildInfo.Status.
+type TemplateBuildInfoStatus string
+
+// TemplateBuildRequestV3 defines model for TemplateBuildRequestV3.
+type TemplateBuildRequestV3 struct {
+	// Alias Deprecated name.
+	Alias         *string `json:"alias,omitempty"`
+	CpuCount      *int32  `json:"cpuCount,omitempty"`
+	MemoryMB      *int32  `json:"memoryMB,omitempty"`
+	MinFreeDiskMb *int32  `json:"minFreeDiskMb,omitempty"`
+
+	// Name The template's name, optionally with ":tag".
+	Name string    `json:"name"`
+	Tags *[]string `json:"tags,omitempty"`
+}
+
+// TemplateBuildStartV2 defines model for TemplateBuildStartV2.
+type TemplateBuildStartV2 struct {
+	Force             *bool              `json:"force,omitempty"`
+	FromImage         *string            `json:"fromImage,omitempty"`
+	FromImageRegistry *FromImageRegistry `json:"fromImageRegistry,omitempty"`
+	FromTemplate      *string            `json:"fromTemplate,omitempty"`
+	ReadyCmd          *string            `json:"readyCmd,omitempty"`
+	StartCmd          *string            `json:"startCmd,omitempty"`
+	Steps             *[]TemplateStep    `json:"steps,omitempty"`
+}
+
+// TemplateRequestResponseV3 defines model for TemplateRequestResponseV3.
+type TemplateRequestResponseV3 struct {
+	Aliases    []string `json:"aliases"`
+	BuildID    string   `json:"buildID"`
+	Names      []string `json:"names"`
+	Public     bool     `json:"public"`
+	Tags       []string `json:"tags"`
+	TemplateID string   `json:"templateID"`
+}
+
+// TemplateStep defines model for TemplateStep.
+type TemplateStep struct {
+	Args      *[]string `json:"args,omitempty"`
+	FilesHash *string   `json:"filesHash,omitempty"`
+	Force     *bool     `json:"force,omitempty"`
+	Type      string    `json:"type"`
+}
+
 // MetadataFilter defines model for metadataFilter.
 type MetadataFilter = string
 
@@ -184,6 +344,9 @@ type BadRequest = Error
 
 // Conflict defines model for Conflict.
 type Conflict = Error
+
+// Forbidden defines model for Forbidden.
+type Forbidden = Error
 
 // InternalError defines model for InternalError.
 type InternalError = Error
@@ -205,6 +368,23 @@ type ListSandboxesV1Params struct {
 	// Metadata URL-encoded query string of URL-encoded key=value pairs, e.g.
 	// metadata=user%3Dabc%26app%3Dprod. Every pair must match.
 	Metadata *MetadataFilter `form:"metadata,omitempty" json:"metadata,omitempty"`
+}
+
+// ListTemplatesParams defines parameters for ListTemplates.
+type ListTemplatesParams struct {
+	TeamID *string `form:"teamID,omitempty" json:"teamID,omitempty"`
+}
+
+// GetTemplateBuildStatusParams defines parameters for GetTemplateBuildStatus.
+type GetTemplateBuildStatusParams struct {
+	LogsOffset *int32  `form:"logsOffset,omitempty" json:"logsOffset,omitempty"`
+	Limit      *int32  `form:"limit,omitempty" json:"limit,omitempty"`
+	Level      *string `form:"level,omitempty" json:"level,omitempty"`
+}
+
+// UploadTemplateFilesParams defines parameters for UploadTemplateFiles.
+type UploadTemplateFilesParams struct {
+	Token string `form:"token" json:"token"`
 }
 
 // ListSandboxesV2Params defines parameters for ListSandboxesV2.
@@ -251,6 +431,12 @@ type CreateSandboxV2JSONRequestBody = NewSandboxV2
 // ConnectSandboxV2JSONRequestBody defines body for ConnectSandboxV2 for application/json ContentType.
 type ConnectSandboxV2JSONRequestBody = ConnectSandboxV2
 
+// StartTemplateBuildV2JSONRequestBody defines body for StartTemplateBuildV2 for application/json ContentType.
+type StartTemplateBuildV2JSONRequestBody = TemplateBuildStartV2
+
+// RequestTemplateBuildV3JSONRequestBody defines body for RequestTemplateBuildV3 for application/json ContentType.
+type RequestTemplateBuildV3JSONRequestBody = TemplateBuildRequestV3
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// GetHealth Liveness of the control plane.
@@ -277,6 +463,25 @@ type ServerInterface interface {
 	// SetSandboxTimeout Set the sandbox's end to now plus timeout (may shorten it).
 	// (POST /sandboxes/{sandboxID}/timeout)
 	SetSandboxTimeout(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
+	// ListTemplates Every template, built-in ones included.
+	// (GET /templates)
+	ListTemplates(w http.ResponseWriter, r *http.Request, params ListTemplatesParams)
+	// GetTemplateByAlias Whether a template name exists (Template.exists).
+	// (GET /templates/aliases/{alias})
+	GetTemplateByAlias(w http.ResponseWriter, r *http.Request, alias string)
+	// DeleteTemplate Remove a template; sandboxes running from it keep running.
+	// (DELETE /templates/{templateID})
+	DeleteTemplate(w http.ResponseWriter, r *http.Request, templateID string)
+	// GetTemplateBuildStatus A build's status and its log entries from logsOffset on.
+	// (GET /templates/{templateID}/builds/{buildID}/status)
+	GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request, templateID string, buildID string, params GetTemplateBuildStatusParams)
+	// GetTemplateFilesUploadLink Whether a COPY step's files were uploaded, and where to PUT them if not.
+	// (GET /templates/{templateID}/files/{hash})
+	GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Request, templateID string, hash string)
+	// UploadTemplateFiles The upload link: a tar archive (optionally gzipped) of a COPY step's
+	// files. Authorized by the signed token in the link, not an API key.
+	// (PUT /templates/{templateID}/files/{hash})
+	UploadTemplateFiles(w http.ResponseWriter, r *http.Request, templateID string, hash string, params UploadTemplateFilesParams)
 	// ListSandboxesV2 List sandboxes, paginated (the SDK paginator).
 	// (GET /v2/sandboxes)
 	ListSandboxesV2(w http.ResponseWriter, r *http.Request, params ListSandboxesV2Params)
@@ -286,6 +491,12 @@ type ServerInterface interface {
 	// ConnectSandboxV2 Connect to a sandbox (JS SDK); extends its deadline.
 	// (POST /v2/sandboxes/{sandboxID}/connect)
 	ConnectSandboxV2(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
+	// StartTemplateBuildV2 Start a requested build with its steps.
+	// (POST /v2/templates/{templateID}/builds/{buildID})
+	StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, templateID string, buildID string)
+	// RequestTemplateBuildV3 Make (or find) a template by name and a build of it waiting for its steps.
+	// (POST /v3/templates)
+	RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request)
 }
 
 // ServerInterfaceWrapper converts contexts to parameters.
@@ -488,6 +699,254 @@ func (siw *ServerInterfaceWrapper) SetSandboxTimeout(w http.ResponseWriter, r *h
 	handler.ServeHTTP(w, r)
 }
 
+// ListTemplates operation middleware
+func (siw *ServerInterfaceWrapper) ListTemplates(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListTemplatesParams
+
+	// ------------- Optional query parameter "teamID" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "teamID", r.URL.Query(), &params.TeamID, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "teamID"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "teamID", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListTemplates(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetTemplateByAlias operation middleware
+func (siw *ServerInterfaceWrapper) GetTemplateByAlias(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "alias" -------------
+	var alias string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "alias", r.PathValue("alias"), &alias, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "alias", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetTemplateByAlias(w, r, alias)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteTemplate operation middleware
+func (siw *ServerInterfaceWrapper) DeleteTemplate(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteTemplate(w, r, templateID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetTemplateBuildStatus operation middleware
+func (siw *ServerInterfaceWrapper) GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "buildID" -------------
+	var buildID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "buildID", r.PathValue("buildID"), &buildID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "buildID", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetTemplateBuildStatusParams
+
+	// ------------- Optional query parameter "logsOffset" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "logsOffset", r.URL.Query(), &params.LogsOffset, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "logsOffset"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "logsOffset", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetTemplateBuildStatus(w, r, templateID, buildID, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetTemplateFilesUploadLink operation middleware
+func (siw *ServerInterfaceWrapper) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "hash" -------------
+	var hash string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "hash", r.PathValue("hash"), &hash, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "hash", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetTemplateFilesUploadLink(w, r, templateID, hash)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// UploadTemplateFiles operation middleware
+func (siw *ServerInterfaceWrapper) UploadTemplateFiles(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "hash" -------------
+	var hash string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "hash", r.PathValue("hash"), &hash, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "hash", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params UploadTemplateFilesParams
+
+	// ------------- Required query parameter "token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "token", r.URL.Query(), &params.Token, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "token"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "token", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.UploadTemplateFiles(w, r, templateID, hash, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListSandboxesV2 operation middleware
 func (siw *ServerInterfaceWrapper) ListSandboxesV2(w http.ResponseWriter, r *http.Request) {
 
@@ -639,6 +1098,55 @@ func (siw *ServerInterfaceWrapper) ConnectSandboxV2(w http.ResponseWriter, r *ht
 	handler.ServeHTTP(w, r)
 }
 
+// StartTemplateBuildV2 operation middleware
+func (siw *ServerInterfaceWrapper) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "buildID" -------------
+	var buildID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "buildID", r.PathValue("buildID"), &buildID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "buildID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.StartTemplateBuildV2(w, r, templateID, buildID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// RequestTemplateBuildV3 operation middleware
+func (siw *ServerInterfaceWrapper) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.RequestTemplateBuildV3(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 type UnescapedCookieParamError struct {
 	ParamName string
 	Err       error
@@ -770,6 +1278,14 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/refreshes", wrapper.RefreshSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/connect", wrapper.ConnectSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/v2/sandboxes/{sandboxID}/connect", wrapper.ConnectSandboxV2)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/v3/templates", wrapper.RequestTemplateBuildV3)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/v2/templates/{templateID}/builds/{buildID}", wrapper.StartTemplateBuildV2)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates/{templateID}/builds/{buildID}/status", wrapper.GetTemplateBuildStatus)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates/{templateID}/files/{hash}", wrapper.GetTemplateFilesUploadLink)
+	m.HandleFunc(http.MethodPut+" "+options.BaseURL+"/templates/{templateID}/files/{hash}", wrapper.UploadTemplateFiles)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates/aliases/{alias}", wrapper.GetTemplateByAlias)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates", wrapper.ListTemplates)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/{templateID}", wrapper.DeleteTemplate)
 
 	return m
 }

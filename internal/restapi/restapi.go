@@ -7,6 +7,7 @@ package restapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
@@ -54,6 +55,8 @@ type Config struct {
 	// Domain is reported to SDKs as the sandboxes' domain; null when
 	// empty.
 	Domain string
+	// Templates, when set, serves the template build API (templates.go).
+	Templates Templates
 	// Fallback, when set, serves requests that match no API route (e.g.
 	// /metrics, the web UI), without API key checks. When nil they get an
 	// E2B-style 404 or 405.
@@ -75,7 +78,8 @@ func New(cfg Config) http.Handler {
 	if cfg.ExtraKey != "" && !store.WellFormedKey(cfg.ExtraKey) {
 		cfg.Logger.Warn("the extra API key is not e2b_ followed by 40 lowercase hex digits; the Python SDK will refuse it unless E2B_VALIDATE_API_KEY=false")
 	}
-	s := &server{cfg: cfg, log: cfg.Logger}
+	s := &server{cfg: cfg, log: cfg.Logger, uploadKey: make([]byte, 32)}
+	_, _ = rand.Read(s.uploadKey)
 	mux := http.NewServeMux()
 	openapi.HandlerWithOptions(s, openapi.StdHTTPServerOptions{
 		BaseRouter: mux,
@@ -99,6 +103,8 @@ func New(cfg Config) http.Handler {
 type server struct {
 	cfg Config
 	log *slog.Logger
+	// uploadKey signs the template file upload links this server hands out.
+	uploadKey []byte
 }
 
 var _ openapi.ServerInterface = (*server)(nil)
@@ -131,7 +137,9 @@ func (s *server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 // API route (routes tells) need no key.
 func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := routes.Handler(r); pattern == "/" || pattern == "GET /health" {
+		// The upload link of a template's files authorizes itself.
+		if _, pattern := routes.Handler(r); pattern == "/" || pattern == "GET /health" ||
+			pattern == "PUT /templates/{templateID}/files/{hash}" {
 			next.ServeHTTP(w, r)
 			return
 		}

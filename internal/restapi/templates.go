@@ -1,0 +1,287 @@
+package restapi
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/gen/openapi"
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/template"
+)
+
+// Templates is what the API needs of template builds; *template.Registry
+// implements it.
+type Templates interface {
+	Request(ctx context.Context, args template.RequestArgs) (template.Requested, error)
+	Start(ctx context.Context, templateID, buildID string, spec template.BuildSpec) error
+	Status(ctx context.Context, templateID, buildID string, offset int) (template.BuildStatus, error)
+	Resolve(ctx context.Context, ref string) (*template.Template, error)
+	List(ctx context.Context) ([]template.Info, error)
+	Delete(ctx context.Context, ref string) error
+	HasUpload(hash string) bool
+	PutUpload(ctx context.Context, hash string, body io.Reader) error
+}
+
+var _ Templates = (*template.Registry)(nil)
+
+// uploadLinkTTL bounds how long a COPY upload link works.
+const uploadLinkTTL = time.Hour
+
+func (s *server) templates(w http.ResponseWriter, r *http.Request) (Templates, bool) {
+	if s.cfg.Templates == nil {
+		s.writeError(w, r, errdefs.New(errdefs.ErrNotImplemented, "this server builds no templates"))
+		return nil, false
+	}
+	return s.cfg.Templates, true
+}
+
+// RequestTemplateBuildV3 implements POST /v3/templates.
+func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	var body openapi.TemplateBuildRequestV3
+	if err := decodeBody(w, r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	name := body.Name
+	if name == "" && body.Alias != nil {
+		name = *body.Alias
+	}
+	args := template.RequestArgs{Name: name}
+	if body.Tags != nil {
+		args.Tags = *body.Tags
+	}
+	if body.CpuCount != nil {
+		args.CPUCount = int(*body.CpuCount)
+	}
+	if body.MemoryMB != nil {
+		args.MemoryMB = int(*body.MemoryMB)
+	}
+	req, err := tr.Request(r.Context(), args)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, openapi.TemplateRequestResponseV3{
+		TemplateID: req.TemplateID, BuildID: req.BuildID, Tags: req.Tags,
+		Names: req.Names, Aliases: req.Names, Public: false,
+	})
+}
+
+// StartTemplateBuildV2 implements POST /v2/templates/{templateID}/builds/{buildID}.
+func (s *server) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, templateID, buildID string) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	var body openapi.TemplateBuildStartV2
+	if err := decodeBody(w, r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	spec := template.BuildSpec{
+		FromImage:    derefOr(body.FromImage),
+		FromTemplate: derefOr(body.FromTemplate),
+		StartCmd:     derefOr(body.StartCmd),
+		ReadyCmd:     derefOr(body.ReadyCmd),
+		Force:        body.Force != nil && *body.Force,
+	}
+	if reg := body.FromImageRegistry; reg != nil {
+		if t := derefOr(reg.Type); t != "" && t != "registry" {
+			s.writeError(w, r, errdefs.New(errdefs.ErrNotImplemented,
+				fmt.Sprintf("fromImageRegistry of type %q is not supported; use a username and password", t)))
+			return
+		}
+		spec.Registry = &template.RegistryAuth{Username: derefOr(reg.Username), Password: derefOr(reg.Password)}
+	}
+	if body.Steps != nil {
+		for _, st := range *body.Steps {
+			step := template.Step{Type: st.Type, Force: st.Force != nil && *st.Force, FilesHash: derefOr(st.FilesHash)}
+			if st.Args != nil {
+				step.Args = *st.Args
+			}
+			spec.Steps = append(spec.Steps, step)
+		}
+	}
+	if err := tr.Start(r.Context(), templateID, buildID, spec); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// GetTemplateBuildStatus implements GET /templates/{templateID}/builds/{buildID}/status.
+func (s *server) GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request, templateID, buildID string, params openapi.GetTemplateBuildStatusParams) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	offset := 0
+	if params.LogsOffset != nil {
+		offset = int(*params.LogsOffset)
+	}
+	st, err := tr.Status(r.Context(), templateID, buildID, offset)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	entries := st.Logs
+	if params.Limit != nil && *params.Limit > 0 && int(*params.Limit) < len(entries) {
+		entries = entries[:*params.Limit]
+	}
+	out := openapi.TemplateBuildInfo{
+		BuildID: st.BuildID, TemplateID: st.TemplateID,
+		Status:     openapi.TemplateBuildInfoStatus(st.Status),
+		LogEntries: wireLogs(entries),
+		Logs:       []string{},
+	}
+	if st.Reason != nil {
+		out.Reason = &openapi.BuildStatusReason{Message: st.Reason.Message}
+		if st.Reason.Step != "" {
+			out.Reason.Step = &st.Reason.Step
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func wireLogs(in []template.LogEntry) []openapi.BuildLogEntry {
+	out := make([]openapi.BuildLogEntry, 0, len(in))
+	for _, e := range in {
+		we := openapi.BuildLogEntry{Timestamp: e.Time, Level: openapi.BuildLogEntryLevel(e.Level), Message: e.Message}
+		if e.Step != "" {
+			step := e.Step
+			we.Step = &step
+		}
+		out = append(out, we)
+	}
+	return out
+}
+
+// GetTemplateFilesUploadLink implements GET /templates/{templateID}/files/{hash}.
+func (s *server) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Request, templateID, hash string) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	out := openapi.TemplateBuildFileUpload{Present: tr.HasUpload(hash)}
+	exp := time.Now().Add(uploadLinkTTL).Unix()
+	q := url.Values{"token": {s.uploadToken(templateID, hash, exp)}}
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	link := (&url.URL{Scheme: scheme, Host: r.Host, RawPath: "/templates/" + url.PathEscape(templateID) + "/files/" + url.PathEscape(hash),
+		Path: "/templates/" + templateID + "/files/" + hash, RawQuery: q.Encode()}).String()
+	out.Url = &link
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// UploadTemplateFiles implements PUT /templates/{templateID}/files/{hash}:
+// the self-authorizing upload link GetTemplateFilesUploadLink hands out.
+func (s *server) UploadTemplateFiles(w http.ResponseWriter, r *http.Request, templateID, hash string, params openapi.UploadTemplateFilesParams) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	if !s.checkUploadToken(templateID, hash, params.Token) {
+		s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated, "the upload link is invalid or expired; ask for a new one"))
+		return
+	}
+	if err := tr.PutUpload(r.Context(), hash, r.Body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// uploadToken signs templateID, hash and an expiry with the server's
+// upload key: "<expiry>.<hex hmac>".
+func (s *server) uploadToken(templateID, hash string, exp int64) string {
+	m := hmac.New(sha256.New, s.uploadKey)
+	fmt.Fprintf(m, "%s\x00%s\x00%d", templateID, hash, exp)
+	return fmt.Sprintf("%d.%s", exp, hex.EncodeToString(m.Sum(nil)))
+}
+
+func (s *server) checkUploadToken(templateID, hash, token string) bool {
+	var exp int64
+	var sig string
+	if n, _ := fmt.Sscanf(token, "%d.%s", &exp, &sig); n != 2 || time.Now().Unix() > exp {
+		return false
+	}
+	return hmac.Equal([]byte(token), []byte(s.uploadToken(templateID, hash, exp)))
+}
+
+// GetTemplateByAlias implements GET /templates/aliases/{alias}.
+func (s *server) GetTemplateByAlias(w http.ResponseWriter, r *http.Request, alias string) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	t, err := tr.Resolve(r.Context(), alias)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, openapi.TemplateAliasResponse{TemplateID: t.ID, Public: false})
+}
+
+// ListTemplates implements GET /templates.
+func (s *server) ListTemplates(w http.ResponseWriter, r *http.Request, _ openapi.ListTemplatesParams) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	infos, err := tr.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]openapi.Template, 0, len(infos))
+	for _, in := range infos {
+		names := in.Names
+		if names == nil {
+			names = []string{}
+		}
+		t := openapi.Template{
+			TemplateID: in.ID, BuildID: in.BuildID, CpuCount: int32(in.CPUCount), MemoryMB: int32(in.MemoryMB),
+			Aliases: names, Names: names, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt, BuildStatus: in.Status,
+		}
+		if in.Builtin {
+			b := true
+			t.Builtin = &b
+		}
+		out = append(out, t)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// DeleteTemplate implements DELETE /templates/{templateID}.
+func (s *server) DeleteTemplate(w http.ResponseWriter, r *http.Request, templateID string) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	if err := tr.Delete(r.Context(), templateID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func derefOr[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
