@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -35,6 +37,8 @@ type Manager interface {
 	List() ([]string, error)
 	// Kind says which implementation this is, for logs.
 	Kind() string
+	// Prune removes the parent group if no group is left below it.
+	Prune() error
 }
 
 // Group is one sandbox's control group.
@@ -68,6 +72,7 @@ func (Noop) Create(string, Limits) (Group, error) { return noopGroup{}, nil }
 func (Noop) Load(string) (Group, error)           { return noopGroup{}, nil }
 func (Noop) List() ([]string, error)              { return nil, nil }
 func (Noop) Kind() string                         { return "none" }
+func (Noop) Prune() error                         { return nil }
 
 type noopGroup struct{}
 
@@ -154,6 +159,28 @@ func (m *v1) List() ([]string, error) {
 	return listDirs(filepath.Join(mnt, m.parent))
 }
 
+func (m *v1) Prune() error {
+	hs, err := v1Hierarchy()
+	if err != nil {
+		return err
+	}
+	var dirs []string
+	for _, h := range hs {
+		root, err := cgroup1.RootPath(h.Name())
+		if err != nil {
+			continue
+		}
+		// RootPath includes this process's own group; sandbox groups hang
+		// off the hierarchy's mount point.
+		mnt := filepath.Join("/sys/fs/cgroup", string(h.Name()))
+		if _, err := os.Stat(mnt); err != nil {
+			mnt = root
+		}
+		dirs = append(dirs, filepath.Join(mnt, m.parent))
+	}
+	return pruneDirs(dirs)
+}
+
 type v1Group struct{ cg cgroup1.Cgroup }
 
 func (g *v1Group) Add(pid int) error {
@@ -210,6 +237,8 @@ func (m *v2) Load(name string) (Group, error) {
 
 func (m *v2) List() ([]string, error) { return listDirs(filepath.Join(v2Mount, m.parent)) }
 
+func (m *v2) Prune() error { return pruneDirs([]string{filepath.Join(v2Mount, m.parent)}) }
+
 type v2Group struct{ m *cgroup2.Manager }
 
 func (g *v2Group) Add(pid int) error { return g.m.AddProc(uint64(pid)) }
@@ -254,4 +283,21 @@ func listDirs(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// pruneDirs removes each dir and its empty ancestors below the hierarchy
+// root; a dir that still has groups (or tasks) stays.
+func pruneDirs(dirs []string) error {
+	var errs []error
+	for _, d := range dirs {
+		for p := d; strings.Count(p, "/") > 4; p = filepath.Dir(p) {
+			if err := os.Remove(p); err != nil {
+				if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.ENOTEMPTY) {
+					errs = append(errs, err)
+				}
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -137,7 +137,9 @@ func (r *Runtime) Warnings() []string {
 
 func (r *Runtime) Exited() <-chan string { return r.exited }
 
-func (r *Runtime) Close() error { return nil }
+// Close releases the runtime. Sandboxes keep running; the cgroup parent is
+// removed when none is left.
+func (r *Runtime) Close() error { return r.cfg.Cgroups.Prune() }
 
 func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
 

@@ -67,8 +67,11 @@ func needRoot(t *testing.T) {
 }
 
 type env struct {
-	rt   *linux.Runtime
-	tmpl *template.Template
+	rt       *linux.Runtime
+	tmpl     *template.Template
+	stateDir string
+	exe      string
+	cg       cgroup.Manager
 }
 
 func newEnv(t *testing.T) *env {
@@ -85,7 +88,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("building base template: %v", err)
 	}
-	cg, err := cgroup.New("sandpit-test")
+	cg, err := cgroup.New("sandpit-test/" + filepath.Base(filepath.Dir(dir)))
 	if err != nil {
 		t.Fatalf("cgroups: %v", err)
 	}
@@ -94,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{rt: rt, tmpl: tmpl}
+	return &env{rt: rt, tmpl: tmpl, stateDir: dir + "/sandboxes", exe: exe, cg: cg}
 }
 
 func (e *env) create(t *testing.T, id string) *runtime.Sandbox {
@@ -108,7 +111,10 @@ func (e *env) create(t *testing.T, id string) *runtime.Sandbox {
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)
 	}
-	t.Cleanup(func() { _ = e.rt.Kill(context.Background(), id) })
+	t.Cleanup(func() {
+		_ = e.rt.Kill(context.Background(), id)
+		_ = e.rt.Close()
+	})
 	return sb
 }
 
@@ -169,28 +175,96 @@ func TestIsolation(t *testing.T) {
 
 func TestKillLeavesNothing(t *testing.T) {
 	e := newEnv(t)
-	before := countMounts(t)
-	for i := range 5 {
+	before := snapshot(t, e)
+	const cycles = 20
+	for i := range cycles {
 		id := fmt.Sprintf("leak%d", i)
 		sb := e.create(t, id)
 		run(t, sb, "sleep 1000 >/dev/null 2>&1 & echo started", false)
 		if err := e.rt.Kill(t.Context(), id); err != nil {
 			t.Fatalf("kill %s: %v", id, err)
 		}
-		if _, err := os.Stat(sb.EnvdSocket); !os.IsNotExist(err) {
-			t.Errorf("socket of %s remains: %v", id, err)
+		if err := e.rt.Kill(t.Context(), id); err != nil {
+			t.Fatalf("second kill of %s: %v", id, err)
 		}
 		if err := unix.Kill(sb.Pid, 0); err == nil {
 			t.Errorf("init of %s still alive", id)
 		}
 	}
-	if after := countMounts(t); after != before {
-		t.Errorf("host mounts: %d before, %d after", before, after)
+	if after := snapshot(t, e); after != before {
+		t.Errorf("after %d create/kill cycles:\n before %+v\n after  %+v", cycles, before, after)
 	}
 	ids, err := e.rt.List(t.Context())
 	if err != nil || len(ids) != 0 {
 		t.Errorf("runtime still lists %v (%v)", ids, err)
 	}
+}
+
+// TestRestartReaps starts a sandbox with one runtime, forgets it (as a
+// crashed daemon would) and has a new runtime over the same state dir find
+// and reap it.
+func TestRestartReaps(t *testing.T) {
+	e := newEnv(t)
+	before := snapshot(t, e)
+	sb := e.create(t, "orphan")
+	run(t, sb, "sleep 1000 >/dev/null 2>&1 & echo started", false)
+
+	rt2, err := linux.New(linux.Config{StateDir: e.stateDir, Exe: e.exe, Cgroups: e.cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := rt2.List(t.Context())
+	if err != nil || len(ids) != 1 || ids[0] != "orphan" {
+		t.Fatalf("new runtime lists %v (%v), want [orphan]", ids, err)
+	}
+	if err := rt2.Kill(t.Context(), "orphan"); err != nil {
+		t.Fatalf("reaping: %v", err)
+	}
+	if err := unix.Kill(sb.Pid, 0); err == nil {
+		t.Error("the orphan's init survived the reap")
+	}
+	if after := snapshot(t, e); after != before {
+		t.Errorf("after the reap:\n before %+v\n after  %+v", before, after)
+	}
+	// A new sandbox can use the freed uid range at once.
+	e.rt = rt2
+	e.create(t, "next")
+}
+
+// leftovers counts what sandboxes hold on the host.
+type leftovers struct {
+	Mounts, StateDirs, Cgroups, Processes int
+}
+
+func snapshot(t *testing.T, e *env) leftovers {
+	t.Helper()
+	var l leftovers
+	l.Mounts = countMounts(t)
+	ents, _ := os.ReadDir(e.stateDir)
+	l.StateDirs = len(ents)
+	groups, err := e.cg.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Cgroups = len(groups)
+	// Processes running as any sandbox uid (1<<20 and up).
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + p.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+				var uid int
+				fmt.Sscan(f[1], &uid)
+				if uid >= 1<<20 {
+					l.Processes++
+				}
+			}
+		}
+	}
+	return l
 }
 
 func countMounts(t *testing.T) int {
