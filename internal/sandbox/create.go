@@ -125,6 +125,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
 	}
+	if err := startTemplate(ctx, tpl, sb.EnvdSocket, info.AccessToken); err != nil {
+		m.discard(ctx, info.ID)
+		return Info{}, fmt.Errorf("starting sandbox %s: %w", info.ID, err)
+	}
 	info.Pid = sb.Pid
 	info.StartedAt = m.clock.Now()
 	info.EndAt = info.StartedAt.Add(req.Timeout)
