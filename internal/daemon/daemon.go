@@ -39,8 +39,11 @@ type Daemon struct {
 	log     *slog.Logger
 	store   *store.SQLite
 	runtime *linux.Runtime
-	manager *sandbox.Manager
-	handler http.Handler
+	// builds runs template build sandboxes, apart from the API's own.
+	builds    *linux.Runtime
+	templates *template.Registry
+	manager   *sandbox.Manager
+	handler   http.Handler
 }
 
 // New builds every part of the daemon and reaps what an earlier run left.
@@ -100,13 +103,16 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	for _, w := range d.runtime.Warnings() {
 		log.Warn("isolation", "warning", w)
 	}
+	if err := d.newTemplates(ctx, cg, []*template.Template{base, &ci}); err != nil {
+		return nil, err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.manager, err = sandbox.NewManager(sandbox.Config{
 		Runtime:        d.runtime,
 		Store:          d.store,
-		Templates:      sandbox.StaticTemplates{base, &ci},
+		Templates:      d.templates,
 		Logger:         log,
 		Metrics:        reg,
 		DefaultTimeout: cfg.DefaultTimeout,
@@ -122,12 +128,13 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	extra := http.NewServeMux()
 	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api := restapi.New(restapi.Config{
-		Manager:  d.manager,
-		Keys:     d.store,
-		Logger:   log,
-		ExtraKey: cfg.APIKey,
-		Domain:   cfg.Domain,
-		Fallback: extra,
+		Manager:   d.manager,
+		Keys:      d.store,
+		Logger:    log,
+		ExtraKey:  cfg.APIKey,
+		Domain:    cfg.Domain,
+		Templates: d.templates,
+		Fallback:  extra,
 	})
 	d.handler = proxy.New(proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Next: api, Logger: log})
 	return d, nil
@@ -237,7 +244,58 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	return errors.Join(serveErr, err)
 }
 
+// newTemplates builds the template registry over the builtin templates:
+// build sandboxes run in their own runtime (own state dir, uid ranges above
+// the API's, own cgroup subtree), and what an earlier run left of them is
+// removed.
+func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []*template.Template) error {
+	bcg := cgroup.Manager(cgroup.Noop{})
+	if cg.Kind() != "none" {
+		var err error
+		if bcg, err = cgroup.New(cgroupParent(d.cfg) + "-builds"); err != nil {
+			return fmt.Errorf("cgroups for template builds: %w", err)
+		}
+	}
+	var err error
+	d.builds, err = linux.New(linux.Config{
+		StateDir:     filepath.Join(d.cfg.DataDir, "builds"),
+		Cgroups:      bcg,
+		Logger:       d.log,
+		UIDBase:      1<<20 + 4096*65536, // above the API runtime's 4096 ranges
+		MaxSandboxes: 64,
+	})
+	if err != nil {
+		return err
+	}
+	if left, err := d.builds.List(ctx); err == nil {
+		for _, id := range left {
+			if err := d.builds.Kill(ctx, id); err != nil {
+				d.log.Warn("removing a build sandbox left by an earlier run", "sandbox_id", id, "err", err)
+			}
+		}
+	}
+	builder, err := template.NewBuilder(template.BuilderConfig{
+		Runtime:  d.builds,
+		LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"),
+		Logger:   d.log,
+	})
+	if err != nil {
+		return err
+	}
+	d.templates, err = template.NewRegistry(ctx, template.RegistryConfig{
+		Dir:     filepath.Join(d.cfg.DataDir, "templates"),
+		Store:   d.store,
+		Builder: builder,
+		Builtin: builtin,
+		Logger:  d.log,
+	})
+	return err
+}
+
 func (d *Daemon) close(ctx context.Context) {
+	if d.templates != nil {
+		_ = d.templates.Close()
+	}
 	if d.manager != nil {
 		if err := d.manager.Close(ctx); err != nil {
 			d.log.Error("stopping sandboxes", "err", err)
