@@ -170,7 +170,7 @@ func (b *Builder) Build(ctx context.Context, args BuildArgs) (*BuildResult, erro
 		if _, err := os.Stat(dir); err == nil {
 			cur.addLayer(dir)
 			if s.Type == StepWorkdir {
-				cur.Workdir = workdirOf(s.Args[0], cur.Workdir)
+				cur.Workdir = workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
 			}
 			res.Layers = append(res.Layers, key)
 			res.Cached++
@@ -184,7 +184,7 @@ func (b *Builder) Build(ctx context.Context, args BuildArgs) (*BuildResult, erro
 		}
 		cur.addLayer(dir)
 		if s.Type == StepWorkdir {
-			cur.Workdir = workdirOf(s.Args[0], cur.Workdir)
+			cur.Workdir = workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
 		}
 		res.Layers = append(res.Layers, key)
 		res.Built++
@@ -249,7 +249,7 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		}
 		cmd = agentexec.Command{Script: s.Args[0], User: user, Cwd: cur.Workdir}
 	case StepWorkdir:
-		wd := workdirOf(s.Args[0], cur.Workdir)
+		wd := workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
 		// As Docker does, a new workdir belongs to root unless it exists.
 		cmd = agentexec.Command{Script: "mkdir -p " + agentexec.Quote(wd)}
 	case StepCopy:

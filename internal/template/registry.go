@@ -441,6 +441,10 @@ func (r *Registry) parent(ctx context.Context, spec *BuildSpec, logf func(LogEnt
 		}
 		return nil, errors.New("no base template")
 	}
+	// FROM in a Dockerfile may name a sandpit template.
+	if t, err := r.Resolve(ctx, spec.FromImage); err == nil {
+		return t, nil
+	}
 	if r.cfg.Images == nil {
 		return nil, errdefs.New(errdefs.ErrNotImplemented,
 			fmt.Sprintf("image %q: this server imports no OCI images; build from a template instead (fromTemplate('base'))", spec.FromImage))
