@@ -11,6 +11,7 @@
 package files
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -50,6 +51,7 @@ type Handler struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	buffers  sync.Pool // *[]byte of copyBufferSize
+	readers  sync.Pool // *bufio.Reader of copyBufferSize
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -70,6 +72,7 @@ func New(cfg Config) (*Handler, error) {
 		b := make([]byte, copyBufferSize)
 		return &b
 	}
+	h.readers.New = func() any { return bufio.NewReaderSize(nil, copyBufferSize) }
 	return h, nil
 }
 

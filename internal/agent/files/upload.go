@@ -74,8 +74,11 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		// multipart.NewReader keeps a *bufio.Reader of at least its own
 		// 4 KiB peek size as it is: give it a large one, so that parts
 		// are read in large slices.
-		br := bufio.NewReaderSize(body, copyBufferSize)
+		br := h.readers.Get().(*bufio.Reader)
+		br.Reset(body)
 		entries, err = h.uploadMultipart(req, multipart.NewReader(br, params["boundary"]), md)
+		br.Reset(nil)
+		h.readers.Put(br)
 	case "application/octet-stream":
 		if req.rawPath == "" {
 			h.fail(w, r, errdefs.New(errdefs.ErrInvalidArgument, "the path query parameter is required for application/octet-stream uploads"))
