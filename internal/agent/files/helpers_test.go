@@ -2,6 +2,7 @@ package files
 
 import (
 	"encoding/base64"
+	"math/rand/v2"
 	"net/http"
 	"runtime"
 	"sync"
@@ -50,4 +51,30 @@ func watchHeap(t testing.TB) func() uint64 {
 		wg.Wait()
 		return peak
 	}
+}
+
+// repeating reads its block over and over.
+type repeating struct {
+	block []byte
+	off   int
+}
+
+func (r *repeating) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.block[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.block)
+	}
+	return n, nil
+}
+
+// randomBlock returns n pseudo-random bytes (a fixed seed).
+func randomBlock(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }
