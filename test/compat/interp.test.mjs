@@ -151,7 +151,10 @@ describe('code interpreter', () => {
     await sbx.restartCodeContext(c)
     assert.equal((await sbx.runCode('gone', { context: c })).error?.name, 'NameError')
     await sbx.removeCodeContext(c)
-    await assert.rejects(sbx.runCode('1', { context: c }), (err) => {
+    // requestTimeoutMs: 0 because the SDK leaves its request timer running
+    // when /execute answers an error status, which would keep node alive
+    // for a minute after the tests.
+    await assert.rejects(sbx.runCode('1', { context: c, requestTimeoutMs: 0 }), (err) => {
       assert.ok(err instanceof NotFoundError, `expected NotFoundError, got ${err?.name}: ${err?.message}`)
       return true
     })
