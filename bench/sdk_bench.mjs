@@ -33,12 +33,14 @@ const { values: opt } = parseArgs({
     creates: { type: 'string', default: '50' },
     commands: { type: 'string', default: '200' },
     reads: { type: 'string', default: '200' },
+    'transfer-mb': { type: 'string', default: '1024' },
     warmup: { type: 'string', default: '3' },
   },
 })
 const N_CREATE = Number(opt.creates)
 const N_CMD = Number(opt.commands)
 const N_READ = Number(opt.reads)
+const TRANSFER_MB = Number(opt['transfer-mb'])
 const WARMUP = Number(opt.warmup)
 
 function pct(sorted, p) {
@@ -57,6 +59,7 @@ const server = await startServer({ name: 'sdk-bench' })
 useSdkEnv(server)
 const rows = []
 const errors = []
+let transfer = null
 const record = (name, ms, note = '') => rows.push({ name, ...summary(ms), note })
 
 try {
@@ -114,6 +117,38 @@ try {
       record('files.read of 100 bytes', reads, 'warm sandbox')
     } catch (err) {
       errors.push(`files.read: ${err.message.split('\n')[0]}`)
+    }
+
+    if (TRANSFER_MB > 0) {
+      try {
+        const size = TRANSFER_MB * 2 ** 20
+        const block = new Uint8Array(2 ** 20)
+        crypto.getRandomValues(block.subarray(0, 65536))
+        for (let off = 65536; off < block.length; off += 65536) block.copyWithin(off, 0, 65536)
+        let sent = 0
+        const body = new ReadableStream({
+          pull(c) {
+            if (sent >= size) return c.close()
+            c.enqueue(block.slice())
+            sent += block.length
+          },
+        })
+        const t0 = now()
+        await s.files.write('/home/user/transfer.bin', body, { requestTimeoutMs: 600_000 })
+        const up = (now() - t0) / 1000
+        const info = await s.files.getInfo('/home/user/transfer.bin')
+        if (info.size !== size) throw new Error(`uploaded ${info.size} bytes, want ${size}`)
+        const t1 = now()
+        const rs = await s.files.read('/home/user/transfer.bin', { format: 'stream', requestTimeoutMs: 600_000 })
+        let n = 0
+        for await (const chunk of rs) n += chunk.length
+        const down = (now() - t1) / 1000
+        if (n !== size) throw new Error(`downloaded ${n} bytes, want ${size}`)
+        transfer = { mb: TRANSFER_MB, up: size / 1e6 / up, down: size / 1e6 / down }
+        await s.files.remove('/home/user/transfer.bin')
+      } catch (err) {
+        errors.push(`transfer: ${err.message.split('\n')[0]}`)
+      }
     }
   } finally {
     await s.kill().catch(() => {})
@@ -187,6 +222,13 @@ console.log()
 console.log('| measure | n | p50 ms | p95 ms | min ms | max ms | notes |')
 console.log('|---|---:|---:|---:|---:|---:|---|')
 for (const r of rows) console.log(`| ${r.name} | ${r.n} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.min)} | ${f(r.max)} | ${r.note} |`)
+if (transfer) {
+  console.log()
+  console.log(`| transfer of ${transfer.mb} MiB (streams, one file) | MB/s |`)
+  console.log('|---|---:|')
+  console.log(`| files.write (upload) | ${transfer.up.toFixed(0)} |`)
+  console.log(`| files.read format stream (download) | ${transfer.down.toFixed(0)} |`)
+}
 if (errors.length) {
   console.log()
   for (const e of errors) console.log(`- error: ${e}`)
