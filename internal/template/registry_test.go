@@ -18,13 +18,18 @@ import (
 
 func newRegistry(t *testing.T, e *buildEnv) *template.Registry {
 	t.Helper()
+	return newRegistryWith(t, e, nil)
+}
+
+func newRegistryWith(t *testing.T, e *buildEnv, images template.ImageImporter) *template.Registry {
+	t.Helper()
 	st, err := store.OpenSQLite(t.Context(), filepath.Join(e.dir, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	r, err := template.NewRegistry(t.Context(), template.RegistryConfig{
-		Dir: filepath.Join(e.dir, "templates"), Store: st, Builder: e.builder, Builtin: []*template.Template{e.base},
+		Dir: filepath.Join(e.dir, "templates"), Store: st, Builder: e.builder, Builtin: []*template.Template{e.base}, Images: images,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +40,7 @@ func newRegistry(t *testing.T, e *buildEnv) *template.Registry {
 
 // tarball returns a gzipped tar of files (name → content), as the SDK
 // uploads for COPY, and its hash.
-func tarball(t *testing.T, files map[string]string) ([]byte, string) {
+func gzTar(t *testing.T, files map[string]string) ([]byte, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -56,7 +61,7 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	e := newBuildEnv(t)
 	r := newRegistry(t, e)
 	ctx := t.Context()
-	archive, hash := tarball(t, map[string]string{"app/main.py": "print('hi')\n", "app/conf/x.txt": "x\n", "one.txt": "one\n"})
+	archive, hash := gzTar(t, map[string]string{"app/main.py": "print('hi')\n", "app/conf/x.txt": "x\n", "one.txt": "one\n"})
 	if r.HasUpload(hash) {
 		t.Fatal("upload present before upload")
 	}
