@@ -88,6 +88,24 @@ describe('pty', () => {
     await sbx.pty.kill(term.pid)
   })
 
+  test('tmux runs full-screen inside the terminal', async () => {
+    const t = terminal()
+    const term = await sbx.pty.create({ cols: 100, rows: 30, onData: t.onData })
+    const session = `s${Date.now() % 100000}`
+    let mark = t.text.length
+    await sbx.pty.sendInput(term.pid, enc.encode(`tmux new -s ${session}\n`))
+    // tmux switches to the alternate screen and draws its status line.
+    await t.expect(new RegExp(`\\x1b\\[\\?1049h[\\s\\S]*\\[${session}\\]`), mark)
+    mark = t.text.length
+    await sbx.pty.sendInput(term.pid, enc.encode('echo $((6*7))x; tput lines\n'))
+    // Inside tmux the shell sees the window minus the status line.
+    await t.expect(/42x[\s\S]*[^0-9]29\r\n/, mark)
+    mark = t.text.length
+    await sbx.pty.sendInput(term.pid, enc.encode('exit\n'))
+    await t.expect(/\[exited\]/, mark)
+    await sbx.pty.kill(term.pid)
+  })
+
   test('output is streamed while the command runs', async () => {
     const t = terminal()
     const term = await sbx.pty.create({ cols: 80, rows: 24, onData: t.onData })
