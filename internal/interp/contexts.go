@@ -137,9 +137,7 @@ func (s *Server) ensureKernel(ctx context.Context, c *execContext) error {
 // the default context at start, and a context whose kernel died. then, if
 // not nil, runs after the attempt.
 func (s *Server) attachInBackground(c *execContext, then func()) {
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
+	s.background(func() {
 		if then != nil {
 			defer then()
 		}
@@ -152,7 +150,7 @@ func (s *Server) attachInBackground(c *execContext, then func()) {
 		if err := s.ensureKernel(ctx, c); err != nil && ctx.Err() == nil {
 			s.log.Warn("starting context kernel", "context_id", c.id, "language", c.language, "err", err)
 		}
-	}()
+	})
 }
 
 // lookup returns the context with id.

@@ -43,8 +43,11 @@ type Config struct {
 	// strip types. Default /usr/share/nodejs/typescript (Debian's
 	// node-typescript); TypeScript is unavailable when it is missing.
 	TypeScript string
-	// Spares is the number of warm spare kernels kept per language. Nil
-	// means one Python spare only; a language absent from the map has none.
+	// Spares is the number of warm spare kernels kept per language, so
+	// that a new context, a restart or a recovery does not wait for a
+	// kernel start. Nil means one Python spare; a language absent from the
+	// map has none. Spares start with the first request, so an idle
+	// sandbox holds only its default kernel.
 	Spares map[string]int
 	// TempDir holds kernels' private directories. Default os.TempDir().
 	TempDir string
@@ -109,8 +112,12 @@ type Server struct {
 	mux  *http.ServeMux
 	pool *pool
 
-	closing chan struct{}  // closed by Close: ends kernel starts and background work
-	bg      sync.WaitGroup // background goroutines (context attachments)
+	closing    chan struct{}  // closed by Close: ends kernel starts and background work
+	bg         sync.WaitGroup // background goroutines (context attachments)
+	fillSpares sync.Once
+	// defaultStarted is closed once the default Python kernel's start
+	// ended (successfully or not).
+	defaultStarted chan struct{}
 
 	mu       sync.Mutex
 	closed   bool
@@ -142,14 +149,26 @@ func New(cfg Config) (*Server, error) {
 
 	c := s.newContext(langPython, cfg.Workdir)
 	s.defaults[langPython] = c
-	// The spares start after the default kernel: on a small machine two
-	// kernels starting at once would both be late.
-	s.attachInBackground(c, s.pool.fill)
+	s.defaultStarted = make(chan struct{})
+	s.attachInBackground(c, func() { close(s.defaultStarted) })
 	return s, nil
 }
 
 // ServeHTTP serves /execute, /contexts and /health.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/health" {
+		// The sandbox is in use: warm the spares (after the default
+		// kernel, so that two kernels do not start at once).
+		s.fillSpares.Do(func() {
+			s.background(func() {
+				select {
+				case <-s.defaultStarted:
+					s.pool.fill()
+				case <-s.closing:
+				}
+			})
+		})
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -199,6 +218,21 @@ func (s *Server) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("interp: closing: %w", ctx.Err())
 	}
+}
+
+// background runs f in a goroutine that Close waits for, unless the Server
+// is closing.
+func (s *Server) background(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
 }
 
 // supported reports whether lang has a kernel on this machine.
