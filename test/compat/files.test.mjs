@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { before, describe, test } from 'node:test'
 import { FileNotFoundError, Sandbox, SandboxError } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
+import { hostAncestor, hostPeakRss, hostPidsWithMarker, resetPeakRss } from './hostproc.mjs'
 
 const server = useServer()
 const tag = () => randomBytes(6).toString('hex')
@@ -105,8 +106,20 @@ describe('files', () => {
     assert.equal((await sbx.commands.run(`stat -c %U ${base}/deep/er ${base}/deep`)).stdout, 'user\nuser\n')
   })
 
-  test('a 100 MB file round-trips with the same SHA-256', { timeout: 300_000 }, async () => {
+  test('a 100 MB file round-trips with the same SHA-256', { timeout: 300_000 }, async (t) => {
     const size = 100 << 20
+    // The daemon and the sandbox's agent must stream, not hold the file:
+    // find both on the host and watch their peak resident memory.
+    const marker = `files-marker-${tag()}`
+    const probe = await sbx.commands.run(`bash -c 'sleep 120; : ${marker}'`, { background: true, timeoutMs: 0 })
+    const [markedPid] = await waitFor(() => {
+      const p = hostPidsWithMarker(marker)
+      return p.length ? p : null
+    }, { what: 'the marked process on the host' })
+    const agentPid = hostAncestor(markedPid, /\benvd\b/)
+    await probe.kill()
+    assert.ok(agentPid, `no envd among the host ancestors of ${markedPid}`)
+    for (const pid of [server.pid, agentPid]) resetPeakRss(pid)
     const { stream, digest } = randomStream(size)
     const t0 = performance.now()
     await sbx.files.write('/home/user/big.bin', stream, { requestTimeoutMs: 240_000 })
@@ -128,7 +141,9 @@ describe('files', () => {
     // Also as one buffer (the default text/bytes path).
     const bytes = await sbx.files.read('/home/user/big.bin', { format: 'bytes', requestTimeoutMs: 240_000 })
     assert.equal(sha256(bytes), want)
-    process.stderr.write(`# 100 MB: upload ${(size / 2 ** 20 / (up / 1000)).toFixed(0)} MiB/s, download ${(size / 2 ** 20 / (down / 1000)).toFixed(0)} MiB/s\n`)
+    const peaks = { daemon: hostPeakRss(server.pid), agent: hostPeakRss(agentPid) }
+    t.diagnostic(`100 MB: upload ${(size / 2 ** 20 / (up / 1000)).toFixed(0)} MiB/s, download ${(size / 2 ** 20 / (down / 1000)).toFixed(0)} MiB/s; peak RSS daemon ${(peaks.daemon / 2 ** 20).toFixed(0)} MiB, agent ${(peaks.agent / 2 ** 20).toFixed(0)} MiB`)
+    for (const [who, peak] of Object.entries(peaks)) assert.ok(peak < size, `${who} peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB during a ${size >> 20} MiB transfer: it buffers the file`)
     await sbx.files.remove('/home/user/big.bin')
   })
 

@@ -1,6 +1,6 @@
 // Host-side views used by the isolation tests: what the host kernel says about
 // processes a sandbox started (found by a unique marker in their argv).
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 function readOr(path, fallback = null) {
@@ -89,4 +89,33 @@ export function hostCgroupLimits(pid) {
     }
   }
   return { pids, memory, paths }
+}
+
+/** Parent pid of a host pid, from /proc/PID/status. */
+export function hostParent(pid) {
+  const status = readOr(`/proc/${pid}/status`)
+  const line = status?.split('\n').find((l) => l.startsWith('PPid:'))
+  return line ? Number(line.split(/\s+/)[1]) : null
+}
+
+/** Command line of a host pid, NULs as spaces. */
+export function hostCmdline(pid) {
+  return (readOr(`/proc/${pid}/cmdline`) ?? '').split('\0').join(' ').trim()
+}
+
+/** Nearest ancestor of pid (itself included) whose command line matches re. */
+export function hostAncestor(pid, re) {
+  for (let p = pid; p && p > 1; p = hostParent(p)) if (re.test(hostCmdline(p))) return p
+  return null
+}
+
+/** Peak resident memory (VmHWM) of a host pid in bytes. */
+export function hostPeakRss(pid) {
+  const line = readOr(`/proc/${pid}/status`)?.split('\n').find((l) => l.startsWith('VmHWM:'))
+  return line ? Number(line.split(/\s+/)[1]) * 1024 : null
+}
+
+/** Resets a host pid's peak RSS (VmHWM) to its current RSS. Needs root. */
+export function resetPeakRss(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5')
 }
