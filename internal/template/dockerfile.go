@@ -17,7 +17,9 @@ import (
 // override ARG defaults. COPY steps come back without FilesHash: the
 // client tars their sources from its build context and fills it in.
 // Instructions with no sandpit meaning (EXPOSE, LABEL, ...) are skipped
-// and named in the warnings; multi-stage builds are an error.
+// and named in the warnings; multi-stage builds are an error. As with E2B's
+// SDK, steps run as root in / and the template ends as user in /home/user
+// unless the Dockerfile sets USER or WORKDIR.
 func ParseDockerfile(r io.Reader, args map[string]string) (BuildSpec, []string, error) {
 	var spec BuildSpec
 	var warnings []string
@@ -103,6 +105,21 @@ func ParseDockerfile(r io.Reader, args map[string]string) (BuildSpec, []string, 
 		return spec, nil, errdefs.New(errdefs.ErrInvalidArgument, "Dockerfile has no FROM")
 	}
 	spec.StartCmd = strings.TrimSpace(entrypoint + " " + cmd)
+	// As E2B's SDK does with a Dockerfile: steps run as root in / (as
+	// Docker's would), and the template ends as user in its home unless
+	// the Dockerfile said otherwise.
+	userSet, wdSet := false, false
+	for _, s := range spec.Steps {
+		userSet = userSet || s.Type == StepUser
+		wdSet = wdSet || s.Type == StepWorkdir
+	}
+	spec.Steps = append([]Step{{Type: StepUser, Args: []string{"root"}}, {Type: StepWorkdir, Args: []string{"/"}}}, spec.Steps...)
+	if !userSet {
+		spec.Steps = append(spec.Steps, Step{Type: StepUser, Args: []string{defaultUser}})
+	}
+	if !wdSet {
+		spec.Steps = append(spec.Steps, Step{Type: StepWorkdir, Args: []string{"/home/" + defaultUser}})
+	}
 	for i, s := range spec.Steps {
 		if s.Type == StepCopy {
 			continue // validated once the client has set FilesHash

@@ -31,6 +31,8 @@ CMD ["http.server", "8000"]
 		FromImage: "base",
 		StartCmd:  "python3 -m http.server 8000",
 		Steps: []Step{
+			{Type: "USER", Args: []string{"root"}},
+			{Type: "WORKDIR", Args: []string{"/"}},
 			{Type: "ENV", Args: []string{"APP_HOME", "/srv/app", "GREETING", "hello world"}},
 			{Type: "ENV", Args: []string{"LEGACY", "some value"}},
 			{Type: "WORKDIR", Args: []string{"$APP_HOME"}},

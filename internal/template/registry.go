@@ -222,7 +222,9 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument,
 			fmt.Sprintf("invalid template name %q: use lowercase letters, digits, '.', '_' and '-'", args.Name))
 	}
-	if r.builtin(name) {
+	// base is the host's userland; other builtins (code-interpreter-v1)
+	// may be replaced by a built template of the same name.
+	if name == BaseID {
 		return Requested{}, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template %q is built into sandpit and cannot be rebuilt", name))
 	}
 	if args.CPUCount < 0 || args.CPUCount > 64 || args.MemoryMB < 0 || args.MemoryMB > 1<<20 {

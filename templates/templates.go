@@ -1,0 +1,33 @@
+// Package templates holds sandpit's ready-made templates, each a
+// Dockerfile of builder steps built with `sandpit template build NAME`.
+// They install Debian's packages with apt, so building them needs a
+// registry to pull debian:bookworm-slim from and network egress from
+// build sandboxes.
+package templates
+
+import (
+	"embed"
+	"io/fs"
+	"sort"
+)
+
+//go:embed */Dockerfile
+var files embed.FS
+
+// Names lists the ready-made templates.
+func Names() []string {
+	ents, _ := fs.ReadDir(files, ".")
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dockerfile returns the definition of the ready-made template name.
+func Dockerfile(name string) ([]byte, error) {
+	return fs.ReadFile(files, name+"/Dockerfile")
+}
