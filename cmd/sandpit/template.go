@@ -357,7 +357,7 @@ func templateRemove(ctx context.Context, args []string, stdout io.Writer) error 
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: sandpit template rm NAME...")
+		return errors.New("usage: sandpit template rm NAME [NAME]")
 	}
 	for _, n := range fs.Args() {
 		if err := c.do(ctx, "DELETE", "/templates/"+esc(n), nil, nil); err != nil {
