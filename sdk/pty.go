@@ -92,10 +92,10 @@ func (p *PTY) open(ctx context.Context, op string, cfg ptyConfig, h http.Header,
 		return nil, rpcError(op, err)
 	}
 	ph := &PTYHandle{PID: pid, pty: p, done: make(chan struct{})}
-	out := cfg.output
+	var out io.Writer = cfg.output
 	if out == nil {
-		ph.pr, ph.pw = io.Pipe()
-		out = ph.pw
+		ph.out = newOutputBuffer()
+		out = ph.out
 	}
 	ccfg.stdoutW = out
 	ph.cmd = &CommandHandle{PID: pid, cmds: cmds, op: op, cancel: cancel, done: ph.done, cfg: ccfg}
@@ -130,8 +130,8 @@ func (p *PTY) Kill(ctx context.Context, pid uint32) error {
 }
 
 // PTYHandle is a running terminal. Read returns its output (unless it was
-// created WithOutput); Write types into it. Read must be called steadily, or
-// the output stream stalls.
+// created WithOutput); Write types into it. Output nobody reads is kept, up
+// to 16 MiB; past that the stream waits for Read.
 type PTYHandle struct {
 	// PID is the shell's process ID inside the sandbox.
 	PID uint32
@@ -139,8 +139,7 @@ type PTYHandle struct {
 	pty  *PTY
 	cmd  *CommandHandle
 	done chan struct{}
-	pr   *io.PipeReader
-	pw   *io.PipeWriter
+	out  *outputBuffer // nil with WithOutput
 
 	closeOnce sync.Once
 }
@@ -150,8 +149,8 @@ func (h *PTYHandle) pump(s eventStream) {
 	// The command pump reads data.stdout; terminal output arrives as
 	// data.pty, so rewrite it before delivery.
 	h.cmd.pump(ptyStream{s})
-	if h.pw != nil {
-		h.pw.CloseWithError(io.EOF)
+	if h.out != nil {
+		h.out.Close()
 	}
 }
 
@@ -168,12 +167,13 @@ func (s ptyStream) next() (*process.ProcessEvent, error) {
 	return ev, err
 }
 
-// Read reads terminal output. It returns io.EOF when the terminal ends.
+// Read reads terminal output. After the terminal ends it returns what is
+// left, then io.EOF.
 func (h *PTYHandle) Read(p []byte) (int, error) {
-	if h.pr == nil {
+	if h.out == nil {
 		return 0, io.EOF
 	}
-	return h.pr.Read(p)
+	return h.out.Read(p)
 }
 
 // Write types p into the terminal (bounded by the client's request timeout).
@@ -210,8 +210,8 @@ func (h *PTYHandle) Done() <-chan struct{} { return h.done }
 // it). Pending and later Reads return io.EOF. Close is safe to call twice.
 func (h *PTYHandle) Close() error {
 	h.closeOnce.Do(func() {
-		if h.pr != nil {
-			h.pr.CloseWithError(io.EOF)
+		if h.out != nil {
+			h.out.discard()
 		}
 		h.cmd.Disconnect()
 	})
