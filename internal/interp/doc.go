@@ -7,13 +7,30 @@
 //   - Python runs in a real Jupyter kernel (ipykernel) driven over the Jupyter
 //     messaging protocol on ZeroMQ (jupyter.go, wire.go), so IPython semantics
 //     (last expression value, display(), rich MIME results, !shell, %magic)
-//     come from IPython itself. R uses the same client with IRkernel when it
-//     is installed.
-//   - JavaScript and TypeScript run in a small Node program shipped inside the
-//     binary (node_kernel.js) that evaluates cells in one node:vm context.
-//   - Bash runs in one long-lived interactive bash process per context.
+//     come from IPython itself. Figures come back as PNG through the inline
+//     backend; DataFrames add e2b/data and figures e2b/chart, as upstream's
+//     kernel does (python.go).
+//   - R uses the same Jupyter client with IRkernel (Debian r-cran-irkernel)
+//     when it is installed. IRkernel shows values with display_data, so R
+//     results are not main results.
+//   - JavaScript runs in a small Node program shipped inside the binary
+//     (node_kernel.js) that evaluates cells in its global context, so
+//     top-level declarations persist; top-level await uses Node's own REPL
+//     rewriter. TypeScript is the same kernel with types stripped by the
+//     typescript package (Debian node-typescript) when it is installed; types
+//     are not checked.
+//   - Bash runs in one interactive bash process per context, so cd, variables
+//     and functions persist and an interrupt aborts only the running command.
+//     A non-zero exit status is reported as an error (name ExitCodeError,
+//     value the status).
+//   - Java has no kernel packaged in Debian and is refused.
 //
-// Kernel start is the slowest step of a sandbox's life, so the Server keeps
-// warm spare kernels per language (pool.go) and starts the default Python
-// context as soon as it is created.
+// An execution's ctx ending (the client went away or timed out) interrupts
+// the kernel; a kernel that ignores interrupts is killed after a grace
+// period, and a kernel that dies is reported as a DeadKernelError line and
+// replaced. Executions in one context run one at a time.
+//
+// Kernel start is the slowest step of a sandbox's life, so the Server starts
+// the default Python context's kernel as soon as it is created and, once the
+// sandbox is in use, keeps warm spare kernels per language (pool.go).
 package interp

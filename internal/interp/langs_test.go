@@ -77,6 +77,14 @@ func TestBash(t *testing.T) {
 	if er := x.errorLine(); er == nil || er["value"] != "1" {
 		t.Errorf("exit status error: %v", x.lines)
 	}
+	x = e.exec(code("echo $ONLY_NOW", `"language":"bash"`, `"env_vars":{"ONLY_NOW":"now"}`))
+	if got := x.stdout(); got != "now\n" {
+		t.Errorf("env_vars: %q", got)
+	}
+	x = e.exec(code("echo ${ONLY_NOW:-unset}", `"language":"bash"`))
+	if got := x.stdout(); got != "unset\n" {
+		t.Errorf("env_vars after the execution: %q", got)
+	}
 	x = e.exec(code("echo \"it's $SANDPIT_GLOBAL\" '\\\\'", `"language":"bash"`))
 	if got := x.stdout(); got != "it's yes \\\\\n" {
 		t.Errorf("quoting %q", got)
