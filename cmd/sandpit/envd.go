@@ -46,6 +46,7 @@ func envd() error {
 		return fmt.Errorf("opening the sandbox root: %w", err)
 	}
 	ci := &interpreter{cfg: cfg, log: log}
+	fr := &fileRoutes{root: root, log: log}
 	a := agent.New(agent.Config{
 		AccessToken:    cfg.AccessToken,
 		Env:            cfg.Env,
@@ -53,7 +54,7 @@ func envd() error {
 		DefaultWorkdir: cfg.DefaultWorkdir,
 		Logger:         log,
 		Interpreter:    ci,
-		Mounts:         []agent.Mount{fileRoutes(root, log)},
+		Mounts:         []agent.Mount{fr.mount},
 	})
 	ci.agent = a
 	if cfg.Interpreter {
@@ -67,25 +68,39 @@ func envd() error {
 	defer stop()
 	err = a.Serve(ctx, ln)
 	ci.close()
+	fr.close()
 	return err
 }
 
 // fileRoutes mounts the filesystem service and /files on the agent.
-func fileRoutes(root *safepath.Root, log *slog.Logger) agent.Mount {
-	return func(d agent.Deps) []agent.Route {
-		fs, err := filesystem.New(filesystem.Config{Root: root, Settings: d.Settings, Logger: log})
-		if err != nil {
-			log.Error("filesystem service", "err", err)
-			return nil
-		}
-		fh, err := files.New(files.Config{Root: root, Settings: d.Settings, Logger: log})
-		if err != nil {
-			log.Error("files handler", "err", err)
-			return nil
-		}
-		path, h := fs.Handler()
-		return []agent.Route{{Pattern: path, Handler: h}, {Pattern: "/files", Handler: fh, OwnAuth: true}}
+type fileRoutes struct {
+	root *safepath.Root
+	log  *slog.Logger
+	fs   *filesystem.Service
+}
+
+func (f *fileRoutes) mount(d agent.Deps) []agent.Route {
+	fs, err := filesystem.New(filesystem.Config{Root: f.root, Settings: d.Settings, Logger: f.log})
+	if err != nil {
+		f.log.Error("filesystem service", "err", err)
+		return nil
 	}
+	fh, err := files.New(files.Config{Root: f.root, Settings: d.Settings, Logger: f.log})
+	if err != nil {
+		f.log.Error("files handler", "err", err)
+		return nil
+	}
+	f.fs = fs
+	path, h := fs.Handler()
+	return []agent.Route{{Pattern: path, Handler: h}, {Pattern: files.Pattern, Handler: fh, OwnAuth: true}}
+}
+
+// close ends the polled watchers.
+func (f *fileRoutes) close() {
+	if f.fs != nil {
+		_ = f.fs.Close()
+	}
+	_ = f.root.Close()
 }
 
 // interpreter starts the code-interpreter server on first use (or at once
