@@ -226,3 +226,33 @@ func TestRunAsOtherUser(t *testing.T) {
 		t.Errorf("node uid %q, want %s (%v)", got, u.Uid, x.lines)
 	}
 }
+
+func TestKernelIgnoringInterruptIsReplaced(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.InterruptGrace = 500 * time.Millisecond })
+	mustOK(t, e.exec(pyCode("kept = 1")))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	// ipykernel restores its SIGINT handler before each request, so the
+	// cell ignores SIGINT itself.
+	e.execCtx(ctx, pyCode("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"))
+	cancel()
+	x := e.exec(pyCode("'kept' in dir()"))
+	mustOK(t, x)
+	if got := x.mainText(); got != "False" {
+		t.Errorf("kernel that ignored the interrupt was not replaced: %q", got)
+	}
+}
+
+func TestKernelStartFailure(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.Python = "/bin/false"; c.StartTimeout = 5 * time.Second })
+	x := e.exec(pyCode("1"))
+	if x.status != 200 {
+		t.Fatalf("status %d", x.status)
+	}
+	er := x.errorLine()
+	if er == nil || er["name"] != "KernelStartError" || strings.Contains(str(er["value"]), "/bin/false") {
+		t.Errorf("error line %v", x.lines)
+	}
+	if st, _ := e.do("POST", "/contexts", `{"language":"python"}`); st != 500 {
+		t.Errorf("POST /contexts: %d", st)
+	}
+}
