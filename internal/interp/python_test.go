@@ -283,3 +283,14 @@ func TestPythonCharts(t *testing.T) {
 		t.Errorf("superchart: %v", c)
 	}
 }
+
+func TestPythonBlockedModulesImportable(t *testing.T) {
+	e := newTestEnv(t, nil)
+	// The launcher keeps debugpy and jedi out of the kernel's start; user
+	// code can still import them where they are installed.
+	x := e.exec(pyCode("import sys, importlib.util\n[m for m in ('debugpy', 'jedi') if m in sys.modules and sys.modules[m] is None]"))
+	mustOK(t, x)
+	if got := x.mainText(); got != "[]" {
+		t.Errorf("blocked modules left: %s", got)
+	}
+}
