@@ -72,7 +72,7 @@ export async function waitFor(fn, { timeoutMs = 10_000, intervalMs = 50, what = 
  * Throws with the server's log if the binary is missing, exits early, or does
  * not become healthy before the deadline.
  */
-export async function startServer({ name = 'compat', extraArgs = [], env = {} } = {}) {
+export async function startServer({ name = 'compat', extraArgs = [], env = {}, dataDir: reuseDir, apiKey: reuseKey, keepDataDir = false } = {}) {
   const bin = sandpitBin()
   try {
     accessSync(bin, constants.X_OK)
@@ -84,11 +84,11 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {} } 
   }
 
   const port = await freePort()
-  const dataDir = mkdtempSync(join(tmpdir(), 'sandpit-compat-'))
+  const dataDir = reuseDir ?? mkdtempSync(join(tmpdir(), 'sandpit-compat-'))
   mkdirSync(workDir, { recursive: true })
   const logPath = join(workDir, `${name}-${port}.log`)
   const logFd = openSync(logPath, 'w')
-  const apiKey = newApiKey()
+  const apiKey = reuseKey ?? newApiKey()
   const url = `http://127.0.0.1:${port}`
 
   const childEnv = { ...process.env, ...env, SANDPIT_API_KEY: apiKey }
@@ -142,20 +142,35 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {} } 
   }
 
   async function stop() {
+    let failure = null
     if (!exited) {
       child.kill('SIGTERM')
       const timer = new Promise((r) => setTimeout(r, SHUTDOWN_DEADLINE_MS, 'timeout'))
       if ((await Promise.race([exitedPromise, timer])) === 'timeout') {
         child.kill('SIGKILL')
         await exitedPromise
-        throw new Error(`sandpit serve ignored SIGTERM for ${SHUTDOWN_DEADLINE_MS} ms (killed); log: ${logPath}`)
+        failure = new Error(`sandpit serve ignored SIGTERM for ${SHUTDOWN_DEADLINE_MS} ms (killed); log: ${logPath}`)
       }
     }
-    try {
-      rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 })
-    } catch (err) {
-      process.stderr.write(`warning: could not remove data dir ${dataDir}: ${err.message}\n`)
+    // Sandboxes nobody can adopt any more (the daemon was killed, or its data
+    // dir is about to go) must not outlive the test run on a shared machine.
+    if (failure || !keepDataDir) {
+      const orphans = sandboxProcesses(dataDir, [])
+      for (const { pid } of orphans) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {}
+      }
+      if (orphans.length > 0) process.stderr.write(`note: killed ${orphans.length} sandbox process(es) left by the daemon in ${dataDir}\n`)
     }
+    if (!keepDataDir) {
+      try {
+        rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 })
+      } catch (err) {
+        process.stderr.write(`warning: could not remove data dir ${dataDir}: ${err.message}\n`)
+      }
+    }
+    if (failure) throw failure
     return exited
   }
 
@@ -234,36 +249,40 @@ function mountNs(pid) {
  * host's nor the daemon's) whose mounts name the daemon's data dir: sandbox
  * processes. Polls a few seconds for them to go, then lists what is left.
  */
-async function leftoverSandboxProcesses(server, timeoutMs = 10_000) {
-  const hostNs = mountNs('self')
-  const daemonNs = mountNs(server.pid)
-  const scan = () => {
-    const found = []
-    for (const name of readdirSync('/proc')) {
-      if (!/^\d+$/.test(name)) continue
-      const ns = mountNs(name)
-      if (!ns || ns === hostNs || ns === daemonNs) continue
-      let mounts
-      try {
-        mounts = readFileSync(`/proc/${name}/mountinfo`, 'utf8')
-      } catch {
-        continue
-      }
-      if (!mounts.includes(server.dataDir)) continue
-      let cmd = ''
-      try {
-        cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').trim()
-      } catch {}
-      found.push(`pid ${name}: ${cmd}`)
-    }
-    return found
-  }
+export async function leftoverSandboxProcesses(server, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const found = scan()
-    if (found.length === 0 || Date.now() >= deadline) return found
+    const found = sandboxProcesses(server.dataDir, [mountNs(server.pid)])
+    if (found.length === 0 || Date.now() >= deadline) return found.map(({ pid, cmd }) => `pid ${pid}: ${cmd}`)
     await new Promise((r) => setTimeout(r, 100))
   }
+}
+
+/**
+ * Host processes in a mount namespace other than the host's (and the given
+ * ones) whose mounts name dataDir: processes of that daemon's sandboxes.
+ */
+function sandboxProcesses(dataDir, excludeNs) {
+  const skip = new Set([mountNs('self'), ...excludeNs].filter(Boolean))
+  const found = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const ns = mountNs(name)
+    if (!ns || skip.has(ns)) continue
+    let mounts
+    try {
+      mounts = readFileSync(`/proc/${name}/mountinfo`, 'utf8')
+    } catch {
+      continue
+    }
+    if (!mounts.includes(dataDir)) continue
+    let cmd = ''
+    try {
+      cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').trim()
+    } catch {}
+    found.push({ pid: Number(name), cmd })
+  }
+  return found
 }
 
 /** Remembers a sandbox so the after hook kills it even when a test fails. */
