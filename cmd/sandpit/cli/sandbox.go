@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	sandpit "github.com/sandpit-dev/sandpit/sdk"
+)
+
+// sandbox: create, list, kill, connect.
+func (c *cli) sandbox(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError("sandbox needs a subcommand: create, list, kill or connect")
+	}
+	switch args[0] {
+	case "create":
+		return c.sandboxCreate(ctx, args[1:])
+	case "list", "ls":
+		return c.sandboxList(ctx, args[1:])
+	case "kill", "rm":
+		return c.sandboxKill(ctx, args[1:])
+	case "connect":
+		fs := flag.NewFlagSet("sandbox connect", flag.ContinueOnError)
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usageError("usage: sandpit sandbox connect ID")
+		}
+		return c.shellIn(ctx, pos[0])
+	}
+	return usageError("unknown sandbox subcommand " + args[0])
+}
+
+// metadataFlag collects repeated K=V flags.
+type kvFlag map[string]string
+
+func (m kvFlag) String() string { return "" }
+
+func (m kvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return errors.New("want KEY=VALUE")
+	}
+	m[k] = v
+	return nil
+}
+
+func (c *cli) sandboxCreate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sandbox create", flag.ContinueOnError)
+	template := fs.String("template", "base", "template to create the sandbox from")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long the sandbox lives")
+	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
+	md := kvFlag{}
+	fs.Var(md, "metadata", "KEY=VALUE metadata (repeatable)")
+	envs := kvFlag{}
+	fs.Var(envs, "env", "KEY=VALUE environment variable for every process (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("usage: sandpit sandbox create [--template T] [--timeout 5m] [--json]")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	opts := []sandpit.CreateOption{sandpit.WithTemplate(*template), sandpit.WithTimeout(*timeout)}
+	if len(md) > 0 {
+		opts = append(opts, sandpit.WithMetadata(md))
+	}
+	if len(envs) > 0 {
+		opts = append(opts, sandpit.WithEnvs(envs))
+	}
+	sb, err := cl.Create(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		_, err := fmt.Fprintln(c.stdout, sb.ID)
+		return err
+	}
+	info, err := sb.Info(ctx)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.stdout, info)
+}
+
+func (c *cli) sandboxList(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sandbox list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	md := kvFlag{}
+	fs.Var(md, "metadata", "only sandboxes with KEY=VALUE metadata (repeatable)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var opts []sandpit.ListOption
+	if len(md) > 0 {
+		opts = append(opts, sandpit.WithMetadata(md))
+	}
+	all, err := cl.ListAll(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if all == nil {
+			all = []sandpit.SandboxInfo{}
+		}
+		return writeJSON(c.stdout, all)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTEMPLATE\tSTATE\tSTARTED\tENDS IN\tMETADATA")
+	for _, s := range all {
+		var kv []string
+		for k, v := range s.Metadata {
+			kv = append(kv, k+"="+v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.TemplateID, s.State,
+			s.StartedAt.Local().Format(time.DateTime), time.Until(s.EndAt).Round(time.Second), strings.Join(kv, ","))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) sandboxKill(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sandbox kill", flag.ContinueOnError)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("usage: sandpit sandbox kill ID...")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range pos {
+		if err := cl.Kill(ctx, id); err != nil {
+			errs = append(errs, sandboxErr(id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
