@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/sandpit-dev/sandpit/cmd/sandpit/cli"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 )
 
@@ -16,7 +17,7 @@ const usage = `sandpit: self-hosted sandboxes for AI agents, E2B-compatible.
 Usage:
   sandpit serve [--listen ADDR] [--data-dir DIR] [--domain D]   run the daemon
   sandpit keys create [NAME] | list | revoke ID                  manage API keys
-  sandpit envd                                                   the in-sandbox agent (started by the daemon)
+` + cli.Usage + `  sandpit envd                                                   the in-sandbox agent (started by the daemon)
   sandpit version
 
 Run 'sandpit COMMAND --help' for a command's flags.
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = envd()
 	case "keys":
 		err = keys(args[1:], stdout)
+	case "sandbox", "exec", "shell", "files", "run":
+		return cli.Main(args, os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sandpit", version)
 	case "help", "-h", "--help":
