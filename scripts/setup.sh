@@ -13,6 +13,7 @@ fi
 packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
+  node-typescript r-cran-irkernel
   tmux runc crun bubblewrap runsc
 )
 
