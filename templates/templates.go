@@ -1,8 +1,8 @@
 // Package templates holds sandpit's ready-made templates, each a
 // Dockerfile of builder steps built with `sandpit template build NAME`.
-// They install Debian's packages with apt, so building them needs a
-// registry to pull debian:bookworm-slim from and network egress from
-// build sandboxes.
+// They start FROM debootstrap:bookworm/PACKAGES: the server makes the
+// Debian root with its packages with debootstrap (it needs the Debian
+// mirror, not network in build sandboxes).
 package templates
 
 import (

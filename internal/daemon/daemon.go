@@ -31,6 +31,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
+	"github.com/sandpit-dev/sandpit/internal/template/debootstrap"
 	"github.com/sandpit-dev/sandpit/internal/template/oci"
 )
 
@@ -287,13 +288,18 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	if err != nil {
 		return err
 	}
+	roots, err := debootstrap.New(debootstrap.Config{LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"), Logger: d.log})
+	if err != nil {
+		return err
+	}
 	d.templates, err = template.NewRegistry(ctx, template.RegistryConfig{
-		Dir:     filepath.Join(d.cfg.DataDir, "templates"),
-		Store:   d.store,
-		Builder: builder,
-		Builtin: builtin,
-		Images:  images,
-		Logger:  d.log,
+		Dir:         filepath.Join(d.cfg.DataDir, "templates"),
+		Store:       d.store,
+		Builder:     builder,
+		Builtin:     builtin,
+		Images:      images,
+		Debootstrap: roots,
+		Logger:      d.log,
 	})
 	return err
 }

@@ -42,6 +42,9 @@ type RegistryConfig struct {
 	Builtin []*Template
 	// Images, when set, imports OCI images named by fromImage.
 	Images ImageImporter
+	// Debootstrap, when set, makes the Debian roots fromImage names as
+	// "debootstrap:SUITE[/PKG,...]".
+	Debootstrap ImageImporter
 	Logger *slog.Logger
 }
 
@@ -442,6 +445,16 @@ func (r *Registry) parent(ctx context.Context, spec *BuildSpec, logf func(LogEnt
 			}
 		}
 		return nil, errors.New("no base template")
+	}
+	if strings.HasPrefix(spec.FromImage, "debootstrap:") {
+		if r.cfg.Debootstrap == nil {
+			return nil, errdefs.New(errdefs.ErrNotImplemented, "this server makes no debootstrap roots")
+		}
+		t, err := r.cfg.Debootstrap.Import(ctx, spec.FromImage, nil, logf)
+		if err != nil {
+			return nil, fmt.Errorf("making %s: %w", spec.FromImage, err)
+		}
+		return t, nil
 	}
 	// FROM in a Dockerfile may name a sandpit template.
 	if t, err := r.Resolve(ctx, spec.FromImage); err == nil {

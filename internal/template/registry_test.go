@@ -21,13 +21,19 @@ func newRegistry(t *testing.T, e *buildEnv) *template.Registry {
 	return newRegistryWith(t, e, nil)
 }
 
-func newRegistryWith(t *testing.T, e *buildEnv, images template.ImageImporter) *template.Registry {
+func newRegistryStore(t *testing.T, e *buildEnv) *store.SQLite {
 	t.Helper()
 	st, err := store.OpenSQLite(t.Context(), filepath.Join(e.dir, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newRegistryWith(t *testing.T, e *buildEnv, images template.ImageImporter) *template.Registry {
+	t.Helper()
+	st := newRegistryStore(t, e)
 	r, err := template.NewRegistry(t.Context(), template.RegistryConfig{
 		Dir: filepath.Join(e.dir, "templates"), Store: st, Builder: e.builder, Builtin: []*template.Template{e.base}, Images: images,
 	})
