@@ -45,7 +45,7 @@ type RegistryConfig struct {
 	// Debootstrap, when set, makes the Debian roots fromImage names as
 	// "debootstrap:SUITE[/PKG,...]".
 	Debootstrap ImageImporter
-	Logger *slog.Logger
+	Logger      *slog.Logger
 }
 
 // ImageImporter turns an OCI image reference into a template (its layers
