@@ -131,6 +131,12 @@ func TestCommandsBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.Stdout(), "started"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no output within 10s; Stdout() = %q", h.Stdout())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := h.Kill(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +146,6 @@ func TestCommandsBackground(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode == 0 {
 			t.Errorf("Wait after Kill = %v, want a CommandExitError", err)
 		}
-	}
-	if !strings.Contains(h.Stdout(), "started") {
-		t.Errorf("Stdout() = %q", h.Stdout())
 	}
 	if err := h.Kill(ctx); !errors.Is(err, sandpit.ErrNotFound) {
 		t.Errorf("Kill of an ended process = %v, want ErrNotFound", err)
