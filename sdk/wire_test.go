@@ -98,7 +98,7 @@ func TestWire(t *testing.T) {
 		}
 	}
 	if ms, _ := strconv.Atoi(r.Header.Get("Connect-Timeout-Ms")); ms < 59000 || ms > 60000 {
-		t.Errorf("Connect-Timeout-Ms = %q, want about 60000", ms)
+		t.Errorf("Connect-Timeout-Ms = %d, want about 60000", ms)
 	}
 	if r.ProtoMajor != 1 {
 		t.Errorf("HTTP/%d, want HTTP/1.1", r.ProtoMajor)
