@@ -286,3 +286,51 @@ func (f *Files) Remove(ctx context.Context, path string, opts ...FileOption) err
 	_, err := f.rpc.Remove(ctx, req)
 	return rpcError("remove "+path, err)
 }
+
+// FileWriter is an io.WriteCloser that streams into a file in the sandbox
+// (see Files.OpenWriter). The upload completes at Close.
+type FileWriter struct {
+	pw    *io.PipeWriter
+	done  chan struct{}
+	entry EntryInfo
+	err   error
+}
+
+// OpenWriter returns a writer whose bytes stream into path (replacing it)
+// as they are written; nothing is buffered beyond a write. Close it to
+// finish the upload and learn whether it succeeded; cancelling ctx aborts
+// it.
+func (f *Files) OpenWriter(ctx context.Context, path string, opts ...FileOption) *FileWriter {
+	pr, pw := io.Pipe()
+	w := &FileWriter{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.entry, w.err = f.WriteStream(ctx, path, pr, opts...)
+		// A failed upload stops the writer's next Write.
+		pr.CloseWithError(errOr(w.err, io.ErrClosedPipe))
+	}()
+	return w
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// Write sends p to the file. It fails once the upload has failed.
+func (w *FileWriter) Write(p []byte) (int, error) {
+	return w.pw.Write(p)
+}
+
+// Close ends the file and waits for the upload's result. Safe to call
+// twice.
+func (w *FileWriter) Close() error {
+	_ = w.pw.Close()
+	<-w.done
+	return w.err
+}
+
+// Entry describes the written file, once Close returned nil.
+func (w *FileWriter) Entry() EntryInfo { return w.entry }

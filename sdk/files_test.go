@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -50,6 +51,23 @@ func TestFiles(t *testing.T) {
 	}
 	r.Close()
 
+	// An io.Writer that streams into a file.
+	fw := f.OpenWriter(ctx, "exp/written.txt")
+	for i := range 3 {
+		fmt.Fprintf(fw, "line %d\n", i)
+	}
+	if err := fw.Close(); err != nil || fw.Entry().Path != "/home/user/exp/written.txt" {
+		t.Fatalf("OpenWriter: %+v, %v", fw.Entry(), err)
+	}
+	if b, err := f.Read(ctx, "exp/written.txt"); err != nil || string(b) != "line 0\nline 1\nline 2\n" {
+		t.Errorf("OpenWriter wrote %q, %v", b, err)
+	}
+	fw = f.OpenWriter(ctx, "/proc/not-writable/x")
+	fw.Write([]byte("x"))
+	if err := fw.Close(); err == nil {
+		t.Error("OpenWriter into /proc succeeded")
+	}
+
 	// Stat, Exists.
 	st, err := f.Stat(ctx, "exp/big.bin")
 	if err != nil || st.Size != int64(len(big)) || st.Type != sandpit.TypeFile || st.Owner != "user" || st.ModifiedTime.IsZero() || st.Mode == 0 {
@@ -80,11 +98,11 @@ func TestFiles(t *testing.T) {
 		return n
 	}
 	es, err := f.List(ctx, "exp")
-	if got := names(es); err != nil || !slices.Equal(got, []string{"a", "b", "big.bin"}) {
+	if got := names(es); err != nil || !slices.Equal(got, []string{"a", "b", "big.bin", "written.txt"}) {
 		t.Errorf("List = %v, %v", got, err)
 	}
 	es, err = f.List(ctx, "exp", sandpit.WithDepth(3))
-	if got := names(es); err != nil || !slices.Equal(got, []string{"a", "a/hello.txt", "b", "b/c", "big.bin"}) {
+	if got := names(es); err != nil || !slices.Equal(got, []string{"a", "a/hello.txt", "b", "b/c", "big.bin", "written.txt"}) {
 		t.Errorf("List depth 3 = %v, %v", got, err)
 	}
 	for _, e := range es {
