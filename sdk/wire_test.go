@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,13 +122,13 @@ func TestWire(t *testing.T) {
 	if err != nil || len(es) != 1 || es[0].Size != 3 || es[0].Mode != 0o644 || es[0].Type != sandpit.TypeFile {
 		t.Errorf("List = %+v, %v", es, err)
 	}
-	if string(bodies["/filesystem.Filesystem/ListDir"]) != `{"path":"/home/user","depth":1}` {
+	if !sameJSON(bodies["/filesystem.Filesystem/ListDir"], `{"path":"/home/user","depth":1}`) {
 		t.Errorf("ListDir body: %s", bodies["/filesystem.Filesystem/ListDir"])
 	}
 	if err := sb.Commands.Kill(ctx, 9); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("Kill = %v", err)
 	}
-	if string(bodies["/process.Process/SendSignal"]) != `{"process":{"pid":9},"signal":"SIGNAL_SIGKILL"}` {
+	if !sameJSON(bodies["/process.Process/SendSignal"], `{"process":{"pid":9},"signal":"SIGNAL_SIGKILL"}`) {
 		t.Errorf("SendSignal body: %s", bodies["/process.Process/SendSignal"])
 	}
 
@@ -157,4 +158,10 @@ func toStrings(v any) []string {
 		out = append(out, s.(string))
 	}
 	return out
+}
+
+// sameJSON compares JSON by value (protojson varies its spacing on purpose).
+func sameJSON(got []byte, want string) bool {
+	var a, b any
+	return json.Unmarshal(got, &a) == nil && json.Unmarshal([]byte(want), &b) == nil && reflect.DeepEqual(a, b)
 }
