@@ -294,6 +294,13 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		return fail("saving the layer: "+err.Error(), err)
 	}
 	layer := filepath.Join(tmp, "l")
+	// What the sandbox's init writes at every start is no part of a step.
+	if len(cur.Mounts) > 0 && cur.Mounts[0].Target == "/" {
+		root := filepath.Join(layer, "0")
+		for _, p := range []string{"etc/hosts", "etc/hostname", ".sandpit/envd", ".sandpit", "etc"} {
+			_ = os.Remove(filepath.Join(root, p)) // directories only when empty
+		}
+	}
 	// Mounts the step left untouched add no layer.
 	ents, _ := os.ReadDir(layer)
 	for _, e := range ents {

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -145,34 +146,22 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	args := []string{"--variant=minbase", "--include=" + strings.Join(append([]string{"ca-certificates", "sudo"}, pkgs...), ","), suite, tmp, im.cfg.Mirror}
-	logf("debootstrap %s (%s)", strings.Join(args, " "), "this takes a minute or two")
+	args := []string{"--variant=minbase", "--include=ca-certificates,sudo", suite, tmp, im.cfg.Mirror}
+	logf("debootstrap %s (a minute or two)", strings.Join(args, " "))
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var tail []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			l := sc.Text()
-			tail = append(tail, l)
-			if len(tail) > 30 {
-				tail = tail[1:]
-			}
-			if strings.HasPrefix(l, "I: Retrieving") || strings.HasPrefix(l, "I: Validating") {
-				continue // one line per package: too chatty
-			}
-			logf("%s", l)
+	if err := runLogged(exec.CommandContext(ctx, bin, args...), logf); err != nil {
+		if b, rerr := os.ReadFile(filepath.Join(tmp, "debootstrap", "debootstrap.log")); rerr == nil {
+			err = fmt.Errorf("%w; debootstrap.log ends:\n%s", err, lastLines(string(b), 20))
 		}
-	}()
-	err = cmd.Run()
-	pw.Close()
-	<-done
-	if err != nil {
-		return nil, fmt.Errorf("debootstrap %s: %w; output:\n%s", suite, err, strings.Join(tail, "\n"))
+		return nil, fmt.Errorf("debootstrap %s: %w", suite, err)
+	}
+	if len(pkgs) > 0 {
+		// apt in the new root resolves what debootstrap's --include
+		// cannot order (npm and friends).
+		logf("apt-get install %s", strings.Join(pkgs, " "))
+		if err := aptInstall(ctx, tmp, pkgs, logf); err != nil {
+			return nil, fmt.Errorf("installing %s into %s: %w", strings.Join(pkgs, " "), suite, err)
+		}
 	}
 	if err := finish(tmp); err != nil {
 		return nil, fmt.Errorf("preparing the %s root: %w", suite, err)
@@ -185,7 +174,7 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 }
 
 // recipe versions what finish does: bump it when it changes.
-const recipe = "v1"
+const recipe = "v2"
 
 // finish adds E2B's default account (user, uid 1000, passwordless sudo)
 // and drops the package caches.
@@ -239,4 +228,79 @@ func finish(root string) error {
 		}
 	}
 	return nil
+}
+
+// runLogged runs cmd, logging its output lines (but not debootstrap's
+// per-package download lines); the error carries the output's tail.
+func runLogged(cmd *exec.Cmd, logf func(string, ...any)) error {
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var tail []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			l := sc.Text()
+			tail = append(tail, l)
+			if len(tail) > 30 {
+				tail = tail[1:]
+			}
+			if strings.HasPrefix(l, "I: Retrieving") || strings.HasPrefix(l, "I: Validating") ||
+				strings.HasPrefix(l, "Get:") || strings.HasPrefix(l, "(Reading database") {
+				continue // one line per package: too chatty
+			}
+			logf("%s", l)
+		}
+	}()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("%w; output:\n%s", err, strings.Join(tail, "\n"))
+	}
+	return nil
+}
+
+// aptInstall installs pkgs into root with the root's own apt, chrooted on
+// the host (the mirror is reachable from here, not from sandboxes). Only
+// Debian's packages run there, as with debootstrap itself; services are
+// kept from starting.
+func aptInstall(ctx context.Context, root string, pkgs []string, logf func(string, ...any)) error {
+	resolv := filepath.Join(root, "etc", "resolv.conf")
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		_ = os.Remove(resolv)
+		if err := os.WriteFile(resolv, b, 0o644); err != nil {
+			return err
+		}
+		defer os.Remove(resolv)
+	}
+	policy := filepath.Join(root, "usr", "sbin", "policy-rc.d")
+	if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+		return err
+	}
+	defer os.Remove(policy)
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "HOME=/root"}
+	for _, argv := range [][]string{
+		{"apt-get", "update", "-q"},
+		append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
+		{"apt-get", "clean"},
+	} {
+		cmd := exec.CommandContext(ctx, "/usr/bin/"+argv[0], argv[1:]...)
+		cmd.Env = env
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		if err := runLogged(cmd, logf); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(argv[:2], " "), err)
+		}
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
