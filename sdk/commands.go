@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -137,7 +138,7 @@ func (c *Commands) open(ctx context.Context, op string, cfg commandConfig, h htt
 		cancel()
 		return nil, rpcError(op, err)
 	}
-	ch := &CommandHandle{PID: pid, cmds: c, op: op, cancel: cancel, done: make(chan struct{}), cfg: cfg}
+	ch := &CommandHandle{PID: pid, cmds: c, op: op, cancel: cancel, done: make(chan struct{}), cfg: cfg, parent: ctx}
 	go ch.pump(s)
 	return ch, nil
 }
@@ -213,6 +214,7 @@ type CommandHandle struct {
 	cfg    commandConfig
 	cancel context.CancelFunc
 	done   chan struct{}
+	parent context.Context // the caller's, to tell its deadline from the timeout's
 
 	mu             sync.Mutex
 	stdout, stderr bytes.Buffer
@@ -274,6 +276,9 @@ func (h *CommandHandle) pump(s eventStream) {
 		if h.result.ExitCode != 0 {
 			h.err = &CommandExitError{ExitCode: h.result.ExitCode, Stdout: h.result.Stdout, Stderr: h.result.Stderr, Message: h.result.Error}
 		}
+	case streamErr != nil && h.cfg.timeout > 0 && h.parent != nil && h.parent.Err() == nil &&
+		connect.CodeOf(streamErr) == connect.CodeDeadlineExceeded:
+		h.err = &Error{Op: h.op, Message: fmt.Sprintf("ran past its timeout of %v and was killed", h.cfg.timeout), kind: ErrTimeout, cause: streamErr}
 	case streamErr != nil:
 		h.err = rpcError(h.op, streamErr)
 	default:

@@ -98,7 +98,7 @@ func (p *PTY) open(ctx context.Context, op string, cfg ptyConfig, h http.Header,
 		out = ph.out
 	}
 	ccfg.stdoutW = out
-	ph.cmd = &CommandHandle{PID: pid, cmds: cmds, op: op, cancel: cancel, done: ph.done, cfg: ccfg}
+	ph.cmd = &CommandHandle{PID: pid, cmds: cmds, op: op, cancel: cancel, done: ph.done, cfg: ccfg, parent: ctx}
 	go ph.pump(s)
 	return ph, nil
 }
