@@ -80,6 +80,7 @@ func (c *cli) sandboxCreate(ctx context.Context, args []string) error {
 	if len(envs) > 0 {
 		opts = append(opts, sandpit.WithEnvs(envs))
 	}
+	c.status("creating a sandbox from %s...", *template)
 	sb, err := cl.Create(ctx, opts...)
 	if err != nil {
 		return err
