@@ -71,7 +71,7 @@ type Registry struct {
 	wg     sync.WaitGroup
 
 	mu sync.Mutex
-	// builds holds builds that have not finished, and recent ones.
+	// builds holds the running builds.
 	builds map[string]*buildState
 }
 
@@ -255,9 +255,6 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
 	}
-	r.mu.Lock()
-	r.builds[b.ID] = &buildState{rec: b}
-	r.mu.Unlock()
 	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
 }
 
@@ -302,7 +299,19 @@ func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec B
 	bs.rec.Status = StatusBuilding
 	rec := bs.rec
 	bs.mu.Unlock()
+	// A running build lives in memory (its log grows there) until it
+	// has been recorded; Start racing with itself loses here.
+	r.mu.Lock()
+	if _, running := r.builds[buildID]; running {
+		r.mu.Unlock()
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("build %s of template %s was already started", buildID, templateID))
+	}
+	r.builds[buildID] = bs
+	r.mu.Unlock()
 	if err := r.cfg.Store.PutBuild(ctx, rec); err != nil {
+		r.mu.Lock()
+		delete(r.builds, buildID)
+		r.mu.Unlock()
 		return err
 	}
 	r.wg.Add(1)
@@ -401,6 +410,11 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	bs.mu.Unlock()
 	if perr := r.cfg.Store.PutBuild(context.WithoutCancel(ctx), rec); perr != nil {
 		log.Error("recording template build", "err", perr)
+	} else {
+		// Recorded: Status reads it from the store from now on.
+		r.mu.Lock()
+		delete(r.builds, bid)
+		r.mu.Unlock()
 	}
 	if err != nil {
 		log.Warn("template build failed", "err", err, "took", time.Since(start))
@@ -518,11 +532,22 @@ func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buil
 	tid := bs.rec.TemplateID
 	bs.mu.Unlock()
 	if templateID != "" && tid != templateID {
-		if t, err := r.Resolve(ctx, templateID); err != nil || t.ID != tid {
+		if rec, err := r.record(ctx, templateID); err != nil || rec.ID != tid {
 			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("build %s of template %s not found", buildID, templateID))
 		}
 	}
 	return bs, nil
+}
+
+// record finds a stored template by id or name ("team/name:tag" too),
+// built or not.
+func (r *Registry) record(ctx context.Context, ref string) (store.TemplateRecord, error) {
+	name, _ := splitRef(ref)
+	rec, err := r.cfg.Store.GetTemplate(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		rec, err = r.cfg.Store.TemplateByName(ctx, name)
+	}
+	return rec, err
 }
 
 // Info describes a template for listings.
@@ -595,10 +620,7 @@ func (r *Registry) Builds(ctx context.Context, ref string) ([]store.BuildRecord,
 // and reused by later builds of the same steps).
 func (r *Registry) Delete(ctx context.Context, ref string) error {
 	name, _ := splitRef(ref)
-	rec, err := r.cfg.Store.GetTemplate(ctx, ref)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		rec, err = r.cfg.Store.TemplateByName(ctx, name)
-	}
+	rec, err := r.record(ctx, ref)
 	if errors.Is(err, errdefs.ErrNotFound) && r.builtin(name) {
 		return errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("template %q is built into sandpit and cannot be removed", name))
 	}

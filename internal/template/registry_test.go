@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/store"
@@ -151,5 +152,33 @@ func TestRegistryFailedBuildReason(t *testing.T) {
 	_, err = r.Build(ctx, template.RequestArgs{Name: "img"}, template.BuildSpec{FromImage: "python:3"}, nil)
 	if !errors.As(err, &se) || se.Step != "base" {
 		t.Fatalf("build from an image without an importer: %v", err)
+	}
+
+	req, err := r.Request(ctx, template.RequestArgs{Name: "twice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := template.BuildSpec{Steps: []template.Step{{Type: "RUN", Args: []string{"true"}}}}
+	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("starting a build twice: %v", err)
+	}
+	for {
+		st, err := r.Status(ctx, "twice", req.BuildID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == template.StatusReady {
+			if len(st.Logs) == 0 {
+				t.Fatal("a finished build lost its log")
+			}
+			break
+		}
+		if st.Status == template.StatusError {
+			t.Fatalf("build failed: %+v", st.Reason)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
