@@ -113,7 +113,7 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 			log(template.LogEntry{Time: time.Now(), Level: "info", Message: fmt.Sprintf(format, a...), Step: "base"})
 		}
 	}
-	sum := sha256.Sum256([]byte(strings.Join(append([]string{recipe, suite, im.cfg.Mirror}, pkgs...), "\x00")))
+	sum := sha256.Sum256([]byte(strings.Join(append([]string{recipe, baseInclude, suite, im.cfg.Mirror}, pkgs...), "\x00")))
 	dir := filepath.Join(im.cfg.LayerDir, "debootstrap-"+suite+"-"+hex.EncodeToString(sum[:8]))
 	t := &template.Template{
 		ID:          ref,
@@ -146,7 +146,8 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	args := []string{"--variant=minbase", "--include=ca-certificates,sudo", suite, tmp, im.cfg.Mirror}
+	// What E2B's ready checks (waitForPort/URL/Process) and users expect.
+	args := []string{"--variant=minbase", "--include=" + baseInclude, suite, tmp, im.cfg.Mirror}
 	logf("debootstrap %s (a minute or two)", strings.Join(args, " "))
 	start := time.Now()
 	if err := runLogged(exec.CommandContext(ctx, bin, args...), logf); err != nil {
@@ -174,7 +175,10 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 }
 
 // recipe versions what finish does: bump it when it changes.
-const recipe = "v2"
+const recipe = "v3"
+
+// baseInclude is in every root: ss, curl and pgrep run E2B's ready checks.
+const baseInclude = "ca-certificates,sudo,iproute2,curl,procps"
 
 // finish adds E2B's default account (user, uid 1000, passwordless sudo)
 // and drops the package caches.
