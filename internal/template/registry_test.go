@@ -130,6 +130,17 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	if got := e.run(t, child, "cat /srv/app/main.py"); got != "print('hi')\n" {
 		t.Fatalf("child after parent removal: %q", got)
 	}
+	// With my-app gone, GC keeps the layers child uses (its own and
+	// my-app's below it) and removes nothing else here.
+	if n, err := r.GC(ctx); err != nil || n != 0 {
+		t.Fatalf("GC with all layers in use removed %d: %v", n, err)
+	}
+	if err := r.Delete(ctx, "child"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.GC(ctx); err != nil || n != 3 {
+		t.Fatalf("GC after removing every template removed %d layers, want 3: %v", n, err)
+	}
 	if err := r.Delete(ctx, "base"); !errors.Is(err, errdefs.ErrPermissionDenied) {
 		t.Fatalf("removing base: %v", err)
 	}
