@@ -33,7 +33,16 @@ var (
 	binErr  error
 )
 
-// sandpitBinary builds cmd/sandpit once per test binary run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// sandpitBinary builds cmd/sandpit once per test binary run; TestMain
+// removes it.
 func sandpitBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
