@@ -218,7 +218,7 @@ export function useServer(opts = {}) {
     for (const sbx of sandboxes) await sbx.kill().catch(() => {})
     // Every sandbox is killed: none may live on (checked before stopping the
     // daemon, which may by design leave sandboxes to re-adopt on restart).
-    const leaks = crashed ? [] : await leftoverSandboxProcesses(handle)
+    const leaks = crashed ? [] : await leftoverSandboxProcesses(handle, sandboxes.map((s) => s.sandboxId))
     const ex = await handle.stop()
     if (leaks.length > 0) {
       throw new Error(`processes of killed sandboxes are still running on the host:\n${leaks.join('\n')}`)
@@ -245,15 +245,18 @@ function mountNs(pid) {
 }
 
 /**
- * Host processes that live in a mount namespace of their own (neither the
- * host's nor the daemon's) whose mounts name the daemon's data dir: sandbox
- * processes. Polls a few seconds for them to go, then lists what is left.
+ * Host processes of the given (killed) sandboxes: in a mount namespace of
+ * their own (neither the host's nor the daemon's) whose mounts name the
+ * daemon's data dir and the sandbox id. Polls a few seconds for them to go,
+ * then lists what is left.
  */
-export async function leftoverSandboxProcesses(server, timeoutMs = 10_000) {
+export async function leftoverSandboxProcesses(server, sandboxIds, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs
+  // Only the given sandboxes: a warm pool's sandboxes are alive by design.
+  const ours = (p) => sandboxIds.some((id) => p.mount.includes(`/${id}/`))
   for (;;) {
-    const found = sandboxProcesses(server.dataDir, [mountNs(server.pid)])
-    if (found.length === 0 || Date.now() >= deadline) return found.map(({ pid, cmd }) => `pid ${pid}: ${cmd}`)
+    const found = sandboxProcesses(server.dataDir, [mountNs(server.pid)]).filter(ours)
+    if (found.length === 0 || Date.now() >= deadline) return found.map(({ pid, cmd, mount }) => `pid ${pid}: ${cmd}\n    (mount: ${mount})`)
     await new Promise((r) => setTimeout(r, 100))
   }
 }
@@ -280,7 +283,8 @@ function sandboxProcesses(dataDir, excludeNs) {
     try {
       cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').trim()
     } catch {}
-    found.push({ pid: Number(name), cmd })
+    const mount = mounts.split('\n').find((l) => l.includes(dataDir))
+    found.push({ pid: Number(name), cmd, mount })
   }
   return found
 }

@@ -15,7 +15,10 @@ after(async () => {
 })
 
 test('a restarted daemon reaps or re-adopts what the earlier run left, and says which', async (t) => {
-  const first = await startServer({ name: 'restart-1', keepDataDir: true })
+  // No warm pool: its sandboxes are meant to be running, and this test
+  // counts what is left on the host.
+  const noPool = ['--warm-pool', 'off']
+  const first = await startServer({ name: 'restart-1', keepDataDir: true, extraArgs: noPool })
   servers.push(first)
   useSdkEnv(first)
   const run = randomBytes(6).toString('hex')
@@ -31,7 +34,7 @@ test('a restarted daemon reaps or re-adopts what the earlier run left, and says 
   const ex = await first.stop()
   assert.equal(first.exited?.code ?? ex?.code, 0, `the daemon did not exit cleanly on SIGTERM: ${JSON.stringify(ex)}`)
 
-  const second = await startServer({ name: 'restart-2', dataDir: first.dataDir, apiKey: first.apiKey })
+  const second = await startServer({ name: 'restart-2', dataDir: first.dataDir, apiKey: first.apiKey, extraArgs: noPool })
   servers.push(second)
   useSdkEnv(second)
 
@@ -59,7 +62,7 @@ test('a restarted daemon reaps or re-adopts what the earlier run left, and says 
     assert.deepEqual(listed, [], 'list shows a sandbox getInfo says is gone')
   }
   await waitFor(() => hostPidsWithMarker(marker).length === 0, { timeoutMs: 15_000, what: 'the sandbox processes to be gone' })
-  assert.deepEqual(await leftoverSandboxProcesses(second), [])
+  assert.deepEqual(await leftoverSandboxProcesses(second, [sbx.sandboxId]), [])
   await assert.rejects(Sandbox.getInfo(sbx.sandboxId), SandboxNotFoundError)
 
   // The restarted daemon works as usual.
