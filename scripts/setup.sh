@@ -14,7 +14,7 @@ packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
   node-typescript r-cran-irkernel
-  tmux runc crun bubblewrap runsc
+  tmux runc crun bubblewrap runsc debootstrap
 )
 
 missing=()

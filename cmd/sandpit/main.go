@@ -17,7 +17,8 @@ const usage = `sandpit: self-hosted sandboxes for AI agents, E2B-compatible.
 Usage:
   sandpit serve [--listen ADDR] [--data-dir DIR] [--domain D]   run the daemon
   sandpit keys create [NAME] | list | revoke ID                  manage API keys
-` + cli.Usage + `  sandpit envd                                                   the in-sandbox agent (started by the daemon)
+` + cli.Usage + `  sandpit template build|list|rm|logs                            build and manage templates
+  sandpit envd                                                   the in-sandbox agent (started by the daemon)
   sandpit version
 
 Run 'sandpit COMMAND --help' for a command's flags.
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = envd()
 	case "keys":
 		err = keys(args[1:], stdout)
+	case "template", "templates":
+		err = templateCmd(args[1:], stdout, stderr)
 	case "sandbox", "exec", "shell", "files", "run":
 		return cli.Main(args, os.Stdin, stdout, stderr)
 	case "version", "--version":

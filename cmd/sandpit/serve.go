@@ -26,7 +26,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each sandbox gets its own")
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", cfg.NoCgroups, "run sandboxes without memory, CPU and task limits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	pool := fs.String("warm-pool", "base=2,code-interpreter-v1=1", `sandboxes kept started ahead of demand, "template=count,..." or "off"`)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.WarmPool, err = config.ParseWarmPool(*pool); err != nil {
 		return err
 	}
 	cfg.APIKey = os.Getenv("SANDPIT_API_KEY")

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -34,6 +36,9 @@ type Daemon struct {
 	NoCgroups bool
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// WarmPool keeps this many sandboxes of each template started ahead
+	// of demand (template id or name → count).
+	WarmPool map[string]int
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.
@@ -45,7 +50,26 @@ func Defaults() Daemon {
 		MaxTimeout:      24 * time.Hour,
 		CgroupParent:    "sandpit",
 		ShutdownTimeout: 30 * time.Second,
+		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
 	}
+}
+
+// ParseWarmPool reads "template=count,template=count" ("" or "off" for
+// none).
+func ParseWarmPool(s string) (map[string]int, error) {
+	out := map[string]int{}
+	if s == "" || s == "off" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		count, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || count < 0 || count > 64 {
+			return nil, fmt.Errorf("warm pool %q: want template=count with count 0..64", part)
+		}
+		out[name] = count
+	}
+	return out, nil
 }
 
 // DefaultDataDir is /var/lib/sandpit for root and the XDG data dir

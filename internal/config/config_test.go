@@ -23,3 +23,18 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestParseWarmPool(t *testing.T) {
+	got, err := ParseWarmPool("base=2, code-interpreter-v1=1")
+	if err != nil || got["base"] != 2 || got["code-interpreter-v1"] != 1 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if got, err := ParseWarmPool("off"); err != nil || len(got) != 0 {
+		t.Fatalf("off: %v, %v", got, err)
+	}
+	for _, bad := range []string{"base", "base=x", "=1", "base=-1", "base=1000"} {
+		if _, err := ParseWarmPool(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

@@ -126,6 +126,12 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := d.manager.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering from the last run: %w", err)
 	}
+	if _, err := d.templates.GC(ctx); err != nil {
+		log.Warn("template layer GC", "err", err)
+	}
+	if err := d.manager.StartPool(ctx, cfg.WarmPool); err != nil {
+		return nil, err
+	}
 
 	extra := http.NewServeMux()
 	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -232,7 +238,12 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	d.log.Info("sandpit stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(stopCtx)
+	// Stop accepting, then kill the sandboxes while requests drain: open
+	// process and watch streams only end when their sandbox does.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(stopCtx) }()
+	d.closeSandboxes(stopCtx)
+	err := <-shut
 	if err != nil {
 		err = errors.Join(err, srv.Close())
 	}
@@ -304,15 +315,20 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	return err
 }
 
-func (d *Daemon) close(ctx context.Context) {
-	if d.templates != nil {
-		_ = d.templates.Close()
-	}
+// closeSandboxes kills every sandbox; calling it again does nothing.
+func (d *Daemon) closeSandboxes(ctx context.Context) {
 	if d.manager != nil {
 		if err := d.manager.Close(ctx); err != nil {
 			d.log.Error("stopping sandboxes", "err", err)
 		}
 	}
+}
+
+func (d *Daemon) close(ctx context.Context) {
+	if d.templates != nil {
+		_ = d.templates.Close()
+	}
+	d.closeSandboxes(ctx)
 	if d.runtime != nil {
 		_ = d.runtime.Close()
 	}

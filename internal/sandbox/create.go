@@ -106,28 +106,22 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	}
 	maps.Copy(env, req.EnvVars)
 
-	sb, err := m.rt.Create(ctx, runtime.Spec{
-		ID:             info.ID,
-		Hostname:       "e2b.local",
-		Mounts:         tpl.Mounts,
-		Env:            env,
-		AccessToken:    info.AccessToken,
-		DefaultUser:    tpl.User,
-		DefaultWorkdir: tpl.Workdir,
-		Resources: runtime.Resources{
-			CPUCount: info.CPUCount,
-			MemoryMB: info.MemoryMB,
-			DiskMB:   info.DiskMB,
-		},
-		AllowInternet: req.AllowInternetAccess,
-		Interpreter:   tpl.Interpreter,
-	})
-	if err != nil {
-		return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
-	}
-	if err := startTemplate(ctx, tpl, sb.EnvdSocket, info.AccessToken); err != nil {
-		m.discard(ctx, info.ID)
-		return Info{}, fmt.Errorf("starting sandbox %s: %w", info.ID, err)
+	var sb *runtime.Sandbox
+	// Warm sandboxes carry a token of their own; only secure creates,
+	// whose clients send it, can take one.
+	if p, ok := m.claimIf(ctx, req.Secure, tpl, env); ok {
+		info.ID, info.AccessToken = p.id, p.token
+		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
+	} else {
+		created, err := m.rt.Create(ctx, m.spec(info.ID, tpl, info.AccessToken, env, req.AllowInternetAccess))
+		if err != nil {
+			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
+		}
+		if err := startTemplate(ctx, tpl, created.EnvdSocket, info.AccessToken); err != nil {
+			m.discard(ctx, info.ID)
+			return Info{}, fmt.Errorf("starting sandbox %s: %w", info.ID, err)
+		}
+		sb = created
 	}
 	info.Pid = sb.Pid
 	info.StartedAt = m.clock.Now()
@@ -161,6 +155,26 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	m.log.InfoContext(ctx, "sandbox created", "sandbox_id", info.ID, "template", tpl.ID,
 		"pid", info.Pid, "timeout", req.Timeout, "duration", total)
 	return info.clone(), nil
+}
+
+// spec is what the runtime starts for a sandbox of tpl.
+func (m *Manager) spec(id string, tpl *template.Template, token string, env map[string]string, internet bool) runtime.Spec {
+	return runtime.Spec{
+		ID:             id,
+		Hostname:       "e2b.local",
+		Mounts:         tpl.Mounts,
+		Env:            env,
+		AccessToken:    token,
+		DefaultUser:    tpl.User,
+		DefaultWorkdir: tpl.Workdir,
+		Resources: runtime.Resources{
+			CPUCount: orDefault(tpl.CPUCount, DefaultCPUCount),
+			MemoryMB: orDefault(tpl.MemoryMB, DefaultMemoryMB),
+			DiskMB:   orDefault(tpl.DiskMB, DefaultDiskMB),
+		},
+		AllowInternet: internet,
+		Interpreter:   tpl.Interpreter,
+	}
 }
 
 // discard undoes a Create that cannot be completed.

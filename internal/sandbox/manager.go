@@ -82,6 +82,12 @@ type Manager struct {
 	sandboxes map[string]*entry
 	// closed is set by Close; no sandbox is added after it.
 	closed bool
+	// pool holds warm, unclaimed sandboxes by template id (pool.go).
+	pool map[string][]pooled
+	// poolWake nudges the pool's filler after a claim; poolDone closes
+	// when it stops. Both are nil without a pool.
+	poolWake chan struct{}
+	poolDone chan struct{}
 	// work counts Creates and Manager-started kills in flight; Add only
 	// with mu held and closed false, so Close's Wait sees them all.
 	work sync.WaitGroup
@@ -283,8 +289,12 @@ func (m *Manager) watchExited() {
 				return
 			}
 			m.background(func(ctx context.Context) {
-				_, owned := m.remove(id)
-				m.log.WarnContext(ctx, "sandbox exited on its own", "sandbox_id", id, "owned", owned)
+				if m.dropPooled(id) {
+					m.log.WarnContext(ctx, "a warm sandbox exited", "sandbox_id", id)
+				} else {
+					_, owned := m.remove(id)
+					m.log.WarnContext(ctx, "sandbox exited on its own", "sandbox_id", id, "owned", owned)
+				}
 				// The runtime still holds what the sandbox had: release it
 				// even if it was being killed anyway (Kill is idempotent).
 				if err := m.release(ctx, id); err != nil {
@@ -358,12 +368,18 @@ func (m *Manager) Close(ctx context.Context) error {
 	for _, e := range all {
 		m.removeLocked(e)
 	}
+	warm := m.drainPoolLocked()
 	m.mu.Unlock()
 	close(m.stop)
 
 	var errs []error
 	for _, e := range all {
 		if err := m.release(ctx, e.info.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range warm {
+		if err := m.release(ctx, p.id); err != nil {
 			errs = append(errs, err)
 		}
 	}

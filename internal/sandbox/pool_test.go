@@ -1,0 +1,88 @@
+package sandbox_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+)
+
+func TestWarmPool(t *testing.T) {
+	var mu sync.Mutex
+	inits := map[string]map[string]string{} // token → env set through /init
+	e := newEnv(t, fake.Options{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/init" {
+			http.NotFound(w, r)
+			return
+		}
+		var body struct {
+			EnvVars map[string]string `json:"envVars"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		inits[r.Header.Get("X-Access-Token")] = body.EnvVars
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})})
+	if err := e.m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	warm := waitWarm(t, e, 1)
+
+	// A secure create takes the warm sandbox, with its env set.
+	info := e.create(t, sandbox.CreateRequest{Secure: true, EnvVars: map[string]string{"A": "1"}})
+	if info.ID != warm[0] {
+		t.Fatalf("create made %s instead of taking warm %s", info.ID, warm[0])
+	}
+	mu.Lock()
+	got := inits[info.AccessToken]
+	mu.Unlock()
+	if got["A"] != "1" || got["FROM_TEMPLATE"] != "1" {
+		t.Errorf("claimed sandbox's env = %v", got)
+	}
+	if _, ok := e.m.Lookup(info.ID); !ok {
+		t.Error("claimed sandbox is not routable")
+	}
+	// The pool refills.
+	var spare string
+	for _, id := range waitWarm(t, e, 2) {
+		if id != info.ID {
+			spare = id
+		}
+	}
+	// An insecure create (no token for the client to send) starts afresh.
+	plain := e.create(t, sandbox.CreateRequest{})
+	if plain.ID == spare {
+		t.Error("an insecure create took a warm sandbox")
+	}
+	if _, err := e.m.Get(t.Context(), spare); err == nil {
+		t.Error("an unclaimed warm sandbox is visible through the API")
+	}
+	// Close kills the unclaimed one.
+	if err := e.m.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Kills(spare) == 0 {
+		t.Error("Close left the warm sandbox running")
+	}
+}
+
+// waitWarm waits until the runtime holds n sandboxes and returns their ids.
+func waitWarm(t *testing.T, e *env, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ids, _ := e.rt.List(t.Context())
+		if len(ids) >= n {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not reach %d sandboxes (has %v)", n, ids)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
