@@ -181,6 +181,12 @@ func TestKillLeavesNothing(t *testing.T) {
 		id := fmt.Sprintf("leak%d", i)
 		sb := e.create(t, id)
 		run(t, sb, "sleep 1000 >/dev/null 2>&1 & echo started", false)
+		if i == 0 {
+			// The count sees a live sandbox's processes, so it can fail.
+			if live := snapshot(t, e); live.Processes < 2 || live.StateDirs != before.StateDirs+1 || live.Cgroups != before.Cgroups+1 {
+				t.Fatalf("a live sandbox is not counted: %+v (before %+v)", live, before)
+			}
+		}
 		if err := e.rt.Kill(t.Context(), id); err != nil {
 			t.Fatalf("kill %s: %v", id, err)
 		}
@@ -247,21 +253,13 @@ func snapshot(t *testing.T, e *env) leftovers {
 		t.Fatal(err)
 	}
 	l.Cgroups = len(groups)
-	// Processes running as any sandbox uid (1<<20 and up).
+	// Processes of this test's sandboxes: their mounts name its state dir
+	// (other tests' sandboxes may run at the same time).
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
-		b, err := os.ReadFile("/proc/" + p.Name() + "/status")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
-				var uid int
-				fmt.Sscan(f[1], &uid)
-				if uid >= 1<<20 {
-					l.Processes++
-				}
-			}
+		b, err := os.ReadFile("/proc/" + p.Name() + "/mountinfo")
+		if err == nil && p.Name() != "self" && strings.Contains(string(b), e.stateDir+"/") {
+			l.Processes++
 		}
 	}
 	return l
