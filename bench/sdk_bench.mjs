@@ -5,6 +5,7 @@
 //
 //   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
 //   node bench/sdk_bench.mjs [--creates 50] [--commands 200] [--reads 200]
+//                            [--transfer-mb 1024] [--serve-arg=--warm-pool=off]
 //
 // Env: SANDPIT_BIN (default <repo>/bin/sandpit). Prints a Markdown table of
 // p50/p95 for: create (Sandbox.create resolves), first command after create,
@@ -34,6 +35,8 @@ const { values: opt } = parseArgs({
     commands: { type: 'string', default: '200' },
     reads: { type: 'string', default: '200' },
     'transfer-mb': { type: 'string', default: '1024' },
+    // extra flags for `sandpit serve`, e.g. --serve-arg=--warm-pool=off for cold creates
+    'serve-arg': { type: 'string', multiple: true, default: [] },
     warmup: { type: 'string', default: '3' },
   },
 })
@@ -55,7 +58,7 @@ function summary(ms) {
 }
 const now = () => performance.now()
 
-const server = await startServer({ name: 'sdk-bench' })
+const server = await startServer({ name: 'sdk-bench', extraArgs: opt['serve-arg'] })
 useSdkEnv(server)
 const rows = []
 const errors = []
@@ -217,7 +220,8 @@ async function startStub() {
 
 const f = (x) => x.toFixed(2)
 const sdkVersion = requireFromCompat('e2b/package.json').version
-console.log(`sandpit through the official SDK (e2b ${sdkVersion}, node ${process.version}), ${new Date().toISOString().slice(0, 16)}Z`)
+const serveArgs = opt['serve-arg'].length ? `, serve ${opt['serve-arg'].join(' ')}` : ''
+console.log(`sandpit through the official SDK (e2b ${sdkVersion}, node ${process.version}${serveArgs}), ${new Date().toISOString().slice(0, 16)}Z`)
 console.log()
 console.log('| measure | n | p50 ms | p95 ms | min ms | max ms | notes |')
 console.log('|---|---:|---:|---:|---:|---:|---|')
