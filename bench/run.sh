@@ -22,8 +22,24 @@ echo "### sandpit through the official SDK, no warm pool (cold creates)"
 echo
 node bench/sdk_bench.mjs --creates "$RUNS" --commands 200 --reads 50 --serve-arg=--warm-pool=off
 echo
+echo "### The code interpreter: create + first runCode (node bench/interp_bench.mjs)"
+echo
+node bench/interp_bench.mjs --rounds 20
+echo
+echo "### The server's share: command round trip with a bare HTTP client (bench/raw_rpc.py)"
+echo
+key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
+SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49989 --data-dir "$dir" --warm-pool off >"$dir.log" 2>&1 &
+serve=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:49989/health >/dev/null && break; sleep 0.1; done
+/usr/bin/python3 bench/raw_rpc.py http://127.0.0.1:49989 "$key" "$dir" 200
+kill -TERM $serve; wait $serve || true
+rm -rf "$dir" "$dir.log"
+echo
 echo "### Go benchmarks (go test -run '^\$' -bench . -benchtime 2s)"
 echo
 echo '```'
 go test -run '^$' -bench . -benchtime 2s ./internal/agent/ ./internal/agent/files/ ./internal/interp/ 2>&1 | grep -E '^(Benchmark|ok)'
+go test -run '^$' -bench . -benchtime 400x ./sdk/ 2>&1 | grep -E '^(Benchmark|ok)'
 echo '```'
