@@ -37,6 +37,10 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:49989/health >/dev/null && bre
 kill -TERM $serve; wait $serve || true
 rm -rf "$dir" "$dir.log"
 echo
+echo "### 1 GiB through the daemon (bench/transfer.sh 3)"
+echo
+bench/transfer.sh 3
+echo
 echo "### Go benchmarks (go test -run '^\$' -bench . -benchtime 2s)"
 echo
 echo '```'

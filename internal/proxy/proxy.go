@@ -71,6 +71,7 @@ func New(cfg Config) *Proxy {
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
 		FlushInterval: -1, // streams (Connect, NDJSON) go out as they come
+		BufferPool:    &bufferPool{},
 		ErrorHandler:  p.proxyError,
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -182,8 +183,12 @@ func (p *Proxy) transport(t *target) *http.Transport {
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dial(ctx, socket, addr)
 		},
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		// Large buffers: file transfers cross here, and 4 KiB writes
+		// cap them well below the agent's own speed.
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
 		ResponseHeaderTimeout: 0, // long-polls and streams are normal
 		DisableCompression:    true,
 	}
@@ -299,3 +304,15 @@ func writeUnauthorized(w http.ResponseWriter) {
 		Message string `json:"message"`
 	}{http.StatusUnauthorized, "invalid signature"})
 }
+
+// bufferPool lends the reverse proxy 256 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 256<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
