@@ -41,6 +41,10 @@ echo "### 1 GiB through the daemon (bench/transfer.sh 3)"
 echo
 bench/transfer.sh 3
 echo
+echo "### Idle sandboxes (bench/density.sh 100)"
+echo
+bench/density.sh 100
+echo
 echo "### Go benchmarks (go test -run '^\$' -bench . -benchtime 2s)"
 echo
 echo '```'

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idle sandboxes: starts N base sandboxes (no warm pool), then reports the
+# memory they hold: the agents' proportional set size (PSS, shared pages
+# split fairly) and the drop in the host's MemAvailable, per sandbox.
+# Usage (as root, after `make build`): bench/density.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100}
+key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
+SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49984 --data-dir "$dir" --warm-pool off >"$dir.log" 2>&1 &
+serve=$!
+trap 'kill -TERM $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$dir" "$dir.log"' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:49984/health >/dev/null && break; sleep 0.1; done
+free_before=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
+for _ in $(seq "$n"); do
+  curl -sf -XPOST -H "X-API-KEY: $key" -H 'Content-Type: application/json' \
+    http://127.0.0.1:49984/v2/sandboxes -d '{"templateID":"base","timeout":3600}' >/dev/null
+done
+sleep 2
+free_after=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
+pss=0; count=0
+for p in $(pgrep -f '^/.sandpit/envd envd'); do
+  grep -q "$dir" "/proc/$p/mountinfo" 2>/dev/null || continue
+  kb=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+  pss=$((pss + kb)); count=$((count + 1))
+done
+echo "| idle sandboxes | agents found | agent PSS per sandbox | MemAvailable drop per sandbox | implied sandboxes in 24 GiB |"
+echo "|---:|---:|---:|---:|---:|"
+drop=$(( (free_before - free_after) / n ))
+echo "| $n | $count | $((pss / count)) KiB | $drop KiB | $(( 24 * 1024 * 1024 / (drop > 0 ? drop : 1) )) |"
