@@ -55,6 +55,9 @@ type Runtime struct {
 	cfg    Config
 	log    *slog.Logger
 	exited chan string
+	// closed ends watchers still waiting to report an exit (Close).
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -110,6 +113,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		exited: make(chan string, 64),
+		closed: make(chan struct{}),
 		boxes:  map[string]*box{},
 		slots:  map[int]string{},
 	}
@@ -139,7 +143,10 @@ func (r *Runtime) Exited() <-chan string { return r.exited }
 
 // Close releases the runtime. Sandboxes keep running; the cgroup parent is
 // removed when none is left.
-func (r *Runtime) Close() error { return r.cfg.Cgroups.Prune() }
+func (r *Runtime) Close() error {
+	r.closeOnce.Do(func() { close(r.closed) })
+	return r.cfg.Cgroups.Prune()
+}
 
 func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
 
@@ -428,7 +435,10 @@ func (r *Runtime) watch(b *box) {
 	killing := b.killing
 	r.mu.Unlock()
 	if !killing {
-		r.exited <- b.id
+		select {
+		case r.exited <- b.id:
+		case <-r.closed:
+		}
 	}
 }
 
