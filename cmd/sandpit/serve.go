@@ -27,6 +27,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", cfg.NoCgroups, "run sandboxes without memory, CPU and task limits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	pool := fs.String("warm-pool", "base=2,code-interpreter-v1=1", `sandboxes kept started ahead of demand, "template=count,..." or "off"`)
+	fs.TextVar(&cfg.EgressPool, "egress-pool", cfg.EgressPool, "IPv4 range sandbox network links are addressed from (a /30 each)")
+	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,6 +40,11 @@ type Daemon struct {
 	// WarmPool keeps this many sandboxes of each template started ahead
 	// of demand (template id or name → count).
 	WarmPool map[string]int
+	// EgressPool is the IPv4 range sandbox links are addressed from, a /30
+	// each. Daemons on one host must share it.
+	EgressPool netip.Prefix
+	// NoInternet gives every sandbox loopback only, whatever it asks.
+	NoInternet bool
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.
@@ -51,6 +57,7 @@ func Defaults() Daemon {
 		CgroupParent:    "sandpit",
 		ShutdownTimeout: 30 * time.Second,
 		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
+		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
 	}
 }
 
@@ -102,6 +109,9 @@ func (c Daemon) Validate() error {
 	}
 	if c.MaxTimeout < c.DefaultTimeout {
 		errs = append(errs, fmt.Errorf("max timeout %v is under the default timeout %v", c.MaxTimeout, c.DefaultTimeout))
+	}
+	if p := c.EgressPool; !c.NoInternet && (!p.IsValid() || !p.Addr().Is4() || p.Bits() > 29) {
+		errs = append(errs, fmt.Errorf("egress pool %s: want an IPv4 range of /29 or larger", p))
 	}
 	if c.CgroupParent == "" && !c.NoCgroups {
 		errs = append(errs, errors.New("cgroup parent is empty"))

@@ -25,6 +25,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/agent/files"
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
+	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
@@ -43,6 +44,7 @@ type Daemon struct {
 	runtime *linux.Runtime
 	// builds runs template build sandboxes, apart from the API's own.
 	builds    *linux.Runtime
+	egress    *egress.Egress // nil: sandboxes get loopback only
 	templates *template.Registry
 	manager   *sandbox.Manager
 	handler   http.Handler
@@ -94,10 +96,12 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 			return nil, fmt.Errorf("cgroups (run with --no-cgroups to go without limits): %w", err)
 		}
 	}
+	d.egress = d.newEgress()
 	d.runtime, err = linux.New(linux.Config{
 		StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
 		Cgroups:  cg,
 		Logger:   log,
+		Egress:   d.egress,
 	})
 	if err != nil {
 		return nil, err
@@ -146,6 +150,25 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	})
 	d.handler = proxy.New(proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Next: api, Logger: log})
 	return d, nil
+}
+
+// newEgress prepares sandbox internet access. A host that cannot give it
+// (no nftables NAT in the kernel) still runs sandboxes, offline, and says
+// so.
+func (d *Daemon) newEgress() *egress.Egress {
+	if d.cfg.NoInternet {
+		d.log.Info("sandboxes have no internet access (--no-internet)")
+		return nil
+	}
+	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool})
+	if err != nil {
+		d.log.Warn("sandboxes will have no internet access", "err", err)
+		return nil
+	}
+	if len(eg.Nameservers()) == 0 {
+		d.log.Warn("the host names no resolver a sandbox can reach (only loopback ones in /etc/resolv.conf): sandboxes get no DNS")
+	}
+	return eg
 }
 
 // cgroupParent gives each data dir its own cgroup subtree, so daemons
@@ -276,6 +299,7 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 		Logger:       d.log,
 		UIDBase:      1<<20 + 4096*65536, // above the API runtime's 4096 ranges
 		MaxSandboxes: 64,
+		Egress:       d.egress,
 	})
 	if err != nil {
 		return err

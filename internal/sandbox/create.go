@@ -107,9 +107,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	maps.Copy(env, req.EnvVars)
 
 	var sb *runtime.Sandbox
-	// Warm sandboxes carry a token of their own; only secure creates,
-	// whose clients send it, can take one.
-	if p, ok := m.claimIf(ctx, req.Secure, tpl, env); ok {
+	// Warm sandboxes carry a token of their own and are online; only
+	// secure creates (whose clients send the token) that want internet
+	// access can take one.
+	if p, ok := m.claimIf(ctx, req.Secure && req.AllowInternetAccess, tpl, env); ok {
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
 	} else {

@@ -112,7 +112,7 @@ func (m *Manager) pooledCount(tplID string) int {
 
 func (m *Manager) addPooled(ctx context.Context, tpl *template.Template) error {
 	p := pooled{id: newSandboxID(), token: newToken()}
-	sb, err := m.rt.Create(ctx, m.spec(p.id, tpl, p.token, tpl.Env, false))
+	sb, err := m.rt.Create(ctx, m.spec(p.id, tpl, p.token, tpl.Env, true))
 	if err != nil {
 		return err
 	}

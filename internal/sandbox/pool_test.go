@@ -34,7 +34,7 @@ func TestWarmPool(t *testing.T) {
 	warm := waitWarm(t, e, 1)
 
 	// A secure create takes the warm sandbox, with its env set.
-	info := e.create(t, sandbox.CreateRequest{Secure: true, EnvVars: map[string]string{"A": "1"}})
+	info := e.create(t, sandbox.CreateRequest{Secure: true, AllowInternetAccess: true, EnvVars: map[string]string{"A": "1"}})
 	if info.ID != warm[0] {
 		t.Fatalf("create made %s instead of taking warm %s", info.ID, warm[0])
 	}
@@ -54,10 +54,18 @@ func TestWarmPool(t *testing.T) {
 			spare = id
 		}
 	}
-	// An insecure create (no token for the client to send) starts afresh.
-	plain := e.create(t, sandbox.CreateRequest{})
+	// An insecure create (no token for the client to send) starts afresh,
+	// and so does an offline one (warm sandboxes are online).
+	plain := e.create(t, sandbox.CreateRequest{AllowInternetAccess: true})
 	if plain.ID == spare {
 		t.Error("an insecure create took a warm sandbox")
+	}
+	offline := e.create(t, sandbox.CreateRequest{Secure: true})
+	if offline.ID == spare {
+		t.Error("an offline create took an online warm sandbox")
+	}
+	if spec, _ := e.rt.Spec(offline.ID); spec.AllowInternet {
+		t.Error("the offline create got internet access")
 	}
 	if _, err := e.m.Get(t.Context(), spare); err == nil {
 		t.Error("an unclaimed warm sandbox is visible through the API")

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/seccomp"
 )
 
@@ -66,13 +67,20 @@ func initSandbox(ctl int) error {
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting hostname: %w", err)
 	}
-	if err := writeHostFiles(root, cfg.Hostname); err != nil {
-		return err
-	}
 	if err := loopbackUp(); err != nil {
 		return err
 	}
+	if cfg.Net != nil {
+		if err := egress.ConfigureInside(cfg.Net.Addr, cfg.Net.Gateway); err != nil {
+			return err
+		}
+	}
 	if err := pivot(root); err != nil {
+		return err
+	}
+	// Written after pivot_root, so a template's symlinks resolve inside
+	// the sandbox and never on the host.
+	if err := writeHostFiles("/", cfg); err != nil {
 		return err
 	}
 	if err := maskPaths(); err != nil {
@@ -216,11 +224,20 @@ func touch(path string) error {
 	return f.Close()
 }
 
-// writeHostFiles names the sandbox in its own /etc (in the writable layer).
-func writeHostFiles(root, hostname string) error {
+// writeHostFiles names the sandbox in its own /etc (in the writable layer)
+// and, when it has a way out, names its resolvers.
+func writeHostFiles(root string, cfg *initConfig) error {
 	files := map[string]string{
-		"etc/hostname": hostname + "\n",
-		"etc/hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
+		"etc/hostname": cfg.Hostname + "\n",
+		"etc/hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n",
+	}
+	if cfg.Net != nil {
+		// Images often link resolv.conf to a resolver daemon's file
+		// that is not running here: replace the link with a file.
+		if err := os.Remove(filepath.Join(root, "etc/resolv.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replacing /etc/resolv.conf: %w", err)
+		}
+		files["etc/resolv.conf"] = cfg.Net.ResolvConf
 	}
 	for p, content := range files {
 		if err := os.WriteFile(filepath.Join(root, p), []byte(content), 0o644); err != nil {

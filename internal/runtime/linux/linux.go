@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
+	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	UIDBase int
 	// MaxSandboxes bounds how many sandboxes run at once. Default 4096.
 	MaxSandboxes int
+	// Egress connects sandboxes that allow internet access. Nil leaves
+	// every sandbox with loopback only.
+	Egress *egress.Egress
 }
 
 const idsPerSandbox = 65536
@@ -73,6 +77,7 @@ type box struct {
 	pid     int
 	cmd     *exec.Cmd
 	group   cgroup.Group
+	link    *egress.Link  // nil when the sandbox has loopback only
 	done    chan struct{} // closed when the init has been waited for
 	killing bool          // guarded by Runtime.mu
 }
@@ -276,6 +281,20 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	}
 	st.mark("cgroup")
 
+	var netCfg *netConfig
+	if spec.AllowInternet && r.cfg.Egress != nil {
+		link, err := r.cfg.Egress.Attach(b.pid)
+		if err != nil {
+			return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
+		}
+		b.link = &link
+		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
+			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
+		}
+		netCfg = &netConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}
+		st.mark("net")
+	}
+
 	fds, err := r.mounts(b, spec)
 	if err == nil {
 		var agent int
@@ -302,7 +321,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	}
 	icfg := initConfig{
 		ID: spec.ID, Hostname: spec.Hostname, Stage: filepath.Join(b.dir, "rootfs"),
-		Mounts: targets, TmpMB: tmpMB,
+		Mounts: targets, TmpMB: tmpMB, Net: netCfg,
 		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
 	}
 	msg, err := json.Marshal(icfg)
@@ -474,6 +493,9 @@ func (r *Runtime) destroy(b *box) error {
 	} else if g, err := r.cfg.Cgroups.Load(b.id); err == nil {
 		errs = append(errs, deleteGroup(g))
 	}
+	if b.link != nil {
+		errs = append(errs, r.cfg.Egress.Detach(*b.link))
+	}
 	if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing dir of %s: %w", b.id, err))
 	}
@@ -528,6 +550,11 @@ func (r *Runtime) reap(ctx context.Context, id string) error {
 	var errs []error
 	if gerr == nil {
 		errs = append(errs, deleteGroup(g))
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "link")); err == nil && r.cfg.Egress != nil {
+		if idx, err := strconv.Atoi(string(b)); err == nil {
+			errs = append(errs, r.cfg.Egress.Detach(r.cfg.Egress.Link(idx)))
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing dir of %s: %w", id, err))

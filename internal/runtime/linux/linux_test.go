@@ -74,7 +74,7 @@ type env struct {
 	cg       cgroup.Manager
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, configure ...func(*linux.Config)) *env {
 	needRoot(t)
 	dir := t.TempDir()
 	// Sandboxes run as unprivileged host uids that must reach their
@@ -93,7 +93,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("cgroups: %v", err)
 	}
 	exe, _ := os.Executable()
-	rt, err := linux.New(linux.Config{StateDir: dir + "/sandboxes", Exe: exe, Cgroups: cg})
+	cfg := linux.Config{StateDir: dir + "/sandboxes", Exe: exe, Cgroups: cg}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	rt, err := linux.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +106,19 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) create(t *testing.T, id string) *runtime.Sandbox {
 	t.Helper()
+	return e.createSpec(t, runtime.Spec{ID: id})
+}
+
+// createSpec creates a sandbox from spec, filling in the hostname, the
+// base template's mounts and small resources.
+func (e *env) createSpec(t *testing.T, spec runtime.Spec) *runtime.Sandbox {
+	t.Helper()
+	id := spec.ID
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	sb, err := e.rt.Create(ctx, runtime.Spec{
-		ID: id, Hostname: id, Mounts: e.tmpl.Mounts,
-		Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256},
-	})
+	spec.Hostname, spec.Mounts = id, e.tmpl.Mounts
+	spec.Resources = runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256}
+	sb, err := e.rt.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)
 	}

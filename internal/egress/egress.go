@@ -1,0 +1,287 @@
+// Package egress gives sandboxes a way out to the internet and nowhere
+// else: a routed veth pair per sandbox with a /30 from a private pool, and
+// one nftables table that masquerades sandbox traffic and rejects what must
+// stay unreachable — the host's own services, link-local and metadata
+// addresses, private ranges, and other sandboxes.
+//
+// Everything is done over netlink (vishvananda/netlink for links and
+// addresses, google/nftables for the rules); nothing shells out.
+package egress
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// LinkPrefix starts the host-side name of every sandbox veth; the rules
+// match it as a wildcard. The rest of the name is the /30's index in the
+// pool, so the kernel's refusal of a taken name is what keeps two daemons
+// on one host from handing out the same addresses.
+const LinkPrefix = "spv"
+
+// DefaultPool is where sandbox addresses come from unless configured.
+var DefaultPool = netip.MustParsePrefix("10.213.0.0/16")
+
+// Config configures egress for one daemon.
+type Config struct {
+	// Pool is the IPv4 range sandbox links are carved from, a /30 each.
+	Pool netip.Prefix
+	// Nameservers are the resolvers sandboxes use. Default: the host's
+	// non-loopback nameservers from /etc/resolv.conf.
+	Nameservers []netip.Addr
+}
+
+// Egress hands out sandbox links. It is safe for concurrent use.
+type Egress struct {
+	pool  netip.Prefix
+	ns    []netip.Addr
+	size  int // number of /30s in the pool
+	mtu   int
+	start int // where searches for a free index begin
+
+	mu   sync.Mutex
+	used map[int]bool
+}
+
+// Link is one sandbox's connection: Host is the host-side interface, and
+// the sandbox's side is eth0 with Addr, routed via Gateway.
+type Link struct {
+	Index   int
+	Host    string
+	Addr    netip.Prefix // the sandbox's address with the /30
+	Gateway netip.Addr   // the host side
+}
+
+// New prepares the host for egress: it installs the nftables table and
+// turns on IPv4 forwarding.
+func New(cfg Config) (*Egress, error) {
+	if !cfg.Pool.IsValid() {
+		cfg.Pool = DefaultPool
+	}
+	if !cfg.Pool.Addr().Is4() || cfg.Pool.Bits() > 29 {
+		return nil, fmt.Errorf("egress pool %s: want an IPv4 range of /29 or larger", cfg.Pool)
+	}
+	cfg.Pool = cfg.Pool.Masked()
+	if cfg.Nameservers == nil {
+		cfg.Nameservers = hostNameservers("/etc/resolv.conf")
+	}
+	e := &Egress{
+		pool: cfg.Pool,
+		ns:   cfg.Nameservers,
+		size: 1 << (32 - cfg.Pool.Bits() - 2),
+		used: map[int]bool{},
+		mtu:  hostMTU(),
+	}
+	// Daemons sharing a host start their searches apart so they rarely
+	// race for the same name.
+	e.start = rand.IntN(e.size)
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+		return nil, fmt.Errorf("enabling IPv4 forwarding: %w", err)
+	}
+	if err := installRules(cfg.Pool, cfg.Nameservers); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Nameservers are the resolvers a sandbox's /etc/resolv.conf should name.
+func (e *Egress) Nameservers() []netip.Addr { return e.ns }
+
+// ResolvConf is the /etc/resolv.conf a networked sandbox gets.
+func (e *Egress) ResolvConf() string {
+	var b strings.Builder
+	for _, ns := range e.ns {
+		b.WriteString("nameserver " + ns.String() + "\n")
+	}
+	return b.String()
+}
+
+// Attach creates a veth pair between the host and the network namespace of
+// pid, names the sandbox's end eth0, and addresses and raises the host's
+// end. The sandbox configures its own end (it owns its namespace): see
+// ConfigureInside.
+func (e *Egress) Attach(pid int) (Link, error) {
+	for tries := 0; tries < e.size; tries++ {
+		idx, ok := e.reserve()
+		if !ok {
+			break
+		}
+		l := e.link(idx)
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: l.Host, MTU: e.mtu},
+			PeerName:      "eth0",
+			PeerNamespace: netlink.NsPid(pid),
+		}
+		err := netlink.LinkAdd(veth)
+		if errors.Is(err, unix.EEXIST) {
+			// Another daemon (or a link still going away) holds this
+			// index; keep it marked for now and try the next.
+			continue
+		}
+		if err != nil {
+			e.release(idx)
+			return Link{}, fmt.Errorf("creating veth %s: %w", l.Host, err)
+		}
+		if err := e.raiseHost(l); err != nil {
+			_ = netlink.LinkDel(veth)
+			e.release(idx)
+			return Link{}, err
+		}
+		return l, nil
+	}
+	return Link{}, fmt.Errorf("no free address in egress pool %s (%d sandbox links)", e.pool, e.size)
+}
+
+func (e *Egress) raiseHost(l Link) error {
+	host, err := netlink.LinkByName(l.Host)
+	if err != nil {
+		return fmt.Errorf("finding veth %s: %w", l.Host, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: l.Gateway.AsSlice(), Mask: net.CIDRMask(30, 32)}}
+	if err := netlink.AddrAdd(host, addr); err != nil {
+		return fmt.Errorf("addressing veth %s: %w", l.Host, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("raising veth %s: %w", l.Host, err)
+	}
+	return nil
+}
+
+// Detach removes a sandbox's link. The kernel removes the pair by itself
+// when the sandbox's namespace goes, but not at once: deleting it here
+// means a killed sandbox leaves no interface behind. Detaching a link that
+// is already gone is not an error.
+func (e *Egress) Detach(l Link) error {
+	defer e.release(l.Index)
+	link, err := netlink.LinkByName(l.Host)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("finding veth %s: %w", l.Host, err)
+	}
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting veth %s: %w", l.Host, err)
+	}
+	return nil
+}
+
+// Link rebuilds the Link of a pool index, for a daemon that finds a
+// sandbox left by an earlier run.
+func (e *Egress) Link(idx int) Link { return e.link(idx) }
+
+func (e *Egress) link(idx int) Link {
+	base := e.pool.Addr().As4()
+	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	n += uint32(idx) * 4
+	ip := func(v uint32) netip.Addr {
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	return Link{
+		Index:   idx,
+		Host:    LinkPrefix + strconv.Itoa(idx),
+		Gateway: ip(n + 1),
+		Addr:    netip.PrefixFrom(ip(n+2), 30),
+	}
+}
+
+func (e *Egress) reserve() (int, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := 0; i < e.size; i++ {
+		idx := (e.start + i) % e.size
+		if !e.used[idx] {
+			e.used[idx] = true
+			e.start = (idx + 1) % e.size
+			return idx, true
+		}
+	}
+	return 0, false
+}
+
+func (e *Egress) release(idx int) {
+	e.mu.Lock()
+	delete(e.used, idx)
+	e.mu.Unlock()
+}
+
+// ConfigureInside sets up eth0 in the calling thread's network namespace:
+// the sandbox's init calls it before it drops its capabilities.
+func ConfigureInside(addr netip.Prefix, gateway netip.Addr) error {
+	eth, err := netlink.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("finding eth0: %w", err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
+	if err := netlink.AddrAdd(eth, a); err != nil {
+		return fmt.Errorf("addressing eth0: %w", err)
+	}
+	if err := netlink.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("raising eth0: %w", err)
+	}
+	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gateway.AsSlice()}
+	if err := netlink.RouteAdd(route); err != nil {
+		return fmt.Errorf("adding default route via %s: %w", gateway, err)
+	}
+	return nil
+}
+
+// hostMTU is the smallest MTU among the host's up, non-loopback links, so
+// sandbox packets are never too big for the way out.
+func hostMTU() int {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 1500
+	}
+	mtu := 0
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 || a.Flags&net.FlagUp == 0 || strings.HasPrefix(a.Name, LinkPrefix) {
+			continue
+		}
+		if mtu == 0 || a.MTU < mtu {
+			mtu = a.MTU
+		}
+	}
+	if mtu == 0 {
+		return 1500
+	}
+	return mtu
+}
+
+// hostNameservers reads the IPv4, non-loopback nameservers of a
+// resolv.conf; a loopback resolver (systemd-resolved's stub) cannot be
+// reached from a sandbox.
+func hostNameservers(path string) []netip.Addr {
+	f, err := os.Open(path)
+	if err != nil {
+		return []netip.Addr{}
+	}
+	defer f.Close()
+	out := []netip.Addr{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(fields[1])
+		if err != nil || !a.Is4() || a.IsLoopback() {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}

@@ -1,0 +1,71 @@
+package egress
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLinkAddresses(t *testing.T) {
+	e := &Egress{pool: netip.MustParsePrefix("10.213.0.0/16"), size: 1 << 14}
+	cases := []struct {
+		idx           int
+		host, gw, sbx string
+	}{
+		{0, "spv0", "10.213.0.1", "10.213.0.2/30"},
+		{1, "spv1", "10.213.0.5", "10.213.0.6/30"},
+		{64, "spv64", "10.213.1.1", "10.213.1.2/30"},
+		{16383, "spv16383", "10.213.255.253", "10.213.255.254/30"},
+	}
+	for _, c := range cases {
+		l := e.link(c.idx)
+		if l.Host != c.host || l.Gateway.String() != c.gw || l.Addr.String() != c.sbx {
+			t.Errorf("link %d = %s %s %s, want %s %s %s", c.idx, l.Host, l.Gateway, l.Addr, c.host, c.gw, c.sbx)
+		}
+		if len(l.Host) > 15 {
+			t.Errorf("link name %q is longer than IFNAMSIZ-1", l.Host)
+		}
+	}
+}
+
+func TestReserveWrapsAndSkipsUsed(t *testing.T) {
+	e := &Egress{size: 4, start: 3, used: map[int]bool{0: true}}
+	var got []int
+	for {
+		idx, ok := e.reserve()
+		if !ok {
+			break
+		}
+		got = append(got, idx)
+	}
+	if len(got) != 3 || got[0] != 3 || got[1] != 1 || got[2] != 2 {
+		t.Fatalf("reserved %v, want [3 1 2]", got)
+	}
+	e.release(1)
+	if idx, ok := e.reserve(); !ok || idx != 1 {
+		t.Fatalf("after release got %d %v", idx, ok)
+	}
+}
+
+func TestHostNameservers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(p, []byte("# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\nnameserver 2001:db8::1\nsearch example\nnameserver 192.0.2.7\n"), 0o644)
+	got := hostNameservers(p)
+	if len(got) != 2 || got[0].String() != "10.255.255.53" || got[1].String() != "192.0.2.7" {
+		t.Fatalf("nameservers %v", got)
+	}
+	e := &Egress{ns: got}
+	if rc := e.ResolvConf(); rc != "nameserver 10.255.255.53\nnameserver 192.0.2.7\n" {
+		t.Fatalf("resolv.conf %q", rc)
+	}
+}
+
+func TestTableNameFollowsConfig(t *testing.T) {
+	pool := netip.MustParsePrefix("10.213.0.0/16")
+	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
+	a, b := TableName(pool, ns), TableName(netip.MustParsePrefix("10.214.0.0/16"), ns)
+	if a == b || a != TableName(pool, ns) || len(a) > 64 {
+		t.Fatalf("table names %q %q", a, b)
+	}
+}

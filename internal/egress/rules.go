@@ -1,0 +1,210 @@
+package egress
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// rulesVersion changes whenever the rules below change, so a daemon never
+// trusts a table an older sandpit left.
+const rulesVersion = "1"
+
+// Denied are the IPv4 ranges no sandbox may reach: "this" network,
+// private ranges (which hold the pool, so other sandboxes too), shared
+// address space, loopback, link-local (cloud metadata lives at
+// 169.254.169.254), multicast and the reserved block.
+var Denied = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+const tablePrefix = "sandpit_egress_"
+
+// TableName is the nftables table (family inet) that holds the rules for
+// a pool and set of nameservers. Daemons configured alike share it.
+func TableName(pool netip.Prefix, ns []netip.Addr) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s", rulesVersion, pool)
+	for _, a := range ns {
+		fmt.Fprintf(h, "|%s", a)
+	}
+	return tablePrefix + hex.EncodeToString(h.Sum(nil))[:8]
+}
+
+// installRules creates the table for pool unless it is there already. Its
+// rules match sandbox links by name prefix, so they never change as
+// sandboxes come and go:
+//
+//	forward:     from a sandbox link → sandbox_out;
+//	             to a sandbox link: replies only
+//	sandbox_out: replies; DNS to the nameservers; reject Denied and the
+//	             pool; reject IPv6; accept the rest
+//	input:       from a sandbox link: replies only (the host's services
+//	             are not the sandbox's)
+//	postrouting: masquerade the pool on its way out
+func installRules(pool netip.Prefix, ns []netip.Addr) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("opening nftables: %w", err)
+	}
+	name := TableName(pool, ns)
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("listing nftables tables: %w", err)
+	}
+	// A table left by another sandpit version or configuration would go
+	// on filtering sandbox links alongside this one: replace it. Daemons
+	// sharing a host therefore share one pool and one set of resolvers.
+	for _, t := range tables {
+		switch {
+		case t.Name == name:
+			return nil
+		case strings.HasPrefix(t.Name, tablePrefix):
+			c.DelTable(t)
+		}
+	}
+
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	accept := nftables.ChainPolicyAccept
+	forward := c.AddChain(&nftables.Chain{
+		Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	out := c.AddChain(&nftables.Chain{Name: "sandbox_out", Table: t})
+	input := c.AddChain(&nftables.Chain{
+		Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	post := c.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept,
+	})
+	rule := func(ch *nftables.Chain, exprs ...[]expr.Any) {
+		var all []expr.Any
+		for _, e := range exprs {
+			all = append(all, e...)
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: all})
+	}
+
+	rule(forward, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq), jump("sandbox_out"))
+	rule(forward, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq), replies(), verdict(expr.VerdictAccept))
+	rule(forward, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq), verdict(expr.VerdictDrop))
+
+	rule(out, replies(), verdict(expr.VerdictAccept))
+	rule(out, notIPv4(), reject())
+	for _, a := range ns {
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			rule(out, daddrIn(netip.PrefixFrom(a, 32)), l4proto(proto), dport(53), verdict(expr.VerdictAccept))
+		}
+	}
+	for _, p := range append([]netip.Prefix{pool}, Denied...) {
+		rule(out, daddrIn(p), reject())
+	}
+	rule(out, verdict(expr.VerdictAccept))
+
+	rule(input, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq), replies(), verdict(expr.VerdictAccept))
+	rule(input, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq), reject())
+
+	rule(post, saddrIn(pool), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})
+
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing nftables table %s: %w", name, err)
+	}
+	return nil
+}
+
+// ifname matches an interface name that starts with LinkPrefix: a cmp on
+// the prefix's bytes alone is how nftables spells "spv*".
+func ifname(key expr.MetaKey, op expr.CmpOp) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte(LinkPrefix)},
+	}
+}
+
+func replies() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{
+			SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0),
+		},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+func notIPv4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+func isIPv4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+// daddrIn and saddrIn match IPv4 packets whose destination (source)
+// address lies in p.
+func daddrIn(p netip.Prefix) []expr.Any { return addrIn(16, p) }
+func saddrIn(p netip.Prefix) []expr.Any { return addrIn(12, p) }
+
+func addrIn(offset uint32, p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	mask := make([]byte, 4)
+	for i := 0; i < p.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	network := p.Addr().As4()
+	return append(isIPv4(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
+	)
+}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+func dport(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// reject answers at once (ICMP administratively prohibited, or its IPv6
+// twin), so a blocked connect fails fast instead of timing out.
+func reject() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+func jump(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
+}

@@ -1,0 +1,265 @@
+package linux_test
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/sandpit-dev/sandpit/internal/egress"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+)
+
+// outside is a stand-in for the internet and for the places a sandbox must
+// not reach: a network namespace the test makes, joined to the host by a
+// veth, answering on a public-looking address (198.51.100.2) and on a
+// metadata, a private and a shared address routed to it from the host.
+// Its server writes back the address each connection came from.
+type outside struct {
+	public  netip.Addr
+	blocked []netip.Addr
+	port    int
+}
+
+func newOutside(t *testing.T) *outside {
+	t.Helper()
+	name := fmt.Sprintf("sptest%d", os.Getpid()%100000)
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		t.Fatalf("creating netns %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	// Listen inside: the socket stays in this namespace whatever thread
+	// accepts on it later.
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "from %s\n", c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+
+	o := &outside{
+		public: netip.MustParseAddr("198.51.100.2"),
+		blocked: []netip.Addr{
+			netip.MustParseAddr("169.254.169.254"),
+			netip.MustParseAddr("10.99.0.1"),
+			netip.MustParseAddr("192.168.77.1"),
+			netip.MustParseAddr("100.64.9.9"),
+		},
+		port: ln.Addr().(*net.TCPAddr).Port,
+	}
+	hostName := "spx" + name[len("sptest"):]
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostName}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("creating veth: %v", err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAddr := func(h *netlink.Handle, l netlink.Link, cidr string) {
+		a, _ := netlink.ParseAddr(cidr)
+		if err := h.AddrAdd(l, a); err != nil {
+			t.Fatalf("adding %s: %v", cidr, err)
+		}
+	}
+	hh := &netlink.Handle{}
+	mustAddr(hh, host, "198.51.100.1/30")
+	if err := netlink.LinkSetUp(host); err != nil {
+		t.Fatal(err)
+	}
+	in, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	eth, err := in.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAddr(in, eth, "198.51.100.2/30")
+	for _, a := range o.blocked {
+		mustAddr(in, eth, a.String()+"/32")
+	}
+	for _, name := range []string{"eth0", "lo"} {
+		l, err := in.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range o.blocked {
+		dst := &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}
+		route := &netlink.Route{LinkIndex: host.Attrs().Index, Dst: dst, Gw: net.ParseIP("198.51.100.2")}
+		if err := netlink.RouteAdd(route); err != nil {
+			t.Fatalf("routing %s: %v", a, err)
+		}
+		t.Cleanup(func() { _ = netlink.RouteDel(route) })
+	}
+	return o
+}
+
+// dial runs a TCP connect from inside a sandbox and returns what it read,
+// or the shell's error.
+func dial(t *testing.T, sb *runtime.Sandbox, addr netip.Addr, port int) string {
+	t.Helper()
+	cmd := fmt.Sprintf("timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d && cat <&3' 2>&1; echo rc=$?", addr, port)
+	return strings.TrimSpace(run(t, sb, cmd, false))
+}
+
+func TestEgress(t *testing.T) {
+	needRoot(t)
+	eg, err := egress.New(egress.Config{})
+	if err != nil {
+		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
+	}
+	out := newOutside(t)
+	// The host itself reaches every one of the outside's addresses, so a
+	// refusal below is the sandbox rules' doing.
+	for _, a := range append([]netip.Addr{out.public}, out.blocked...) {
+		c, err := net.Dial("tcp4", netip.AddrPortFrom(a, uint16(out.port)).String())
+		if err != nil {
+			t.Fatalf("the host cannot reach the test's %s: %v", a, err)
+		}
+		c.Close()
+	}
+	hostLn, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostLn.Close()
+	go func() {
+		for {
+			c, err := hostLn.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host service\n"))
+			c.Close()
+		}
+	}()
+	hostPort := hostLn.Addr().(*net.TCPAddr).Port
+
+	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
+	a := e.createSpec(t, runtime.Spec{ID: "net-a", AllowInternet: true})
+	b := e.createSpec(t, runtime.Spec{ID: "net-b", AllowInternet: true})
+	off := e.createSpec(t, runtime.Spec{ID: "net-off", AllowInternet: false})
+
+	// Out to the internet, masqueraded behind the host.
+	if got := dial(t, a, out.public, out.port); got != "from 198.51.100.1\nrc=0" {
+		t.Errorf("sandbox to %s: got %q, want the host's address as source", out.public, got)
+	}
+	for _, addr := range out.blocked {
+		if got := dial(t, a, addr, out.port); strings.HasSuffix(got, "rc=0") {
+			t.Errorf("sandbox reached %s: %q", addr, got)
+		}
+	}
+	// Not the host's services, by the gateway nor by the host's address.
+	addrOf := func(sb *runtime.Sandbox, dev string) (addr, gw netip.Addr) {
+		f := strings.Fields(run(t, sb, "ip -4 -o addr show "+dev+" | awk '{print $4}'; ip -4 route show default | awk '{print $3}'", false))
+		if len(f) != 2 {
+			t.Fatalf("reading %s's address: %q", sb.ID, f)
+		}
+		p := netip.MustParsePrefix(f[0])
+		return p.Addr(), netip.MustParseAddr(f[1])
+	}
+	addrA, gwA := addrOf(a, "eth0")
+	if !egress.DefaultPool.Contains(addrA) {
+		t.Errorf("sandbox address %s is outside the pool %s", addrA, egress.DefaultPool)
+	}
+	for _, h := range append([]netip.Addr{gwA}, hostAddrs(t)...) {
+		if got := dial(t, a, h, hostPort); strings.HasSuffix(got, "rc=0") {
+			t.Errorf("sandbox reached the host's service at %s: %q", h, got)
+		}
+	}
+	// Not another sandbox: b serves on its own address, reachable from b.
+	addrB, _ := addrOf(b, "eth0")
+	run(t, b, "setsid python3 -c 'import socket\ns=socket.socket()\ns.bind((\"0.0.0.0\",8080))\ns.listen()\nwhile True:\n c,_=s.accept(); c.send(b\"b here\\n\"); c.close()' >/dev/null 2>&1 &", false)
+	waitFor(t, func() bool { return dial(t, b, addrB, 8080) == "b here\nrc=0" }, "b's server")
+	if got := dial(t, a, addrB, 8080); strings.HasSuffix(got, "rc=0") {
+		t.Errorf("sandbox a reached sandbox b at %s: %q", addrB, got)
+	}
+	// The sandbox's resolver is the host's.
+	if got := run(t, a, "cat /etc/resolv.conf", false); got != eg.ResolvConf() {
+		t.Errorf("resolv.conf: got %q, want %q", got, eg.ResolvConf())
+	}
+	// Without internet access: loopback only.
+	if got := run(t, off, "ls /sys/class/net", false); strings.TrimSpace(got) != "lo" {
+		t.Errorf("offline sandbox has links %q", got)
+	}
+	if got := dial(t, off, out.public, out.port); strings.HasSuffix(got, "rc=0") {
+		t.Errorf("offline sandbox reached %s: %q", out.public, got)
+	}
+
+	// Kill leaves no link behind. The sandbox's eth0 names its host
+	// side's index.
+	var peer int
+	fmt.Sscan(run(t, a, "cat /sys/class/net/eth0/iflink", false), &peer)
+	hostSide, err := netlink.LinkByIndex(peer)
+	if err != nil || !strings.HasPrefix(hostSide.Attrs().Name, egress.LinkPrefix) {
+		t.Fatalf("finding the host side of a's link (index %d): %v", peer, err)
+	}
+	if err := e.rt.Kill(t.Context(), "net-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(hostSide.Attrs().Name); err == nil {
+		t.Errorf("link %s outlived its sandbox", hostSide.Attrs().Name)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for range 50 {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("waiting for %s", what)
+}
+
+func hostAddrs(t *testing.T) []netip.Addr {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP.To4())
+		if !ip.IsLoopback() && !strings.HasPrefix(a.Label, egress.LinkPrefix) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
