@@ -20,7 +20,7 @@ const BaseID = "base"
 
 // baseRecipe versions the way the base layer is made; bump it when
 // BuildBase changes what it writes, so old layers are not reused.
-const baseRecipe = "base-host-v2"
+const baseRecipe = "base-host-v3"
 
 // etcSkip are host /etc entries a sandbox must not see: secrets, host
 // identity, and files sandpit writes itself.
@@ -138,8 +138,15 @@ func writeBaseLayer(ctx context.Context, root string) error {
 			return err
 		}
 	}
-	if err := copyEtc(ctx, "/etc", filepath.Join(root, "etc")); err != nil {
+	if err := copyTree(ctx, "/etc", filepath.Join(root, "etc"), etcSkipped); err != nil {
 		return err
+	}
+	// The package manager's state describes the host's /usr, which the
+	// sandbox sees: with it, apt-get works in a base sandbox.
+	for _, d := range []string{"var/lib/dpkg", "var/lib/apt"} {
+		if err := copyTree(ctx, "/"+d, filepath.Join(root, d), aptSkipped); err != nil {
+			return err
+		}
 	}
 	if err := writeAccounts(filepath.Join(root, "etc")); err != nil {
 		return err
@@ -150,9 +157,26 @@ func writeBaseLayer(ctx context.Context, root string) error {
 	return makeHome(filepath.Join(root, "home", defaultUser), filepath.Join(root, "etc", "skel"))
 }
 
-// copyEtc copies the host's /etc without secrets and host identity,
-// keeping modes, owners and symlinks.
-func copyEtc(ctx context.Context, src, dst string) error {
+func etcSkipped(rel string) bool {
+	return etcSkip[rel] || strings.HasPrefix(filepath.Base(rel), "ssh_host_")
+}
+
+// aptSkipped leaves out locks and half-done downloads.
+func aptSkipped(rel string) bool {
+	switch filepath.Base(rel) {
+	case "lock", "lock-frontend", "partial":
+		return true
+	}
+	return false
+}
+
+// copyTree copies a host directory tree, keeping modes, owners and
+// symlinks, without the entries skip names (by path relative to src). A
+// missing src copies nothing.
+func copyTree(ctx context.Context, src, dst string, skip func(rel string) bool) error {
+	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
@@ -165,9 +189,9 @@ func copyEtc(ctx context.Context, src, dst string) error {
 		}
 		rel, _ := filepath.Rel(src, p)
 		if rel == "." {
-			return nil
+			return os.MkdirAll(dst, 0o755)
 		}
-		if etcSkip[rel] || strings.HasPrefix(filepath.Base(rel), "ssh_host_") {
+		if skip(rel) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -274,6 +298,7 @@ func writeAccounts(etc string) error {
 		{"shadow", strings.Join(shadow, "\n") + "\n", 0o640},
 		{"hostname", "sandbox\n", 0o644},
 		{"hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644},
+		{"pip.conf", pipConf(filepath.Join(etc, "pip.conf")), 0o644},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(etc, f.name), []byte(f.content), f.mode); err != nil {
@@ -286,6 +311,23 @@ func writeAccounts(etc string) error {
 	}
 	return os.WriteFile(filepath.Join(sudoers, "sandpit"),
 		[]byte(defaultUser+" ALL=(ALL:ALL) NOPASSWD: ALL\nDefaults !requiretty\n"), 0o440)
+}
+
+// pipConf is the host's pip.conf (copied already) with system-wide
+// installs allowed: the sandbox's Python is the sandbox's own, so `pip
+// install` works as on E2B, without --break-system-packages.
+func pipConf(path string) string {
+	const allow = "break-system-packages = true\n"
+	b, _ := os.ReadFile(path)
+	conf := string(b)
+	if i := strings.Index(conf, "[global]\n"); i >= 0 {
+		at := i + len("[global]\n")
+		return conf[:at] + allow + conf[at:]
+	}
+	if conf != "" && !strings.HasSuffix(conf, "\n") {
+		conf += "\n"
+	}
+	return conf + "[global]\n" + allow
 }
 
 // speedUpProfile lets login shells skip a fork: Debian's /etc/profile tests

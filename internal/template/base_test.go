@@ -41,6 +41,13 @@ func TestBuildBase(t *testing.T) {
 	if p := read("etc/profile"); strings.Contains(p, `"$(id -u)"`) {
 		t.Error("/etc/profile still forks id in every login shell")
 	}
+	// dpkg's state comes along, so apt works in a base sandbox.
+	if !strings.Contains(read("var/lib/dpkg/status"), "Package: bash") {
+		t.Error("dpkg status lacks the host's packages")
+	}
+	if _, err := os.Stat(filepath.Join(layer, "var/lib/dpkg/lock")); err == nil {
+		t.Error("dpkg's lock was copied")
+	}
 	st, err := os.Stat(filepath.Join(layer, "home/user"))
 	if err != nil {
 		t.Fatal(err)

@@ -297,7 +297,7 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 	// What the sandbox's init writes at every start is no part of a step.
 	if len(cur.Mounts) > 0 && cur.Mounts[0].Target == "/" {
 		root := filepath.Join(layer, "0")
-		for _, p := range []string{"etc/hosts", "etc/hostname", ".sandpit/envd", ".sandpit", "etc"} {
+		for _, p := range []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", ".sandpit/envd", ".sandpit", "etc"} {
 			_ = os.Remove(filepath.Join(root, p)) // directories only when empty
 		}
 	}

@@ -63,7 +63,7 @@ func sandpitBinary(t *testing.T) string {
 	return binPath
 }
 
-func newBuildEnv(t *testing.T) *buildEnv {
+func newBuildEnv(t *testing.T, configure ...func(*linux.Config)) *buildEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("template builds run real build sandboxes: they need root (user namespaces, idmapped mounts)")
@@ -74,7 +74,11 @@ func newBuildEnv(t *testing.T) *buildEnv {
 			t.Fatal(err)
 		}
 	}
-	rt, err := linux.New(linux.Config{StateDir: filepath.Join(dir, "sandboxes"), Exe: sandpitBinary(t), UIDBase: 1<<20 + 3000*65536})
+	cfg := linux.Config{StateDir: filepath.Join(dir, "sandboxes"), Exe: sandpitBinary(t), UIDBase: 1<<20 + 3000*65536}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	rt, err := linux.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +105,7 @@ func (e *buildEnv) run(t *testing.T, tpl *template.Template, script string) stri
 	t.Helper()
 	id := "t" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	sb, err := e.rt.Create(t.Context(), runtime.Spec{
-		ID: id, Mounts: tpl.Mounts, Env: tpl.Env, DefaultUser: tpl.User, DefaultWorkdir: tpl.Workdir,
+		ID: id, Mounts: tpl.Mounts, Env: tpl.Env, DefaultUser: tpl.User, DefaultWorkdir: tpl.Workdir, AllowInternet: true,
 	})
 	if err != nil {
 		t.Fatal(err)
