@@ -115,6 +115,23 @@ func migrations() []string {
 		finished_at INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX template_builds_template ON template_builds(template_id, created_at);`,
+		// Tags name builds. Before them, each successful build replaced
+		// what a template's name resolved to, which is what the default
+		// tag does now: an old template's last good build becomes its
+		// default tag and keeps its spec, so old data dirs resolve as
+		// they did.
+		`ALTER TABLE template_builds ADD COLUMN spec BLOB;
+	UPDATE template_builds SET spec = (
+		SELECT t.spec FROM templates t WHERE t.id = template_builds.template_id AND t.build_id = template_builds.id);
+	CREATE TABLE template_tags (
+		template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE CASCADE,
+		tag         TEXT NOT NULL,
+		build_id    TEXT NOT NULL,
+		created_at  INTEGER NOT NULL,
+		PRIMARY KEY (template_id, tag)
+	);
+	INSERT INTO template_tags (template_id, tag, build_id, created_at)
+		SELECT id, 'default', build_id, updated_at FROM templates WHERE spec IS NOT NULL AND build_id != '';`,
 	}
 }
 

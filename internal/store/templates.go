@@ -34,6 +34,21 @@ type Templates interface {
 	GetBuild(ctx context.Context, id string) (BuildRecord, error)
 	// ListBuilds returns a template's builds, newest first.
 	ListBuilds(ctx context.Context, templateID string) ([]BuildRecord, error)
+
+	// SetTags points each of tags at build buildID of template
+	// templateID, moving those that pointed at another build, in one
+	// transaction; at becomes their CreatedAt. A build that is not the
+	// template's is errdefs.ErrNotFound.
+	SetTags(ctx context.Context, templateID, buildID string, tags []string, at time.Time) error
+	// GetTag returns one tag of a template, or errdefs.ErrNotFound.
+	GetTag(ctx context.Context, templateID, tag string) (TagRecord, error)
+	// ListTags returns a template's tags, sorted by tag; none for a
+	// missing template.
+	ListTags(ctx context.Context, templateID string) ([]TagRecord, error)
+	// DeleteTags removes tags from a template, all or none: a tag the
+	// template does not have is errdefs.ErrNotFound naming it, and then
+	// nothing is removed.
+	DeleteTags(ctx context.Context, templateID string, tags []string) error
 }
 
 var _ Templates = (*SQLite)(nil)
@@ -59,8 +74,19 @@ type BuildRecord struct {
 	Reason     string // why it failed
 	ReasonStep string // which step failed ("base", "finalize" or an index)
 	Logs       []byte // log entries (JSON owned by the template package)
+	// Spec is the template the build made (JSON owned by the template
+	// package); nil until it succeeded.
+	Spec       []byte
 	CreatedAt  time.Time
 	FinishedAt time.Time // zero while it runs
+}
+
+// TagRecord is a tag of a template: a name for one of its builds.
+type TagRecord struct {
+	TemplateID string
+	Tag        string
+	BuildID    string
+	CreatedAt  time.Time // when the tag was pointed at BuildID
 }
 
 // PutTemplate implements Templates.
@@ -190,6 +216,7 @@ func (s *SQLite) DeleteTemplate(ctx context.Context, id string) error {
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	for _, q := range []string{
 		`DELETE FROM template_names WHERE template_id = ?`,
+		`DELETE FROM template_tags WHERE template_id = ?`,
 		`DELETE FROM template_builds WHERE template_id = ?`,
 		`DELETE FROM templates WHERE id = ?`,
 	} {
@@ -203,7 +230,7 @@ func (s *SQLite) DeleteTemplate(ctx context.Context, id string) error {
 	return nil
 }
 
-const buildColumns = `id, template_id, status, request, reason, reason_step, logs, created_at, finished_at`
+const buildColumns = `id, template_id, status, request, reason, reason_step, logs, spec, created_at, finished_at`
 
 // PutBuild implements Templates.
 func (s *SQLite) PutBuild(ctx context.Context, rec BuildRecord) error {
@@ -215,8 +242,8 @@ func (s *SQLite) PutBuild(ctx context.Context, rec BuildRecord) error {
 		finished = rec.FinishedAt.UnixNano()
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO template_builds (`+buildColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		rec.ID, rec.TemplateID, rec.Status, rec.Request, rec.Reason, rec.ReasonStep, rec.Logs,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rec.ID, rec.TemplateID, rec.Status, rec.Request, rec.Reason, rec.ReasonStep, rec.Logs, rec.Spec,
 		rec.CreatedAt.UnixNano(), finished)
 	if err != nil {
 		return fmt.Errorf("writing build %s: %w", rec.ID, err)
@@ -261,7 +288,7 @@ func scanBuilds(rows *sql.Rows) ([]BuildRecord, error) {
 		var rec BuildRecord
 		var created, finished int64
 		if err := rows.Scan(&rec.ID, &rec.TemplateID, &rec.Status, &rec.Request, &rec.Reason,
-			&rec.ReasonStep, &rec.Logs, &created, &finished); err != nil {
+			&rec.ReasonStep, &rec.Logs, &rec.Spec, &created, &finished); err != nil {
 			return nil, err
 		}
 		rec.CreatedAt = time.Unix(0, created)
