@@ -26,6 +26,14 @@ echo "### The code interpreter: create + first runCode (node bench/interp_bench.
 echo
 node bench/interp_bench.mjs --rounds 20
 echo
+echo "### Templates through the official SDK (node bench/template_bench.mjs)"
+echo
+node bench/template_bench.mjs --creates "$RUNS" --rebuilds 10
+echo
+echo "### Disk used by ten templates sharing a base (bench/template_disk.sh 10)"
+echo
+bench/template_disk.sh 10
+echo
 echo "### The server's share: command round trip with a bare HTTP client (bench/raw_rpc.py)"
 echo
 key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -198,7 +198,13 @@ func (b *Builder) Build(ctx context.Context, args BuildArgs) (*BuildResult, erro
 		cur.MemoryMB = args.MemoryMB
 	}
 	res.Template = cur
-	took := time.Since(start).Round(time.Millisecond)
+	took := time.Since(start)
+	// A cached build takes microseconds; say how many rather than "0s".
+	if took >= time.Second {
+		took = took.Round(time.Millisecond)
+	} else {
+		took = took.Round(time.Microsecond)
+	}
 	switch {
 	case res.Built == 0 && n > 0:
 		logf("finalize", "info", "all %d steps served from cache in %s", n, took)
