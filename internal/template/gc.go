@@ -3,30 +3,33 @@ package template
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
 )
 
 // GC removes layers no stored template uses (those of removed templates,
-// of failed builds, of steps since changed) and returns how many it
-// removed. A running sandbox may still use a layer its template no longer
-// does, so call GC only when no sandbox runs: at daemon start, after the
-// sandboxes of the last run were reaped and before any build.
+// of failed builds, of builds no tag names any more, of steps since
+// changed) and returns how many it removed. A template uses the layers of
+// its latest good build and of every build a tag points at, however old.
+// A running sandbox may still use a layer its template no longer does, so
+// call GC only when no sandbox runs: at daemon start, after the sandboxes
+// of the last run were reaped and before any build.
 func (r *Registry) GC(ctx context.Context) (int, error) {
-	recs, err := r.cfg.Store.ListTemplates(ctx)
+	specs, err := r.specsInUse(ctx)
 	if err != nil {
 		return 0, err
 	}
 	dir := r.cfg.Builder.layers
 	used := map[string]bool{}
-	for _, rec := range recs {
-		if rec.Spec == nil {
-			continue
-		}
+	for _, spec := range specs {
 		var t Template
-		if err := json.Unmarshal(rec.Spec, &t); err != nil {
-			return 0, err // never delete on a spec we cannot read
+		if err := json.Unmarshal(spec, &t); err != nil {
+			return 0, fmt.Errorf("reading a template spec: %w", err) // never delete on a spec we cannot read
 		}
 		for _, m := range t.Mounts {
 			for _, l := range m.Layers {
@@ -57,4 +60,41 @@ func (r *Registry) GC(ctx context.Context) (int, error) {
 	}
 	r.log.Info("template layers collected", "removed", n, "kept", len(used))
 	return n, nil
+}
+
+// specsInUse returns the spec of every template's latest good build and
+// of every build a tag points at.
+func (r *Registry) specsInUse(ctx context.Context) ([][]byte, error) {
+	recs, err := r.cfg.Store.ListTemplates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var specs [][]byte
+	for _, rec := range recs {
+		if rec.Spec != nil {
+			specs = append(specs, rec.Spec)
+		}
+		tags, err := r.cfg.Store.ListTags(ctx, rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		seen := map[string]bool{rec.BuildID: true}
+		for _, tg := range tags {
+			if seen[tg.BuildID] {
+				continue
+			}
+			seen[tg.BuildID] = true
+			b, err := r.cfg.Store.GetBuild(ctx, tg.BuildID)
+			if errors.Is(err, errdefs.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if b.Spec != nil {
+				specs = append(specs, b.Spec)
+			}
+		}
+	}
+	return specs, nil
 }

@@ -136,7 +136,8 @@ func (r *Registry) Close() error {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
 
-// splitRef takes "team/name:tag" apart into name and tag.
+// splitRef takes "team/name:tag" apart into name and tag; tag is empty
+// when ref has none.
 func splitRef(ref string) (name, tag string) {
 	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
 		ref = ref[i+1:]
@@ -145,44 +146,81 @@ func splitRef(ref string) (name, tag string) {
 	return name, tag
 }
 
-// Resolve returns the template whose id or name is ref ("name:tag" and
-// "team/name" are accepted; the tag is ignored). Stored templates come
-// before builtins of the same name.
+// Resolve returns the template a ref names: "name", "name:tag",
+// "team/name:tag" or a template id, with or without a tag. No tag means
+// the default tag. Stored templates come before builtins of the same
+// name; a builtin has only the default tag.
 func (r *Registry) Resolve(ctx context.Context, ref string) (*Template, error) {
-	name, _ := splitRef(ref)
-	for _, try := range []string{ref, name} {
-		rec, err := r.cfg.Store.GetTemplate(ctx, try)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			rec, err = r.cfg.Store.TemplateByName(ctx, try)
+	name, tag := splitRef(ref)
+	if tag == "" {
+		tag = DefaultTag
+	}
+	rec, err := r.record(ctx, ref)
+	switch {
+	case err == nil:
+		tg, err := r.cfg.Store.GetTag(ctx, rec.ID, tag)
+		if err == nil {
+			return r.fromBuild(ctx, rec, tg.BuildID)
 		}
-		if errors.Is(err, errdefs.ErrNotFound) {
-			continue
-		}
-		if err != nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
 			return nil, err
 		}
-		if rec.Spec == nil {
-			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q has no finished build yet", ref))
+		// A builtin name a stored template took (code-interpreter-v1)
+		// still answers the default tag until a build of it does.
+		if b := r.builtinNamed(ref, name); b != nil && tag == DefaultTag {
+			return b, nil
 		}
-		return decodeSpec(rec)
+		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q has no tag %q", name, tag))
+	case !errors.Is(err, errdefs.ErrNotFound):
+		return nil, err
 	}
-	for _, try := range []string{ref, name} {
-		for _, t := range r.cfg.Builtin {
-			if t.ID == try || slices.Contains(t.Names, try) {
-				return t, nil
-			}
+	if b := r.builtinNamed(ref, name); b != nil {
+		if tag != DefaultTag {
+			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q is built into sandpit and has only the tag %q, not %q", name, DefaultTag, tag))
 		}
+		return b, nil
 	}
 	return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
 }
 
-func decodeSpec(rec store.TemplateRecord) (*Template, error) {
+// fromBuild returns the template build buildID of rec made.
+func (r *Registry) fromBuild(ctx context.Context, rec store.TemplateRecord, buildID string) (*Template, error) {
+	b, err := r.cfg.Store.GetBuild(ctx, buildID)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	spec := b.Spec
+	// Data dirs from before per-build specs kept only the last good
+	// build's, on the template.
+	if spec == nil && buildID == rec.BuildID {
+		spec = rec.Spec
+	}
+	if spec == nil {
+		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("build %s of template %s has no finished template", buildID, rec.ID))
+	}
+	return decodeSpec(rec, spec)
+}
+
+func decodeSpec(rec store.TemplateRecord, spec []byte) (*Template, error) {
 	var t Template
-	if err := json.Unmarshal(rec.Spec, &t); err != nil {
+	if err := json.Unmarshal(spec, &t); err != nil {
 		return nil, fmt.Errorf("decoding template %s: %w", rec.ID, err)
 	}
 	t.ID, t.Names = rec.ID, rec.Names
 	return &t, nil
+}
+
+// builtinNamed returns the builtin whose id or name is ref or name, or
+// nil.
+func (r *Registry) builtinNamed(ref, name string) *Template {
+	for _, try := range []string{ref, name} {
+		for _, t := range r.cfg.Builtin {
+			if t.ID == try || slices.Contains(t.Names, try) {
+				return t
+			}
+		}
+	}
+	return nil
 }
 
 func (r *Registry) builtin(name string) bool {
@@ -212,9 +250,12 @@ type Requested struct {
 }
 
 type buildRequest struct {
-	CPUCount int        `json:"cpuCount,omitempty"`
-	MemoryMB int        `json:"memoryMB,omitempty"`
-	Spec     *BuildSpec `json:"spec,omitempty"`
+	CPUCount int `json:"cpuCount,omitempty"`
+	MemoryMB int `json:"memoryMB,omitempty"`
+	// Tags are pointed at the build when it succeeds, not before: until
+	// then they keep naming the builds they named.
+	Tags []string   `json:"tags,omitempty"`
+	Spec *BuildSpec `json:"spec,omitempty"`
 }
 
 // Request makes (or finds) the template called args.Name and a build of
@@ -233,6 +274,17 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	if args.CPUCount < 0 || args.CPUCount > 64 || args.MemoryMB < 0 || args.MemoryMB > 1<<20 {
 		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument, "cpuCount must be 0..64 and memoryMB 0..1048576")
 	}
+	tags := args.Tags
+	if strings.Contains(args.Name[strings.LastIndexByte(args.Name, '/')+1:], ":") {
+		tags = append([]string{tag}, tags...) // "name:" too, to be refused
+	}
+	tags, err := checkTags(tags)
+	if err != nil {
+		return Requested{}, err
+	}
+	if len(tags) == 0 {
+		tags = []string{DefaultTag}
+	}
 	now := time.Now()
 	rec, err := r.cfg.Store.TemplateByName(ctx, name)
 	if errors.Is(err, errdefs.ErrNotFound) {
@@ -243,14 +295,7 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	} else if err != nil {
 		return Requested{}, err
 	}
-	tags := args.Tags
-	if tag != "" {
-		tags = append([]string{tag}, tags...)
-	}
-	if len(tags) == 0 {
-		tags = []string{"default"}
-	}
-	req, _ := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB})
+	req, _ := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
 	b := store.BuildRecord{ID: newUUID(), TemplateID: rec.ID, Status: StatusWaiting, Request: req, CreatedAt: now}
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
@@ -347,7 +392,11 @@ func (r *Registry) Build(ctx context.Context, args RequestArgs, spec BuildSpec, 
 		switch st.Status {
 		case StatusReady:
 			if len(st.Logs) == 0 {
-				return r.Resolve(ctx, req.TemplateID)
+				rec, err := r.cfg.Store.GetTemplate(ctx, req.TemplateID)
+				if err != nil {
+					return nil, err
+				}
+				return r.fromBuild(ctx, rec, req.BuildID)
 			}
 			continue
 		case StatusError:
@@ -382,18 +431,12 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	tpl, err := r.build(ctx, tid, spec, req, logf)
 	now := time.Now()
 	if err == nil {
-		var rec store.TemplateRecord
-		rec, err = r.cfg.Store.GetTemplate(ctx, tid)
-		if err == nil {
-			tpl.ID, tpl.Names = "", nil
-			rec.Spec, _ = json.Marshal(tpl)
-			rec.BuildID, rec.UpdatedAt = bid, now
-			err = r.cfg.Store.PutTemplate(ctx, rec)
-		}
+		err = r.publish(ctx, bs, tpl, req.Tags, now)
 	}
 	bs.mu.Lock()
 	bs.rec.FinishedAt = now
 	if err != nil {
+		bs.rec.Spec = nil
 		reason := &Reason{Message: err.Error(), Step: "finalize"}
 		var se *StepError
 		if errors.As(err, &se) {
@@ -421,6 +464,37 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 		return
 	}
 	log.Info("template build ready", "took", time.Since(start))
+}
+
+// publish records what a successful build made and points its tags at
+// it. It runs before the build reports ready, so a client that sees ready
+// can start sandboxes from any of its tags at once.
+func (r *Registry) publish(ctx context.Context, bs *buildState, tpl *Template, tags []string, now time.Time) error {
+	tpl.ID, tpl.Names = "", nil
+	spec, err := json.Marshal(tpl)
+	if err != nil {
+		return fmt.Errorf("encoding the built template: %w", err)
+	}
+	bs.mu.Lock()
+	bs.rec.Spec = spec
+	b := bs.rec
+	bs.mu.Unlock()
+	b.Status, b.FinishedAt = StatusReady, now
+	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
+		return err
+	}
+	rec, err := r.cfg.Store.GetTemplate(ctx, b.TemplateID)
+	if err != nil {
+		return err
+	}
+	rec.Spec, rec.BuildID, rec.UpdatedAt = spec, b.ID, now
+	if err := r.cfg.Store.PutTemplate(ctx, rec); err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		tags = []string{DefaultTag} // requested before builds carried tags
+	}
+	return r.cfg.Store.SetTags(ctx, b.TemplateID, b.ID, tags, now)
 }
 
 func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req buildRequest, logf func(LogEntry)) (*Template, error) {
@@ -539,11 +613,14 @@ func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buil
 	return bs, nil
 }
 
-// record finds a stored template by id or name ("team/name:tag" too),
-// built or not.
+// record finds a stored template by id or name ("team/name:tag" too, the
+// tag ignored), built or not.
 func (r *Registry) record(ctx context.Context, ref string) (store.TemplateRecord, error) {
 	name, _ := splitRef(ref)
 	rec, err := r.cfg.Store.GetTemplate(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) && name != ref {
+		rec, err = r.cfg.Store.GetTemplate(ctx, name)
+	}
 	if errors.Is(err, errdefs.ErrNotFound) {
 		rec, err = r.cfg.Store.TemplateByName(ctx, name)
 	}
@@ -579,7 +656,7 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 			}
 		}
 		if rec.Spec != nil {
-			if t, err := decodeSpec(rec); err == nil {
+			if t, err := decodeSpec(rec, rec.Spec); err == nil {
 				in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
 			}
 		}
@@ -605,14 +682,14 @@ func (r *Registry) memBuild(id string) (string, bool) {
 
 // Builds returns a template's builds, newest first.
 func (r *Registry) Builds(ctx context.Context, ref string) ([]store.BuildRecord, error) {
-	t, err := r.Resolve(ctx, ref)
+	rec, err := r.record(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) && r.builtinNamed(ref, ref) != nil {
+		return nil, nil // builtins are not built
+	}
 	if err != nil {
-		if rec, err2 := r.cfg.Store.TemplateByName(ctx, ref); err2 == nil {
-			return r.cfg.Store.ListBuilds(ctx, rec.ID)
-		}
 		return nil, err
 	}
-	return r.cfg.Store.ListBuilds(ctx, t.ID)
+	return r.cfg.Store.ListBuilds(ctx, rec.ID)
 }
 
 // Delete removes a stored template. Sandboxes running from it keep

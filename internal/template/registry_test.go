@@ -95,10 +95,17 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	if tpl.StartCmd != "sleep infinity" || tpl.CPUCount != 1 || tpl.Env["APP_HOME"] != "/srv/app" {
 		t.Fatalf("template %+v", tpl)
 	}
-	for _, ref := range []string{"my-app", "my-app:v1", "team/my-app:latest", tpl.ID} {
+	for _, ref := range []string{"my-app:v1", "team/my-app:v1", tpl.ID + ":v1"} {
 		got, err := r.Resolve(ctx, ref)
 		if err != nil || got.ID != tpl.ID {
 			t.Fatalf("resolving %q: %v, %v", ref, got, err)
+		}
+	}
+	// Built as my-app:v1 only: the name alone means my-app:default, and
+	// latest is a tag like any other.
+	for _, ref := range []string{"my-app", "my-app:latest", tpl.ID} {
+		if _, err := r.Resolve(ctx, ref); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("resolving %q, a tag my-app does not have: %v", ref, err)
 		}
 	}
 	out := e.run(t, tpl, `cat $APP_HOME/main.py $APP_HOME/conf/x.txt /etc/one.txt; stat -c '%U %a' $APP_HOME/main.py /etc/one.txt`)
@@ -107,7 +114,7 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	}
 	// A template built from this one.
 	child, err := r.Build(ctx, template.RequestArgs{Name: "child"}, template.BuildSpec{
-		FromTemplate: "my-app",
+		FromTemplate: "my-app:v1",
 		Steps:        []template.Step{{Type: "RUN", Args: []string{"echo child >> /srv/app/conf/x.txt", "root"}}},
 	}, nil)
 	if err != nil {
@@ -123,7 +130,7 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	if err := r.Delete(ctx, "my-app"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Resolve(ctx, "my-app"); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := r.Resolve(ctx, "my-app:v1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("resolving a removed template: %v", err)
 	}
 	// The child still starts: removing a template leaves its layers.
