@@ -98,6 +98,20 @@ func (e ListSandboxesV2ParamsOrder) Valid() bool {
 	}
 }
 
+// AssignTemplateTagsRequest defines model for AssignTemplateTagsRequest.
+type AssignTemplateTagsRequest struct {
+	Tags []string `json:"tags"`
+
+	// Target The build to tag, as "name:tag"; a bare name means name:default.
+	Target string `json:"target"`
+}
+
+// AssignedTemplateTags defines model for AssignedTemplateTags.
+type AssignedTemplateTags struct {
+	BuildID string   `json:"buildID"`
+	Tags    []string `json:"tags"`
+}
+
 // BuildLogEntry defines model for BuildLogEntry.
 type BuildLogEntry struct {
 	Level     BuildLogEntryLevel `json:"level"`
@@ -125,6 +139,13 @@ type ConnectSandbox struct {
 type ConnectSandboxV2 struct {
 	Memory  *bool  `json:"memory,omitempty"`
 	Timeout *int32 `json:"timeout,omitempty"`
+}
+
+// DeleteTemplateTagsRequest defines model for DeleteTemplateTagsRequest.
+type DeleteTemplateTagsRequest struct {
+	// Name The template's name (or id), without a tag.
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
 }
 
 // EnvVars defines model for EnvVars.
@@ -333,6 +354,13 @@ type TemplateStep struct {
 	Type      string    `json:"type"`
 }
 
+// TemplateTag defines model for TemplateTag.
+type TemplateTag struct {
+	BuildID   string    `json:"buildID"`
+	CreatedAt time.Time `json:"createdAt"`
+	Tag       string    `json:"tag"`
+}
+
 // MetadataFilter defines model for metadataFilter.
 type MetadataFilter = string
 
@@ -425,6 +453,12 @@ type RefreshSandboxJSONRequestBody = Refresh
 // SetSandboxTimeoutJSONRequestBody defines body for SetSandboxTimeout for application/json ContentType.
 type SetSandboxTimeoutJSONRequestBody = SetTimeout
 
+// DeleteTemplateTagsJSONRequestBody defines body for DeleteTemplateTags for application/json ContentType.
+type DeleteTemplateTagsJSONRequestBody = DeleteTemplateTagsRequest
+
+// AssignTemplateTagsJSONRequestBody defines body for AssignTemplateTags for application/json ContentType.
+type AssignTemplateTagsJSONRequestBody = AssignTemplateTagsRequest
+
 // CreateSandboxV2JSONRequestBody defines body for CreateSandboxV2 for application/json ContentType.
 type CreateSandboxV2JSONRequestBody = NewSandboxV2
 
@@ -469,6 +503,12 @@ type ServerInterface interface {
 	// GetTemplateByAlias Whether a template name exists (Template.exists).
 	// (GET /templates/aliases/{alias})
 	GetTemplateByAlias(w http.ResponseWriter, r *http.Request, alias string)
+	// DeleteTemplateTags Remove tags from a template (Template.removeTags); a DELETE with a JSON body.
+	// (DELETE /templates/tags)
+	DeleteTemplateTags(w http.ResponseWriter, r *http.Request)
+	// AssignTemplateTags Point tags at the build target ("name:tag") points at (Template.assignTags).
+	// (POST /templates/tags)
+	AssignTemplateTags(w http.ResponseWriter, r *http.Request)
 	// DeleteTemplate Remove a template; sandboxes running from it keep running.
 	// (DELETE /templates/{templateID})
 	DeleteTemplate(w http.ResponseWriter, r *http.Request, templateID string)
@@ -482,6 +522,9 @@ type ServerInterface interface {
 	// files. Authorized by the signed token in the link, not an API key.
 	// (PUT /templates/{templateID}/files/{hash})
 	UploadTemplateFiles(w http.ResponseWriter, r *http.Request, templateID string, hash string, params UploadTemplateFilesParams)
+	// GetTemplateTags A template's tags and the builds they point at (Template.getTags).
+	// (GET /templates/{templateID}/tags)
+	GetTemplateTags(w http.ResponseWriter, r *http.Request, templateID string)
 	// ListSandboxesV2 List sandboxes, paginated (the SDK paginator).
 	// (GET /v2/sandboxes)
 	ListSandboxesV2(w http.ResponseWriter, r *http.Request, params ListSandboxesV2Params)
@@ -758,6 +801,34 @@ func (siw *ServerInterfaceWrapper) GetTemplateByAlias(w http.ResponseWriter, r *
 	handler.ServeHTTP(w, r)
 }
 
+// DeleteTemplateTags operation middleware
+func (siw *ServerInterfaceWrapper) DeleteTemplateTags(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteTemplateTags(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// AssignTemplateTags operation middleware
+func (siw *ServerInterfaceWrapper) AssignTemplateTags(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.AssignTemplateTags(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // DeleteTemplate operation middleware
 func (siw *ServerInterfaceWrapper) DeleteTemplate(w http.ResponseWriter, r *http.Request) {
 
@@ -938,6 +1009,32 @@ func (siw *ServerInterfaceWrapper) UploadTemplateFiles(w http.ResponseWriter, r 
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.UploadTemplateFiles(w, r, templateID, hash, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetTemplateTags operation middleware
+func (siw *ServerInterfaceWrapper) GetTemplateTags(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetTemplateTags(w, r, templateID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1285,6 +1382,9 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodPut+" "+options.BaseURL+"/templates/{templateID}/files/{hash}", wrapper.UploadTemplateFiles)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates/aliases/{alias}", wrapper.GetTemplateByAlias)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates", wrapper.ListTemplates)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/templates/{templateID}/tags", wrapper.GetTemplateTags)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/tags", wrapper.DeleteTemplateTags)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/templates/tags", wrapper.AssignTemplateTags)
 	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/{templateID}", wrapper.DeleteTemplate)
 
 	return m

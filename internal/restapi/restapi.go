@@ -82,7 +82,7 @@ func New(cfg Config) http.Handler {
 	_, _ = rand.Read(s.uploadKey)
 	mux := http.NewServeMux()
 	openapi.HandlerWithOptions(s, openapi.StdHTTPServerOptions{
-		BaseRouter: mux,
+		BaseRouter: routeMux{ServeMux: mux, notFound: func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) }},
 		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
 			// Malformed parameters: the generated binder's message names
 			// the parameter.
@@ -118,7 +118,7 @@ func (s *server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := mux.Handler(probe); pattern != "/" {
+		if _, pattern := mux.Handler(probe); routed(pattern, probe) {
 			writeJSON(w, http.StatusMethodNotAllowed, openapi.Error{
 				Code:    http.StatusMethodNotAllowed,
 				Message: "method " + r.Method + " is not allowed on " + r.URL.Path,

@@ -22,9 +22,12 @@ type Templates interface {
 	Request(ctx context.Context, args template.RequestArgs) (template.Requested, error)
 	Start(ctx context.Context, templateID, buildID string, spec template.BuildSpec) error
 	Status(ctx context.Context, templateID, buildID string, offset int) (template.BuildStatus, error)
-	Resolve(ctx context.Context, ref string) (*template.Template, error)
 	List(ctx context.Context) ([]template.Info, error)
 	Delete(ctx context.Context, ref string) error
+	Exists(ctx context.Context, ref string) (string, error)
+	Tags(ctx context.Context, ref string) ([]template.Tag, error)
+	AssignTags(ctx context.Context, target string, tags []string) (template.Assigned, error)
+	RemoveTags(ctx context.Context, name string, tags []string) error
 	HasUpload(hash string) bool
 	PutUpload(ctx context.Context, hash string, body io.Reader) error
 }
@@ -227,12 +230,12 @@ func (s *server) GetTemplateByAlias(w http.ResponseWriter, r *http.Request, alia
 	if !ok {
 		return
 	}
-	t, err := tr.Resolve(r.Context(), alias)
+	id, err := tr.Exists(r.Context(), alias)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, openapi.TemplateAliasResponse{TemplateID: t.ID, Public: false})
+	writeJSON(w, http.StatusOK, openapi.TemplateAliasResponse{TemplateID: id, Public: false})
 }
 
 // ListTemplates implements GET /templates.

@@ -1,0 +1,194 @@
+package restapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/restapi"
+	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/store"
+	"github.com/sandpit-dev/sandpit/internal/template"
+)
+
+// committingFake lets the fake runtime back a template.Builder. These
+// tests run no builds (they need real sandboxes): they seed built
+// templates in the store and drive tags and creates through the API.
+type committingFake struct{ *fake.Fake }
+
+func (committingFake) Commit(context.Context, string, string) error {
+	return errors.New("the restapi tests run no template builds")
+}
+
+// newTemplateEnv is newEnv with a real template registry, which the
+// sandbox manager resolves templates through too. The template "app" has
+// two builds: b1 (1 CPU) tagged v1 and default, b2 (2 CPUs) tagged v2.
+func newTemplateEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "sandpit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st, rt: fake.New(fake.Options{}), logs: &syncBuffer{}}
+	log := slog.New(slog.NewJSONHandler(e.logs, nil))
+	builder, err := template.NewBuilder(template.BuilderConfig{Runtime: committingFake{e.rt}, LayerDir: filepath.Join(dir, "layers")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := template.NewRegistry(ctx, template.RegistryConfig{
+		Dir: filepath.Join(dir, "templates"), Store: st, Builder: builder,
+		Builtin: []*template.Template{{ID: "base"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := st.PutTemplate(ctx, store.TemplateRecord{ID: "tpl1", Names: []string{"app"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range []struct {
+		id   string
+		cpus int
+		tags []string
+	}{{"b1", 1, []string{"v1", "default"}}, {"b2", 2, []string{"v2"}}} {
+		spec, _ := json.Marshal(template.Template{CPUCount: b.cpus, MemoryMB: 512})
+		at := now.Add(time.Duration(i) * time.Second)
+		if err := st.PutBuild(ctx, store.BuildRecord{ID: b.id, TemplateID: "tpl1", Status: template.StatusReady, Spec: spec, CreatedAt: at, FinishedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetTags(ctx, "tpl1", b.id, b.tags, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.m, err = sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: st, Templates: reg, Logger: log, MaxTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.key, _, err = st.CreateKey(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = restapi.New(restapi.Config{Manager: e.m, Keys: st, Logger: log, Templates: reg})
+	t.Cleanup(func() {
+		_ = e.m.Close(context.Background())
+		_ = reg.Close()
+		_ = e.rt.Close()
+		_ = st.Close()
+	})
+	return e
+}
+
+func TestGetTemplateTags(t *testing.T) {
+	e := newTemplateEnv(t)
+	for _, ref := range []string{"app", "tpl1", "team/app:v2"} {
+		r := e.do(t, "GET", "/templates/"+encodeURIComponent(ref)+"/tags", "")
+		if r.status != http.StatusOK {
+			t.Fatalf("tags of %s: %d %s", ref, r.status, r.body)
+		}
+		l := r.list(t)
+		if len(l) != 3 {
+			t.Fatalf("tags of %s: %s", ref, r.body)
+		}
+		for i, want := range [][2]string{{"default", "b1"}, {"v1", "b1"}, {"v2", "b2"}} {
+			if l[i]["tag"] != want[0] || l[i]["buildID"] != want[1] {
+				t.Fatalf("tag %d of %s = %v, want %v", i, ref, l[i], want)
+			}
+			if ts, _ := l[i]["createdAt"].(string); ts == "" {
+				t.Fatalf("tag %d has no createdAt: %v", i, l[i])
+			} else if _, err := time.Parse(time.RFC3339, ts); err != nil {
+				t.Fatalf("createdAt %q: %v", ts, err)
+			}
+		}
+	}
+	if l := e.do(t, "GET", "/templates/base/tags", "").list(t); len(l) != 1 || l[0]["tag"] != "default" {
+		t.Fatalf("tags of base: %v", l)
+	}
+	wantError(t, e.do(t, "GET", "/templates/nope/tags", ""), 404, `"nope"`)
+	// The route takes any second segment; only "tags" is served.
+	wantError(t, e.do(t, "GET", "/templates/app/other", ""), 404, "no such endpoint")
+	wantError(t, e.do(t, "DELETE", "/templates/app/other", ""), 404, "no such endpoint")
+	wantError(t, e.do(t, "POST", "/templates/app/tags", ""), 405, "not allowed")
+	wantError(t, e.doKey(t, "GET", "/templates/app/tags", "", nil), 401, "API key")
+	// /templates/aliases/{alias} still answers beside it.
+	r := e.do(t, "GET", "/templates/aliases/app", "")
+	if r.status != http.StatusOK || r.json(t)["templateID"] != "tpl1" {
+		t.Fatalf("alias lookup: %d %s", r.status, r.body)
+	}
+	wantError(t, e.do(t, "GET", "/templates/aliases/nope", ""), 404, "nope")
+}
+
+func TestAssignAndRemoveTemplateTags(t *testing.T) {
+	e := newTemplateEnv(t)
+	cpus := func(ref string) float64 {
+		t.Helper()
+		id := e.create(t, `{"templateID":"`+ref+`"}`)["sandboxID"].(string)
+		return e.do(t, "GET", "/sandboxes/"+id, "").json(t)["cpuCount"].(float64)
+	}
+	if got := cpus("app"); got != 1 {
+		t.Fatalf("app (default) started from a %v-CPU build, want b1", got)
+	}
+	if got := cpus("app:v2"); got != 2 {
+		t.Fatalf("app:v2 started from a %v-CPU build, want b2", got)
+	}
+	wantError(t, e.do(t, "POST", "/v2/sandboxes", `{"templateID":"app:v9"}`), 404, `template "app" has no tag "v9"`)
+
+	r := e.do(t, "POST", "/templates/tags", `{"target":"app:v2","tags":["default","prod"]}`)
+	if r.status != http.StatusCreated {
+		t.Fatalf("assign: %d %s", r.status, r.body)
+	}
+	if m := r.json(t); m["buildID"] != "b2" || len(m["tags"].([]any)) != 2 {
+		t.Fatalf("assign: %s", r.body)
+	}
+	if got := cpus("app"); got != 2 {
+		t.Fatalf("app after moving default started from a %v-CPU build, want b2", got)
+	}
+	for _, c := range []struct {
+		body   string
+		status int
+		msg    string
+	}{
+		{``, 400, "body is required"},
+		{`{"target":"app:v1"}`, 400, "at least one tag"},
+		{`{"target":"app:v1","tags":["no spaces"]}`, 400, "invalid tag"},
+		{`{"target":"app:v9","tags":["x"]}`, 404, `"v9"`},
+		{`{"target":"nope:v1","tags":["x"]}`, 404, `"nope"`},
+		{`{"target":"base","tags":["x"]}`, 403, "built into sandpit"},
+	} {
+		wantError(t, e.do(t, "POST", "/templates/tags", c.body), c.status, c.msg)
+	}
+
+	for _, c := range []struct {
+		body   string
+		status int
+		msg    string
+	}{
+		{``, 400, "body is required"},
+		{`{"name":"app","tags":[]}`, 400, "at least one tag"},
+		{`{"name":"app:v1","tags":["v1"]}`, 400, "without a tag"},
+		{`{"name":"app","tags":["v1","v9"]}`, 404, `"v9"`},
+		{`{"name":"nope","tags":["v1"]}`, 404, `"nope"`},
+	} {
+		wantError(t, e.do(t, "DELETE", "/templates/tags", c.body), c.status, c.msg)
+	}
+	r = e.do(t, "DELETE", "/templates/tags", `{"name":"app","tags":["v1","default"]}`)
+	if r.status != http.StatusNoContent || len(r.body) != 0 {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	wantError(t, e.do(t, "POST", "/v2/sandboxes", `{"templateID":"app:v1"}`), 404, `template "app" has no tag "v1"`)
+	wantError(t, e.do(t, "POST", "/v2/sandboxes", `{"templateID":"app"}`), 404, `template "app" has no tag "default"`)
+	// The name still exists: other tags of it point at builds.
+	if r := e.do(t, "GET", "/templates/aliases/app", ""); r.status != http.StatusOK {
+		t.Fatalf("alias of a template without a default tag: %d %s", r.status, r.body)
+	}
+	if l := e.do(t, "GET", "/templates/app/tags", "").list(t); len(l) != 2 || l[0]["tag"] != "prod" || l[1]["tag"] != "v2" {
+		t.Fatalf("tags after removal: %v", l)
+	}
+}
