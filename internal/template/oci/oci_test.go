@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -64,8 +66,24 @@ func layer(t *testing.T, entries ...entry) v1.Layer {
 // layers and returns its reference.
 func pushImage(t *testing.T, layers ...v1.Layer) string {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	return pushImageWith(t, nil, layers...)
+}
+
+// pushImageWith is pushImage with a wrapper around the registry's handler
+// (to require credentials, say); the push itself goes around it.
+func pushImageWith(t *testing.T, wrap func(http.Handler) http.Handler, layers ...v1.Layer) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var pulling atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if wrap == nil || !pulling.Load() {
+			reg.ServeHTTP(w, r)
+			return
+		}
+		wrap(reg).ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
+	defer pulling.Store(true)
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +165,43 @@ func TestImport(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(logs, "\n"), "CACHED"); n != 2 {
 		t.Fatalf("second import: %d cached layers, want 2:\n%s", n, strings.Join(logs, "\n"))
+	}
+}
+
+// A private registry: the import fails without credentials, saying why,
+// and succeeds with them.
+func TestImportWithCredentials(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers keeps owners: needs root")
+	}
+	requireAuth := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != "robot" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="sandpit-test"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	ref := pushImageWith(t, requireAuth, layer(t, entry{name: "secret.txt", body: "private\n"}))
+	im, err := oci.New(oci.Config{LayerDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = im.Import(t.Context(), ref, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") || !strings.Contains(err.Error(), ref) {
+		t.Fatalf("import without credentials: %v, want an UNAUTHORIZED error naming %s", err, ref)
+	}
+	if _, err := im.Import(t.Context(), ref, &template.RegistryAuth{Username: "robot", Password: "wrong"}, nil); err == nil {
+		t.Fatal("import with a wrong password succeeded")
+	}
+	tpl, err := im.Import(t.Context(), ref, &template.RegistryAuth{Username: "robot", Password: "s3cret"}, nil)
+	if err != nil {
+		t.Fatalf("import with credentials: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(tpl.Mounts[0].Layers[0], "secret.txt")); err != nil || string(b) != "private\n" {
+		t.Fatalf("private layer: %q %v", b, err)
 	}
 }
 
