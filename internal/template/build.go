@@ -162,15 +162,18 @@ func (b *Builder) Build(ctx context.Context, args BuildArgs) (*BuildResult, erro
 			logf(label, "info", "%s", head)
 			continue
 		case StepUser:
-			cur.User = s.Args[0]
-			logf(label, "info", "%s", head)
-			continue
+			if s.Args[0] == "root" {
+				// Every image has root; only its home matters.
+				cur.setUser("root", "/root")
+				logf(label, "info", "%s", head)
+				continue
+			}
 		}
 		dir := filepath.Join(b.layers, key)
 		if _, err := os.Stat(dir); err == nil {
 			cur.addLayer(dir)
-			if s.Type == StepWorkdir {
-				cur.Workdir = workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
+			if err := cur.afterLayer(s, dir); err != nil {
+				return nil, &StepError{Step: label, Msg: fmt.Sprintf("step %s %s: %v", label, head, err), Err: err}
 			}
 			res.Layers = append(res.Layers, key)
 			res.Cached++
@@ -183,8 +186,8 @@ func (b *Builder) Build(ctx context.Context, args BuildArgs) (*BuildResult, erro
 			return nil, err
 		}
 		cur.addLayer(dir)
-		if s.Type == StepWorkdir {
-			cur.Workdir = workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
+		if err := cur.afterLayer(s, dir); err != nil {
+			return nil, &StepError{Step: label, Msg: fmt.Sprintf("step %s %s: %v", label, head, err), Err: err}
 		}
 		res.Layers = append(res.Layers, key)
 		res.Built++
@@ -254,6 +257,9 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 			user = s.Args[1]
 		}
 		cmd = agentexec.Command{Script: s.Args[0], User: user, Cwd: cur.Workdir}
+	case StepUser:
+		// As on E2B, a user the template lacks is created, with a home.
+		cmd = agentexec.Command{User: "root", Script: ensureUserScript(s.Args[0])}
 	case StepWorkdir:
 		wd := workdirOf(expandEnv(s.Args[0], cur.Env), cur.Workdir)
 		// As Docker does, a new workdir belongs to root unless it exists.
@@ -289,6 +295,13 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		return fail(msg, err)
 	}
 	out.flush()
+	var home bytes.Buffer
+	if s.Type == StepUser {
+		script := "awk -F: -v u=" + agentexec.Quote(s.Args[0]) + " '$1 == u { print $6 }' /etc/passwd"
+		if err := client.Run(ctx, agentexec.Command{User: "root", Script: script, Output: &home}); err != nil {
+			return fail("reading the user's home: "+err.Error(), err)
+		}
+	}
 
 	tmp, err := os.MkdirTemp(b.layers, ".tmp-")
 	if err != nil {
@@ -313,6 +326,15 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		p := filepath.Join(layer, e.Name())
 		if sub, _ := os.ReadDir(p); len(sub) == 0 {
 			_ = os.Remove(p)
+		}
+	}
+	if s.Type == StepUser {
+		h := strings.TrimSpace(home.String())
+		if h == "" {
+			return fail(fmt.Sprintf("user %s has no passwd entry after creating it", s.Args[0]), errdefs.ErrInvalidArgument)
+		}
+		if err := os.WriteFile(filepath.Join(layer, userHomeFile), []byte(h), 0o644); err != nil {
+			return fail("making the layer: "+err.Error(), err)
 		}
 	}
 	if err := os.Chmod(layer, 0o755); err != nil {
@@ -402,6 +424,47 @@ func (t *Template) clone() *Template {
 }
 
 // addLayer puts a step's layer (one subdirectory per mount index) on top.
+// userHomeFile, beside a USER step's layer, records the user's home.
+const userHomeFile = "home"
+
+// ensureUserScript creates user unless it exists: with useradd where the
+// image has it (Debian, Ubuntu, Fedora), else busybox's adduser (Alpine).
+func ensureUserScript(user string) string {
+	q := agentexec.Quote(user)
+	return "if ! awk -F: -v u=" + q + " '$1 == u { found = 1 } END { exit !found }' /etc/passwd; then\n" +
+		"  if command -v useradd >/dev/null 2>&1; then useradd -m -s /bin/bash " + q + " 2>/dev/null || useradd -m " + q + "\n" +
+		"  else adduser -D " + q + "\n  fi && echo \"created user \"" + q + "\nfi"
+}
+
+// afterLayer applies what a layer step changes besides files.
+func (t *Template) afterLayer(s Step, dir string) error {
+	switch s.Type {
+	case StepWorkdir:
+		t.Workdir = workdirOf(expandEnv(s.Args[0], t.Env), t.Workdir)
+	case StepUser:
+		home, err := os.ReadFile(filepath.Join(dir, userHomeFile))
+		if err != nil {
+			return fmt.Errorf("reading the home of user %s: %w", s.Args[0], err)
+		}
+		t.setUser(s.Args[0], string(home))
+	}
+	return nil
+}
+
+// setUser makes user the template's user. A workdir that was the previous
+// user's home follows the new user to theirs, as E2B's setUser does;
+// one set by WORKDIR stays.
+func (t *Template) setUser(user, home string) {
+	prevHome := "/home/" + t.User
+	if t.User == "root" {
+		prevHome = "/root"
+	}
+	if t.Workdir == "" || t.Workdir == prevHome {
+		t.Workdir = home
+	}
+	t.User = user
+}
+
 func (t *Template) addLayer(dir string) {
 	for i := range t.Mounts {
 		p := filepath.Join(dir, strconv.Itoa(i))

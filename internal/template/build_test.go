@@ -153,8 +153,9 @@ func TestBuildStepsCacheAndRebuild(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, l1.String())
 	}
 	t.Logf("first build: %s (%d steps run)", time.Since(start), res.Built)
-	if res.Built != 3 || res.Cached != 0 {
-		t.Fatalf("first build ran %d and cached %d layer steps, want 3 and 0\n%s", res.Built, res.Cached, l1.String())
+	// ENV makes no layer; USER checks (and would create) the user.
+	if res.Built != 4 || res.Cached != 0 {
+		t.Fatalf("first build ran %d and cached %d layer steps, want 4 and 0\n%s", res.Built, res.Cached, l1.String())
 	}
 	out := e.run(t, res.Template, `cat /app/built.txt; /opt/tool/tool; echo "$GREETING|$PATHX"; pwd; stat -c %U ~/mine; cat ~/greeting; test -e /etc/shells && echo shells-present || echo shells-gone; id -un`)
 	want := "built\ntool-ok\nhello from the template|hello from the template!\n/app\nuser\nhello from the template\nshells-gone\nuser\n"
@@ -170,7 +171,7 @@ func TestBuildStepsCacheAndRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("cached rebuild: %s", took)
-	if res2.Built != 0 || res2.Cached != 3 || took > 500*time.Millisecond {
+	if res2.Built != 0 || res2.Cached != 4 || took > 500*time.Millisecond {
 		t.Fatalf("second build ran %d steps in %s, want 0 well under a second\n%s", res2.Built, took, l2.String())
 	}
 	if !strings.Contains(l2.String(), "served from cache") || !strings.Contains(l2.String(), "CACHED [3/5]") {
@@ -184,8 +185,8 @@ func TestBuildStepsCacheAndRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res3.Built != 1 || res3.Cached != 2 {
-		t.Fatalf("changing step 4 ran %d steps and took %d from cache, want 1 and 2\n%s", res3.Built, res3.Cached, l3.String())
+	if res3.Built != 2 || res3.Cached != 2 {
+		t.Fatalf("changing step 4 ran %d steps (4 and 5) and took %d from cache, want 2 and 2\n%s", res3.Built, res3.Cached, l3.String())
 	}
 	if got := e.run(t, res3.Template, "cat ~/greeting; cat /app/built.txt"); got != "changed\nbuilt\n" {
 		t.Fatalf("rebuilt template says %q", got)
@@ -193,6 +194,45 @@ func TestBuildStepsCacheAndRebuild(t *testing.T) {
 	// The first template still works: its layers are untouched.
 	if got := e.run(t, res.Template, "cat ~/greeting"); got != "hello from the template\n" {
 		t.Fatalf("first template now says %q", got)
+	}
+}
+
+// TestBuildUserStep: as on E2B, setUser with a user the template lacks
+// creates it, and the workdir (the old user's home) follows to the new
+// home; a WORKDIR set later stays.
+func TestBuildUserStep(t *testing.T) {
+	e := newBuildEnv(t)
+	var l logs
+	res, err := e.builder.Build(t.Context(), template.BuildArgs{ID: "guest", Parent: e.base, Log: l.add, Steps: []template.Step{
+		{Type: "USER", Args: []string{"guest"}},
+		{Type: "RUN", Args: []string{"whoami > ~/who && pwd >> ~/who"}},
+	}})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, l.String())
+	}
+	if !strings.Contains(l.String(), "created user guest") {
+		t.Errorf("the log does not say the user was created:\n%s", l.String())
+	}
+	if res.Template.User != "guest" || res.Template.Workdir != "/home/guest" {
+		t.Fatalf("template user %q workdir %q, want guest and /home/guest", res.Template.User, res.Template.Workdir)
+	}
+	if got := e.run(t, res.Template, "cat ~/who; whoami; pwd; stat -c %U ~"); got != "guest\n/home/guest\nguest\n/home/guest\nguest\n" {
+		t.Fatalf("sandbox from the template says %q", got)
+	}
+	// Back to an existing user: no new account, and a WORKDIR set by the
+	// template stays when the user changes.
+	res2, err := e.builder.Build(t.Context(), template.BuildArgs{ID: "guest2", Parent: res.Template, Steps: []template.Step{
+		{Type: "WORKDIR", Args: []string{"/srv"}},
+		{Type: "USER", Args: []string{"user"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Template.User != "user" || res2.Template.Workdir != "/srv" {
+		t.Fatalf("template user %q workdir %q, want user and /srv", res2.Template.User, res2.Template.Workdir)
+	}
+	if got := e.run(t, res2.Template, "grep -c '^user:' /etc/passwd"); got != "1\n" {
+		t.Fatalf("user accounts: %q", got)
 	}
 }
 
