@@ -46,13 +46,26 @@ type Config struct {
 type Egress struct {
 	pool  netip.Prefix
 	ns    []netip.Addr
+	table string
 	size  int // number of /30s in the pool
 	mtu   int
 	start int // where searches for a free index begin
 
-	mu   sync.Mutex
-	used map[int]bool
+	mu       sync.Mutex
+	used     map[int]bool
+	policies map[int]bool // links with a policy chain
 }
+
+// Policy narrows one sandbox's way out, as E2B's network.allowOut and
+// denyOut do: an address in Allow gets out even when Deny covers it.
+// Nothing lets a sandbox reach what Denied covers. IPv4 only: sandboxes
+// have no IPv6 way out at all.
+type Policy struct {
+	Allow, Deny []netip.Prefix
+}
+
+// Empty reports whether p changes nothing.
+func (p Policy) Empty() bool { return len(p.Allow) == 0 && len(p.Deny) == 0 }
 
 // Link is one sandbox's connection: Host is the host-side interface, and
 // the sandbox's side is eth0 with Addr, routed via Gateway.
@@ -77,11 +90,13 @@ func New(cfg Config) (*Egress, error) {
 		cfg.Nameservers = hostNameservers("/etc/resolv.conf")
 	}
 	e := &Egress{
-		pool: cfg.Pool,
-		ns:   cfg.Nameservers,
-		size: 1 << (32 - cfg.Pool.Bits() - 2),
-		used: map[int]bool{},
-		mtu:  hostMTU(),
+		pool:     cfg.Pool,
+		ns:       cfg.Nameservers,
+		table:    TableName(cfg.Pool, cfg.Nameservers),
+		size:     1 << (32 - cfg.Pool.Bits() - 2),
+		used:     map[int]bool{},
+		policies: map[int]bool{},
+		mtu:      hostMTU(),
 	}
 	// Daemons sharing a host start their searches apart so they rarely
 	// race for the same name.
@@ -164,6 +179,15 @@ func (e *Egress) raiseHost(l Link) error {
 // is already gone is not an error.
 func (e *Egress) Detach(l Link) error {
 	defer e.release(l.Index)
+	e.mu.Lock()
+	hadPolicy := e.policies[l.Index]
+	delete(e.policies, l.Index)
+	e.mu.Unlock()
+	if hadPolicy {
+		if err := e.dropPolicy(l); err != nil {
+			return err
+		}
+	}
 	link, err := netlink.LinkByName(l.Host)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -176,6 +200,12 @@ func (e *Egress) Detach(l Link) error {
 		return fmt.Errorf("deleting veth %s: %w", l.Host, err)
 	}
 	return nil
+}
+
+// Reap removes what a sandbox left by an earlier run of the daemon held:
+// its link and any policy chain.
+func (e *Egress) Reap(l Link) error {
+	return errors.Join(e.dropPolicy(l), e.Detach(l))
 }
 
 // Link rebuilds the Link of a pool index, for a daemon that finds a

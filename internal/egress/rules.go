@@ -15,7 +15,7 @@ import (
 
 // rulesVersion changes whenever the rules below change, so a daemon never
 // trusts a table an older sandpit left.
-const rulesVersion = "1"
+const rulesVersion = "2"
 
 // Denied are the IPv4 ranges no sandbox may reach: "this" network,
 // private ranges (which hold the pool, so other sandboxes too), shared
@@ -46,6 +46,9 @@ func TableName(pool netip.Prefix, ns []netip.Addr) string {
 	return tablePrefix + hex.EncodeToString(h.Sum(nil))[:8]
 }
 
+// policyMap maps a sandbox link's name to a jump to its policy chain.
+const policyMap = "policies"
+
 // installRules creates the table for pool unless it is there already. Its
 // rules match sandbox links by name prefix, so they never change as
 // sandboxes come and go:
@@ -53,7 +56,7 @@ func TableName(pool netip.Prefix, ns []netip.Addr) string {
 //	forward:     from a sandbox link → sandbox_out;
 //	             to a sandbox link: replies only
 //	sandbox_out: replies; DNS to the nameservers; reject Denied and the
-//	             pool; reject IPv6; accept the rest
+//	             pool; reject IPv6; the sandbox's own Policy; accept the rest
 //	input:       from a sandbox link: replies only (the host's services
 //	             are not the sandbox's)
 //	postrouting: masquerade the pool on its way out
@@ -116,6 +119,17 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 	for _, p := range append([]netip.Prefix{pool}, Denied...) {
 		rule(out, daddrIn(p), reject())
 	}
+	// A sandbox with a Policy jumps to its own chain, through a map from
+	// its link's name; Policy rules can narrow the way out, never widen
+	// it past the rules above.
+	policies := &nftables.Set{Table: t, Name: policyMap, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
+	if err := c.AddSet(policies, nil); err != nil {
+		return fmt.Errorf("adding the policy map: %w", err)
+	}
+	rule(out, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: policies.Name, SetID: policies.ID, DestRegister: 0, IsDestRegSet: true},
+	})
 	rule(out, verdict(expr.VerdictAccept))
 
 	rule(input, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq), replies(), verdict(expr.VerdictAccept))

@@ -6,6 +6,7 @@ package runtime
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -43,9 +44,25 @@ type Spec struct {
 	DefaultWorkdir string
 	Resources      Resources
 	AllowInternet  bool
+	// Egress narrows where an online sandbox may connect.
+	Egress EgressPolicy
 	// Interpreter starts the code interpreter's kernels with the sandbox
 	// instead of on its first request (code-interpreter templates).
 	Interpreter bool
+}
+
+// EgressPolicy narrows where an online sandbox may connect, as E2B's
+// network.allowOut and denyOut do: an address in Allow gets out even when
+// Deny covers it. It never opens what the runtime itself keeps closed
+// (the host, private and link-local ranges, other sandboxes).
+type EgressPolicy struct {
+	Allow, Deny []netip.Prefix
+}
+
+// EgressSetter is a Runtime that can change a running sandbox's egress
+// policy.
+type EgressSetter interface {
+	SetEgress(ctx context.Context, id string, p EgressPolicy) error
 }
 
 // Sandbox is a running sandbox as the runtime sees it.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -25,6 +26,7 @@ import (
 // Its server writes back the address each connection came from.
 type outside struct {
 	public  netip.Addr
+	public2 netip.Addr // another internet address, routed like the blocked ones
 	blocked []netip.Addr
 	port    int
 }
@@ -66,7 +68,8 @@ func newOutside(t *testing.T) *outside {
 	}()
 
 	o := &outside{
-		public: netip.MustParseAddr("198.51.100.2"),
+		public:  netip.MustParseAddr("198.51.100.2"),
+		public2: netip.MustParseAddr("198.18.0.1"),
 		blocked: []netip.Addr{
 			netip.MustParseAddr("169.254.169.254"),
 			netip.MustParseAddr("10.99.0.1"),
@@ -106,7 +109,7 @@ func newOutside(t *testing.T) *outside {
 		t.Fatal(err)
 	}
 	mustAddr(in, eth, "198.51.100.2/30")
-	for _, a := range o.blocked {
+	for _, a := range append([]netip.Addr{o.public2}, o.blocked...) {
 		mustAddr(in, eth, a.String()+"/32")
 	}
 	for _, name := range []string{"eth0", "lo"} {
@@ -118,7 +121,7 @@ func newOutside(t *testing.T) *outside {
 			t.Fatal(err)
 		}
 	}
-	for _, a := range o.blocked {
+	for _, a := range append([]netip.Addr{o.public2}, o.blocked...) {
 		dst := &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}
 		route := &netlink.Route{LinkIndex: host.Attrs().Index, Dst: dst, Gw: net.ParseIP("198.51.100.2")}
 		if err := netlink.RouteAdd(route); err != nil {
@@ -146,7 +149,7 @@ func TestEgress(t *testing.T) {
 	out := newOutside(t)
 	// The host itself reaches every one of the outside's addresses, so a
 	// refusal below is the sandbox rules' doing.
-	for _, a := range append([]netip.Addr{out.public}, out.blocked...) {
+	for _, a := range append([]netip.Addr{out.public, out.public2}, out.blocked...) {
 		c, err := net.Dial("tcp4", netip.AddrPortFrom(a, uint16(out.port)).String())
 		if err != nil {
 			t.Fatalf("the host cannot reach the test's %s: %v", a, err)
@@ -235,6 +238,79 @@ func TestEgress(t *testing.T) {
 	if _, err := netlink.LinkByName(hostSide.Attrs().Name); err == nil {
 		t.Errorf("link %s outlived its sandbox", hostSide.Attrs().Name)
 	}
+}
+
+// TestEgressPolicy: E2B's network.allowOut/denyOut, at create and while
+// the sandbox runs; allow wins over deny, and nothing opens what sandpit
+// keeps closed.
+func TestEgressPolicy(t *testing.T) {
+	needRoot(t)
+	eg, err := egress.New(egress.Config{})
+	if err != nil {
+		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
+	}
+	out := newOutside(t)
+	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
+	all := netip.MustParsePrefix("0.0.0.0/0")
+	one := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+	sb := e.createSpec(t, runtime.Spec{ID: "pol", AllowInternet: true, Egress: runtime.EgressPolicy{
+		Deny: []netip.Prefix{all}, Allow: []netip.Prefix{one(out.public), netip.MustParsePrefix("169.254.0.0/16")},
+	}})
+	reach := func(a netip.Addr) bool { return strings.HasSuffix(dial(t, sb, a, out.port), "rc=0") }
+	check := func(when string, want map[netip.Addr]bool) {
+		t.Helper()
+		for a, w := range want {
+			if got := reach(a); got != w {
+				t.Errorf("%s: reaching %s = %v, want %v", when, a, got, w)
+			}
+		}
+	}
+	check("deny all, allow one", map[netip.Addr]bool{out.public: true, out.public2: false, out.blocked[0]: false})
+
+	if err := e.rt.SetEgress(t.Context(), "pol", runtime.EgressPolicy{Deny: []netip.Prefix{one(out.public)}}); err != nil {
+		t.Fatal(err)
+	}
+	check("deny one", map[netip.Addr]bool{out.public: false, out.public2: true})
+	if err := e.rt.SetEgress(t.Context(), "pol", runtime.EgressPolicy{}); err != nil {
+		t.Fatal(err)
+	}
+	check("no policy", map[netip.Addr]bool{out.public: true, out.public2: true, out.blocked[0]: false})
+
+	offline := e.createSpec(t, runtime.Spec{ID: "pol-off"})
+	if err := e.rt.SetEgress(t.Context(), offline.ID, runtime.EgressPolicy{Deny: []netip.Prefix{all}}); err == nil || !strings.Contains(err.Error(), "offline") {
+		t.Errorf("narrowing an offline sandbox: %v", err)
+	}
+
+	// Kill removes the policy chain with the link.
+	if err := e.rt.SetEgress(t.Context(), "pol", runtime.EgressPolicy{Deny: []netip.Prefix{all}}); err != nil {
+		t.Fatal(err)
+	}
+	before := policyChains(t)
+	if err := e.rt.Kill(t.Context(), "pol"); err != nil {
+		t.Fatal(err)
+	}
+	if after := policyChains(t); after >= before {
+		t.Errorf("policy chains: %d before kill, %d after", before, after)
+	}
+}
+
+func policyChains(t *testing.T) int {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ch := range chains {
+		if strings.HasPrefix(ch.Table.Name, "sandpit_egress_") && strings.HasPrefix(ch.Name, "policy_") {
+			n++
+		}
+	}
+	return n
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {

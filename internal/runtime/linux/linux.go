@@ -291,6 +291,11 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
 			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
 		}
+		if p := spec.Egress; len(p.Allow)+len(p.Deny) > 0 {
+			if err := r.cfg.Egress.SetPolicy(link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
+			}
+		}
 		netCfg = &netConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}
 		st.mark("net")
 	}
@@ -461,6 +466,23 @@ func (r *Runtime) watch(b *box) {
 	}
 }
 
+// SetEgress implements runtime.EgressSetter.
+func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPolicy) error {
+	r.mu.Lock()
+	b, ok := r.boxes[id]
+	r.mu.Unlock()
+	if !ok {
+		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s not found", id))
+	}
+	if b.link == nil {
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s has no internet access to narrow: it was created offline (allowInternetAccess false)", id))
+	}
+	if err := r.cfg.Egress.SetPolicy(*b.link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+		return fmt.Errorf("setting the egress policy of %s: %w", id, err)
+	}
+	return nil
+}
+
 // Kill stops a sandbox and releases everything it held. See runtime.Runtime.
 func (r *Runtime) Kill(ctx context.Context, id string) error {
 	r.mu.Lock()
@@ -553,7 +575,7 @@ func (r *Runtime) reap(ctx context.Context, id string) error {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "link")); err == nil && r.cfg.Egress != nil {
 		if idx, err := strconv.Atoi(string(b)); err == nil {
-			errs = append(errs, r.cfg.Egress.Detach(r.cfg.Egress.Link(idx)))
+			errs = append(errs, r.cfg.Egress.Reap(r.cfg.Egress.Link(idx)))
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
