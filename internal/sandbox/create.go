@@ -36,6 +36,10 @@ type CreateRequest struct {
 	// Secure makes envd require a fresh access token, returned in Info.
 	Secure              bool
 	AllowInternetAccess bool
+	// Network narrows the way out (E2B's network.allowOut/denyOut). Given
+	// with AllowInternetAccess false, the sandbox is online but denied
+	// everything Network does not allow, as on E2B.
+	Network *Network
 }
 
 // Create starts a sandbox and arms its deadline. On error nothing of the
@@ -59,6 +63,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	if err := checkEnv(req.EnvVars); err != nil {
 		return Info{}, err
 	}
+	online := req.AllowInternetAccess || !req.Network.Empty()
+	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty())
+	if err != nil {
+		return Info{}, err
+	}
 	if strings.TrimSpace(req.Template) == "" {
 		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
@@ -77,16 +86,18 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	defer m.work.Done()
 
 	info := Info{
-		ID:            newSandboxID(),
-		TemplateID:    tpl.ID,
-		EnvdVersion:   tpl.EnvdVersion,
-		Secure:        req.Secure,
-		AllowInternet: req.AllowInternetAccess,
-		Metadata:      maps.Clone(req.Metadata),
-		CPUCount:      orDefault(tpl.CPUCount, DefaultCPUCount),
-		MemoryMB:      orDefault(tpl.MemoryMB, DefaultMemoryMB),
-		DiskMB:        orDefault(tpl.DiskMB, DefaultDiskMB),
-		State:         StateRunning,
+		ID:              newSandboxID(),
+		TemplateID:      tpl.ID,
+		EnvdVersion:     tpl.EnvdVersion,
+		Secure:          req.Secure,
+		AllowInternet:   online,
+		Network:         req.Network.clone(),
+		InternetBlocked: !req.AllowInternetAccess,
+		Metadata:        maps.Clone(req.Metadata),
+		CPUCount:        orDefault(tpl.CPUCount, DefaultCPUCount),
+		MemoryMB:        orDefault(tpl.MemoryMB, DefaultMemoryMB),
+		DiskMB:          orDefault(tpl.DiskMB, DefaultDiskMB),
+		State:           StateRunning,
 	}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
@@ -107,14 +118,16 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	maps.Copy(env, req.EnvVars)
 
 	var sb *runtime.Sandbox
-	// Warm sandboxes carry a token of their own and are online; only
-	// secure creates (whose clients send the token) that want internet
-	// access can take one.
-	if p, ok := m.claimIf(ctx, req.Secure && req.AllowInternetAccess, tpl, env); ok {
+	// Warm sandboxes carry a token of their own and are online with no
+	// rules; only secure creates (whose clients send the token) that want
+	// just that can take one.
+	if p, ok := m.claimIf(ctx, req.Secure && req.AllowInternetAccess && req.Network.Empty(), tpl, env); ok {
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
 	} else {
-		created, err := m.rt.Create(ctx, m.spec(info.ID, tpl, info.AccessToken, env, req.AllowInternetAccess))
+		spec := m.spec(info.ID, tpl, info.AccessToken, env, online)
+		spec.Egress = egress
+		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
 		}

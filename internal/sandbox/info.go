@@ -27,19 +27,25 @@ type Info struct {
 	// sandbox is not secure. Connect returns the same token as Create.
 	AccessToken   string
 	Secure        bool
-	AllowInternet bool
-	Metadata      map[string]string
-	StartedAt     time.Time
-	EndAt         time.Time
-	CPUCount      int
-	MemoryMB      int
-	DiskMB        int
-	State         State
+	AllowInternet bool // the sandbox has a way out (a network link)
+	// Network narrows the way out; InternetBlocked denies all of it that
+	// Network does not allow (allowInternetAccess false beside rules, or
+	// set by UpdateNetwork).
+	Network         *Network
+	InternetBlocked bool
+	Metadata        map[string]string
+	StartedAt       time.Time
+	EndAt           time.Time
+	CPUCount        int
+	MemoryMB        int
+	DiskMB          int
+	State           State
 	// Pid is the host pid of the sandbox's first process.
 	Pid int
 }
 
 func (i Info) clone() Info {
+	i.Network = i.Network.clone()
 	i.Metadata = maps.Clone(i.Metadata)
 	if i.Metadata == nil {
 		i.Metadata = map[string]string{}

@@ -45,6 +45,11 @@ func templates() sandbox.StaticTemplates {
 
 func newEnv(t *testing.T, opts fake.Options) *env {
 	t.Helper()
+	return newEnvWith(t, opts, templates())
+}
+
+func newEnvWith(t *testing.T, opts fake.Options, tpls sandbox.Templates) *env {
+	t.Helper()
 	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sandpit.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +59,7 @@ func newEnv(t *testing.T, opts fake.Options) *env {
 	e.m, err = sandbox.NewManager(sandbox.Config{
 		Runtime:    rt,
 		Store:      st,
-		Templates:  templates(),
+		Templates:  tpls,
 		Logger:     slog.New(slog.DiscardHandler),
 		Metrics:    e.reg,
 		MaxTimeout: time.Hour,

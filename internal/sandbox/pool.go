@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/runtime"
@@ -23,6 +24,7 @@ import (
 // deadline until then.
 
 type pooled struct {
+	tpl    *template.Template // the build it was started from
 	id     string
 	token  string
 	socket string
@@ -111,7 +113,7 @@ func (m *Manager) pooledCount(tplID string) int {
 }
 
 func (m *Manager) addPooled(ctx context.Context, tpl *template.Template) error {
-	p := pooled{id: newSandboxID(), token: newToken()}
+	p := pooled{tpl: tpl, id: newSandboxID(), token: newToken()}
 	sb, err := m.rt.Create(ctx, m.spec(p.id, tpl, p.token, tpl.Env, true))
 	if err != nil {
 		return err
@@ -150,6 +152,12 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 		return pooled{}, false
 	}
 	p := ps[len(ps)-1]
+	if !sameBuild(p.tpl, tpl) {
+		// The template was rebuilt, or another of its tags was asked
+		// for, since the pool started: its sandboxes are not this one.
+		m.mu.Unlock()
+		return pooled{}, false
+	}
 	m.pool[tpl.ID] = ps[:len(ps)-1]
 	m.mu.Unlock()
 	select {
@@ -164,6 +172,14 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 		}
 	}
 	return p, true
+}
+
+// sameBuild reports whether a sandbox started from a would be the one a
+// create from b starts.
+func sameBuild(a, b *template.Template) bool {
+	return reflect.DeepEqual(a.Mounts, b.Mounts) && maps.Equal(a.Env, b.Env) && a.User == b.User &&
+		a.Workdir == b.Workdir && a.StartCmd == b.StartCmd && a.ReadyCmd == b.ReadyCmd &&
+		a.Interpreter == b.Interpreter && a.CPUCount == b.CPUCount && a.MemoryMB == b.MemoryMB
 }
 
 // dropPooled forgets a pooled sandbox that exited; it reports whether id

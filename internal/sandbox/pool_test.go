@@ -1,14 +1,17 @@
 package sandbox_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
 func TestWarmPool(t *testing.T) {
@@ -92,5 +95,45 @@ func waitWarm(t *testing.T, e *env, n int) []string {
 			t.Fatalf("the pool did not reach %d sandboxes (has %v)", n, ids)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// swapTemplates resolves every ref to whichever template it holds now, as
+// a registry does across a rebuild or between tags.
+type swapTemplates struct {
+	mu  sync.Mutex
+	tpl *template.Template
+}
+
+func (s *swapTemplates) Resolve(context.Context, string) (*template.Template, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tpl, nil
+}
+
+func (s *swapTemplates) set(t *template.Template) { s.mu.Lock(); s.tpl = t; s.mu.Unlock() }
+
+// A warm sandbox of one build is never handed out for another build of the
+// same template.
+func TestWarmPoolKeepsBuildsApart(t *testing.T) {
+	v1 := &template.Template{ID: "app", User: "user", Mounts: []runtime.Mount{{Target: "/", Layers: []string{"/layers/v1"}}}}
+	v2 := &template.Template{ID: "app", User: "user", Mounts: []runtime.Mount{{Target: "/", Layers: []string{"/layers/v2", "/layers/v1"}}}}
+	tpls := &swapTemplates{tpl: v1}
+	e := newEnvWith(t, fake.Options{}, tpls)
+	if err := e.m.StartPool(t.Context(), map[string]int{"app": 1}); err != nil {
+		t.Fatal(err)
+	}
+	warm := waitWarm(t, e, 1)
+	tpls.set(v2)
+	got := e.create(t, sandbox.CreateRequest{Template: "app:v2", Secure: true, AllowInternetAccess: true})
+	if got.ID == warm[0] {
+		t.Fatal("a create of build v2 took a warm sandbox of v1")
+	}
+	if spec, _ := e.rt.Spec(got.ID); len(spec.Mounts[0].Layers) != 2 {
+		t.Errorf("sandbox of v2 started with layers %v", spec.Mounts[0].Layers)
+	}
+	tpls.set(v1)
+	if got := e.create(t, sandbox.CreateRequest{Template: "app:v1", Secure: true, AllowInternetAccess: true}); got.ID != warm[0] {
+		t.Errorf("a create of v1 made %s instead of taking warm %s", got.ID, warm[0])
 	}
 }

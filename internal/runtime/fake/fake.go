@@ -52,7 +52,10 @@ type sandbox struct {
 	ln     net.Listener
 }
 
-var _ runtime.Runtime = (*Fake)(nil)
+var (
+	_ runtime.Runtime      = (*Fake)(nil)
+	_ runtime.EgressSetter = (*Fake)(nil)
+)
 
 // New returns a Fake. Close it to stop its socket servers.
 func New(opts Options) *Fake {
@@ -194,6 +197,22 @@ func (f *Fake) Adopt(id string) {
 	defer f.mu.Unlock()
 	f.pid++
 	f.sandboxes[id] = &sandbox{spec: runtime.Spec{ID: id}, info: runtime.Sandbox{ID: id, Pid: f.pid}}
+}
+
+// SetEgress implements runtime.EgressSetter: Spec reports the new policy.
+// Like the Linux runtime, it refuses a sandbox created offline.
+func (f *Fake) SetEgress(ctx context.Context, id string, p runtime.EgressPolicy) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[id]
+	if !ok {
+		return errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found")
+	}
+	if !sb.spec.AllowInternet {
+		return errdefs.New(errdefs.ErrConflict, "sandbox "+id+" was created offline")
+	}
+	sb.spec.Egress = p
+	return nil
 }
 
 // FailCreate makes the next Create return err.

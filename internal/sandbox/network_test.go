@@ -1,0 +1,83 @@
+package sandbox_test
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+)
+
+func prefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+func TestCreateWithNetworkRules(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	info := e.create(t, sandbox.CreateRequest{AllowInternetAccess: true, Network: &sandbox.Network{
+		AllowOut: []string{"1.1.1.1", "8.8.8.0/24", "2001:db8::1"}, DenyOut: []string{"0.0.0.0/0"},
+	}})
+	spec, _ := e.rt.Spec(info.ID)
+	if !spec.AllowInternet || !slices.Equal(spec.Egress.Allow, prefixes("1.1.1.1/32", "8.8.8.0/24")) || !slices.Equal(spec.Egress.Deny, prefixes("0.0.0.0/0")) {
+		t.Fatalf("spec: internet %v egress %+v", spec.AllowInternet, spec.Egress)
+	}
+	if info.Network == nil || len(info.Network.AllowOut) != 3 {
+		t.Errorf("info does not echo the rules: %+v", info.Network)
+	}
+
+	// Rules with allowInternetAccess false: online, everything else denied.
+	off := e.create(t, sandbox.CreateRequest{Network: &sandbox.Network{AllowOut: []string{"1.1.1.1"}}})
+	spec, _ = e.rt.Spec(off.ID)
+	if !spec.AllowInternet || !slices.Equal(spec.Egress.Deny, prefixes("0.0.0.0/0")) || !off.InternetBlocked {
+		t.Fatalf("offline + allowOut: internet %v egress %+v", spec.AllowInternet, spec.Egress)
+	}
+
+	for _, bad := range []string{"example.com", "*.github.com", "1.2.3.4/40", "not an ip"} {
+		_, err := e.m.Create(t.Context(), sandbox.CreateRequest{Template: "base", AllowInternetAccess: true, Network: &sandbox.Network{AllowOut: []string{bad}}})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), bad) {
+			t.Errorf("allowOut %q: %v, want an invalid-argument error naming it", bad, err)
+		}
+	}
+}
+
+func TestUpdateNetwork(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	info := e.create(t, sandbox.CreateRequest{AllowInternetAccess: true})
+	if err := e.m.UpdateNetwork(t.Context(), info.ID, &sandbox.Network{DenyOut: []string{"10.1.0.0/16"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := e.rt.Spec(info.ID)
+	if !slices.Equal(spec.Egress.Deny, prefixes("10.1.0.0/16")) || len(spec.Egress.Allow) != 0 {
+		t.Fatalf("egress %+v", spec.Egress)
+	}
+	got, _ := e.m.Get(t.Context(), info.ID)
+	if got.Network == nil || got.Network.DenyOut[0] != "10.1.0.0/16" {
+		t.Errorf("info network %+v", got.Network)
+	}
+	// allow_internet_access false through an update: deny everything.
+	if err := e.m.UpdateNetwork(t.Context(), info.ID, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ = e.rt.Spec(info.ID)
+	if !slices.Equal(spec.Egress.Deny, prefixes("0.0.0.0/0")) {
+		t.Fatalf("egress %+v", spec.Egress)
+	}
+	if err := e.m.UpdateNetwork(t.Context(), "nope", nil, true); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("unknown sandbox: %v", err)
+	}
+	offline := e.create(t, sandbox.CreateRequest{})
+	if err := e.m.UpdateNetwork(t.Context(), offline.ID, nil, true); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), offline.ID) {
+		t.Errorf("widening an offline sandbox: %v", err)
+	}
+	if err := e.m.UpdateNetwork(t.Context(), offline.ID, &sandbox.Network{AllowOut: []string{"example.com"}}, true); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("domain in an update: %v", err)
+	}
+}
