@@ -196,6 +196,9 @@ type NewSandbox struct {
 	EnvVars             *EnvVars         `json:"envVars,omitempty"`
 	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
 
+	// Network Outbound rules and public access of a sandbox (E2B's network option).
+	Network *SandboxNetworkConfig `json:"network,omitempty"`
+
 	// Secure When true the response carries envdAccessToken.
 	Secure     *bool  `json:"secure,omitempty"`
 	TemplateID string `json:"templateID"`
@@ -210,7 +213,10 @@ type NewSandboxV2 struct {
 	AutoPause           *bool            `json:"autoPause,omitempty"`
 	EnvVars             *EnvVars         `json:"envVars,omitempty"`
 	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
-	TemplateID          string           `json:"templateID"`
+
+	// Network Outbound rules and public access of a sandbox (E2B's network option).
+	Network    *SandboxNetworkConfig `json:"network,omitempty"`
+	TemplateID string                `json:"templateID"`
 
 	// Timeout Seconds until the sandbox is killed; 300 when omitted.
 	Timeout *int32 `json:"timeout,omitempty"`
@@ -250,14 +256,36 @@ type SandboxDetail struct {
 	EnvdVersion         string           `json:"envdVersion"`
 	MemoryMB            int32            `json:"memoryMB"`
 	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
-	SandboxID           string           `json:"sandboxID"`
-	StartedAt           time.Time        `json:"startedAt"`
-	State               SandboxState     `json:"state"`
-	TemplateID          string           `json:"templateID"`
+
+	// Network Outbound rules and public access of a sandbox (E2B's network option).
+	Network    *SandboxNetworkConfig `json:"network,omitempty"`
+	SandboxID  string                `json:"sandboxID"`
+	StartedAt  time.Time             `json:"startedAt"`
+	State      SandboxState          `json:"state"`
+	TemplateID string                `json:"templateID"`
 }
 
 // SandboxMetadata defines model for SandboxMetadata.
 type SandboxMetadata map[string]string
+
+// SandboxNetworkConfig Outbound rules and public access of a sandbox (E2B's network option).
+type SandboxNetworkConfig struct {
+	AllowOut           *[]string               `json:"allowOut,omitempty"`
+	AllowPublicTraffic *bool                   `json:"allowPublicTraffic,omitempty"`
+	DenyOut            *[]string               `json:"denyOut,omitempty"`
+	EgressProxy        *map[string]interface{} `json:"egressProxy,omitempty"`
+	MaskRequestHost    *string                 `json:"maskRequestHost,omitempty"`
+	Rules              *map[string]interface{} `json:"rules,omitempty"`
+}
+
+// SandboxNetworkUpdate defines model for SandboxNetworkUpdate.
+type SandboxNetworkUpdate struct {
+	AllowOut            *[]string               `json:"allowOut,omitempty"`
+	AllowInternetAccess *bool                   `json:"allow_internet_access,omitempty"`
+	DenyOut             *[]string               `json:"denyOut,omitempty"`
+	EgressProxy         *map[string]interface{} `json:"egressProxy,omitempty"`
+	Rules               *map[string]interface{} `json:"rules,omitempty"`
+}
 
 // SandboxState defines model for SandboxState.
 type SandboxState string
@@ -447,6 +475,9 @@ type CreateSandboxJSONRequestBody = NewSandbox
 // ConnectSandboxJSONRequestBody defines body for ConnectSandbox for application/json ContentType.
 type ConnectSandboxJSONRequestBody = ConnectSandbox
 
+// UpdateSandboxNetworkJSONRequestBody defines body for UpdateSandboxNetwork for application/json ContentType.
+type UpdateSandboxNetworkJSONRequestBody = SandboxNetworkUpdate
+
 // RefreshSandboxJSONRequestBody defines body for RefreshSandbox for application/json ContentType.
 type RefreshSandboxJSONRequestBody = Refresh
 
@@ -491,6 +522,9 @@ type ServerInterface interface {
 	// ConnectSandbox Connect to a sandbox (Python SDK); extends its deadline.
 	// (POST /sandboxes/{sandboxID}/connect)
 	ConnectSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
+	// UpdateSandboxNetwork Replace the sandbox's outbound network rules.
+	// (PUT /sandboxes/{sandboxID}/network)
+	UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
 	// RefreshSandbox Keep a sandbox alive for duration more seconds.
 	// (POST /sandboxes/{sandboxID}/refreshes)
 	RefreshSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
@@ -681,6 +715,32 @@ func (siw *ServerInterfaceWrapper) ConnectSandbox(w http.ResponseWriter, r *http
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ConnectSandbox(w, r, sandboxID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// UpdateSandboxNetwork operation middleware
+func (siw *ServerInterfaceWrapper) UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "sandboxID" -------------
+	var sandboxID SandboxID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sandboxID", r.PathValue("sandboxID"), &sandboxID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "sandboxID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.UpdateSandboxNetwork(w, r, sandboxID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1372,6 +1432,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/sandboxes/{sandboxID}", wrapper.KillSandbox)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/sandboxes/{sandboxID}", wrapper.GetSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/timeout", wrapper.SetSandboxTimeout)
+	m.HandleFunc(http.MethodPut+" "+options.BaseURL+"/sandboxes/{sandboxID}/network", wrapper.UpdateSandboxNetwork)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/refreshes", wrapper.RefreshSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/connect", wrapper.ConnectSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/v2/sandboxes/{sandboxID}/connect", wrapper.ConnectSandboxV2)

@@ -32,8 +32,9 @@ func (s *server) toSandbox(i sandbox.Info) openapi.Sandbox {
 
 func (s *server) toDetail(i sandbox.Info) openapi.SandboxDetail {
 	md := openapi.SandboxMetadata(i.Metadata)
-	allow := i.AllowInternet
+	allow := !i.InternetBlocked
 	return openapi.SandboxDetail{
+		Network:             toWireNetwork(i.Network),
 		SandboxID:           i.ID,
 		TemplateID:          i.TemplateID,
 		ClientID:            ClientID,

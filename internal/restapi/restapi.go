@@ -31,6 +31,7 @@ type Sandboxes interface {
 	Refresh(ctx context.Context, id string, d time.Duration) error
 	Connect(ctx context.Context, id string, timeout time.Duration) (sandbox.Info, error)
 	CheckTimeout(d time.Duration) error
+	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 }
 
 var _ Sandboxes = (*sandbox.Manager)(nil)

@@ -229,7 +229,7 @@ func TestAuth(t *testing.T) {
 
 func TestCreateV2(t *testing.T) {
 	e := newEnv(t, "")
-	r := e.do(t, "POST", "/v2/sandboxes", `{"templateID":"base","metadata":{"user":"abc"},"envVars":{"A":"1"},"autoPause":false,"network":{"allowOut":["x"]},"mcp":null,"unknownField":1}`)
+	r := e.do(t, "POST", "/v2/sandboxes", `{"templateID":"base","metadata":{"user":"abc"},"envVars":{"A":"1"},"autoPause":false,"network":{"allowOut":["1.1.1.1"]},"mcp":null,"unknownField":1}`)
 	if r.status != http.StatusCreated {
 		t.Fatalf("status %d %s", r.status, r.body)
 	}

@@ -49,7 +49,13 @@ func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	network, err := toNetwork(body.Network)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.create(w, r, sandbox.CreateRequest{
+		Network:             network,
 		Template:            body.TemplateID,
 		Timeout:             timeout,
 		Metadata:            deref(body.Metadata),
@@ -72,7 +78,13 @@ func (s *server) CreateSandboxV2(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	network, err := toNetwork(body.Network)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.create(w, r, sandbox.CreateRequest{
+		Network:             network,
 		Template:            body.TemplateID,
 		Timeout:             timeout,
 		Metadata:            deref(body.Metadata),

@@ -6,13 +6,14 @@ import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import { after, before, describe, test } from 'node:test'
-import { CommandExitError, Sandbox } from 'e2b'
+import { ALL_TRAFFIC, CommandExitError, Sandbox } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
 
 const server = useServer()
 const ns = `spcompat${process.pid % 100000}`
 const hostSide = `spy${process.pid % 100000}`
 const outsideAddr = '198.51.100.10'
+const outside2 = '198.18.0.10' // a second internet address, behind the same namespace
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
 
 /** stdout of cmd in sbx, whatever its exit code, and the code. */
@@ -39,6 +40,8 @@ describe('sandbox networking', () => {
     ip('-n', ns, 'addr', 'add', `${outsideAddr}/30`, 'dev', 'eth0')
     ip('-n', ns, 'link', 'set', 'eth0', 'up')
     ip('-n', ns, 'link', 'set', 'lo', 'up')
+    ip('-n', ns, 'addr', 'add', `${outside2}/32`, 'dev', 'eth0')
+    ip('route', 'add', `${outside2}/32`, 'via', outsideAddr)
     outside = spawn('ip', ['netns', 'exec', ns, 'python3', '-c',
       'import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n def do_GET(s):\n  b=("outside saw "+s.client_address[0]+"\\n").encode(); s.send_response(200); s.end_headers(); s.wfile.write(b)\n def log_message(s,*a): pass\nh.HTTPServer(("0.0.0.0",8080),H).serve_forever()'], { stdio: 'ignore' })
     await waitFor(() => { try { return execFileSync('curl', ['-sf', `http://${outsideAddr}:8080/`]).toString() } catch { return null } }, { what: 'the outside server' })
@@ -50,6 +53,7 @@ describe('sandbox networking', () => {
     outside?.kill()
     hostServer?.closeAllConnections()
     hostServer?.close()
+    try { ip('route', 'del', `${outside2}/32`) } catch {}
     try { ip('link', 'del', hostSide) } catch {}
     try { ip('netns', 'del', ns) } catch {}
   })
@@ -85,6 +89,21 @@ describe('sandbox networking', () => {
     assert.match(aToB.out, /rc=(7|28)$/m, `sandbox a reached sandbox b at ${addrB}`)
     const meta = await run(a, 'curl -s -m 3 http://169.254.169.254/; echo rc=$?')
     assert.match(meta.out, /rc=(7|28)$/m)
+  })
+
+  test('network.denyOut / allowOut at create, then updateNetwork', async () => {
+    const reaches = async (sbx, addr) => (await run(sbx, `curl -s -m 3 -o /dev/null http://${addr}:8080/; echo rc=$?`)).out.trim() === 'rc=0'
+    const sbx = track(server, await Sandbox.create({ network: { denyOut: [ALL_TRAFFIC], allowOut: [outsideAddr] } }))
+    assert.equal(await reaches(sbx, outsideAddr), true, 'allowOut wins over denyOut')
+    assert.equal(await reaches(sbx, outside2), false, 'denyOut all')
+    const info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.deepEqual(info.network?.allowOut, [outsideAddr])
+    await sbx.updateNetwork({ denyOut: [outsideAddr] })
+    assert.equal(await reaches(sbx, outsideAddr), false, 'after the update')
+    assert.equal(await reaches(sbx, outside2), true, 'after the update')
+    await sbx.updateNetwork({})
+    assert.equal(await reaches(sbx, outsideAddr), true, 'no rules')
+    await assert.rejects(Sandbox.create({ network: { allowOut: ['example.com'], denyOut: [ALL_TRAFFIC] } }), /example\.com.*domain name/)
   })
 
   test('allowInternetAccess: false gives loopback only', async () => {

@@ -1,0 +1,80 @@
+package restapi
+
+import (
+	"net/http"
+
+	"github.com/sandpit-dev/sandpit/gen/openapi"
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/sandbox"
+)
+
+// toNetwork reads E2B's network option. What sandpit cannot do is refused
+// by name rather than ignored: a client that asked for a proxy or for
+// private ports must not believe it got them.
+func toNetwork(c *openapi.SandboxNetworkConfig) (*sandbox.Network, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if c.AllowPublicTraffic != nil && !*c.AllowPublicTraffic {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.allowPublicTraffic false is not supported: sandpit serves sandbox ports to holders of the API's address only")
+	}
+	if c.MaskRequestHost != nil && *c.MaskRequestHost != "" {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.maskRequestHost is not supported")
+	}
+	if err := unsupportedEgress(c.EgressProxy, c.Rules); err != nil {
+		return nil, err
+	}
+	return &sandbox.Network{AllowOut: derefSlice(c.AllowOut), DenyOut: derefSlice(c.DenyOut)}, nil
+}
+
+func unsupportedEgress(proxy *map[string]any, rules *map[string]any) error {
+	if proxy != nil && *proxy != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "network.egressProxy is not supported")
+	}
+	if rules != nil && len(*rules) > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "network.rules (per-host transforms) are not supported")
+	}
+	return nil
+}
+
+func derefSlice(s *[]string) []string {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+func toWireNetwork(n *sandbox.Network) *openapi.SandboxNetworkConfig {
+	if n == nil {
+		return nil
+	}
+	c := &openapi.SandboxNetworkConfig{}
+	if n.AllowOut != nil {
+		c.AllowOut = &n.AllowOut
+	}
+	if n.DenyOut != nil {
+		c.DenyOut = &n.DenyOut
+	}
+	return c
+}
+
+// UpdateSandboxNetwork implements openapi.ServerInterface: PUT
+// /sandboxes/{sandboxID}/network replaces the rules.
+func (s *server) UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.SandboxNetworkUpdate
+	if err := decodeBody(w, r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := unsupportedEgress(body.EgressProxy, body.Rules); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n := &sandbox.Network{AllowOut: derefSlice(body.AllowOut), DenyOut: derefSlice(body.DenyOut)}
+	if err := s.cfg.Manager.UpdateNetwork(r.Context(), id, n, allowInternet(body.AllowInternetAccess)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
