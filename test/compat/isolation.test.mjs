@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { hostname, totalmem, tmpdir } from 'node:os'
+import { hostname, networkInterfaces, totalmem, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
@@ -137,8 +137,16 @@ describe('a sandbox sees nothing of the host', () => {
       .slice(2)
       .map((l) => l.split(':')[0].trim())
       .filter((n) => n && n !== 'lo')
-    const dev = await out(sbx, 'cat /proc/net/dev')
-    for (const name of hostIfaces) assert.ok(!new RegExp(`^\\s*${name}:`, 'm').test(dev), `host interface ${name} visible in sandbox`)
+    // A sandbox has its own eth0 (its end of a veth pair): tell host
+    // interfaces by hardware address and IP address, not by name.
+    const hostMacs = hostIfaces
+      .map((n) => { try { return readFileSync(`/sys/class/net/${n}/address`, 'utf8').trim() } catch { return '' } })
+      .filter((m) => m && m !== '00:00:00:00:00:00')
+    const sbxMacs = await out(sbx, 'cat /sys/class/net/*/address')
+    for (const mac of hostMacs) assert.ok(!sbxMacs.includes(mac), `a host interface (${mac}) is visible in the sandbox`)
+    const hostAddrs = Object.values(networkInterfaces()).flat().filter((a) => !a.internal).map((a) => a.address)
+    const sbxAddrs = await out(sbx, 'ip -o addr show')
+    for (const a of hostAddrs) assert.ok(!sbxAddrs.includes(` ${a}/`), `host address ${a} is configured in the sandbox:\n${sbxAddrs}`)
     // The daemon listens on the host's 127.0.0.1; the sandbox's loopback is its own.
     const probe = `python3 -c "import socket,sys
 try:
