@@ -4,7 +4,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/google/nftables"
 )
 
 func TestLinkAddresses(t *testing.T) {
@@ -67,5 +70,61 @@ func TestTableNameFollowsConfig(t *testing.T) {
 	a, b := TableName(pool, ns), TableName(netip.MustParsePrefix("10.214.0.0/16"), ns)
 	if a == b || a != TableName(pool, ns) || len(a) > 64 {
 		t.Fatalf("table names %q %q", a, b)
+	}
+}
+
+// Daemons starting together must end up with one table, not one each or
+// one with every rule twice.
+func TestInstallRulesConcurrently(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("installing nftables rules needs root")
+	}
+	pool := netip.MustParsePrefix("10.250.0.0/16") // a table of its own, removed below
+	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
+	name := TableName(pool, ns)
+	c, err := nftables.New()
+	if err != nil {
+		t.Skipf("no nftables: %v", err)
+	}
+	t.Cleanup(func() {
+		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+		_ = c.Flush()
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- installRules(pool, ns)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("installRules: %v", err)
+		}
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tb := range tables {
+		if tb.Name == name {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d tables named %s", n, name)
+	}
+	tb := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
+	rules, err := c.GetRules(tb, &nftables.Chain{Name: "forward", Table: tb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 3 {
+		t.Fatalf("forward chain has %d rules, want 3", len(rules))
 	}
 }

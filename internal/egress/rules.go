@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/google/nftables"
@@ -36,15 +37,18 @@ var Denied = []netip.Prefix{
 const tablePrefix = "sandpit_egress_"
 
 // TableName is the nftables table (family inet) that holds the rules for
-// a pool and set of nameservers. Daemons configured alike share it.
+// a pool and set of nameservers: "sandpit_egress_v<version>_<hash>".
+// Daemons configured alike share it.
 func TableName(pool netip.Prefix, ns []netip.Addr) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s", rulesVersion, pool)
+	fmt.Fprintf(h, "%s", pool)
 	for _, a := range ns {
 		fmt.Fprintf(h, "|%s", a)
 	}
-	return tablePrefix + hex.EncodeToString(h.Sum(nil))[:8]
+	return versionPrefix() + hex.EncodeToString(h.Sum(nil))[:8]
 }
+
+func versionPrefix() string { return tablePrefix + "v" + rulesVersion + "_" }
 
 // policyMap maps a sandbox link's name to a jump to its policy chain.
 const policyMap = "policies"
@@ -61,6 +65,13 @@ const policyMap = "policies"
 //	             are not the sandbox's)
 //	postrouting: masquerade the pool on its way out
 func installRules(pool netip.Prefix, ns []netip.Addr) error {
+	// Daemons (and test binaries) starting together on one host must not
+	// both find the table missing and both create it.
+	unlock, err := lockHost()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("opening nftables: %w", err)
@@ -70,14 +81,16 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("listing nftables tables: %w", err)
 	}
-	// A table left by another sandpit version or configuration would go
-	// on filtering sandbox links alongside this one: replace it. Daemons
-	// sharing a host therefore share one pool and one set of resolvers.
+	// A table left by another sandpit version would go on filtering
+	// sandbox links alongside this one with rules of its time: remove
+	// it. Tables of this version for other pools stay (another daemon's);
+	// every table filters every sandbox link alike, so none of them
+	// going away ever leaves a link unfiltered while this one stands.
 	for _, t := range tables {
 		switch {
 		case t.Name == name:
 			return nil
-		case strings.HasPrefix(t.Name, tablePrefix):
+		case strings.HasPrefix(t.Name, tablePrefix) && !strings.HasPrefix(t.Name, versionPrefix()):
 			c.DelTable(t)
 		}
 	}
@@ -141,6 +154,21 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 		return fmt.Errorf("installing nftables table %s: %w", name, err)
 	}
 	return nil
+}
+
+// lockFile serialises rule installation between processes on a host.
+const lockFile = "/run/sandpit-egress.lock"
+
+func lockHost() (unlock func(), err error) {
+	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", lockFile, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", lockFile, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // ifname matches an interface name that starts with LinkPrefix: a cmp on
