@@ -251,6 +251,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if d.egress != nil {
+		go d.egress.Keep(ctx, 2*time.Second, d.log)
+	}
 	d.log.Info("sandpit serving", "listen", ln.Addr().String(), "data_dir", d.cfg.DataDir)
 
 	var serveErr error

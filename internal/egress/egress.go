@@ -10,8 +10,11 @@ package egress
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -19,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -53,7 +57,7 @@ type Egress struct {
 
 	mu       sync.Mutex
 	used     map[int]bool
-	policies map[int]bool // links with a policy chain
+	policies map[int]Policy // links with a policy chain
 }
 
 // Policy narrows one sandbox's way out, as E2B's network.allowOut and
@@ -95,7 +99,7 @@ func New(cfg Config) (*Egress, error) {
 		table:    TableName(cfg.Pool, cfg.Nameservers),
 		size:     1 << (32 - cfg.Pool.Bits() - 2),
 		used:     map[int]bool{},
-		policies: map[int]bool{},
+		policies: map[int]Policy{},
 		mtu:      hostMTU(),
 	}
 	// Daemons sharing a host start their searches apart so they rarely
@@ -104,10 +108,50 @@ func New(cfg Config) (*Egress, error) {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
 		return nil, fmt.Errorf("enabling IPv4 forwarding: %w", err)
 	}
-	if err := installRules(cfg.Pool, cfg.Nameservers); err != nil {
+	if _, err := installRules(cfg.Pool, cfg.Nameservers); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// Keep puts the table back, with every sandbox's policy, whenever
+// something has removed it (`nft flush ruleset`, another sandpit version
+// replacing it), checking every interval until ctx ends: the sandboxes'
+// isolation from the host rests on it.
+func (e *Egress) Keep(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		restored, err := e.ensure()
+		switch {
+		case err != nil:
+			log.Error("checking the egress table", "table", e.table, "err", err)
+		case restored:
+			log.Warn("the egress table was gone and is restored", "table", e.table)
+		}
+	}
+}
+
+// ensure installs the table if it is missing and then re-applies every
+// policy; it reports whether it had to.
+func (e *Egress) ensure() (bool, error) {
+	created, err := installRules(e.pool, e.ns)
+	if err != nil || !created {
+		return false, err
+	}
+	e.mu.Lock()
+	policies := maps.Clone(e.policies)
+	e.mu.Unlock()
+	var errs []error
+	for idx, p := range policies {
+		errs = append(errs, e.SetPolicy(e.link(idx), p))
+	}
+	return true, errors.Join(errs...)
 }
 
 // Nameservers are the resolvers a sandbox's /etc/resolv.conf should name.
@@ -180,7 +224,7 @@ func (e *Egress) raiseHost(l Link) error {
 func (e *Egress) Detach(l Link) error {
 	defer e.release(l.Index)
 	e.mu.Lock()
-	hadPolicy := e.policies[l.Index]
+	_, hadPolicy := e.policies[l.Index]
 	delete(e.policies, l.Index)
 	e.mu.Unlock()
 	if hadPolicy {

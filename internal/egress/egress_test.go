@@ -96,7 +96,8 @@ func TestInstallRulesConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- installRules(pool, ns)
+			_, err := installRules(pool, ns)
+			errs <- err
 		}()
 	}
 	wg.Wait()
@@ -126,5 +127,41 @@ func TestInstallRulesConcurrently(t *testing.T) {
 	}
 	if len(rules) != 3 {
 		t.Fatalf("forward chain has %d rules, want 3", len(rules))
+	}
+}
+
+// The table comes back, policies and all, after something removed it.
+func TestEnsureRestoresTableAndPolicies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("installing nftables rules needs root")
+	}
+	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
+	e, err := New(Config{Pool: netip.MustParsePrefix("10.251.0.0/16"), Nameservers: ns})
+	if err != nil {
+		t.Skipf("no nftables: %v", err)
+	}
+	c, _ := nftables.New()
+	tb := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.table}
+	t.Cleanup(func() {
+		c.DelTable(tb)
+		_ = c.Flush()
+	})
+	l := e.link(7)
+	if err := e.SetPolicy(l, Policy{Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}); err != nil {
+		t.Fatal(err)
+	}
+	if restored, err := e.ensure(); err != nil || restored {
+		t.Fatalf("ensure with the table present: %v %v", restored, err)
+	}
+	c.DelTable(tb)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if restored, err := e.ensure(); err != nil || !restored {
+		t.Fatalf("ensure with the table gone: %v %v", restored, err)
+	}
+	rules, err := c.GetRules(tb, &nftables.Chain{Name: policyChain(l), Table: tb})
+	if err != nil || len(rules) != 1 {
+		t.Fatalf("policy chain after restore: %d rules, %v", len(rules), err)
 	}
 }

@@ -20,7 +20,7 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 	}
 	if p.Empty() {
 		e.mu.Lock()
-		had := e.policies[l.Index]
+		_, had := e.policies[l.Index]
 		delete(e.policies, l.Index)
 		e.mu.Unlock()
 		if !had {
@@ -53,7 +53,7 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 		return fmt.Errorf("setting the egress policy of %s: %w", l.Host, err)
 	}
 	e.mu.Lock()
-	e.policies[l.Index] = true
+	e.policies[l.Index] = p
 	e.mu.Unlock()
 	return nil
 }

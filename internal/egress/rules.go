@@ -64,22 +64,22 @@ const policyMap = "policies"
 //	input:       from a sandbox link: replies only (the host's services
 //	             are not the sandbox's)
 //	postrouting: masquerade the pool on its way out
-func installRules(pool netip.Prefix, ns []netip.Addr) error {
+func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) {
 	// Daemons (and test binaries) starting together on one host must not
 	// both find the table missing and both create it.
 	unlock, err := lockHost()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
+		return false, fmt.Errorf("opening nftables: %w", err)
 	}
 	name := TableName(pool, ns)
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return fmt.Errorf("listing nftables tables: %w", err)
+		return false, fmt.Errorf("listing nftables tables: %w", err)
 	}
 	// A table left by another sandpit version would go on filtering
 	// sandbox links alongside this one with rules of its time: remove
@@ -89,7 +89,7 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 	for _, t := range tables {
 		switch {
 		case t.Name == name:
-			return nil
+			return false, nil
 		case strings.HasPrefix(t.Name, tablePrefix) && !strings.HasPrefix(t.Name, versionPrefix()):
 			c.DelTable(t)
 		}
@@ -137,7 +137,7 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 	// it past the rules above.
 	policies := &nftables.Set{Table: t, Name: policyMap, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
 	if err := c.AddSet(policies, nil); err != nil {
-		return fmt.Errorf("adding the policy map: %w", err)
+		return false, fmt.Errorf("adding the policy map: %w", err)
 	}
 	rule(out, []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
@@ -151,9 +151,9 @@ func installRules(pool netip.Prefix, ns []netip.Addr) error {
 	rule(post, saddrIn(pool), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})
 
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("installing nftables table %s: %w", name, err)
+		return false, fmt.Errorf("installing nftables table %s: %w", name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // lockFile serialises rule installation between processes on a host.
