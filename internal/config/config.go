@@ -45,6 +45,10 @@ type Daemon struct {
 	EgressPool netip.Prefix
 	// NoInternet gives every sandbox loopback only, whatever it asks.
 	NoInternet bool
+	// NoDiskQuota lets sandboxes write to the state dir's filesystem
+	// without a cap (a logged isolation warning); for hosts without loop
+	// devices.
+	NoDiskQuota bool
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.

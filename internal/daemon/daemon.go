@@ -98,10 +98,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	}
 	d.egress = d.newEgress()
 	d.runtime, err = linux.New(linux.Config{
-		StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
-		Cgroups:  cg,
-		Logger:   log,
-		Egress:   d.egress,
+		StateDir:  filepath.Join(cfg.DataDir, "sandboxes"),
+		Cgroups:   cg,
+		Logger:    log,
+		Egress:    d.egress,
+		DiskQuota: !cfg.NoDiskQuota,
 	})
 	if err != nil {
 		return nil, err

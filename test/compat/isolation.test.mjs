@@ -177,6 +177,30 @@ describe('two sandboxes see nothing of each other', () => {
   })
 })
 
+describe('a sandbox that fills its disk fills only its own', () => {
+  test('writes past the disk size fail with ENOSPC; files.write says NotEnoughSpaceError; deleting frees it', async () => {
+    const a = track(server, await Sandbox.create())
+    const b = track(server, await Sandbox.create())
+    // The JS SDK's getInfo leaves diskSizeMB out: ask the API.
+    const info = await (await fetch(`${server.url}/sandboxes/${a.sandboxId}`, { headers: { 'X-API-KEY': server.apiKey } })).json()
+    const size = Number((await out(a, "df -m / | awk 'NR==2 {print $2}'")).trim())
+    assert.ok(size > 0 && size <= info.diskSizeMB, `df says ${size} MB, getInfo says diskSizeMB ${info.diskSizeMB}`)
+    const fill = await out(a, `dd if=/dev/zero of=/home/user/fill bs=1M count=${info.diskSizeMB + 64} 2>&1; echo rc=$?`)
+    assert.match(fill, /No space left on device/)
+    assert.doesNotMatch(fill, /rc=0$/m)
+    await assert.rejects(a.files.write('/home/user/more.txt', 'x'.repeat(1 << 20)), (err) => {
+      assert.equal(err.constructor.name, 'NotEnoughSpaceError', `got ${err.constructor.name}: ${err.message}`)
+      return true
+    })
+    // The host's filesystem and the other sandbox are untouched.
+    await b.files.write('/home/user/fine.txt', 'still room\n')
+    assert.equal(await b.files.read('/home/user/fine.txt'), 'still room\n')
+    await a.commands.run('rm /home/user/fill')
+    await a.files.write('/home/user/more.txt', 'room again\n')
+    await Promise.all([a.kill(), b.kill()])
+  })
+})
+
 describe('resource bombs die inside their sandbox', () => {
   /** Measures that a bystander sandbox and the daemon keep answering. */
   async function bystanderWhile(bystander, busy) {

@@ -24,6 +24,9 @@ var _ runtime.Committer = (*Runtime)(nil)
 // releases the sandbox, and shifts the moved files' owners from the
 // sandbox's host uid range back to the ids the sandbox saw.
 func (r *Runtime) Commit(ctx context.Context, id, dir string) (err error) {
+	if r.disks != nil {
+		return errors.New("committing a sandbox needs a runtime without disk quotas: its layers go with its disk")
+	}
 	r.mu.Lock()
 	b, ok := r.boxes[id]
 	if ok {

@@ -50,6 +50,11 @@ type Config struct {
 	// Egress connects sandboxes that allow internet access. Nil leaves
 	// every sandbox with loopback only.
 	Egress *egress.Egress
+	// DiskQuota puts each sandbox's writable layers on a filesystem of
+	// their own, Resources.DiskMB in size (1024 when zero), so a sandbox
+	// that fills its disk fills only its own. A runtime with disk quotas
+	// cannot Commit (the layers go with the sandbox).
+	DiskQuota bool
 }
 
 const idsPerSandbox = 65536
@@ -62,6 +67,9 @@ type Runtime struct {
 	// closed ends watchers still waiting to report an exit (Close).
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	disks   *disks // nil without disk quotas
+	diskErr error  // why DiskQuota could not be had
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -78,6 +86,8 @@ type box struct {
 	cmd     *exec.Cmd
 	group   cgroup.Group
 	link    *egress.Link  // nil when the sandbox has loopback only
+	layers  string        // where the writable layers' upper and work dirs are
+	disk    int           // the detached mount of its disk until the overlays hold it; -1 when none
 	done    chan struct{} // closed when the init has been waited for
 	killing bool          // guarded by Runtime.mu
 }
@@ -122,6 +132,14 @@ func New(cfg Config) (*Runtime, error) {
 		boxes:  map[string]*box{},
 		slots:  map[int]string{},
 	}
+	if cfg.DiskQuota {
+		d, err := newDisks(cfg.StateDir)
+		if err != nil {
+			r.diskErr = err
+		} else {
+			r.disks = d
+		}
+	}
 	leftovers, err := r.leftovers()
 	if err != nil {
 		return nil, err
@@ -140,7 +158,13 @@ func (r *Runtime) Warnings() []string {
 	if r.cfg.Cgroups.Kind() == "none" {
 		w = append(w, "cgroups are off: sandboxes have no memory, CPU or task limits")
 	}
-	w = append(w, "the writable layer has no disk quota yet: a sandbox can fill the state dir's filesystem")
+	switch {
+	case r.disks != nil:
+	case r.diskErr != nil:
+		w = append(w, "sandbox disks are not capped ("+r.diskErr.Error()+"): a sandbox can fill the state dir's filesystem")
+	default:
+		w = append(w, "sandbox disks are not capped (disk quotas off): a sandbox can fill the state dir's filesystem")
+	}
 	return w
 }
 
@@ -149,7 +173,12 @@ func (r *Runtime) Exited() <-chan string { return r.exited }
 // Close releases the runtime. Sandboxes keep running; the cgroup parent is
 // removed when none is left.
 func (r *Runtime) Close() error {
-	r.closeOnce.Do(func() { close(r.closed) })
+	r.closeOnce.Do(func() {
+		close(r.closed)
+		if r.disks != nil {
+			_ = r.disks.close()
+		}
+	})
 	return r.cfg.Cgroups.Prune()
 }
 
@@ -185,7 +214,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, err
 	}
 	hostUID := r.cfg.UIDBase + slot*idsPerSandbox
-	b := &box{id: spec.ID, dir: r.sandboxDir(spec.ID), slot: slot, done: make(chan struct{})}
+	b := &box{id: spec.ID, dir: r.sandboxDir(spec.ID), slot: slot, done: make(chan struct{}), disk: -1}
 	defer func() {
 		if err != nil {
 			r.destroy(b)
@@ -301,6 +330,8 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	}
 
 	fds, err := r.mounts(b, spec)
+	// The overlays hold the disk now.
+	b.closeDisk()
 	if err == nil {
 		var agent int
 		agent, err = fileMount(int(exe.Fd()))
@@ -363,9 +394,21 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 	if err := os.Mkdir(filepath.Join(b.dir, "rootfs"), 0o700); err != nil {
 		return fmt.Errorf("creating root of %s: %w", spec.ID, err)
 	}
+	b.layers = filepath.Join(b.dir, "layers")
+	if r.disks != nil {
+		size := spec.Resources.DiskMB
+		if size <= 0 {
+			size = 1024
+		}
+		fd, err := r.disks.attach(filepath.Join(b.dir, "disk.img"), size)
+		if err != nil {
+			return fmt.Errorf("giving %s a %d MB disk: %w", spec.ID, size, err)
+		}
+		b.disk, b.layers = fd, "/proc/self/fd/"+strconv.Itoa(fd)
+	}
 	for i := range spec.Mounts {
 		for _, d := range []string{"upper", "work"} {
-			p := filepath.Join(b.dir, "layers", strconv.Itoa(i), d)
+			p := filepath.Join(b.layers, strconv.Itoa(i), d)
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				return fmt.Errorf("creating writable layer of %s: %w", spec.ID, err)
 			}
@@ -387,7 +430,7 @@ func (r *Runtime) mounts(b *box, spec runtime.Spec) ([]int, error) {
 	defer unix.Close(userns)
 	var fds []int
 	for i, m := range spec.Mounts {
-		layer := filepath.Join(b.dir, "layers", strconv.Itoa(i))
+		layer := filepath.Join(b.layers, strconv.Itoa(i))
 		fd, err := overlayMount(m.Layers, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), userns)
 		if err != nil {
 			for _, fd := range fds {
@@ -502,6 +545,7 @@ func (r *Runtime) Kill(ctx context.Context, id string) error {
 // pid namespace and tears down its mount namespace) and removes its cgroup
 // and directory.
 func (r *Runtime) destroy(b *box) error {
+	b.closeDisk()
 	if b.cmd != nil && b.cmd.Process != nil {
 		r.mu.Lock()
 		b.killing = true
@@ -525,6 +569,15 @@ func (r *Runtime) destroy(b *box) error {
 		r.freeSlot(b.slot)
 	}
 	return errors.Join(errs...)
+}
+
+// closeDisk lets go of the sandbox's disk mount; what is mounted on it
+// keeps it alive.
+func (b *box) closeDisk() {
+	if b.disk >= 0 {
+		unix.Close(b.disk)
+		b.disk = -1
+	}
 }
 
 // deleteGroup removes a cgroup once the kernel has let go of its last

@@ -117,7 +117,7 @@ func (e *env) createSpec(t *testing.T, spec runtime.Spec) *runtime.Sandbox {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	spec.Hostname, spec.Mounts = id, e.tmpl.Mounts
-	spec.Resources = runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256}
+	spec.Resources = runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256, DiskMB: spec.Resources.DiskMB}
 	sb, err := e.rt.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)

@@ -1,0 +1,198 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel here has no quota support (CONFIG_QUOTA), so project quotas
+// cannot cap a directory. Instead each sandbox's writable layers live on a
+// filesystem of their own: a sparse ext4 image of the sandbox's disk size,
+// copied from a pre-made empty one, on a loop device, mounted detached
+// like the overlays. A full disk is ENOSPC inside that sandbox and nowhere
+// else. The loop device clears itself once the sandbox's mount namespace,
+// the image's last user, is gone.
+
+// disks makes and attaches sandbox disk images.
+type disks struct {
+	dir     string   // where the empty images are kept
+	loopCtl *os.File // /dev/loop-control
+
+	mu      sync.Mutex
+	goldens map[int]string // size in MB → empty formatted image
+}
+
+func newDisks(dir string) (*disks, error) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		return nil, errors.New("mkfs.ext4 is not installed (e2fsprogs)")
+	}
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening /dev/loop-control: %w", err)
+	}
+	return &disks{dir: dir, loopCtl: ctl, goldens: map[int]string{}}, nil
+}
+
+func (d *disks) close() error { return d.loopCtl.Close() }
+
+// golden returns the empty image of sizeMB, formatting it the first time
+// (the one time this shells out: mkfs is not a hot path).
+func (d *disks) golden(sizeMB int) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.goldens[sizeMB]; ok {
+		return p, nil
+	}
+	p := filepath.Join(d.dir, "ext4-"+strconv.Itoa(sizeMB)+"m.img")
+	if _, err := os.Stat(p); err != nil {
+		tmp := p + ".tmp"
+		_ = os.Remove(tmp)
+		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("creating disk image: %w", err)
+		}
+		err = f.Truncate(int64(sizeMB) << 20)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", fmt.Errorf("sizing disk image: %w", err)
+		}
+		// No journal (the layer is volatile anyway), no reserved blocks,
+		// inode tables initialised lazily: the image stays a few
+		// hundred KiB of data however large it is.
+		out, err := exec.Command("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0",
+			"-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", tmp).CombinedOutput()
+		if err != nil {
+			_ = os.Remove(tmp)
+			return "", fmt.Errorf("formatting a %d MB disk image: %v: %s", sizeMB, err, out)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return "", fmt.Errorf("publishing disk image: %w", err)
+		}
+	}
+	d.goldens[sizeMB] = p
+	return p, nil
+}
+
+// attach gives a sandbox a disk of sizeMB at img and returns the detached
+// mount of its filesystem.
+func (d *disks) attach(img string, sizeMB int) (int, error) {
+	golden, err := d.golden(sizeMB)
+	if err != nil {
+		return -1, err
+	}
+	if err := sparseCopy(golden, img); err != nil {
+		return -1, fmt.Errorf("copying disk image: %w", err)
+	}
+	dev, loopFile, err := d.loop(img)
+	if err != nil {
+		return -1, err
+	}
+	// Auto-clear fires on the device's last close: hold it open until
+	// the filesystem holds it.
+	defer loopFile.Close()
+	fsfd, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen ext4: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "source", dev); err != nil {
+		return -1, fmt.Errorf("disk source %s: %w", dev, err)
+	}
+	// Files deleted inside give their blocks back to the host.
+	if err := unix.FsconfigSetFlag(fsfd, "discard"); err != nil {
+		return -1, fmt.Errorf("disk discard: %w", err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, fmt.Errorf("mounting disk %s: %w", dev, err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount disk: %w", err)
+	}
+	return mfd, nil
+}
+
+// loop binds img to a free loop device that lets go of it by itself when
+// its last user (the caller's open file, then the filesystem) is gone.
+func (d *disks) loop(img string) (string, *os.File, error) {
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("opening disk image: %w", err)
+	}
+	defer f.Close()
+	// Another process may take the free device between asking and
+	// binding: ask again.
+	for range 16 {
+		n, err := unix.IoctlRetInt(int(d.loopCtl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", nil, fmt.Errorf("finding a free loop device: %w", err)
+		}
+		dev := "/dev/loop" + strconv.Itoa(n)
+		l, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return "", nil, fmt.Errorf("opening %s: %w", dev, err)
+		}
+		cfg := unix.LoopConfig{Fd: uint32(f.Fd()), Info: unix.LoopInfo64{Flags: unix.LO_FLAGS_AUTOCLEAR}}
+		err = unix.IoctlLoopConfigure(int(l.Fd()), &cfg)
+		if errors.Is(err, unix.EBUSY) {
+			l.Close()
+			continue
+		}
+		if err != nil {
+			l.Close()
+			return "", nil, fmt.Errorf("binding %s to %s: %w", img, dev, err)
+		}
+		return dev, l, nil
+	}
+	return "", nil, errors.New("no loop device stayed free long enough to bind")
+}
+
+// sparseCopy copies src's data extents into a new file dst of the same
+// size; holes stay holes.
+func sparseCopy(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := out.Truncate(st.Size()); err != nil {
+		return err
+	}
+	for off := int64(0); off < st.Size(); {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data after off
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.NewOffsetWriter(out, data), io.NewSectionReader(in, data, hole-data)); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return out.Close()
+}

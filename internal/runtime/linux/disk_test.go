@@ -1,0 +1,85 @@
+package linux_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+)
+
+// TestDiskQuota: a sandbox that fills its disk fills only its own, says
+// so with ENOSPC, and gets the space back when it deletes; its loop
+// device goes with it.
+func TestDiskQuota(t *testing.T) {
+	e := newEnv(t, func(c *linux.Config) { c.DiskQuota = true })
+	for _, w := range e.rt.Warnings() {
+		if strings.Contains(w, "disks are not capped") {
+			t.Skipf("disk quotas are not available here: %s", w)
+		}
+	}
+	full := e.createSpec(t, runtime.Spec{ID: "disk-full", Resources: runtime.Resources{DiskMB: 64}})
+	other := e.createSpec(t, runtime.Spec{ID: "disk-other", Resources: runtime.Resources{DiskMB: 64}})
+
+	if got := strings.TrimSpace(run(t, full, "df -m / | awk 'NR==2 {print $2}'", false)); got == "" || mustAtoi(t, got) > 64 {
+		t.Errorf("df says the root holds %s MB, want at most 64", got)
+	}
+	out := run(t, full, "dd if=/dev/zero of=/home/user/big bs=1M count=100 2>&1; echo rc=$?", false)
+	if !strings.Contains(out, "No space left on device") || strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Fatalf("writing 100 MB to a 64 MB disk: %q", out)
+	}
+	// The full sandbox's /tmp (memory) and the other sandbox's disk are
+	// untouched by it.
+	if out := run(t, full, "dd if=/dev/zero of=/tmp/t bs=1M count=20 2>&1 >/dev/null; echo rc=$?", false); !strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Errorf("/tmp of the full sandbox: %q", out)
+	}
+	if out := run(t, other, "dd if=/dev/zero of=/home/user/f bs=1M count=40 2>&1 >/dev/null; echo rc=$?", false); !strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Errorf("the other sandbox cannot write: %q", out)
+	}
+	// Deleting gives the space back.
+	if out := run(t, full, "rm /home/user/big && dd if=/dev/zero of=/home/user/again bs=1M count=40 2>&1 >/dev/null; echo rc=$?", false); !strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Errorf("writing after deleting: %q", out)
+	}
+
+	dir := filepath.Join(e.stateDir, "disk-full")
+	if loopsBacking(t, dir) != 1 {
+		t.Fatalf("want one loop device backed by %s", dir)
+	}
+	if err := e.rt.Kill(t.Context(), "disk-full"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for loopsBacking(t, dir) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a loop device still holds the disk of a killed sandbox (%s)", dir)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// loopsBacking counts loop devices whose backing file is under dir.
+func loopsBacking(t *testing.T, dir string) int {
+	t.Helper()
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+			n++
+		}
+	}
+	return n
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return n
+}
