@@ -404,7 +404,14 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 		if err != nil {
 			return fmt.Errorf("giving %s a %d MB disk: %w", spec.ID, size, err)
 		}
-		b.disk, b.layers = fd, "/proc/self/fd/"+strconv.Itoa(fd)
+		b.disk = fd
+		// The overlays name their upper dirs by this link, resolved in
+		// this process as they are built, so the host's mount table
+		// still shows which sandbox dir a sandbox's layers belong to.
+		b.layers = filepath.Join(b.dir, "disk")
+		if err := os.Symlink("/proc/self/fd/"+strconv.Itoa(fd), b.layers); err != nil {
+			return fmt.Errorf("linking the disk of %s: %w", spec.ID, err)
+		}
 	}
 	for i := range spec.Mounts {
 		for _, d := range []string{"upper", "work"} {
