@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -46,9 +47,21 @@ type Group interface {
 	Add(pid int) error
 	// Pids returns the processes in the group.
 	Pids() ([]int, error)
-	// MemoryUsage returns the group's current memory use in bytes.
-	MemoryUsage() (uint64, error)
+	// Stats reads the group's resource use.
+	Stats() (Stats, error)
+	// Freeze stops every task of the group where it is; Thaw lets them
+	// go on.
+	Freeze() error
+	Thaw() error
 	Delete() error
+}
+
+// Stats is a group's resource use.
+type Stats struct {
+	CPU      time.Duration // CPU time used since the group was made
+	Memory   uint64        // bytes in use, page cache included
+	Cache    uint64        // of which page cache
+	MemLimit uint64        // the memory limit in bytes (0: none)
 }
 
 // New picks the implementation for this host: the unified hierarchy when the
@@ -76,10 +89,12 @@ func (Noop) Prune() error                         { return nil }
 
 type noopGroup struct{}
 
-func (noopGroup) Add(int) error                { return nil }
-func (noopGroup) Pids() ([]int, error)         { return nil, nil }
-func (noopGroup) MemoryUsage() (uint64, error) { return 0, nil }
-func (noopGroup) Delete() error                { return nil }
+func (noopGroup) Add(int) error         { return nil }
+func (noopGroup) Pids() ([]int, error)  { return nil, nil }
+func (noopGroup) Stats() (Stats, error) { return Stats{}, nil }
+func (noopGroup) Freeze() error         { return errors.New("cgroups are off: sandboxes cannot be paused") }
+func (noopGroup) Thaw() error           { return nil }
+func (noopGroup) Delete() error         { return nil }
 
 const cpuPeriod = 100_000 // µs
 
@@ -199,16 +214,26 @@ func (g *v1Group) Pids() ([]int, error) {
 	return out, nil
 }
 
-func (g *v1Group) MemoryUsage() (uint64, error) {
+func (g *v1Group) Stats() (Stats, error) {
 	st, err := g.cg.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
-		return 0, err
+		return Stats{}, err
 	}
-	if st.Memory == nil || st.Memory.Usage == nil {
-		return 0, nil
+	var out Stats
+	if st.CPU != nil && st.CPU.Usage != nil {
+		out.CPU = time.Duration(st.CPU.Usage.Total)
 	}
-	return st.Memory.Usage.Usage, nil
+	if st.Memory != nil {
+		out.Cache = st.Memory.Cache
+		if st.Memory.Usage != nil {
+			out.Memory, out.MemLimit = st.Memory.Usage.Usage, st.Memory.Usage.Limit
+		}
+	}
+	return out, nil
 }
+
+func (g *v1Group) Freeze() error { return g.cg.Freeze() }
+func (g *v1Group) Thaw() error   { return g.cg.Thaw() }
 
 func (g *v1Group) Delete() error { return g.cg.Delete() }
 
@@ -255,16 +280,23 @@ func (g *v2Group) Pids() ([]int, error) {
 	return out, nil
 }
 
-func (g *v2Group) MemoryUsage() (uint64, error) {
+func (g *v2Group) Stats() (Stats, error) {
 	st, err := g.m.Stat()
 	if err != nil {
-		return 0, err
+		return Stats{}, err
 	}
-	if st.Memory == nil {
-		return 0, nil
+	var out Stats
+	if st.CPU != nil {
+		out.CPU = time.Duration(st.CPU.UsageUsec) * time.Microsecond
 	}
-	return st.Memory.Usage, nil
+	if st.Memory != nil {
+		out.Memory, out.Cache, out.MemLimit = st.Memory.Usage, st.Memory.File, st.Memory.UsageLimit
+	}
+	return out, nil
 }
+
+func (g *v2Group) Freeze() error { return g.m.Freeze() }
+func (g *v2Group) Thaw() error   { return g.m.Thaw() }
 
 func (g *v2Group) Delete() error { return g.m.Delete() }
 

@@ -29,7 +29,9 @@ type Sandboxes interface {
 	Kill(ctx context.Context, id string) error
 	SetTimeout(ctx context.Context, id string, timeout time.Duration) error
 	Refresh(ctx context.Context, id string, d time.Duration) error
-	Connect(ctx context.Context, id string, timeout time.Duration) (sandbox.Info, error)
+	Connect(ctx context.Context, id string, timeout time.Duration) (info sandbox.Info, resumed bool, err error)
+	Pause(ctx context.Context, id string) error
+	Metrics(ctx context.Context, id string, start, end time.Time) ([]sandbox.Metric, error)
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 }

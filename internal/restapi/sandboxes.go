@@ -193,11 +193,14 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request, id string, time
 		s.writeError(w, r, err)
 		return
 	}
-	info, err := s.cfg.Manager.Connect(r.Context(), id, d)
+	info, resumed, err := s.cfg.Manager.Connect(r.Context(), id, d)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// 200: it was running (201 is for a resumed sandbox, once pause exists).
-	writeJSON(w, http.StatusOK, s.toSandbox(info))
+	status := http.StatusOK // it was running
+	if resumed {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, s.toSandbox(info))
 }

@@ -65,6 +65,27 @@ type EgressSetter interface {
 	SetEgress(ctx context.Context, id string, p EgressPolicy) error
 }
 
+// Stats is a sandbox's resource use.
+type Stats struct {
+	CPU       time.Duration // CPU time used since it started
+	MemUsed   uint64        // bytes, page cache included
+	MemCache  uint64        // bytes of page cache
+	DiskUsed  uint64        // bytes used on its writable disk
+	DiskTotal uint64        // bytes its writable disk holds
+}
+
+// StatsReader is a Runtime that reports a sandbox's resource use.
+type StatsReader interface {
+	Stats(ctx context.Context, id string) (Stats, error)
+}
+
+// Pauser is a Runtime that can stop a sandbox where it is, memory kept,
+// and let it go on later.
+type Pauser interface {
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+}
+
 // Sandbox is a running sandbox as the runtime sees it.
 type Sandbox struct {
 	ID  string

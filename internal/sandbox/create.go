@@ -158,7 +158,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	m.sandboxes[info.ID] = e
 	m.armLocked(e, info.EndAt)
 	m.routes.Store(info.ID, e.route)
-	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(float64(len(m.sandboxes)))
+	m.gaugeStatesLocked()
 	m.mu.Unlock()
 
 	for _, st := range sb.Stages {

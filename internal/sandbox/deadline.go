@@ -28,18 +28,37 @@ func (m *Manager) Refresh(ctx context.Context, id string, d time.Duration) error
 	return m.count(err)
 }
 
-// Connect returns running sandbox id, with the same access token as Create,
-// after moving its deadline to now plus timeout if that is later (the
-// default timeout when zero). An unknown id is errdefs.ErrNotFound.
-func (m *Manager) Connect(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+// Connect returns sandbox id, with the same access token as Create, after
+// moving its deadline to now plus timeout if that is later (the default
+// timeout when zero). A paused sandbox is resumed first, its deadline set
+// to now plus timeout, and resumed reports it. An unknown id is
+// errdefs.ErrNotFound.
+func (m *Manager) Connect(ctx context.Context, id string, timeout time.Duration) (info Info, resumed bool, err error) {
 	if timeout == 0 {
 		timeout = m.defTO
 	}
 	if err := m.CheckTimeout(timeout); err != nil {
-		return Info{}, m.count(err)
+		return Info{}, false, m.count(err)
 	}
-	info, err := m.extend(ctx, id, timeout, false)
-	return info, m.count(err)
+	m.mu.Lock()
+	if e, ok := m.sandboxes[id]; ok && e.info.State == StatePaused {
+		err := m.resumeLocked(ctx, e)
+		if err == nil {
+			m.armLocked(e, m.clock.Now().Add(timeout))
+			info = e.info.clone()
+		}
+		m.mu.Unlock()
+		if err != nil {
+			return Info{}, false, m.count(err)
+		}
+		if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
+			m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
+		}
+		return info, true, nil
+	}
+	m.mu.Unlock()
+	info, err = m.extend(ctx, id, timeout, false)
+	return info, false, m.count(err)
 }
 
 // extend moves id's deadline to now+d; only later unless shorten.

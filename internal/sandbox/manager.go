@@ -95,9 +95,15 @@ type Manager struct {
 
 // entry is one running sandbox. Fields are guarded by Manager.mu.
 type entry struct {
-	info  Info
-	route *route
-	timer Timer
+	pausing bool // a Pause is freezing it
+	// samples are its resource use as Metrics read it; lastCPU and
+	// lastAt are the latest reading's CPU time and when it was taken.
+	samples []Metric
+	lastCPU time.Duration
+	lastAt  time.Time
+	info    Info
+	route   *route
+	timer   Timer
 	// gen counts deadline changes; a timer armed for an older gen is
 	// stale and does nothing when it fires.
 	gen uint64
@@ -108,6 +114,7 @@ type route struct {
 	socket string
 	token  string
 	end    atomic.Int64 // deadline, Unix nanoseconds
+	paused atomic.Bool  // no traffic while paused
 }
 
 // NewManager returns a Manager and starts its exit watcher. Call Recover
@@ -175,7 +182,7 @@ func (m *Manager) Lookup(id string) (socketPath string, ok bool) {
 		return "", false
 	}
 	r := v.(*route)
-	if m.clock.Now().UnixNano() >= r.end.Load() {
+	if m.clock.Now().UnixNano() >= r.end.Load() || r.paused.Load() {
 		return "", false
 	}
 	return r.socket, true
@@ -188,7 +195,7 @@ func (m *Manager) FindByToken(match func(token string) bool) (id, socketPath str
 	now := m.clock.Now().UnixNano()
 	m.routes.Range(func(k, v any) bool {
 		r := v.(*route)
-		if r.token != "" && now < r.end.Load() && match(r.token) {
+		if r.token != "" && now < r.end.Load() && !r.paused.Load() && match(r.token) {
 			id, socketPath, ok = k.(string), r.socket, true
 			return false
 		}
@@ -243,7 +250,7 @@ func (m *Manager) removeLocked(e *entry) {
 		e.timer.Stop()
 	}
 	e.gen++
-	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(float64(len(m.sandboxes)))
+	m.gaugeStatesLocked()
 }
 
 // release kills id in the runtime and deletes its record.

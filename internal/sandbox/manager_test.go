@@ -263,7 +263,7 @@ func TestGetKill(t *testing.T) {
 		func() error { _, err := e.m.Get(t.Context(), info.ID); return err },
 		func() error { return e.m.SetTimeout(t.Context(), info.ID, time.Minute) },
 		func() error { return e.m.Refresh(t.Context(), info.ID, time.Minute) },
-		func() error { _, err := e.m.Connect(t.Context(), info.ID, time.Minute); return err },
+		func() error { _, _, err := e.m.Connect(t.Context(), info.ID, time.Minute); return err },
 	} {
 		if err := op(); !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), info.ID) {
 			t.Errorf("after kill: %v, want not found naming the id", err)
@@ -352,14 +352,14 @@ func TestSetTimeoutRefreshConnect(t *testing.T) {
 	if got := end(); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("after Refresh(60s) end = %v", got)
 	}
-	c, err := e.m.Connect(ctx, info.ID, 10*time.Second)
+	c, _, err := e.m.Connect(ctx, info.ID, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.EndAt.Equal(t0.Add(70*time.Second)) || c.AccessToken != info.AccessToken {
 		t.Errorf("Connect(shorter) = end %v token %q", c.EndAt, c.AccessToken)
 	}
-	c, err = e.m.Connect(ctx, info.ID, 0) // default 300s
+	c, _, err = e.m.Connect(ctx, info.ID, 0) // default 300s
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -310,3 +310,35 @@ describe('timeouts', () => {
     await s.kill()
   })
 })
+
+describe('pause, resume and metrics', () => {
+  test('pause() freezes, a second pause() is false, Sandbox.connect resumes', async () => {
+    const sbx = track(server, await Sandbox.create())
+    await sbx.commands.run('echo kept > /tmp/state; sleep 300 & echo $! > /tmp/pid', { background: false })
+    assert.equal(await sbx.pause(), true)
+    assert.equal(await sbx.pause(), false, 'pausing a paused sandbox')
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'paused')
+    const paused = await Sandbox.list({ query: { state: ['paused'] } }).nextItems()
+    assert.ok(paused.some((s) => s.sandboxId === sbx.sandboxId), 'list by state=paused')
+    const again = await Sandbox.connect(sbx.sandboxId)
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'running')
+    // What ran before the pause is still there, memory and processes.
+    const r = await again.commands.run('cat /tmp/state; kill -0 $(cat /tmp/pid) && echo alive')
+    assert.equal(r.stdout, 'kept\nalive\n')
+    await again.kill()
+  })
+
+  test('getMetrics reports CPU, memory and disk', async () => {
+    const sbx = track(server, await Sandbox.create())
+    await sbx.commands.run('head -c 20000000 /dev/urandom | sha256sum >/dev/null; head -c 8388608 /dev/urandom > ~/blob')
+    const ms = await sbx.getMetrics()
+    assert.equal(ms.length, 1)
+    const m = ms[0]
+    assert.ok(m.cpuCount >= 1 && m.cpuUsedPct > 0, `cpu ${m.cpuCount} ${m.cpuUsedPct}`)
+    assert.ok(m.memUsed > 0 && m.memTotal >= m.memUsed, `mem ${m.memUsed}/${m.memTotal}`)
+    assert.ok(m.diskUsed >= 8 << 20 && m.diskTotal > m.diskUsed, `disk ${m.diskUsed}/${m.diskTotal}`)
+    assert.ok(m.timestamp instanceof Date || typeof m.timestamp === 'string')
+    assert.equal((await sbx.getMetrics()).length, 2, 'a second read adds a sample')
+    await sbx.kill()
+  })
+})

@@ -46,6 +46,8 @@ type Fake struct {
 }
 
 type sandbox struct {
+	paused bool
+	stats  runtime.Stats
 	spec   runtime.Spec
 	info   runtime.Sandbox
 	server *http.Server
@@ -55,6 +57,8 @@ type sandbox struct {
 var (
 	_ runtime.Runtime      = (*Fake)(nil)
 	_ runtime.EgressSetter = (*Fake)(nil)
+	_ runtime.StatsReader  = (*Fake)(nil)
+	_ runtime.Pauser       = (*Fake)(nil)
 )
 
 // New returns a Fake. Close it to stop its socket servers.
@@ -213,6 +217,51 @@ func (f *Fake) SetEgress(ctx context.Context, id string, p runtime.EgressPolicy)
 	}
 	sb.spec.Egress = p
 	return nil
+}
+
+// Stats implements runtime.StatsReader with what SetStats gave.
+func (f *Fake) Stats(ctx context.Context, id string) (runtime.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[id]
+	if !ok {
+		return runtime.Stats{}, errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found")
+	}
+	return sb.stats, nil
+}
+
+// SetStats sets what Stats reports for id.
+func (f *Fake) SetStats(id string, st runtime.Stats) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if sb, ok := f.sandboxes[id]; ok {
+		sb.stats = st
+	}
+}
+
+// Pause implements runtime.Pauser.
+func (f *Fake) Pause(ctx context.Context, id string) error { return f.setPaused(id, true) }
+
+// Resume implements runtime.Pauser.
+func (f *Fake) Resume(ctx context.Context, id string) error { return f.setPaused(id, false) }
+
+func (f *Fake) setPaused(id string, p bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[id]
+	if !ok {
+		return errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found")
+	}
+	sb.paused = p
+	return nil
+}
+
+// Paused reports whether id is paused.
+func (f *Fake) Paused(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[id]
+	return ok && sb.paused
 }
 
 // FailCreate makes the next Create return err.

@@ -90,6 +90,7 @@ type box struct {
 	disk    int           // the detached mount of its disk until the overlays hold it; -1 when none
 	done    chan struct{} // closed when the init has been waited for
 	killing bool          // guarded by Runtime.mu
+	paused  bool          // frozen; guarded by Runtime.mu
 }
 
 // New returns a Linux runtime. It creates StateDir and takes note of
@@ -516,6 +517,82 @@ func (r *Runtime) watch(b *box) {
 	}
 }
 
+var (
+	_ runtime.StatsReader = (*Runtime)(nil)
+	_ runtime.Pauser      = (*Runtime)(nil)
+)
+
+func (r *Runtime) box(id string) (*box, error) {
+	r.mu.Lock()
+	b, ok := r.boxes[id]
+	r.mu.Unlock()
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s not found", id))
+	}
+	return b, nil
+}
+
+// Stats implements runtime.StatsReader: CPU and memory from the sandbox's
+// cgroup, disk from its root as the sandbox sees it (the overlay reports
+// its writable layer's filesystem).
+func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
+	b, err := r.box(id)
+	if err != nil {
+		return runtime.Stats{}, err
+	}
+	var st runtime.Stats
+	if b.group != nil {
+		cs, err := b.group.Stats()
+		if err != nil {
+			return st, fmt.Errorf("reading the cgroup of %s: %w", id, err)
+		}
+		st.CPU, st.MemUsed, st.MemCache = cs.CPU, cs.Memory, cs.Cache
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/proc/"+strconv.Itoa(b.pid)+"/root", &fs); err == nil {
+		st.DiskTotal = fs.Blocks * uint64(fs.Bsize)
+		st.DiskUsed = (fs.Blocks - fs.Bfree) * uint64(fs.Bsize)
+	}
+	return st, nil
+}
+
+// Pause implements runtime.Pauser with the cgroup freezer: every task of
+// the sandbox stops where it is and keeps its memory.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	b, err := r.box(id)
+	if err != nil {
+		return err
+	}
+	if b.group == nil {
+		return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("sandbox %s has no cgroup to freeze", id))
+	}
+	if err := b.group.Freeze(); err != nil {
+		return fmt.Errorf("freezing %s: %w", id, err)
+	}
+	r.mu.Lock()
+	b.paused = true
+	r.mu.Unlock()
+	return nil
+}
+
+// Resume implements runtime.Pauser.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	b, err := r.box(id)
+	if err != nil {
+		return err
+	}
+	if b.group == nil {
+		return nil
+	}
+	if err := b.group.Thaw(); err != nil {
+		return fmt.Errorf("thawing %s: %w", id, err)
+	}
+	r.mu.Lock()
+	b.paused = false
+	r.mu.Unlock()
+	return nil
+}
+
 // SetEgress implements runtime.EgressSetter.
 func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPolicy) error {
 	r.mu.Lock()
@@ -556,8 +633,13 @@ func (r *Runtime) destroy(b *box) error {
 	if b.cmd != nil && b.cmd.Process != nil {
 		r.mu.Lock()
 		b.killing = true
+		paused := b.paused
 		r.mu.Unlock()
 		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		// Frozen tasks take their SIGKILL only once thawed.
+		if paused && b.group != nil {
+			_ = b.group.Thaw()
+		}
 		<-b.done
 	}
 	var errs []error
@@ -623,6 +705,9 @@ func (r *Runtime) reap(ctx context.Context, id string) error {
 	}
 	for _, p := range pids {
 		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	if gerr == nil {
+		_ = g.Thaw() // an earlier run may have left it paused
 	}
 	for _, p := range pids {
 		if err := waitGone(ctx, p); err != nil {

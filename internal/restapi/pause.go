@@ -1,0 +1,57 @@
+package restapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/gen/openapi"
+)
+
+// PauseSandbox implements openapi.ServerInterface: POST
+// /sandboxes/{sandboxID}/pause. The body's memory flag is read and
+// ignored: a paused sandbox always keeps its memory.
+func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	noteSandbox(r, id)
+	var body openapi.PauseSandboxJSONBody
+	if err := decodeBody(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.cfg.Manager.Pause(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// GetSandboxMetrics implements openapi.ServerInterface.
+func (s *server) GetSandboxMetrics(w http.ResponseWriter, r *http.Request, id openapi.SandboxID, params openapi.GetSandboxMetricsParams) {
+	noteSandbox(r, id)
+	var start, end time.Time
+	if params.Start != nil {
+		start = time.Unix(*params.Start, 0)
+	}
+	if params.End != nil {
+		end = time.Unix(*params.End, 0)
+	}
+	ms, err := s.cfg.Manager.Metrics(r.Context(), id, start, end)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]openapi.SandboxMetric, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, openapi.SandboxMetric{
+			Timestamp:     m.Time.UTC(),
+			TimestampUnix: m.Time.Unix(),
+			CpuCount:      int32(m.CPUCount),
+			CpuUsedPct:    float32(m.CPUUsedPct),
+			MemUsed:       int64(m.MemUsed),
+			MemTotal:      int64(m.MemTotal),
+			MemCache:      int64(m.MemCache),
+			DiskUsed:      int64(m.DiskUsed),
+			DiskTotal:     int64(m.DiskTotal),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,81 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+)
+
+// Pause stops a running sandbox where it is, memory kept (E2B's pause):
+// its processes are frozen, its traffic is refused until Connect resumes
+// it, and its deadline moves to the longest timeout allowed, so a paused
+// sandbox nobody resumes does not live for ever. A paused sandbox is
+// errdefs.ErrConflict.
+func (m *Manager) Pause(ctx context.Context, id string) error {
+	p, ok := m.rt.(runtime.Pauser)
+	if !ok {
+		return m.count(errdefs.New(errdefs.ErrUnavailable, "this runtime cannot pause sandboxes"))
+	}
+	m.mu.Lock()
+	e, ok := m.sandboxes[id]
+	if !ok {
+		m.mu.Unlock()
+		return m.count(notFound(id))
+	}
+	if e.info.State == StatePaused || e.pausing {
+		m.mu.Unlock()
+		return m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is already paused", id)))
+	}
+	e.pausing = true
+	e.route.paused.Store(true) // no new traffic reaches a sandbox being frozen
+	m.mu.Unlock()
+
+	err := p.Pause(ctx, id)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e.pausing = false
+	if err != nil {
+		e.route.paused.Store(false)
+		return m.count(fmt.Errorf("pausing sandbox %s: %w", id, err))
+	}
+	if cur, ok := m.sandboxes[id]; !ok || cur != e {
+		return nil // killed meanwhile
+	}
+	e.info.State = StatePaused
+	m.armLocked(e, m.clock.Now().Add(m.maxTO))
+	m.gaugeStatesLocked()
+	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id)
+	return nil
+}
+
+// resumeLocked thaws a paused sandbox. Preconditions: m.mu is held, e is
+// paused.
+func (m *Manager) resumeLocked(ctx context.Context, e *entry) error {
+	p, ok := m.rt.(runtime.Pauser)
+	if !ok {
+		return errdefs.New(errdefs.ErrUnavailable, "this runtime cannot resume sandboxes")
+	}
+	if err := p.Resume(ctx, e.info.ID); err != nil {
+		return fmt.Errorf("resuming sandbox %s: %w", e.info.ID, err)
+	}
+	e.info.State = StateRunning
+	e.route.paused.Store(false)
+	m.gaugeStatesLocked()
+	m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", e.info.ID)
+	return nil
+}
+
+// gaugeStatesLocked sets the sandboxes-by-state gauge. Precondition: m.mu
+// is held.
+func (m *Manager) gaugeStatesLocked() {
+	n := map[State]int{StateRunning: 0, StatePaused: 0}
+	for _, e := range m.sandboxes {
+		n[e.info.State]++
+	}
+	for st, c := range n {
+		m.metrics.sandboxes.WithLabelValues(string(st)).Set(float64(c))
+	}
+}
