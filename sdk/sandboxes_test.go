@@ -220,3 +220,36 @@ func TestNewClientEnv(t *testing.T) {
 }
 
 func itoa(n int) string { return fmtInt(n) }
+
+func TestPauseMetrics(t *testing.T) {
+	c := newClient(t)
+	ctx := t.Context()
+	sb, err := c.Create(ctx, sandpit.WithTemplate("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	ms, err := c.Metrics(ctx, sb.ID)
+	if err != nil || len(ms) != 1 || ms[0].CPUCount < 1 || ms[0].MemUsed <= 0 || ms[0].DiskTotal <= 0 {
+		t.Fatalf("metrics %+v %v", ms, err)
+	}
+	if ok, err := c.Pause(ctx, sb.ID); !ok || err != nil {
+		t.Fatalf("pause: %v %v", ok, err)
+	}
+	if ok, err := c.Pause(ctx, sb.ID); ok || err != nil {
+		t.Fatalf("second pause: %v %v, want false and no error", ok, err)
+	}
+	if info, _ := c.GetInfo(ctx, sb.ID); info.State != sandpit.StatePaused {
+		t.Errorf("state %s", info.State)
+	}
+	again, err := c.Connect(ctx, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := again.Commands.Run(ctx, "echo back"); err != nil || out.Stdout != "back\n" {
+		t.Fatalf("after resume: %+v %v", out, err)
+	}
+	if _, err := c.Pause(ctx, "nope"); !errors.Is(err, sandpit.ErrNotFound) {
+		t.Errorf("pausing an unknown sandbox: %v", err)
+	}
+}

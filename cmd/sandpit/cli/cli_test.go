@@ -142,6 +142,21 @@ func TestSandboxVerbs(t *testing.T) {
 	if r := sandpit(t, "", "sandbox", "list"); r.code != 0 || !strings.Contains(r.stdout, info.ID) || !strings.HasPrefix(r.stdout, "ID") {
 		t.Errorf("sandbox list: %+v", r)
 	}
+	if r := sandpit(t, "", "sandbox", "pause", info.ID); r.code != 0 {
+		t.Errorf("sandbox pause: %+v", r)
+	}
+	if r := sandpit(t, "", "sandbox", "pause", info.ID); r.code != 1 || !strings.Contains(r.stderr, "already paused") {
+		t.Errorf("pause twice: %+v", r)
+	}
+	if r := sandpit(t, "", "sandbox", "list"); !strings.Contains(r.stdout, "paused") {
+		t.Errorf("list after pause: %+v", r)
+	}
+	if r := sandpit(t, "", "sandbox", "resume", info.ID); r.code != 0 {
+		t.Errorf("sandbox resume: %+v", r)
+	}
+	if r := sandpit(t, "", "exec", info.ID, "--", "echo", "back"); r.code != 0 || r.stdout != "back\n" {
+		t.Errorf("exec after resume: %+v", r)
+	}
 	if r := sandpit(t, "", "sandbox", "kill", info.ID); r.code != 0 {
 		t.Errorf("sandbox kill: %+v", r)
 	}

@@ -13,10 +13,10 @@ import (
 	sandpit "github.com/sandpit-dev/sandpit/sdk"
 )
 
-// sandbox: create, list, kill, connect.
+// sandbox: create, list, kill, pause, resume, connect.
 func (c *cli) sandbox(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError("sandbox needs a subcommand: create, list, kill or connect")
+		return usageError("sandbox needs a subcommand: create, list, kill, pause, resume or connect")
 	}
 	switch args[0] {
 	case "create":
@@ -25,6 +25,8 @@ func (c *cli) sandbox(ctx context.Context, args []string) error {
 		return c.sandboxList(ctx, args[1:])
 	case "kill", "rm":
 		return c.sandboxKill(ctx, args[1:])
+	case "pause", "resume":
+		return c.sandboxPause(ctx, args[0], args[1:])
 	case "connect":
 		fs := flag.NewFlagSet("sandbox connect", flag.ContinueOnError)
 		pos, err := parse(fs, args[1:])
@@ -151,6 +153,39 @@ func (c *cli) sandboxKill(ctx context.Context, args []string) error {
 	var errs []error
 	for _, id := range pos {
 		if err := cl.Kill(ctx, id); err != nil {
+			errs = append(errs, sandboxErr(id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sandboxPause pauses (freezes, memory kept) or resumes sandboxes.
+func (c *cli) sandboxPause(ctx context.Context, verb string, args []string) error {
+	fs := flag.NewFlagSet("sandbox "+verb, flag.ContinueOnError)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("usage: sandpit sandbox " + verb + " ID...")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range pos {
+		if verb == "pause" {
+			paused, err := cl.Pause(ctx, id)
+			if err == nil && !paused {
+				err = errors.New("already paused")
+			}
+			if err != nil {
+				errs = append(errs, sandboxErr(id, err))
+			}
+			continue
+		}
+		if _, err := cl.Connect(ctx, id); err != nil {
 			errs = append(errs, sandboxErr(id, err))
 		}
 	}
