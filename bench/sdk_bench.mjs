@@ -58,7 +58,11 @@ function summary(ms) {
 }
 const now = () => performance.now()
 
-const server = await startServer({ name: 'sdk-bench', extraArgs: opt['serve-arg'] })
+// The transfer writes TRANSFER_MB into the sandbox's home: give it a disk
+// that holds it twice over, since an upload replacing a file holds both
+// for a moment (the default disk is 1 GiB).
+const diskArg = TRANSFER_MB > 0 ? [`--default-disk-mb=${2 * TRANSFER_MB + 512}`] : []
+const server = await startServer({ name: 'sdk-bench', extraArgs: [...diskArg, ...opt['serve-arg']] })
 useSdkEnv(server)
 const rows = []
 const errors = []

@@ -45,6 +45,8 @@ type Daemon struct {
 	EgressPool netip.Prefix
 	// NoInternet gives every sandbox loopback only, whatever it asks.
 	NoInternet bool
+	// DefaultDiskMB is the disk of a sandbox whose template names none.
+	DefaultDiskMB int
 	// NoDiskQuota lets sandboxes write to the state dir's filesystem
 	// without a cap (a logged isolation warning); for hosts without loop
 	// devices.
@@ -62,6 +64,7 @@ func Defaults() Daemon {
 		ShutdownTimeout: 30 * time.Second,
 		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
 		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
+		DefaultDiskMB:   1024,
 	}
 }
 
@@ -116,6 +119,9 @@ func (c Daemon) Validate() error {
 	}
 	if p := c.EgressPool; !c.NoInternet && (!p.IsValid() || !p.Addr().Is4() || p.Bits() > 29) {
 		errs = append(errs, fmt.Errorf("egress pool %s: want an IPv4 range of /29 or larger", p))
+	}
+	if c.DefaultDiskMB < 16 || c.DefaultDiskMB > 1<<20 {
+		errs = append(errs, fmt.Errorf("default disk %d MB: want 16 MB to 1 TiB", c.DefaultDiskMB))
 	}
 	if c.CgroupParent == "" && !c.NoCgroups {
 		errs = append(errs, errors.New("cgroup parent is empty"))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -13,11 +14,13 @@ func TestValidate(t *testing.T) {
 	bad.Listen = "nonsense"
 	bad.DataDir = ""
 	bad.MaxTimeout = 0
+	bad.DefaultDiskMB = 1
+	bad.EgressPool = netip.MustParsePrefix("10.0.0.0/30")
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("bad config validated")
 	}
-	for _, want := range []string{"listen address", "data dir", "max timeout"} {
+	for _, want := range []string{"listen address", "data dir", "max timeout", "default disk 1 MB", "egress pool 10.0.0.0/30"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		Metrics:        reg,
 		DefaultTimeout: cfg.DefaultTimeout,
 		MaxTimeout:     cfg.MaxTimeout,
+		DefaultDiskMB:  cfg.DefaultDiskMB,
 	})
 	if err != nil {
 		return nil, err

@@ -96,7 +96,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		Metadata:        maps.Clone(req.Metadata),
 		CPUCount:        orDefault(tpl.CPUCount, DefaultCPUCount),
 		MemoryMB:        orDefault(tpl.MemoryMB, DefaultMemoryMB),
-		DiskMB:          orDefault(tpl.DiskMB, DefaultDiskMB),
+		DiskMB:          orDefault(tpl.DiskMB, m.defDiskMB),
 		State:           StateRunning,
 	}
 	if info.Metadata == nil {
@@ -184,7 +184,7 @@ func (m *Manager) spec(id string, tpl *template.Template, token string, env map[
 		Resources: runtime.Resources{
 			CPUCount: orDefault(tpl.CPUCount, DefaultCPUCount),
 			MemoryMB: orDefault(tpl.MemoryMB, DefaultMemoryMB),
-			DiskMB:   orDefault(tpl.DiskMB, DefaultDiskMB),
+			DiskMB:   orDefault(tpl.DiskMB, m.defDiskMB),
 		},
 		AllowInternet: internet,
 		Interpreter:   tpl.Interpreter,

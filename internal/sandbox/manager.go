@@ -53,6 +53,9 @@ type Config struct {
 	// (300 s when zero); MaxTimeout caps any timeout (24 h when zero).
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
+	// DefaultDiskMB is the disk of a sandbox whose template names none
+	// (DefaultDiskMB, 1 GiB, when zero: E2B's hobby tier).
+	DefaultDiskMB int
 	// Clock defaults to the wall clock.
 	Clock Clock
 }
@@ -70,6 +73,7 @@ type Manager struct {
 	metrics   *metrics
 	defTO     time.Duration
 	maxTO     time.Duration
+	defDiskMB int
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
@@ -135,6 +139,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.MaxTimeout <= 0 {
 		cfg.MaxTimeout = DefaultMaxTimeout
 	}
+	if cfg.DefaultDiskMB <= 0 {
+		cfg.DefaultDiskMB = DefaultDiskMB
+	}
 	if cfg.DefaultTimeout > cfg.MaxTimeout {
 		return nil, fmt.Errorf("sandbox.NewManager: default timeout %v exceeds max timeout %v", cfg.DefaultTimeout, cfg.MaxTimeout)
 	}
@@ -151,6 +158,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		metrics:     met,
 		defTO:       cfg.DefaultTimeout,
 		maxTO:       cfg.MaxTimeout,
+		defDiskMB:   cfg.DefaultDiskMB,
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},

@@ -80,7 +80,6 @@ func BuildBase(ctx context.Context, dir string) (*Template, error) {
 		Workdir:     "/home/user",
 		CPUCount:    2,
 		MemoryMB:    512,
-		DiskMB:      1024,
 		EnvdVersion: DefaultEnvdVersion,
 	}, nil
 }
