@@ -21,14 +21,32 @@ import (
 // else. The loop device clears itself once the sandbox's mount namespace,
 // the image's last user, is gone.
 
-// disks makes and attaches sandbox disk images.
+// disks makes and attaches sandbox disk images. It keeps a few disks of
+// each size asked for attached ahead of demand (spares), so a create
+// mostly takes one instead of paying for the copy, the loop device and the
+// mount.
 type disks struct {
-	dir     string   // where the empty images are kept
+	dir     string   // where the empty images and the spares are kept
 	loopCtl *os.File // /dev/loop-control
 
 	mu      sync.Mutex
-	goldens map[int]string // size in MB → empty formatted image
+	goldens map[int]string  // size in MB → empty formatted image
+	spares  map[int][]spare // size in MB → disks ready to take
+	filling map[int]bool    // a filler is topping up this size
+	closed  bool
+	seq     int
 }
+
+// spare is an attached disk nobody has taken yet.
+type spare struct {
+	img string
+	fd  int
+}
+
+// sparesPerSize is how many disks of a size wait ready.
+const sparesPerSize = 2
+
+const sparePrefix = "spare-"
 
 func newDisks(dir string) (*disks, error) {
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
@@ -38,10 +56,89 @@ func newDisks(dir string) (*disks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening /dev/loop-control: %w", err)
 	}
-	return &disks{dir: dir, loopCtl: ctl, goldens: map[int]string{}}, nil
+	// Spares of an earlier run: their loop devices went with that
+	// process's mounts; only the files are left.
+	if old, _ := filepath.Glob(filepath.Join(dir, sparePrefix+"*.img")); len(old) > 0 {
+		for _, p := range old {
+			_ = os.Remove(p)
+		}
+	}
+	return &disks{dir: dir, loopCtl: ctl, goldens: map[int]string{}, spares: map[int][]spare{}, filling: map[int]bool{}}, nil
 }
 
-func (d *disks) close() error { return d.loopCtl.Close() }
+func (d *disks) close() error {
+	d.mu.Lock()
+	d.closed = true
+	all := d.spares
+	d.spares = map[int][]spare{}
+	d.mu.Unlock()
+	for _, ss := range all {
+		for _, s := range ss {
+			unix.Close(s.fd)
+			_ = os.Remove(s.img)
+		}
+	}
+	return d.loopCtl.Close()
+}
+
+// take gives a sandbox a disk of sizeMB at img: a spare when one is
+// ready (moved to img; its loop device follows the file, not the name),
+// else a new one. Either way the spares of that size are topped up behind.
+func (d *disks) take(img string, sizeMB int) (int, error) {
+	d.mu.Lock()
+	var s spare
+	ok := false
+	if ss := d.spares[sizeMB]; len(ss) > 0 {
+		s, ok = ss[len(ss)-1], true
+		d.spares[sizeMB] = ss[:len(ss)-1]
+	}
+	d.fillLocked(sizeMB)
+	d.mu.Unlock()
+	if ok {
+		if err := os.Rename(s.img, img); err != nil {
+			unix.Close(s.fd)
+			_ = os.Remove(s.img)
+			return -1, fmt.Errorf("taking a spare disk: %w", err)
+		}
+		return s.fd, nil
+	}
+	return d.attach(img, sizeMB)
+}
+
+// fillLocked starts topping up the spares of sizeMB unless that is under
+// way. Precondition: d.mu is held.
+func (d *disks) fillLocked(sizeMB int) {
+	if d.filling[sizeMB] || d.closed {
+		return
+	}
+	d.filling[sizeMB] = true
+	go func() {
+		for {
+			d.mu.Lock()
+			if d.closed || len(d.spares[sizeMB]) >= sparesPerSize {
+				d.filling[sizeMB] = false
+				d.mu.Unlock()
+				return
+			}
+			d.seq++
+			img := filepath.Join(d.dir, fmt.Sprintf("%s%d-%dm.img", sparePrefix, d.seq, sizeMB))
+			d.mu.Unlock()
+			fd, err := d.attach(img, sizeMB)
+			d.mu.Lock()
+			if err != nil || d.closed {
+				d.filling[sizeMB] = false
+				d.mu.Unlock()
+				if err == nil {
+					unix.Close(fd)
+				}
+				_ = os.Remove(img)
+				return // the next take tries again
+			}
+			d.spares[sizeMB] = append(d.spares[sizeMB], spare{img: img, fd: fd})
+			d.mu.Unlock()
+		}
+	}()
+}
 
 // golden returns the empty image of sizeMB, formatting it the first time
 // (the one time this shells out: mkfs is not a hot path).

@@ -401,7 +401,7 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 		if size <= 0 {
 			size = 1024
 		}
-		fd, err := r.disks.attach(filepath.Join(b.dir, "disk.img"), size)
+		fd, err := r.disks.take(filepath.Join(b.dir, "disk.img"), size)
 		if err != nil {
 			return fmt.Errorf("giving %s a %d MB disk: %w", spec.ID, size, err)
 		}
