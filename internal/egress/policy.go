@@ -28,14 +28,9 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 		}
 		return e.dropPolicy(l)
 	}
-	c, err := nftables.New()
+	c, t, set, err := e.policyMap()
 	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
-	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.table}
-	set, err := c.GetSetByName(t, policyMap)
-	if err != nil {
-		return fmt.Errorf("finding the policy map of %s: %w", e.table, err)
+		return err
 	}
 	ch := c.AddChain(&nftables.Chain{Name: policyChain(l), Table: t})
 	c.FlushChain(ch)
@@ -61,14 +56,9 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 // dropPolicy removes a link's map entry and chain, whichever exist (one
 // batch each, since a batch fails whole on a missing object).
 func (e *Egress) dropPolicy(l Link) error {
-	c, err := nftables.New()
+	c, t, set, err := e.policyMap()
 	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
-	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.table}
-	set, err := c.GetSetByName(t, policyMap)
-	if err != nil {
-		return fmt.Errorf("finding the policy map of %s: %w", e.table, err)
+		return err
 	}
 	var errs []error
 	if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: ifnameKey(l.Host)}}); err == nil {
@@ -81,6 +71,20 @@ func (e *Egress) dropPolicy(l Link) error {
 		errs = append(errs, fmt.Errorf("removing the policy chain of %s: %w", l.Host, err))
 	}
 	return errors.Join(errs...)
+}
+
+// policyMap opens nftables on this daemon's table and its policy map.
+func (e *Egress) policyMap() (*nftables.Conn, *nftables.Table, *nftables.Set, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.table}
+	set, err := c.GetSetByName(t, policyMap)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("finding the policy map of %s: %w", e.table, err)
+	}
+	return c, t, set, nil
 }
 
 func policyChain(l Link) string { return "policy_" + l.Host }

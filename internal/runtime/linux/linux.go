@@ -595,11 +595,9 @@ func (r *Runtime) Resume(ctx context.Context, id string) error {
 
 // SetEgress implements runtime.EgressSetter.
 func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPolicy) error {
-	r.mu.Lock()
-	b, ok := r.boxes[id]
-	r.mu.Unlock()
-	if !ok {
-		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s not found", id))
+	b, err := r.box(id)
+	if err != nil {
+		return err
 	}
 	if b.link == nil {
 		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s has no internet access to narrow: it was created offline (allowInternetAccess false)", id))
