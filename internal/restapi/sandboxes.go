@@ -39,6 +39,18 @@ func deref[M ~map[string]string](m *M) map[string]string {
 // CreateSandbox implements openapi.ServerInterface: POST /sandboxes, the
 // Python SDK's create. Secure only when asked.
 func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
+	s.createFrom(w, r, false)
+}
+
+// CreateSandboxV2 implements openapi.ServerInterface: POST /v2/sandboxes,
+// the JS SDK's create. Always secure.
+func (s *server) CreateSandboxV2(w http.ResponseWriter, r *http.Request) {
+	s.createFrom(w, r, true)
+}
+
+// createFrom serves both creates: NewSandbox is NewSandboxV2 plus secure,
+// so one body type reads either.
+func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure bool) {
 	var body openapi.NewSandbox
 	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)
@@ -60,36 +72,7 @@ func (s *server) CreateSandbox(w http.ResponseWriter, r *http.Request) {
 		Timeout:             timeout,
 		Metadata:            deref(body.Metadata),
 		EnvVars:             deref(body.EnvVars),
-		Secure:              body.Secure != nil && *body.Secure,
-		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
-	})
-}
-
-// CreateSandboxV2 implements openapi.ServerInterface: POST /v2/sandboxes,
-// the JS SDK's create. Always secure.
-func (s *server) CreateSandboxV2(w http.ResponseWriter, r *http.Request) {
-	var body openapi.NewSandboxV2
-	if err := decodeBody(w, r, &body, true); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	timeout, err := s.seconds(body.Timeout)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	network, err := toNetwork(body.Network)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.create(w, r, sandbox.CreateRequest{
-		Network:             network,
-		Template:            body.TemplateID,
-		Timeout:             timeout,
-		Metadata:            deref(body.Metadata),
-		EnvVars:             deref(body.EnvVars),
-		Secure:              true,
+		Secure:              alwaysSecure || (body.Secure != nil && *body.Secure),
 		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
 	})
 }
