@@ -90,13 +90,7 @@ func (c *Commands) Start(ctx context.Context, cmd string, opts ...CommandOption)
 	}
 	stdin := cfg.stdin
 	req := connect.NewRequest(&process.StartRequest{Process: pc, Stdin: &stdin})
-	return c.open(ctx, "run "+quoteOp(cmd), cfg, req.Header(), func(sctx context.Context) (eventStream, error) {
-		s, err := c.rpc.Start(sctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return startStream{s}, nil
-	})
+	return c.open(ctx, "run "+quoteOp(cmd), cfg, req.Header(), startCall(c.rpc, req))
 }
 
 // Connect attaches to a running process: its further output streams to the
@@ -108,13 +102,7 @@ func (c *Commands) Connect(ctx context.Context, pid uint32, opts ...CommandOptio
 		o.applyCommand(&cfg)
 	}
 	req := connect.NewRequest(&process.ConnectRequest{Process: pidSelector(pid)})
-	return c.open(ctx, "connect to process", cfg, req.Header(), func(sctx context.Context) (eventStream, error) {
-		s, err := c.rpc.Connect(sctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return connectStream{s}, nil
-	})
+	return c.open(ctx, "connect to process", cfg, req.Header(), connectCall(c.rpc, req))
 }
 
 // open starts a stream and the goroutine that pumps it into a handle.

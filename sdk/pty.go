@@ -46,13 +46,7 @@ func (p *PTY) Create(ctx context.Context, size PTYSize, opts ...PTYOption) (*PTY
 		Process: pc,
 		Pty:     &process.PTY{Size: &process.PTY_Size{Cols: size.Cols, Rows: size.Rows}},
 	})
-	return p.open(ctx, "create terminal", cfg, req.Header(), func(sctx context.Context) (eventStream, error) {
-		s, err := p.rpc.Start(sctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return startStream{s}, nil
-	})
+	return p.open(ctx, "create terminal", cfg, req.Header(), startCall(p.rpc, req))
 }
 
 // Connect attaches to a running terminal by its pid.
@@ -62,13 +56,7 @@ func (p *PTY) Connect(ctx context.Context, pid uint32, opts ...PTYOption) (*PTYH
 		o.applyPTY(&cfg)
 	}
 	req := connect.NewRequest(&process.ConnectRequest{Process: pidSelector(pid)})
-	return p.open(ctx, "connect to terminal", cfg, req.Header(), func(sctx context.Context) (eventStream, error) {
-		s, err := p.rpc.Connect(sctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return connectStream{s}, nil
-	})
+	return p.open(ctx, "connect to terminal", cfg, req.Header(), connectCall(p.rpc, req))
 }
 
 func (p *PTY) open(ctx context.Context, op string, cfg ptyConfig, h http.Header, call func(context.Context) (eventStream, error)) (*PTYHandle, error) {

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/sandpit-dev/sandpit/gen/proto/process"
+	"github.com/sandpit-dev/sandpit/gen/proto/process/processconnect"
 )
 
 // eventStream is a Start or Connect response stream, seen as a sequence of
@@ -19,31 +20,42 @@ type eventStream interface {
 	close()
 }
 
-type startStream struct {
-	s *connect.ServerStreamForClient[process.StartResponse]
+// serverStream is a Start or Connect response stream; event picks the
+// process event out of its message type.
+type serverStream[T any] struct {
+	s     *connect.ServerStreamForClient[T]
+	event func(*T) *process.ProcessEvent
 }
 
-func (s startStream) next() (*process.ProcessEvent, error) {
+func (s serverStream[T]) next() (*process.ProcessEvent, error) {
 	if s.s.Receive() {
-		return s.s.Msg().GetEvent(), nil
+		return s.event(s.s.Msg()), nil
 	}
 	return nil, s.s.Err()
 }
 
-func (s startStream) close() { _ = s.s.Close() }
+func (s serverStream[T]) close() { _ = s.s.Close() }
 
-type connectStream struct {
-	s *connect.ServerStreamForClient[process.ConnectResponse]
-}
-
-func (s connectStream) next() (*process.ProcessEvent, error) {
-	if s.s.Receive() {
-		return s.s.Msg().GetEvent(), nil
+// startCall and connectCall open a process's event stream for open.
+func startCall(rpc processconnect.ProcessClient, req *connect.Request[process.StartRequest]) func(context.Context) (eventStream, error) {
+	return func(ctx context.Context) (eventStream, error) {
+		s, err := rpc.Start(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return serverStream[process.StartResponse]{s, (*process.StartResponse).GetEvent}, nil
 	}
-	return nil, s.s.Err()
 }
 
-func (s connectStream) close() { _ = s.s.Close() }
+func connectCall(rpc processconnect.ProcessClient, req *connect.Request[process.ConnectRequest]) func(context.Context) (eventStream, error) {
+	return func(ctx context.Context) (eventStream, error) {
+		s, err := rpc.Connect(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return serverStream[process.ConnectResponse]{s, (*process.ConnectResponse).GetEvent}, nil
+	}
+}
 
 // errNoStart: the stream's first message was not the start event.
 var errNoStart = errors.New("the sandbox did not report the process start")

@@ -27,13 +27,7 @@ func (r *Runtime) Commit(ctx context.Context, id, dir string) (err error) {
 	if r.disks != nil {
 		return errors.New("committing a sandbox needs a runtime without disk quotas: its layers go with its disk")
 	}
-	r.mu.Lock()
-	b, ok := r.boxes[id]
-	if ok {
-		b.killing = true
-		delete(r.boxes, id)
-	}
-	r.mu.Unlock()
+	b, ok := r.takeBox(id)
 	if !ok {
 		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s not found", id))
 	}

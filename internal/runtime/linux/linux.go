@@ -610,17 +610,25 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 
 // Kill stops a sandbox and releases everything it held. See runtime.Runtime.
 func (r *Runtime) Kill(ctx context.Context, id string) error {
+	b, ok := r.takeBox(id)
+	if !ok {
+		return r.reap(ctx, id)
+	}
+	return r.destroy(b)
+}
+
+// takeBox removes a sandbox from the runtime's set, marked as being
+// killed, so its watcher reports no exit; only the caller that took it
+// releases it.
+func (r *Runtime) takeBox(id string) (*box, bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	b, ok := r.boxes[id]
 	if ok {
 		b.killing = true
 		delete(r.boxes, id)
 	}
-	r.mu.Unlock()
-	if !ok {
-		return r.reap(ctx, id)
-	}
-	return r.destroy(b)
+	return b, ok
 }
 
 // destroy kills a sandbox's init (the kernel then kills everything in its
