@@ -49,6 +49,20 @@ type kernelOpts struct {
 	start          func(*exec.Cmd) error // Config.StartProcess
 }
 
+// kernelDir makes a kernel's private directory, owned by the user the
+// kernel runs as.
+func (o kernelOpts) kernelDir() (string, error) {
+	dir, err := os.MkdirTemp(o.tmp, "sandpit-kernel-")
+	if err != nil {
+		return "", fmt.Errorf("creating kernel directory: %w", err)
+	}
+	if err := o.id.chown(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
 type jupyterKernel struct {
 	log   *slog.Logger
 	spec  jupyterSpec
@@ -80,18 +94,15 @@ const (
 // startJupyter starts a kernel and returns once it answers kernel_info on
 // shell and publishes on iopub.
 func startJupyter(ctx context.Context, spec jupyterSpec, o kernelOpts) (_ *jupyterKernel, err error) {
-	dir, err := os.MkdirTemp(o.tmp, "sandpit-kernel-")
+	dir, err := o.kernelDir()
 	if err != nil {
-		return nil, fmt.Errorf("creating kernel directory: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := o.id.chown(dir); err != nil {
-		return nil, err
-	}
 	k := &jupyterKernel{
 		log:     o.log.With("kernel", spec.name),
 		spec:    spec,

@@ -65,9 +65,9 @@ type nodeKernel struct {
 var _ kernel = (*nodeKernel)(nil)
 
 func startNode(ctx context.Context, node, typescript string, o kernelOpts) (_ kernel, err error) {
-	dir, err := os.MkdirTemp(o.tmp, "sandpit-kernel-")
+	dir, err := o.kernelDir()
 	if err != nil {
-		return nil, fmt.Errorf("creating kernel directory: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -77,9 +77,6 @@ func startNode(ctx context.Context, node, typescript string, o kernelOpts) (_ ke
 	script := filepath.Join(dir, "kernel.js")
 	if err := os.WriteFile(script, nodeKernelJS, 0o644); err != nil {
 		return nil, fmt.Errorf("writing node kernel: %w", err)
-	}
-	if err := o.id.chown(dir); err != nil {
-		return nil, err
 	}
 	evR, evW, err := os.Pipe()
 	if err != nil {
