@@ -158,7 +158,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	m.sandboxes[info.ID] = e
 	m.armLocked(e, info.EndAt)
 	m.routes.Store(info.ID, e.route)
-	m.gaugeStatesLocked()
+	m.countState("", StateRunning)
 	m.mu.Unlock()
 
 	for _, st := range sb.Stages {

@@ -163,7 +163,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},
 	}
-	m.metrics.sandboxes.WithLabelValues(string(StateRunning)).Set(0)
+	for _, st := range []State{StateRunning, StatePaused} {
+		m.metrics.sandboxes.WithLabelValues(string(st)).Set(0)
+	}
 	go m.watchExited()
 	return m, nil
 }
@@ -258,7 +260,7 @@ func (m *Manager) removeLocked(e *entry) {
 		e.timer.Stop()
 	}
 	e.gen++
-	m.gaugeStatesLocked()
+	m.countState(e.info.State, "")
 }
 
 // release kills id in the runtime and deletes its record.

@@ -46,7 +46,7 @@ func (m *Manager) Pause(ctx context.Context, id string) error {
 	}
 	e.info.State = StatePaused
 	m.armLocked(e, m.clock.Now().Add(m.maxTO))
-	m.gaugeStatesLocked()
+	m.countState(StateRunning, StatePaused)
 	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id)
 	return nil
 }
@@ -63,19 +63,18 @@ func (m *Manager) resumeLocked(ctx context.Context, e *entry) error {
 	}
 	e.info.State = StateRunning
 	e.route.paused.Store(false)
-	m.gaugeStatesLocked()
+	m.countState(StatePaused, StateRunning)
 	m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", e.info.ID)
 	return nil
 }
 
-// gaugeStatesLocked sets the sandboxes-by-state gauge. Precondition: m.mu
-// is held.
-func (m *Manager) gaugeStatesLocked() {
-	n := map[State]int{StateRunning: 0, StatePaused: 0}
-	for _, e := range m.sandboxes {
-		n[e.info.State]++
+// countState moves one sandbox between states in the sandboxes-by-state
+// gauge; an empty state is "not a sandbox" (created, or gone).
+func (m *Manager) countState(from, to State) {
+	if from != "" {
+		m.metrics.sandboxes.WithLabelValues(string(from)).Dec()
 	}
-	for st, c := range n {
-		m.metrics.sandboxes.WithLabelValues(string(st)).Set(float64(c))
+	if to != "" {
+		m.metrics.sandboxes.WithLabelValues(string(to)).Inc()
 	}
 }

@@ -27,6 +27,10 @@ func TestPauseAndResume(t *testing.T) {
 	if _, ok := e.m.Lookup(info.ID); ok {
 		t.Error("a paused sandbox still takes traffic")
 	}
+	paused := func() float64 { return series(t, e.reg, "sandpit_sandboxes", map[string]string{"state": "paused"}) }
+	if gauge(t, e.reg) != 0 || paused() != 1 {
+		t.Errorf("sandboxes gauge: running %v paused %v, want 0 and 1", gauge(t, e.reg), paused())
+	}
 	if err := e.m.Pause(t.Context(), info.ID); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("pausing twice: %v, want a conflict", err)
 	}
@@ -50,6 +54,9 @@ func TestPauseAndResume(t *testing.T) {
 	if _, ok := e.m.Lookup(info.ID); !ok {
 		t.Error("a resumed sandbox takes no traffic")
 	}
+	if gauge(t, e.reg) != 1 || paused() != 0 {
+		t.Errorf("sandboxes gauge after resume: running %v paused %v", gauge(t, e.reg), paused())
+	}
 	if _, resumed, _ := e.m.Connect(t.Context(), info.ID, 30*time.Second); resumed {
 		t.Error("connecting to a running sandbox says it resumed it")
 	}
@@ -66,6 +73,9 @@ func TestPauseAndResume(t *testing.T) {
 	}
 	if err := e.m.Kill(t.Context(), other.ID); err != nil {
 		t.Fatalf("killing a paused sandbox: %v", err)
+	}
+	if gauge(t, e.reg) != 0 || paused() != 0 {
+		t.Errorf("sandboxes gauge after kills: running %v paused %v", gauge(t, e.reg), paused())
 	}
 	if err := e.m.Pause(t.Context(), "nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("pausing an unknown sandbox: %v", err)
