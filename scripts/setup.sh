@@ -13,6 +13,7 @@ fi
 packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
+  python3-pil python3-pip
   node-typescript r-cran-irkernel
   tmux runc crun bubblewrap runsc debootstrap
 )
@@ -30,6 +31,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python kernel's packages beyond Debian's (E2B's chart extractor and
+# pydantic 2), pinned with hashes, in a directory only the kernel puts on its
+# path. The copy of the requirements inside says what is installed.
+kernel_lib=/usr/local/lib/sandpit/python
+kernel_req="$(dirname "$0")/python-kernel-requirements.txt"
+if ! cmp -s "$kernel_req" "$kernel_lib/.requirements.txt"; then
+  echo "setup: installing the Python kernel's packages into $kernel_lib"
+  rm -rf "$kernel_lib.new"
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --require-hashes --only-binary=:all: --target "$kernel_lib.new" -r "$kernel_req"
+  cp "$kernel_req" "$kernel_lib.new/.requirements.txt"
+  rm -rf "$kernel_lib"
+  mv "$kernel_lib.new" "$kernel_lib"
 fi
 
 if ! command -v go >/dev/null 2>&1; then

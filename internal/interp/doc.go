@@ -9,7 +9,8 @@
 //     (last expression value, display(), rich MIME results, !shell, %magic)
 //     come from IPython itself. Figures come back as PNG through the inline
 //     backend; DataFrames add e2b/data and figures e2b/chart, as upstream's
-//     kernel does (python.go).
+//     kernel does, the chart from upstream's own extractor (e2b-charts), and
+//     PIL's Image.show() displays the image (python_startup.py).
 //   - R uses the same Jupyter client with IRkernel (Debian r-cran-irkernel)
 //     when it is installed. IRkernel shows values with display_data, so R
 //     results are not main results.
