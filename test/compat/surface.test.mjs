@@ -84,7 +84,7 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
     assert.match(sig.signature, /^v1_/)
   })
 
-  test('git: init, configureUser, add, commit, branches, status', async () => {
+  test('git: every Git method, with a bare repository in the sandbox as the remote', async () => {
     const repo = `/home/user/repo-${tag()}`
     await sbx.git.init(repo, { initialBranch: 'main' })
     await sbx.git.configureUser('Probe', 'probe@example.com', { scope: 'local', path: repo })
@@ -99,6 +99,33 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
     const st = await sbx.git.status(repo)
     assert.equal(st.currentBranch, 'feature')
     assert.ok(st.fileStatus.some((f) => f.name === 'b.txt' && f.status === 'untracked'), JSON.stringify(st))
+
+    // A bare repository in the sandbox is the remote: push, clone, pull.
+    const remote = `${repo}.git`
+    await sbx.git.init(remote, { bare: true })
+    await sbx.git.remoteAdd(repo, 'origin', remote)
+    assert.equal(await sbx.git.remoteGet(repo, 'origin'), remote)
+    await sbx.git.checkoutBranch(repo, 'main')
+    await sbx.git.deleteBranch(repo, 'feature', { force: true })
+    await sbx.git.push(repo, { remote: 'origin', branch: 'main', setUpstream: true })
+    const clone = `${repo}-clone`
+    await sbx.git.clone(remote, { path: clone, branch: 'main', depth: 1 })
+    assert.equal(await sbx.files.read(`${clone}/a.txt`), 'a')
+    await sbx.files.write(`${repo}/a.txt`, 'a2')
+    await sbx.git.add(repo, { files: ['a.txt'] })
+    await sbx.git.commit(repo, 'second', { authorName: 'Other', authorEmail: 'o@example.com' })
+    await sbx.git.push(repo)
+    await sbx.git.setConfig('pull.rebase', 'false', { scope: 'local', path: clone })
+    assert.equal(await sbx.git.getConfig('pull.rebase', { scope: 'local', path: clone }), 'false')
+    await sbx.git.configureUser('Probe', 'probe@example.com', { scope: 'local', path: clone })
+    await sbx.git.pull(clone)
+    assert.equal(await sbx.files.read(`${clone}/a.txt`), 'a2')
+    // reset and restore.
+    await sbx.files.write(`${repo}/a.txt`, 'dirty')
+    await sbx.git.restore(repo, { paths: ['a.txt'], worktree: true })
+    assert.equal(await sbx.files.read(`${repo}/a.txt`), 'a2')
+    await sbx.git.reset(repo, { mode: 'hard', target: 'HEAD~1' })
+    assert.equal(await sbx.files.read(`${repo}/a.txt`), 'a')
   })
 })
 
