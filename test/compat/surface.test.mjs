@@ -3,9 +3,12 @@
 // README.md's compat table names a test that proves it.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { before, describe, test } from 'node:test'
 import { E2B, Sandbox as CISandbox } from '@e2b/code-interpreter'
-import { Sandbox, Template, getSignature, waitForTimeout } from 'e2b'
+import { Sandbox, Template, getSignature, waitForFile, waitForTimeout } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
 
 const server = useServer()
@@ -23,6 +26,23 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
     assert.equal(info.sandboxId, sbx.sandboxId)
     assert.deepEqual(info.metadata, { probe: 'surface' })
     assert.equal(info.state, 'running')
+  })
+
+  test('Sandbox.list startedAfter; getMetrics start and end; betaPause', async () => {
+    const since = new Date(Date.now() - 60_000)
+    const listed = await Sandbox.list({ query: { startedAfter: since, metadata: { probe: 'surface' } } }).nextItems()
+    assert.deepEqual(listed.map((s) => s.sandboxId), [sbx.sandboxId])
+    const later = await Sandbox.list({ query: { startedAfter: new Date(Date.now() + 60_000), metadata: { probe: 'surface' } } }).nextItems()
+    assert.deepEqual(later, [])
+    await waitFor(async () => (await sbx.getMetrics()).length > 0, { timeoutMs: 15_000, intervalMs: 500, what: 'a metrics sample' })
+    const m = await Sandbox.getMetrics(sbx.sandboxId, { start: since, end: new Date(Date.now() + 1000) })
+    assert.ok(m.length > 0 && m.every((x) => x.timestamp >= since), JSON.stringify(m))
+    const other = track(server, await Sandbox.create())
+    assert.equal(await other.betaPause(), true)
+    assert.equal((await other.getInfo()).state, 'paused')
+    await other.connect()
+    assert.equal((await other.commands.run('echo back')).stdout, 'back\n')
+    await other.kill()
   })
 
   test('commands.connect to a background command', async () => {
@@ -56,6 +76,13 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
     await sbx.files.write(`${dir}/c.bin`, new Uint8Array([0, 1, 2, 255]).buffer, { useOctetStream: true })
     assert.deepEqual([...(await sbx.files.read(`${dir}/c.bin`, { format: 'bytes' }))], [0, 1, 2, 255])
     assert.equal(await sbx.files.read(`${dir}/b.txt`), 'B')
+  })
+
+  test('files.write metadata comes back in WriteInfo and getInfo', async () => {
+    const path = `/home/user/meta-${tag()}.txt`
+    const w = await sbx.files.write(path, 'x', { metadata: { owner: 'probe', n: '1' } })
+    assert.deepEqual(w.metadata, { owner: 'probe', n: '1' })
+    assert.deepEqual((await sbx.files.getInfo(path)).metadata, { owner: 'probe', n: '1' })
   })
 
   test('watchDir: includeEntry and onExit', async () => {
@@ -130,6 +157,34 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
 })
 
 describe('e2b: templates', () => {
+  test('fromDockerfile; makeDir, makeSymlink, rename, remove, copyItems, setUser, skipCache, setReadyCmd(waitForFile)', async () => {
+    const ctx = mkdtempSync(join(tmpdir(), 'sandpit-surface-'))
+    writeFileSync(join(ctx, 'one.txt'), 'one\n')
+    const name = `surface-df-${tag()}`
+    const df = Template().fromDockerfile('FROM base\nRUN echo df > /opt/df\nENV FROM_DF=yes\nWORKDIR /opt\n')
+    await Template.build(df, name)
+    const a = track(server, await Sandbox.create(name))
+    assert.equal((await a.commands.run('cat /opt/df; echo $FROM_DF; pwd')).stdout, 'df\nyes\n/opt\n')
+    await a.kill()
+
+    const steps = Template({ fileContextPath: ctx })
+      .fromTemplate('base')
+      .skipCache()
+      .makeDir('/opt/d', { user: 'root' })
+      .runCmd('touch /opt/d/f /opt/d/g', { user: 'root' })
+      .makeSymlink('/opt/d', '/opt/l', { user: 'root' })
+      .rename('/opt/d/g', '/opt/d/h', { user: 'root' })
+      .remove('/opt/d/f', { user: 'root' })
+      .copyItems([{ src: 'one.txt', dest: '/opt/d/one.txt', user: 'root' }])
+      .setUser('root')
+      .setReadyCmd(waitForFile('/opt/d/h'))
+    const fs = `surface-fs-${tag()}`
+    await Template.build(steps, fs, { skipCache: true })
+    const b = track(server, await Sandbox.create(fs))
+    assert.equal((await b.commands.run('ls /opt/l; readlink /opt/l')).stdout, 'h\none.txt\n/opt/d\n')
+    await b.kill()
+  })
+
   test('buildInBackground, getBuildStatus, aliasExists; toJSON and toDockerfile', async () => {
     const name = `surface-${tag()}`
     const tpl = Template().fromTemplate('base').runCmd('echo bg > /opt/bg', { user: 'root' }).setReadyCmd(waitForTimeout(100))
@@ -170,7 +225,7 @@ describe('@e2b/code-interpreter', () => {
     assert.equal(errors[0].name, 'ZeroDivisionError')
   })
 
-  test('rich results: markdown, svg, latex, json, javascript, extra', async () => {
+  test('rich results: markdown, svg, latex, json, javascript, jpeg, extra', async () => {
     const r = await sbx.runCode(`
 from IPython.display import display, Markdown, SVG, Latex, JSON, Javascript
 display(Markdown('# hi'))
@@ -179,9 +234,15 @@ display(Latex('$x^2$'))
 display(JSON({'a': 1}))
 display(Javascript('console.log(1)'))
 display({'text/csv': 'a,b'}, raw=True)
+import io
+from IPython.display import Image as IPImage
+from PIL import Image
+buf = io.BytesIO()
+Image.new('RGB', (8, 8)).save(buf, 'JPEG')
+display(IPImage(buf.getvalue(), format='jpeg'))
 `)
     assert.equal(r.error, undefined)
-    const [md, svg, latex, json, js, csv] = r.results
+    const [md, svg, latex, json, js, csv, jpeg] = r.results
     assert.equal(md.markdown, '# hi')
     assert.match(svg.svg, /<svg/)
     assert.equal(latex.latex, '$x^2$')
@@ -192,7 +253,8 @@ display({'text/csv': 'a,b'}, raw=True)
     // collects only unknown top-level keys, so it stays empty, on E2B too).
     assert.deepEqual(csv.raw.extra, { 'text/csv': 'a,b' })
     assert.deepEqual(md.formats(), ['markdown'])
-    assert.equal(JSON.parse(JSON.stringify(r)).results.length, 6)
+    assert.ok(Buffer.from(jpeg.jpeg, 'base64').subarray(0, 2).equals(Buffer.from([0xff, 0xd8])), 'not a JPEG')
+    assert.equal(JSON.parse(JSON.stringify(r)).results.length, 7)
   })
 
   test("TypeScript: runCode(..., {language: 'typescript'})", async () => {
