@@ -39,8 +39,9 @@ def _sandpit_setup():
     def figure_chart(figure):
         try:
             from e2b_charts import chart_figure_to_dict
-        except ImportError:
-            # A template without e2b-charts: the figure still has its PNG.
+        except Exception:
+            # A template without e2b-charts (or with a Python its compiled
+            # dependency was not built for): the figure still has its PNG.
             return None
         import warnings
 
