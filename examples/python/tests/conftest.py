@@ -183,6 +183,8 @@ def run_example(server, request):
                                timeout=timeout, cwd=cwd or EXAMPLES)
         except subprocess.TimeoutExpired as e:
             pytest.fail(f"{name} ran over {timeout}s\n--- stdout ---\n{e.stdout}\n--- stderr ---\n{e.stderr}")
+        # Shown by pytest for a failed test (and with -rP for a passed one).
+        print(f"--- {name} stdout ---\n{p.stdout}--- {name} stderr ---\n{p.stderr}")
         if check and p.returncode != 0:
             pytest.fail(f"{name} exited {p.returncode}\n--- stdout ---\n{p.stdout}\n--- stderr ---\n{p.stderr}")
         return p
