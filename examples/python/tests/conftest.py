@@ -202,3 +202,13 @@ def assert_no_sandboxes(server: Server, wait: float = 10) -> None:
             break
         time.sleep(0.2)
     assert left == [], f"sandboxes left running: {[s.get('sandboxID') for s in left]}"
+
+
+@pytest.fixture
+def openai_stub():
+    """A scripted OpenAI-compatible server on loopback (see openai_stub.py)."""
+    from openai_stub import ScriptedOpenAI
+
+    stub = ScriptedOpenAI()
+    yield stub
+    stub.close()
