@@ -12,7 +12,10 @@ from e2b_code_interpreter import Sandbox as CodeSandbox
 # 1. A sandbox lives for its timeout (seconds), then ends by itself.
 short = Sandbox.create(timeout=3)
 print("short-lived sandbox running:", short.is_running())
-time.sleep(6)
+time.sleep(4)
+deadline = time.time() + 30  # a loaded machine may take a moment to end it
+while short.is_running() and time.time() < deadline:
+    time.sleep(0.5)
 print("after its timeout, running:", short.is_running())
 try:
     Sandbox.connect(short.sandbox_id)
