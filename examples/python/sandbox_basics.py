@@ -39,6 +39,16 @@ try:
     sandbox.commands.send_stdin(handle.pid, "sandpit\n")
     print("background:", handle.wait().stdout.strip())
 
+    # A long-running background command: read its output as it comes,
+    # see it among the sandbox's processes, then kill it.
+    command = sandbox.commands.run("echo hello; sleep 10; echo world", background=True)
+    for stdout, stderr, _ in command:
+        if stdout:
+            print("background stdout>", stdout.rstrip())
+            break
+    print("listed:", any(p.pid == command.pid for p in sandbox.commands.list()))
+    print("killed:", command.kill())
+
     # A file written by a command is there for the files API, and back.
     sandbox.commands.run("date -u +%Y > /home/user/project/year.txt")
     print("year file has", len(sandbox.files.read("/home/user/project/year.txt").strip()), "digits")

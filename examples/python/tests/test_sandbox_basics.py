@@ -12,6 +12,9 @@ def test_files_commands_streaming(run_example):
         "stdout> step 3",
         "stderr> oops",
         "background: hello sandpit",
+        "background stdout> hello",
+        "listed: True",
+        "killed: True",
         "year file has 4 digits",
         "killed",
     ], out
