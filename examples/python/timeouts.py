@@ -6,7 +6,7 @@ that run too long, and making sure nothing is left running.
 
 import time
 
-from e2b import NotFoundException, Sandbox, TimeoutException
+from e2b import NotFoundException, Sandbox, SandboxQuery, TimeoutException
 from e2b_code_interpreter import Sandbox as CodeSandbox
 
 # 1. A sandbox lives for its timeout (seconds), then ends by itself.
@@ -50,6 +50,15 @@ with CodeSandbox.create() as code_sandbox:
     print("the kernel still answers:", code_sandbox.run_code("6 * 7").text)
     kept_id = code_sandbox.sandbox_id
 
-# 5. Nothing of ours is left.
+# 5. Sandboxes someone forgot: find them by their metadata and kill them.
+for _ in range(2):
+    Sandbox.create(metadata={"job": "cleanup-demo"})
+forgotten = Sandbox.list(query=SandboxQuery(metadata={"job": "cleanup-demo"})).next_items()
+print("forgotten sandboxes found:", len(forgotten))
+for info in forgotten:
+    Sandbox.kill(info.sandbox_id)
+print("after killing them:", len(Sandbox.list(query=SandboxQuery(metadata={"job": "cleanup-demo"})).next_items()))
+
+# 6. Nothing of ours is left.
 running = [info.sandbox_id for info in Sandbox.list().next_items()]
 print("still running after cleanup:", [i for i in running if i in (short.sandbox_id, sandbox.sandbox_id, kept_id)])

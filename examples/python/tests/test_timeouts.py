@@ -10,5 +10,7 @@ def test_timeouts_and_cleanup(run_example):
         "killed; running: False",
         "code timed out",
         "the kernel still answers: 42",
+        "forgotten sandboxes found: 2",
+        "after killing them: 0",
         "still running after cleanup: []",
     ], out
