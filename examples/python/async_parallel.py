@@ -8,15 +8,22 @@ import asyncio
 
 from e2b_code_interpreter import AsyncSandbox
 
+CODE = """
+import time
+for step in range(2):
+    # One write per line: each arrives as one streamed message.
+    print(f"job {n} step {step}\\n", end="", flush=True)
+    time.sleep(0.2)
+n ** 2
+"""
+
 
 async def square(n):
     sandbox = await AsyncSandbox.create()
     try:
-        execution = await sandbox.run_code(
-            f"import time\nfor i in range(2):\n    print('job {n} step', i, flush=True)\n    time.sleep(0.2)\n{n} ** 2",
-            on_stdout=lambda msg: print("streamed:", msg.line.rstrip()),
-        )
-        await sandbox.files.write(f"/home/user/job{n}.txt", str(execution.text))
+        await sandbox.run_code(f"n = {n}")
+        execution = await sandbox.run_code(CODE, on_stdout=lambda msg: print("streamed:", msg.line.rstrip()))
+        await sandbox.files.write(f"/home/user/job{n}.txt", execution.text)
         written = await sandbox.files.read(f"/home/user/job{n}.txt")
         result = await sandbox.commands.run("echo $((6*7))")
         return n, execution.text, written, result.stdout.strip()

@@ -77,21 +77,45 @@ def gradio_app(server):
 
 
 def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from conftest import assert_no_sandboxes
 
+    def until(condition, what, timeout=300):
+        try:
+            return WebDriverWait(browser, timeout).until(condition)
+        except TimeoutException:
+            browser.save_screenshot(str(WORK / "gradio-failed.png"))
+            (WORK / "gradio-failed.html").write_text(browser.page_source)
+            log = (WORK / "gradio.log").read_text(errors="replace")
+            pytest.fail(f"waited {timeout}s for {what}; page: {WORK}/gradio-failed.png\n--- gradio log ---\n{log}")
+
+    def run_and_read(expect):
+        """Clicks Run and returns the output once it contains expect. A click
+        that lands before the page's handlers are wired changes nothing on
+        the page: click again then."""
+        output = browser.find_element(By.ID, "output")
+        for _ in range(3):
+            before = output.get_attribute("innerHTML")
+            browser.find_element(By.ID, "run").click()
+            try:
+                WebDriverWait(browser, 20).until(lambda d: output.get_attribute("innerHTML") != before)
+                break
+            except TimeoutException:
+                continue
+        area = output.find_element(By.TAG_NAME, "textarea")
+        until(lambda d: expect in area.get_attribute("value"), f"{expect!r} in the output")
+        return area.get_attribute("value")
+
     browser.get(gradio_app)
-    wait = WebDriverWait(browser, 120)
-    code = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#code textarea"))
-    output = browser.find_element(By.CSS_SELECTOR, "#output textarea")
+    code = until(lambda d: d.find_element(By.CSS_SELECTOR, "#code textarea"), "the code box")
 
     # The example already in the box: a matplotlib chart comes back as a PNG.
-    browser.find_element(By.ID, "run").click()
-    wait.until(lambda d: "plotted" in output.get_attribute("value"))
-    img = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#chart img"))
-    assert img.get_attribute("naturalWidth") not in (None, "0"), "the chart image did not load"
+    assert run_and_read("plotted") == "plotted\n"
+    img = until(lambda d: d.find_element(By.CSS_SELECTOR, "#chart img"), "the chart")
+    until(lambda d: img.get_attribute("naturalWidth") not in (None, "0"), "the chart image to load", 60)
     browser.save_screenshot(str(WORK / "gradio-chart.png"))
 
     # Type new code, run it, read the sandbox's output on the page.
@@ -99,16 +123,12 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
     code.send_keys("import os, platform\n"
                    "print('hello from', platform.system(), 'as', os.environ['USER'])\n"
                    "sum(range(10))")
-    browser.find_element(By.ID, "run").click()
-    wait.until(lambda d: "hello from" in output.get_attribute("value"))
+    assert run_and_read("hello from") == "hello from Linux as user\n\nresult: 45"
     browser.save_screenshot(str(WORK / "gradio.png"))
-    assert output.get_attribute("value") == "hello from Linux as user\n\nresult: 45"
 
     # An error shows on the page too.
     code.clear()
     code.send_keys("1 / 0")
-    browser.find_element(By.ID, "run").click()
-    wait.until(lambda d: "ZeroDivisionError" in output.get_attribute("value"))
-    assert output.get_attribute("value") == "ZeroDivisionError: division by zero"
+    assert run_and_read("ZeroDivisionError") == "ZeroDivisionError: division by zero"
 
     assert_no_sandboxes(server)
