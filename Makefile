@@ -28,6 +28,7 @@ run: setup build ## install, build and start the daemon on $(LISTEN)
 test: setup build ## every test: Go unit + integration (real sandboxes), then the official SDK compat suite
 	go test -count=1 -timeout 20m ./...
 	test/compat/run.sh
+	examples/python/run.sh
 
 test-go: build ## Go tests only
 	go test -count=1 -timeout 20m ./...

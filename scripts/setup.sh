@@ -9,13 +9,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Runtime: sudo inside sandboxes, the code interpreter's kernels, node.
-# Tests: tmux (terminal tests), the peers the benchmarks compare against.
+# Tests: tmux (terminal tests), the peers the benchmarks compare against,
+# python3-venv (examples/python's pinned SDKs), chromium and its driver (the
+# Gradio example driven in a headless browser).
 packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
   python3-pil python3-pip
   node-typescript r-cran-irkernel
   tmux runc crun bubblewrap runsc debootstrap
+  python3-venv chromium chromium-driver
 )
 
 missing=()
