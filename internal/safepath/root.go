@@ -124,6 +124,14 @@ func (r *Root) openFD(abs string, flags int, mode uint32) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	return r.openRel(abs, rp, flags, mode)
+}
+
+// openRel is openFD on the root-relative path rp, which need not be clean:
+// ".." components are resolved by the kernel (or the fallback resolver),
+// which never leaves the root. abs names rp for the fallback's
+// O_CREAT|O_NOFOLLOW case, where it must be clean.
+func (r *Root) openRel(abs, rp string, flags int, mode uint32) (int, error) {
 	if !r.openat2 {
 		return r.openFallback(abs, rp, flags, mode)
 	}

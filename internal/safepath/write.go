@@ -19,17 +19,9 @@ type Owner struct {
 // process creates or removes while it works.
 const mkdirRetries = 8
 
-// mkdirAllCreated is MkdirAll without a change of identity.
-func (r *Root) mkdirAllCreated(abs string, owner Owner) (created bool, err error) {
-	fd, created, err := r.mkdirAll(abs, owner)
-	if err != nil {
-		return false, err
-	}
-	unix.Close(fd)
-	return created, nil
-}
-
-// mkdirAll is MkdirAll returning an O_PATH descriptor of the directory.
+// mkdirAll creates abs and its missing parents with the current identity
+// only (Rename's rule for its destination) and returns an O_PATH descriptor
+// of the directory.
 func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err error) {
 	if _, err := rel(abs); err != nil {
 		return -1, false, err
@@ -80,49 +72,6 @@ func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err erro
 		parent = next
 	}
 	return parent, created, nil
-}
-
-// create is Create without a change of identity.
-func (r *Root) create(abs string, owner Owner) (*os.File, error) {
-	dir, _, ok := split(abs)
-	if !ok {
-		return nil, pathErr("create", abs, unix.EISDIR)
-	}
-	pfd, _, err := r.mkdirAll(dir, owner)
-	if err != nil {
-		return nil, err
-	}
-	unix.Close(pfd)
-	fd, err := r.openFD(abs, unix.O_WRONLY|unix.O_CREAT|unix.O_NONBLOCK|unix.O_NOCTTY, 0o644)
-	if err != nil {
-		return nil, pathErr("create", abs, err)
-	}
-	f := os.NewFile(uintptr(fd), abs)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil, pathErr("create", abs, unix.EINVAL)
-	}
-	// Truncate only once it is known to be a regular file.
-	if err := unix.Ftruncate(fd, 0); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
-	}
-	if r.chowns() {
-		if err := unix.Fchown(fd, int(owner.UID), int(owner.GID)); err != nil {
-			f.Close()
-			return nil, pathErr("chown", abs, err)
-		}
-	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_WRONLY); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
-	}
-	return f, nil
 }
 
 // rename is Rename without a change of identity.

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -632,5 +633,28 @@ func TestActsAsUser(t *testing.T) {
 	res, err := h.client.ListDir(ctx, asUser(&pb.ListDirRequest{Path: "/root"}, "root"))
 	if err != nil || len(res.Msg.Entries) != 2 {
 		t.Errorf("root listing /root: %v %v", res, err)
+	}
+}
+
+// TestMakeDirMakesParentsForTheUser: as on E2B, makeDir as the default
+// user makes missing directories even where only root may create them, and
+// they are the user's.
+func TestMakeDirMakesParentsForTheUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching identities needs root")
+	}
+	h := newHarness(t)
+	res, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: "/0/deep"}, ""))
+	if err != nil {
+		t.Fatalf("makeDir /0/deep: %v", err)
+	}
+	if res.Msg.Entry.GetOwner() != "user" || res.Msg.Entry.GetPath() != "/0/deep" {
+		t.Errorf("entry %v", res.Msg.Entry)
+	}
+	for _, p := range []string{"0", "0/deep"} {
+		st, err := os.Stat(filepath.Join(h.root, p))
+		if err != nil || st.Sys().(*syscall.Stat_t).Uid != 1000 {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }
