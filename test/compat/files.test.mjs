@@ -296,6 +296,50 @@ describe('files', () => {
     await assert.rejects(sbx.files.read('/root/yes.txt'), 'user read a root-only file')
   })
 
+  test('parents are made for the user, as on E2B (issue 17.1)', async () => {
+    // / is root's: envd makes the missing parents itself and gives them to the user.
+    const t = tag()
+    const multi = await sbx.files.write(`/0-${t}/deep/x.txt`, 'multipart')
+    assert.equal(multi.path, `/0-${t}/deep/x.txt`)
+    await sbx.files.write(`/1-${t}/deep/y.txt`, 'octet', { useOctetStream: true })
+    await sbx.files.write([
+      { path: `/2-${t}/a/one.txt`, data: 'one' },
+      { path: `/2-${t}/b/two.txt`, data: 'two' },
+    ])
+    assert.equal(await sbx.files.makeDir(`/3-${t}/deep`), true)
+    const r = await sbx.commands.run(
+      `stat -c '%U %a %n' /0-${t} /0-${t}/deep /0-${t}/deep/x.txt /1-${t}/deep/y.txt /2-${t}/a /2-${t}/b/two.txt /3-${t} /3-${t}/deep && cat /0-${t}/deep/x.txt /1-${t}/deep/y.txt /2-${t}/a/one.txt`,
+    )
+    assert.equal(
+      r.stdout,
+      [
+        `user 755 /0-${t}`, `user 755 /0-${t}/deep`, `user 644 /0-${t}/deep/x.txt`, `user 644 /1-${t}/deep/y.txt`,
+        `user 755 /2-${t}/a`, `user 644 /2-${t}/b/two.txt`, `user 755 /3-${t}`, `user 755 /3-${t}/deep`,
+      ].join('\n') + '\nmultipartoctetone',
+    )
+    // Other operations keep the user's permissions.
+    await assert.rejects(sbx.files.write('/root/nope-17.txt', 'x'), 'user wrote into /root')
+    await sbx.files.write(`/tmp/mv-${t}`, 'm')
+    await assert.rejects(sbx.files.rename(`/tmp/mv-${t}`, `/4-${t}/deep/m`), 'rename made parents in / for the user')
+  })
+
+  test('signed URLs for another user resolve relative paths against its home (issue 17.2)', async () => {
+    const name = `hello-${tag()}.txt`
+    const up = await sbx.uploadUrl(name, { user: 'root' })
+    const form = new FormData()
+    form.append('file', new Blob(['for root']), name)
+    const res = await fetch(up, { method: 'POST', body: form })
+    assert.equal(res.status, 200, `upload via URL: ${res.status} ${await res.clone().text()}`)
+    assert.equal((await res.json())[0].path, `/root/${name}`)
+    assert.equal((await sbx.commands.run(`stat -c %U /root/${name} && cat /root/${name}`, { user: 'root' })).stdout, 'root\nfor root')
+    const got = await fetch(await sbx.downloadUrl(name, { user: 'root' }))
+    assert.equal(got.status, 200)
+    assert.equal(await got.text(), 'for root')
+    // The default user's relative paths are unchanged.
+    await sbx.files.write(name, 'for user')
+    assert.equal((await sbx.commands.run(`cat /home/user/${name}`)).stdout, 'for user')
+  })
+
   test('paths cannot escape the sandbox root', async () => {
     const marker = `escape-${tag()}`
     await sbx.files.write(`/tmp/../../../../tmp/${marker}`, 'inside', { user: 'root' })

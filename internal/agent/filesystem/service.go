@@ -146,7 +146,7 @@ func (s *Service) identify(h http.Header) (identity, error) {
 	if !ok {
 		return identity{}, errdefs.New(errdefs.ErrUnauthenticated, "error looking up user '"+name+"'")
 	}
-	return identity{account: acct, workdir: v.DefaultWorkdir, accounts: accts, root: s.root.As(acct.Cred())}, nil
+	return identity{account: acct, workdir: v.WorkdirOf(acct.Name), accounts: accts, root: s.root.As(acct.Cred())}, nil
 }
 
 // do runs fn with id's root switched to the user once for all of fn's
