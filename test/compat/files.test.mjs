@@ -340,6 +340,27 @@ describe('files', () => {
     assert.equal((await sbx.commands.run(`cat /home/user/${name}`)).stdout, 'for user')
   })
 
+  test('limits at the edge: oversized headers get 431, oversized envd messages resource_exhausted, never a 502 (issue 10.9)', async () => {
+    const big = await fetch(`${server.url}/health`, { headers: { 'X-Big': 'a'.repeat(80 << 10) } })
+    await big.arrayBuffer()
+    assert.equal(big.status, 431)
+    const fine = await fetch(`${server.url}/health`, { headers: { 'X-Big': 'a'.repeat(60 << 10) } })
+    await fine.arrayBuffer()
+    assert.equal(fine.status, 200)
+    // 1 MiB per filesystem message, 16 MiB per process message.
+    await assert.rejects(sbx.files.makeDir('x'.repeat(2 << 20)), (err) => {
+      assert.match(err.message, /resource_exhausted|larger than configured max/, `makeDir: ${err.message}`)
+      return true
+    })
+    const cmd = await sbx.commands.run('cat > /dev/null', { background: true, stdin: true })
+    await assert.rejects(sbx.commands.sendStdin(cmd.pid, 'y'.repeat(17 << 20)), (err) => {
+      assert.match(err.message, /resource_exhausted|larger than configured max/, `sendStdin: ${err.message}`)
+      return true
+    })
+    await cmd.kill()
+    assert.equal((await sbx.commands.run('echo alive')).stdout, 'alive\n')
+  })
+
   test('paths cannot escape the sandbox root', async () => {
     const marker = `escape-${tag()}`
     await sbx.files.write(`/tmp/../../../../tmp/${marker}`, 'inside', { user: 'root' })

@@ -658,3 +658,16 @@ func TestMakeDirMakesParentsForTheUser(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedMessage: a request message over MaxMessageBytes is
+// resource_exhausted, and the service goes on serving.
+func TestOversizedMessage(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: strings.Repeat("x", MaxMessageBytes)}, ""))
+	if code(err) != connect.CodeResourceExhausted {
+		t.Errorf("an oversized MakeDir: %v", err)
+	}
+	if _, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: "/tmp/after"}, "")); err != nil {
+		t.Errorf("after an oversized message: %v", err)
+	}
+}
