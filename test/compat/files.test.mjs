@@ -361,6 +361,32 @@ describe('files', () => {
     assert.equal((await sbx.commands.run('echo alive')).stdout, 'alive\n')
   })
 
+  test('concurrent writes replace the file whole: readers and the end state see one version (issue 10.8)', async () => {
+    const path = `/tmp/race-${tag()}.bin`
+    const size = 1 << 20
+    const version = (i) => Buffer.alloc(size, 97 + i)
+    const whole = (buf) => buf.length === size && buf.every((b) => b === buf[0])
+    await sbx.files.write(path, version(0))
+    let writing = true
+    const reads = (async () => {
+      let n = 0
+      while (writing) {
+        const got = Buffer.from(await sbx.files.read(path, { format: 'bytes' }))
+        assert.ok(whole(got), `a read saw a partial or mixed file: ${got.length} bytes`)
+        n++
+      }
+      return n
+    })()
+    await Promise.all(Array.from({ length: 6 }, (_, i) => (async () => {
+      for (let r = 0; r < 3; r++) await sbx.files.write(path, version(i))
+    })()))
+    writing = false
+    console.log(`${await reads} reads during the writes`)
+    assert.ok(whole(Buffer.from(await sbx.files.read(path, { format: 'bytes' }))))
+    const ls = await sbx.files.list('/tmp')
+    assert.deepEqual(ls.filter((e) => e.name.startsWith('.sandpit-')).map((e) => e.name), [], 'temporary files left')
+  })
+
   test('paths cannot escape the sandbox root', async () => {
     const marker = `escape-${tag()}`
     await sbx.files.write(`/tmp/../../../../tmp/${marker}`, 'inside', { user: 'root' })
