@@ -132,12 +132,20 @@ func (r *Root) create(abs string, owner Owner) (*PendingFile, error) {
 		return nil, err
 	}
 	p := &PendingFile{root: r}
+	took := false
 	err = r.do(func() error {
 		var err error
+		took = true
 		p.dirfd, p.name, p.replaced, err = r.writeTarget(abs, dir, pfd, name)
 		return err
 	})
 	if err != nil {
+		switch {
+		case !took:
+			unix.Close(pfd)
+		case p.name != "": // found, but restoring the identity failed
+			unix.Close(p.dirfd)
+		}
 		return nil, err
 	}
 	fd, err := p.openTemp(owner)

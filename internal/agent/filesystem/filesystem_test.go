@@ -671,3 +671,27 @@ func TestOversizedMessage(t *testing.T) {
 		t.Errorf("after an oversized message: %v", err)
 	}
 }
+
+// TestListHidesUploadsInProgress: the temporary file of an upload not yet
+// committed is not listed.
+func TestListHidesUploadsInProgress(t *testing.T) {
+	h := newHarness(t)
+	root, err := safepath.Open(h.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	w, err := root.Create("/tmp/up.txt", safepath.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	w.WriteString("half")
+	if ents, _ := os.ReadDir(filepath.Join(h.root, "tmp")); len(ents) != 1 {
+		t.Fatalf("want the temporary file on disk, got %v", ents)
+	}
+	res, err := h.client.ListDir(t.Context(), asUser(&pb.ListDirRequest{Path: "/tmp"}, ""))
+	if err != nil || len(res.Msg.Entries) != 0 {
+		t.Errorf("listing /tmp during an upload: %v %v", res, err)
+	}
+}

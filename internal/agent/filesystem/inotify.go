@@ -129,6 +129,9 @@ func (w *watch) add(rel string, found func(rel string)) error {
 		return nil
 	}
 	for _, fi := range infos {
+		if pending, _ := safepath.IsPendingName(fi.Name()); pending {
+			continue
+		}
 		if found != nil {
 			found(path.Join(rel, fi.Name()))
 		}
