@@ -7,7 +7,8 @@ import (
 )
 
 // The exported operations: each runs its unexported twin as the Root's
-// Cred (see do).
+// Cred (see do), except MkdirAll and Create, which switch to the Cred for
+// the steps the Cred must be allowed and do the rest as the agent.
 
 // Lstat describes abs without following it when it is a symlink (symlinks
 // in its parent directories are followed, inside the root).

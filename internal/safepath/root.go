@@ -14,7 +14,9 @@
 // Inside a sandbox the agent has pivoted into the sandbox's root, so the
 // Root is "/"; tests open a temporary directory. The agent runs as root;
 // Root.As gives a view whose operations are checked against a user's
-// permissions instead.
+// permissions instead, save that MkdirAll and Create make missing parent
+// directories for the user as E2B's envd does. Create writes a new version
+// beside the file and renames it into place (PendingFile).
 //
 // Like os's, the operations are single system calls or short sequences of
 // them and take no context; callers check theirs between operations. On kernels without openat2
