@@ -28,6 +28,11 @@ import (
 // InterpreterPort is the E2b-Sandbox-Port of code-interpreter traffic.
 const InterpreterPort = "49999"
 
+// maxProcessMessageBytes bounds one message of the process service (after
+// decompression): a command with its environment, or one piece of stdin
+// (the SDKs send sendStdin's data as one message).
+const maxProcessMessageBytes = 16 << 20
+
 // Config configures an Agent. Only Logger has a fallback (discard);
 // everything else may be zero.
 type Config struct {
@@ -133,8 +138,10 @@ func New(cfg Config) *Agent {
 	a.mux.Handle("POST /init", http.HandlerFunc(a.init))
 	a.mux.Handle("GET /envs", a.authed(http.HandlerFunc(a.envs)))
 	a.mux.Handle("GET /metrics", a.authed(http.HandlerFunc(a.serveMetrics)))
-	// The SDKs expect uncompressed responses (wire spec §4.1).
-	path, h := a.processes.Handler(connect.WithCompression("gzip", nil, nil))
+	// The SDKs expect uncompressed responses (wire spec §4.1). A larger
+	// message than maxProcessMessageBytes is refused (resource_exhausted)
+	// before it is read, so a client cannot make the agent hold it.
+	path, h := a.processes.Handler(connect.WithCompression("gzip", nil, nil), connect.WithReadMaxBytes(maxProcessMessageBytes))
 	a.mux.Handle(path, a.authed(h))
 	deps := Deps{Logger: logger, Settings: a.settings}
 	for _, m := range cfg.Mounts {

@@ -232,6 +232,43 @@ func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// MaxHeaderBytes caps a request's line and headers (counted as
+// "Name: value" lines): a larger request gets 431 Request Header Fields Too
+// Large.
+const MaxHeaderBytes = 64 << 10
+
+// newServer returns the daemon's HTTP server for h. net/http bounds what
+// it reads of a request head by MaxHeaderBytes plus its buffers' slack and
+// answers 431 beyond that, so a wrapper checks the parsed head against the
+// exact limit.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           capHeaders(h),
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// capHeaders answers 431 to a request whose line and headers exceed
+// MaxHeaderBytes.
+func capHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2 + len("Host: ") + len(r.Host) + 2 + 2
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + 2 + len(v) + 2
+			}
+		}
+		if n > MaxHeaderBytes {
+			w.Header().Set("Connection", "close")
+			http.Error(w, fmt.Sprintf("request header fields too large: the request line and headers may take %d KiB", MaxHeaderBytes>>10), http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Run serves until ctx is done, then stops gracefully: the listener closes,
 // requests in flight get ShutdownTimeout to finish, every sandbox is killed
 // and the store is closed.
@@ -246,11 +283,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller made.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           d.handler,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
-	}
+	srv := newServer(d.handler, d.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if d.egress != nil {

@@ -33,8 +33,8 @@ func TestRenameAcrossFilesystems(t *testing.T) {
 		old := time.Unix(1_600_000_000, 0)
 		os.Chtimes(filepath.Join(src, "sub/a.txt"), old, old)
 		w, _ := f.r.Create("/home/user/tree/m.txt", Owner{UID: 1000, GID: 1000})
-		f.r.SetMetadata(w, map[string]string{"k": "v"})
-		w.Close()
+		f.r.SetMetadata(w.File, map[string]string{"k": "v"})
+		w.Commit()
 
 		if err := f.r.Rename("/home/user/tree", "/tmp/mnt/moved", Owner{}); err != nil {
 			t.Fatal(err)

@@ -48,7 +48,7 @@ func TestAsUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Close()
+		w.Commit()
 		for _, p := range []string{"home/user/new", "home/user/new/file"} {
 			st, _ := os.Stat(filepath.Join(f.root, p))
 			if st.Sys().(*syscall.Stat_t).Uid != 1000 {

@@ -1,9 +1,14 @@
 package safepath
 
-import "os"
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
 
 // The exported operations: each runs its unexported twin as the Root's
-// Cred (see do).
+// Cred (see do), except MkdirAll and Create, which switch to the Cred for
+// the steps the Cred must be allowed and do the rest as the agent.
 
 // Lstat describes abs without following it when it is a symlink (symlinks
 // in its parent directories are followed, inside the root).
@@ -66,36 +71,36 @@ func (r *Root) ReadDir(abs string) ([]*FileInfo, error) {
 }
 
 // MkdirAll creates the directory abs and any missing parents with mode
-// 0755 (owned by owner, or by the Cred, as for Create), following existing
-// symlinks inside the root (like mkdir -p). created reports whether abs
-// itself was made; an existing directory is not an error. A component that
-// exists and is not a directory fails with ENOTDIR
+// 0755, following existing symlinks inside the root (like mkdir -p), as
+// E2B's envd does for its users: a directory the Cred may create is made
+// by the Cred; one it may not create, in a parent it may search (so it
+// sees that the name is missing), is made by the agent and given to owner.
+// Acting as itself the Root gives what it makes to owner. created reports
+// whether abs itself was made; an existing directory is not an error. A
+// component that exists and is not a directory fails with ENOTDIR
 // (errdefs.ErrInvalidArgument).
 func (r *Root) MkdirAll(abs string, owner Owner) (bool, error) {
-	var res bool
-	err := r.do(func() error {
-		c, err := r.mkdirAllCreated(abs, owner)
-		res = c
-		return err
-	})
-	return res, err
+	fd, created, err := r.mkdirAllGrant(abs, owner)
+	if err != nil {
+		return false, err
+	}
+	unix.Close(fd)
+	return created, nil
 }
 
-// Create opens abs for writing, truncating it, after creating missing
-// parent directories (0755). A new file gets mode 0644. Acting as itself
-// the Root gives new directories and the file, new or not, to owner;
-// acting as a Cred (see As), what it creates is the Cred's and an existing
-// file keeps its owner. A final symlink is followed inside the root. abs
-// must not be a directory (EISDIR) or anything else that is not a regular
-// file (EINVAL): a FIFO never blocks the writer.
-func (r *Root) Create(abs string, owner Owner) (*os.File, error) {
-	var res *os.File
-	err := r.do(func() error {
-		f, err := r.create(abs, owner)
-		res = f
-		return err
-	})
-	return res, err
+// Create starts a new version of the regular file abs, making missing
+// parent directories as MkdirAll does; PendingFile.Commit puts it in place
+// atomically. A final symlink is followed inside the root, and abs must
+// not be a directory (EISDIR) or anything else that is not a regular file
+// (EINVAL). The Cred must be allowed to write an existing file, or to
+// create one in its directory.
+//
+// A new file gets mode 0644 (less the umask) and is the Cred's, or owner's
+// when the Root acts as itself or as root. A new version of an existing
+// file keeps its mode and owner, as a write in place would (owner's when
+// the Root acts as itself or as root, and without set-id bits when not).
+func (r *Root) Create(abs string, owner Owner) (*PendingFile, error) {
+	return r.create(abs, owner)
 }
 
 // OpenRegular opens abs for reading, following symlinks inside the root,

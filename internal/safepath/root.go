@@ -14,7 +14,9 @@
 // Inside a sandbox the agent has pivoted into the sandbox's root, so the
 // Root is "/"; tests open a temporary directory. The agent runs as root;
 // Root.As gives a view whose operations are checked against a user's
-// permissions instead.
+// permissions instead, save that MkdirAll and Create make missing parent
+// directories for the user as E2B's envd does. Create writes a new version
+// beside the file and renames it into place (PendingFile).
 //
 // Like os's, the operations are single system calls or short sequences of
 // them and take no context; callers check theirs between operations. On kernels without openat2
@@ -124,6 +126,14 @@ func (r *Root) openFD(abs string, flags int, mode uint32) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	return r.openRel(abs, rp, flags, mode)
+}
+
+// openRel is openFD on the root-relative path rp, which need not be clean:
+// ".." components are resolved by the kernel (or the fallback resolver),
+// which never leaves the root. abs names rp for the fallback's
+// O_CREAT|O_NOFOLLOW case, where it must be clean.
+func (r *Root) openRel(abs, rp string, flags int, mode uint32) (int, error) {
 	if !r.openat2 {
 		return r.openFallback(abs, rp, flags, mode)
 	}

@@ -121,17 +121,26 @@ func (r *Root) readlink(abs string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(pfd)
+	target, err := readlinkAt(pfd, name)
+	if err != nil {
+		return "", pathErr("readlink", abs, err)
+	}
+	return target, nil
+}
+
+// readlinkAt returns the target of the symlink name in the directory dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
-		n, err := unix.Readlinkat(pfd, name, buf)
+		n, err := unix.Readlinkat(dirfd, name, buf)
 		if err != nil {
-			return "", pathErr("readlink", abs, err)
+			return "", err
 		}
 		if n < size {
 			return string(buf[:n]), nil
 		}
 		if size >= unix.PathMax*4 {
-			return "", pathErr("readlink", abs, unix.ENAMETOOLONG)
+			return "", unix.ENAMETOOLONG
 		}
 	}
 }

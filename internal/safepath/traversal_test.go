@@ -189,11 +189,11 @@ func TestTraversalWrite(t *testing.T) {
 				continue
 			}
 			if file, err := f.r.Create(abs, Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}); err == nil {
-				if !f.insideRoot(t, file) {
+				if !f.insideRoot(t, file.File) {
 					t.Errorf("Create(%q) escaped the root", p)
 				}
 				file.WriteString("pwned")
-				file.Close()
+				file.Commit()
 			}
 			f.r.MkdirAll(abs+"/newdir", Owner{})
 			f.r.MkdirAll(abs, Owner{})
@@ -325,13 +325,13 @@ func TestMkdirCreateRenameRemove(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.WriteString("hello")
-		w.Close()
+		w.Commit()
 		w, err = f.r.Create("/home/user/x/y/z.txt", owner)
 		if err != nil {
 			t.Fatal(err)
 		}
 		w.WriteString("hi")
-		w.Close()
+		w.Commit()
 		if data, _ := os.ReadFile(filepath.Join(f.root, "home/user/x/y/z.txt")); string(data) != "hi" {
 			t.Fatalf("overwrite left %q", data)
 		}
@@ -340,7 +340,7 @@ func TestMkdirCreateRenameRemove(t *testing.T) {
 			t.Fatal(err)
 		}
 		if w, err := f.r.Create("/home/user/tolink", owner); err == nil {
-			w.Close()
+			w.Commit()
 			if f.r.openat2 {
 				if _, err := os.Stat(filepath.Join(f.root, "tmp/target.txt")); err != nil {
 					t.Errorf("create through dangling symlink: %v", err)
@@ -460,10 +460,10 @@ func TestSymlinkSwapRace(t *testing.T) {
 				file.Close()
 			}
 			if file, err := f.r.Create("/home/user/swap/new.txt", Owner{}); err == nil {
-				if !f.insideRoot(t, file) {
+				if !f.insideRoot(t, file.File) {
 					t.Errorf("created outside through a swapped symlink")
 				}
-				file.Close()
+				file.Commit()
 			}
 			f.r.MkdirAll("/home/user/swap/d", Owner{})
 			f.r.RemoveAll("/home/user/swap/secret.txt")
@@ -503,7 +503,7 @@ func TestMagicLinks(t *testing.T) {
 			t.Errorf("OpenRegular(%q): %v", p, err)
 		}
 		if file, err := f.r.Create(p, Owner{}); err == nil {
-			file.Close()
+			file.Abort()
 			t.Errorf("Create(%q) followed a magic link", p)
 		}
 	}
@@ -583,23 +583,23 @@ func TestMetadata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := f.r.SetMetadata(w, map[string]string{"a": "1", "b": "two"}); err != nil {
+		if err := f.r.SetMetadata(w.File, map[string]string{"a": "1", "b": "two"}); err != nil {
 			t.Fatal(err)
 		}
-		w.Close()
+		w.Commit()
 		md, err := f.r.Metadata("/home/user/m.txt")
 		if err != nil || md["a"] != "1" || md["b"] != "two" || len(md) != 2 {
 			t.Fatalf("Metadata = %v, %v", md, err)
 		}
 		w, _ = f.r.Create("/home/user/m.txt", Owner{})
-		f.r.SetMetadata(w, map[string]string{"b": "3"})
-		w.Close()
+		f.r.SetMetadata(w.File, map[string]string{"b": "3"})
+		w.Commit()
 		if md, _ := f.r.Metadata("/home/user/m.txt"); len(md) != 1 || md["b"] != "3" {
 			t.Fatalf("Metadata after replace = %v", md)
 		}
 		w, _ = f.r.Create("/home/user/m.txt", Owner{})
-		f.r.SetMetadata(w, nil)
-		w.Close()
+		f.r.SetMetadata(w.File, nil)
+		w.Commit()
 		if md, _ := f.r.Metadata("/home/user/m.txt"); len(md) != 0 {
 			t.Fatalf("Metadata after clear = %v", md)
 		}

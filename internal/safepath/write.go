@@ -19,17 +19,9 @@ type Owner struct {
 // process creates or removes while it works.
 const mkdirRetries = 8
 
-// mkdirAllCreated is MkdirAll without a change of identity.
-func (r *Root) mkdirAllCreated(abs string, owner Owner) (created bool, err error) {
-	fd, created, err := r.mkdirAll(abs, owner)
-	if err != nil {
-		return false, err
-	}
-	unix.Close(fd)
-	return created, nil
-}
-
-// mkdirAll is MkdirAll returning an O_PATH descriptor of the directory.
+// mkdirAll creates abs and its missing parents with the current identity
+// only (Rename's rule for its destination) and returns an O_PATH descriptor
+// of the directory.
 func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err error) {
 	if _, err := rel(abs); err != nil {
 		return -1, false, err
@@ -82,47 +74,88 @@ func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err erro
 	return parent, created, nil
 }
 
-// create is Create without a change of identity.
-func (r *Root) create(abs string, owner Owner) (*os.File, error) {
-	dir, _, ok := split(abs)
-	if !ok {
-		return nil, pathErr("create", abs, unix.EISDIR)
+// mkdirAllGrant is MkdirAll returning an O_PATH descriptor of the
+// directory. It runs with the agent's identity and switches to the Cred for
+// each lookup and each creation the Cred may do itself.
+func (r *Root) mkdirAllGrant(abs string, owner Owner) (fd int, created bool, err error) {
+	if _, err := rel(abs); err != nil {
+		return -1, false, err
 	}
-	pfd, _, err := r.mkdirAll(dir, owner)
+	open := func(p string) (fd int, err error) {
+		err = r.do(func() error {
+			fd, err = r.openFD(p, unix.O_PATH|unix.O_DIRECTORY, 0)
+			return err
+		})
+		return fd, err
+	}
+	fd, err = open(abs)
+	if err == nil {
+		return fd, false, nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return -1, false, pathErr("mkdir", abs, err)
+	}
+	// Walk down from the root: open each prefix inside the root as the
+	// Cred, and create it relative to the (pinned) handle of its parent
+	// when it is missing.
+	parent, err := unix.Dup(r.fd)
 	if err != nil {
-		return nil, err
+		return -1, false, pathErr("mkdir", abs, err)
 	}
-	unix.Close(pfd)
-	fd, err := r.openFD(abs, unix.O_WRONLY|unix.O_CREAT|unix.O_NONBLOCK|unix.O_NOCTTY, 0o644)
-	if err != nil {
-		return nil, pathErr("create", abs, err)
-	}
-	f := os.NewFile(uintptr(fd), abs)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil, pathErr("create", abs, unix.EINVAL)
-	}
-	// Truncate only once it is known to be a regular file.
-	if err := unix.Ftruncate(fd, 0); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
-	}
-	if r.chowns() {
-		if err := unix.Fchown(fd, int(owner.UID), int(owner.GID)); err != nil {
-			f.Close()
-			return nil, pathErr("chown", abs, err)
+	prefix := ""
+	for comp := range strings.SplitSeq(abs[1:], "/") {
+		prefix += "/" + comp
+		var next int
+		for try := 0; ; try++ {
+			next, err = open(prefix)
+			if err == nil || !errors.Is(err, unix.ENOENT) || try == mkdirRetries {
+				break
+			}
+			// ENOENT, not EACCES: the Cred may search the parent and
+			// sees that comp is missing.
+			err = r.do(func() error { return unix.Mkdirat(parent, comp, 0o755) })
+			grant := r.cred != nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
+			if grant {
+				err = r.asAgent(func() error { return unix.Mkdirat(parent, comp, 0o755) })
+			}
+			if errors.Is(err, unix.EEXIST) {
+				continue // raced with another creator, or a dangling symlink
+			}
+			if err != nil {
+				break
+			}
+			if grant || r.chowns() {
+				err = r.asAgent(func() error {
+					return unix.Fchownat(parent, comp, int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW)
+				})
+				if err != nil {
+					break
+				}
+			}
+			if prefix == abs {
+				created = true
+			}
 		}
+		unix.Close(parent)
+		if err != nil {
+			return -1, false, pathErr("mkdir", prefix, err)
+		}
+		parent = next
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_WRONLY); err != nil {
-		f.Close()
-		return nil, pathErr("create", abs, err)
+	return parent, created, nil
+}
+
+// asAgent runs fn with the agent's own identity. Outside do every thread
+// has it. Inside a Do view the calling thread runs as the Cred, so fn runs
+// on another goroutine: a thread switched to a Cred is locked to its
+// goroutine and runs no other.
+func (r *Root) asAgent(fn func() error) error {
+	if !r.active {
+		return fn()
 	}
-	return f, nil
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
 }
 
 // rename is Rename without a change of identity.

@@ -47,10 +47,10 @@ func TestMetadataOnSandboxFilesystems(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.SetMetadata(f, map[string]string{"k": "v"}); err != nil {
+			if err := r.SetMetadata(f.File, map[string]string{"k": "v"}); err != nil {
 				t.Fatal(err)
 			}
-			f.Close()
+			f.Commit()
 			buf := make([]byte, 16)
 			n, err := unix.Getxattr(filepath.Join(mnt, "f"), "user.e2b.k", buf)
 			if err != nil || string(buf[:n]) != "v" {

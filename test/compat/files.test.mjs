@@ -296,6 +296,97 @@ describe('files', () => {
     await assert.rejects(sbx.files.read('/root/yes.txt'), 'user read a root-only file')
   })
 
+  test('parents are made for the user, as on E2B (issue 17.1)', async () => {
+    // / is root's: envd makes the missing parents itself and gives them to the user.
+    const t = tag()
+    const multi = await sbx.files.write(`/0-${t}/deep/x.txt`, 'multipart')
+    assert.equal(multi.path, `/0-${t}/deep/x.txt`)
+    await sbx.files.write(`/1-${t}/deep/y.txt`, 'octet', { useOctetStream: true })
+    await sbx.files.write([
+      { path: `/2-${t}/a/one.txt`, data: 'one' },
+      { path: `/2-${t}/b/two.txt`, data: 'two' },
+    ])
+    assert.equal(await sbx.files.makeDir(`/3-${t}/deep`), true)
+    const r = await sbx.commands.run(
+      `stat -c '%U %a %n' /0-${t} /0-${t}/deep /0-${t}/deep/x.txt /1-${t}/deep/y.txt /2-${t}/a /2-${t}/b/two.txt /3-${t} /3-${t}/deep && cat /0-${t}/deep/x.txt /1-${t}/deep/y.txt /2-${t}/a/one.txt`,
+    )
+    assert.equal(
+      r.stdout,
+      [
+        `user 755 /0-${t}`, `user 755 /0-${t}/deep`, `user 644 /0-${t}/deep/x.txt`, `user 644 /1-${t}/deep/y.txt`,
+        `user 755 /2-${t}/a`, `user 644 /2-${t}/b/two.txt`, `user 755 /3-${t}`, `user 755 /3-${t}/deep`,
+      ].join('\n') + '\nmultipartoctetone',
+    )
+    // Other operations keep the user's permissions.
+    await assert.rejects(sbx.files.write('/root/nope-17.txt', 'x'), 'user wrote into /root')
+    await sbx.files.write(`/tmp/mv-${t}`, 'm')
+    await assert.rejects(sbx.files.rename(`/tmp/mv-${t}`, `/4-${t}/deep/m`), 'rename made parents in / for the user')
+  })
+
+  test('signed URLs for another user resolve relative paths against its home (issue 17.2)', async () => {
+    const name = `hello-${tag()}.txt`
+    const up = await sbx.uploadUrl(name, { user: 'root' })
+    const form = new FormData()
+    form.append('file', new Blob(['for root']), name)
+    const res = await fetch(up, { method: 'POST', body: form })
+    assert.equal(res.status, 200, `upload via URL: ${res.status} ${await res.clone().text()}`)
+    assert.equal((await res.json())[0].path, `/root/${name}`)
+    assert.equal((await sbx.commands.run(`stat -c %U /root/${name} && cat /root/${name}`, { user: 'root' })).stdout, 'root\nfor root')
+    const got = await fetch(await sbx.downloadUrl(name, { user: 'root' }))
+    assert.equal(got.status, 200)
+    assert.equal(await got.text(), 'for root')
+    // The default user's relative paths are unchanged.
+    await sbx.files.write(name, 'for user')
+    assert.equal((await sbx.commands.run(`cat /home/user/${name}`)).stdout, 'for user')
+  })
+
+  test('limits at the edge: oversized headers get 431, oversized envd messages resource_exhausted, never a 502 (issue 10.9)', async () => {
+    const big = await fetch(`${server.url}/health`, { headers: { 'X-Big': 'a'.repeat(80 << 10) } })
+    await big.arrayBuffer()
+    assert.equal(big.status, 431)
+    const fine = await fetch(`${server.url}/health`, { headers: { 'X-Big': 'a'.repeat(60 << 10) } })
+    await fine.arrayBuffer()
+    assert.equal(fine.status, 200)
+    // 1 MiB per filesystem message, 16 MiB per process message.
+    await assert.rejects(sbx.files.makeDir('x'.repeat(2 << 20)), (err) => {
+      assert.match(err.message, /resource_exhausted|larger than configured max/, `makeDir: ${err.message}`)
+      return true
+    })
+    const cmd = await sbx.commands.run('cat > /dev/null', { background: true, stdin: true })
+    await assert.rejects(sbx.commands.sendStdin(cmd.pid, 'y'.repeat(17 << 20)), (err) => {
+      assert.match(err.message, /resource_exhausted|larger than configured max/, `sendStdin: ${err.message}`)
+      return true
+    })
+    await cmd.kill()
+    assert.equal((await sbx.commands.run('echo alive')).stdout, 'alive\n')
+  })
+
+  test('concurrent writes replace the file whole: readers and the end state see one version (issue 10.8)', async () => {
+    const path = `/tmp/race-${tag()}.bin`
+    const size = 1 << 20
+    const version = (i) => Buffer.alloc(size, 97 + i)
+    const whole = (buf) => buf.length === size && buf.every((b) => b === buf[0])
+    await sbx.files.write(path, version(0))
+    let writing = true
+    const reads = (async () => {
+      let n = 0
+      while (writing) {
+        const got = Buffer.from(await sbx.files.read(path, { format: 'bytes' }))
+        assert.ok(whole(got), `a read saw a partial or mixed file: ${got.length} bytes`)
+        n++
+      }
+      return n
+    })()
+    await Promise.all(Array.from({ length: 6 }, (_, i) => (async () => {
+      for (let r = 0; r < 3; r++) await sbx.files.write(path, version(i))
+    })()))
+    writing = false
+    console.log(`${await reads} reads during the writes`)
+    assert.ok(whole(Buffer.from(await sbx.files.read(path, { format: 'bytes' }))))
+    const ls = await sbx.files.list('/tmp')
+    assert.deepEqual(ls.filter((e) => e.name.startsWith('.sandpit-')).map((e) => e.name), [], 'temporary files left')
+  })
+
   test('paths cannot escape the sandbox root', async () => {
     const marker = `escape-${tag()}`
     await sbx.files.write(`/tmp/../../../../tmp/${marker}`, 'inside', { user: 'root' })

@@ -124,7 +124,8 @@ func (h *Handler) identify(r *http.Request, op string) (request, error) {
 	case !ok:
 		return req, errdefs.New(errdefs.ErrInvalidArgument, "no user given and the default user '"+name+"' does not exist")
 	}
-	req.user, req.workdir, req.root = acct, v.DefaultWorkdir, h.root.As(acct.Cred())
+	req.user, req.root = acct, h.root.As(acct.Cred())
+	req.workdir = v.WorkdirOf(acct.Name)
 	return req, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,8 @@ type harness struct {
 	set     *settings.Settings
 	userUID int
 	now     time.Time
+	// served counts the requests the handler has finished.
+	served atomic.Int64
 }
 
 func newHarness(t testing.TB, token string) *harness {
@@ -68,7 +71,10 @@ func newHarness(t testing.TB, token string) *harness {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(Pattern, x.h)
-	x.srv = httptest.NewServer(mux)
+	x.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer x.served.Add(1)
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(x.srv.Close)
 	return x
 }

@@ -161,8 +161,9 @@ func partNames(cd string) (name, filename string) {
 }
 
 // writeFile writes src to the client path target for req's user, creating
-// parents, replacing the file, and storing md as its metadata. On failure
-// the partial file is removed.
+// parents and storing md as its metadata. The new version replaces the
+// file atomically once it is whole and on disk; on failure the file is
+// left as it was.
 func (h *Handler) writeFile(req request, target string, src io.Reader, md map[string]string) (uploadEntry, error) {
 	abs, err := req.resolve(target)
 	if err != nil {
@@ -178,19 +179,17 @@ func (h *Handler) writeFile(req request, target string, src io.Reader, md map[st
 		}
 		return uploadEntry{}, diskFull(abs, err)
 	}
+	defer f.Abort()
 	buf := h.buffers.Get().(*[]byte)
 	_, err = copyBuffer(f, src, *buf)
 	h.buffers.Put(buf)
 	if err == nil {
-		err = h.root.SetMetadata(f, md)
+		err = h.root.SetMetadata(f.File, md)
 	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("closing %s: %w", abs, cerr)
+	if err == nil {
+		err = f.Commit()
 	}
 	if err != nil {
-		if rerr := req.root.RemoveAll(abs); rerr != nil {
-			h.logger.Warn("removing a partial upload", "path", abs, "err", rerr)
-		}
 		return uploadEntry{}, diskFull(abs, err)
 	}
 	return uploadEntry{Path: abs, Name: path.Base(abs), Type: "file", Metadata: md}, nil

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -632,5 +633,65 @@ func TestActsAsUser(t *testing.T) {
 	res, err := h.client.ListDir(ctx, asUser(&pb.ListDirRequest{Path: "/root"}, "root"))
 	if err != nil || len(res.Msg.Entries) != 2 {
 		t.Errorf("root listing /root: %v %v", res, err)
+	}
+}
+
+// TestMakeDirMakesParentsForTheUser: as on E2B, makeDir as the default
+// user makes missing directories even where only root may create them, and
+// they are the user's.
+func TestMakeDirMakesParentsForTheUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("switching identities needs root")
+	}
+	h := newHarness(t)
+	res, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: "/0/deep"}, ""))
+	if err != nil {
+		t.Fatalf("makeDir /0/deep: %v", err)
+	}
+	if res.Msg.Entry.GetOwner() != "user" || res.Msg.Entry.GetPath() != "/0/deep" {
+		t.Errorf("entry %v", res.Msg.Entry)
+	}
+	for _, p := range []string{"0", "0/deep"} {
+		st, err := os.Stat(filepath.Join(h.root, p))
+		if err != nil || st.Sys().(*syscall.Stat_t).Uid != 1000 {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestOversizedMessage: a request message over MaxMessageBytes is
+// resource_exhausted, and the service goes on serving.
+func TestOversizedMessage(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: strings.Repeat("x", MaxMessageBytes)}, ""))
+	if code(err) != connect.CodeResourceExhausted {
+		t.Errorf("an oversized MakeDir: %v", err)
+	}
+	if _, err := h.client.MakeDir(t.Context(), asUser(&pb.MakeDirRequest{Path: "/tmp/after"}, "")); err != nil {
+		t.Errorf("after an oversized message: %v", err)
+	}
+}
+
+// TestListHidesUploadsInProgress: the temporary file of an upload not yet
+// committed is not listed.
+func TestListHidesUploadsInProgress(t *testing.T) {
+	h := newHarness(t)
+	root, err := safepath.Open(h.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	w, err := root.Create("/tmp/up.txt", safepath.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	w.WriteString("half")
+	if ents, _ := os.ReadDir(filepath.Join(h.root, "tmp")); len(ents) != 1 {
+		t.Fatalf("want the temporary file on disk, got %v", ents)
+	}
+	res, err := h.client.ListDir(t.Context(), asUser(&pb.ListDirRequest{Path: "/tmp"}, ""))
+	if err != nil || len(res.Msg.Entries) != 0 {
+		t.Errorf("listing /tmp during an upload: %v %v", res, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/sandpit-dev/sandpit/gen/proto/filesystem"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
 )
 
 // watchMask is what a watch listens to. The mapping to event types follows
@@ -26,6 +27,10 @@ const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_MODIFY | unix.IN_D
 // watch is an inotify instance watching one directory, and with recursive
 // every directory below it. It is driven by run on one goroutine; close
 // (from any goroutine) makes run return.
+// maxPendingCommits bounds the temporary-file renames a watch remembers
+// between the two halves of each (which inotify queues back to back).
+const maxPendingCommits = 1024
+
 type watch struct {
 	s            *Service
 	id           identity
@@ -36,6 +41,9 @@ type watch struct {
 	file *os.File         // the inotify descriptor, non-blocking (pollable)
 	wds  map[int32]string // watch descriptor → directory relative to dir ("" for dir)
 	last *pb.FilesystemEvent
+	// commits maps the rename cookie of a write's temporary file moving
+	// into place to whether it replaces an existing file.
+	commits map[uint32]bool
 }
 
 // newWatch starts watching the directory abs. A missing directory is
@@ -55,7 +63,7 @@ func (s *Service) newWatch(id identity, abs string, recursive, includeEntry bool
 	w := &watch{
 		s: s, id: id, dir: abs, recursive: recursive, includeEntry: includeEntry,
 		file: os.NewFile(uintptr(fd), "inotify"),
-		wds:  map[int32]string{},
+		wds:  map[int32]string{}, commits: map[uint32]bool{},
 	}
 	if err := id.do(func(id identity) error {
 		w.id = id // for setup only: one switch for the whole tree
@@ -121,6 +129,9 @@ func (w *watch) add(rel string, found func(rel string)) error {
 		return nil
 	}
 	for _, fi := range infos {
+		if pending, _ := safepath.IsPendingName(fi.Name()); pending {
+			continue
+		}
 		if found != nil {
 			found(path.Join(rel, fi.Name()))
 		}
@@ -157,17 +168,22 @@ func (w *watch) run(emit func(*pb.FilesystemEvent) bool) error {
 			nameBytes := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(raw.Len)]
 			off += unix.SizeofInotifyEvent + int(raw.Len)
 			name, _, _ := strings.Cut(string(nameBytes), "\x00")
-			if cont, done := w.handle(raw.Wd, raw.Mask, name, emit); !cont || done {
+			if cont, done := w.handle(raw.Wd, raw.Mask, raw.Cookie, name, emit); !cont || done {
 				return nil
 			}
 		}
 	}
 }
 
-// handle turns one inotify event into at most one FilesystemEvent. cont is
-// false when emit asked to stop; done is true when the watched directory
+// handle turns one inotify event into FilesystemEvents (usually one). cont
+// is false when emit asked to stop; done is true when the watched directory
 // itself is gone.
-func (w *watch) handle(wd int32, mask uint32, name string, emit func(*pb.FilesystemEvent) bool) (cont, done bool) {
+//
+// A write through /files goes to a temporary file renamed into place
+// (safepath.Create): its events are hidden, and the rename is reported as
+// the write in place E2B's envd does would be: create (for a new file)
+// and write.
+func (w *watch) handle(wd int32, mask uint32, cookie uint32, name string, emit func(*pb.FilesystemEvent) bool) (cont, done bool) {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		w.s.logger.Warn("inotify queue overflowed; events were lost", "path", w.dir)
 		return true, false
@@ -184,6 +200,23 @@ func (w *watch) handle(wd int32, mask uint32, name string, emit func(*pb.Filesys
 		// Reported by the parent's watch already (or, for the
 		// watched directory, the end of the watch follows).
 		return true, false
+	}
+	if pending, replaces := safepath.IsPendingName(name); pending {
+		if mask&unix.IN_MOVED_FROM != 0 {
+			if len(w.commits) > maxPendingCommits {
+				clear(w.commits)
+			}
+			w.commits[cookie] = replaces
+		}
+		return true, false
+	}
+	if replaces, ok := w.commits[cookie]; ok && mask&unix.IN_MOVED_TO != 0 {
+		delete(w.commits, cookie)
+		relName := path.Join(rel, name)
+		if !replaces && !w.send(relName, pb.EventType_EVENT_TYPE_CREATE, emit) {
+			return false, false
+		}
+		return w.send(relName, pb.EventType_EVENT_TYPE_WRITE, emit), false
 	}
 	var typ pb.EventType
 	switch {

@@ -16,7 +16,8 @@ import (
 // ListDir lists a directory (following a symlink to reach it) down to
 // depth levels (0 counts as 1), in lexical pre-order. The directory itself
 // is not listed and symlinks below it are not followed. A subdirectory that
-// cannot be read is listed but not entered.
+// cannot be read is listed but not entered. The temporary files of uploads
+// in progress are not listed.
 func (s *Service) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRequest]) (*connect.Response[pb.ListDirResponse], error) {
 	id, err := s.identify(req.Header())
 	if err != nil {
@@ -64,6 +65,9 @@ func (s *Service) list(ctx context.Context, id identity, dir string, depth int, 
 	}
 	slices.SortFunc(infos, func(a, b *safepath.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, fi := range infos {
+		if pending, _ := safepath.IsPendingName(fi.Name()); pending {
+			continue // an upload in progress: not a file yet
+		}
 		child := path.Join(dir, fi.Name())
 		*out = append(*out, s.entryFrom(id, child, fi))
 		if depth > 1 && fi.IsDir() {

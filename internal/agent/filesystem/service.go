@@ -93,12 +93,22 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// MaxMessageBytes bounds a request message (after decompression): paths
+// and watcher ids are short, and a larger message is refused with
+// resource_exhausted before it is read, rather than held in the agent's
+// memory.
+const MaxMessageBytes = 1 << 20
+
 // Handler returns the path and handler to mount (see filesystemconnect).
 // Errors leave the handler through errconnect. Responses are never
-// compressed (the SDKs expect identity, wire spec §4.1); opts come after
-// that default and may override it.
+// compressed (the SDKs expect identity, wire spec §4.1) and requests are
+// bounded by MaxMessageBytes; opts come after those defaults and may
+// override them.
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append([]connect.HandlerOption{connect.WithCompression("gzip", nil, nil)}, opts...)
+	opts = append([]connect.HandlerOption{
+		connect.WithCompression("gzip", nil, nil),
+		connect.WithReadMaxBytes(MaxMessageBytes),
+	}, opts...)
 	return filesystemconnect.NewFilesystemHandler(s, opts...)
 }
 
@@ -146,7 +156,7 @@ func (s *Service) identify(h http.Header) (identity, error) {
 	if !ok {
 		return identity{}, errdefs.New(errdefs.ErrUnauthenticated, "error looking up user '"+name+"'")
 	}
-	return identity{account: acct, workdir: v.DefaultWorkdir, accounts: accts, root: s.root.As(acct.Cred())}, nil
+	return identity{account: acct, workdir: v.WorkdirOf(acct.Name), accounts: accts, root: s.root.As(acct.Cred())}, nil
 }
 
 // do runs fn with id's root switched to the user once for all of fn's

@@ -21,6 +21,18 @@ type Values struct {
 	DefaultWorkdir string
 }
 
+// WorkdirOf returns the directory that the relative paths of user's
+// filesystem requests start from ("" for the user's home): the default
+// workdir belongs to the default user, and another user's relative paths
+// start from that user's home, as on E2B (uploadUrl('x', {user: 'root'})
+// writes /root/x).
+func (v Values) WorkdirOf(user string) string {
+	if user != v.DefaultUser {
+		return ""
+	}
+	return v.DefaultWorkdir
+}
+
 // Update changes some settings; nil pointers leave a value as it is. Env is
 // merged into the current environment (later wins).
 type Update struct {
