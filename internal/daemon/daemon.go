@@ -56,11 +56,8 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
-		return nil, fmt.Errorf("creating data dir: %w", err)
-	}
-	if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
-		return nil, fmt.Errorf("data dir permissions: %w", err)
+	if err := secureDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log}
 	defer func() {
@@ -222,7 +219,7 @@ func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(d.cfg.DataDir, "api-key")
+	path := filepath.Join(d.cfg.DataDir, apiKeyFile)
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return fmt.Errorf("saving the first API key: %w", err)
 	}
