@@ -2,10 +2,13 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,4 +151,68 @@ func asNobody(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	return cmd
+}
+
+// TestBaseHidesHostEtc plants a file and a directory with random names in
+// the host's real /etc before a daemon builds its base template: neither
+// is in a sandbox, while what a userland needs still works there.
+func TestBaseHidesHostEtc(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("writes to the host's /etc and runs sandpit serve: needs root")
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	name := "sandpit-planted-" + hex.EncodeToString(b[:])
+	file, dir := filepath.Join("/etc", name), filepath.Join("/etc", name+".d")
+	t.Cleanup(func() { os.Remove(file); os.RemoveAll(dir) })
+	if err := os.WriteFile(file, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key"), []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	srv, err := sandpittest.Start(ctx, sandpittest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := sandpit.NewClient(sandpit.WithURL(srv.URL), sandpit.WithAPIKey(srv.APIKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := client.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	res, err := sb.Commands.Run(ctx, "ls -a /etc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.Stdout, name) {
+		t.Errorf("the file planted in the host's /etc is in the sandbox:\n%s", res.Stdout)
+	}
+	for _, secret := range []string{"machine-id", "gshadow", "subuid"} {
+		if slices.Contains(strings.Fields(res.Stdout), secret) {
+			t.Errorf("/etc/%s is in the sandbox", secret)
+		}
+	}
+	// What a userland needs is there.
+	res, err = sb.Commands.Run(ctx, "python3 -c 'import ssl, json; print(json.dumps(1))' && sudo -n id -u && "+
+		"apt-get -s install hello >/dev/null && echo apt && pip3 --version >/dev/null && echo pip && "+
+		"test -s /etc/ssl/certs/ca-certificates.crt && echo ca")
+	if err != nil {
+		t.Fatalf("a userland tool fails in the sandbox: %v", err)
+	}
+	if got := strings.Fields(res.Stdout); !slices.Equal(got, []string{"1", "0", "apt", "pip", "ca"}) {
+		t.Errorf("userland checks: %q (stderr %q)", res.Stdout, res.Stderr)
+	}
 }
