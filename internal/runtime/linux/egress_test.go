@@ -142,10 +142,7 @@ func dial(t *testing.T, sb *runtime.Sandbox, addr netip.Addr, port int) string {
 
 func TestEgress(t *testing.T) {
 	needRoot(t)
-	eg, err := egress.New(egress.Config{})
-	if err != nil {
-		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
-	}
+	eg := newEgress(t)
 	out := newOutside(t)
 	// The host itself reaches every one of the outside's addresses, so a
 	// refusal below is the sandbox rules' doing.
@@ -245,10 +242,7 @@ func TestEgress(t *testing.T) {
 // keeps closed.
 func TestEgressPolicy(t *testing.T) {
 	needRoot(t)
-	eg, err := egress.New(egress.Config{})
-	if err != nil {
-		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
-	}
+	eg := newEgress(t)
 	out := newOutside(t)
 	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
 	all := netip.MustParsePrefix("0.0.0.0/0")
@@ -338,4 +332,18 @@ func hostAddrs(t *testing.T) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// newEgress gives sandboxes a way out; only a kernel without nf_tables
+// skips the test, any other failure fails it.
+func newEgress(t *testing.T) *egress.Egress {
+	t.Helper()
+	if err := egress.KernelSupport(); err != nil {
+		t.Skipf("egress needs nf_tables, which the kernel lacks: %v", err)
+	}
+	eg, err := egress.New(egress.Config{})
+	if err != nil {
+		t.Fatalf("egress: %v", err)
+	}
+	return eg
 }
