@@ -358,6 +358,11 @@ func (d *Daemon) close(ctx context.Context) {
 	if d.runtime != nil {
 		_ = d.runtime.Close()
 	}
+	if d.egress != nil {
+		if err := d.egress.Close(); err != nil {
+			d.log.Error("removing sandpit's rules from Docker's chain", "err", err)
+		}
+	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
