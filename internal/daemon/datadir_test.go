@@ -54,11 +54,11 @@ func TestDataDirIsRootsAlone(t *testing.T) {
 	defer srv.Close()
 
 	// A set-uid-root binary inside a template layer, as a build step that
-	// installs one (sudo, ping, su) leaves it.
-	layer := baseLayer(t, dataDir)
-	suid := filepath.Join(layer, "opt", "suid-id")
+	// installs one (sudo, ping, su) leaves it. (A layer of its own: the
+	// base layer is under the warm pool's overlays.)
+	suid := filepath.Join(dataDir, "templates", "layers", "suid-test", "usr", "bin", "suid-id")
 	copyFile(t, "/usr/bin/id", suid)
-	if err := os.Chmod(suid, 0o4755); err != nil {
+	if err := os.Chmod(suid, os.ModeSetuid|0o755); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]os.FileMode{
@@ -85,6 +85,9 @@ func TestDataDirIsRootsAlone(t *testing.T) {
 	if out, err := asNobody("cat", filepath.Join(dataDir, "sandpit.db")).CombinedOutput(); err == nil {
 		t.Errorf("nobody read the database (%d bytes)", len(out))
 	}
+	if fi, err := os.Stat(suid); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("the planted binary is not set-uid: %v %v", fi.Mode(), err)
+	}
 	if out, err := asNobody(suid, "-u").CombinedOutput(); err == nil {
 		t.Errorf("nobody ran a set-uid binary from a template layer: euid %s", out)
 	}
@@ -107,21 +110,6 @@ func TestDataDirIsRootsAlone(t *testing.T) {
 	if got := strings.Fields(res.Stdout); len(got) != 2 || got[0] != "user" || got[1] != "0" {
 		t.Errorf("in the sandbox: %q, want user, 0", res.Stdout)
 	}
-}
-
-func baseLayer(t *testing.T, dataDir string) string {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dataDir, "templates"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "base-") {
-			return filepath.Join(dataDir, "templates", e.Name())
-		}
-	}
-	t.Fatal("no base layer in the data dir")
-	return ""
 }
 
 func copyFile(t *testing.T, src, dst string) {
