@@ -161,7 +161,11 @@ func (d *Daemon) newEgress() *egress.Egress {
 	}
 	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool})
 	if err != nil {
-		d.log.Warn("sandboxes will have no internet access", "err", err)
+		if kerr := egress.KernelSupport(); kerr != nil {
+			d.log.Warn("sandboxes will have no internet access: the kernel lacks nf_tables", "err", kerr)
+		} else {
+			d.log.Error("sandboxes will have no internet access", "err", err)
+		}
 		return nil
 	}
 	if len(eg.Nameservers()) == 0 {
