@@ -54,17 +54,18 @@ var etcAllow = []string{
 	"manpath.config", "mime.types", "mailcap", "magic", "magic.mime", "wgetrc", "iproute2",
 	// ssh's client config, never its host keys.
 	"ssh/ssh_config", "ssh/ssh_config.d",
-	// Package managers' config: copied without credential lines, see
-	// etcScrubbed.
+	// Package managers' config: copied without credential lines (as is
+	// environment), see etcScrubbed.
 	"pip.conf", "npmrc",
 }
 
 // etcDeny are paths under allowed directories that never leave the host.
 var etcDeny = []string{"apt/auth.conf.d", "apt/auth.conf", "security/opasswd"}
 
-// etcScrubbed are config files copied without the lines that carry
-// credentials (an index URL with a password, an npm auth token).
-var etcScrubbed = map[string]bool{"pip.conf": true, "npmrc": true}
+// etcScrubbed are config files copied without the lines that may carry
+// credentials (an index URL with a password, an npm auth token, a proxy
+// URL with a user in /etc/environment).
+var etcScrubbed = map[string]bool{"pip.conf": true, "npmrc": true, "environment": true}
 
 // The sandbox's default user, as in E2B.
 const (

@@ -93,6 +93,7 @@ func TestBaseEtcAllowList(t *testing.T) {
 		"etc/pip.conf":                    "[global]\nindex-url = https://u:secret@pypi.example/simple\ncert = /etc/ssl/certs/ca.pem\n",
 		"etc/npmrc":                       "//registry.example/:_authToken=secret\ncafile=/etc/ssl/certs/ca.pem\n",
 		"etc/wireguard/wg0.conf":          "PrivateKey = secret\n",
+		"etc/environment":                 "LANG=C.UTF-8\nhttps_proxy=http://u:secret@proxy.example:3128\n",
 		"etc/" + randomName(t):            "secret\n",
 		"canary":                          "host file\n",
 	}
@@ -129,7 +130,7 @@ func TestBaseEtcAllowList(t *testing.T) {
 		switch p {
 		case "etc/ssh/ssh_config", "etc/ssl/certs/ca.pem", "etc/apt/sources.list", "etc/ld.so.conf",
 			"etc/python3.11/sitecustomize.py", "etc/passwd", "etc/group", "etc/shadow", "etc/sudoers",
-			"etc/pip.conf", "etc/npmrc":
+			"etc/pip.conf", "etc/npmrc", "etc/environment":
 			continue
 		}
 		if _, err := os.Lstat(filepath.Join(layer, p)); err == nil {
@@ -153,6 +154,9 @@ func TestBaseEtcAllowList(t *testing.T) {
 	}
 	if got := read("etc/npmrc"); strings.Contains(got, "secret") || !strings.Contains(got, "cafile=") {
 		t.Errorf("npmrc:\n%s", got)
+	}
+	if got := read("etc/environment"); strings.Contains(got, "secret") || !strings.Contains(got, "LANG=C.UTF-8") {
+		t.Errorf("environment:\n%s", got)
 	}
 	if b, _ := os.ReadFile(canary); string(b) != "host file\n" {
 		t.Errorf("the build wrote through a link in the host's /etc: %q", b)
