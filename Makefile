@@ -9,7 +9,11 @@ LISTEN     ?= 127.0.0.1:49982
 GO_TOOL    := go tool -modfile=tools/go.mod
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/node_modules/*') go.mod go.sum
 
-.PHONY: help setup build run test test-go test-compat lint generate bench
+# Packages with goroutines and locks enough to race: their tests also run
+# under the race detector (it needs cgo, hence gcc from setup).
+RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/...
+
+.PHONY: help setup build run test test-go test-race test-compat lint tidy-check generate bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,13 +29,17 @@ build: $(BIN) ## build the static binary into bin/sandpit
 run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)
 
-test: setup build ## every test: Go unit + integration (real sandboxes), then the official SDK compat suite
+test: setup build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
 	go test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-race tidy-check
 	test/compat/run.sh
 	examples/python/run.sh
 
 test-go: build ## Go tests only
 	go test -count=1 -timeout 20m ./...
+
+test-race: ## the concurrent packages' tests under the race detector
+	CGO_ENABLED=1 go test -race -count=1 -timeout 20m $(RACE_PKGS)
 
 test-compat: build ## the official E2B SDK against a real server
 	test/compat/run.sh
@@ -40,6 +48,10 @@ lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	$(GO_TOOL) staticcheck ./...
+	@$(MAKE) --no-print-directory tidy-check
+
+tidy-check: ## fail when `go mod tidy` would change go.mod or go.sum
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 
 generate: ## regenerate gen/ from api/
 	go generate ./gen/...

@@ -56,11 +56,8 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
-		return nil, fmt.Errorf("creating data dir: %w", err)
-	}
-	if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
-		return nil, fmt.Errorf("data dir permissions: %w", err)
+	if err := secureDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log}
 	defer func() {
@@ -164,7 +161,11 @@ func (d *Daemon) newEgress() *egress.Egress {
 	}
 	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool})
 	if err != nil {
-		d.log.Warn("sandboxes will have no internet access", "err", err)
+		if kerr := egress.KernelSupport(); kerr != nil {
+			d.log.Warn("sandboxes will have no internet access: the kernel lacks nf_tables", "err", kerr)
+		} else {
+			d.log.Error("sandboxes will have no internet access", "err", err)
+		}
 		return nil
 	}
 	if len(eg.Nameservers()) == 0 {
@@ -222,7 +223,7 @@ func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(d.cfg.DataDir, "api-key")
+	path := filepath.Join(d.cfg.DataDir, apiKeyFile)
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return fmt.Errorf("saving the first API key: %w", err)
 	}
@@ -393,6 +394,11 @@ func (d *Daemon) close(ctx context.Context) {
 	d.closeSandboxes(ctx)
 	if d.runtime != nil {
 		_ = d.runtime.Close()
+	}
+	if d.egress != nil {
+		if err := d.egress.Close(); err != nil {
+			d.log.Error("removing sandpit's rules from Docker's chain", "err", err)
+		}
 	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {

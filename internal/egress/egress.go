@@ -44,6 +44,10 @@ type Config struct {
 	// Nameservers are the resolvers sandboxes use. Default: the host's
 	// non-loopback nameservers from /etc/resolv.conf.
 	Nameservers []netip.Addr
+	// DockerTable is the ip table whose DOCKER-USER chain, where there
+	// is one, gets accept rules for sandbox links (see docker.go).
+	// Default: DockerTable, Docker's; tests name one of their own.
+	DockerTable string
 }
 
 // Egress hands out sandbox links. It is safe for concurrent use.
@@ -58,6 +62,11 @@ type Egress struct {
 	mu       sync.Mutex
 	used     map[int]bool
 	policies map[int]Policy // links with a policy chain
+
+	dockerTable string
+	// dockerMu serialises adding and removing DOCKER-USER rules.
+	dockerMu sync.Mutex
+	closed   bool // Close ran: add no more rules
 }
 
 // Policy narrows one sandbox's way out, as E2B's network.allowOut and
@@ -93,6 +102,9 @@ func New(cfg Config) (*Egress, error) {
 	if cfg.Nameservers == nil {
 		cfg.Nameservers = hostNameservers("/etc/resolv.conf")
 	}
+	if cfg.DockerTable == "" {
+		cfg.DockerTable = DockerTable
+	}
 	e := &Egress{
 		pool:     cfg.Pool,
 		ns:       cfg.Nameservers,
@@ -101,6 +113,8 @@ func New(cfg Config) (*Egress, error) {
 		used:     map[int]bool{},
 		policies: map[int]Policy{},
 		mtu:      hostMTU(),
+
+		dockerTable: cfg.DockerTable,
 	}
 	// Daemons sharing a host start their searches apart so they rarely
 	// race for the same name.
@@ -111,13 +125,17 @@ func New(cfg Config) (*Egress, error) {
 	if _, err := installRules(cfg.Pool, cfg.Nameservers); err != nil {
 		return nil, err
 	}
+	if _, err := e.besideDocker(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
 // Keep puts the table back, with every sandbox's policy, whenever
 // something has removed it (`nft flush ruleset`, another sandpit version
 // replacing it), checking every interval until ctx ends: the sandboxes'
-// isolation from the host rests on it.
+// isolation from the host rests on it. It also lets sandbox links past a
+// Docker that started after the daemon (see besideDocker).
 func (e *Egress) Keep(ctx context.Context, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -133,6 +151,11 @@ func (e *Egress) Keep(ctx context.Context, every time.Duration, log *slog.Logger
 			log.Error("checking the egress table", "table", e.table, "err", err)
 		case restored:
 			log.Warn("the egress table was gone and is restored", "table", e.table)
+		}
+		if added, err := e.besideDocker(); err != nil {
+			log.Error("letting sandbox traffic past Docker's FORWARD policy", "err", err)
+		} else if added {
+			log.Info("sandbox links accepted in Docker's DOCKER-USER chain", "table", e.dockerTable)
 		}
 	}
 }

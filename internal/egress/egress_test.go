@@ -82,9 +82,12 @@ func TestInstallRulesConcurrently(t *testing.T) {
 	pool := netip.MustParsePrefix("10.250.0.0/16") // a table of its own, removed below
 	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
 	name := TableName(pool, ns)
+	if err := KernelSupport(); err != nil {
+		t.Skipf("the kernel lacks nf_tables: %v", err)
+	}
 	c, err := nftables.New()
 	if err != nil {
-		t.Skipf("no nftables: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
@@ -136,9 +139,12 @@ func TestEnsureRestoresTableAndPolicies(t *testing.T) {
 		t.Skip("installing nftables rules needs root")
 	}
 	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
+	if err := KernelSupport(); err != nil {
+		t.Skipf("the kernel lacks nf_tables: %v", err)
+	}
 	e, err := New(Config{Pool: netip.MustParsePrefix("10.251.0.0/16"), Nameservers: ns})
 	if err != nil {
-		t.Skipf("no nftables: %v", err)
+		t.Fatal(err)
 	}
 	c, _ := nftables.New()
 	tb := &nftables.Table{Family: nftables.TableFamilyINet, Name: e.table}

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +37,14 @@ type SQLite struct {
 var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating if needed) the database file at path and brings
-// its schema up to date.
+// its schema up to date. The file and its -wal and -shm companions are
+// root's alone (0600): they hold sandboxes' environment variables and envd
+// access tokens, which cannot be hashed because the daemon hands them back
+// to clients on connect and signs file URLs with them.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if err := privateFiles(path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -54,6 +62,25 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("migrating database %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// privateFiles creates the database file 0600 before SQLite does (SQLite
+// gives -wal and -shm the database file's mode) and takes files an earlier
+// version left readable by every host user back to 0600.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening database %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("opening database %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("securing database file %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database; calling it twice is fine.

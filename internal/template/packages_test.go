@@ -31,9 +31,12 @@ func TestBuildInstallsPackages(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	if err := egress.KernelSupport(); err != nil {
+		t.Skipf("sandbox egress needs nf_tables, which the kernel lacks: %v", err)
+	}
 	eg, err := egress.New(egress.Config{})
 	if err != nil {
-		t.Skipf("sandbox egress needs nftables NAT in the kernel: %v", err)
+		t.Fatalf("egress: %v", err)
 	}
 	e := newBuildEnv(t, func(c *linux.Config) { c.Egress = eg })
 	wheel := helloWheel(t)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -142,10 +143,7 @@ func dial(t *testing.T, sb *runtime.Sandbox, addr netip.Addr, port int) string {
 
 func TestEgress(t *testing.T) {
 	needRoot(t)
-	eg, err := egress.New(egress.Config{})
-	if err != nil {
-		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
-	}
+	eg := newEgress(t)
 	out := newOutside(t)
 	// The host itself reaches every one of the outside's addresses, so a
 	// refusal below is the sandbox rules' doing.
@@ -245,10 +243,7 @@ func TestEgress(t *testing.T) {
 // keeps closed.
 func TestEgressPolicy(t *testing.T) {
 	needRoot(t)
-	eg, err := egress.New(egress.Config{})
-	if err != nil {
-		t.Skipf("egress needs nftables with nat and conntrack in the kernel: %v", err)
-	}
+	eg := newEgress(t)
 	out := newOutside(t)
 	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
 	all := netip.MustParsePrefix("0.0.0.0/0")
@@ -338,4 +333,100 @@ func hostAddrs(t *testing.T) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// newEgress gives sandboxes a way out; only a kernel without nf_tables
+// skips the test, any other failure fails it.
+func newEgress(t *testing.T) *egress.Egress {
+	t.Helper()
+	if err := egress.KernelSupport(); err != nil {
+		t.Skipf("egress needs nf_tables, which the kernel lacks: %v", err)
+	}
+	eg, err := egress.New(egress.Config{})
+	if err != nil {
+		t.Fatalf("egress: %v", err)
+	}
+	return eg
+}
+
+// TestEgressBesideDocker: on a host where Docker (iptables-nft) has set
+// table ip filter's FORWARD policy to drop, sandboxes still get out,
+// through accept rules at the head of Docker's DOCKER-USER chain, which
+// Close takes away again. The test builds a table shaped as Docker's,
+// under a name of its own so a real Docker's is never touched, and
+// removes it after.
+func TestEgressBesideDocker(t *testing.T) {
+	needRoot(t)
+	if err := egress.KernelSupport(); err != nil {
+		t.Skipf("egress needs nf_tables, which the kernel lacks: %v", err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: fmt.Sprintf("sandpit_test_docker_%d", os.Getpid())}
+	c.AddTable(docker)
+	t.Cleanup(func() {
+		c.DelTable(docker)
+		if err := c.Flush(); err != nil {
+			t.Errorf("removing the test's Docker table: %v", err)
+		}
+	})
+	user := c.AddChain(&nftables.Chain{Name: "DOCKER-USER", Table: docker})
+	c.AddRule(&nftables.Rule{Table: docker, Chain: user, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}})
+	accept, drop := nftables.ChainPolicyAccept, nftables.ChainPolicyDrop
+	forwardChain := func(policy *nftables.ChainPolicy) *nftables.Chain {
+		return &nftables.Chain{
+			Name: "FORWARD", Table: docker, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: policy,
+		}
+	}
+	// Accept until sandpit's rules are in, so no one's traffic on this
+	// host stops for longer than the test needs.
+	forward := c.AddChain(forwardChain(&accept))
+	c.AddRule(&nftables.Rule{Table: docker, Chain: forward, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: "DOCKER-USER"}}})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("making the test's Docker table: %v", err)
+	}
+
+	eg, err := egress.New(egress.Config{DockerTable: docker.Name})
+	if err != nil {
+		t.Fatalf("egress: %v", err)
+	}
+	rules, err := c.GetRules(docker, user)
+	if err != nil || len(rules) != 3 {
+		t.Fatalf("DOCKER-USER after egress.New: %d rules, %v; want sandpit's two and Docker's return", len(rules), err)
+	}
+	if _, ok := rules[2].Exprs[0].(*expr.Verdict); !ok {
+		t.Errorf("sandpit's rules are not ahead of Docker's return")
+	}
+
+	out := newOutside(t)
+	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
+	sb := e.createSpec(t, runtime.Spec{ID: "docker-net", AllowInternet: true})
+	c.AddChain(forwardChain(&drop))
+	if err := c.Flush(); err != nil {
+		t.Fatalf("setting FORWARD's policy to drop: %v", err)
+	}
+	if got := dial(t, sb, out.public, out.port); got != "from 198.51.100.1\nrc=0" {
+		t.Errorf("sandbox to %s beside Docker: got %q", out.public, got)
+	}
+	// Sandpit's own rules still hold beside Docker's.
+	if got := dial(t, sb, out.blocked[0], out.port); strings.HasSuffix(got, "rc=0") {
+		t.Errorf("sandbox reached %s beside Docker: %q", out.blocked[0], got)
+	}
+	c.AddChain(forwardChain(&accept))
+	if err := c.Flush(); err != nil {
+		t.Fatalf("setting FORWARD's policy back to accept: %v", err)
+	}
+
+	if err := eg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eg.Close(); err != nil {
+		t.Fatalf("closing twice: %v", err)
+	}
+	if rules, err := c.GetRules(docker, user); err != nil || len(rules) != 1 {
+		t.Errorf("DOCKER-USER after Close: %d rules, %v; want Docker's return alone", len(rules), err)
+	}
 }

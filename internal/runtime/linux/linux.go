@@ -119,11 +119,13 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.MaxSandboxes == 0 {
 		cfg.MaxSandboxes = 4096
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+	// Root's alone: the sandboxes' inits never reach into it by path (see
+	// stageDir), and it holds their writable layers and sockets.
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
-	if err := checkTraversable(cfg.StateDir); err != nil {
-		return nil, err
+	if err := os.Chmod(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir permissions: %w", err)
 	}
 	r := &Runtime{
 		cfg:    cfg,
@@ -357,7 +359,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		tmpMB = 256
 	}
 	icfg := initConfig{
-		ID: spec.ID, Hostname: spec.Hostname, Stage: filepath.Join(b.dir, "rootfs"),
+		ID: spec.ID, Hostname: spec.Hostname, Stage: stageDir,
 		Mounts: targets, TmpMB: tmpMB, Net: netCfg,
 		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
 	}
@@ -383,7 +385,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 // prepareDir lays out the sandbox's host directory: the staging point of its
 // root and one writable upper dir per mount, owned by the sandbox's root.
 func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
-	if err := os.Mkdir(b.dir, 0o711); err != nil {
+	if err := os.Mkdir(b.dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("sandbox %s already exists", spec.ID))
 		}
@@ -391,9 +393,6 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 	}
 	if err := os.WriteFile(filepath.Join(b.dir, "slot"), []byte(strconv.Itoa(b.slot)), 0o600); err != nil {
 		return fmt.Errorf("recording uid range of %s: %w", spec.ID, err)
-	}
-	if err := os.Mkdir(filepath.Join(b.dir, "rootfs"), 0o700); err != nil {
-		return fmt.Errorf("creating root of %s: %w", spec.ID, err)
 	}
 	b.layers = filepath.Join(b.dir, "layers")
 	if r.disks != nil {
@@ -843,26 +842,12 @@ func (r *Runtime) leftovers() (map[string]int, error) {
 	return out, nil
 }
 
-// checkTraversable makes sure a sandbox's init, running as an unprivileged
-// host uid, can reach its staging directory under dir.
-func checkTraversable(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	for p := abs; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("checking state dir: %w", err)
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("state dir %s is not reachable by sandboxes: %s has mode %v and needs o+x", abs, p, fi.Mode().Perm())
-		}
-		if p == "/" {
-			return nil
-		}
-	}
-}
+// stageDir is where a sandbox's init attaches its root mount before
+// pivot_root, in its own private mount namespace, so the host never sees
+// it. The init runs as an unprivileged host uid that cannot reach into the
+// data dir (root's alone), so the mount point is a directory every host has
+// and every uid may look up; the host's own /tmp stays as it is.
+const stageDir = "/tmp"
 
 // Default limits for what a spec leaves at zero.
 const (
