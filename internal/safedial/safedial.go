@@ -44,7 +44,7 @@ var blocked = []struct {
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared/carrier-grade NAT"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local/cloud metadata"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignment"}, // includes NAT64/DS-Lite host addresses
-	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},             // used inside some clouds for internal services
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},            // used inside some clouds for internal services
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"}, // includes the broadcast address
 	{netip.MustParsePrefix("::/128"), "unspecified"},
