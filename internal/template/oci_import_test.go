@@ -65,7 +65,9 @@ func TestBuildFromOCIImage(t *testing.T) {
 	if err := remote.Write(r, img); err != nil {
 		t.Fatal(err)
 	}
-	im, err := oci.New(oci.Config{LayerDir: e.dir + "/templates/layers"})
+	// The test registry is on loopback, which the importer refuses unless
+	// named (serve --insecure-registry).
+	im, err := oci.New(oci.Config{LayerDir: e.dir + "/templates/layers", InsecureRegistries: []string{strings.TrimPrefix(srv.URL, "http://")}})
 	if err != nil {
 		t.Fatal(err)
 	}
