@@ -128,6 +128,14 @@ func (u *unpacker) entry(h *tar.Header, body io.Reader) error {
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(parent, base)
 	}
+	for k := range h.PAXRecords {
+		// A sparse entry's holes cost nothing in the tar and are written
+		// out as zeros: a few bytes of layer could fill the disk. Image
+		// builders do not make them.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return errLayer("sparse files are not supported")
+		}
+	}
 	if (h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock) && !(h.Typeflag == tar.TypeChar && h.Devmajor == 0 && h.Devminor == 0) {
 		return nil // see Unpack
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -266,5 +267,60 @@ func TestUnpackWhiteoutAndEntryInOneLayer(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(s.unpack, "c")); err != nil || string(b) != "c" {
 		t.Errorf("c: %q %v", b, err)
+	}
+}
+
+// sparseTar is a tar holding one GNU sparse (PAX 0.1) file of size bytes,
+// all hole: the archive is a few blocks, the file it describes is not.
+// archive/tar writes no sparse files, so the headers are made by hand.
+func sparseTar(t testing.TB, name string, size int64) []byte {
+	t.Helper()
+	var recs strings.Builder
+	for _, kv := range [][2]string{
+		{"GNU.sparse.map", fmt.Sprintf("%d,0", size)},
+		{"GNU.sparse.numblocks", "1"},
+		{"GNU.sparse.size", fmt.Sprint(size)},
+		{"path", name},
+	} {
+		rec := " " + kv[0] + "=" + kv[1] + "\n"
+		n := len(rec) + 1
+		for len(fmt.Sprint(n))+len(rec) != n {
+			n = len(fmt.Sprint(n)) + len(rec)
+		}
+		fmt.Fprintf(&recs, "%d%s", n, rec)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "pax", Typeflag: tar.TypeReg, Size: int64(recs.Len()), Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tw, recs.String())
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	b := buf.Bytes()
+	// Make the first entry a PAX extended header: type 'x', checksum
+	// recomputed over the header with its checksum field as spaces.
+	b[156] = tar.TypeXHeader
+	copy(b[148:156], "        ")
+	var sum int64
+	for _, c := range b[:512] {
+		sum += int64(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func TestUnpackRefusesSparseFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking keeps owners: needs root")
+	}
+	s := newSite(t)
+	const size = 64 << 20 // what the old unpacker wrote out; the format allows 8 EiB
+	err := oci.Unpack(bytes.NewReader(sparseTar(t, "big", size)), s.unpack)
+	if err == nil || !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "sparse") {
+		fi, _ := os.Stat(filepath.Join(s.unpack, "big"))
+		t.Fatalf("unpack of a sparse file: %v (made %v), want a refusal", err, fi)
 	}
 }
