@@ -189,7 +189,7 @@ func (u *unpacker) entry(h *tar.Header, body io.Reader) error {
 		}
 		u.dirTimes = append(u.dirTimes, dirTime{parent, base, h.ModTime})
 	case tar.TypeReg:
-		if err := writeFile(pfd, base, body, h); err != nil {
+		if err := writeFile(pfd, base, body); err != nil {
 			return err
 		}
 	case tar.TypeSymlink:
@@ -203,7 +203,9 @@ func (u *unpacker) entry(h *tar.Header, body io.Reader) error {
 		}
 		defer unix.Close(lfd)
 		// No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink.
-		if err := unix.Linkat(lfd, linkBase, pfd, base, 0); err != nil {
+		if err := unix.Linkat(lfd, linkBase, pfd, base, 0); err == unix.ENOENT {
+			return errLayer("hard link to %q: no such entry in the layer", h.Linkname)
+		} else if err != nil {
 			return fmt.Errorf("hard link to %q: %w", h.Linkname, err)
 		}
 		return nil // the link shares its target's owner and mode
@@ -357,7 +359,7 @@ func (u *unpacker) walk(rel string, create bool) (int, error) {
 
 // writeFile creates name in dirfd (which must not hold it) with the
 // entry's content.
-func writeFile(dirfd int, name string, body io.Reader, h *tar.Header) error {
+func writeFile(dirfd int, name string, body io.Reader) error {
 	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating the file: %w", err)
