@@ -31,6 +31,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")
 	fs.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "let sandboxes write without a disk cap (no loop device per sandbox)")
+	fs.Func("insecure-registry", "image registry `HOST[:PORT]` that may be on loopback or private addresses, over plain HTTP (repeatable)", func(v string) error {
+		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/safedial"
 )
 
 // DefaultListen is where `sandpit serve` listens unless told otherwise.
@@ -51,6 +53,11 @@ type Daemon struct {
 	// without a cap (a logged isolation warning); for hosts without loop
 	// devices.
 	NoDiskQuota bool
+	// InsecureRegistries ("HOST" or "HOST:PORT") are image registries the
+	// daemon may pull from although they resolve to loopback, private or
+	// link-local addresses (an in-cluster registry), over plain HTTP if
+	// they speak it. Every other registry must be on public addresses.
+	InsecureRegistries []string
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.
@@ -122,6 +129,11 @@ func (c Daemon) Validate() error {
 	}
 	if c.DefaultDiskMB < 16 || c.DefaultDiskMB > 1<<20 {
 		errs = append(errs, fmt.Errorf("default disk %d MB: want 16 MB to 1 TiB", c.DefaultDiskMB))
+	}
+	for _, r := range c.InsecureRegistries {
+		if _, err := safedial.ParseAllow(r); err != nil {
+			errs = append(errs, fmt.Errorf("insecure registry: %w", err))
+		}
 	}
 	if c.CgroupParent == "" && !c.NoCgroups {
 		errs = append(errs, errors.New("cgroup parent is empty"))

@@ -16,14 +16,18 @@ func TestValidate(t *testing.T) {
 	bad.MaxTimeout = 0
 	bad.DefaultDiskMB = 1
 	bad.EgressPool = netip.MustParsePrefix("10.0.0.0/30")
+	bad.InsecureRegistries = []string{"registry.internal:5000", "http://10.0.0.5/v2"}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("bad config validated")
 	}
-	for _, want := range []string{"listen address", "data dir", "max timeout", "default disk 1 MB", "egress pool 10.0.0.0/30"} {
+	for _, want := range []string{"listen address", "data dir", "max timeout", "default disk 1 MB", "egress pool 10.0.0.0/30", `insecure registry: allowed registry "http://10.0.0.5/v2"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+	if strings.Contains(err.Error(), "registry.internal:5000") {
+		t.Errorf("a good insecure registry was refused: %v", err)
 	}
 }
 

@@ -107,6 +107,9 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	for _, w := range d.runtime.Warnings() {
 		log.Warn("isolation", "warning", w)
 	}
+	for _, r := range cfg.InsecureRegistries {
+		log.Warn("isolation", "warning", "image pulls from "+r+" may reach the host's loopback or private networks (--insecure-registry)")
+	}
 	if err := d.newTemplates(ctx, cg, []*template.Template{base, &ci}); err != nil {
 		return nil, err
 	}
@@ -358,7 +361,11 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	if err != nil {
 		return err
 	}
-	images, err := oci.New(oci.Config{LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"), Logger: d.log})
+	images, err := oci.New(oci.Config{
+		LayerDir:           filepath.Join(d.cfg.DataDir, "templates", "layers"),
+		Logger:             d.log,
+		InsecureRegistries: d.cfg.InsecureRegistries,
+	})
 	if err != nil {
 		return err
 	}

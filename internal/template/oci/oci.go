@@ -1,20 +1,30 @@
 // Package oci imports OCI (and Docker) images as sandpit templates: it
 // pulls an image with go-containerregistry and unpacks each of its layers
-// once into a directory named by the layer's diff id, turning OCI
+// once into a directory named by the layer's verified diff id, turning OCI
 // whiteouts into overlayfs ones, so the layers stack under a sandbox's
 // overlay root like any template layer and are shared by every template
 // that uses them.
+//
+// An image is hostile input. Each layer's compressed digest (from the
+// manifest) and diff id (from the config) are checked against what was
+// read before its directory is published, so an image that lies about a
+// layer cannot plant content under another layer's name; Unpack keeps
+// every entry inside the layer (see unpack.go); and registries are dialled
+// through safedial, so a client cannot make the daemon fetch from the
+// host's loopback or private networks unless the operator allowed that
+// registry.
 package oci
 
 import (
-	"archive/tar"
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -24,18 +34,27 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/safedial"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
+
+// layerPrefix names a layer directory: "oci-sha256-" and the diff id.
+// Directories of earlier versions ("oci-" and the diff id the image
+// claimed, unchecked) are never reused.
+const layerPrefix = "oci-sha256-"
 
 // Importer pulls images into layer directories. It implements
 // template.ImageImporter and is safe for concurrent use.
 type Importer struct {
 	dir  string
 	log  *slog.Logger
+	dial *safedial.Dialer
 	opts []remote.Option
 }
 
@@ -46,7 +65,13 @@ type Config struct {
 	// LayerDir holds the unpacked layers, one directory per diff id.
 	LayerDir string
 	Logger   *slog.Logger
-	// Options are extra go-containerregistry options (a transport, say).
+	// InsecureRegistries are registries ("HOST" or "HOST:PORT") that may
+	// be on loopback or private addresses, and may speak plain HTTP. Any
+	// other registry (and any host it redirects to) must resolve to
+	// public addresses.
+	InsecureRegistries []string
+	// Options are extra go-containerregistry options. A transport given
+	// here replaces the one that refuses private addresses: tests only.
 	Options []remote.Option
 }
 
@@ -58,10 +83,15 @@ func New(cfg Config) (*Importer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	dial, err := safedial.New(cfg.InsecureRegistries)
+	if err != nil {
+		return nil, fmt.Errorf("insecure registries: %w", err)
+	}
 	if err := os.MkdirAll(cfg.LayerDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating layer dir: %w", err)
 	}
-	return &Importer{dir: cfg.LayerDir, log: cfg.Logger, opts: cfg.Options}, nil
+	opts := append([]remote.Option{remote.WithTransport(dial.Transport())}, cfg.Options...)
+	return &Importer{dir: cfg.LayerDir, log: cfg.Logger, dial: dial, opts: opts}, nil
 }
 
 // Import pulls ref (for the host's platform) and returns a template whose
@@ -74,6 +104,11 @@ func (im *Importer) Import(ctx context.Context, ref string, auth *template.Regis
 		}
 	}
 	r, err := name.ParseReference(ref)
+	if err == nil && im.dial.Allowed(r.Context().RegistryStr()) {
+		// An allowed registry may speak plain HTTP, as Docker's
+		// --insecure-registry does.
+		r, err = name.ParseReference(ref, name.Insecure)
+	}
 	if err != nil {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("invalid image reference %q: %v", ref, err))
 	}
@@ -103,7 +138,12 @@ func (im *Importer) Import(ctx context.Context, ref string, auth *template.Regis
 		if err != nil {
 			return nil, fmt.Errorf("layer %d of %s: %w", i+1, ref, err)
 		}
-		dir := filepath.Join(im.dir, "oci-"+diff.Hex)
+		if err := checkSHA256(diff); err != nil {
+			return nil, fmt.Errorf("layer %d of %s: diff id: %w", i+1, ref, err)
+		}
+		// The name is the diff id, and a directory of that name is only
+		// ever made from content whose hash was checked to be it.
+		dir := filepath.Join(im.dir, layerPrefix+diff.Hex)
 		if _, err := os.Stat(dir); err == nil {
 			logf("layer %d/%d %s: CACHED", i+1, len(layers), short(diff.Hex))
 		} else {
@@ -146,12 +186,49 @@ func short(h string) string {
 	return h
 }
 
+// checkSHA256 refuses a digest this package cannot check (or name a
+// directory after).
+func checkSHA256(h v1.Hash) error {
+	if h.Algorithm != "sha256" {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("digest %s: only sha256 is supported", h))
+	}
+	if b, err := hex.DecodeString(h.Hex); err != nil || len(b) != sha256.Size || strings.ToLower(h.Hex) != h.Hex {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("digest %s is not a sha256 digest", h))
+	}
+	return nil
+}
+
+// unpackLayer reads l's compressed blob once, hashing it and, after
+// decompression, the tar, while unpacking into a temporary directory;
+// the directory becomes dir only when both hashes are the ones the
+// manifest and the config name.
 func (im *Importer) unpackLayer(l v1.Layer, dir string) error {
-	rc, err := l.Uncompressed()
+	digest, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	diffID, err := l.DiffID()
+	if err != nil {
+		return err
+	}
+	if err := checkSHA256(digest); err != nil {
+		return fmt.Errorf("layer digest: %w", err)
+	}
+	rc, err := l.Compressed()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	blobHash := sha256.New()
+	blob := bufio.NewReaderSize(io.TeeReader(rc, blobHash), 1<<16)
+	tr, err := decompress(blob)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	tarHash := sha256.New()
+	tarStream := io.TeeReader(tr, tarHash)
+
 	tmp, err := os.MkdirTemp(im.dir, ".tmp-")
 	if err != nil {
 		return err
@@ -160,8 +237,22 @@ func (im *Importer) unpackLayer(l v1.Layer, dir string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := Unpack(rc, tmp); err != nil {
+	if err := Unpack(tarStream, tmp); err != nil {
 		return err
+	}
+	// The diff id covers the whole stream, the tar's end blocks and any
+	// padding after them included; the digest, every byte of the blob.
+	if _, err := io.Copy(io.Discard, tarStream); err != nil {
+		return fmt.Errorf("reading the layer: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, blob); err != nil {
+		return fmt.Errorf("reading the layer: %w", err)
+	}
+	if got := hex.EncodeToString(blobHash.Sum(nil)); got != digest.Hex {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("layer %s: the blob's sha256 is %s: the registry sent other content than the manifest names", digest, got))
+	}
+	if got := hex.EncodeToString(tarHash.Sum(nil)); got != diffID.Hex {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("layer %s: the uncompressed layer's sha256 is %s, not the diff id %s the image config names", digest, got, diffID))
 	}
 	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, os.ErrExist) {
 		var le *os.LinkError
@@ -172,158 +263,27 @@ func (im *Importer) unpackLayer(l v1.Layer, dir string) error {
 	return nil
 }
 
-// Unpack extracts a layer tar into dir, an empty directory, as an
-// overlayfs layer: ".wh.NAME" becomes a whiteout (a 0/0 character
-// device), ".wh..wh..opq" marks its directory opaque. Owners, modes,
-// times and xattrs are kept. Entries may not leave dir: ".." and
-// symlinked parents are refused.
-func Unpack(r io.Reader, dir string) error {
-	tr := tar.NewReader(r)
-	type dirTime struct {
-		path string
-		t    time.Time
+// decompress returns the tar inside a layer blob: gzip, zstd or none, told
+// by its first bytes (media types are often wrong).
+func decompress(r *bufio.Reader) (io.ReadCloser, error) {
+	magic, err := r.Peek(4)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the layer: %w", err)
 	}
-	var dirTimes []dirTime
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return fmt.Errorf("reading layer: %w", err)
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("layer is not valid gzip: %v", err))
 		}
-		rel := path.Clean("/" + h.Name)
-		if rel == "/" {
-			continue
-		}
-		parent, base := path.Split(rel)
-		pdir, err := safeDir(dir, parent)
+		return zr, nil
+	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+		zr, err := zstd.NewReader(r)
 		if err != nil {
-			return fmt.Errorf("layer entry %q: %w", h.Name, err)
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("layer is not valid zstd: %v", err))
 		}
-		target := filepath.Join(pdir, base)
-		if base == ".wh..wh..opq" {
-			if err := unix.Setxattr(pdir, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
-				return fmt.Errorf("marking %s opaque: %w", parent, err)
-			}
-			continue
-		}
-		if strings.HasPrefix(base, ".wh.") {
-			wh := filepath.Join(pdir, strings.TrimPrefix(base, ".wh."))
-			_ = os.RemoveAll(wh)
-			if err := unix.Mknod(wh, unix.S_IFCHR, 0); err != nil {
-				return fmt.Errorf("whiting out %s: %w", h.Name, err)
-			}
-			continue
-		}
-		if fi, err := os.Lstat(target); err == nil && !(fi.IsDir() && h.Typeflag == tar.TypeDir) {
-			if err := os.RemoveAll(target); err != nil {
-				return err
-			}
-		}
-		mode := uint32(h.Mode) & 0o7777
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-				return err
-			}
-			dirTimes = append(dirTimes, dirTime{target, h.ModTime})
-		case tar.TypeReg:
-			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("writing %s: %w", h.Name, err)
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			lp, lb := path.Split(path.Clean("/" + h.Linkname))
-			ldir, err := safeDir(dir, lp)
-			if err != nil {
-				return fmt.Errorf("hard link %q: %w", h.Name, err)
-			}
-			if err := os.Link(filepath.Join(ldir, lb), target); err != nil {
-				return err
-			}
-			continue // the link shares its target's owner and mode
-		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
-			if err := unix.Mknod(target, kind|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))); err != nil {
-				return err
-			}
-		default:
-			continue // other types carry nothing a sandbox needs
-		}
-		if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
-			return err
-		}
-		for k, v := range h.PAXRecords {
-			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-				_ = unix.Lsetxattr(target, x, []byte(v), 0)
-			}
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			if err := os.Chmod(target, os.FileMode(mode&0o777)|setBits(mode)); err != nil {
-				return err
-			}
-			if h.Typeflag != tar.TypeDir {
-				_ = os.Chtimes(target, h.ModTime, h.ModTime)
-			}
-		}
+		return zr.IOReadCloser(), nil
+	default:
+		return io.NopCloser(r), nil
 	}
-	for i := len(dirTimes) - 1; i >= 0; i-- {
-		_ = os.Chtimes(dirTimes[i].path, dirTimes[i].t, dirTimes[i].t)
-	}
-	return nil
-}
-
-func setBits(mode uint32) os.FileMode {
-	var m os.FileMode
-	if mode&unix.S_ISUID != 0 {
-		m |= os.ModeSetuid
-	}
-	if mode&unix.S_ISGID != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&unix.S_ISVTX != 0 {
-		m |= os.ModeSticky
-	}
-	return m
-}
-
-// safeDir returns the host path of rel (a cleaned, absolute path inside
-// the layer) under root, creating missing directories and refusing any
-// component that is not a directory (a symlink could lead out of root).
-func safeDir(root, rel string) (string, error) {
-	cur := root
-	for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
-		if part == "" {
-			continue
-		}
-		if part == ".." {
-			return "", errors.New("path leaves the layer")
-		}
-		next := filepath.Join(cur, part)
-		fi, err := os.Lstat(next)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			if err := os.Mkdir(next, 0o755); err != nil {
-				return "", err
-			}
-		case err != nil:
-			return "", err
-		case !fi.IsDir():
-			return "", fmt.Errorf("%s is not a directory in the layer", part)
-		}
-		cur = next
-	}
-	return cur, nil
 }

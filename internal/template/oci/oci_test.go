@@ -3,8 +3,11 @@ package oci_test
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/oci"
 )
@@ -31,14 +35,25 @@ type entry struct {
 	typ              byte
 	mode             int64
 	uid              int
+	major, minor     int64
+	xattrs           map[string]string
 }
 
-func layer(t *testing.T, entries ...entry) v1.Layer {
+// tarOf writes entries as a tar; a zero typ is a regular file, a zero
+// mode 0644.
+func tarOf(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)), Uid: e.uid, Gid: e.uid}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)), Uid: e.uid, Gid: e.uid,
+			Devmajor: e.major, Devminor: e.minor, Format: tar.FormatPAX}
+		for k, v := range e.xattrs {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}
@@ -51,10 +66,19 @@ func layer(t *testing.T, entries ...entry) v1.Layer {
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		io.WriteString(tw, e.body)
+		if h.Size > 0 {
+			io.WriteString(tw, e.body)
+		}
 	}
-	tw.Close()
-	b := buf.Bytes()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func layer(t *testing.T, entries ...entry) v1.Layer {
+	t.Helper()
+	b := tarOf(t, entries...)
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +127,24 @@ func pushImageWith(t *testing.T, wrap func(http.Handler) http.Handler, layers ..
 	return ref
 }
 
+// newImporter returns an Importer whose layer dir is a temporary one and
+// which may pull from the test registry of ref (on loopback, which it
+// refuses unless told).
+func newImporter(t *testing.T, ref string) *oci.Importer {
+	t.Helper()
+	return newImporterIn(t, t.TempDir(), ref)
+}
+
+func newImporterIn(t *testing.T, dir, ref string) *oci.Importer {
+	t.Helper()
+	host, _, _ := strings.Cut(ref, "/")
+	im, err := oci.New(oci.Config{LayerDir: dir, InsecureRegistries: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
 func TestImport(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("unpacking layers keeps owners and makes whiteout devices: needs root")
@@ -123,11 +165,7 @@ func TestImport(t *testing.T) {
 			entry{name: "app/link", typ: tar.TypeSymlink, link: "/etc/hostname"},
 		),
 	)
-	dir := t.TempDir()
-	im, err := oci.New(oci.Config{LayerDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := newImporter(t, ref)
 	var logs []string
 	tpl, err := im.Import(t.Context(), ref, nil, func(e template.LogEntry) { logs = append(logs, e.Message) })
 	if err != nil {
@@ -185,11 +223,8 @@ func TestImportWithCredentials(t *testing.T) {
 		})
 	}
 	ref := pushImageWith(t, requireAuth, layer(t, entry{name: "secret.txt", body: "private\n"}))
-	im, err := oci.New(oci.Config{LayerDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = im.Import(t.Context(), ref, nil, nil)
+	im := newImporter(t, ref)
+	_, err := im.Import(t.Context(), ref, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") || !strings.Contains(err.Error(), ref) {
 		t.Fatalf("import without credentials: %v, want an UNAUTHORIZED error naming %s", err, ref)
 	}
@@ -205,36 +240,188 @@ func TestImportWithCredentials(t *testing.T) {
 	}
 }
 
-func TestUnpackRefusesEscapes(t *testing.T) {
+// A registry on loopback is the host's own: refused unless the operator
+// names it, and the refusal says which registry and which rule.
+func TestImportRefusesPrivateRegistries(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("unpacking keeps owners: needs root")
+		t.Skip("unpacking layers keeps owners: needs root")
 	}
-	for _, tc := range [][]entry{
-		{{name: "evil", typ: tar.TypeSymlink, link: "/"}, {name: "evil/etc/passwd", body: "x"}},
-		{{name: "up", typ: tar.TypeSymlink, link: "../../.."}, {name: "up/x", body: "x"}},
-		{{name: "h", typ: tar.TypeLink, link: "../../etc/passwd"}},
-	} {
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		for _, e := range tc {
-			typ := e.typ
-			if typ == 0 {
-				typ = tar.TypeReg
+	ref := pushImage(t, layer(t, entry{name: "hello.txt", body: "hello\n"}))
+	host, _, _ := strings.Cut(ref, "/")
+	_, port, _ := net.SplitHostPort(host)
+	for _, r := range []string{ref, "localhost:" + port + "/sandpit/test:v1"} {
+		im, err := oci.New(oci.Config{LayerDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = im.Import(t.Context(), r, nil, nil)
+		regHost, _, _ := strings.Cut(r, "/")
+		if err == nil || !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "loopback") ||
+			!strings.Contains(err.Error(), "--insecure-registry "+regHost) {
+			t.Fatalf("import of %s with no insecure registry: %v, want an invalid-argument refusal naming %s and the loopback rule", r, err, regHost)
+		}
+	}
+	for _, allow := range []string{host, "127.0.0.1"} {
+		im, err := oci.New(oci.Config{LayerDir: t.TempDir(), InsecureRegistries: []string{allow}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpl, err := im.Import(t.Context(), ref, nil, nil)
+		if err != nil {
+			t.Fatalf("import with --insecure-registry %s: %v", allow, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(tpl.Mounts[0].Layers[0], "hello.txt")); err != nil || string(b) != "hello\n" {
+			t.Fatalf("layer: %q %v", b, err)
+		}
+	}
+	// Allowing another port of the same host does not allow this one.
+	im, err := oci.New(oci.Config{LayerDir: t.TempDir(), InsecureRegistries: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Import(t.Context(), ref, nil, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("import with only 127.0.0.1:1 allowed: %v", err)
+	}
+}
+
+// A registry that redirects blob downloads to the host's private network
+// (here: another loopback port, not allowed) is refused at the redirect.
+func TestImportRefusesRedirectToPrivateAddress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers keeps owners: needs root")
+	}
+	var hits atomic.Int32
+	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "private", http.StatusForbidden)
+	}))
+	defer private.Close()
+	redirect := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") {
+				http.Redirect(w, r, private.URL+"/metadata", http.StatusTemporaryRedirect)
+				return
 			}
-			tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Size: int64(len(e.body)), Mode: 0o644})
-			io.WriteString(tw, e.body)
-		}
-		tw.Close()
-		dir := t.TempDir()
-		err := oci.Unpack(&buf, filepath.Join(dir))
-		if _, serr := os.Stat("/etc/passwd"); serr != nil {
-			t.Fatal("the host's /etc/passwd is gone")
-		}
-		if b, _ := os.ReadFile("/etc/passwd"); string(b) == "x" {
-			t.Fatal("unpack wrote through a symlink")
-		}
-		if err == nil && tc[0].typ == tar.TypeSymlink {
-			t.Errorf("%v: unpack followed a symlink out of the layer", tc)
-		}
+			next.ServeHTTP(w, r)
+		})
+	}
+	ref := pushImageWith(t, redirect, layer(t, entry{name: "x", body: "x"}))
+	_, err := newImporter(t, ref).Import(t.Context(), ref, nil, nil)
+	privHost := strings.TrimPrefix(private.URL, "http://")
+	if err == nil || !strings.Contains(err.Error(), privHost) || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("import redirected to %s: %v, want a refusal naming it", privHost, err)
+	}
+	t.Logf("redirect: %v", err)
+	if hits.Load() != 0 {
+		t.Fatalf("the private server was reached %d times", hits.Load())
+	}
+}
+
+// lyingLayer reports another layer's diff id, as a hostile image's config
+// would.
+type lyingLayer struct {
+	v1.Layer
+	diffID v1.Hash
+}
+
+func (l lyingLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+// An image whose config claims a popular layer's diff id for its own
+// content is refused, and does not poison the cache for the image that
+// really has that layer.
+func TestImportVerifiesDiffIDs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers keeps owners: needs root")
+	}
+	honest := layer(t, entry{name: "bin/tool", body: "honest\n", mode: 0o755})
+	honestDiff, err := honest.DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := lyingLayer{Layer: layer(t, entry{name: "bin/tool", body: "evil\n", mode: 0o755}), diffID: honestDiff}
+	evilRef := pushImage(t, evil)
+	honestRef := pushImage(t, honest)
+
+	dir := t.TempDir()
+	_, err = newImporterIn(t, dir, evilRef).Import(t.Context(), evilRef, nil, nil)
+	if err == nil || !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "diff id") {
+		t.Fatalf("import of an image lying about its diff id: %v, want a refusal", err)
+	}
+	tpl, err := newImporterIn(t, dir, honestRef).Import(t.Context(), honestRef, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(tpl.Mounts[0].Layers[0], "bin/tool")); err != nil || string(b) != "honest\n" {
+		t.Fatalf("the honest image's layer holds %q (%v): the lying image poisoned the cache", b, err)
+	}
+}
+
+// A blob that is not what the manifest names is refused (go-containerregistry
+// checks too; the importer does not rely on it).
+func TestImportVerifiesBlobDigests(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers keeps owners: needs root")
+	}
+	other := tarOf(t, entry{name: "x", body: "other\n"})
+	swap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && bytes.HasPrefix(rec.Body.Bytes(), []byte{0x1f, 0x8b}) {
+				w.Header().Set("Content-Length", fmt.Sprint(len(other)))
+				w.Write(other)
+				return
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+		})
+	}
+	ref := pushImageWith(t, swap, layer(t, entry{name: "x", body: "real\n"}))
+	dir := t.TempDir()
+	if _, err := newImporterIn(t, dir, ref).Import(t.Context(), ref, nil, nil); err == nil {
+		t.Fatal("import of a swapped blob succeeded")
+	} else {
+		t.Logf("swapped blob: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a refused layer left %v in the layer dir", ents)
+	}
+}
+
+// A symlink in a lower layer is not followed by an upper layer's entries:
+// each layer is unpacked into its own directory, and the host's files the
+// link names stay as they were.
+func TestImportLowerLayerSymlinkStaysInside(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers keeps owners: needs root")
+	}
+	canary := t.TempDir()
+	if err := os.WriteFile(filepath.Join(canary, "passwd"), []byte("canary\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref := pushImage(t,
+		layer(t, entry{name: "etc", typ: tar.TypeSymlink, link: canary}),
+		layer(t,
+			entry{name: "etc/passwd", body: "x"},
+			entry{name: "etc/.wh.passwd"},
+			entry{name: "etc/.wh..wh..opq"},
+		),
+	)
+	_, err := newImporter(t, ref).Import(t.Context(), ref, nil, nil)
+	if err != nil {
+		t.Fatalf("import: %v", err) // the upper layer's etc is its own directory
+	}
+	if b, err := os.ReadFile(filepath.Join(canary, "passwd")); err != nil || string(b) != "canary\n" {
+		t.Fatalf("canary: %q %v", b, err)
+	}
+	if ents, _ := os.ReadDir(canary); len(ents) != 1 {
+		t.Fatalf("canary dir holds %v", ents)
+	}
+	buf := make([]byte, 8)
+	if _, err := unix.Getxattr(canary, "trusted.overlay.opaque", buf); err == nil {
+		t.Fatal("the canary dir was marked opaque")
 	}
 }
