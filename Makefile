@@ -13,7 +13,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/n
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/...
 
-.PHONY: help setup build run test test-go test-race test-compat lint tidy-check generate bench
+.PHONY: help setup build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ run: setup build ## install, build and start the daemon on $(LISTEN)
 
 test: setup build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
 	go test -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory test-race tidy-check
+	$(MAKE) --no-print-directory test-race test-fuzz tidy-check
 	test/compat/run.sh
 	examples/python/run.sh
 
@@ -40,6 +40,25 @@ test-go: build ## Go tests only
 
 test-race: ## the concurrent packages' tests under the race detector
 	CGO_ENABLED=1 go test -race -count=1 -timeout 20m $(RACE_PKGS)
+
+# Each parser of outside input, fuzzed for FUZZ_TIME. Minimizing is capped:
+# without the cap a new input can stall a short run while it is shrunk.
+FUZZ_TIME ?= 10s
+FUZZ_TARGETS := \
+	./internal/template/oci:FuzzUnpack \
+	./internal/safepath:FuzzResolve \
+	./internal/agent/files:FuzzUpload \
+	./internal/agent/users:FuzzFromHeader \
+	./internal/agent:FuzzTunnelTarget \
+	./internal/restapi:FuzzCreateBody \
+	./internal/restapi:FuzzParseMetadataFilter \
+	./internal/sandbox:FuzzParseCursor \
+	./internal/template:FuzzParseDockerfile
+
+test-fuzz: ## every fuzzer for FUZZ_TIME each (bounded, for CI)
+	for t in $(FUZZ_TARGETS); do \
+	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=50x "$${t%%:*}"; \
+	done
 
 test-compat: build ## the official E2B SDK against a real server
 	test/compat/run.sh
