@@ -20,7 +20,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "host:port to serve the API and sandbox traffic on")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the database, templates and sandboxes")
-	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain reported to SDKs for sandbox hosts (PORT-ID.DOMAIN)")
+	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain reported to SDKs for sandbox hosts (PORT-ID.DOMAIN; default localhost:PORT of --listen)")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", cfg.DefaultTimeout, "lifetime of a sandbox created without a timeout")
 	fs.DurationVar(&cfg.MaxTimeout, "max-timeout", cfg.MaxTimeout, "longest lifetime a sandbox may ask for")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each sandbox gets its own")

@@ -24,7 +24,7 @@ type Daemon struct {
 	Listen  string // host:port of the one HTTP listener
 	DataDir string // database, templates, sandbox state
 	// Domain is reported to SDKs as the sandboxes' domain (getHost
-	// returns PORT-ID.DOMAIN). Empty reports none.
+	// returns PORT-ID.DOMAIN). Empty means SandboxDomain's default.
 	Domain string
 	// APIKey (SANDPIT_API_KEY) is accepted besides the stored keys.
 	APIKey string
@@ -107,6 +107,22 @@ func DefaultDataDir() string {
 		return filepath.Join(os.TempDir(), "sandpit")
 	}
 	return filepath.Join(home, ".local", "share", "sandpit")
+}
+
+// SandboxDomain is the domain SDKs build sandbox hosts from: Domain, or
+// "localhost:PORT" of the listener. Without one the SDKs fall back to
+// E2B's cloud domain and getHost names a host that is not sandpit, while
+// PORT-ID.localhost:PORT reaches the daemon from browsers and curl, which
+// send every *.localhost name to loopback.
+func (c Daemon) SandboxDomain() string {
+	if c.Domain != "" {
+		return c.Domain
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort("localhost", port)
 }
 
 // Validate reports every problem with c at once.

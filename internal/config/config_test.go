@@ -45,3 +45,18 @@ func TestParseWarmPool(t *testing.T) {
 		}
 	}
 }
+
+func TestSandboxDomain(t *testing.T) {
+	for _, tc := range []struct{ listen, domain, want string }{
+		{"127.0.0.1:49982", "", "localhost:49982"},
+		{"0.0.0.0:8080", "", "localhost:8080"},
+		{"[::1]:49982", "", "localhost:49982"},
+		{"127.0.0.1:49982", "sandbox.example.com", "sandbox.example.com"},
+	} {
+		c := Defaults()
+		c.Listen, c.Domain = tc.listen, tc.domain
+		if got := c.SandboxDomain(); got != tc.want {
+			t.Errorf("listen %q domain %q: SandboxDomain() = %q, want %q", tc.listen, tc.domain, got, tc.want)
+		}
+	}
+}

@@ -146,7 +146,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		Keys:      d.store,
 		Logger:    log,
 		ExtraKey:  cfg.APIKey,
-		Domain:    cfg.Domain,
+		Domain:    cfg.SandboxDomain(),
 		Templates: d.templates,
 		Fallback:  extra,
 	})
