@@ -56,6 +56,14 @@ func (s *Server) newContext(lang, cwd string) *execContext {
 	return c
 }
 
+// newDefaultContext creates the default context of lang.
+// Preconditions: s.mu is held, or s is not yet shared.
+func (s *Server) newDefaultContext(lang string) *execContext {
+	c := s.newContext(lang, s.cfg.Workdir)
+	s.defaults[lang] = c
+	return c
+}
+
 // acquire takes the context's slot, waiting until ctx is done.
 func (c *execContext) acquire(ctx context.Context) error {
 	select {
@@ -171,9 +179,7 @@ func (s *Server) defaultContext(lang string) (*execContext, error) {
 	if c, ok := s.defaults[lang]; ok {
 		return c, nil
 	}
-	c := s.newContext(lang, s.cfg.Workdir)
-	s.defaults[lang] = c
-	return c, nil
+	return s.newDefaultContext(lang), nil
 }
 
 func (s *Server) handleCreateContext(w http.ResponseWriter, r *http.Request) {

@@ -30,7 +30,11 @@
 // period, and a kernel that dies is reported as a DeadKernelError line and
 // replaced. Executions in one context run one at a time.
 //
+// As in E2B's code-interpreter template, a new Server has two default
+// contexts, Python and JavaScript (where Node is installed), and kernels run
+// as root in the sandbox's default working directory.
+//
 // Kernel start is the slowest step of a sandbox's life, so the Server starts
-// the default Python context's kernel as soon as it is created and, once the
+// the default contexts' kernels as soon as it is created and, once the
 // sandbox is in use, keeps warm spare kernels per language (pool.go).
 package interp

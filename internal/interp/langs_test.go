@@ -1,8 +1,10 @@
 package interp
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -149,5 +151,39 @@ func TestContexts(t *testing.T) {
 	x = e.exec(code("1", `"context_id":"`+py+`"`, `"language":"python"`))
 	if x.status != 400 {
 		t.Errorf("context_id and language: %d", x.status)
+	}
+}
+
+// TestDefaultContexts checks that a new server lists a Python and a
+// JavaScript context, as E2B's template starts both, and that executions
+// naming only a language run in them.
+func TestDefaultContexts(t *testing.T) {
+	if _, err := exec.LookPath("/usr/bin/node"); err != nil {
+		t.Skip("needs /usr/bin/node")
+	}
+	e := newTestEnv(t, nil)
+	st, body := e.do(http.MethodGet, "/contexts", "")
+	if st != http.StatusOK {
+		t.Fatalf("GET /contexts: %d %s", st, body)
+	}
+	var list []contextJSON
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	byLang := map[string]contextJSON{}
+	for _, c := range list {
+		byLang[c.Language] = c
+	}
+	if len(list) != 2 || byLang[langPython].ID == "" || byLang[langJavaScript].ID == "" {
+		t.Fatalf("default contexts: %s", body)
+	}
+	for _, c := range list {
+		if c.Cwd != e.srv.cfg.Workdir {
+			t.Errorf("%s context cwd %q, want %q", c.Language, c.Cwd, e.srv.cfg.Workdir)
+		}
+	}
+	mustOK(t, e.exec(code("globalThis.mark = 7", `"language":"js"`)))
+	if got := e.exec(code("mark", `"context_id":"`+byLang[langJavaScript].ID+`"`)).mainText(); got != "7" {
+		t.Errorf("the listed javascript context is not the default one: %q", got)
 	}
 }
