@@ -16,7 +16,9 @@
 //   - JavaScript runs in a small Node program shipped inside the binary
 //     (node_kernel.js) that evaluates cells in its global context, so
 //     top-level declarations persist; top-level await uses Node's own REPL
-//     rewriter. TypeScript is the same kernel with types stripped by the
+//     rewriter. As in E2B's JavaScript kernel, ESM import declarations
+//     become awaited import() calls and TypeScript syntax (import type) is
+//     accepted. TypeScript is the same kernel with types stripped by the
 //     typescript package (Debian node-typescript) when it is installed; types
 //     are not checked.
 //   - Bash runs in one interactive bash process per context, so cd, variables

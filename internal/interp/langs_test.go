@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -185,5 +186,61 @@ func TestDefaultContexts(t *testing.T) {
 	mustOK(t, e.exec(code("globalThis.mark = 7", `"language":"js"`)))
 	if got := e.exec(code("mark", `"context_id":"`+byLang[langJavaScript].ID+`"`)).mainText(); got != "7" {
 		t.Errorf("the listed javascript context is not the default one: %q", got)
+	}
+}
+
+// TestJavaScriptModules checks ESM import and export declarations in
+// JavaScript cells, rewritten as E2B's JavaScript kernel does: bindings
+// persist across cells and an import cell can run again.
+func TestJavaScriptModules(t *testing.T) {
+	e := newTestEnv(t, nil)
+	dir := e.srv.cfg.Workdir
+	files := map[string]string{
+		"lib.mjs":                       "export const x = 40;\nexport default function two() { return 2 }\n",
+		"data.json":                     `{"n": 5}`,
+		"node_modules/cjs/package.json": `{"name": "cjs", "main": "index.js"}`,
+		"node_modules/cjs/index.js":     "module.exports = { y: 7 };\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := func(src string) execution { return e.exec(code(src, `"language":"javascript"`)) }
+	cases := []struct{ src, want string }{
+		{"import fs from 'fs'\nimport { join as joinPath, sep } from 'node:path'\nimport * as os from 'os'\nimport 'node:util'\n[typeof fs.readFileSync, joinPath('a', 'b'), sep, typeof os.cpus]", "[ 'function', 'a/b', '/', 'function' ]"},
+		// The bindings persist and the import cell runs again.
+		{"typeof fs.existsSync + ' ' + typeof joinPath", "function function"},
+		{"import fs from 'fs'\ntypeof fs.statSync", "function"},
+		{"import two, { x } from './lib.mjs'\nx + two()", "42"},
+		{"import cjs from 'cjs'\ncjs.y", "7"},
+		{"import data from './data.json' with { type: 'json' }\ndata.n", "5"},
+		{"import { readFile } from 'node:fs/promises'\nconst s = await readFile('lib.mjs', 'utf8')\ns.length > 0", "true"},
+		{"export const z = 3\nexport function f() { return z * 2 }\nf()", "6"},
+		{"z + f()", "9"},
+		// TypeScript syntax in a JavaScript cell.
+		{"import type { Stats } from 'fs'\nlet st: Stats | null = null\nconst n: number = 21\nn * 2", "42"},
+	}
+	for _, tc := range cases {
+		x := js(tc.src)
+		mustOK(t, x)
+		if got := x.mainText(); got != tc.want {
+			t.Errorf("%q: got %q, want %q (%v)", tc.src, got, tc.want, x.lines)
+		}
+		if s := x.of("stderr"); len(s) > 0 {
+			t.Errorf("%q: stderr %v", tc.src, s)
+		}
+	}
+	for _, src := range []string{"let = ;", "import { nope from 'fs'"} {
+		if er := js(src).errorLine(); er == nil || er["name"] != "SyntaxError" {
+			t.Errorf("%q: error %v, want a SyntaxError", src, er)
+		}
+	}
+	if er := js("import nothing from 'no-such-package'").errorLine(); er == nil || !strings.Contains(str(er["value"]), "no-such-package") {
+		t.Errorf("missing package: error %v", er)
 	}
 }

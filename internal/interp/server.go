@@ -40,7 +40,8 @@ type Config struct {
 	// R is the R binary; R contexts need IRkernel. Default /usr/bin/R.
 	R string
 	// TypeScript is the directory of the typescript npm package used to
-	// strip types. Default /usr/share/nodejs/typescript (Debian's
+	// strip types (of every TypeScript cell, and of JavaScript cells that
+	// use TypeScript syntax). Default /usr/share/nodejs/typescript (Debian's
 	// node-typescript); TypeScript is unavailable when it is missing.
 	TypeScript string
 	// Spares is the number of warm spare kernels kept per language, so
@@ -314,10 +315,14 @@ func (s *Server) startKernel(lang string) (*handle, error) {
 		k, err = startJupyter(ctx, pythonSpec(s.cfg.Python), o)
 	case langR:
 		k, err = startJupyter(ctx, rSpec(s.cfg.R), o)
-	case langJavaScript:
-		k, err = startNode(ctx, s.cfg.Node, "", o)
-	case langTypeScript:
-		k, err = startNode(ctx, s.cfg.Node, s.cfg.TypeScript, o)
+	case langJavaScript, langTypeScript:
+		// JavaScript cells with TypeScript syntax (import type) are
+		// stripped too, as E2B's JavaScript kernel does.
+		ts := s.cfg.TypeScript
+		if _, err := os.Stat(ts); err != nil {
+			ts = ""
+		}
+		k, err = startNode(ctx, s.cfg.Node, lang, ts, o)
 	case langBash:
 		k, err = startBash(ctx, s.cfg.Bash, o)
 	default:
