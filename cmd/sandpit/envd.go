@@ -68,10 +68,26 @@ func envd() error {
 	unix.Close(linux.ControlFD)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	err = a.Serve(ctx, ln)
+	err = a.ServeListeners(ctx, agent.Listeners{
+		Daemon:      ln,
+		Envd:        listenInSandbox(log, agent.EnvdAddr),
+		Interpreter: listenInSandbox(log, agent.InterpreterAddr),
+	})
 	ci.close()
 	fr.close()
 	return err
+}
+
+// listenInSandbox listens on addr in the sandbox's network namespace, for
+// code in the sandbox. A port the template already uses is logged and left
+// to it: the daemon does not need these listeners.
+func listenInSandbox(log *slog.Logger, addr string) net.Listener {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Warn("envd and the code interpreter are not reachable inside the sandbox on this address", "addr", addr, "err", err)
+		return nil
+	}
+	return ln
 }
 
 // fileRoutes mounts the filesystem service and /files on the agent.

@@ -29,7 +29,8 @@ type execContext struct {
 	h *handle
 
 	// mu guards current, deleted; current mirrors h for closing a kernel
-	// from outside the slot (delete, restart, shutdown).
+	// from outside the slot (delete, restart, shutdown), and is nil once
+	// killKernel closed it.
 	mu      sync.Mutex
 	current *handle
 	deleted bool
@@ -99,10 +100,12 @@ func (c *execContext) setHandle(h *handle) {
 }
 
 // killKernel closes the current kernel from outside the slot; an execution
-// in progress ends with errKernelDied.
+// in progress ends with errKernelDied. The kernel is no longer current, so
+// its supervisor leaves the replacing to the caller.
 func (c *execContext) killKernel() {
 	c.mu.Lock()
 	h := c.current
+	c.current = nil
 	c.mu.Unlock()
 	if h != nil {
 		_ = h.close()
@@ -138,7 +141,31 @@ func (s *Server) ensureKernel(ctx context.Context, c *execContext) error {
 		}
 	}
 	c.setHandle(h)
+	s.supervise(c, h)
 	return nil
+}
+
+// supervise gives c a new kernel when h, its kernel, exits on its own
+// (killed, crashed) while no execution runs, as Jupyter's restarter does:
+// the context's state is lost, and the next execution does not wait for a
+// kernel start. A kernel that dies during an execution is replaced by
+// execute, which tells the client.
+func (s *Server) supervise(c *execContext, h *handle) {
+	s.background(func() {
+		select {
+		case <-h.exited():
+		case <-s.closing:
+			return
+		}
+		c.mu.Lock()
+		current := c.current == h && !c.deleted
+		c.mu.Unlock()
+		if !current {
+			return // closed on purpose, or already replaced
+		}
+		s.log.Warn("kernel exited, starting a new one", "context_id", c.id, "language", c.language)
+		s.attachInBackground(c, nil)
+	})
 }
 
 // attachInBackground gives c a kernel without a request waiting for it:
