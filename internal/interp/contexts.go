@@ -34,6 +34,9 @@ type execContext struct {
 	mu      sync.Mutex
 	current *handle
 	deleted bool
+	// quickExits counts the kernels in a row that exited on their own
+	// soon after being attached (see supervise).
+	quickExits int
 }
 
 // contextJSON is a context on the wire.
@@ -150,7 +153,12 @@ func (s *Server) ensureKernel(ctx context.Context, c *execContext) error {
 // the context's state is lost, and the next execution does not wait for a
 // kernel start. A kernel that dies during an execution is replaced by
 // execute, which tells the client.
+//
+// Kernels that keep dying right after they are attached (a startup file
+// that exits, say) are not restarted past a few: the next execution starts
+// one and shows what happens.
 func (s *Server) supervise(c *execContext, h *handle) {
+	attached := time.Now()
 	s.background(func() {
 		select {
 		case <-h.exited():
@@ -159,14 +167,31 @@ func (s *Server) supervise(c *execContext, h *handle) {
 		}
 		c.mu.Lock()
 		current := c.current == h && !c.deleted
+		if current && time.Since(attached) < quickExit {
+			c.quickExits++
+		} else if current {
+			c.quickExits = 0
+		}
+		quick := c.quickExits
 		c.mu.Unlock()
 		if !current {
 			return // closed on purpose, or already replaced
+		}
+		if quick > maxQuickRestarts {
+			s.log.Warn("kernel keeps exiting, not restarting it until the next execution", "context_id", c.id, "language", c.language)
+			return
 		}
 		s.log.Warn("kernel exited, starting a new one", "context_id", c.id, "language", c.language)
 		s.attachInBackground(c, nil)
 	})
 }
+
+// A kernel that exits within quickExit of being attached counts towards
+// maxQuickRestarts.
+const (
+	quickExit        = 10 * time.Second
+	maxQuickRestarts = 3
+)
 
 // attachInBackground gives c a kernel without a request waiting for it:
 // the default context at start, and a context whose kernel died. then, if

@@ -309,3 +309,47 @@ func TestIdleKernelKilledIsReplaced(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelExitingAtOnceIsNotRestartedForever checks that a context whose
+// kernels keep dying right after they are attached stops being restarted
+// in the background, and that an execution still gets a kernel.
+func TestKernelExitingAtOnceIsNotRestartedForever(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.Spares = map[string]int{langBash: 1} })
+	c := e.createContext(`{"language":"bash"}`)
+	ec, _ := e.srv.lookup(c)
+	current := func() *handle {
+		ec.mu.Lock()
+		defer ec.mu.Unlock()
+		return ec.current
+	}
+	kill := func(h *handle) {
+		t.Helper()
+		h.kernel.(*bashKernel).proc.kill()
+	}
+	h := current()
+	for i := 0; i < maxQuickRestarts; i++ {
+		kill(h)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if n := current(); n != nil && n != h && !exitedNow(n) {
+				h = n
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: no new kernel after 30s", i+1)
+			}
+			time.Sleep(20 * time.Millisecond) // polling for the replacement, which has no event to wait on
+		}
+	}
+	kill(h)
+	// Give a restart, which would take the warm spare, time to happen.
+	time.Sleep(time.Second) // waiting for something that must not happen has no event
+	if n := current(); n != h {
+		t.Fatalf("kernel restarted after %d quick exits", maxQuickRestarts+1)
+	}
+	x := e.exec(code("echo back", `"context_id":"`+c+`"`))
+	mustOK(t, x)
+	if got := x.stdout(); got != "back\n" {
+		t.Errorf("execution after the quick exits: %q", got)
+	}
+}
