@@ -63,6 +63,14 @@ func TestTypeScript(t *testing.T) {
 	if got := x.mainText(); got != "4" {
 		t.Errorf("ts top-level await %q %v", got, x.lines)
 	}
+	x = e.exec(code("import type { Stats } from 'fs'\nimport { sep, join } from 'node:path'\nconst st: Stats | null = null\nsep", `"language":"ts"`))
+	if got := x.mainText(); got != "/" {
+		t.Errorf("ts imports %q %v", got, x.lines)
+	}
+	// An import the cell itself does not use is kept for later cells.
+	if got := e.exec(code("join('a', 'b')", `"language":"ts"`)).mainText(); got != "a/b" {
+		t.Errorf("ts import used in a later cell %q", got)
+	}
 }
 
 func TestBash(t *testing.T) {
