@@ -18,6 +18,8 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/agent"
 	"github.com/sandpit-dev/sandpit/internal/agent/files"
 	"github.com/sandpit-dev/sandpit/internal/agent/filesystem"
+	"github.com/sandpit-dev/sandpit/internal/agent/settings"
+	"github.com/sandpit-dev/sandpit/internal/agent/users"
 	"github.com/sandpit-dev/sandpit/internal/interp"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/safepath"
@@ -66,10 +68,26 @@ func envd() error {
 	unix.Close(linux.ControlFD)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	err = a.Serve(ctx, ln)
+	err = a.ServeListeners(ctx, agent.Listeners{
+		Daemon:      ln,
+		Envd:        listenInSandbox(log, agent.EnvdAddr),
+		Interpreter: listenInSandbox(log, agent.InterpreterAddr),
+	})
 	ci.close()
 	fr.close()
 	return err
+}
+
+// listenInSandbox listens on addr in the sandbox's network namespace, for
+// code in the sandbox. A port the template already uses is logged and left
+// to it: the daemon does not need these listeners.
+func listenInSandbox(log *slog.Logger, addr string) net.Listener {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Warn("envd and the code interpreter are not reachable inside the sandbox on this address", "addr", addr, "err", err)
+		return nil
+	}
+	return ln
 }
 
 // fileRoutes mounts the filesystem service and /files on the agent.
@@ -118,12 +136,14 @@ type interpreter struct {
 
 func (c *interpreter) server() (*interp.Server, error) {
 	c.once.Do(func() {
-		settings := c.agent.Settings()
+		live := c.agent.Settings()
 		c.srv, c.err = interp.New(interp.Config{
-			Logger:       c.log,
-			Env:          func() map[string]string { return settings.Get().Env },
-			User:         c.cfg.DefaultUser,
-			Workdir:      c.cfg.DefaultWorkdir,
+			Logger: c.log,
+			Env:    func() map[string]string { return live.Get().Env },
+			// As in E2B's code-interpreter template, kernels run as root
+			// and start in the default user's working directory.
+			User:         "root",
+			Workdir:      interpreterWorkdir(c.cfg),
 			StartProcess: c.agent.Reaper().StartCmd,
 		})
 		if c.err != nil {
@@ -131,6 +151,22 @@ func (c *interpreter) server() (*interp.Server, error) {
 		}
 	})
 	return c.srv, c.err
+}
+
+// interpreterWorkdir is where contexts start: the template's workdir, else
+// the default user's home.
+func interpreterWorkdir(cfg linux.EnvdConfig) string {
+	if cfg.DefaultWorkdir != "" {
+		return cfg.DefaultWorkdir
+	}
+	name := cfg.DefaultUser
+	if name == "" {
+		name = settings.DefaultUser
+	}
+	if u, err := users.Lookup(name); err == nil && u.Home != "" {
+		return u.Home
+	}
+	return "/"
 }
 
 func (c *interpreter) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,9 +1,11 @@
 // Package agent is envd, the in-sandbox agent. It runs inside the sandbox as
-// PID 1 of its pid namespace and serves, over one listener, the envd HTTP
-// endpoints (/health, /envs, /init, /metrics), the process.Process Connect
-// service, the routes other packages mount (filesystem.Filesystem, /files),
-// the code-interpreter handler (requests with E2b-Sandbox-Port 49999), and
-// port forwarding (HTTP CONNECT to a loopback port inside the sandbox).
+// PID 1 of its pid namespace and serves, over the daemon's socket, the envd
+// HTTP endpoints (/health, /envs, /init, /metrics), the process.Process
+// Connect service, the routes other packages mount (filesystem.Filesystem,
+// /files), the code-interpreter handler (requests with E2b-Sandbox-Port
+// 49999), and port forwarding (HTTP CONNECT to a loopback port inside the
+// sandbox). For code inside the sandbox it also serves envd and the code
+// interpreter where E2B has them, on TCP ports 49983 and 49999.
 //
 // It imports nothing server-only: only the generated wire code, errdefs and
 // its own subpackages.
@@ -32,6 +34,13 @@ const InterpreterPort = "49999"
 // decompression): a command with its environment, or one piece of stdin
 // (the SDKs send sendStdin's data as one message).
 const maxProcessMessageBytes = 16 << 20
+
+// Where E2B's envd and code interpreter listen inside a sandbox; code and
+// tools in the sandbox expect them there (see Listeners).
+const (
+	EnvdAddr        = "0.0.0.0:49983"
+	InterpreterAddr = "0.0.0.0:" + InterpreterPort
+)
 
 // Config configures an Agent. Only Logger has a fallback (discard);
 // everything else may be zero.
@@ -180,46 +189,83 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// agent's socket, and it decides who may reach a sandbox's ports.
 		a.tunnel(w, r)
 	case r.Header.Get("E2b-Sandbox-Port") == InterpreterPort:
-		if a.interpreter == nil {
-			writeError(w, http.StatusNotFound, "no code interpreter in this sandbox")
-			return
-		}
-		a.interpreter.ServeHTTP(w, r)
+		a.serveInterpreter(w, r)
 	default:
 		a.mux.ServeHTTP(w, r)
 	}
 }
 
-// Serve serves HTTP on ln until ctx is done, then stops: open streams are
-// cancelled, tunnels closed, and the agent is closed (its processes killed).
-// It returns nil after a stop through ctx.
+// Listeners are where an agent serves.
+type Listeners struct {
+	// Daemon is the socket the daemon reaches the agent on: every route,
+	// code-interpreter traffic (E2b-Sandbox-Port 49999) and CONNECT
+	// tunnels included. Required.
+	Daemon net.Listener
+	// Envd, if not nil, serves envd to code inside the sandbox, as E2B's
+	// envd answers on EnvdAddr: the same routes and token checks, but no
+	// CONNECT tunnels (code in the sandbox reaches its ports directly).
+	Envd net.Listener
+	// Interpreter, if not nil, serves the code interpreter alone, as
+	// E2B's answers on InterpreterAddr.
+	Interpreter net.Listener
+}
+
+// Serve serves HTTP on ln, the daemon's socket, until ctx is done; see
+// ServeListeners.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	return a.ServeListeners(ctx, Listeners{Daemon: ln})
+}
+
+// ServeListeners serves HTTP on ls until ctx is done, then stops: open
+// streams are cancelled, tunnels closed, and the agent is closed (its
+// processes killed). It returns nil after a stop through ctx.
+func (a *Agent) ServeListeners(ctx context.Context, ls Listeners) error {
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
-	srv := &http.Server{
-		Handler:           a,
-		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+	type served struct {
+		srv *http.Server
+		ln  net.Listener
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 30 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return base },
+			ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+		}
+	}
+	all := []served{{newServer(a), ls.Daemon}}
+	if ls.Envd != nil {
+		all = append(all, served{newServer(http.HandlerFunc(a.serveInSandbox)), ls.Envd})
+	}
+	if ls.Interpreter != nil {
+		all = append(all, served{newServer(http.HandlerFunc(a.serveInterpreter)), ls.Interpreter})
+	}
+	errc := make(chan error, len(all))
+	for _, s := range all {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	pending := len(all)
+	var err error
 	select {
-	case err := <-errc:
-		_ = a.Close()
-		return fmt.Errorf("serving envd: %w", err)
+	case serr := <-errc:
+		pending--
+		err = fmt.Errorf("serving envd: %w", serr)
 	case <-ctx.Done():
 	}
 	cancelBase()
 	a.tunnels.closeAll()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if err != nil {
-		err = errors.Join(err, srv.Close())
+	for _, s := range all {
+		if serr := s.srv.Shutdown(shutdownCtx); serr != nil {
+			err = errors.Join(err, serr, s.srv.Close())
+		}
 	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
+	for ; pending > 0; pending-- {
+		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
 	}
 	if cerr := a.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
@@ -228,6 +274,24 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("stopping envd: %w", err)
 	}
 	return nil
+}
+
+// serveInSandbox serves envd to code inside the sandbox.
+func (a *Agent) serveInSandbox(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		writeError(w, http.StatusMethodNotAllowed, "CONNECT tunnels are for the daemon's socket")
+		return
+	}
+	a.ServeHTTP(w, r)
+}
+
+// serveInterpreter serves the code interpreter to code inside the sandbox.
+func (a *Agent) serveInterpreter(w http.ResponseWriter, r *http.Request) {
+	if a.interpreter == nil {
+		writeError(w, http.StatusNotFound, "no code interpreter in this sandbox")
+		return
+	}
+	a.interpreter.ServeHTTP(w, r)
 }
 
 // Close kills the agent's processes, closes its tunnels and stops the

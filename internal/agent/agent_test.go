@@ -472,3 +472,88 @@ func FuzzTunnelTarget(f *testing.F) {
 		}
 	})
 }
+
+// TestServeInSandboxListeners checks the listeners for code inside the
+// sandbox: envd with its token check but no CONNECT tunnels, and the code
+// interpreter alone; all stop with the agent.
+func TestServeInSandboxListeners(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "envd.sock")
+	listen := func(network, addr string) net.Listener {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ls := Listeners{Daemon: listen("unix", sock), Envd: listen("tcp", "127.0.0.1:0"), Interpreter: listen("tcp", "127.0.0.1:0")}
+	envdURL, interpURL := "http://"+ls.Envd.Addr().String(), "http://"+ls.Interpreter.Addr().String()
+	u, _ := user.Current()
+	a := New(Config{
+		DefaultUser: u.Username,
+		AccessToken: token,
+		Interpreter: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "interpreter "+r.URL.Path)
+		}),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- a.ServeListeners(ctx, ls) }()
+
+	get := func(url string, header ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, _ := get(envdURL + "/health"); st != http.StatusNoContent {
+		t.Errorf("envd /health: %d", st)
+	}
+	if st, _ := get(envdURL + "/envs"); st != http.StatusUnauthorized {
+		t.Errorf("envd /envs without a token: %d", st)
+	}
+	if st, _ := get(envdURL+"/envs", "X-Access-Token", token); st != http.StatusOK {
+		t.Errorf("envd /envs with the token: %d", st)
+	}
+	if st, body := get(interpURL + "/health"); st != http.StatusOK || body != "interpreter /health" {
+		t.Errorf("interpreter /health: %d %q", st, body)
+	}
+	// No tunnels from inside: CONNECT is for the daemon's socket.
+	c, err := net.Dial("tcp", ls.Envd.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := ls.Interpreter.Addr().String()
+	_, _ = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\nX-Access-Token: "+token+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("CONNECT on the in-sandbox listener: %d", resp.StatusCode)
+	}
+	c.Close()
+
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ServeListeners: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeListeners did not stop")
+	}
+	for _, addr := range []string{ls.Envd.Addr().String(), ls.Interpreter.Addr().String()} {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts after the stop", addr)
+		}
+	}
+}

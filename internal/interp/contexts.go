@@ -29,10 +29,14 @@ type execContext struct {
 	h *handle
 
 	// mu guards current, deleted; current mirrors h for closing a kernel
-	// from outside the slot (delete, restart, shutdown).
+	// from outside the slot (delete, restart, shutdown), and is nil once
+	// killKernel closed it.
 	mu      sync.Mutex
 	current *handle
 	deleted bool
+	// quickExits counts the kernels in a row that exited on their own
+	// soon after being attached (see supervise).
+	quickExits int
 }
 
 // contextJSON is a context on the wire.
@@ -53,6 +57,14 @@ func (s *Server) newContext(lang, cwd string) *execContext {
 		slot:     make(chan struct{}, 1),
 	}
 	s.contexts[c.id] = c
+	return c
+}
+
+// newDefaultContext creates the default context of lang.
+// Preconditions: s.mu is held, or s is not yet shared.
+func (s *Server) newDefaultContext(lang string) *execContext {
+	c := s.newContext(lang, s.cfg.Workdir)
+	s.defaults[lang] = c
 	return c
 }
 
@@ -91,10 +103,12 @@ func (c *execContext) setHandle(h *handle) {
 }
 
 // killKernel closes the current kernel from outside the slot; an execution
-// in progress ends with errKernelDied.
+// in progress ends with errKernelDied. The kernel is no longer current, so
+// its supervisor leaves the replacing to the caller.
 func (c *execContext) killKernel() {
 	c.mu.Lock()
 	h := c.current
+	c.current = nil
 	c.mu.Unlock()
 	if h != nil {
 		_ = h.close()
@@ -130,8 +144,54 @@ func (s *Server) ensureKernel(ctx context.Context, c *execContext) error {
 		}
 	}
 	c.setHandle(h)
+	s.supervise(c, h)
 	return nil
 }
+
+// supervise gives c a new kernel when h, its kernel, exits on its own
+// (killed, crashed) while no execution runs, as Jupyter's restarter does:
+// the context's state is lost, and the next execution does not wait for a
+// kernel start. A kernel that dies during an execution is replaced by
+// execute, which tells the client.
+//
+// Kernels that keep dying right after they are attached (a startup file
+// that exits, say) are not restarted past a few: the next execution starts
+// one and shows what happens.
+func (s *Server) supervise(c *execContext, h *handle) {
+	attached := time.Now()
+	s.background(func() {
+		select {
+		case <-h.exited():
+		case <-s.closing:
+			return
+		}
+		c.mu.Lock()
+		current := c.current == h && !c.deleted
+		if current && time.Since(attached) < quickExit {
+			c.quickExits++
+		} else if current {
+			c.quickExits = 0
+		}
+		quick := c.quickExits
+		c.mu.Unlock()
+		if !current {
+			return // closed on purpose, or already replaced
+		}
+		if quick > maxQuickRestarts {
+			s.log.Warn("kernel keeps exiting, not restarting it until the next execution", "context_id", c.id, "language", c.language)
+			return
+		}
+		s.log.Warn("kernel exited, starting a new one", "context_id", c.id, "language", c.language)
+		s.attachInBackground(c, nil)
+	})
+}
+
+// A kernel that exits within quickExit of being attached counts towards
+// maxQuickRestarts.
+const (
+	quickExit        = 10 * time.Second
+	maxQuickRestarts = 3
+)
 
 // attachInBackground gives c a kernel without a request waiting for it:
 // the default context at start, and a context whose kernel died. then, if
@@ -171,9 +231,7 @@ func (s *Server) defaultContext(lang string) (*execContext, error) {
 	if c, ok := s.defaults[lang]; ok {
 		return c, nil
 	}
-	c := s.newContext(lang, s.cfg.Workdir)
-	s.defaults[lang] = c
-	return c, nil
+	return s.newDefaultContext(lang), nil
 }
 
 func (s *Server) handleCreateContext(w http.ResponseWriter, r *http.Request) {

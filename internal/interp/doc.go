@@ -17,7 +17,9 @@
 //   - JavaScript runs in a small Node program shipped inside the binary
 //     (node_kernel.js) that evaluates cells in its global context, so
 //     top-level declarations persist; top-level await uses Node's own REPL
-//     rewriter. TypeScript is the same kernel with types stripped by the
+//     rewriter. As in E2B's JavaScript kernel, ESM import declarations
+//     become awaited import() calls and TypeScript syntax (import type) is
+//     accepted. TypeScript is the same kernel with types stripped by the
 //     typescript package (Debian node-typescript) when it is installed; types
 //     are not checked.
 //   - Bash runs in one interactive bash process per context, so cd, variables
@@ -31,7 +33,11 @@
 // period, and a kernel that dies is reported as a DeadKernelError line and
 // replaced. Executions in one context run one at a time.
 //
+// As in E2B's code-interpreter template, a new Server has two default
+// contexts, Python and JavaScript (where Node is installed), and kernels run
+// as root in the sandbox's default working directory.
+//
 // Kernel start is the slowest step of a sandbox's life, so the Server starts
-// the default Python context's kernel as soon as it is created and, once the
+// the default contexts' kernels as soon as it is created and, once the
 // sandbox is in use, keeps warm spare kernels per language (pool.go).
 package interp

@@ -1,8 +1,11 @@
 package interp
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,6 +62,14 @@ func TestTypeScript(t *testing.T) {
 	x = e.exec(code("const later: number = await Promise.resolve(p.n + 1);\nlater", `"language":"ts"`))
 	if got := x.mainText(); got != "4" {
 		t.Errorf("ts top-level await %q %v", got, x.lines)
+	}
+	x = e.exec(code("import type { Stats } from 'fs'\nimport { sep, join } from 'node:path'\nconst st: Stats | null = null\nsep", `"language":"ts"`))
+	if got := x.mainText(); got != "/" {
+		t.Errorf("ts imports %q %v", got, x.lines)
+	}
+	// An import the cell itself does not use is kept for later cells.
+	if got := e.exec(code("join('a', 'b')", `"language":"ts"`)).mainText(); got != "a/b" {
+		t.Errorf("ts import used in a later cell %q", got)
 	}
 }
 
@@ -149,5 +160,95 @@ func TestContexts(t *testing.T) {
 	x = e.exec(code("1", `"context_id":"`+py+`"`, `"language":"python"`))
 	if x.status != 400 {
 		t.Errorf("context_id and language: %d", x.status)
+	}
+}
+
+// TestDefaultContexts checks that a new server lists a Python and a
+// JavaScript context, as E2B's template starts both, and that executions
+// naming only a language run in them.
+func TestDefaultContexts(t *testing.T) {
+	if _, err := exec.LookPath("/usr/bin/node"); err != nil {
+		t.Skip("needs /usr/bin/node")
+	}
+	e := newTestEnv(t, nil)
+	st, body := e.do(http.MethodGet, "/contexts", "")
+	if st != http.StatusOK {
+		t.Fatalf("GET /contexts: %d %s", st, body)
+	}
+	var list []contextJSON
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	byLang := map[string]contextJSON{}
+	for _, c := range list {
+		byLang[c.Language] = c
+	}
+	if len(list) != 2 || byLang[langPython].ID == "" || byLang[langJavaScript].ID == "" {
+		t.Fatalf("default contexts: %s", body)
+	}
+	for _, c := range list {
+		if c.Cwd != e.srv.cfg.Workdir {
+			t.Errorf("%s context cwd %q, want %q", c.Language, c.Cwd, e.srv.cfg.Workdir)
+		}
+	}
+	mustOK(t, e.exec(code("globalThis.mark = 7", `"language":"js"`)))
+	if got := e.exec(code("mark", `"context_id":"`+byLang[langJavaScript].ID+`"`)).mainText(); got != "7" {
+		t.Errorf("the listed javascript context is not the default one: %q", got)
+	}
+}
+
+// TestJavaScriptModules checks ESM import and export declarations in
+// JavaScript cells, rewritten as E2B's JavaScript kernel does: bindings
+// persist across cells and an import cell can run again.
+func TestJavaScriptModules(t *testing.T) {
+	e := newTestEnv(t, nil)
+	dir := e.srv.cfg.Workdir
+	files := map[string]string{
+		"lib.mjs":                       "export const x = 40;\nexport default function two() { return 2 }\n",
+		"data.json":                     `{"n": 5}`,
+		"node_modules/cjs/package.json": `{"name": "cjs", "main": "index.js"}`,
+		"node_modules/cjs/index.js":     "module.exports = { y: 7 };\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := func(src string) execution { return e.exec(code(src, `"language":"javascript"`)) }
+	cases := []struct{ src, want string }{
+		{"import fs from 'fs'\nimport { join as joinPath, sep } from 'node:path'\nimport * as os from 'os'\nimport 'node:util'\n[typeof fs.readFileSync, joinPath('a', 'b'), sep, typeof os.cpus]", "[ 'function', 'a/b', '/', 'function' ]"},
+		// The bindings persist and the import cell runs again.
+		{"typeof fs.existsSync + ' ' + typeof joinPath", "function function"},
+		{"import fs from 'fs'\ntypeof fs.statSync", "function"},
+		{"import two, { x } from './lib.mjs'\nx + two()", "42"},
+		{"import cjs from 'cjs'\ncjs.y", "7"},
+		{"import data from './data.json' with { type: 'json' }\ndata.n", "5"},
+		{"import { readFile } from 'node:fs/promises'\nconst s = await readFile('lib.mjs', 'utf8')\ns.length > 0", "true"},
+		{"export const z = 3\nexport function f() { return z * 2 }\nf()", "6"},
+		{"z + f()", "9"},
+		// TypeScript syntax in a JavaScript cell.
+		{"import type { Stats } from 'fs'\nlet st: Stats | null = null\nconst n: number = 21\nn * 2", "42"},
+	}
+	for _, tc := range cases {
+		x := js(tc.src)
+		mustOK(t, x)
+		if got := x.mainText(); got != tc.want {
+			t.Errorf("%q: got %q, want %q (%v)", tc.src, got, tc.want, x.lines)
+		}
+		if s := x.of("stderr"); len(s) > 0 {
+			t.Errorf("%q: stderr %v", tc.src, s)
+		}
+	}
+	for _, src := range []string{"let = ;", "import { nope from 'fs'"} {
+		if er := js(src).errorLine(); er == nil || er["name"] != "SyntaxError" {
+			t.Errorf("%q: error %v, want a SyntaxError", src, er)
+		}
+	}
+	if er := js("import nothing from 'no-such-package'").errorLine(); er == nil || !strings.Contains(str(er["value"]), "no-such-package") {
+		t.Errorf("missing package: error %v", er)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -254,5 +255,101 @@ func TestKernelStartFailure(t *testing.T) {
 	}
 	if st, _ := e.do("POST", "/contexts", `{"language":"python"}`); st != 500 {
 		t.Errorf("POST /contexts: %d", st)
+	}
+}
+
+// TestIdleKernelKilledIsReplaced checks that a kernel killed between
+// executions (kill -9 from a shell in the sandbox) is replaced without
+// waiting for the next execution, for every kind of kernel.
+func TestIdleKernelKilledIsReplaced(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, tc := range []struct{ lang, setPid, getPid, check, want string }{
+		{"python", "import os; pid = os.getpid(); pid", "pid", "'pid' in dir()", "False"},
+		{"javascript", "var pid = process.pid; pid", "pid", "typeof pid", "undefined"},
+		{"bash", "echo $$", "", "", ""},
+	} {
+		c := e.createContext(`{"language":"` + tc.lang + `"}`)
+		ctxField := `"context_id":"` + c + `"`
+		x := e.exec(code(tc.setPid, ctxField))
+		mustOK(t, x)
+		pidText := x.mainText()
+		if tc.lang == "bash" {
+			pidText = strings.TrimSpace(x.stdout())
+		}
+		pid, err := strconv.Atoi(pidText)
+		if err != nil {
+			t.Fatalf("%s: pid %q: %v", tc.lang, pidText, err)
+		}
+		ec, _ := e.srv.lookup(c)
+		ec.mu.Lock()
+		killed := ec.current
+		ec.mu.Unlock()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ec.mu.Lock()
+			h := ec.current
+			ec.mu.Unlock()
+			if h != nil && h != killed && !exitedNow(h) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no new kernel 30s after the kill", tc.lang)
+			}
+			time.Sleep(20 * time.Millisecond) // polling for the replacement, which has no event to wait on
+		}
+		if tc.check != "" {
+			x = e.exec(code(tc.check, ctxField))
+			mustOK(t, x)
+			if got := x.mainText(); got != tc.want {
+				t.Errorf("%s: state after the kill: %q, want %q", tc.lang, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestKernelExitingAtOnceIsNotRestartedForever checks that a context whose
+// kernels keep dying right after they are attached stops being restarted
+// in the background, and that an execution still gets a kernel.
+func TestKernelExitingAtOnceIsNotRestartedForever(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.Spares = map[string]int{langBash: 1} })
+	c := e.createContext(`{"language":"bash"}`)
+	ec, _ := e.srv.lookup(c)
+	current := func() *handle {
+		ec.mu.Lock()
+		defer ec.mu.Unlock()
+		return ec.current
+	}
+	kill := func(h *handle) {
+		t.Helper()
+		h.kernel.(*bashKernel).proc.kill()
+	}
+	h := current()
+	for i := 0; i < maxQuickRestarts; i++ {
+		kill(h)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if n := current(); n != nil && n != h && !exitedNow(n) {
+				h = n
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: no new kernel after 30s", i+1)
+			}
+			time.Sleep(20 * time.Millisecond) // polling for the replacement, which has no event to wait on
+		}
+	}
+	kill(h)
+	// Give a restart, which would take the warm spare, time to happen.
+	time.Sleep(time.Second) // waiting for something that must not happen has no event
+	if n := current(); n != h {
+		t.Fatalf("kernel restarted after %d quick exits", maxQuickRestarts+1)
+	}
+	x := e.exec(code("echo back", `"context_id":"`+c+`"`))
+	mustOK(t, x)
+	if got := x.stdout(); got != "back\n" {
+		t.Errorf("execution after the quick exits: %q", got)
 	}
 }

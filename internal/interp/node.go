@@ -64,7 +64,10 @@ type nodeKernel struct {
 
 var _ kernel = (*nodeKernel)(nil)
 
-func startNode(ctx context.Context, node, typescript string, o kernelOpts) (_ kernel, err error) {
+// startNode starts the kernel for lang (JavaScript or TypeScript);
+// typescript is the typescript package's directory, or "" when it is not
+// installed.
+func startNode(ctx context.Context, node, lang, typescript string, o kernelOpts) (_ kernel, err error) {
 	dir, err := o.kernelDir()
 	if err != nil {
 		return nil, err
@@ -94,9 +97,9 @@ func startNode(ctx context.Context, node, typescript string, o kernelOpts) (_ ke
 	// --expose-internals gives the kernel Node's REPL rewriter for
 	// top-level await.
 	cmd := exec.Command(node, "--expose-internals", script)
-	cmd.Env = o.env
+	cmd.Env = append(append([]string(nil), o.env...), "SANDPIT_LANGUAGE="+lang)
 	if typescript != "" {
-		cmd.Env = append(append([]string(nil), o.env...), "SANDPIT_TYPESCRIPT="+typescript)
+		cmd.Env = append(cmd.Env, "SANDPIT_TYPESCRIPT="+typescript)
 	}
 	cmd.Dir = o.dir
 	cmd.SysProcAttr = o.id.sysProcAttr()

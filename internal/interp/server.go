@@ -24,8 +24,8 @@ type Config struct {
 	// means the agent's own environment.
 	Env func() map[string]string
 	// User is the user kernels run as when the server runs as root (inside
-	// a sandbox: "user"). Empty, or a server not running as root, means the
-	// current user.
+	// a sandbox: "root", as in E2B's code-interpreter template). Empty, or
+	// a server not running as root, means the current user.
 	User string
 	// Workdir is the working directory of contexts created without a cwd.
 	// Default: the kernel user's home directory.
@@ -40,7 +40,8 @@ type Config struct {
 	// R is the R binary; R contexts need IRkernel. Default /usr/bin/R.
 	R string
 	// TypeScript is the directory of the typescript npm package used to
-	// strip types. Default /usr/share/nodejs/typescript (Debian's
+	// strip types (of every TypeScript cell, and of JavaScript cells that
+	// use TypeScript syntax). Default /usr/share/nodejs/typescript (Debian's
 	// node-typescript); TypeScript is unavailable when it is missing.
 	TypeScript string
 	// Spares is the number of warm spare kernels kept per language, so
@@ -103,8 +104,8 @@ func (c *Config) setDefaults(id identity) {
 }
 
 // Server serves the code-interpreter HTTP API. Create it with New; it is
-// ready to serve at once (the default Python context's kernel starts in the
-// background, and the first execution waits for it). Close stops it.
+// ready to serve at once (the default contexts' kernels start in the
+// background, and the first execution waits for its own). Close stops it.
 type Server struct {
 	log  *slog.Logger
 	cfg  Config
@@ -115,7 +116,7 @@ type Server struct {
 	closing    chan struct{}  // closed by Close: ends kernel starts and background work
 	bg         sync.WaitGroup // background goroutines (context attachments)
 	fillSpares sync.Once
-	// defaultStarted is closed once the default Python kernel's start
+	// defaultStarted is closed once the default contexts' kernel starts
 	// ended (successfully or not).
 	defaultStarted chan struct{}
 
@@ -125,8 +126,8 @@ type Server struct {
 	defaults map[string]*execContext // default context per language
 }
 
-// New creates a Server and starts the default Python context's kernel and
-// the warm spares.
+// New creates a Server and starts the kernels of the default contexts in
+// the background.
 func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		return nil, errors.New("interp: Config.Logger is required")
@@ -147,10 +148,22 @@ func New(cfg Config) (*Server, error) {
 	s.pool = newPool(s.startKernel, cfg.Spares)
 	s.routes()
 
-	c := s.newContext(langPython, cfg.Workdir)
-	s.defaults[langPython] = c
+	// The default contexts, as E2B starts them: Python, and JavaScript
+	// where Node is installed. Their kernels start one after the other
+	// (Python first: most first executions are Python), then the spares.
+	py := s.newDefaultContext(langPython)
+	var js *execContext
+	if s.supported(langJavaScript) == nil {
+		js = s.newDefaultContext(langJavaScript)
+	}
 	s.defaultStarted = make(chan struct{})
-	s.attachInBackground(c, func() { close(s.defaultStarted) })
+	s.attachInBackground(py, func() {
+		if js == nil {
+			close(s.defaultStarted)
+			return
+		}
+		s.attachInBackground(js, func() { close(s.defaultStarted) })
+	})
 	return s, nil
 }
 
@@ -158,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/health" {
 		// The sandbox is in use: warm the spares (after the default
-		// kernel, so that two kernels do not start at once).
+		// kernels, so that two kernels do not start at once).
 		s.fillSpares.Do(func() {
 			s.background(func() {
 				select {
@@ -302,10 +315,14 @@ func (s *Server) startKernel(lang string) (*handle, error) {
 		k, err = startJupyter(ctx, pythonSpec(s.cfg.Python), o)
 	case langR:
 		k, err = startJupyter(ctx, rSpec(s.cfg.R), o)
-	case langJavaScript:
-		k, err = startNode(ctx, s.cfg.Node, "", o)
-	case langTypeScript:
-		k, err = startNode(ctx, s.cfg.Node, s.cfg.TypeScript, o)
+	case langJavaScript, langTypeScript:
+		// JavaScript cells with TypeScript syntax (import type) are
+		// stripped too, as E2B's JavaScript kernel does.
+		ts := s.cfg.TypeScript
+		if _, err := os.Stat(ts); err != nil {
+			ts = ""
+		}
+		k, err = startNode(ctx, s.cfg.Node, lang, ts, o)
 	case langBash:
 		k, err = startBash(ctx, s.cfg.Bash, o)
 	default:

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { NotFoundError, Sandbox, TimeoutError } from '@e2b/code-interpreter'
-import { track, useServer } from './harness.mjs'
+import { track, useServer, waitFor } from './harness.mjs'
 
 const server = useServer()
 const template = process.env.SANDPIT_INTERP_TEMPLATE
@@ -172,5 +172,124 @@ describe('code interpreter', () => {
     }
     times.sort((a, b) => a - b)
     process.stderr.write(`note: runCode("1+1") p50 ${times[25].toFixed(2)} ms\n`)
+  })
+})
+
+// Issue 17: what E2B's code-interpreter template does that a new user
+// relies on. internal/interp's TestOfficialSDK runs this file against a
+// stand-in server with no sandbox around the interpreter: it skips these.
+const sandboxless = process.env.SANDPIT_COMPAT_SANDBOXLESS
+  ? 'the stand-in server has no sandbox: no commands, no envd, kernels run as the current user in /tmp'
+  : false
+
+describe('code interpreter as in E2B\'s template', { skip: sandboxless }, () => {
+  /** @type {Sandbox} */
+  let sbx
+
+  test('a fresh sandbox lists a python and a javascript context', async () => {
+    sbx = track(server, template ? await Sandbox.create(template) : await Sandbox.create())
+    const ctxs = await sbx.listCodeContexts()
+    assert.deepEqual(ctxs.map((c) => c.language).sort(), ['javascript', 'python'])
+    for (const c of ctxs) assert.equal(c.cwd, '/home/user')
+    // The listed javascript context is the one runCode({language: 'js'}) uses.
+    await sbx.runCode('globalThis.mark = 7', { language: 'js' })
+    const js = ctxs.find((c) => c.language === 'javascript')
+    assert.equal((await sbx.runCode('mark', { context: js })).text, '7')
+  })
+
+  test('kernels run as root in /home/user; a context can start in /root', async () => {
+    assert.equal((await sbx.runCode('import os; (os.getuid(), os.getcwd())')).text, "(0, '/home/user')")
+    assert.equal((await sbx.runCode('[process.getuid(), process.cwd()]', { language: 'js' })).text, "[ 0, '/home/user' ]")
+    assert.deepEqual((await sbx.runCode('id -u; pwd', { language: 'bash' })).logs.stdout.join(''), '0\n/home/user\n')
+    const c = await sbx.createCodeContext({ cwd: '/root' })
+    assert.equal(c.cwd, '/root')
+    const r = await sbx.runCode("import os; open('note.txt', 'w').write('hi'); os.path.realpath('note.txt')", { context: c })
+    assert.equal(r.error, undefined)
+    assert.equal(r.text, '/root/note.txt')
+  })
+
+  test('JavaScript: ESM imports, top-level await, TypeScript import type', async () => {
+    const r = await sbx.runCode(
+      [
+        "import fs from 'fs'",
+        "import { join as joinPath } from 'node:path'",
+        "import * as os from 'os'",
+        "import 'node:util'",
+        "const host = await fs.promises.readFile('/etc/hostname', 'utf8');",
+        "[typeof joinPath, typeof os.cpus, host.length > 0]",
+      ].join('\n'),
+      { language: 'js' },
+    )
+    assert.equal(r.error, undefined, JSON.stringify(r.error))
+    assert.equal(r.text, "[ 'function', 'function', true ]")
+    // The imported bindings stay for later cells; the import cell runs again.
+    assert.equal((await sbx.runCode('fs.existsSync(joinPath("/", "etc"))', { language: 'js' })).text, 'true')
+    assert.equal((await sbx.runCode("import fs from 'fs'\ntypeof fs.readFileSync", { language: 'js' })).text, 'function')
+    assert.equal((await sbx.runCode('await new Promise((r) => setTimeout(() => r(6 * 7), 10))', { language: 'js' })).text, '42')
+    const ts = await sbx.runCode("import type { Stats } from 'fs'\nlet st: Stats | null = null\nconst n: number = 21\nn * 2", { language: 'js' })
+    assert.equal(ts.error, undefined, JSON.stringify(ts.error))
+    assert.equal(ts.text, '42')
+  })
+
+  test('in the sandbox, envd answers on 0.0.0.0:49983 and the interpreter on 0.0.0.0:49999', async () => {
+    const code = (port, path) => `curl -s -o /dev/null -w '%{http_code}' http://localhost:${port}${path}`
+    assert.equal((await sbx.commands.run(code(49999, '/health'))).stdout, '200')
+    assert.equal((await sbx.commands.run(code(49983, '/health'))).stdout, '204')
+    const exec = await sbx.commands.run(`curl -s -X POST -H 'Content-Type: application/json' -d '{"code":"6*7"}' http://localhost:49999/execute`)
+    assert.match(exec.stdout, /"text":"42"/)
+    const list = JSON.parse((await sbx.commands.run('curl -s http://localhost:49999/contexts')).stdout)
+    for (const lang of ['python', 'javascript']) assert.ok(list.some((c) => c.language === lang), `no ${lang} context in ${JSON.stringify(list)}`)
+    // Both listen on every address, as on E2B: 0.0.0.0, or :: for IPv4
+    // and IPv6 (all zeros in /proc/net/tcp and tcp6; 0A is LISTEN).
+    const tcp = (await sbx.commands.run('cat /proc/net/tcp /proc/net/tcp6')).stdout
+    for (const hex of ['C34F', 'C33F']) {
+      assert.match(tcp, new RegExp(`: (0{8}|0{32}):${hex} 0+:0000 0A`), `nothing listens on every address on port 0x${hex}`)
+    }
+  })
+
+  test('a kernel killed with kill -9 comes back; the interrupted run says its state was lost', async () => {
+    await sbx.runCode('kept = 1')
+    const pid = (await sbx.runCode('import os; os.getpid()')).text
+    let killed
+    const r = await sbx.runCode('print("running", flush=True)\nimport time\ntime.sleep(60)', {
+      onStdout: () => {
+        killed ??= sbx.commands.run(`kill -9 ${pid}`, { user: 'root' })
+      },
+    })
+    await killed
+    assert.equal(r.error?.name, 'DeadKernelError', JSON.stringify(r.error))
+    assert.match(r.error.value, /state was lost/)
+    assert.equal((await sbx.runCode('kept')).error?.name, 'NameError')
+
+    // An idle kernel killed comes back without waiting for a runCode.
+    const count = 'pgrep -c -f ipykerne[l]' // [l]: not this shell's own command line
+    const before = (await sbx.commands.run(count)).stdout.trim()
+    const idle = (await sbx.runCode('import os; os.getpid()')).text
+    await sbx.commands.run(`kill -9 ${idle}`, { user: 'root' })
+    await waitFor(async () => (await sbx.commands.run(count)).stdout.trim() === before, {
+      timeoutMs: 15_000,
+      what: `${before} ipykernel processes again`,
+    })
+    const after = await sbx.runCode('import os; os.getpid()')
+    assert.notEqual(after.text, idle)
+  })
+
+  test('the interpreter killed with kill -9 comes back', async () => {
+    // On E2B the interpreter is a process a root shell can kill. Here it is
+    // part of envd, PID 1 of the sandbox, which no process in the sandbox
+    // can kill: kill it and every other process a root shell reaches.
+    await sbx.runCode('kept = 1')
+    await sbx.commands.run('kill -9 1; kill -9 -1', { user: 'root' }).catch(() => {})
+    const health = "curl -s -o /dev/null -w '%{http_code}' http://localhost:49999/health"
+    await waitFor(async () => (await sbx.commands.run(health)).stdout === '200', {
+      timeoutMs: 15_000,
+      what: 'the interpreter on 49999',
+    })
+    // Every kernel was killed too: the next runs get new ones.
+    const first = await sbx.runCode('kept')
+    assert.ok(['NameError', 'DeadKernelError'].includes(first.error?.name), JSON.stringify(first.error))
+    assert.equal((await sbx.runCode('kept')).error?.name, 'NameError')
+    assert.equal((await sbx.runCode('1+1')).text, '2')
+    assert.equal((await sbx.runCode('6*7', { language: 'js' })).text, '42')
   })
 })
