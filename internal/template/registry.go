@@ -295,12 +295,27 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	} else if err != nil {
 		return Requested{}, err
 	}
-	req, _ := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
+	req, err := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
+	if err != nil {
+		return Requested{}, fmt.Errorf("encoding the build request of %s: %w", rec.ID, err)
+	}
 	b := store.BuildRecord{ID: newUUID(), TemplateID: rec.ID, Status: StatusWaiting, Request: req, CreatedAt: now}
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
 	}
 	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
+}
+
+// decodeRequest reads what Request stored for a build.
+func decodeRequest(rec store.BuildRecord) (buildRequest, error) {
+	var req buildRequest
+	if len(rec.Request) == 0 {
+		return req, nil
+	}
+	if err := json.Unmarshal(rec.Request, &req); err != nil {
+		return req, fmt.Errorf("decoding the request of build %s: %w", rec.ID, err)
+	}
+	return req, nil
 }
 
 // BuildSpec is what to build (E2B's TemplateBuildStartV2).
@@ -337,10 +352,16 @@ func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec B
 			return err
 		}
 	}
-	var req buildRequest
-	_ = json.Unmarshal(bs.rec.Request, &req)
+	req, err := decodeRequest(bs.rec)
+	if err != nil {
+		bs.mu.Unlock()
+		return err
+	}
 	req.Spec = &spec
-	bs.rec.Request, _ = json.Marshal(req)
+	if bs.rec.Request, err = json.Marshal(req); err != nil {
+		bs.mu.Unlock()
+		return fmt.Errorf("encoding the build request of %s: %w", buildID, err)
+	}
 	bs.rec.Status = StatusBuilding
 	rec := bs.rec
 	bs.mu.Unlock()
@@ -448,7 +469,11 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	} else {
 		bs.rec.Status = StatusReady
 	}
-	bs.rec.Logs, _ = json.Marshal(bs.logs)
+	logs, merr := json.Marshal(bs.logs)
+	if merr != nil {
+		log.Error("encoding the build log", "err", merr) // LogEntry always encodes
+	}
+	bs.rec.Logs = logs
 	rec := bs.rec
 	bs.mu.Unlock()
 	if perr := r.cfg.Store.PutBuild(context.WithoutCancel(ctx), rec); perr != nil {
@@ -597,7 +622,11 @@ func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buil
 			return nil, err
 		}
 		bs = &buildState{rec: rec}
-		_ = json.Unmarshal(rec.Logs, &bs.logs)
+		if len(rec.Logs) > 0 {
+			if err := json.Unmarshal(rec.Logs, &bs.logs); err != nil {
+				return nil, fmt.Errorf("decoding the log of build %s: %w", rec.ID, err)
+			}
+		}
 		if rec.Status == StatusError {
 			bs.reason = &Reason{Message: rec.Reason, Step: rec.ReasonStep}
 		}
@@ -656,9 +685,11 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 			}
 		}
 		if rec.Spec != nil {
-			if t, err := decodeSpec(rec, rec.Spec); err == nil {
-				in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
+			t, err := decodeSpec(rec, rec.Spec)
+			if err != nil {
+				return nil, err
 			}
+			in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
 		}
 		out = append(out, in)
 	}
