@@ -100,7 +100,7 @@ type BuildArgs struct {
 	CPUCount int
 	MemoryMB int
 	// Files opens the uploaded tar archive (optionally gzipped) of a COPY
-	// step by its files hash.
+	// step by its digest (its files hash when it has none).
 	Files func(hash string) (io.ReadCloser, error)
 	// Log receives the build's log as it happens.
 	Log func(LogEntry)
@@ -271,7 +271,7 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		if args.Files == nil {
 			return fail("no uploaded files", errdefs.ErrInvalidArgument)
 		}
-		rc, err := args.Files(s.FilesHash)
+		rc, err := args.Files(s.files())
 		if err != nil {
 			return fail("the files were not uploaded: "+err.Error(), err)
 		}
