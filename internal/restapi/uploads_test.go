@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -182,6 +183,11 @@ func TestTemplateUploadQuota(t *testing.T) {
 	if _, r := e.startCopy(t, e.key, h1); r.status != http.StatusAccepted {
 		t.Fatalf("starting a build: %d %s", r.status, r.body)
 	}
+	// An upload kept by the client's hash alone, as before digests.
+	legacy := filepath.Join(dir, "uploads", sha("legacy"))
+	if err := os.WriteFile(legacy, []byte("old layout"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	old := time.Now().Add(-3 * time.Hour)
 	err := filepath.WalkDir(filepath.Join(dir, "uploads"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -202,6 +208,9 @@ func TestTemplateUploadQuota(t *testing.T) {
 		if present, _ := e.uploadLink(t, e.key, c.hash); present != c.want {
 			t.Errorf("upload %s present = %v, want %v", c.hash[:8], present, c.want)
 		}
+	}
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an upload of the old layout was kept: %v", err)
 	}
 	blobs, _ := os.ReadDir(filepath.Join(dir, "uploads", "blobs"))
 	if len(blobs) != 2 {

@@ -325,10 +325,17 @@ func (r *Registry) CollectUploads(ctx context.Context) (int, error) {
 		}
 		n++
 	}
-	// Temporary files an interrupted upload left.
-	tmps, _ := filepath.Glob(filepath.Join(r.cfg.Dir, "uploads", ".tmp-*"))
-	for _, p := range tmps {
-		if info, err := os.Stat(p); err == nil && info.ModTime().Before(cutoff) {
+	// Temporary files an interrupted upload left, and uploads kept by
+	// the client's hash alone, as before names and digests: no build can
+	// use those any more.
+	top, _ := os.ReadDir(filepath.Join(r.cfg.Dir, "uploads"))
+	for _, e := range top {
+		p := filepath.Join(r.cfg.Dir, "uploads", e.Name())
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		if hexHash.MatchString(e.Name()) || strings.HasPrefix(e.Name(), ".tmp-") && info.ModTime().Before(cutoff) {
 			_ = os.Remove(p)
 		}
 	}
