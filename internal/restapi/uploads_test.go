@@ -87,7 +87,7 @@ func contentDigest(s string) string {
 // one API key's uploads are not another's; builds copy by the digest of
 // what was uploaded.
 func TestTemplateUploadsAreHashedAndNeverReplaced(t *testing.T) {
-	e := newTemplateEnv(t)
+	e, dir := newTemplateEnvWith(t, nil)
 	key2, _, err := e.st.CreateKey(t.Context(), "other")
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +114,9 @@ func TestTemplateUploadsAreHashedAndNeverReplaced(t *testing.T) {
 		t.Fatalf("the same upload again: %d %s", r.status, r.body)
 	}
 	wantError(t, e.doKey(t, "PUT", link, other, nil), 409, hash)
+	if blobs, _ := os.ReadDir(filepath.Join(dir, "uploads", "blobs")); len(blobs) != 1 {
+		t.Fatalf("%d archives stored, want only the first: a refused upload leaves nothing", len(blobs))
+	}
 	bid, r := e.startCopy(t, e.key, hash)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("starting the build: %d %s", r.status, r.body)

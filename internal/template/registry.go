@@ -370,9 +370,12 @@ func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec B
 			continue
 		}
 		d, err := r.uploadDigest(spec.Owner, s.FilesHash)
+		if errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrInvalidArgument) {
+			err = errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("step %d (%s): %v", i+1, s, err))
+		}
 		if err != nil {
 			bs.mu.Unlock()
-			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("step %d (%s): %v", i+1, s, err))
+			return err
 		}
 		spec.Steps[i].Digest = d
 	}

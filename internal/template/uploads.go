@@ -136,14 +136,29 @@ func (r *Registry) PutUpload(ctx context.Context, owner, hash string, body io.Re
 
 	r.upMu.Lock()
 	defer r.upMu.Unlock()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	name := filepath.Join(dir, hash)
+	// A name is made once: a second upload must agree with the first,
+	// and one that does not leaves nothing behind.
+	if prev, err := os.ReadFile(name); err == nil {
+		if p := strings.TrimSpace(string(prev)); p != digest {
+			return errdefs.New(errdefs.ErrConflict, fmt.Sprintf(
+				"files %s were already uploaded with other content (SHA-256 %s, not %s); an upload never replaces another: name changed files by a new hash",
+				hash, p, digest))
+		}
+		if _, err := os.Stat(r.blobPath(digest)); err == nil {
+			now := time.Now()
+			_ = os.Chtimes(name, now, now) // asked for again: young again
+			return nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("storing upload %s: %w", hash, err)
 	}
 	if err := os.Rename(f.Name(), r.blobPath(digest)); err != nil {
 		return fmt.Errorf("storing upload %s: %w", hash, err)
 	}
-	// The name is linked into place, so it is made once: a second
-	// upload finds the first and must agree with it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("storing upload %s: %w", hash, err)
+	}
 	tmp, err := os.CreateTemp(dir, ".tmp-")
 	if err != nil {
 		return fmt.Errorf("storing upload %s: %w", hash, err)
@@ -153,23 +168,8 @@ func (r *Registry) PutUpload(ctx context.Context, owner, hash string, body io.Re
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("storing upload %s: %w", hash, err)
-	}
-	err = os.Link(tmp.Name(), filepath.Join(dir, hash))
-	if errors.Is(err, os.ErrExist) {
-		prev, perr := os.ReadFile(filepath.Join(dir, hash))
-		if perr != nil {
-			return fmt.Errorf("storing upload %s: %w", hash, perr)
-		}
-		if strings.TrimSpace(string(prev)) == digest {
-			now := time.Now()
-			_ = os.Chtimes(filepath.Join(dir, hash), now, now) // asked for again: young again
-			return nil
-		}
-		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf(
-			"files %s were already uploaded with other content (SHA-256 %s, not %s); an upload never replaces another: name changed files by a new hash",
-			hash, strings.TrimSpace(string(prev)), digest))
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
 	}
 	if err != nil {
 		return fmt.Errorf("storing upload %s: %w", hash, err)
