@@ -2,6 +2,7 @@ package template_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,6 +77,11 @@ func TestBuildFromDebootstrap(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(firsts[0], "debootstrap/debootstrap")); err != nil {
 		t.Fatalf("the first stage has no second stage to run: %v", err)
+	}
+	for _, f := range []string{"etc/resolv.conf", "etc/hostname"} {
+		if _, err := os.Lstat(filepath.Join(firsts[0], f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the first stage keeps the host's %s (%v)", f, err)
+		}
 	}
 	layers := tpl.Mounts[0].Layers
 	if len(layers) != 5 || layers[len(layers)-1] != firsts[0] {

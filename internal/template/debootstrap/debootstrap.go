@@ -214,7 +214,8 @@ const baseInclude = "ca-certificates,sudo,iproute2,curl,procps"
 
 // prepareRoot readies the unpacked root for a build sandbox: /proc a
 // directory to mount on (debootstrap links it to the host's /proc when it
-// thinks it runs in Docker), and the /etc/passwd and /etc/group
+// thinks it runs in Docker), no copy of the host's resolv.conf and
+// hostname, and the /etc/passwd and /etc/group
 // base-passwd would make (from its masters, unpacked with it), so the
 // sandbox's agent can run the second stage as root. The root is opened in
 // place (safepath): a path in it never leads out.
@@ -231,6 +232,12 @@ func prepareRoot(dir string) error {
 	}
 	if _, err := root.MkdirAll("/proc", safepath.Owner{}); err != nil {
 		return fmt.Errorf("making /proc: %w", err)
+	}
+	// debootstrap copies the host's own: a sandbox's init writes its own.
+	for _, p := range []string{"/etc/resolv.conf", "/etc/hostname"} {
+		if err := root.RemoveAll(p); err != nil {
+			return fmt.Errorf("removing the host's %s: %w", p, err)
+		}
 	}
 	for _, f := range [][2]string{{"/usr/share/base-passwd/passwd.master", "/etc/passwd"}, {"/usr/share/base-passwd/group.master", "/etc/group"}} {
 		if _, err := root.Lstat(f[1]); err == nil {
