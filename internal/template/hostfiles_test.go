@@ -105,3 +105,25 @@ func snapshot(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestBuildLayerLeavesInitFiles: what the sandbox's init writes at every
+// start (hosts, hostname, resolv.conf, the agent's mount point) is no
+// part of a step's layer; what the step wrote beside it is.
+func TestBuildLayerLeavesInitFiles(t *testing.T) {
+	e := newBuildEnv(t)
+	res, err := e.builder.Build(t.Context(), template.BuildArgs{ID: "plain", Parent: e.base, Steps: []template.Step{
+		{Type: "RUN", Args: []string{"echo mine > /etc/marker", "root"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := res.Template.Mounts[0].Layers[0]
+	if _, err := os.Stat(filepath.Join(root, "etc/marker")); err != nil {
+		t.Fatalf("the step's own file is not in its layer: %v", err)
+	}
+	for _, p := range []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", ".sandpit"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("the layer keeps init's %s", p)
+		}
+	}
+}
