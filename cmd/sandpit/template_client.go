@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -107,12 +109,16 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// put uploads body to an upload link the server handed out.
+// put uploads body to an upload link the server handed out, with its
+// SHA-256 as Content-Digest so the server refuses a body that changed on
+// the way.
 func (c *apiClient) put(ctx context.Context, link string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, link, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
+	sum := sha256.Sum256(body)
+	req.Header.Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("uploading files: %w", err)

@@ -369,7 +369,7 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	if err != nil {
 		return err
 	}
-	roots, err := debootstrap.New(debootstrap.Config{LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"), Logger: d.log})
+	roots, err := debootstrap.New(debootstrap.Config{LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"), Builder: builder, Logger: d.log})
 	if err != nil {
 		return err
 	}

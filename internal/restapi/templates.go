@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/gen/openapi"
@@ -28,8 +31,8 @@ type Templates interface {
 	Tags(ctx context.Context, ref string) ([]template.Tag, error)
 	AssignTags(ctx context.Context, target string, tags []string) (template.Assigned, error)
 	RemoveTags(ctx context.Context, name string, tags []string) error
-	HasUpload(hash string) bool
-	PutUpload(ctx context.Context, hash string, body io.Reader) error
+	HasUpload(owner, hash string) bool
+	PutUpload(ctx context.Context, owner, hash string, body io.Reader, want []byte) error
 }
 
 var _ Templates = (*template.Registry)(nil)
@@ -98,6 +101,7 @@ func (s *server) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, te
 		StartCmd:     derefOr(body.StartCmd),
 		ReadyCmd:     derefOr(body.ReadyCmd),
 		Force:        body.Force != nil && *body.Force,
+		Owner:        uploadOwner(r),
 	}
 	if reg := body.FromImageRegistry; reg != nil {
 		if t := derefOr(reg.Type); t != "" && t != "registry" {
@@ -176,9 +180,10 @@ func (s *server) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Reque
 	if !ok {
 		return
 	}
-	out := openapi.TemplateBuildFileUpload{Present: tr.HasUpload(hash)}
+	owner := uploadOwner(r)
+	out := openapi.TemplateBuildFileUpload{Present: tr.HasUpload(owner, hash)}
 	exp := time.Now().Add(uploadLinkTTL).Unix()
-	q := url.Values{"token": {s.uploadToken(templateID, hash, exp)}}
+	q := url.Values{"token": {s.uploadToken(templateID, hash, owner, exp)}}
 	scheme := "http"
 	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
 		scheme = "https"
@@ -191,37 +196,84 @@ func (s *server) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Reque
 
 // UploadTemplateFiles implements PUT /templates/{templateID}/files/{hash}:
 // the self-authorizing upload link GetTemplateFilesUploadLink hands out.
+// The upload belongs to the API key that asked for the link. A client that
+// knows the body's SHA-256 sends it as Content-Digest (RFC 9530).
 func (s *server) UploadTemplateFiles(w http.ResponseWriter, r *http.Request, templateID, hash string, params openapi.UploadTemplateFilesParams) {
 	tr, ok := s.templates(w, r)
 	if !ok {
 		return
 	}
-	if !s.checkUploadToken(templateID, hash, params.Token) {
+	owner, ok := s.checkUploadToken(templateID, hash, params.Token)
+	if !ok {
 		s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated, "the upload link is invalid or expired; ask for a new one"))
 		return
 	}
-	if err := tr.PutUpload(r.Context(), hash, r.Body); err != nil {
+	if r.ContentLength > template.MaxUploadBytes {
+		s.writeError(w, r, errdefs.New(errdefs.ErrResourceExhausted,
+			fmt.Sprintf("upload %s is larger than the limit of %d bytes per upload", hash, int64(template.MaxUploadBytes))))
+		return
+	}
+	want, err := contentSHA256(r.Header)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := tr.PutUpload(r.Context(), owner, hash, r.Body, want); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// uploadToken signs templateID, hash and an expiry with the server's
-// upload key: "<expiry>.<hex hmac>".
-func (s *server) uploadToken(templateID, hash string, exp int64) string {
-	m := hmac.New(sha256.New, s.uploadKey)
-	fmt.Fprintf(m, "%s\x00%s\x00%d", templateID, hash, exp)
-	return fmt.Sprintf("%d.%s", exp, hex.EncodeToString(m.Sum(nil)))
+// uploadOwner names the API key of r for the uploads it makes: a hash,
+// so the key itself is never written down.
+func uploadOwner(r *http.Request) string {
+	sum := sha256.Sum256([]byte("sandpit upload owner\x00" + apiKey(r.Header)))
+	return hex.EncodeToString(sum[:16])
 }
 
-func (s *server) checkUploadToken(templateID, hash, token string) bool {
-	var exp int64
-	var sig string
-	if n, _ := fmt.Sscanf(token, "%d.%s", &exp, &sig); n != 2 || time.Now().Unix() > exp {
-		return false
+// uploadToken signs templateID, hash, the uploads' owner and an expiry
+// with the server's upload key: "<expiry>.<owner>.<hex hmac>".
+func (s *server) uploadToken(templateID, hash, owner string, exp int64) string {
+	m := hmac.New(sha256.New, s.uploadKey)
+	fmt.Fprintf(m, "%s\x00%s\x00%s\x00%d", templateID, hash, owner, exp)
+	return fmt.Sprintf("%d.%s.%s", exp, owner, hex.EncodeToString(m.Sum(nil)))
+}
+
+// checkUploadToken returns the owner a valid, unexpired token names.
+func (s *server) checkUploadToken(templateID, hash, token string) (string, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", false
 	}
-	return hmac.Equal([]byte(token), []byte(s.uploadToken(templateID, hash, exp)))
+	exp, err := strconv.ParseInt(parts[0], 10, 64)
+	if err != nil || time.Now().Unix() > exp {
+		return "", false
+	}
+	owner := parts[1]
+	return owner, hmac.Equal([]byte(token), []byte(s.uploadToken(templateID, hash, owner, exp)))
+}
+
+// contentSHA256 returns the sha-256 of a Content-Digest header (RFC 9530:
+// `sha-256=:BASE64:`), or nil when there is none.
+func contentSHA256(h http.Header) ([]byte, error) {
+	for _, v := range h.Values("Content-Digest") {
+		for _, item := range strings.Split(v, ",") {
+			alg, val, ok := strings.Cut(strings.TrimSpace(item), "=")
+			if !ok || !strings.EqualFold(alg, "sha-256") {
+				continue
+			}
+			b64, ok := strings.CutPrefix(val, ":")
+			if b64, ok2 := strings.CutSuffix(b64, ":"); ok && ok2 {
+				sum, err := base64.StdEncoding.DecodeString(b64)
+				if err == nil && len(sum) == sha256.Size {
+					return sum, nil
+				}
+			}
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "malformed Content-Digest: want sha-256=:BASE64 of the 32-byte SHA-256:")
+		}
+	}
+	return nil, nil
 }
 
 // GetTemplateByAlias implements GET /templates/aliases/{alias}.

@@ -31,6 +31,14 @@ func (committingFake) Commit(context.Context, string, string) error {
 // two builds: b1 (1 CPU) tagged v1 and default, b2 (2 CPUs) tagged v2.
 func newTemplateEnv(t *testing.T) *env {
 	t.Helper()
+	e, _ := newTemplateEnvWith(t, nil)
+	return e
+}
+
+// newTemplateEnvWith is newTemplateEnv with the registry configured by
+// configure; it also returns the registry's dir.
+func newTemplateEnvWith(t *testing.T, configure func(*template.RegistryConfig)) (*env, string) {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "sandpit.db"))
@@ -43,10 +51,14 @@ func newTemplateEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := template.NewRegistry(ctx, template.RegistryConfig{
+	rcfg := template.RegistryConfig{
 		Dir: filepath.Join(dir, "templates"), Store: st, Builder: builder,
 		Builtin: []*template.Template{{ID: "base"}},
-	})
+	}
+	if configure != nil {
+		configure(&rcfg)
+	}
+	reg, err := template.NewRegistry(ctx, rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +95,7 @@ func newTemplateEnv(t *testing.T) *env {
 		_ = e.rt.Close()
 		_ = st.Close()
 	})
-	return e
+	return e, rcfg.Dir
 }
 
 func TestGetTemplateTags(t *testing.T) {

@@ -18,8 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
 	"github.com/sandpit-dev/sandpit/internal/template/agentexec"
 )
 
@@ -97,7 +100,7 @@ type BuildArgs struct {
 	CPUCount int
 	MemoryMB int
 	// Files opens the uploaded tar archive (optionally gzipped) of a COPY
-	// step by its files hash.
+	// step by its digest (its files hash when it has none).
 	Files func(hash string) (io.ReadCloser, error)
 	// Log receives the build's log as it happens.
 	Log func(LogEntry)
@@ -268,7 +271,7 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		if args.Files == nil {
 			return fail("no uploaded files", errdefs.ErrInvalidArgument)
 		}
-		rc, err := args.Files(s.FilesHash)
+		rc, err := args.Files(s.files())
 		if err != nil {
 			return fail("the files were not uploaded: "+err.Error(), err)
 		}
@@ -313,11 +316,9 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 		return fail("saving the layer: "+err.Error(), err)
 	}
 	layer := filepath.Join(tmp, "l")
-	// What the sandbox's init writes at every start is no part of a step.
 	if len(cur.Mounts) > 0 && cur.Mounts[0].Target == "/" {
-		root := filepath.Join(layer, "0")
-		for _, p := range []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", ".sandpit/envd", ".sandpit", "etc"} {
-			_ = os.Remove(filepath.Join(root, p)) // directories only when empty
+		if err := dropInitFiles(filepath.Join(layer, "0")); err != nil {
+			return fail("making the layer: "+err.Error(), err)
 		}
 	}
 	// Mounts the step left untouched add no layer.
@@ -342,6 +343,56 @@ func (b *Builder) runStep(ctx context.Context, cur *Template, s Step, label, hea
 	}
 	if err := os.Rename(layer, dir); err != nil && !errors.Is(err, os.ErrExist) && !isNotEmpty(err) {
 		return fail("publishing the layer: "+err.Error(), err)
+	}
+	return nil
+}
+
+// initFiles are what the sandbox's init writes at every start: no part of
+// a step's layer. Directories go only when the step left them empty.
+var initFiles = []struct {
+	path string
+	dir  bool
+}{
+	{"/etc/hosts", false}, {"/etc/hostname", false}, {"/etc/resolv.conf", false},
+	{"/.sandpit/envd", false}, {"/.sandpit", true}, {"/etc", true},
+}
+
+// dropInitFiles removes initFiles from the committed root layer dir. The
+// layer holds whatever the step made, symlinks to anywhere included
+// (/etc -> /etc, -> /, ../../..), so every lookup resolves inside the
+// layer, as the sandbox saw it: a host path is never touched.
+func dropInitFiles(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil // the step wrote nothing there
+	}
+	root, err := safepath.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, f := range initFiles {
+		fi, err := root.Lstat(f.path)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // not there, as the sandbox would see it
+		}
+		if err != nil {
+			return fmt.Errorf("dropping %s from the layer: %w", f.path, err)
+		}
+		if fi.IsDir() != f.dir {
+			continue // the step made it something else: its own
+		}
+		if f.dir {
+			ents, err := root.ReadDir(f.path)
+			if err != nil {
+				return fmt.Errorf("dropping %s from the layer: %w", f.path, err)
+			}
+			if len(ents) > 0 {
+				continue
+			}
+		}
+		if err := root.RemoveAll(f.path); err != nil {
+			return fmt.Errorf("dropping %s from the layer: %w", f.path, err)
+		}
 	}
 	return nil
 }

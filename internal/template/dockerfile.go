@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -319,19 +318,109 @@ func unquote(s string) string {
 	return s
 }
 
-// expandVars substitutes ARG values ($NAME, ${NAME}); other variables
-// are left for the shell or the ENV step.
+// expandVars substitutes references to ARGs in s: $NAME, ${NAME},
+// ${NAME:-word}, ${NAME-word}, ${NAME:+word} and ${NAME+word}. Any other
+// "$" (a variable no ARG declares, a shell form such as ${#x}) is left
+// exactly as written, for the shell or the build's ENV to expand.
+//
+// BuildKit's shell lexer is not used: it substitutes every variable
+// (unknown ones as empty) and removes quotes, but the template's env comes
+// from FROM at build time and RUN's text belongs to the shell.
 func expandVars(s string, vars map[string]string) string {
 	if len(vars) == 0 || !strings.Contains(s, "$") {
 		return s
 	}
-	return os.Expand(s, func(k string) string {
-		if v, ok := vars[k]; ok {
-			return v
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			b.WriteString(s[i : i+2]) // escaped: not a reference
+			i += 2
+		case s[i] == '$':
+			if v, n, ok := argRef(s[i:], vars); ok {
+				b.WriteString(v)
+				i += n
+				continue
+			}
+			b.WriteByte('$')
+			i++
+		default:
+			b.WriteByte(s[i])
+			i++
 		}
-		if strings.ContainsAny(k, "{}") {
-			return "${" + k + "}"
+	}
+	return b.String()
+}
+
+// argRef expands the reference at the start of s (which starts with "$")
+// when it names an ARG, and returns its value and length.
+func argRef(s string, vars map[string]string) (string, int, bool) {
+	if len(s) > 1 && s[1] != '{' {
+		name := identifier(s[1:])
+		v, ok := vars[name]
+		return v, 1 + len(name), ok && name != ""
+	}
+	end := closingBrace(s)
+	if end < 0 {
+		return "", 0, false
+	}
+	body := s[2:end]
+	name := identifier(body)
+	v, ok := vars[name]
+	if !ok || name == "" {
+		return "", 0, false
+	}
+	op, word := body[len(name):], ""
+	for _, o := range []string{":-", ":+", "-", "+"} {
+		if w, found := strings.CutPrefix(op, o); found {
+			op, word = o, w
+			break
 		}
-		return "$" + k
-	})
+	}
+	switch op {
+	case "", "-": // declared, so set
+	case ":-":
+		if v == "" {
+			v = expandVars(word, vars)
+		}
+	case ":+":
+		if v != "" {
+			v = expandVars(word, vars)
+		}
+	case "+":
+		v = expandVars(word, vars)
+	default:
+		return "", 0, false // ${NAME#x} and friends: the shell's
+	}
+	return v, end + 1, true
+}
+
+// identifier returns the variable name s starts with.
+func identifier(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return s[:i]
+	}
+	return s
+}
+
+// closingBrace returns the index of the "}" that closes the "${" s starts
+// with, or -1.
+func closingBrace(s string) int {
+	depth := 0
+	for i := 1; i < len(s); i++ {
+		switch {
+		case s[i] == '{' && s[i-1] == '$':
+			depth++
+		case s[i] == '}':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }

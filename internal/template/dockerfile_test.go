@@ -74,3 +74,23 @@ func FuzzParseDockerfile(f *testing.F) {
 		_, _, _ = ParseDockerfile(strings.NewReader(df), map[string]string{"A": "1"})
 	})
 }
+
+// TestDockerfileArgExpansion: ARGs are expanded with the shell's default
+// and alternative forms; every other variable stays as written (for the
+// shell, or for the template's env at build time), defaults included.
+func TestDockerfileArgExpansion(t *testing.T) {
+	df := "FROM base\nARG V=2.0\nARG EMPTY\n" +
+		"RUN echo ${HOME:-/root} $HOME ${V} $V ${V:-x} ${EMPTY:-dflt} ${EMPTY-unset} ${V:+alt} ${EMPTY:+no} ${V+plus} ${NOPE:-${V}} ${#V} \\$V $1 $$\n" +
+		"WORKDIR ${APP_HOME:-/srv}/$V\n"
+	spec, _, err := ParseDockerfile(strings.NewReader(df), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, wd := spec.Steps[2].Args[0], spec.Steps[3].Args[0]
+	if want := `echo ${HOME:-/root} $HOME 2.0 2.0 2.0 dflt  alt  plus ${NOPE:-2.0} ${#V} \$V $1 $$`; run != want {
+		t.Errorf("RUN is\n%q\nwant\n%q", run, want)
+	}
+	if want := "${APP_HOME:-/srv}/2.0"; wd != want {
+		t.Errorf("WORKDIR is %q, want %q", wd, want)
+	}
+}

@@ -14,7 +14,8 @@ import (
 
 // GC removes layers no stored template uses (those of removed templates,
 // of failed builds, of builds no tag names any more, of steps since
-// changed) and returns how many it removed. A template uses the layers of
+// changed) and returns how many it removed; then it collects uploads no
+// build uses (CollectUploads). A template uses the layers of
 // its latest good build and of every build a tag points at, however old.
 // A running sandbox may still use a layer its template no longer does, so
 // call GC only when no sandbox runs: at daemon start, after the sandboxes
@@ -59,6 +60,9 @@ func (r *Registry) GC(ctx context.Context) (int, error) {
 		n++
 	}
 	r.log.Info("template layers collected", "removed", n, "kept", len(used))
+	if _, err := r.CollectUploads(ctx); err != nil {
+		return n, err
+	}
 	return n, nil
 }
 

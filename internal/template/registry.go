@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,9 +26,6 @@ const (
 	StatusError    = "error"
 )
 
-// MaxUploadBytes bounds one COPY upload.
-const MaxUploadBytes = 4 << 30
-
 // RegistryConfig is what NewRegistry needs. Store, Builder and Dir are
 // required.
 type RegistryConfig struct {
@@ -45,6 +41,9 @@ type RegistryConfig struct {
 	// Debootstrap, when set, makes the Debian roots fromImage names as
 	// "debootstrap:SUITE[/PKG,...]".
 	Debootstrap ImageImporter
+	// UploadQuota bounds the COPY uploads each owner keeps;
+	// DefaultUploadQuota when zero.
+	UploadQuota UploadQuota
 	Logger      *slog.Logger
 }
 
@@ -73,6 +72,10 @@ type Registry struct {
 	mu sync.Mutex
 	// builds holds the running builds.
 	builds map[string]*buildState
+
+	// upMu serializes storing and collecting uploads, so a quota is
+	// checked against what is stored.
+	upMu sync.Mutex
 }
 
 // buildState is a build in progress, whose log grows as it runs.
@@ -98,8 +101,13 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "uploads"), 0o700); err != nil {
-		return nil, fmt.Errorf("creating upload dir: %w", err)
+	for _, d := range []string{"uploads", "uploads/blobs", "uploads/names"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("creating upload dir: %w", err)
+		}
+	}
+	if cfg.UploadQuota == (UploadQuota{}) {
+		cfg.UploadQuota = DefaultUploadQuota
 	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}}
@@ -295,12 +303,27 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	} else if err != nil {
 		return Requested{}, err
 	}
-	req, _ := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
+	req, err := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
+	if err != nil {
+		return Requested{}, fmt.Errorf("encoding the build request of %s: %w", rec.ID, err)
+	}
 	b := store.BuildRecord{ID: newUUID(), TemplateID: rec.ID, Status: StatusWaiting, Request: req, CreatedAt: now}
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
 	}
 	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
+}
+
+// decodeRequest reads what Request stored for a build.
+func decodeRequest(rec store.BuildRecord) (buildRequest, error) {
+	var req buildRequest
+	if len(rec.Request) == 0 {
+		return req, nil
+	}
+	if err := json.Unmarshal(rec.Request, &req); err != nil {
+		return req, fmt.Errorf("decoding the request of build %s: %w", rec.ID, err)
+	}
+	return req, nil
 }
 
 // BuildSpec is what to build (E2B's TemplateBuildStartV2).
@@ -312,6 +335,8 @@ type BuildSpec struct {
 	ReadyCmd     string        `json:"readyCmd,omitempty"`
 	Force        bool          `json:"force,omitempty"`
 	Steps        []Step        `json:"steps,omitempty"`
+	// Owner names whose COPY uploads the steps use (see PutUpload).
+	Owner string `json:"owner,omitempty"`
 }
 
 // Start runs a requested build in the background. Its progress is read
@@ -337,10 +362,33 @@ func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec B
 			return err
 		}
 	}
-	var req buildRequest
-	_ = json.Unmarshal(bs.rec.Request, &req)
+	// COPY steps name their files by the client's hash; the build and
+	// its cache use the digest of what was uploaded under it.
+	spec.Steps = slices.Clone(spec.Steps)
+	for i, s := range spec.Steps {
+		if s.Type != StepCopy {
+			continue
+		}
+		d, err := r.uploadDigest(spec.Owner, s.FilesHash)
+		if errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrInvalidArgument) {
+			err = errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("step %d (%s): %v", i+1, s, err))
+		}
+		if err != nil {
+			bs.mu.Unlock()
+			return err
+		}
+		spec.Steps[i].Digest = d
+	}
+	req, err := decodeRequest(bs.rec)
+	if err != nil {
+		bs.mu.Unlock()
+		return err
+	}
 	req.Spec = &spec
-	bs.rec.Request, _ = json.Marshal(req)
+	if bs.rec.Request, err = json.Marshal(req); err != nil {
+		bs.mu.Unlock()
+		return fmt.Errorf("encoding the build request of %s: %w", buildID, err)
+	}
 	bs.rec.Status = StatusBuilding
 	rec := bs.rec
 	bs.mu.Unlock()
@@ -448,7 +496,11 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	} else {
 		bs.rec.Status = StatusReady
 	}
-	bs.rec.Logs, _ = json.Marshal(bs.logs)
+	logs, merr := json.Marshal(bs.logs)
+	if merr != nil {
+		log.Error("encoding the build log", "err", merr) // LogEntry always encodes
+	}
+	bs.rec.Logs = logs
 	rec := bs.rec
 	bs.mu.Unlock()
 	if perr := r.cfg.Store.PutBuild(context.WithoutCancel(ctx), rec); perr != nil {
@@ -506,7 +558,7 @@ func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req b
 		ID: tid, Parent: parent, Steps: spec.Steps,
 		StartCmd: spec.StartCmd, ReadyCmd: spec.ReadyCmd, Force: spec.Force,
 		CPUCount: req.CPUCount, MemoryMB: req.MemoryMB,
-		Files: r.openUpload, Log: logf,
+		Files: r.openBlob, Log: logf,
 	})
 	if err != nil {
 		return nil, err
@@ -597,7 +649,11 @@ func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buil
 			return nil, err
 		}
 		bs = &buildState{rec: rec}
-		_ = json.Unmarshal(rec.Logs, &bs.logs)
+		if len(rec.Logs) > 0 {
+			if err := json.Unmarshal(rec.Logs, &bs.logs); err != nil {
+				return nil, fmt.Errorf("decoding the log of build %s: %w", rec.ID, err)
+			}
+		}
 		if rec.Status == StatusError {
 			bs.reason = &Reason{Message: rec.Reason, Step: rec.ReasonStep}
 		}
@@ -656,9 +712,11 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 			}
 		}
 		if rec.Spec != nil {
-			if t, err := decodeSpec(rec, rec.Spec); err == nil {
-				in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
+			t, err := decodeSpec(rec, rec.Spec)
+			if err != nil {
+				return nil, err
 			}
+			in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
 		}
 		out = append(out, in)
 	}
@@ -705,53 +763,6 @@ func (r *Registry) Delete(ctx context.Context, ref string) error {
 		return err
 	}
 	return r.cfg.Store.DeleteTemplate(ctx, rec.ID)
-}
-
-// HasUpload reports whether the COPY archive with hash was uploaded.
-func (r *Registry) HasUpload(hash string) bool {
-	if !hexHash.MatchString(hash) {
-		return false
-	}
-	_, err := os.Stat(r.uploadPath(hash))
-	return err == nil
-}
-
-// PutUpload stores a COPY archive under its files hash.
-func (r *Registry) PutUpload(ctx context.Context, hash string, body io.Reader) error {
-	if !hexHash.MatchString(hash) {
-		return errdefs.New(errdefs.ErrInvalidArgument, "the files hash must be 64 hex digits")
-	}
-	f, err := os.CreateTemp(filepath.Join(r.cfg.Dir, "uploads"), ".tmp-")
-	if err != nil {
-		return fmt.Errorf("storing upload %s: %w", hash, err)
-	}
-	defer os.Remove(f.Name())
-	n, err := io.Copy(f, io.LimitReader(body, MaxUploadBytes+1))
-	if err == nil && n > MaxUploadBytes {
-		err = errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("upload %s is larger than %d bytes", hash, int64(MaxUploadBytes)))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("storing upload %s: %w", hash, err)
-	}
-	if err := os.Rename(f.Name(), r.uploadPath(hash)); err != nil {
-		return fmt.Errorf("storing upload %s: %w", hash, err)
-	}
-	return nil
-}
-
-func (r *Registry) uploadPath(hash string) string {
-	return filepath.Join(r.cfg.Dir, "uploads", hash)
-}
-
-func (r *Registry) openUpload(hash string) (io.ReadCloser, error) {
-	f, err := os.Open(r.uploadPath(hash))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("files %s were never uploaded", hash))
-	}
-	return f, err
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID, the shape of E2B

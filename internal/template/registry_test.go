@@ -69,13 +69,13 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	r := newRegistry(t, e)
 	ctx := t.Context()
 	archive, hash := gzTar(t, map[string]string{"app/main.py": "print('hi')\n", "app/conf/x.txt": "x\n", "one.txt": "one\n"})
-	if r.HasUpload(hash) {
+	if r.HasUpload("", hash) {
 		t.Fatal("upload present before upload")
 	}
-	if err := r.PutUpload(ctx, hash, bytes.NewReader(archive)); err != nil {
+	if err := r.PutUpload(ctx, "", hash, bytes.NewReader(archive), nil); err != nil {
 		t.Fatal(err)
 	}
-	if !r.HasUpload(hash) {
+	if !r.HasUpload("", hash) {
 		t.Fatal("upload missing after upload")
 	}
 	var log strings.Builder

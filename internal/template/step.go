@@ -32,6 +32,18 @@ type Step struct {
 	Args      []string `json:"args"`
 	Force     bool     `json:"force,omitempty"`
 	FilesHash string   `json:"filesHash,omitempty"`
+	// Digest is the SHA-256 of the archive uploaded under FilesHash,
+	// set by the Registry when the build starts: what the step copies
+	// and its cache key, whatever the client's hash says.
+	Digest string `json:"digest,omitempty"`
+}
+
+// files names a COPY step's archive: its digest once known.
+func (s Step) files() string {
+	if s.Digest != "" {
+		return s.Digest
+	}
+	return s.FilesHash
 }
 
 // String shows a step the way a Dockerfile would.
@@ -82,6 +94,9 @@ func (s Step) Validate(n int) error {
 		}
 		if !hexHash.MatchString(s.FilesHash) {
 			return bad("needs filesHash, the hex SHA-256 of the uploaded files")
+		}
+		if s.Digest != "" && !hexHash.MatchString(s.Digest) {
+			return bad("invalid digest")
 		}
 		if len(s.Args) > 2 && s.Args[2] != "" && !userName.MatchString(s.Args[2]) {
 			return bad(fmt.Sprintf("invalid user %q", s.Args[2]))
@@ -134,7 +149,7 @@ func chainKey(parent string, s Step, salt string) string {
 		Args   []string `json:"a"`
 		Files  string   `json:"f,omitempty"`
 		Salt   string   `json:"s,omitempty"`
-	}{parent, s.Type, s.Args, s.FilesHash, salt})
+	}{parent, s.Type, s.Args, s.files(), salt})
 	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))
 }

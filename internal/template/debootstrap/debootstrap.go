@@ -2,9 +2,15 @@
 // template layers: `FROM debootstrap:bookworm` (optionally with packages,
 // `debootstrap:bookworm/python3,python3-pip`) builds from a minimal Debian
 // with E2B's default account, made once per suite, package list and
-// mirror and shared by every template that starts from it. debootstrap
-// runs on the host (it needs the Debian mirror, which build sandboxes
-// cannot reach yet).
+// mirror and shared by every template that starts from it.
+//
+// Only debootstrap's first stage runs on the host (`--foreign`): it
+// downloads the packages, checks them against the suite's signed Release
+// and unpacks them into a directory only root can reach; it runs nothing
+// from them. Everything that runs package content (the second stage, with
+// every maintainer script, apt for extra packages, the account setup) runs
+// as template build steps, in build sandboxes: in a user namespace, like
+// any other step, never as host root in a chroot.
 package debootstrap
 
 import (
@@ -23,11 +29,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
@@ -39,8 +45,11 @@ const DefaultMirror = "http://deb.debian.org/debian"
 
 // Config configures an Importer.
 type Config struct {
-	// LayerDir holds the made root filesystems.
+	// LayerDir holds the first stages (the unpacked packages).
 	LayerDir string
+	// Builder runs the second stage and the rest in build sandboxes;
+	// their layers are its.
+	Builder *template.Builder
 	// Mirror is the Debian mirror; DefaultMirror when empty.
 	Mirror string
 	// Binary is the debootstrap program; found in PATH when empty.
@@ -60,8 +69,8 @@ var _ template.ImageImporter = (*Importer)(nil)
 
 // New returns an Importer.
 func New(cfg Config) (*Importer, error) {
-	if cfg.LayerDir == "" {
-		return nil, errors.New("debootstrap.New: LayerDir is required")
+	if cfg.LayerDir == "" || cfg.Builder == nil {
+		return nil, errors.New("debootstrap.New: LayerDir and Builder are required")
 	}
 	if cfg.Mirror == "" {
 		cfg.Mirror = DefaultMirror
@@ -108,131 +117,185 @@ func (im *Importer) Import(ctx context.Context, ref string, _ *template.Registry
 	if err != nil {
 		return nil, err
 	}
-	logf := func(format string, a ...any) {
+	// Every line is the base step's, the build's steps included.
+	relog := func(e template.LogEntry) {
 		if log != nil {
-			log(template.LogEntry{Time: time.Now(), Level: "info", Message: fmt.Sprintf(format, a...), Step: "base"})
+			e.Step = "base"
+			log(e)
 		}
 	}
-	sum := sha256.Sum256([]byte(strings.Join(append([]string{recipe, baseInclude, suite, im.cfg.Mirror}, pkgs...), "\x00")))
-	dir := filepath.Join(im.cfg.LayerDir, "debootstrap-"+suite+"-"+hex.EncodeToString(sum[:8]))
-	t := &template.Template{
-		ID:          ref,
-		Mounts:      []runtime.Mount{{Target: "/", Layers: []string{dir}}},
-		Env:         map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		User:        "user",
-		Workdir:     "/home/user",
-		EnvdVersion: template.DefaultEnvdVersion,
+	logf := func(format string, a ...any) {
+		relog(template.LogEntry{Time: time.Now(), Level: "info", Message: fmt.Sprintf(format, a...)})
 	}
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	if _, err := os.Stat(dir); err == nil {
-		logf("debootstrap %s: CACHED", strings.TrimPrefix(ref, Prefix))
-		return t, nil
-	}
-	bin := im.cfg.Binary
-	if bin == "" {
-		if bin, err = exec.LookPath("debootstrap"); err != nil {
-			return nil, errdefs.New(errdefs.ErrNotImplemented, "building from "+ref+" needs debootstrap on the server (apt-get install debootstrap)")
-		}
-	}
-	if err := os.MkdirAll(im.cfg.LayerDir, 0o755); err != nil {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(im.cfg.LayerDir, ".tmp-")
+	first, err := im.firstStage(ctx, suite, logf)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
+	parent := &template.Template{
+		ID:     "debootstrap " + suite + " (first stage)",
+		Mounts: []runtime.Mount{{Target: "/", Layers: []string{first}}},
+		Env:    map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		User:   "root", Workdir: "/",
+		EnvdVersion: template.DefaultEnvdVersion,
 	}
-	// What E2B's ready checks (waitForPort/URL/Process) and users expect.
-	args := []string{"--variant=minbase", "--include=" + baseInclude, suite, tmp, im.cfg.Mirror}
-	logf("debootstrap %s (a minute or two)", strings.Join(args, " "))
+	steps := []template.Step{{Type: template.StepRun, Args: []string{secondStage, "root"}}}
+	if len(pkgs) > 0 {
+		// apt in the new root resolves what debootstrap's --include
+		// cannot order (npm and friends).
+		steps = append(steps, template.Step{Type: template.StepRun, Args: []string{aptScript(pkgs), "root"}})
+	}
+	steps = append(steps, template.Step{Type: template.StepRun, Args: []string{accountScript, "root"}})
 	start := time.Now()
+	res, err := im.cfg.Builder.Build(ctx, template.BuildArgs{ID: ref, Parent: parent, Steps: steps, Log: relog})
+	if err != nil {
+		return nil, fmt.Errorf("making the %s root: %w", suite, err)
+	}
+	if res.Built > 0 {
+		logf("debootstrap %s: done in %s", strings.TrimPrefix(ref, Prefix), time.Since(start).Round(time.Second))
+	}
+	t := res.Template
+	t.ID, t.User, t.Workdir = ref, "user", "/home/user"
+	return t, nil
+}
+
+// firstStage runs (once per suite and mirror) debootstrap --foreign: it
+// downloads and unpacks the packages into a root-only directory and runs
+// none of them. It returns that directory.
+func (im *Importer) firstStage(ctx context.Context, suite string, logf func(string, ...any)) (string, error) {
+	sum := sha256.Sum256([]byte(strings.Join([]string{recipe, baseInclude, suite, im.cfg.Mirror}, "\x00")))
+	dir := filepath.Join(im.cfg.LayerDir, "debootstrap-"+suite+"-"+hex.EncodeToString(sum[:8]))
+	if _, err := os.Stat(dir); err == nil {
+		logf("debootstrap %s: first stage CACHED", suite)
+		return dir, nil
+	}
+	bin := im.cfg.Binary
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("debootstrap"); err != nil {
+			return "", errdefs.New(errdefs.ErrNotImplemented, "building from debootstrap:"+suite+" needs debootstrap on the server (apt-get install debootstrap)")
+		}
+	}
+	if err := os.MkdirAll(im.cfg.LayerDir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(im.cfg.LayerDir, ".tmp-") // 0700: root's alone while it is made
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	// What E2B's ready checks (waitForPort/URL/Process) and users expect.
+	args := []string{"--foreign", "--variant=minbase", "--include=" + baseInclude, suite, tmp, im.cfg.Mirror}
+	logf("debootstrap %s (a minute or two)", strings.Join(args, " "))
 	if err := runLogged(exec.CommandContext(ctx, bin, args...), logf); err != nil {
 		if b, rerr := os.ReadFile(filepath.Join(tmp, "debootstrap", "debootstrap.log")); rerr == nil {
 			err = fmt.Errorf("%w; debootstrap.log ends:\n%s", err, lastLines(string(b), 20))
 		}
-		return nil, fmt.Errorf("debootstrap %s: %w", suite, err)
+		return "", fmt.Errorf("debootstrap %s: %w", suite, err)
 	}
-	if len(pkgs) > 0 {
-		// apt in the new root resolves what debootstrap's --include
-		// cannot order (npm and friends).
-		logf("apt-get install %s", strings.Join(pkgs, " "))
-		if err := aptInstall(ctx, tmp, pkgs, logf); err != nil {
-			return nil, fmt.Errorf("installing %s into %s: %w", strings.Join(pkgs, " "), suite, err)
-		}
+	if err := prepareRoot(tmp); err != nil {
+		return "", fmt.Errorf("debootstrap %s: %w", suite, err)
 	}
-	if err := finish(tmp); err != nil {
-		return nil, fmt.Errorf("preparing the %s root: %w", suite, err)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
+		return "", err
 	}
-	logf("debootstrap %s: done in %s", suite, time.Since(start).Round(time.Second))
-	return t, nil
+	return dir, nil
 }
 
-// recipe versions what finish does: bump it when it changes.
-const recipe = "v3"
+// recipe versions what Import does: bump it when it changes.
+const recipe = "v4"
 
 // baseInclude is in every root: ss, curl and pgrep run E2B's ready checks.
 const baseInclude = "ca-certificates,sudo,iproute2,curl,procps"
 
-// finish adds E2B's default account (user, uid 1000, passwordless sudo)
-// and drops the package caches.
-func finish(root string) error {
-	appendLine := func(name, line string) error {
-		f, err := os.OpenFile(filepath.Join(root, "etc", name), os.O_APPEND|os.O_WRONLY, 0)
+// prepareRoot readies the unpacked root for a build sandbox: /proc a
+// directory to mount on (debootstrap links it to the host's /proc when it
+// thinks it runs in Docker), no copy of the host's resolv.conf and
+// hostname, and the /etc/passwd and /etc/group
+// base-passwd would make (from its masters, unpacked with it), so the
+// sandbox's agent can run the second stage as root. The root is opened in
+// place (safepath): a path in it never leads out.
+func prepareRoot(dir string) error {
+	root, err := safepath.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if fi, err := root.Lstat("/proc"); err == nil && !fi.IsDir() {
+		if err := root.RemoveAll("/proc"); err != nil {
+			return fmt.Errorf("replacing the /proc link: %w", err)
+		}
+	}
+	if _, err := root.MkdirAll("/proc", safepath.Owner{}); err != nil {
+		return fmt.Errorf("making /proc: %w", err)
+	}
+	// debootstrap copies the host's own: a sandbox's init writes its own.
+	for _, p := range []string{"/etc/resolv.conf", "/etc/hostname"} {
+		if err := root.RemoveAll(p); err != nil {
+			return fmt.Errorf("removing the host's %s: %w", p, err)
+		}
+	}
+	for _, f := range [][2]string{{"/usr/share/base-passwd/passwd.master", "/etc/passwd"}, {"/usr/share/base-passwd/group.master", "/etc/group"}} {
+		if _, err := root.Lstat(f[1]); err == nil {
+			continue
+		}
+		src, _, err := root.OpenRegular(f[0])
 		if err != nil {
-			return err
+			return fmt.Errorf("seeding %s: %w", f[1], err)
 		}
-		_, err = fmt.Fprintln(f, line)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
-	for _, l := range [][2]string{
-		{"passwd", "user:x:1000:1000::/home/user:/bin/bash"},
-		{"group", "user:x:1000:"},
-		{"shadow", "user:*:19000:0:99999:7:::"},
-	} {
-		if err := appendLine(l[0], l[1]); err != nil {
-			return err
-		}
-	}
-	sudoers := filepath.Join(root, "etc", "sudoers.d")
-	if err := os.MkdirAll(sudoers, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(sudoers, "user"), []byte("user ALL=(ALL:ALL) NOPASSWD: ALL\n"), 0o440); err != nil {
-		return err
-	}
-	home := filepath.Join(root, "home", "user")
-	if err := os.MkdirAll(home, 0o750); err != nil {
-		return err
-	}
-	for _, f := range []string{".bashrc", ".profile", ".bash_logout"} {
-		if b, err := os.ReadFile(filepath.Join(root, "etc", "skel", f)); err == nil {
-			_ = os.WriteFile(filepath.Join(home, f), b, 0o644)
-			_ = os.Lchown(filepath.Join(home, f), 1000, 1000)
-		}
-	}
-	if err := os.Lchown(home, 1000, 1000); err != nil {
-		return err
-	}
-	for _, d := range []string{"var/cache/apt/archives", "var/lib/apt/lists"} {
-		ents, _ := os.ReadDir(filepath.Join(root, d))
-		for _, e := range ents {
-			if e.Type().IsRegular() {
-				_ = os.Remove(filepath.Join(root, d, e.Name()))
+		dst, err := root.Create(f[1], safepath.Owner{})
+		if err == nil {
+			_, err = io.Copy(dst, src)
+			if cerr := dst.Close(); err == nil {
+				err = cerr
 			}
+		}
+		src.Close()
+		if err != nil {
+			return fmt.Errorf("seeding %s: %w", f[1], err)
 		}
 	}
 	return nil
 }
+
+// secondStage installs the unpacked packages, running their scripts.
+// container=lxc tells debootstrap it runs in a container, where device
+// nodes cannot be made (its sanity check makes one).
+const secondStage = `if [ -x /debootstrap/debootstrap ]; then
+  container=lxc /debootstrap/debootstrap --second-stage || { tail -n 30 /debootstrap/debootstrap.log >&2; exit 1; }
+fi`
+
+// aptScript installs pkgs with the root's own apt; services are kept
+// from starting.
+func aptScript(pkgs []string) string {
+	return `set -e
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+apt-get update -q
+apt-get install -y -q --no-install-recommends ` + strings.Join(pkgs, " ") + `
+apt-get clean
+rm -f /usr/sbin/policy-rc.d`
+}
+
+// accountScript adds E2B's default account (user, uid 1000, passwordless
+// sudo) and drops the package caches.
+const accountScript = `set -e
+if ! grep -q '^user:' /etc/passwd; then
+  echo 'user:x:1000:1000::/home/user:/bin/bash' >> /etc/passwd
+  echo 'user:x:1000:' >> /etc/group
+  echo 'user:*:19000:0:99999:7:::' >> /etc/shadow
+fi
+mkdir -p /etc/sudoers.d /home/user
+echo 'user ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/user
+chmod 440 /etc/sudoers.d/user
+for f in .bashrc .profile .bash_logout; do [ -e /etc/skel/$f ] && cp /etc/skel/$f /home/user/; done
+chown -R 1000:1000 /home/user
+chmod 750 /home/user
+find /var/cache/apt/archives /var/lib/apt/lists -maxdepth 1 -type f -delete`
 
 // runLogged runs cmd, logging its output lines (but not debootstrap's
 // per-package download lines); the error carries the output's tail.
@@ -262,41 +325,6 @@ func runLogged(cmd *exec.Cmd, logf func(string, ...any)) error {
 	<-done
 	if err != nil {
 		return fmt.Errorf("%w; output:\n%s", err, strings.Join(tail, "\n"))
-	}
-	return nil
-}
-
-// aptInstall installs pkgs into root with the root's own apt, chrooted on
-// the host (the mirror is reachable from here, not from sandboxes). Only
-// Debian's packages run there, as with debootstrap itself; services are
-// kept from starting.
-func aptInstall(ctx context.Context, root string, pkgs []string, logf func(string, ...any)) error {
-	resolv := filepath.Join(root, "etc", "resolv.conf")
-	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		_ = os.Remove(resolv)
-		if err := os.WriteFile(resolv, b, 0o644); err != nil {
-			return err
-		}
-		defer os.Remove(resolv)
-	}
-	policy := filepath.Join(root, "usr", "sbin", "policy-rc.d")
-	if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
-		return err
-	}
-	defer os.Remove(policy)
-	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "HOME=/root"}
-	for _, argv := range [][]string{
-		{"apt-get", "update", "-q"},
-		append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
-		{"apt-get", "clean"},
-	} {
-		cmd := exec.CommandContext(ctx, "/usr/bin/"+argv[0], argv[1:]...)
-		cmd.Env = env
-		cmd.Dir = "/"
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
-		if err := runLogged(cmd, logf); err != nil {
-			return fmt.Errorf("%s: %w", strings.Join(argv[:2], " "), err)
-		}
 	}
 	return nil
 }
