@@ -173,7 +173,7 @@ def server(request):
     server stops on SIGTERM."""
     from e2b import Sandbox
 
-    s = Server(request.module.__name__.rsplit(".", 1)[-1])
+    s = Server(request.module.__name__.rsplit(".", 1)[-1], getattr(request.module, "SERVER_ARGS", ()))
     saved = {k: os.environ.get(k) for k in ("E2B_API_URL", "E2B_SANDBOX_URL", "E2B_API_KEY")}
     s.use_env()
     try:
