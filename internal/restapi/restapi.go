@@ -93,6 +93,9 @@ func New(cfg Config) http.Handler {
 		},
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if notImplemented(w, r) {
+			return
+		}
 		if cfg.Fallback != nil {
 			cfg.Fallback.ServeHTTP(w, r)
 			return

@@ -118,3 +118,15 @@ async def test_async_exceptions(server):
     await s.kill()
     with pytest.raises(SandboxNotRunningException):
         await s.commands.run("true")
+
+
+def test_unimplemented_features_raise_sandbox_exception(server):
+    # Fork, snapshots, volumes and secrets are E2B features sandpit lacks:
+    # the SDK raises its API error with a message saying so (it raised
+    # JSONDecodeError when these paths fell through to the web UI's 404).
+    sbx = server.track(Sandbox.create())
+    for call in (lambda: sbx.fork(), lambda: sbx.create_snapshot(), lambda: Sandbox.list_snapshots().next_items()):
+        with pytest.raises(SandboxException, match="not implemented by sandpit") as e:
+            call()
+        assert e.value.status_code == 501
+    sbx.kill()
