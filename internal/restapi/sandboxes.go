@@ -74,6 +74,7 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		EnvVars:             deref(body.EnvVars),
 		Secure:              alwaysSecure || (body.Secure != nil && *body.Secure),
 		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
+		AutoPause:           body.AutoPause != nil && *body.AutoPause,
 	})
 }
 

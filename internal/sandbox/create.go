@@ -40,6 +40,9 @@ type CreateRequest struct {
 	// with AllowInternetAccess false, the sandbox is online but denied
 	// everything Network does not allow, as on E2B.
 	Network *Network
+	// AutoPause pauses the sandbox instead of killing it when its timeout
+	// passes (E2B's lifecycle on_timeout "pause", autoPause on the wire).
+	AutoPause bool
 }
 
 // Create starts a sandbox and arms its deadline. On error nothing of the
@@ -98,6 +101,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		MemoryMB:        orDefault(tpl.MemoryMB, DefaultMemoryMB),
 		DiskMB:          orDefault(tpl.DiskMB, m.defDiskMB),
 		State:           StateRunning,
+		AutoPause:       req.AutoPause,
 	}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}

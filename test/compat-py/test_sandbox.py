@@ -114,6 +114,20 @@ def test_pause_and_resume(server):
     again.kill()
 
 
+def test_lifecycle_on_timeout_pause(server):
+    # lifecycle on_timeout "pause" (autoPause on the wire): the timeout
+    # pauses the sandbox, connect resumes it with its memory and files.
+    sbx = server.track(Sandbox.create(timeout=2, lifecycle={"on_timeout": "pause"}))
+    sbx.commands.run("echo kept > /tmp/state; sleep 300 & echo $! > /tmp/pid")
+    deadline = time.monotonic() + 20
+    while Sandbox.get_info(sbx.sandbox_id).state != SandboxState.PAUSED:
+        assert time.monotonic() < deadline, "the sandbox did not pause at its timeout"
+        time.sleep(0.2)
+    again = Sandbox.connect(sbx.sandbox_id, timeout=60)
+    assert again.commands.run("cat /tmp/state; kill -0 $(cat /tmp/pid) && echo alive").stdout == "kept\nalive\n"
+    again.kill()
+
+
 def test_metrics(server):
     sbx = server.track(Sandbox.create())
     sbx.commands.run("head -c 8388608 /dev/urandom > ~/blob")
