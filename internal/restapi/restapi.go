@@ -111,6 +111,8 @@ type server struct {
 	log *slog.Logger
 	// uploadKey signs the template file upload links this server hands out.
 	uploadKey []byte
+	// idem answers retried creates (same Idempotency-Key) with the first.
+	idem idempotency
 }
 
 var _ openapi.ServerInterface = (*server)(nil)

@@ -128,6 +128,21 @@ def test_lifecycle_on_timeout_pause(server):
     again.kill()
 
 
+def test_idempotency_key(server):
+    # The SDK resends idempotency_key when it retries a create: the same key
+    # must answer the same sandbox, not start another.
+    key = "retry-" + tag()
+    a = server.track(Sandbox.create(idempotency_key=key, metadata={"k": key}))
+    b = Sandbox.create(idempotency_key=key, metadata={"k": key})
+    assert b.sandbox_id == a.sandbox_id
+    assert b.commands.run("echo same").stdout == "same\n"
+    assert len(Sandbox.list(query=SandboxQuery(metadata={"k": key})).next_items()) == 1
+    c = server.track(Sandbox.create(idempotency_key=key + "-other"))
+    assert c.sandbox_id != a.sandbox_id
+    a.kill()
+    c.kill()
+
+
 def test_metrics(server):
     sbx = server.track(Sandbox.create())
     sbx.commands.run("head -c 8388608 /dev/urandom > ~/blob")
