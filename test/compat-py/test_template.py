@@ -18,8 +18,10 @@ from e2b import (
     SandboxException,
     Template,
     TemplateException,
+    wait_for_file,
     wait_for_port,
 )
+from e2b.template.types import TemplateBuildStatus
 
 WHEEL = "sandpit_hello-1.0-py3-none-any.whl"
 
@@ -147,3 +149,36 @@ async def test_async_template(server, name):
     assert (await s.commands.run("echo $WHO; cat /opt/how")).stdout == "async-built\nasync\n"
     await s.kill()
     assert [t.tag for t in await AsyncTemplate.get_tags(aname)] == ["default"]
+
+
+def test_dockerfile_user_ready_checks_and_background_builds(server, name):
+    # A Dockerfile whose FROM is a sandpit template (no registry here).
+    df = Template().from_dockerfile("FROM base\nUSER root\nRUN echo from-dockerfile > /opt/x\nENV A=b\nWORKDIR /opt\nUSER user")
+    Template.build(df, f"{name}-df")
+    sbx = server.track(Sandbox.create(f"{name}-df"))
+    assert sbx.commands.run("cat x; echo $A; pwd; whoami").stdout == "from-dockerfile\nb\n/opt\nuser\n"
+    sbx.kill()
+
+    tpl = (
+        Template()
+        .from_template("base")
+        .set_user("root")
+        .make_dir("/opt/d")
+        .make_symlink("/opt/d", "/opt/l")
+        .run_cmd("echo a > /opt/d/a && echo b > /opt/b")
+        .rename("/opt/b", "/opt/c")
+        .remove("/opt/d/a")
+        .set_user("user")
+        .set_start_cmd("sleep 0.5; touch /tmp/ready; sleep 1000", wait_for_file("/tmp/ready"))
+    )
+    info = Template.build_in_background(tpl, f"{name}-bg")
+    deadline = time.monotonic() + 120
+    while (st := Template.get_build_status(info)).status in (TemplateBuildStatus.BUILDING, TemplateBuildStatus.WAITING):
+        assert time.monotonic() < deadline, "background build did not finish"
+        time.sleep(0.2)
+    assert st.status == TemplateBuildStatus.READY, st
+    assert Template.alias_exists(f"{name}-bg") is True
+    sbx = server.track(Sandbox.create(f"{name}-bg"))
+    r = sbx.commands.run("ls /opt/d; readlink /opt/l; cat /opt/c; test -e /tmp/ready && echo ready; whoami")
+    assert r.stdout == "/opt/d\nb\nready\nuser\n"
+    sbx.kill()
