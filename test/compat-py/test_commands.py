@@ -114,6 +114,12 @@ def test_envs_cwd_user(sbx):
     assert sbx.commands.run("whoami; id -u; pwd", user="root").stdout == "root\n0\n/home/user\n"
 
 
+def test_e2b_default_envs(sbx):
+    # What E2B sets in every sandbox, so code can tell it runs in one.
+    r = sbx.commands.run('echo "$E2B_SANDBOX $E2B_SANDBOX_ID $E2B_TEMPLATE_ID"')
+    assert r.stdout == f"true {sbx.sandbox_id} {sbx.get_info().template_id}\n"
+
+
 def test_timeout_raises_timeout_exception_and_kills(sbx):
     t0 = time.monotonic()
     with pytest.raises(TimeoutException):

@@ -92,6 +92,11 @@ def test_shell_magic_and_envs(sbx):
     assert sbx.run_code('import os; str(os.environ.get("ONLY_NOW"))').text == "None"
 
 
+def test_e2b_default_envs(sbx):
+    r = sbx.run_code('import os; os.environ.get("E2B_SANDBOX"), os.environ.get("E2B_SANDBOX_ID")')
+    assert r.text == f"('true', '{sbx.sandbox_id}')"
+
+
 def test_timeout_interrupts_and_the_context_stays_usable(sbx):
     sbx.run_code("kept = 41")
     t0 = time.monotonic()
