@@ -108,6 +108,8 @@ def test_pause_and_resume(server):
     assert Sandbox.get_info(sbx.sandbox_id).state == SandboxState.PAUSED
     paused = Sandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED])).next_items()
     assert sbx.sandbox_id in [s.sandbox_id for s in paused]
+    # With no state filter the list has running and paused sandboxes.
+    assert sbx.sandbox_id in [s.sandbox_id for s in Sandbox.list().next_items()]
     again = Sandbox.connect(sbx.sandbox_id)
     assert Sandbox.get_info(sbx.sandbox_id).state == SandboxState.RUNNING
     assert again.commands.run("cat /tmp/state; kill -0 $(cat /tmp/pid) && echo alive").stdout == "kept\nalive\n"
