@@ -145,6 +145,26 @@ def test_idempotency_key(server):
     c.kill()
 
 
+def test_explicit_client_config(server, monkeypatch):
+    # Settings passed in code instead of the environment: an E2B client,
+    # and per-call parameters.
+    from e2b import E2B
+
+    for k in ("E2B_API_KEY", "E2B_API_URL", "E2B_SANDBOX_URL"):
+        monkeypatch.delenv(k)
+    client = E2B(api_key=server.api_key, api_url=server.url, sandbox_url=server.url)
+    sbx = client.Sandbox.create(metadata={"via": "client"})
+    server.track(sbx)
+    assert sbx.commands.run("echo via-client").stdout == "via-client\n"
+    assert sbx.files.read("/etc/hostname")
+    assert client.Template.exists("base") is True
+    ids = [s.sandbox_id for s in client.Sandbox.list(query=SandboxQuery(metadata={"via": "client"})).next_items()]
+    assert ids == [sbx.sandbox_id]
+    same = Sandbox.connect(sbx.sandbox_id, api_key=server.api_key, api_url=server.url, sandbox_url=server.url)
+    assert same.commands.run("echo per-call").stdout == "per-call\n"
+    assert client.Sandbox.kill(sbx.sandbox_id) is True
+
+
 def test_metrics(server):
     sbx = server.track(Sandbox.create())
     sbx.commands.run("head -c 8388608 /dev/urandom > ~/blob")
