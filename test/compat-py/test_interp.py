@@ -135,6 +135,16 @@ def test_contexts(sbx):
     assert py.id not in [c.id for c in sbx.list_code_contexts()]
 
 
+def test_other_languages(sbx):
+    r = sbx.run_code("x <- c(1, 2, 3)\nsum(x)", language="r")
+    # IRkernel shows values as display data, so no result is the main one.
+    assert ([x.text for x in r.results], r.error) == (["[1] 6"], None)
+    assert sbx.run_code("cat('from r\\n')", language="r").logs.stdout == ["from r\n"]
+    assert "boom" in sbx.run_code("stop('boom')", language="r").error.value
+    assert sbx.run_code("const n: number = 41; n + 1", language="typescript").text == "42"
+    assert sbx.run_code("await Promise.resolve(5)", language="js").text == "5"
+
+
 @pytest.mark.asyncio
 async def test_async_interp(server):
     s = await AsyncSandbox.create()
