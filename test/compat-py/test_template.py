@@ -129,6 +129,16 @@ def test_tags(server, name):
     assert e.value.status_code == 404
 
 
+def test_builtin_template_tags(server):
+    # Builtins have no build of their own; their tags still parse (the SDK
+    # reads every buildID as a UUID).
+    for ref in ("base", "code-interpreter-v1"):
+        tags = Template.get_tags(ref)
+        assert [t.tag for t in tags] == ["default"]
+        assert str(tags[0].build_id)
+    assert Template.exists("code-interpreter-v1") is True
+
+
 def test_failing_step_raises_build_exception(name):
     tpl = Template().from_template("base").run_cmd("echo the-step-output; exit 4")
     with pytest.raises(BuildException) as e:
