@@ -144,6 +144,22 @@ def test_watch_dir(sbx):
         sbx.files.watch_dir("/home/user/no-such-dir")
 
 
+def test_file_metadata_and_watch_entries(sbx):
+    info = sbx.files.write("/home/user/tagged.txt", "abc", metadata={"Owner": "me", "stage": "raw"})
+    assert info.metadata == {"owner": "me", "stage": "raw"}  # keys are lowercased
+    assert sbx.files.get_info("/home/user/tagged.txt").metadata == {"owner": "me", "stage": "raw"}
+    d = "/home/user/entries-" + secrets.token_hex(3)
+    sbx.files.make_dir(d)
+    h = sbx.files.watch_dir(d, include_entry=True)
+    sbx.files.write(f"{d}/e.txt", "12345")
+    deadline, events = time.monotonic() + 10, []
+    while not any(e.entry is not None and e.entry.size == 5 for e in events) and time.monotonic() < deadline:
+        events += h.get_new_events()
+        time.sleep(0.05)
+    h.stop()
+    assert any(e.name == "e.txt" and e.entry is not None and e.entry.size == 5 for e in events), events
+
+
 def test_signed_urls(server, sbx):
     path = "/home/user/signed.txt"
     up = sbx.upload_url(path, use_signature_expiration=60)
