@@ -64,6 +64,27 @@ def test_killed_and_expired_sandboxes(server):
         short.files.write("/home/user/x", "x")
 
 
+def test_work_in_flight_when_the_sandbox_goes(server):
+    # A command or a cell still running when its sandbox times out or is
+    # killed ends at once with the SDK's "sandbox is gone" exceptions.
+    from e2b_code_interpreter import Sandbox as CodeSandbox
+
+    sbx = server.track(Sandbox.create(timeout=3))
+    t0 = time.monotonic()
+    with pytest.raises(SandboxNotRunningException):
+        sbx.commands.run("sleep 60")
+    assert time.monotonic() - t0 < 20
+    code = server.track(CodeSandbox.create(timeout=4))
+    code.run_code("1")
+    with pytest.raises(TimeoutException, match="sandbox was killed"):
+        code.run_code("import time; time.sleep(60)")
+    k = server.track(Sandbox.create())
+    h = k.commands.run("sleep 60", background=True)
+    Sandbox.kill(k.sandbox_id)
+    with pytest.raises(SandboxNotRunningException):
+        h.wait()
+
+
 def test_request_timeout(server):
     sbx = server.track(Sandbox.create())
     # (files.read past its request_timeout raises httpx.ReadTimeout: the SDK
