@@ -33,6 +33,7 @@ test: setup build ## every test: Go unit + integration (real sandboxes), race de
 	go test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-race test-fuzz tidy-check
 	test/compat/run.sh
+	test/compat-py/run.sh
 	examples/python/run.sh
 
 test-go: build ## Go tests only
@@ -60,8 +61,9 @@ test-fuzz: ## every fuzzer for FUZZ_TIME each (bounded, for CI)
 	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=50x "$${t%%:*}"; \
 	done
 
-test-compat: build ## the official E2B SDK against a real server
+test-compat: build ## the official E2B SDKs (JS, then Python) against a real server
 	test/compat/run.sh
+	test/compat-py/run.sh
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -93,6 +93,9 @@ func New(cfg Config) http.Handler {
 		},
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if notImplemented(w, r) {
+			return
+		}
 		if cfg.Fallback != nil {
 			cfg.Fallback.ServeHTTP(w, r)
 			return
@@ -108,6 +111,8 @@ type server struct {
 	log *slog.Logger
 	// uploadKey signs the template file upload links this server hands out.
 	uploadKey []byte
+	// idem answers retried creates (same Idempotency-Key) with the first.
+	idem idempotency
 }
 
 var _ openapi.ServerInterface = (*server)(nil)

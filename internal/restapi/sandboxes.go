@@ -74,17 +74,19 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		EnvVars:             deref(body.EnvVars),
 		Secure:              alwaysSecure || (body.Secure != nil && *body.Secure),
 		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
+		AutoPause:           body.AutoPause != nil && *body.AutoPause,
 	})
 }
 
 func (s *server) create(w http.ResponseWriter, r *http.Request, req sandbox.CreateRequest) {
-	info, err := s.cfg.Manager.Create(r.Context(), req)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	noteSandbox(r, info.ID)
-	writeJSON(w, http.StatusCreated, s.toSandbox(info))
+	s.idempotent(w, r, func() (any, error) {
+		info, err := s.cfg.Manager.Create(r.Context(), req)
+		if err != nil {
+			return nil, err
+		}
+		noteSandbox(r, info.ID)
+		return s.toSandbox(info), nil
+	})
 }
 
 // GetSandbox implements openapi.ServerInterface.

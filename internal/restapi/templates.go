@@ -314,6 +314,9 @@ func (s *server) ListTemplates(w http.ResponseWriter, r *http.Request, _ openapi
 		if in.Builtin {
 			b := true
 			t.Builtin = &b
+			if t.BuildID == "" {
+				t.BuildID = builtinBuildID(in.ID)
+			}
 		}
 		out = append(out, t)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
+
+var uuidRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // committingFake lets the fake runtime back a template.Builder. These
 // tests run no builds (they need real sandboxes): they seed built
@@ -120,8 +123,20 @@ func TestGetTemplateTags(t *testing.T) {
 			}
 		}
 	}
-	if l := e.do(t, "GET", "/templates/base/tags", "").list(t); len(l) != 1 || l[0]["tag"] != "default" {
+	// A builtin has no build; its build ID is still a UUID (the Python
+	// SDK parses it as one), the same in the tags and the template list.
+	l := e.do(t, "GET", "/templates/base/tags", "").list(t)
+	if len(l) != 1 || l[0]["tag"] != "default" {
 		t.Fatalf("tags of base: %v", l)
+	}
+	baseBuild, _ := l[0]["buildID"].(string)
+	if !uuidRe.MatchString(baseBuild) {
+		t.Errorf("build ID of base %q is not a UUID", baseBuild)
+	}
+	for _, tpl := range e.do(t, "GET", "/templates", "").list(t) {
+		if tpl["templateID"] == "base" && tpl["buildID"] != baseBuild {
+			t.Errorf("template list says base's build is %v, its tags say %s", tpl["buildID"], baseBuild)
+		}
 	}
 	wantError(t, e.do(t, "GET", "/templates/nope/tags", ""), 404, `"nope"`)
 	// The route takes any second segment; only "tags" is served.

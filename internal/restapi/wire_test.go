@@ -106,3 +106,42 @@ func FuzzCreateBody(f *testing.F) {
 		}
 	})
 }
+
+// E2B endpoints sandpit lacks answer 501 in E2B's error body, also when a
+// fallback (the web UI) serves everything else, so the SDKs raise their
+// API error instead of failing to parse a plain-text 404.
+func TestUnimplementedEndpointsAnswer501(t *testing.T) {
+	e := newEnv(t, "")
+	h := restapiWithFallback(e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NotFound(w, r)
+	}))
+	for _, c := range []struct{ method, path, feature string }{
+		{"POST", "/sandboxes/abc/fork", "forking a sandbox"},
+		{"POST", "/sandboxes/abc/snapshots", "snapshots"},
+		{"GET", "/snapshots", "snapshots"},
+		{"GET", "/v2/sandboxes/abc/logs", "sandbox logs"},
+		{"GET", "/volumes/v1", "volumes"},
+		{"POST", "/secrets", "secrets"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader("{}"))
+		req.Header.Set("X-API-KEY", e.key)
+		h.ServeHTTP(rec, req)
+		var body struct {
+			Code    int
+			Message string
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 501 || body.Code != 501 ||
+			!strings.Contains(body.Message, c.feature+" ("+c.method+" "+c.path+") is not implemented") {
+			t.Errorf("%s %s = %d %q", c.method, c.path, rec.Code, rec.Body.String())
+		}
+	}
+	// Near misses still reach the fallback.
+	for _, path := range []string{"/sandboxes/abc/forks", "/snapshots/x/y", "/volumesx"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 404 {
+			t.Errorf("GET %s = %d %q", path, rec.Code, rec.Body.String())
+		}
+	}
+}

@@ -40,6 +40,9 @@ type CreateRequest struct {
 	// with AllowInternetAccess false, the sandbox is online but denied
 	// everything Network does not allow, as on E2B.
 	Network *Network
+	// AutoPause pauses the sandbox instead of killing it when its timeout
+	// passes (E2B's lifecycle on_timeout "pause", autoPause on the wire).
+	AutoPause bool
 }
 
 // Create starts a sandbox and arms its deadline. On error nothing of the
@@ -98,6 +101,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		MemoryMB:        orDefault(tpl.MemoryMB, DefaultMemoryMB),
 		DiskMB:          orDefault(tpl.DiskMB, m.defDiskMB),
 		State:           StateRunning,
+		AutoPause:       req.AutoPause,
 	}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
@@ -125,7 +129,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
 	} else {
-		spec := m.spec(info.ID, tpl, info.AccessToken, env, online)
+		spec := m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
 		spec.Egress = egress
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
@@ -143,7 +147,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 
 	// The record must be durable before anyone learns the id, so a crash
 	// never leaves an acknowledged sandbox Recover cannot find.
-	if err := m.store.PutSandbox(ctx, record(info, env)); err != nil {
+	if err := m.store.PutSandbox(ctx, record(info, withE2BEnv(env, info.ID, tpl))); err != nil {
 		m.discard(ctx, info.ID)
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
@@ -169,6 +173,16 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	m.log.InfoContext(ctx, "sandbox created", "sandbox_id", info.ID, "template", tpl.ID,
 		"pid", info.Pid, "timeout", req.Timeout, "duration", total)
 	return info.clone(), nil
+}
+
+// withE2BEnv returns env plus the variables E2B sets in every sandbox so
+// that code can tell it runs in one, and which: E2B_SANDBOX=true,
+// E2B_SANDBOX_ID and E2B_TEMPLATE_ID (E2B_TEAM_ID has no sandpit
+// counterpart). env's own values win.
+func withE2BEnv(env map[string]string, id string, tpl *template.Template) map[string]string {
+	out := map[string]string{"E2B_SANDBOX": "true", "E2B_SANDBOX_ID": id, "E2B_TEMPLATE_ID": tpl.ID}
+	maps.Copy(out, env)
+	return out
 }
 
 // spec is what the runtime starts for a sandbox of tpl.

@@ -2,7 +2,10 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
 )
 
 // SetTimeout sets sandbox id's deadline to now plus timeout; it may shorten
@@ -102,7 +105,9 @@ func (m *Manager) armLocked(e *entry, end time.Time) {
 }
 
 // expire kills sandbox id when the timer armed for gen fires, unless the
-// deadline moved since or the sandbox is gone.
+// deadline moved since or the sandbox is gone. A running sandbox created
+// with AutoPause is paused instead (which re-arms its deadline at the
+// longest timeout); if pausing fails it is killed, as without AutoPause.
 func (m *Manager) expire(id string, gen uint64) {
 	m.background(func(ctx context.Context) {
 		m.mu.Lock()
@@ -110,6 +115,20 @@ func (m *Manager) expire(id string, gen uint64) {
 		if !ok || e.gen != gen {
 			m.mu.Unlock()
 			return
+		}
+		if e.info.AutoPause && e.info.State == StateRunning && !e.pausing {
+			m.mu.Unlock()
+			m.log.InfoContext(ctx, "pausing sandbox", "sandbox_id", id, "reason", "timeout")
+			err := m.Pause(ctx, id)
+			if err == nil || errors.Is(err, errdefs.ErrNotFound) {
+				return
+			}
+			m.log.ErrorContext(ctx, "pausing expired sandbox; killing it instead", "sandbox_id", id, "err", err)
+			m.mu.Lock()
+			if e, ok = m.sandboxes[id]; !ok {
+				m.mu.Unlock()
+				return
+			}
 		}
 		m.removeLocked(e)
 		m.mu.Unlock()

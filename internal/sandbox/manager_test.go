@@ -140,6 +140,10 @@ func TestCreate(t *testing.T) {
 	if spec.Env["FROM_TEMPLATE"] != "1" || spec.Env["OVERRIDE"] != "request" || spec.Env["X"] != "y" {
 		t.Errorf("env %v: request envVars must override the template's", spec.Env)
 	}
+	// The variables E2B sets in every sandbox.
+	if spec.Env["E2B_SANDBOX"] != "true" || spec.Env["E2B_SANDBOX_ID"] != info.ID || spec.Env["E2B_TEMPLATE_ID"] != "base" {
+		t.Errorf("env %v lacks E2B_SANDBOX, E2B_SANDBOX_ID or E2B_TEMPLATE_ID", spec.Env)
+	}
 	rec, err := e.st.GetSandbox(t.Context(), info.ID)
 	if err != nil {
 		t.Fatalf("no store record: %v", err)

@@ -82,6 +82,42 @@ func TestPauseAndResume(t *testing.T) {
 	}
 }
 
+// A sandbox created with AutoPause is paused at its timeout, not killed;
+// resumed, it pauses again at its next timeout, and a paused one is
+// killed at the longest timeout.
+func TestAutoPauseAtTimeout(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	info := e.create(t, sandbox.CreateRequest{Timeout: time.Minute, AutoPause: true})
+	plain := e.create(t, sandbox.CreateRequest{Timeout: time.Minute})
+	e.clock.Advance(time.Minute + time.Second)
+	waitState(t, e, info.ID, sandbox.StatePaused)
+	waitGone(t, e, plain.ID)
+	if !e.rt.Paused(info.ID) {
+		t.Fatal("the runtime was not asked to pause")
+	}
+	c, resumed, err := e.m.Connect(t.Context(), info.ID, 30*time.Second)
+	if err != nil || !resumed || !c.AutoPause {
+		t.Fatalf("connect: resumed %v autoPause %v err %v", resumed, c.AutoPause, err)
+	}
+	e.clock.Advance(31 * time.Second)
+	waitState(t, e, info.ID, sandbox.StatePaused)
+	e.clock.Advance(time.Hour + time.Second) // the env's max timeout
+	waitGone(t, e, info.ID)
+}
+
+func waitState(t *testing.T, e *env, id string, want sandbox.State) {
+	t.Helper()
+	var got sandbox.Info
+	var err error
+	for range 200 {
+		if got, err = e.m.Get(t.Context(), id); err == nil && got.State == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("sandbox %s: state %q err %v, want %q", id, got.State, err, want)
+}
+
 func waitGone(t *testing.T, e *env, id string) {
 	t.Helper()
 	for range 200 {

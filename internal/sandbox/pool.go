@@ -114,7 +114,7 @@ func (m *Manager) pooledCount(tplID string) int {
 
 func (m *Manager) addPooled(ctx context.Context, tpl *template.Template) error {
 	p := pooled{tpl: tpl, id: newSandboxID(), token: newToken()}
-	sb, err := m.rt.Create(ctx, m.spec(p.id, tpl, p.token, tpl.Env, true))
+	sb, err := m.rt.Create(ctx, m.spec(p.id, tpl, p.token, withE2BEnv(tpl.Env, p.id, tpl), true))
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 	default:
 	}
 	if !maps.Equal(env, tpl.Env) {
-		if err := initEnv(ctx, p.socket, p.token, env); err != nil {
+		if err := initEnv(ctx, p.socket, p.token, withE2BEnv(env, p.id, tpl)); err != nil {
 			m.log.Warn("warm pool: setting env of a claimed sandbox", "sandbox_id", p.id, "err", err)
 			m.discard(ctx, p.id)
 			return pooled{}, false

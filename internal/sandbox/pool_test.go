@@ -44,8 +44,11 @@ func TestWarmPool(t *testing.T) {
 	mu.Lock()
 	got := inits[info.AccessToken]
 	mu.Unlock()
-	if got["A"] != "1" || got["FROM_TEMPLATE"] != "1" {
+	if got["A"] != "1" || got["FROM_TEMPLATE"] != "1" || got["E2B_SANDBOX_ID"] != info.ID || got["E2B_SANDBOX"] != "true" {
 		t.Errorf("claimed sandbox's env = %v", got)
+	}
+	if spec, _ := e.rt.Spec(info.ID); spec.Env["E2B_SANDBOX_ID"] != info.ID {
+		t.Errorf("warm sandbox started with env %v", spec.Env)
 	}
 	if _, ok := e.m.Lookup(info.ID); !ok {
 		t.Error("claimed sandbox is not routable")

@@ -1,0 +1,124 @@
+package restapi
+
+import (
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+)
+
+// idempotencyTTL is how long a create's Idempotency-Key is remembered.
+const idempotencyTTL = 24 * time.Hour
+
+// idempotencyKeyRe is the key shape the SDKs allow (and check before
+// sending): 1-255 lowercase letters, digits and hyphens.
+var idempotencyKeyRe = regexp.MustCompile(`^[a-z0-9-]{1,255}$`)
+
+// idempotency remembers, per API key, the answer to each sandbox create
+// that carried an Idempotency-Key, so that a create the SDK retries (it
+// resends the key) answers the first sandbox again instead of starting a
+// second one. Only successful creates are remembered: after a failure the
+// next attempt creates. It lives in memory: a restarted daemon forgets.
+type idempotency struct {
+	mu        sync.Mutex
+	entries   map[string]*idemEntry // API key + "\x00" + idempotency key
+	lastPrune time.Time
+}
+
+type idemEntry struct {
+	done chan struct{} // closed when the first create finished
+	ok   bool          // it succeeded; body is its answer
+	body any
+	at   time.Time
+}
+
+// begin returns the entry for scope and whether the caller is the first,
+// who must create and then call finish. Others wait for the first (or
+// for ctx) and replay its answer when it succeeded.
+func (d *idempotency) begin(scope string, now time.Time) (*idemEntry, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.entries == nil {
+		d.entries = map[string]*idemEntry{}
+	}
+	if now.Sub(d.lastPrune) > time.Minute {
+		d.lastPrune = now
+		for k, e := range d.entries {
+			if e.ok && now.Sub(e.at) > idempotencyTTL {
+				delete(d.entries, k)
+			}
+		}
+	}
+	if e, ok := d.entries[scope]; ok && (!e.ok || now.Sub(e.at) <= idempotencyTTL) {
+		return e, false
+	}
+	e := &idemEntry{done: make(chan struct{}), at: now}
+	d.entries[scope] = e
+	return e, true
+}
+
+// finish records the first create's outcome and wakes those waiting.
+func (d *idempotency) finish(scope string, e *idemEntry, body any, ok bool) {
+	d.mu.Lock()
+	e.ok, e.body = ok, body
+	if !ok {
+		delete(d.entries, scope)
+	}
+	d.mu.Unlock()
+	close(e.done)
+}
+
+// idempotent runs create at most once per Idempotency-Key of r's API key
+// and writes its answer; without the header it just runs create. create
+// returns the 201 body or an error, which is written and not remembered.
+func (s *server) idempotent(w http.ResponseWriter, r *http.Request, create func() (any, error)) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		s.writeCreated(w, r, create)
+		return
+	}
+	if !idempotencyKeyRe.MatchString(key) {
+		s.writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument,
+			"Idempotency-Key must be 1-255 lowercase letters, digits or hyphens"))
+		return
+	}
+	scope := apiKey(r.Header) + "\x00" + key
+	for {
+		e, first := s.idem.begin(scope, time.Now())
+		if first {
+			body, err := create()
+			s.idem.finish(scope, e, body, err == nil)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusCreated, body)
+			return
+		}
+		select {
+		case <-e.done:
+		case <-r.Context().Done():
+			s.writeError(w, r, errdefs.New(errdefs.ErrUnavailable, "gave up waiting for the create with the same Idempotency-Key"))
+			return
+		}
+		s.idem.mu.Lock()
+		ok, body := e.ok, e.body
+		s.idem.mu.Unlock()
+		if ok {
+			writeJSON(w, http.StatusCreated, body)
+			return
+		}
+		// The first attempt failed: this one creates (or waits for another).
+	}
+}
+
+func (s *server) writeCreated(w http.ResponseWriter, r *http.Request, create func() (any, error)) {
+	body, err := create()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, body)
+}
