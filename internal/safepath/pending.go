@@ -65,7 +65,7 @@ func (p *PendingFile) Commit() error {
 	}
 	abs := p.Name()
 	err := p.Sync()
-	if cerr := p.Close(); err == nil && cerr != nil {
+	if cerr := p.File.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -108,8 +108,20 @@ func (p *PendingFile) Abort() {
 	if p.done {
 		return
 	}
-	p.Close()
+	p.File.Close()
 	p.abort()
+}
+
+// Close abandons the new version, as Abort does, and says so with an error:
+// a caller that closes a PendingFile as it would an *os.File would
+// otherwise lose its write without a word.
+func (p *PendingFile) Close() error {
+	if p.done {
+		return nil
+	}
+	name := p.Name()
+	p.Abort()
+	return pathErr("close", name, unix.ECANCELED)
 }
 
 // abort removes the temporary file, whose descriptor is closed.

@@ -183,3 +183,30 @@ func TestParentsAreMadeForTheUser(t *testing.T) {
 		}
 	})
 }
+
+// Closing a PendingFile as if it were an *os.File must not look like a
+// successful write.
+func TestPendingCloseIsNotCommit(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f, err := r.Create("/x", Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("Close of an uncommitted PendingFile returned nil")
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("after Close: entries %v (err %v), want none", ents, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

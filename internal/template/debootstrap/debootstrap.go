@@ -249,10 +249,10 @@ func prepareRoot(dir string) error {
 		}
 		dst, err := root.Create(f[1], safepath.Owner{})
 		if err == nil {
-			_, err = io.Copy(dst, src)
-			if cerr := dst.Close(); err == nil {
-				err = cerr
+			if _, err = io.Copy(dst, src); err == nil {
+				err = dst.Commit()
 			}
+			dst.Abort()
 		}
 		src.Close()
 		if err != nil {
