@@ -26,6 +26,11 @@ echo "### The code interpreter: create + first runCode (node bench/interp_bench.
 echo
 node bench/interp_bench.mjs --rounds 20
 echo
+echo "### sandpit through the official Python SDK (bench/py_sdk_bench.py --creates $RUNS)"
+echo
+test/compat-py/run.sh --collect-only -q >/dev/null # makes its venv once
+test/compat-py/.venv/bin/python bench/py_sdk_bench.py --creates "$RUNS" --runs 200
+echo
 echo "### Templates through the official SDK (node bench/template_bench.mjs)"
 echo
 node bench/template_bench.mjs --creates "$RUNS" --rebuilds 10
