@@ -118,12 +118,13 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
     until(lambda d: img.get_attribute("naturalWidth") not in (None, "0"), "the chart image to load", 60)
     browser.save_screenshot(str(WORK / "gradio-chart.png"))
 
-    # Type new code, run it, read the sandbox's output on the page.
+    # Type new code, run it, read the sandbox's output on the page. Code
+    # runs as root, as in E2B's code-interpreter template.
     code.clear()
     code.send_keys("import os, platform\n"
                    "print('hello from', platform.system(), 'as', os.environ['USER'])\n"
                    "sum(range(10))")
-    assert run_and_read("hello from") == "hello from Linux as user\n\nresult: 45"
+    assert run_and_read("hello from") == "hello from Linux as root\n\nresult: 45"
     browser.save_screenshot(str(WORK / "gradio.png"))
 
     # An error shows on the page too.
