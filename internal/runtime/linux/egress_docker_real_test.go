@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -260,6 +261,20 @@ func besideRealDocker(t *testing.T, pidfile string) {
 		t.Errorf("FORWARD's policy with sandpit beside Docker: %s, want Docker's drop", got)
 	}
 
+	// Docker restarting (an upgrade, its service restarted) redoes its own
+	// rules and leaves sandpit's in DOCKER-USER.
+	d.stop()
+	d.start(t)
+	if got := userChain(); got != withSandpit {
+		t.Errorf("DOCKER-USER after Docker restarted: %q, want %q", got, withSandpit)
+	}
+	if got := dial(t, sb, out.public, out.port); got != "from 198.51.100.1\nrc=0" {
+		t.Errorf("sandbox to %s after Docker restarted: got %q", out.public, got)
+	}
+	if got := containerDial("bridge"); got != "from 198.51.100.1" {
+		t.Errorf("container on Docker's bridge after Docker restarted: got %q", got)
+	}
+
 	// Without sandpit's rules in DOCKER-USER, Docker's drop stops the
 	// sandbox: they are what lets it out.
 	if err := eg.Close(); err != nil {
@@ -297,25 +312,34 @@ func forwardPolicy(t *testing.T, c *nftables.Conn) string {
 // dockerd is a Docker daemon of the test's own: its data, state, socket
 // and (empty) configuration all in the test's directory.
 type dockerd struct {
-	host string // the -H for docker
-	log  string
-	bash string // bash's path, as on the host and in importImage's image
+	dir, pidfile string
+	host         string // the -H for docker
+	log          string
+	bash         string // bash's path, as on the host and in importImage's image
+	stop         func() // stops the running dockerd; nothing once it has
 }
 
 func startDockerd(t *testing.T, pidfile string) *dockerd {
 	t.Helper()
 	dir := t.TempDir()
-	d := &dockerd{host: "unix://" + dir + "/docker.sock", log: dir + "/dockerd.log"}
+	d := &dockerd{dir: dir, pidfile: pidfile, host: "unix://" + dir + "/docker.sock", log: dir + "/dockerd.log"}
 	if err := os.WriteFile(dir+"/daemon.json", []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(d.log)
+	d.start(t)
+	return d
+}
+
+// start runs dockerd and waits until it answers.
+func (d *dockerd) start(t *testing.T) {
+	t.Helper()
+	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("dockerd", "--config-file", dir+"/daemon.json",
-		"--data-root", dir+"/data", "--exec-root", dir+"/exec", "--pidfile", pidfile, "-H", d.host)
+	cmd := exec.Command("dockerd", "--config-file", d.dir+"/daemon.json",
+		"--data-root", d.dir+"/data", "--exec-root", d.dir+"/exec", "--pidfile", d.pidfile, "-H", d.host)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Should this process die, dockerd stops too, taking containerd with
 	// it. Pdeathsig follows the thread that started dockerd, so that
@@ -335,15 +359,21 @@ func startDockerd(t *testing.T, pidfile string) *dockerd {
 	if err := <-started; err != nil {
 		t.Fatalf("starting dockerd: %v", err)
 	}
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+				t.Errorf("dockerd did not stop on SIGTERM; killed")
+			}
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("dockerd did not stop on SIGTERM; killed")
-		}
+		d.stop()
 		if t.Failed() {
 			log, _ := os.ReadFile(d.log)
 			t.Logf("dockerd's log:\n%s", log)
@@ -360,7 +390,7 @@ func startDockerd(t *testing.T, pidfile string) *dockerd {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return
 			}
 		}
 		select {
@@ -373,7 +403,6 @@ func startDockerd(t *testing.T, pidfile string) *dockerd {
 			t.Fatalf("dockerd did not answer on %s: %v", d.host, err)
 		}
 	}
-	return d
 }
 
 func (d *dockerd) docker(t *testing.T, args ...string) string {
