@@ -11,7 +11,9 @@ fi
 # Runtime: sudo inside sandboxes, the code interpreter's kernels, node.
 # Tests: tmux (terminal tests), the peers the benchmarks compare against,
 # python3-venv (examples/python's pinned SDKs), chromium and its driver (the
-# Gradio example driven in a headless browser).
+# Gradio example driven in a headless browser); iptables and Docker (below)
+# for sandbox egress beside a real dockerd, which the test runs in a network
+# namespace of its own.
 packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
@@ -19,6 +21,7 @@ packages=(
   node-typescript r-cran-irkernel
   tmux runc crun bubblewrap runsc debootstrap
   python3-venv chromium chromium-driver
+  iptables
 )
 
 missing=()
@@ -26,6 +29,8 @@ missing=()
 # take Debian's only when there is none.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Docker may come from Docker's own packages, which conflict with Debian's.
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -33,7 +38,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages' services are not started here: a Docker started on this
+  # host would change its firewall (FORWARD's policy to drop), and the
+  # tests need only its binaries.
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    no_start=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$no_start"
+    chmod 755 "$no_start"
+    trap 'rm -f "$no_start"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$no_start" ]; then
+    rm -f "$no_start"
+    trap - EXIT
+  fi
 fi
 
 # The Python kernel's packages beyond Debian's (E2B's chart extractor and
