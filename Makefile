@@ -13,13 +13,16 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/n
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/...
 
-.PHONY: help setup build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench
+.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## install what sandpit needs (Debian/Ubuntu, as root; quick when done)
 	@scripts/setup.sh
+
+setup-test: ## setup, plus what the tests need (browser, peers, Docker's binaries)
+	@scripts/setup.sh test
 
 $(BIN): $(GO_SOURCES)
 	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/sandpit
@@ -29,7 +32,7 @@ build: $(BIN) ## build the static binary into bin/sandpit
 run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)
 
-test: setup build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
+test: setup-test build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
 	go test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-race test-fuzz tidy-check
 	test/compat/run.sh

@@ -8,21 +8,29 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Runtime: sudo inside sandboxes, the code interpreter's kernels, node.
-# Tests: tmux (terminal tests), the peers the benchmarks compare against,
-# python3-venv (examples/python's pinned SDKs), chromium and its driver (the
-# Gradio example driven in a headless browser); iptables and Docker (below)
-# for sandbox egress beside a real dockerd, which the test runs in a network
-# namespace of its own.
+# Runtime (`make run`): sudo inside sandboxes, the code interpreter's
+# kernels, node, debootstrap for Debian templates.
 packages=(
   ca-certificates git make gcc sudo procps iproute2
   python3 python3-ipykernel python3-matplotlib python3-pandas python3-numpy
   python3-pil python3-pip
-  node-typescript r-cran-irkernel
-  tmux runc crun bubblewrap runsc debootstrap
-  python3-venv chromium chromium-driver
-  iptables
+  node-typescript r-cran-irkernel debootstrap
 )
+# Tests only (`scripts/setup.sh test`, what `make test` runs): tmux
+# (terminal tests), the peers the benchmarks compare against, python3-venv
+# (the Python suites' pinned SDKs), chromium and its driver (the Gradio
+# example in a headless browser); iptables and Docker (below) for sandbox
+# egress beside a real dockerd, which the test runs in a network namespace
+# of its own. A host that only runs sandpit gets none of them.
+tests=false
+[ "${1:-}" = test ] && tests=true
+if $tests; then
+  packages+=(
+    tmux runc crun bubblewrap runsc
+    python3-venv chromium chromium-driver
+    iptables
+  )
+fi
 
 missing=()
 # Node may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm):
@@ -30,7 +38,9 @@ missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Docker may come from Docker's own packages, which conflict with Debian's.
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+if $tests; then
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+fi
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
