@@ -135,7 +135,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
 		}
-		if err := startTemplate(ctx, tpl, created.EnvdSocket, info.AccessToken); err != nil {
+		if err := startTemplate(ctx, m.bg, tpl, created.EnvdSocket, info.AccessToken, m.sandboxLog(info.ID)); err != nil {
 			m.discard(ctx, info.ID)
 			return Info{}, fmt.Errorf("starting sandbox %s: %w", info.ID, err)
 		}

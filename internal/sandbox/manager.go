@@ -80,6 +80,10 @@ type Manager struct {
 
 	stop        chan struct{} // closed by Close: stops watchExited
 	watcherDone chan struct{} // closed when watchExited returns
+	// bg is cancelled by Close: it bounds what follows a sandbox past
+	// its create (the start command's output).
+	bg       context.Context
+	bgCancel context.CancelFunc
 
 	mu sync.Mutex
 	// sandboxes holds every running sandbox by id.
@@ -163,6 +167,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},
 	}
+	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
 		m.metrics.sandboxes.WithLabelValues(string(st)).Set(0)
 	}
@@ -388,6 +393,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	warm := m.drainPoolLocked()
 	m.mu.Unlock()
 	close(m.stop)
+	m.bgCancel()
 
 	var errs []error
 	for _, e := range all {
