@@ -17,6 +17,7 @@ import (
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -32,6 +33,7 @@ type Sandboxes interface {
 	Connect(ctx context.Context, id string, timeout time.Duration) (info sandbox.Info, resumed bool, err error)
 	Pause(ctx context.Context, id string) error
 	Metrics(ctx context.Context, id string, start, end time.Time) ([]sandbox.Metric, error)
+	Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error)
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 }
