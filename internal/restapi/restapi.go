@@ -34,6 +34,8 @@ type Sandboxes interface {
 	Pause(ctx context.Context, id string) error
 	Metrics(ctx context.Context, id string, start, end time.Time) ([]sandbox.Metric, error)
 	Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error)
+	// DefaultDiskMB is the disk of a sandbox whose template names none.
+	DefaultDiskMB() int
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 }
@@ -115,6 +117,8 @@ type server struct {
 	uploadKey []byte
 	// idem answers retried creates (same Idempotency-Key) with the first.
 	idem idempotency
+	// spawns counts creates per template for the template list.
+	spawns spawns
 }
 
 var _ openapi.ServerInterface = (*server)(nil)

@@ -175,6 +175,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// DefaultDiskMB is the disk of a sandbox whose template names none.
+func (m *Manager) DefaultDiskMB() int { return m.defDiskMB }
+
 // DefaultTimeout is the lifetime given to sandboxes created without one.
 func (m *Manager) DefaultTimeout() time.Duration { return m.defTO }
 
