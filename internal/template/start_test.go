@@ -3,6 +3,7 @@ package template_test
 import (
 	"context"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -97,6 +98,19 @@ func TestCreateFromTemplateWithStartCommand(t *testing.T) {
 			}
 		}
 		m.Kill(ctx, info.ID)
+	}
+
+	// What followed each start command's output stopped with its sandbox.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:goruntime.Stack(buf, true)])
+		if !strings.Contains(stacks, "sandbox.startTemplate.func") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a start command follower outlived its killed sandbox:\n%s", stacks)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Create time from a five-layer template matches base's: layers are
