@@ -112,12 +112,22 @@ func TestSandboxLogs(t *testing.T) {
 		t.Errorf("bad direction: %d %s", r.status, r.body)
 	}
 
-	// A killed sandbox's log goes with it.
+	// A killed sandbox's log is still served (E2B's are), for the last
+	// 32 sandboxes that ended.
 	if r := e.do(t, "DELETE", "/sandboxes/"+id, ""); r.status != http.StatusNoContent {
 		t.Fatalf("kill: %d %s", r.status, r.body)
 	}
+	if status, got := get("/sandboxes/" + id + "/logs"); status != http.StatusOK || len(got.Logs) != 4 {
+		t.Errorf("logs of a killed sandbox: %d %+v, want its 4 entries", status, got)
+	}
+	for range 32 {
+		other := e.create(t, `{"templateID":"base"}`)["sandboxID"].(string)
+		if r := e.do(t, "DELETE", "/sandboxes/"+other, ""); r.status != http.StatusNoContent {
+			t.Fatalf("kill: %d %s", r.status, r.body)
+		}
+	}
 	if status, _ := get("/sandboxes/" + id + "/logs"); status != http.StatusNotFound {
-		t.Errorf("logs of a killed sandbox: %d, want 404", status)
+		t.Errorf("logs of the 33rd sandbox to end: %d, want 404", status)
 	}
 }
 

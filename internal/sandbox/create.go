@@ -152,7 +152,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
 
-	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}}
+	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID)}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -96,6 +97,11 @@ type Manager struct {
 	// when it stops. Both are nil without a pool.
 	poolWake chan struct{}
 	poolDone chan struct{}
+	// ended keeps the logs of the last keepEndedLogs sandboxes that went
+	// (killed, expired or crashed), as E2B serves an ended sandbox's
+	// logs; endedOrder is their ids, oldest first.
+	ended      map[string]*sandboxlog.Ring
+	endedOrder []string
 	// work counts Creates and Manager-started kills in flight; Add only
 	// with mu held and closed false, so Close's Wait sees them all.
 	work sync.WaitGroup
@@ -103,7 +109,8 @@ type Manager struct {
 
 // entry is one running sandbox. Fields are guarded by Manager.mu.
 type entry struct {
-	pausing bool // a Pause is freezing it
+	log     *sandboxlog.Ring // its runtime's log of it; nil when none
+	pausing bool             // a Pause is freezing it
 	// samples are its resource use as Metrics read it; lastCPU and
 	// lastAt are the latest reading's CPU time and when it was taken.
 	samples []Metric
@@ -262,6 +269,9 @@ func (m *Manager) remove(id string) (*entry, bool) {
 // removeLocked forgets e. Preconditions: m.mu is held and e is in
 // m.sandboxes.
 func (m *Manager) removeLocked(e *entry) {
+	if e.log != nil {
+		m.keepEndedLogLocked(e.info.ID, e.log)
+	}
 	delete(m.sandboxes, e.info.ID)
 	m.routes.Delete(e.info.ID)
 	if e.timer != nil {

@@ -120,9 +120,12 @@ describe('the official e2b CLI', () => {
     await e2bOk('sandbox', 'kill', id)
     const after = JSON.parse((await e2bOk('sandbox', 'list', '--format', 'json')).stdout)
     assert.ok(!after.some((s) => (s.sandboxId ?? s.sandboxID) === id), `${id} still listed after kill`)
-    const gone = await e2b('sandbox', 'logs', id)
-    assert.notEqual(gone.code, 0, `logs of a killed sandbox: ${gone.stdout}`)
-    assert.match(gone.stderr, /404|not found/i)
+    // An ended sandbox's logs are still there (why did it end?).
+    const ended = await logLines(id)
+    assert.ok(ended.some((l) => l.msg === 'envd started'), `logs of a killed sandbox: ${JSON.stringify(ended)}`)
+    const unknown = await e2b('sandbox', 'logs', 'nosuchsandbox0000000')
+    assert.notEqual(unknown.code, 0, `logs of an unknown sandbox: ${unknown.stdout}`)
+    assert.match(unknown.stderr, /404|not found/i)
   })
 
   test("sandbox logs shows a template's start command output", async () => {
