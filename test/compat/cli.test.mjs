@@ -153,5 +153,15 @@ describe('the official e2b CLI', () => {
     const pretty = await e2bOk('sandbox', 'logs', sbx.sandboxId)
     assert.match(pretty.stdout, /cli-start-marker-out/, pretty.stdout)
     await e2bOk('sandbox', 'kill', sbx.sandboxId)
+
+    // The built template in the list: named, dated, built once, spawned once.
+    const built = JSON.parse((await e2bOk('template', 'list', '--format', 'json')).stdout).find((t) => t.aliases.includes(name))
+    assert.ok(built, `${name} not in the template list`)
+    assert.equal(built.public, false)
+    assert.equal(built.buildCount, 1)
+    assert.equal(built.spawnCount, 1)
+    assert.equal(built.buildStatus, 'ready')
+    assert.ok(Date.parse(built.lastSpawnedAt) >= Date.parse(built.createdAt), JSON.stringify(built))
+    assert.ok(built.diskSizeMB > 0 && built.envdVersion && built.cpuCount === 1 && built.memoryMB === 512, JSON.stringify(built))
   })
 })
