@@ -38,7 +38,15 @@ func envd() error {
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Our stderr is a pipe the daemon reads, which closes when the daemon
+	// stops while the sandbox lives on. A log line must then fail with
+	// EPIPE rather than end the agent: Go kills a program writing to a
+	// broken pipe on fd 2 unless SIGPIPE is notified. (A handler, unlike
+	// SIG_IGN, does not pass to the processes the agent starts.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// JSON, so the daemon can keep the lines as the sandbox's log entries
+	// (level, message, fields), as E2B's envd logs JSON.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ln, err := net.FileListener(os.NewFile(linux.ListenerFD, "envd-listener"))
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
@@ -66,6 +74,7 @@ func envd() error {
 		return fmt.Errorf("telling the daemon the agent is up: %w", err)
 	}
 	unix.Close(linux.ControlFD)
+	log.Info("envd started", "user", cfg.DefaultUser)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err = a.ServeListeners(ctx, agent.Listeners{

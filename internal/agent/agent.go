@@ -136,9 +136,9 @@ func New(cfg Config) *Agent {
 	if err := process.CloseOnExecInherited(); err != nil {
 		logger.Warn("inherited descriptors may leak into processes", "err", err)
 	}
-	a.reaper = process.NewReaper(logger.With("component", "reaper"))
+	a.reaper = process.NewReaper(logger.With("logger", "reaper"))
 	a.processes = process.New(process.Config{
-		Logger:   logger.With("component", "process"),
+		Logger:   logger.With("logger", "processSvc"),
 		Settings: a.settings,
 		Reaper:   a.reaper,
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -32,6 +33,9 @@ type Sandboxes interface {
 	Connect(ctx context.Context, id string, timeout time.Duration) (info sandbox.Info, resumed bool, err error)
 	Pause(ctx context.Context, id string) error
 	Metrics(ctx context.Context, id string, start, end time.Time) ([]sandbox.Metric, error)
+	Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error)
+	// DefaultDiskMB is the disk of a sandbox whose template names none.
+	DefaultDiskMB() int
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 }
@@ -113,6 +117,8 @@ type server struct {
 	uploadKey []byte
 	// idem answers retried creates (same Idempotency-Key) with the first.
 	idem idempotency
+	// spawns counts creates per template for the template list.
+	spawns spawns
 }
 
 var _ openapi.ServerInterface = (*server)(nil)

@@ -85,6 +85,7 @@ func (s *server) create(w http.ResponseWriter, r *http.Request, req sandbox.Crea
 			return nil, err
 		}
 		noteSandbox(r, info.ID)
+		s.spawns.add(info.TemplateID, info.StartedAt)
 		return s.toSandbox(info), nil
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -303,24 +304,48 @@ func (s *server) ListTemplates(w http.ResponseWriter, r *http.Request, _ openapi
 	}
 	out := make([]openapi.Template, 0, len(infos))
 	for _, in := range infos {
-		names := in.Names
-		if names == nil {
-			names = []string{}
-		}
-		t := openapi.Template{
-			TemplateID: in.ID, BuildID: in.BuildID, CpuCount: int32(in.CPUCount), MemoryMB: int32(in.MemoryMB),
-			Aliases: names, Names: names, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt, BuildStatus: in.Status,
-		}
-		if in.Builtin {
-			b := true
-			t.Builtin = &b
-			if t.BuildID == "" {
-				t.BuildID = builtinBuildID(in.ID)
-			}
-		}
-		out = append(out, t)
+		out = append(out, s.toTemplate(in))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// toTemplate fills every field of E2B's template list entry (`e2b
+// template list` shows them all). Builtins are public (every team sees
+// them) and named by their ids too, as E2B's "base" is an alias.
+func (s *server) toTemplate(in template.Info) openapi.Template {
+	names := []string{}
+	if in.Builtin {
+		names = append(names, in.ID)
+	}
+	for _, n := range in.Names {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	disk := in.DiskMB
+	if disk == 0 {
+		disk = s.cfg.Manager.DefaultDiskMB()
+	}
+	envd := in.EnvdVersion
+	if envd == "" {
+		envd = template.DefaultEnvdVersion
+	}
+	spawned, last := s.spawns.get(in.ID)
+	t := openapi.Template{
+		TemplateID: in.ID, BuildID: in.BuildID, CpuCount: int32(in.CPUCount), MemoryMB: int32(in.MemoryMB),
+		DiskSizeMB: int32(disk), EnvdVersion: envd, Public: in.Builtin,
+		Aliases: names, Names: names, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(), BuildStatus: in.Status,
+		BuildCount: int32(in.BuildCount), SpawnCount: spawned, LastSpawnedAt: last,
+	}
+	if in.Builtin {
+		b := true
+		t.Builtin = &b
+		if t.BuildID == "" {
+			t.BuildID = builtinBuildID(in.ID)
+		}
+		t.BuildCount = max(t.BuildCount, 1) // the one its build ID names
+	}
+	return t
 }
 
 // DeleteTemplate implements DELETE /templates/{templateID}.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -218,4 +219,75 @@ func TestAssignAndRemoveTemplateTags(t *testing.T) {
 	if l := e.do(t, "GET", "/templates/app/tags", "").list(t); len(l) != 2 || l[0]["tag"] != "prod" || l[1]["tag"] != "v2" {
 		t.Fatalf("tags after removal: %v", l)
 	}
+}
+
+// TestListTemplatesFields checks every field of E2B's template list
+// entry, which `e2b template list` prints: builtins are named, public and
+// dated (the data dir's first start, the same after a restart); disk and
+// envd version fall back to the server's; spawns count creates.
+func TestListTemplatesFields(t *testing.T) {
+	e, dir := newTemplateEnvWith(t, nil)
+	e.create(t, `{"templateID":"base"}`)
+	e.create(t, `{"templateID":"app"}`)
+	e.create(t, `{"templateID":"app"}`)
+	byID := map[string]map[string]any{}
+	for _, tpl := range e.do(t, "GET", "/templates", "").list(t) {
+		byID[tpl["templateID"].(string)] = tpl
+	}
+	for _, k := range []string{"templateID", "buildID", "cpuCount", "memoryMB", "diskSizeMB", "envdVersion", "public", "aliases", "names",
+		"createdAt", "updatedAt", "createdBy", "lastSpawnedAt", "spawnCount", "buildCount", "buildStatus"} {
+		for id, tpl := range byID {
+			if _, ok := tpl[k]; !ok {
+				t.Errorf("template %s lacks %s: %v", id, k, tpl)
+			}
+		}
+	}
+	base, app := byID["base"], byID["tpl1"]
+	if base == nil || app == nil {
+		t.Fatalf("template list: %v", byID)
+	}
+	if fmt.Sprint(base["aliases"]) != "[base]" || fmt.Sprint(base["names"]) != "[base]" || base["public"] != true {
+		t.Errorf("base: aliases %v, names %v, public %v; want [base], [base], true", base["aliases"], base["names"], base["public"])
+	}
+	if fmt.Sprint(app["aliases"]) != "[app]" || app["public"] != false || app["buildCount"] != 2.0 {
+		t.Errorf("app: aliases %v, public %v, buildCount %v", app["aliases"], app["public"], app["buildCount"])
+	}
+	created, err := time.Parse(time.RFC3339Nano, base["createdAt"].(string))
+	if err != nil || time.Since(created) > time.Minute || time.Since(created) < 0 {
+		t.Errorf("base created at %v (%v), want about now", base["createdAt"], err)
+	}
+	for id, tpl := range byID {
+		if tpl["diskSizeMB"] != float64(sandbox.DefaultDiskMB) || tpl["envdVersion"] != template.DefaultEnvdVersion || tpl["createdBy"] != nil {
+			t.Errorf("%s: diskSizeMB %v, envdVersion %v, createdBy %v", id, tpl["diskSizeMB"], tpl["envdVersion"], tpl["createdBy"])
+		}
+	}
+	if base["spawnCount"] != 1.0 || app["spawnCount"] != 2.0 || base["lastSpawnedAt"] == nil {
+		t.Errorf("spawns: base %v (last %v), app %v", base["spawnCount"], base["lastSpawnedAt"], app["spawnCount"])
+	}
+
+	// A second registry on the same dir dates the builtins the same.
+	reg, err := template.NewRegistry(t.Context(), template.RegistryConfig{Dir: dir, Store: e.st, Builder: mustBuilder(t),
+		Builtin: []*template.Template{{ID: "base"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	infos, err := reg.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		if in.Builtin && !in.CreatedAt.Equal(created) {
+			t.Errorf("after a restart base was created at %v, before at %v", in.CreatedAt, created)
+		}
+	}
+}
+
+func mustBuilder(t *testing.T) *template.Builder {
+	t.Helper()
+	b, err := template.NewBuilder(template.BuilderConfig{Runtime: committingFake{fake.New(fake.Options{})}, LayerDir: filepath.Join(t.TempDir(), "layers")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

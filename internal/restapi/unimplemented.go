@@ -18,8 +18,6 @@ var unimplemented = []struct{ pattern, feature string }{
 	{"/sandboxes/*/fork", "forking a sandbox"},
 	{"/sandboxes/*/snapshots", "snapshots"},
 	{"/snapshots", "snapshots"},
-	{"/sandboxes/*/logs", "sandbox logs"},
-	{"/v2/sandboxes/*/logs", "sandbox logs"},
 	{"/volumes", "volumes"},
 	{"/volumes/*", "volumes"},
 	{"/secrets", "secrets"},

@@ -119,7 +119,7 @@ func TestUnimplementedEndpointsAnswer501(t *testing.T) {
 		{"POST", "/sandboxes/abc/fork", "forking a sandbox"},
 		{"POST", "/sandboxes/abc/snapshots", "snapshots"},
 		{"GET", "/snapshots", "snapshots"},
-		{"GET", "/v2/sandboxes/abc/logs", "sandbox logs"},
+		{"DELETE", "/secrets/s1", "secrets"},
 		{"GET", "/volumes/v1", "volumes"},
 		{"POST", "/secrets", "secrets"},
 	} {

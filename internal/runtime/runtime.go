@@ -6,6 +6,7 @@ package runtime
 
 import (
 	"context"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"net/netip"
 	"time"
 )
@@ -63,6 +64,15 @@ type EgressPolicy struct {
 // policy.
 type EgressSetter interface {
 	SetEgress(ctx context.Context, id string, p EgressPolicy) error
+}
+
+// LogKeeper is a Runtime that keeps each sandbox's recent log (what its
+// agent writes to stderr) in a bounded ring, which callers may also
+// append to (the template's start command output). The ring lives as long
+// as the sandbox; Log of a sandbox the runtime did not create in this run
+// (adopted after a restart) is ErrNotFound.
+type LogKeeper interface {
+	Log(id string) (*sandboxlog.Ring, error)
 }
 
 // Stats is a sandbox's resource use.

@@ -135,7 +135,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
 		}
-		if err := startTemplate(ctx, tpl, created.EnvdSocket, info.AccessToken); err != nil {
+		if err := startTemplate(ctx, m.bg, tpl, created.EnvdSocket, info.AccessToken, m.sandboxLog(info.ID)); err != nil {
 			m.discard(ctx, info.ID)
 			return Info{}, fmt.Errorf("starting sandbox %s: %w", info.ID, err)
 		}
@@ -152,7 +152,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
 
-	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}}
+	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID)}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -80,6 +81,10 @@ type Manager struct {
 
 	stop        chan struct{} // closed by Close: stops watchExited
 	watcherDone chan struct{} // closed when watchExited returns
+	// bg is cancelled by Close: it bounds what follows a sandbox past
+	// its create (the start command's output).
+	bg       context.Context
+	bgCancel context.CancelFunc
 
 	mu sync.Mutex
 	// sandboxes holds every running sandbox by id.
@@ -92,6 +97,11 @@ type Manager struct {
 	// when it stops. Both are nil without a pool.
 	poolWake chan struct{}
 	poolDone chan struct{}
+	// ended keeps the logs of the last keepEndedLogs sandboxes that went
+	// (killed, expired or crashed), as E2B serves an ended sandbox's
+	// logs; endedOrder is their ids, oldest first.
+	ended      map[string]*sandboxlog.Ring
+	endedOrder []string
 	// work counts Creates and Manager-started kills in flight; Add only
 	// with mu held and closed false, so Close's Wait sees them all.
 	work sync.WaitGroup
@@ -99,7 +109,8 @@ type Manager struct {
 
 // entry is one running sandbox. Fields are guarded by Manager.mu.
 type entry struct {
-	pausing bool // a Pause is freezing it
+	log     *sandboxlog.Ring // its runtime's log of it; nil when none
+	pausing bool             // a Pause is freezing it
 	// samples are its resource use as Metrics read it; lastCPU and
 	// lastAt are the latest reading's CPU time and when it was taken.
 	samples []Metric
@@ -163,12 +174,16 @@ func NewManager(cfg Config) (*Manager, error) {
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},
 	}
+	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
 		m.metrics.sandboxes.WithLabelValues(string(st)).Set(0)
 	}
 	go m.watchExited()
 	return m, nil
 }
+
+// DefaultDiskMB is the disk of a sandbox whose template names none.
+func (m *Manager) DefaultDiskMB() int { return m.defDiskMB }
 
 // DefaultTimeout is the lifetime given to sandboxes created without one.
 func (m *Manager) DefaultTimeout() time.Duration { return m.defTO }
@@ -254,6 +269,9 @@ func (m *Manager) remove(id string) (*entry, bool) {
 // removeLocked forgets e. Preconditions: m.mu is held and e is in
 // m.sandboxes.
 func (m *Manager) removeLocked(e *entry) {
+	if e.log != nil {
+		m.keepEndedLogLocked(e.info.ID, e.log)
+	}
 	delete(m.sandboxes, e.info.ID)
 	m.routes.Delete(e.info.ID)
 	if e.timer != nil {
@@ -388,6 +406,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	warm := m.drainPoolLocked()
 	m.mu.Unlock()
 	close(m.stop)
+	m.bgCancel()
 
 	var errs []error
 	for _, e := range all {

@@ -118,7 +118,7 @@ func (m *Manager) addPooled(ctx context.Context, tpl *template.Template) error {
 	if err != nil {
 		return err
 	}
-	if err := startTemplate(ctx, tpl, sb.EnvdSocket, p.token); err != nil {
+	if err := startTemplate(ctx, m.bg, tpl, sb.EnvdSocket, p.token, m.sandboxLog(p.id)); err != nil {
 		m.discard(context.WithoutCancel(ctx), p.id)
 		return err
 	}

@@ -68,6 +68,9 @@ type Registry struct {
 	ctx    context.Context // builds run under it; Close cancels it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// builtinCreated is when the data dir first served templates (see
+	// builtinCreated()).
+	builtinCreated time.Time
 
 	mu sync.Mutex
 	// builds holds the running builds.
@@ -109,8 +112,12 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	if cfg.UploadQuota == (UploadQuota{}) {
 		cfg.UploadQuota = DefaultUploadQuota
 	}
+	created, err := builtinCreated(cfg.Dir, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}}
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}, builtinCreated: created}
 	tpls, err := cfg.Store.ListTemplates(ctx)
 	if err != nil {
 		cancel()
@@ -685,15 +692,18 @@ func (r *Registry) record(ctx context.Context, ref string) (store.TemplateRecord
 
 // Info describes a template for listings.
 type Info struct {
-	ID        string
-	Names     []string
-	BuildID   string
-	Status    string // of the last build
-	Builtin   bool
-	CPUCount  int
-	MemoryMB  int
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	ID          string
+	Names       []string
+	BuildID     string
+	Status      string // of the last build
+	Builtin     bool
+	CPUCount    int
+	MemoryMB    int
+	DiskMB      int    // 0: the server's default
+	EnvdVersion string // "": DefaultEnvdVersion
+	BuildCount  int
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // List returns the stored templates (oldest first), then the builtins.
@@ -706,6 +716,7 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 	for _, rec := range recs {
 		in := Info{ID: rec.ID, Names: rec.Names, BuildID: rec.BuildID, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
 		if builds, err := r.cfg.Store.ListBuilds(ctx, rec.ID); err == nil && len(builds) > 0 {
+			in.BuildCount = len(builds)
 			in.Status = builds[0].Status
 			if bs, ok := r.memBuild(builds[0].ID); ok {
 				in.Status = bs
@@ -716,12 +727,15 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 			if err != nil {
 				return nil, err
 			}
-			in.CPUCount, in.MemoryMB = t.CPUCount, t.MemoryMB
+			in.CPUCount, in.MemoryMB, in.DiskMB, in.EnvdVersion = t.CPUCount, t.MemoryMB, t.DiskMB, t.EnvdVersion
 		}
 		out = append(out, in)
 	}
 	for _, t := range r.cfg.Builtin {
-		out = append(out, Info{ID: t.ID, Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB})
+		out = append(out, Info{
+			ID: t.ID, Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB,
+			DiskMB: t.DiskMB, EnvdVersion: t.EnvdVersion, CreatedAt: r.builtinCreated, UpdatedAt: r.builtinCreated,
+		})
 	}
 	return out, nil
 }

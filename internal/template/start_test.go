@@ -3,12 +3,14 @@ package template_test
 import (
 	"context"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/agentexec"
@@ -70,7 +72,45 @@ func TestCreateFromTemplateWithStartCommand(t *testing.T) {
 		if err != nil || out.String() != "served\n" {
 			t.Fatalf("sandbox %d right after create: %v %q", i, err, out.String())
 		}
+		if i == 0 {
+			// The server's request log (stderr) reaches the sandbox's log
+			// as upstream envd logs process output.
+			var lines []string
+			deadline := time.Now().Add(10 * time.Second)
+			for !slices.ContainsFunc(lines, func(l string) bool {
+				return strings.HasPrefix(l, "processSvc stderr ") && strings.Contains(l, "GET /index.html")
+			}) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the start command's output never reached the sandbox's log; it has:\n%s", strings.Join(lines, "\n"))
+				}
+				time.Sleep(20 * time.Millisecond)
+				entries, err := m.Logs(ctx, info.ID, sandboxlog.Query{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines = lines[:0]
+				for _, e := range entries {
+					lines = append(lines, e.Logger+" "+e.Fields["stream"]+" "+e.Message)
+				}
+			}
+			if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "envd  envd started") }) {
+				t.Fatalf("no line of the agent's own in the sandbox's log:\n%s", strings.Join(lines, "\n"))
+			}
+		}
 		m.Kill(ctx, info.ID)
+	}
+
+	// What followed each start command's output stopped with its sandbox.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:goruntime.Stack(buf, true)])
+		if !strings.Contains(stacks, "sandbox.startTemplate.func") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a start command follower outlived its killed sandbox:\n%s", stacks)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Create time from a five-layer template matches base's: layers are

@@ -141,6 +141,9 @@ func (s *Service) register(p *proc) {
 // exited runs when p's end event is set: it keeps p for late Connects,
 // then forgets it.
 func (s *Service) exited(p *proc) {
+	// As upstream envd, every process end is an info line of the
+	// sandbox's log (E2B's sandbox logs API serves them).
+	s.logger.Info("process ended", "pid", p.pid, "exit_code", p.end.GetExitCode(), "status", p.end.GetStatus())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

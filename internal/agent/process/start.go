@@ -32,7 +32,7 @@ func (s *Service) Start(ctx context.Context, req *connect.Request[pb.StartReques
 		s.logger.Info("starting process", "cmd", sp.argv[0], "err", err)
 		return errconnect.Error(err)
 	}
-	s.logger.Debug("process started", "pid", p.pid, "cmd", sp.argv[0], "user", sp.user.Name)
+	s.logger.Info("process started", "pid", p.pid, "cmd", sp.argv[0], "user", sp.user.Name)
 	if deadline, ok := ctx.Deadline(); ok {
 		p.mu.Lock()
 		if p.end == nil {

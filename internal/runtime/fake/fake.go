@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 )
 
 // Options configure a Fake. The zero value is a runtime whose sandboxes have
@@ -48,6 +49,7 @@ type Fake struct {
 type sandbox struct {
 	paused bool
 	stats  runtime.Stats
+	log    *sandboxlog.Ring
 	spec   runtime.Spec
 	info   runtime.Sandbox
 	server *http.Server
@@ -59,6 +61,7 @@ var (
 	_ runtime.EgressSetter = (*Fake)(nil)
 	_ runtime.StatsReader  = (*Fake)(nil)
 	_ runtime.Pauser       = (*Fake)(nil)
+	_ runtime.LogKeeper    = (*Fake)(nil)
 )
 
 // New returns a Fake. Close it to stop its socket servers.
@@ -94,7 +97,9 @@ func (f *Fake) Create(ctx context.Context, spec runtime.Spec) (*runtime.Sandbox,
 		return nil, errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("sandbox %s exists", spec.ID))
 	}
 	f.pid++
-	sb := &sandbox{spec: cloneSpec(spec)}
+	sb := &sandbox{spec: cloneSpec(spec), log: sandboxlog.New()}
+	// What a real agent logs first, so tests of the logs API have a line.
+	sb.log.Append(sandboxlog.Entry{Level: sandboxlog.LevelInfo, Logger: "envd", Message: "fake agent started"})
 	sb.info = runtime.Sandbox{ID: spec.ID, Pid: f.pid}
 	prepared := time.Now()
 	if f.opts.Handler != nil {
@@ -228,6 +233,18 @@ func (f *Fake) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 		return runtime.Stats{}, errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found")
 	}
 	return sb.stats, nil
+}
+
+// Log implements runtime.LogKeeper: a test appends the lines an agent
+// would have written.
+func (f *Fake) Log(id string) (*sandboxlog.Ring, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[id]
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found")
+	}
+	return sb.log, nil
 }
 
 // SetStats sets what Stats reports for id.

@@ -8,10 +8,12 @@ package linux
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
 	"log/slog"
 	"net"
 	"os"
@@ -85,12 +87,13 @@ type box struct {
 	pid     int
 	cmd     *exec.Cmd
 	group   cgroup.Group
-	link    *egress.Link  // nil when the sandbox has loopback only
-	layers  string        // where the writable layers' upper and work dirs are
-	disk    int           // the detached mount of its disk until the overlays hold it; -1 when none
-	done    chan struct{} // closed when the init has been waited for
-	killing bool          // guarded by Runtime.mu
-	paused  bool          // frozen; guarded by Runtime.mu
+	link    *egress.Link     // nil when the sandbox has loopback only
+	layers  string           // where the writable layers' upper and work dirs are
+	disk    int              // the detached mount of its disk until the overlays hold it; -1 when none
+	done    chan struct{}    // closed when the init has been waited for
+	killing bool             // guarded by Runtime.mu
+	paused  bool             // frozen; guarded by Runtime.mu
+	log     *sandboxlog.Ring // the agent's stderr, parsed
 }
 
 // New returns a Linux runtime. It creates StateDir and takes note of
@@ -217,7 +220,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, err
 	}
 	hostUID := r.cfg.UIDBase + slot*idsPerSandbox
-	b := &box{id: spec.ID, dir: r.sandboxDir(spec.ID), slot: slot, done: make(chan struct{}), disk: -1}
+	b := &box{id: spec.ID, dir: r.sandboxDir(spec.ID), slot: slot, done: make(chan struct{}), disk: -1, log: sandboxlog.New()}
 	defer func() {
 		if err != nil {
 			r.destroy(b)
@@ -250,7 +253,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	childCtl := os.NewFile(uintptr(pair[1]), "ctl-child")
 	defer ctl.Close()
 
-	stderr, err := r.logPipe(spec.ID)
+	stderr, err := r.logPipe(spec.ID, b.log)
 	if err != nil {
 		childCtl.Close()
 		return nil, err
@@ -487,19 +490,52 @@ func waitReady(ctx context.Context, ctl *os.File, b *box) error {
 
 // logPipe returns the write end of a pipe whose lines are logged as the
 // sandbox's init/agent output. The reader ends when every writer is gone.
-func (r *Runtime) logPipe(id string) (*os.File, error) {
+func (r *Runtime) logPipe(id string, ring *sandboxlog.Ring) (*os.File, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("log pipe for %s: %w", id, err)
 	}
 	go func() {
 		defer pr.Close()
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			r.log.Info("agent", "sandbox_id", id, "line", sc.Text())
+		br := bufio.NewReaderSize(pr, sandboxlog.MaxLine)
+		for {
+			line, err := readLine(br)
+			if err != nil {
+				return
+			}
+			e := sandboxlog.ParseAgentLine(line, time.Now())
+			ring.Append(e)
+			// The sandbox logs API serves the agent's lines; the daemon's
+			// own log repeats only what needs an operator's eye, or every
+			// command would be two lines in it.
+			lv := slog.LevelDebug
+			switch e.Level {
+			case sandboxlog.LevelWarn:
+				lv = slog.LevelWarn
+			case sandboxlog.LevelError:
+				lv = slog.LevelError
+			}
+			r.log.Log(context.Background(), lv, "agent", "sandbox_id", id, "line", string(line))
 		}
 	}()
 	return pw, nil
+}
+
+// readLine reads one line without its newline; a line longer than the
+// reader's buffer is cut there and the rest skipped, so a runaway line
+// never stops the pipe being drained.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		line = append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = br.ReadSlice('\n')
+		}
+	}
+	if err != nil && len(line) == 0 {
+		return nil, err
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), nil
 }
 
 // watch reports a sandbox whose init exits without Kill.
@@ -519,7 +555,17 @@ func (r *Runtime) watch(b *box) {
 var (
 	_ runtime.StatsReader = (*Runtime)(nil)
 	_ runtime.Pauser      = (*Runtime)(nil)
+	_ runtime.LogKeeper   = (*Runtime)(nil)
 )
+
+// Log implements runtime.LogKeeper.
+func (r *Runtime) Log(id string) (*sandboxlog.Ring, error) {
+	b, err := r.box(id)
+	if err != nil {
+		return nil, err
+	}
+	return b.log, nil
+}
 
 func (r *Runtime) box(id string) (*box, error) {
 	r.mu.Lock()

@@ -58,6 +58,8 @@ type Command struct {
 	Env    map[string]string // added to the sandbox's environment
 	// Output, when set, receives stdout and stderr as they arrive.
 	Output io.Writer
+	// Stderr, when set, receives stderr instead of Output.
+	Stderr io.Writer
 	// Started, when set, is called with the process's pid once it runs.
 	Started func(pid uint32)
 }
@@ -102,12 +104,14 @@ func (c *Client) Run(ctx context.Context, cmd Command) error {
 				cmd.Started(ev.GetStart().GetPid())
 			}
 		case ev.GetData() != nil:
-			if cmd.Output != nil {
-				d := ev.GetData()
-				if b := d.GetStdout(); len(b) > 0 {
-					_, _ = cmd.Output.Write(b)
-				}
-				if b := d.GetStderr(); len(b) > 0 {
+			d := ev.GetData()
+			if b := d.GetStdout(); len(b) > 0 && cmd.Output != nil {
+				_, _ = cmd.Output.Write(b)
+			}
+			if b := d.GetStderr(); len(b) > 0 {
+				if cmd.Stderr != nil {
+					_, _ = cmd.Stderr.Write(b)
+				} else if cmd.Output != nil {
 					_, _ = cmd.Output.Write(b)
 				}
 			}

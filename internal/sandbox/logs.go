@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
+)
+
+// keepEndedLogs is how many ended sandboxes' logs Logs still serves (a
+// ring is 1 MiB at most, a few KiB usually).
+const keepEndedLogs = 32
+
+// Logs returns the log entries q selects of a sandbox that runs, is
+// paused, or is among the last keepEndedLogs to end: its agent's lines
+// and its start command's output. A sandbox adopted after a daemon
+// restart, or on a runtime that keeps no logs, has none.
+func (m *Manager) Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error) {
+	m.mu.Lock()
+	var ring *sandboxlog.Ring
+	e, ok := m.sandboxes[id]
+	if ok {
+		ring = e.log
+	} else {
+		ring, ok = m.ended[id]
+	}
+	m.mu.Unlock()
+	if !ok {
+		return nil, m.count(notFound(id))
+	}
+	if ring == nil {
+		return []sandboxlog.Entry{}, nil
+	}
+	return ring.Entries(q), nil
+}
+
+// keepEndedLogLocked keeps the log of id, which just ended, dropping the
+// oldest kept past keepEndedLogs. Preconditions: m.mu is held.
+func (m *Manager) keepEndedLogLocked(id string, ring *sandboxlog.Ring) {
+	if m.ended == nil {
+		m.ended = map[string]*sandboxlog.Ring{}
+	}
+	if _, ok := m.ended[id]; !ok {
+		m.endedOrder = append(m.endedOrder, id)
+	}
+	m.ended[id] = ring
+	for len(m.endedOrder) > keepEndedLogs {
+		delete(m.ended, m.endedOrder[0])
+		m.endedOrder = m.endedOrder[1:]
+	}
+}
+
+// sandboxLog is the runtime's log of id, nil when it keeps none.
+func (m *Manager) sandboxLog(id string) *sandboxlog.Ring {
+	lk, ok := m.rt.(runtime.LogKeeper)
+	if !ok {
+		return nil
+	}
+	ring, err := lk.Log(id)
+	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			m.log.Warn("reading a sandbox's log", "sandbox_id", id, "err", err)
+		}
+		return nil
+	}
+	return ring
+}
