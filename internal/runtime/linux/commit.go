@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,39 +103,97 @@ func waitEmpty(ctx context.Context, pids func() ([]int, error)) error {
 // host range [base, base+idsPerSandbox) to the id the sandbox saw. Ids
 // outside the range (files the daemon wrote, hard links already shifted)
 // are left alone. chown clears set-id bits, so they are put back.
+//
+// The tree is a sandbox's writable layer, so every name in it was chosen by
+// the sandbox: it is walked by directory handles, never by path, and no
+// call follows a symlink, so even a tree that still changed under the walk
+// could not lead it out of dir.
 func shiftOwners(ctx context.Context, dir string, base int) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("shifting owners of layer: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := shiftDir(ctx, fd, base); err != nil {
+		return fmt.Errorf("shifting owners of layer: %w", err)
+	}
+	return nil
+}
+
+// shiftDir shifts the owners of the entries of the directory open at dirfd,
+// and of everything below them.
+func shiftDir(ctx context.Context, dirfd, base int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	names, err := dirNames(dirfd)
+	if err != nil {
+		return err
+	}
+	inRange := func(v uint32) bool { return int(v) >= base && int(v) < base+idsPerSandbox }
+	for _, name := range names {
 		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("shifting owner of layer file: %w", err)
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("stat of %q: %w", name, err)
 		}
-		uid, gid := int(st.Uid), int(st.Gid)
-		inRange := func(v int) bool { return v >= base && v < base+idsPerSandbox }
-		if !inRange(uid) && !inRange(gid) {
-			return nil
-		}
-		if inRange(uid) {
-			uid -= base
-		}
-		if inRange(gid) {
-			gid -= base
-		}
-		if err := unix.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("shifting owner of layer file: %w", err)
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFLNK && st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
-			if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
-				return fmt.Errorf("restoring set-id bits of layer file: %w", err)
+		typ := st.Mode & unix.S_IFMT
+		if inRange(st.Uid) || inRange(st.Gid) {
+			uid, gid := int(st.Uid), int(st.Gid)
+			if inRange(st.Uid) {
+				uid -= base
+			}
+			if inRange(st.Gid) {
+				gid -= base
+			}
+			if err := unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("chown of %q: %w", name, err)
+			}
+			if (typ == unix.S_IFREG || typ == unix.S_IFDIR) && st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+				if err := restoreMode(dirfd, name, st.Mode&0o7777); err != nil {
+					return err
+				}
 			}
 		}
-		return nil
-	})
+		if typ != unix.S_IFDIR {
+			continue
+		}
+		sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening %q: %w", name, err)
+		}
+		err = shiftDir(ctx, sub, base)
+		unix.Close(sub)
+		if err != nil {
+			return fmt.Errorf("%s/%w", name, err)
+		}
+	}
+	return nil
+}
+
+// restoreMode puts back the set-id bits chown cleared, through a handle
+// opened without following a link.
+func restoreMode(dirfd int, name string, mode uint32) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %q to restore its set-id bits: %w", name, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("restoring set-id bits of %q: %w", name, err)
+	}
+	return nil
+}
+
+// dirNames lists the directory open at dirfd through a duplicate of its
+// handle (os.File closes what it owns).
+func dirNames(dirfd int) ([]string, error) {
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "layer dir")
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 func syncfs(dir string) error {
