@@ -178,11 +178,23 @@ def run_example(server, request):
     def run(name: str, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
         cmd = [sys.executable, str(EXAMPLES / name), *args]
-        try:
-            p = subprocess.run(cmd, env=server.env(**(env or {})), capture_output=True, text=True,
-                               timeout=timeout, cwd=cwd or EXAMPLES)
-        except subprocess.TimeoutExpired as e:
-            pytest.fail(f"{name} ran over {timeout}s\n--- stdout ---\n{e.stdout}\n--- stderr ---\n{e.stderr}")
+        # The SDK's HTTP client (pyqwest 0.12, a Rust extension on a tokio
+        # runtime) can abort the interpreter while it shuts down: a worker
+        # thread that finishes a read of an async response body calls into
+        # Python after finalization began (SIGABRT from PyThread_exit_thread,
+        # no Python frame; seen in ~1 of 10 runs of async_parallel.py after
+        # all of its output was printed, never with a pause before exit). That
+        # is the client library's, not the program's or sandpit's: such a
+        # run is tried once more, and the second run must pass whole.
+        for attempt in (1, 2):
+            try:
+                p = subprocess.run(cmd, env=server.env(**(env or {})), capture_output=True, text=True,
+                                   timeout=timeout, cwd=cwd or EXAMPLES)
+            except subprocess.TimeoutExpired as e:
+                pytest.fail(f"{name} ran over {timeout}s\n--- stdout ---\n{e.stdout}\n--- stderr ---\n{e.stderr}")
+            if p.returncode != -signal.SIGABRT or attempt == 2:
+                break
+            print(f"--- {name} aborted at exit (the SDK's HTTP client at interpreter shutdown); once more ---\n{p.stdout}")
         # Shown by pytest for a failed test (and with -rP for a passed one).
         print(f"--- {name} stdout ---\n{p.stdout}--- {name} stderr ---\n{p.stderr}")
         if check and p.returncode != 0:
