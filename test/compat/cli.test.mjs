@@ -5,10 +5,10 @@
 // login): each sends E2B_API_KEY.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Sandbox, Template } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
@@ -17,6 +17,7 @@ const server = useServer()
 const cliBin = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'e2b')
 // A home of its own: no ~/.e2b/config.json of whoever runs the tests.
 const home = mkdtempSync(join(tmpdir(), 'sandpit-cli-home-'))
+after(() => rmSync(home, { recursive: true, force: true }))
 
 /** Runs the CLI; resolves with its exit code, stdout and stderr. */
 function e2b(...args) {

@@ -3,10 +3,10 @@
 // README.md's compat table names a test that proves it.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { before, describe, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import { E2B, Sandbox as CISandbox } from '@e2b/code-interpreter'
 import { Sandbox, Template, getSignature, waitForFile, waitForTimeout } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
@@ -159,6 +159,7 @@ describe('e2b: sandbox, commands, files, pty, git', () => {
 describe('e2b: templates', () => {
   test('fromDockerfile; makeDir, makeSymlink, rename, remove, copyItems, setUser, skipCache, setReadyCmd(waitForFile)', async () => {
     const ctx = mkdtempSync(join(tmpdir(), 'sandpit-surface-'))
+    after(() => rmSync(ctx, { recursive: true, force: true }))
     writeFileSync(join(ctx, 'one.txt'), 'one\n')
     const name = `surface-df-${tag()}`
     const df = Template().fromDockerfile('FROM base\nRUN echo df > /opt/df\nENV FROM_DF=yes\nWORKDIR /opt\n')

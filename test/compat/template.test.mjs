@@ -1,10 +1,10 @@
 // Issue 6: the official e2b Template builder builds a template against
 // sandpit, and Sandbox.create({ template }) starts from it.
 import assert from 'node:assert/strict'
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 import { BuildError, Sandbox, SandboxError, Template, TemplateError, waitForPort } from 'e2b'
 import { track, useServer } from './harness.mjs'
 
@@ -12,6 +12,7 @@ const server = useServer()
 
 describe('templates through the official SDK', () => {
   const ctx = mkdtempSync(join(tmpdir(), 'sandpit-tpl-'))
+  after(() => rmSync(ctx, { recursive: true, force: true }))
   mkdirSync(join(ctx, 'site'))
   writeFileSync(join(ctx, 'site', 'index.html'), 'hello from a template\n')
   const name = `compat-${Date.now()}`

@@ -5,10 +5,10 @@
 // and copies in.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 import { Sandbox, Template } from 'e2b'
 import { track, useServer } from './harness.mjs'
 
@@ -44,6 +44,7 @@ describe('package steps through the official Template builder', async () => {
   const offline = !(await reachable('http://deb.debian.org/debian/dists/bookworm/Release')) || !(await reachable('https://registry.npmjs.org/is-number'))
   test('aptInstall, pipInstall of a local wheel, npmInstall', { skip: offline && "Debian's mirror or the npm registry is not reachable from this host" }, async () => {
     const ctx = mkdtempSync(join(tmpdir(), 'sandpit-pkgs-'))
+    after(() => rmSync(ctx, { recursive: true, force: true }))
     makeWheel(ctx)
     const tpl = Template({ fileContextPath: ctx })
       .fromTemplate('base')
