@@ -80,7 +80,7 @@ func (r *Root) ReadDir(abs string) ([]*FileInfo, error) {
 // component that exists and is not a directory fails with ENOTDIR
 // (errdefs.ErrInvalidArgument).
 func (r *Root) MkdirAll(abs string, owner Owner) (bool, error) {
-	fd, created, err := r.mkdirAllGrant(abs, owner)
+	fd, created, err := r.mkdirAll(abs, owner, true)
 	if err != nil {
 		return false, err
 	}

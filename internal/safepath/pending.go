@@ -139,7 +139,7 @@ func (r *Root) create(abs string, owner Owner) (*PendingFile, error) {
 	if !ok {
 		return nil, pathErr("create", abs, unix.EISDIR)
 	}
-	pfd, _, err := r.mkdirAllGrant(dir, owner)
+	pfd, _, err := r.mkdirAll(dir, owner, true)
 	if err != nil {
 		return nil, err
 	}

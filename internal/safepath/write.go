@@ -19,14 +19,29 @@ type Owner struct {
 // process creates or removes while it works.
 const mkdirRetries = 8
 
-// mkdirAll creates abs and its missing parents with the current identity
-// only (Rename's rule for its destination) and returns an O_PATH descriptor
-// of the directory.
-func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err error) {
+// mkdirAll creates abs and its missing parents and returns an O_PATH
+// descriptor of the directory. Without grant it looks up and creates with
+// the current identity only (Rename's rule for its destination). With grant
+// it runs with the agent's identity and switches to the Cred for each lookup
+// and each creation the Cred may do itself; a directory the Cred may not
+// create, the agent creates and gives to owner, as E2B's envd makes parents
+// for its user.
+func (r *Root) mkdirAll(abs string, owner Owner, grant bool) (fd int, created bool, err error) {
 	if _, err := rel(abs); err != nil {
 		return -1, false, err
 	}
-	fd, err = r.openFD(abs, unix.O_PATH|unix.O_DIRECTORY, 0)
+	asCred := func(fn func() error) error { return fn() }
+	if grant {
+		asCred = r.do
+	}
+	open := func(p string) (fd int, err error) {
+		err = asCred(func() error {
+			fd, err = r.openFD(p, unix.O_PATH|unix.O_DIRECTORY, 0)
+			return err
+		})
+		return fd, err
+	}
+	fd, err = open(abs)
 	if err == nil {
 		return fd, false, nil
 	}
@@ -45,77 +60,15 @@ func (r *Root) mkdirAll(abs string, owner Owner) (fd int, created bool, err erro
 		prefix += "/" + comp
 		var next int
 		for try := 0; ; try++ {
-			next, err = r.openFD(prefix, unix.O_PATH|unix.O_DIRECTORY, 0)
-			if err == nil || !errors.Is(err, unix.ENOENT) || try == mkdirRetries {
-				break
-			}
-			err = unix.Mkdirat(parent, comp, 0o755)
-			if errors.Is(err, unix.EEXIST) {
-				continue // raced with another creator, or a dangling symlink
-			}
-			if err != nil {
-				break
-			}
-			if r.chowns() {
-				if err = unix.Fchownat(parent, comp, int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-					break
-				}
-			}
-			if prefix == abs {
-				created = true
-			}
-		}
-		unix.Close(parent)
-		if err != nil {
-			return -1, false, pathErr("mkdir", prefix, err)
-		}
-		parent = next
-	}
-	return parent, created, nil
-}
-
-// mkdirAllGrant is MkdirAll returning an O_PATH descriptor of the
-// directory. It runs with the agent's identity and switches to the Cred for
-// each lookup and each creation the Cred may do itself.
-func (r *Root) mkdirAllGrant(abs string, owner Owner) (fd int, created bool, err error) {
-	if _, err := rel(abs); err != nil {
-		return -1, false, err
-	}
-	open := func(p string) (fd int, err error) {
-		err = r.do(func() error {
-			fd, err = r.openFD(p, unix.O_PATH|unix.O_DIRECTORY, 0)
-			return err
-		})
-		return fd, err
-	}
-	fd, err = open(abs)
-	if err == nil {
-		return fd, false, nil
-	}
-	if !errors.Is(err, unix.ENOENT) {
-		return -1, false, pathErr("mkdir", abs, err)
-	}
-	// Walk down from the root: open each prefix inside the root as the
-	// Cred, and create it relative to the (pinned) handle of its parent
-	// when it is missing.
-	parent, err := unix.Dup(r.fd)
-	if err != nil {
-		return -1, false, pathErr("mkdir", abs, err)
-	}
-	prefix := ""
-	for comp := range strings.SplitSeq(abs[1:], "/") {
-		prefix += "/" + comp
-		var next int
-		for try := 0; ; try++ {
 			next, err = open(prefix)
 			if err == nil || !errors.Is(err, unix.ENOENT) || try == mkdirRetries {
 				break
 			}
 			// ENOENT, not EACCES: the Cred may search the parent and
 			// sees that comp is missing.
-			err = r.do(func() error { return unix.Mkdirat(parent, comp, 0o755) })
-			grant := r.cred != nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
-			if grant {
+			err = asCred(func() error { return unix.Mkdirat(parent, comp, 0o755) })
+			granted := grant && r.cred != nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
+			if granted {
 				err = r.asAgent(func() error { return unix.Mkdirat(parent, comp, 0o755) })
 			}
 			if errors.Is(err, unix.EEXIST) {
@@ -124,10 +77,15 @@ func (r *Root) mkdirAllGrant(abs string, owner Owner) (fd int, created bool, err
 			if err != nil {
 				break
 			}
-			if grant || r.chowns() {
-				err = r.asAgent(func() error {
+			if granted || r.chowns() {
+				chown := func() error {
 					return unix.Fchownat(parent, comp, int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW)
-				})
+				}
+				if grant {
+					err = r.asAgent(chown)
+				} else {
+					err = chown()
+				}
 				if err != nil {
 					break
 				}
@@ -177,7 +135,7 @@ func (r *Root) rename(src, dst string, owner Owner) error {
 	if _, err := rel(dst); err != nil {
 		return err
 	}
-	dpfd, _, err := r.mkdirAll(ddir, owner)
+	dpfd, _, err := r.mkdirAll(ddir, owner, false)
 	if err != nil {
 		return err
 	}
