@@ -54,15 +54,11 @@ func (e *Egress) besideDocker() (bool, error) {
 	if e.closed {
 		return false, nil
 	}
-	unlock, err := lockHost()
+	c, unlock, err := openLocked()
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	c, err := nftables.New()
-	if err != nil {
-		return false, fmt.Errorf("opening nftables: %w", err)
-	}
 	ch, err := e.dockerUser(c)
 	if err != nil || ch == nil {
 		return false, err
@@ -109,15 +105,11 @@ func (e *Egress) Close() error {
 	e.dockerMu.Lock()
 	defer e.dockerMu.Unlock()
 	e.closed = true
-	unlock, err := lockHost()
+	c, unlock, err := openLocked()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
-	}
 	ch, err := e.dockerUser(c)
 	if err != nil || ch == nil {
 		return err

@@ -67,15 +67,11 @@ const policyMap = "policies"
 func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) {
 	// Daemons (and test binaries) starting together on one host must not
 	// both find the table missing and both create it.
-	unlock, err := lockHost()
+	c, unlock, err := openLocked()
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	c, err := nftables.New()
-	if err != nil {
-		return false, fmt.Errorf("opening nftables: %w", err)
-	}
 	name := TableName(pool, ns)
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -158,6 +154,21 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 
 // lockFile serialises rule installation between processes on a host.
 const lockFile = "/run/sandpit-egress.lock"
+
+// openLocked opens nftables under the host lock; the caller calls unlock
+// when its changes are in.
+func openLocked() (c *nftables.Conn, unlock func(), err error) {
+	unlock, err = lockHost()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = nftables.New()
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	return c, unlock, nil
+}
 
 func lockHost() (unlock func(), err error) {
 	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
