@@ -56,14 +56,9 @@ func (s *server) GetTemplateTags(w http.ResponseWriter, r *http.Request, templat
 		s.writeError(w, r, err)
 		return
 	}
-	builtin := builtinIDs(r.Context(), tr)
 	out := make([]openapi.TemplateTag, 0, len(tags))
 	for _, t := range tags {
-		id := t.BuildID
-		if builtin[id] {
-			id = builtinBuildID(id)
-		}
-		out = append(out, openapi.TemplateTag{Tag: t.Tag, BuildID: id, CreatedAt: wireTime(t.CreatedAt)})
+		out = append(out, openapi.TemplateTag{Tag: t.Tag, BuildID: t.BuildID, CreatedAt: wireTime(t.CreatedAt)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

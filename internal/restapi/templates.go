@@ -340,9 +340,6 @@ func (s *server) toTemplate(in template.Info) openapi.Template {
 	if in.Builtin {
 		b := true
 		t.Builtin = &b
-		if t.BuildID == "" {
-			t.BuildID = builtinBuildID(in.ID)
-		}
 		t.BuildCount = max(t.BuildCount, 1) // the one its build ID names
 	}
 	return t

@@ -733,7 +733,7 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 	}
 	for _, t := range r.cfg.Builtin {
 		out = append(out, Info{
-			ID: t.ID, Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB,
+			ID: t.ID, BuildID: BuiltinBuildID(t.ID), Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB,
 			DiskMB: t.DiskMB, EnvdVersion: t.EnvdVersion, CreatedAt: r.builtinCreated, UpdatedAt: r.builtinCreated,
 		})
 	}

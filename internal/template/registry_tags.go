@@ -48,14 +48,14 @@ type Tag struct {
 }
 
 // Tags returns the tags of the template ref names (by id or name; a tag
-// in ref is ignored), sorted by tag. A builtin has one, default, whose
-// build id is the builtin's id: builtins have no builds.
+// in ref is ignored), sorted by tag. A builtin has one, default, on its
+// BuiltinBuildID.
 func (r *Registry) Tags(ctx context.Context, ref string) ([]Tag, error) {
 	name, _ := splitRef(ref)
 	rec, err := r.record(ctx, ref)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		if b := r.builtinNamed(ref, name); b != nil {
-			return []Tag{{Tag: DefaultTag, BuildID: b.ID}}, nil
+			return []Tag{{Tag: DefaultTag, BuildID: BuiltinBuildID(b.ID)}}, nil
 		}
 	}
 	if err != nil {
