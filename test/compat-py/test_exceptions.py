@@ -17,7 +17,7 @@ from e2b import (
 )
 from e2b.exceptions import SandboxNotRunningException
 
-from conftest import new_api_key
+from sandpit_server import new_api_key
 
 # Read by the server fixture: the flags this module's server starts with.
 SERVER_ARGS = ["--default-disk-mb", "128"]

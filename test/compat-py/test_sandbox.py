@@ -19,7 +19,7 @@ from e2b import (
     SandboxState,
 )
 
-from conftest import new_api_key
+from sandpit_server import new_api_key
 
 
 def tag() -> str:

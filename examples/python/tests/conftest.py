@@ -8,19 +8,12 @@ it, exactly as a user would run it, and its output is checked by the test.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,143 +23,21 @@ EXAMPLES = HERE.parent
 REPO = EXAMPLES.parent.parent
 WORK = EXAMPLES / ".work"  # gitignored: server logs of the last run
 
-STARTUP_DEADLINE = float(os.environ.get("SANDPIT_STARTUP_TIMEOUT", "30"))
-SHUTDOWN_DEADLINE = 20.0
-
-
-def free_port() -> int:
-    """Asks the kernel for a free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def new_api_key() -> str:
-    """A fresh key in the shape E2B (and the SDK's own check) expects."""
-    return "e2b_" + secrets.token_hex(20)
-
-
-@dataclass
-class Server:
-    url: str
-    api_key: str
-    data_dir: str
-    log_path: Path
-    proc: subprocess.Popen
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment a user runs an example with: theirs plus the
-        three variables that point the E2B SDK at sandpit."""
-        env = dict(os.environ)
-        env.pop("E2B_DEBUG", None)
-        env.update(
-            E2B_API_URL=self.url,
-            E2B_SANDBOX_URL=self.url,
-            E2B_API_KEY=self.api_key,
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-
-    def running_sandboxes(self) -> list[dict]:
-        """GET /sandboxes: the sandboxes the API reports as running."""
-        req = urllib.request.Request(
-            self.url + "/sandboxes", headers={"X-API-Key": self.api_key}
-        )
-        with urllib.request.urlopen(req, timeout=10) as res:
-            return json.load(res)
-
-
-def _mount_ns(pid: str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
-
-
-def _sandbox_processes(data_dir: str) -> list[int]:
-    """Host processes in a mount namespace of their own whose mounts name
-    data_dir: processes of that daemon's sandboxes."""
-    own = _mount_ns("self")
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        ns = _mount_ns(name)
-        if ns is None or ns == own:
-            continue
-        try:
-            mounts = Path(f"/proc/{name}/mountinfo").read_text(errors="replace")
-        except OSError:
-            continue
-        if data_dir in mounts:
-            found.append(int(name))
-    return found
+# The server harness the Python compat suite uses (standard library only).
+sys.path.insert(0, str(REPO / "test" / "compat-py"))
+from sandpit_server import Server, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def server():
     if os.geteuid() != 0:
         pytest.skip("the examples run against a real sandpit server, which needs root (run as root, as CI does)")
-    binary = REPO / os.environ.get("SANDPIT_BIN", "bin/sandpit")
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"server not built: {binary} is missing; run `make build` or set SANDPIT_BIN")
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="sandpit-pyex-")
-    WORK.mkdir(exist_ok=True)
-    log_path = WORK / f"server-{port}.log"
-    api_key = new_api_key()
-    env = dict(os.environ, SANDPIT_API_KEY=api_key)
-    env.pop("E2B_DEBUG", None)
-    args = [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    srv = Server(f"http://127.0.0.1:{port}", api_key, data_dir, log_path, proc)
-
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"sandpit serve exited early with {proc.returncode}:\n{srv.log()}")
-        try:
-            with urllib.request.urlopen(srv.url + "/health", timeout=1) as res:
-                if 200 <= res.status < 300:
-                    break
-        except OSError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sandpit serve did not answer /health within {STARTUP_DEADLINE}s:\n{srv.log()}")
-        time.sleep(0.05)
-
+    srv = Server("examples", work=WORK)
     yield srv
-
-    crashed = proc.poll()
-    if crashed is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SHUTDOWN_DEADLINE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    # Sandboxes nobody can adopt any more (the data dir is about to go) must
-    # not outlive the run on a shared machine.
-    orphans = _sandbox_processes(data_dir)
-    for pid in orphans:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if orphans:
-        print(f"note: killed {len(orphans)} sandbox process(es) left in {data_dir}", file=sys.stderr)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    crashed = srv.proc.poll()
+    srv.stop()
     if crashed is not None:
-        pytest.fail(f"sandpit serve died during the tests (exit {crashed}):\n{srv.log()}")
+        pytest.fail(f"sandpit serve died during the tests (exit {crashed}):\n{srv.read_log()}")
 
 
 # Examples on the async SDK, whose HTTP client may abort at interpreter
@@ -194,7 +65,7 @@ def run_example(server, request):
         # done by then, and the test still checks all of its output; the
         # abort is reported as a warning rather than failing the example.
         try:
-            p = subprocess.run(cmd, env=server.env(**(env or {})), capture_output=True, text=True,
+            p = subprocess.run(cmd, env=server.env(PYTHONUNBUFFERED="1", **(env or {})), capture_output=True, text=True,
                                timeout=timeout, cwd=cwd or EXAMPLES)
         except subprocess.TimeoutExpired as e:
             pytest.fail(f"{name} ran over {timeout}s\n--- stdout ---\n{e.stdout}\n--- stderr ---\n{e.stderr}")

@@ -46,7 +46,7 @@ def browser():
 def gradio_app(server):
     port = free_port()
     env = server.env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-                     GRADIO_ANALYTICS_ENABLED="False")
+                     GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = open(WORK / "gradio.log", "w+")
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / "gradio_runner.py")], env=env, cwd=EXAMPLES,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
