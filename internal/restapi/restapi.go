@@ -177,8 +177,19 @@ func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Han
 				"invalid API key: keys look like e2b_ followed by 40 hex digits; create one with `sandpit keys create` or set SANDPIT_API_KEY on the server"))
 			return
 		}
-		next.ServeHTTP(w, r)
+		// Until keys carry teams, every key acts for the default team.
+		p := store.Principal{Team: store.Team{Name: store.DefaultTeamName}}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+type principalKey struct{}
+
+// principalOf returns who the request acts for, as authenticate found it;
+// the zero Principal for requests that need no key.
+func principalOf(r *http.Request) store.Principal {
+	p, _ := r.Context().Value(principalKey{}).(store.Principal)
+	return p
 }
 
 // apiKey returns the X-API-KEY header, whatever the case of its name. The
