@@ -27,6 +27,8 @@ const (
 
 // CreateRequest says what sandbox to create.
 type CreateRequest struct {
+	// Team creates the sandbox and owns it; its limits apply.
+	Team store.Team
 	// Template is a template id or name, possibly "name:tag".
 	Template string
 	// Timeout is the sandbox's lifetime; zero means the default.
@@ -52,7 +54,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	return info, m.count(err)
 }
 
-func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
+func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err error) {
 	start := time.Now()
 	if req.Timeout == 0 {
 		req.Timeout = m.defTO
@@ -78,6 +80,18 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
 	}
+	cpus, memMB, diskMB := orDefault(tpl.CPUCount, DefaultCPUCount), orDefault(tpl.MemoryMB, DefaultMemoryMB), orDefault(tpl.DiskMB, m.defDiskMB)
+	if err := checkSize(req.Team, tpl, cpus, memMB, diskMB, req.Timeout); err != nil {
+		return Info{}, err
+	}
+	if err := m.admit(req.Team); err != nil {
+		return Info{}, err
+	}
+	defer func() {
+		if err != nil {
+			m.unadmit(req.Team.ID)
+		}
+	}()
 
 	m.mu.Lock()
 	if m.closed {
@@ -91,15 +105,16 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	info := Info{
 		ID:              newSandboxID(),
 		TemplateID:      tpl.ID,
+		TeamID:          req.Team.ID,
 		EnvdVersion:     tpl.EnvdVersion,
 		Secure:          req.Secure,
 		AllowInternet:   online,
 		Network:         req.Network.clone(),
 		InternetBlocked: !req.AllowInternetAccess,
 		Metadata:        maps.Clone(req.Metadata),
-		CPUCount:        orDefault(tpl.CPUCount, DefaultCPUCount),
-		MemoryMB:        orDefault(tpl.MemoryMB, DefaultMemoryMB),
-		DiskMB:          orDefault(tpl.DiskMB, m.defDiskMB),
+		CPUCount:        cpus,
+		MemoryMB:        memMB,
+		DiskMB:          diskMB,
 		State:           StateRunning,
 		AutoPause:       req.AutoPause,
 	}
@@ -153,6 +168,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	}
 
 	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID)}
+	if l := req.Team.Limits.MaxLifetime; l > 0 {
+		e.maxEnd = info.StartedAt.Add(l)
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -162,7 +180,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	m.sandboxes[info.ID] = e
 	m.armLocked(e, info.EndAt)
 	m.routes.Store(info.ID, e.route)
-	m.countState("", StateRunning)
+	e.team = m.teamLabelLocked(req.Team.Name)
+	m.countState(e.team, "", StateRunning)
+	m.metrics.teamCreates.WithLabelValues(e.team).Inc()
 	m.mu.Unlock()
 
 	for _, st := range sb.Stages {

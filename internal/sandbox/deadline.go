@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -14,6 +15,15 @@ func (m *Manager) SetTimeout(ctx context.Context, id string, timeout time.Durati
 	if err := m.CheckTimeout(timeout); err != nil {
 		return m.count(err)
 	}
+	m.mu.Lock()
+	if e, ok := m.sandboxes[id]; ok && !e.maxEnd.IsZero() && m.clock.Now().Add(timeout).After(e.maxEnd) {
+		left := e.maxEnd.Sub(m.clock.Now()).Truncate(time.Second)
+		m.mu.Unlock()
+		return m.count(errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf(
+			"timeout %s would take sandbox %s past its team's maximum lifetime (max-lifetime %s); it may live %s more",
+			timeout, id, e.maxEnd.Sub(e.info.StartedAt), left)))
+	}
+	m.mu.Unlock()
 	_, err := m.extend(ctx, id, timeout, true)
 	return m.count(err)
 }
@@ -91,9 +101,13 @@ func (m *Manager) extend(ctx context.Context, id string, d time.Duration, shorte
 	return info, nil
 }
 
-// armLocked sets e's deadline to end and (re)starts its timer.
+// armLocked sets e's deadline to end, or to the last its team's
+// max-lifetime allows if that is earlier, and (re)starts its timer.
 // Preconditions: m.mu is held and e is in m.sandboxes.
 func (m *Manager) armLocked(e *entry, end time.Time) {
+	if !e.maxEnd.IsZero() && end.After(e.maxEnd) {
+		end = e.maxEnd
+	}
 	e.info.EndAt = end
 	e.route.end.Store(end.UnixNano())
 	if e.timer != nil {

@@ -19,6 +19,9 @@ const (
 type Info struct {
 	ID         string
 	TemplateID string
+	// TeamID is the team that created the sandbox, the only one that
+	// sees it.
+	TeamID string
 	// Alias is the name the sandbox was created with when that was not
 	// the template's ID (e.g. "code-interpreter-v1").
 	Alias       string

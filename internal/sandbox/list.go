@@ -30,6 +30,8 @@ const (
 // ListFilter selects and pages sandboxes. The zero value lists the first
 // DefaultListLimit sandboxes of every state, newest first.
 type ListFilter struct {
+	// Team, the sandboxes' team ID, is required: a list never spans teams.
+	Team string
 	// Metadata pairs must all be present with equal values.
 	Metadata map[string]string
 	// States the sandbox must be in; any when empty.
@@ -135,6 +137,9 @@ func (m *Manager) list(f ListFilter) (Page, error) {
 }
 
 func (f ListFilter) matches(i Info) bool {
+	if i.TeamID != f.Team {
+		return false
+	}
 	if len(f.States) > 0 && !slices.Contains(f.States, i.State) {
 		return false
 	}

@@ -102,6 +102,10 @@ type Manager struct {
 	// logs; endedOrder is their ids, oldest first.
 	ended      map[string]*sandboxlog.Ring
 	endedOrder []string
+	// teams tracks each team's sandboxes and create rate (limits.go);
+	// teamLabels are the team label values given out so far.
+	teams      map[string]*teamUse
+	teamLabels map[string]struct{}
 	// work counts Creates and Manager-started kills in flight; Add only
 	// with mu held and closed false, so Close's Wait sees them all.
 	work sync.WaitGroup
@@ -118,7 +122,11 @@ type entry struct {
 	lastAt  time.Time
 	info    Info
 	route   *route
-	timer   Timer
+	// team is the team's metrics label; maxEnd, when set, is the last
+	// deadline the team's max-lifetime allows.
+	team   string
+	maxEnd time.Time
+	timer  Timer
 	// gen counts deadline changes; a timer armed for an older gen is
 	// stale and does nothing when it fires.
 	gen uint64
@@ -173,6 +181,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},
+		teams:       map[string]*teamUse{},
+		teamLabels:  map[string]struct{}{},
 	}
 	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
@@ -273,12 +283,13 @@ func (m *Manager) removeLocked(e *entry) {
 		m.keepEndedLogLocked(e.info.ID, e.log)
 	}
 	delete(m.sandboxes, e.info.ID)
+	m.teamLocked(e.info.TeamID).live--
 	m.routes.Delete(e.info.ID)
 	if e.timer != nil {
 		e.timer.Stop()
 	}
 	e.gen++
-	m.countState(e.info.State, "")
+	m.countState(e.team, e.info.State, "")
 }
 
 // release kills id in the runtime and deletes its record.
@@ -431,6 +442,12 @@ func (m *Manager) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("waiting for sandbox work to finish: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// NotFound is the error for a sandbox id that does not exist, or that the
+// asker may not see: the two must not be told apart.
+func NotFound(id string) error {
+	return notFound(id)
 }
 
 func notFound(id string) error {

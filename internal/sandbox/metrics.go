@@ -14,6 +14,10 @@ type metrics struct {
 	createSeconds *prometheus.HistogramVec
 	sandboxes     *prometheus.GaugeVec
 	errors        *prometheus.CounterVec
+	// Per team, the team label bounded by maxTeamLabels.
+	teamSandboxes *prometheus.GaugeVec
+	teamCreates   *prometheus.CounterVec
+	limitHits     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,11 +36,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sandpit_errors_total",
 			Help: "Errors returned by sandbox operations, by category.",
 		}, []string{"kind"}),
+		teamSandboxes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandpit_team_sandboxes",
+			Help: "Sandboxes the daemon holds, by team and state.",
+		}, []string{"team", "state"}),
+		teamCreates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandpit_team_creates_total",
+			Help: "Sandboxes created, by team.",
+		}, []string{"team"}),
+		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandpit_team_limit_hits_total",
+			Help: "Creates refused by a team limit (answered 429), by team and limit.",
+		}, []string{"team", "limit"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors} {
+	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -46,7 +46,7 @@ func (m *Manager) Pause(ctx context.Context, id string) error {
 	}
 	e.info.State = StatePaused
 	m.armLocked(e, m.clock.Now().Add(m.maxTO))
-	m.countState(StateRunning, StatePaused)
+	m.countState(e.team, StateRunning, StatePaused)
 	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id)
 	return nil
 }
@@ -63,18 +63,21 @@ func (m *Manager) resumeLocked(ctx context.Context, e *entry) error {
 	}
 	e.info.State = StateRunning
 	e.route.paused.Store(false)
-	m.countState(StatePaused, StateRunning)
+	m.countState(e.team, StatePaused, StateRunning)
 	m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", e.info.ID)
 	return nil
 }
 
-// countState moves one sandbox between states in the sandboxes-by-state
-// gauge; an empty state is "not a sandbox" (created, or gone).
-func (m *Manager) countState(from, to State) {
+// countState moves one sandbox of the team labelled team between states
+// in the sandboxes-by-state gauges; an empty state is "not a sandbox"
+// (created, or gone).
+func (m *Manager) countState(team string, from, to State) {
 	if from != "" {
 		m.metrics.sandboxes.WithLabelValues(string(from)).Dec()
+		m.metrics.teamSandboxes.WithLabelValues(team, string(from)).Dec()
 	}
 	if to != "" {
 		m.metrics.sandboxes.WithLabelValues(string(to)).Inc()
+		m.metrics.teamSandboxes.WithLabelValues(team, string(to)).Inc()
 	}
 }
