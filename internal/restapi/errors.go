@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -88,7 +89,16 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if status == http.StatusTooManyRequests {
+	// E2B's Python SDK retries 429s and 503s unless told Should-Retry:
+	// false, waiting Retry-After seconds when given.
+	// Without advice, a 429 (the daemon at capacity) is worth a retry
+	// soon.
+	if retry, after, ok := errdefs.Retry(err); ok {
+		w.Header().Set("Should-Retry", strconv.FormatBool(retry))
+		if retry && after > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((after+time.Second-1)/time.Second), 10))
+		}
+	} else if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, openapi.Error{Code: int32(status), Message: msg})

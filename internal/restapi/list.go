@@ -56,7 +56,7 @@ func (s *server) ListSandboxesV2(w http.ResponseWriter, r *http.Request, params 
 		s.writeError(w, r, err)
 		return
 	}
-	f := sandbox.ListFilter{Metadata: md}
+	f := sandbox.ListFilter{Team: principalOf(r).Team.ID, Metadata: md}
 	if params.State != nil {
 		for _, st := range *params.State {
 			f.States = append(f.States, sandbox.State(st))
@@ -104,7 +104,7 @@ func (s *server) ListSandboxesV1(w http.ResponseWriter, r *http.Request, params 
 		s.writeError(w, r, err)
 		return
 	}
-	f := sandbox.ListFilter{Metadata: md, States: []sandbox.State{sandbox.StateRunning}, Limit: sandbox.MaxListLimit}
+	f := sandbox.ListFilter{Team: principalOf(r).Team.ID, Metadata: md, States: []sandbox.State{sandbox.StateRunning}, Limit: sandbox.MaxListLimit}
 	out := []openapi.ListedSandbox{}
 	for {
 		page, err := s.cfg.Manager.List(r.Context(), f)

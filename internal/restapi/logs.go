@@ -14,7 +14,9 @@ import (
 // timestamp it saw + 1 ms: each entry as a JSON line (which the CLI
 // parses for level and logger) and as a structured entry.
 func (s *server) GetSandboxLogs(w http.ResponseWriter, r *http.Request, id openapi.SandboxID, params openapi.GetSandboxLogsParams) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	q := sandboxlog.Query{}
 	if params.Start != nil {
 		q.Cursor = time.UnixMilli(*params.Start)
@@ -41,7 +43,9 @@ func (s *server) GetSandboxLogs(w http.ResponseWriter, r *http.Request, id opena
 
 // GetSandboxLogsV2 implements GET /v2/sandboxes/{sandboxID}/logs.
 func (s *server) GetSandboxLogsV2(w http.ResponseWriter, r *http.Request, id openapi.SandboxID, params openapi.GetSandboxLogsV2Params) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	q := sandboxlog.Query{}
 	if params.Cursor != nil {
 		q.Cursor = time.UnixMilli(*params.Cursor)

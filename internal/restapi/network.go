@@ -61,7 +61,9 @@ func toWireNetwork(n *sandbox.Network) *openapi.SandboxNetworkConfig {
 // UpdateSandboxNetwork implements openapi.ServerInterface: PUT
 // /sandboxes/{sandboxID}/network replaces the rules.
 func (s *server) UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.SandboxNetworkUpdate
 	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)

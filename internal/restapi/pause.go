@@ -11,7 +11,9 @@ import (
 // /sandboxes/{sandboxID}/pause. The body's memory flag is read and
 // ignored: a paused sandbox always keeps its memory.
 func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.PauseSandboxJSONBody
 	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -26,7 +28,9 @@ func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi
 
 // GetSandboxMetrics implements openapi.ServerInterface.
 func (s *server) GetSandboxMetrics(w http.ResponseWriter, r *http.Request, id openapi.SandboxID, params openapi.GetSandboxMetricsParams) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var start, end time.Time
 	if params.Start != nil {
 		start = time.Unix(*params.Start, 0)

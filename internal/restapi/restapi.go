@@ -38,6 +38,9 @@ type Sandboxes interface {
 	DefaultDiskMB() int
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
+	// Owner is the team of a sandbox that runs, is paused, or ended
+	// lately.
+	Owner(id string) (team string, ok bool)
 }
 
 var _ Sandboxes = (*sandbox.Manager)(nil)
@@ -64,6 +67,11 @@ type Config struct {
 	Domain string
 	// Templates, when set, serves the template build API (templates.go).
 	Templates Templates
+	// Audit, when set, records every state-changing request.
+	Audit Auditor
+	// AuditLog, when set, serves the audit log to admin keys at GET
+	// /sandpit/v1/audit.
+	AuditLog AuditReader
 	// Fallback, when set, serves requests that match no API route (e.g.
 	// /metrics, the web UI), without API key checks. When nil they get an
 	// E2B-style 404 or 405.
@@ -96,6 +104,7 @@ func New(cfg Config) http.Handler {
 			s.writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, err.Error()))
 		},
 	})
+	mux.HandleFunc("GET /sandpit/v1/audit", s.getAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if notImplemented(w, r) {
 			return
@@ -106,7 +115,7 @@ func New(cfg Config) http.Handler {
 		}
 		s.noRoute(w, r, mux)
 	})
-	return s.logRequests(s.authenticate(mux, mux))
+	return s.logRequests(s.authenticate(mux, s.audit(mux, mux)))
 }
 
 // server implements openapi.ServerInterface.

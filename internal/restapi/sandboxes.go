@@ -67,6 +67,7 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		return
 	}
 	s.create(w, r, sandbox.CreateRequest{
+		Team:                principalOf(r).Team,
 		Network:             network,
 		Template:            body.TemplateID,
 		Timeout:             timeout,
@@ -92,7 +93,9 @@ func (s *server) create(w http.ResponseWriter, r *http.Request, req sandbox.Crea
 
 // GetSandbox implements openapi.ServerInterface.
 func (s *server) GetSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	info, err := s.cfg.Manager.Get(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -103,7 +106,9 @@ func (s *server) GetSandbox(w http.ResponseWriter, r *http.Request, id openapi.S
 
 // KillSandbox implements openapi.ServerInterface.
 func (s *server) KillSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	if err := s.cfg.Manager.Kill(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -113,7 +118,9 @@ func (s *server) KillSandbox(w http.ResponseWriter, r *http.Request, id openapi.
 
 // SetSandboxTimeout implements openapi.ServerInterface.
 func (s *server) SetSandboxTimeout(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.SetTimeout
 	if err := decodeBody(w, r, &body, true); err != nil {
 		s.writeError(w, r, err)
@@ -128,7 +135,9 @@ func (s *server) SetSandboxTimeout(w http.ResponseWriter, r *http.Request, id op
 
 // RefreshSandbox implements openapi.ServerInterface.
 func (s *server) RefreshSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.Refresh
 	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -148,7 +157,9 @@ func (s *server) RefreshSandbox(w http.ResponseWriter, r *http.Request, id opena
 // ConnectSandbox implements openapi.ServerInterface: the Python SDK's
 // connect. A timeout of 0 means the default.
 func (s *server) ConnectSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.ConnectSandbox
 	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -164,7 +175,9 @@ func (s *server) ConnectSandbox(w http.ResponseWriter, r *http.Request, id opena
 // ConnectSandboxV2 implements openapi.ServerInterface: the JS SDK's
 // connect.
 func (s *server) ConnectSandboxV2(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
-	noteSandbox(r, id)
+	if !s.owned(w, r, id) {
+		return
+	}
 	var body openapi.ConnectSandboxV2
 	if err := decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -189,4 +202,16 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request, id string, time
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, s.toSandbox(info))
+}
+
+// owned reports whether sandbox id is the requesting team's. When it is
+// not, it answers exactly as for a sandbox that does not exist: another
+// team's sandbox IDs are not to be told from unknown ones.
+func (s *server) owned(w http.ResponseWriter, r *http.Request, id string) bool {
+	noteSandbox(r, id)
+	if team, ok := s.cfg.Manager.Owner(id); ok && team == principalOf(r).Team.ID {
+		return true
+	}
+	s.writeError(w, r, sandbox.NotFound(id))
+	return false
 }

@@ -24,7 +24,9 @@ func (m *Manager) Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sa
 	if ok {
 		ring = e.log
 	} else {
-		ring, ok = m.ended[id]
+		var el endedLog
+		el, ok = m.ended[id]
+		ring = el.ring
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -38,18 +40,36 @@ func (m *Manager) Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sa
 
 // keepEndedLogLocked keeps the log of id, which just ended, dropping the
 // oldest kept past keepEndedLogs. Preconditions: m.mu is held.
-func (m *Manager) keepEndedLogLocked(id string, ring *sandboxlog.Ring) {
+func (m *Manager) keepEndedLogLocked(id, team string, ring *sandboxlog.Ring) {
 	if m.ended == nil {
-		m.ended = map[string]*sandboxlog.Ring{}
+		m.ended = map[string]endedLog{}
 	}
 	if _, ok := m.ended[id]; !ok {
 		m.endedOrder = append(m.endedOrder, id)
 	}
-	m.ended[id] = ring
+	m.ended[id] = endedLog{ring: ring, team: team}
 	for len(m.endedOrder) > keepEndedLogs {
 		delete(m.ended, m.endedOrder[0])
 		m.endedOrder = m.endedOrder[1:]
 	}
+}
+
+// endedLog is the log of a sandbox that ended, and the team it was of.
+type endedLog struct {
+	ring *sandboxlog.Ring
+	team string
+}
+
+// Owner returns the ID of the team of sandbox id, one that runs, is
+// paused, or ended lately enough that its logs are kept.
+func (m *Manager) Owner(id string) (team string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.sandboxes[id]; ok {
+		return e.info.TeamID, true
+	}
+	el, ok := m.ended[id]
+	return el.team, ok
 }
 
 // sandboxLog is the runtime's log of id, nil when it keeps none.

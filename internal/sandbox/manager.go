@@ -100,7 +100,7 @@ type Manager struct {
 	// ended keeps the logs of the last keepEndedLogs sandboxes that went
 	// (killed, expired or crashed), as E2B serves an ended sandbox's
 	// logs; endedOrder is their ids, oldest first.
-	ended      map[string]*sandboxlog.Ring
+	ended      map[string]endedLog
 	endedOrder []string
 	// teams tracks each team's sandboxes and create rate (limits.go);
 	// teamLabels are the team label values given out so far.
@@ -280,7 +280,7 @@ func (m *Manager) remove(id string) (*entry, bool) {
 // m.sandboxes.
 func (m *Manager) removeLocked(e *entry) {
 	if e.log != nil {
-		m.keepEndedLogLocked(e.info.ID, e.log)
+		m.keepEndedLogLocked(e.info.ID, e.info.TeamID, e.log)
 	}
 	delete(m.sandboxes, e.info.ID)
 	m.teamLocked(e.info.TeamID).live--
