@@ -1,0 +1,46 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sandpit-dev/sandpit/internal/proxy"
+)
+
+// BenchmarkServeHTTP measures the proxy's own cost per request (ServeHTTP
+// into a recorder, the agent a stub on a Unix socket), so that changes to
+// the hot path show in ns/op and allocs/op.
+func BenchmarkServeHTTP(b *testing.B) {
+	sock := agent(b)
+	p := proxy.New(proxy.Config{
+		Lookup: func(id string) (string, bool) { return sock, id == "sb1" },
+		Next:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "control") }),
+	})
+	for _, tc := range []struct {
+		name, method, path, port, body string
+	}{
+		{"control-plane", "GET", "/v2/sandboxes", "", ""},
+		{"envd-GET", "GET", "/files?path=/tmp/x", "49983", ""},
+		{"envd-ListDir", "POST", "/filesystem.Filesystem/ListDir", "49983", `{"path":"/tmp"}`},
+		{"interpreter-GET", "GET", "/contexts", "49999", ""},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(tc.method, "http://sandpit.test"+tc.path, strings.NewReader(tc.body))
+				if tc.port != "" {
+					req.Header.Set("E2b-Sandbox-Id", "sb1")
+					req.Header.Set("E2b-Sandbox-Port", tc.port)
+				}
+				w := httptest.NewRecorder()
+				p.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("%s: %d %s", tc.name, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
