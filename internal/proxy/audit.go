@@ -138,11 +138,7 @@ func describe(action string, out *http.Request) string {
 		}
 		return truncate(d)
 	case ActionProcessStart:
-		var m process.StartRequest
-		if !decodeRPC(out, &m) || m.GetProcess() == nil {
-			return unparsed
-		}
-		return commandLine(m.GetProcess().GetCmd(), m.GetProcess().GetArgs())
+		return startCommand(out)
 	case ActionProcessSignal:
 		var m process.SendSignalRequest
 		if !decodeRPC(out, &m) {

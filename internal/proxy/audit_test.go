@@ -279,14 +279,16 @@ func TestAuditProcessStart(t *testing.T) {
 				t.Errorf("truncated detail (%d bytes) %q", len(ev.Detail), ev.Detail)
 			}
 
-			// A message larger than the peek: unparsed, yet intact.
+			// A message larger than the peek: its command line (the
+			// SDKs send it before the environment), marked as cut; and
+			// the agent gets all of it.
 			big := strings.Repeat("x", 100<<10)
 			out = run(t, c, &pb.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", `printf %s "$BIG" | wc -c`}, Envs: map[string]string{"BIG": big}})
 			n++
 			if strings.TrimSpace(out) != strconv.Itoa(len(big)) {
 				t.Errorf("a 100 KiB environment reached the process as %q bytes", out)
 			}
-			if ev := h.one(t, n, "process.start"); ev.Detail != "(unparsed)" {
+			if ev := h.one(t, n, "process.start"); ev.Detail != `/bin/sh -c 'printf %s "$BIG" | wc -c'…` {
 				t.Errorf("detail of a start past the peek: %q", ev.Detail)
 			}
 		})

@@ -10,7 +10,10 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sandpit-dev/sandpit/gen/proto/process"
 )
 
 // peekLimit bounds what is read of an audited request's body before the
@@ -68,13 +71,14 @@ type peekedBody struct {
 
 func (b *peekedBody) Close() error { return b.body.Close() }
 
-// decodeRPC peeks at the request of a Connect (or gRPC) call and decodes
-// its first message into m. It reports whether that worked: not for an
-// unknown content type, a message past peekLimit, or bad bytes.
-func decodeRPC(out *http.Request, m proto.Message) bool {
+// rpcMessage peeks at the request of a Connect (or gRPC) call and returns
+// its first message, inflated; whole is false when the peek ended inside
+// it (then msg is its start). ok is false for an unknown content type or
+// compression, or a body too short to hold a message.
+func rpcMessage(out *http.Request) (msg []byte, isJSON, whole, ok bool) {
 	ct, _, _ := strings.Cut(out.Header.Get("Content-Type"), ";")
 	ct = strings.ToLower(strings.TrimSpace(ct))
-	var enveloped, isJSON bool
+	var enveloped bool
 	var encoding string
 	switch {
 	case ct == "application/proto", ct == "application/json":
@@ -89,39 +93,223 @@ func decodeRPC(out *http.Request, m proto.Message) bool {
 		enveloped, isJSON = true, strings.HasSuffix(ct, "+json")
 		encoding = out.Header.Get("Grpc-Encoding")
 	default:
-		return false
+		return nil, false, false, false
 	}
-	buf := peek(out, enveloped)
+	msg = peek(out, enveloped)
 	compressed := encoding != "" && !strings.EqualFold(encoding, "identity")
+	whole = true
 	if enveloped {
-		if len(buf) < 5 {
-			return false
+		if len(msg) < 5 {
+			return nil, false, false, false
 		}
-		size := int(binary.BigEndian.Uint32(buf[1:5]))
-		if 5+size > len(buf) {
-			return false // past peekLimit
+		size := int(binary.BigEndian.Uint32(msg[1:5]))
+		compressed = msg[0]&1 != 0
+		if whole = 5+size <= len(msg); whole {
+			msg = msg[5 : 5+size]
+		} else {
+			msg = msg[5:]
 		}
-		compressed = buf[0]&1 != 0
-		buf = buf[5 : 5+size]
-	} else if out.ContentLength < 0 && len(buf) == peekLimit || out.ContentLength > int64(len(buf)) {
-		return false
+	} else if out.ContentLength < 0 && len(msg) == peekLimit || out.ContentLength > int64(len(msg)) {
+		whole = false
 	}
 	if compressed {
-		if !strings.EqualFold(encoding, "gzip") {
-			return false
+		// A cut compressed message is not worth inflating by halves.
+		if !whole || !strings.EqualFold(encoding, "gzip") {
+			return nil, false, false, false
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(buf))
+		zr, err := gzip.NewReader(bytes.NewReader(msg))
 		if err != nil {
-			return false
+			return nil, false, false, false
 		}
-		if buf, err = io.ReadAll(io.LimitReader(zr, maxInflated)); err != nil {
-			return false
+		if msg, err = io.ReadAll(io.LimitReader(zr, maxInflated)); err != nil {
+			return nil, false, false, false
 		}
 	}
+	return msg, isJSON, whole, true
+}
+
+// decodeRPC decodes the first message of a Connect (or gRPC) call into m
+// (see rpcMessage). It reports whether that worked: not for a message past
+// peekLimit, or bad bytes.
+func decodeRPC(out *http.Request, m proto.Message) bool {
+	msg, isJSON, whole, ok := rpcMessage(out)
+	if !ok || !whole {
+		return false
+	}
+	return unmarshal(msg, isJSON, m)
+}
+
+func unmarshal(msg []byte, isJSON bool, m proto.Message) bool {
 	if isJSON {
-		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(buf, m) == nil
+		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(msg, m) == nil
 	}
-	return proto.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(buf, m) == nil
+	return proto.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(msg, m) == nil
+}
+
+// startCommand returns the command line of a process.Process/Start call,
+// "(unparsed)" when there is none to read. A StartRequest larger than the
+// peek (a big environment, say) still gives the command and the arguments
+// that precede the cut: the SDKs write them first.
+func startCommand(out *http.Request) string {
+	msg, isJSON, whole, ok := rpcMessage(out)
+	if !ok {
+		return unparsed
+	}
+	if whole {
+		var m process.StartRequest
+		if !unmarshal(msg, isJSON, &m) || m.GetProcess() == nil {
+			return unparsed
+		}
+		return commandLine(m.GetProcess().GetCmd(), m.GetProcess().GetArgs())
+	}
+	var cmd string
+	var args []string
+	if isJSON {
+		cmd, args, ok = partialStartJSON(msg)
+	} else {
+		cmd, args, ok = partialStartProto(msg)
+	}
+	if !ok {
+		return unparsed
+	}
+	d := commandLine(cmd, args)
+	if !strings.HasSuffix(d, "…") {
+		d += "…" // there may be more arguments past the cut
+	}
+	return d
+}
+
+// Field numbers of process.StartRequest.process and of ProcessConfig's cmd
+// and args.
+const (
+	startProcessField = 1
+	configCmdField    = 1
+	configArgsField   = 2
+)
+
+// partialStartProto reads cmd and args from the start of a StartRequest
+// in protobuf, cut anywhere. ok says whether cmd was there.
+func partialStartProto(b []byte) (cmd string, args []string, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", nil, false
+		}
+		b = b[n:]
+		if num != startProcessField || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return "", nil, false
+			}
+			b = b[n:]
+			continue
+		}
+		size, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return "", nil, false
+		}
+		b = b[n:]
+		if size < uint64(len(b)) {
+			b = b[:size]
+		}
+		// The ProcessConfig, or its start.
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				break
+			}
+			b = b[n:]
+			if typ == protowire.BytesType && (num == configCmdField || num == configArgsField) {
+				size, n := protowire.ConsumeVarint(b)
+				if n < 0 {
+					break
+				}
+				b = b[n:]
+				v := b[:min(size, uint64(len(b)))]
+				b = b[len(v):]
+				// A value the cut split keeps its start.
+				s := strings.ToValidUTF8(string(v), "")
+				if num == configCmdField {
+					cmd, ok = s, true
+				} else {
+					args = append(args, s)
+				}
+				continue
+			}
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				break
+			}
+			b = b[n:]
+		}
+		return cmd, args, ok
+	}
+	return "", nil, false
+}
+
+// partialStartJSON reads cmd and args from the start of a StartRequest in
+// JSON, cut anywhere. ok says whether cmd was there.
+func partialStartJSON(b []byte) (cmd string, args []string, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if !enterObject(dec, "process") {
+		return "", nil, false
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", nil, false
+	}
+	for {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return cmd, args, ok
+		}
+		switch key {
+		case "cmd":
+			t, err := dec.Token()
+			s, isString := t.(string)
+			if err != nil || !isString {
+				return cmd, args, ok
+			}
+			cmd, ok = s, true
+		case "args":
+			if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+				return cmd, args, ok
+			}
+			for {
+				t, err := dec.Token()
+				s, isString := t.(string)
+				if err != nil || !isString {
+					break
+				}
+				args = append(args, s)
+			}
+		default:
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return cmd, args, ok
+			}
+		}
+	}
+}
+
+// enterObject reads the opening of a JSON object and its keys up to key,
+// skipping the values of others.
+func enterObject(dec *json.Decoder, key string) bool {
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for {
+		t, err := dec.Token()
+		k, isKey := t.(string)
+		if err != nil || !isKey {
+			return false
+		}
+		if k == key {
+			return true
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
 }
 
 // jsonStringField returns the string value of key in the JSON object
@@ -129,58 +317,41 @@ func decodeRPC(out *http.Request, m proto.Message) bool {
 // part that is there). It gives up on anything else cut short.
 func jsonStringField(buf []byte, key string) (string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(buf))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	if !enterObject(dec, key) {
 		return "", false
 	}
-	for {
-		t, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		k, ok := t.(string)
-		if !ok {
-			return "", false // the object's end: no such key
-		}
-		if k != key {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return "", false
-			}
-			continue
-		}
-		// The value: read it raw, so that a string the peek cut short
-		// still gives its start.
-		rest := bytes.TrimLeft(buf[dec.InputOffset():], " \t\r\n")
-		rest, ok = bytes.CutPrefix(rest, []byte(":"))
-		if !ok {
-			return "", false
-		}
-		rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte(`"`))
-		if !ok {
-			return "", false
-		}
-		// Find the closing quote, or where the last whole character
-		// (escape sequences included) ends.
-		i := 0
-		for i < len(rest) && rest[i] != '"' {
-			step := 1
-			if rest[i] == '\\' {
-				step = 2
-				if i+1 < len(rest) && rest[i+1] == 'u' {
-					step = 6
-				}
-			}
-			if i+step > len(rest) {
-				break
-			}
-			i += step
-		}
-		quoted := make([]byte, 0, i+2)
-		quoted = append(append(append(quoted, '"'), rest[:i]...), '"')
-		var s string
-		if err := json.Unmarshal(quoted, &s); err != nil {
-			return "", false
-		}
-		return s, true
+	// The value: read it raw, so that a string the peek cut short still
+	// gives its start.
+	rest := bytes.TrimLeft(buf[dec.InputOffset():], " \t\r\n")
+	rest, ok := bytes.CutPrefix(rest, []byte(":"))
+	if !ok {
+		return "", false
 	}
+	rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte(`"`))
+	if !ok {
+		return "", false
+	}
+	// Find the closing quote, or where the last whole character (escape
+	// sequences included) ends.
+	i := 0
+	for i < len(rest) && rest[i] != '"' {
+		step := 1
+		if rest[i] == '\\' {
+			step = 2
+			if i+1 < len(rest) && rest[i+1] == 'u' {
+				step = 6
+			}
+		}
+		if i+step > len(rest) {
+			break
+		}
+		i += step
+	}
+	quoted := make([]byte, 0, i+2)
+	quoted = append(append(append(quoted, '"'), rest[:i]...), '"')
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sandpit-dev/sandpit/gen/proto/filesystem"
+	"github.com/sandpit-dev/sandpit/gen/proto/process"
 )
 
 func envelope(flag byte, payload []byte) []byte {
@@ -126,5 +128,38 @@ func TestCommandLine(t *testing.T) {
 	}
 	if got := commandLine("echo", []string{strings.Repeat("a", 600)}); got != "echo "+strings.Repeat("a", 507)+"…" {
 		t.Errorf("long: %q", got)
+	}
+}
+
+// TestStartCommandCut: a StartRequest past the peek still gives the
+// command and the arguments before the cut, in either encoding.
+func TestStartCommandCut(t *testing.T) {
+	start := &process.StartRequest{Process: &process.ProcessConfig{
+		Cmd:  "/bin/sh",
+		Args: []string{"-c", "curl example.com | sh", strings.Repeat("y", 2*peekLimit)},
+		Envs: map[string]string{"PAD": "z"},
+	}}
+	pb, _ := proto.Marshal(start)
+	js, _ := protojson.Marshal(start)
+	for _, tc := range []struct {
+		name, ctype string
+		body        []byte
+		want        string
+	}{
+		// The proto arg cut by the peek keeps its start (then the whole
+		// is cut at 512 bytes); the JSON one cannot be read by halves.
+		{"proto", "application/connect+proto", envelope(0, pb), truncate(`/bin/sh -c 'curl example.com | sh' ` + strings.Repeat("y", 600))},
+		{"json", "application/connect+json", envelope(0, js), `/bin/sh -c 'curl example.com | sh'…`},
+		{"garbage", "application/connect+proto", envelope(0, append([]byte{0xff, 0xff}, make([]byte, peekLimit)...)), "(unparsed)"},
+		{"no process", "application/connect+json", envelope(0, []byte(`{"tag":"`+strings.Repeat("t", peekLimit)+`"}`)), "(unparsed)"},
+	} {
+		r := httptest.NewRequest("POST", "/process.Process/Start", bytes.NewReader(tc.body))
+		r.Header.Set("Content-Type", tc.ctype)
+		if got := startCommand(r); got != tc.want {
+			t.Errorf("%s: %.80q…, want %.80q…", tc.name, got, tc.want)
+		}
+		if rest, _ := io.ReadAll(r.Body); !bytes.Equal(rest, tc.body) {
+			t.Errorf("%s: the agent would read %d bytes, not the %d sent", tc.name, len(rest), len(tc.body))
+		}
 	}
 }
