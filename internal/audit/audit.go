@@ -65,8 +65,12 @@ type Log struct {
 	queue chan store.AuditEntry
 	// closed is set by Close before quit is closed; Record checks it so
 	// that entries recorded after Close are counted as dropped rather than
-	// left in the queue unseen.
+	// left in the queue unseen. inflight counts the Records between that
+	// check and their send: the writer, told to quit, waits for it to
+	// reach zero, so an entry recorded while Close runs is written or
+	// counted, never lost silently.
 	closed    atomic.Bool
+	inflight  atomic.Int64
 	quit      chan struct{}
 	quitOnce  sync.Once
 	done      chan struct{}
@@ -123,7 +127,7 @@ func New(st store.Audit, teams TeamNames, cfg Config) *Log {
 // the queue, waiting only when the queue is full. A zero e.Time is set to
 // now, here rather than in the writer, so the entry says when the action
 // happened and not when its batch was written. After Close, Record drops e
-// (and counts it).
+// and counts it in sandpit_audit_dropped_total.
 func (l *Log) Record(e store.AuditEntry) {
 	if l == nil {
 		return
@@ -131,6 +135,14 @@ func (l *Log) Record(e store.AuditEntry) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
+	// Checked twice: the first keeps Records that come after Close out
+	// of inflight, so that it drains to zero however busy the callers.
+	if l.closed.Load() {
+		l.metrics.dropped.Inc()
+		return
+	}
+	l.inflight.Add(1)
+	defer l.inflight.Add(-1)
 	if l.closed.Load() {
 		l.metrics.dropped.Inc()
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -378,6 +379,41 @@ func TestCloseGivesUp(t *testing.T) {
 	l.Record(store.AuditEntry{})
 	if got := counter(t, reg, "sandpit_audit_dropped_total"); got != 2 {
 		t.Errorf("dropped_total after a late Record %v, want 2", got)
+	}
+}
+
+// TestCloseWhileRecording closes the Log under callers that keep
+// recording: Close returns, and every Record is either written or counted
+// as dropped.
+func TestCloseWhileRecording(t *testing.T) {
+	st := &memAudit{}
+	reg := prometheus.NewRegistry()
+	l := audit.New(st, nil, audit.Config{QueueSize: 8, BatchSize: 4, Metrics: reg})
+	var calls atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l.Record(store.AuditEntry{})
+				calls.Add(1)
+			}
+		})
+	}
+	waitFor(t, "some entries", func() bool { return calls.Load() > 1000 })
+	closeLog(t, l)
+	time.Sleep(10 * time.Millisecond) // Records after Close
+	close(stop)
+	wg.Wait()
+	entries, _, _ := st.snapshot()
+	written, dropped := counter(t, reg, "sandpit_audit_entries_total"), counter(t, reg, "sandpit_audit_dropped_total")
+	if int(written) != len(entries) || int64(written+dropped) != calls.Load() || dropped == 0 {
+		t.Errorf("%d Records: %v written (%d in the store), %v dropped", calls.Load(), written, len(entries), dropped)
 	}
 }
 

@@ -50,6 +50,11 @@ func (w *writer) run() {
 			w.prune()
 		case <-w.quit:
 			flush.Stop()
+			// Records that got past their closed check before Close
+			// are still sending (or waiting for room).
+			for w.drain(); w.inflight.Load() > 0; w.drain() {
+				time.Sleep(time.Millisecond)
+			}
 			w.drain()
 			w.flush()
 			return
