@@ -4,7 +4,9 @@
 // its Unix socket: envd (port 49983) and the code interpreter (49999) are
 // served by the agent itself; any other port is reached through an HTTP
 // CONNECT tunnel the agent opens to that port inside the sandbox. Every
-// other request goes to the control plane.
+// other request goes to the control plane. Sandbox requests that change
+// state (file writes, process starts, code runs) can be audited: see
+// Config.Audit and Event.
 package proxy
 
 import (
@@ -40,7 +42,12 @@ type Config struct {
 	// sandbox's token but name no sandbox. Nil refuses them.
 	Signed func(r *http.Request) (id, socket string, ok bool)
 	// Next serves control-plane requests.
-	Next   http.Handler
+	Next http.Handler
+	// Audit, when set, is told of every sandbox request that changes
+	// state (see Event), once its response is over. r is the client's
+	// request as it came in; the hook must not read its body. Nil audits
+	// nothing.
+	Audit  func(r *http.Request, ev Event)
 	Logger *slog.Logger
 }
 
@@ -49,6 +56,7 @@ type Proxy struct {
 	lookup Lookup
 	signed func(r *http.Request) (id, socket string, ok bool)
 	next   http.Handler
+	audit  func(r *http.Request, ev Event)
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 
@@ -66,7 +74,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, log: log}
+	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
@@ -128,6 +136,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The agent routes interpreter traffic on this header, whichever way
 	// the request named its port.
 	out.Header.Set("E2b-Sandbox-Port", strconv.Itoa(port))
+	if p.audit != nil {
+		if action := classify(r.Method, port, r.URL.Path); action != "" {
+			p.serveAudited(w, r, out, id, action)
+			return
+		}
+	}
 	p.rp.ServeHTTP(w, out)
 }
 

@@ -16,7 +16,7 @@ import (
 // agent stands in for a sandbox's agent: it echoes what it saw and answers
 // CONNECT by serving one HTTP response itself on the hijacked connection,
 // as a server on that port inside the sandbox would.
-func agent(t *testing.T) string {
+func agent(t testing.TB) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "envd.sock")
 	ln, err := net.Listen("unix", sock)
