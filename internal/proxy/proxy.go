@@ -47,8 +47,14 @@ type Config struct {
 	// state (see Event), once its response is over. r is the client's
 	// request as it came in; the hook must not read its body. Nil audits
 	// nothing.
-	Audit  func(r *http.Request, ev Event)
-	Logger *slog.Logger
+	Audit func(r *http.Request, ev Event)
+	// Authorize, when set, is asked about a request for sandbox id that
+	// carries an API key (X-API-KEY): false (the key is not valid, or its
+	// team is not the sandbox's) answers as for an unknown sandbox. A
+	// request without a key is the sandbox's access token's business, as
+	// on E2B.
+	Authorize func(r *http.Request, id string) bool
+	Logger    *slog.Logger
 }
 
 // Proxy is an http.Handler in front of the control plane.
@@ -57,6 +63,7 @@ type Proxy struct {
 	signed func(r *http.Request) (id, socket string, ok bool)
 	next   http.Handler
 	audit  func(r *http.Request, ev Event)
+	authz  func(r *http.Request, id string) bool
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 
@@ -74,7 +81,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, log: log}
+	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, authz: cfg.Authorize, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
@@ -105,7 +112,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case routed:
 		var ok bool
-		if socket, ok = p.lookup(id); !ok {
+		if socket, ok = p.lookup(id); !ok || (p.authz != nil && r.Header.Get("X-Api-Key") != "" && !p.authz(r, id)) {
 			writeGone(w, id, "The sandbox was not found")
 			return
 		}
