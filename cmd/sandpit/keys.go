@@ -37,14 +37,14 @@ func keys(args []string, stdout io.Writer) error {
 		if len(rest) > 1 {
 			name = rest[1]
 		}
-		key, _, err := st.CreateKey(ctx, name)
+		key, _, err := st.CreateKey(ctx, store.NewKey{Name: name})
 		if err != nil {
 			return err
 		}
 		_, err = fmt.Fprintln(stdout, key)
 		return err
 	case "list":
-		ks, err := st.ListKeys(ctx)
+		ks, err := st.ListKeys(ctx, "")
 		if err != nil {
 			return err
 		}
