@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -81,8 +83,12 @@ func (c *adminCmd) set(name string) bool {
 	return found
 }
 
-// openStore opens the daemon's database in dataDir.
+// openStore opens the daemon's database in dataDir. The daemon makes
+// the directory, with the modes it needs; the CLI only uses it.
 func openStore(ctx context.Context, dataDir string) (*store.SQLite, error) {
+	if _, err := os.Stat(dataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no data directory %s: pass the daemon's with --data-dir, or start `sandpit serve` once", dataDir)
+	}
 	return store.OpenSQLite(ctx, filepath.Join(dataDir, "sandpit.db"))
 }
 

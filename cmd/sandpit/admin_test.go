@@ -305,6 +305,13 @@ func TestKeysCLI(t *testing.T) {
 	mustFail(t, "unexpected argument", "audit", "extra", "--data-dir", dir)
 }
 
+func TestAdminCLINeedsTheDataDir(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	for _, args := range [][]string{{"teams", "list"}, {"keys", "create"}, {"audit"}} {
+		mustFail(t, "no data directory "+missing, append(args, "--data-dir", missing)...)
+	}
+}
+
 func TestInterleaveFS(t *testing.T) {
 	c := newAdminCmd("keys", "", nil)
 	c.fs.Bool("admin", false, "")

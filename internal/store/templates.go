@@ -14,8 +14,8 @@ import (
 // template is (layers, env, start command) is the template package's
 // business: the store keeps it as an opaque JSON document.
 type Templates interface {
-	// PutTemplate inserts rec or replaces the template with the same ID,
-	// and makes rec.Names point at it. A name that another template holds
+	// PutTemplate inserts rec or replaces the template with the same ID
+	// (its team and Public too), and makes rec.Names point at it. A name that another template holds
 	// is an errdefs.ErrConflict.
 	PutTemplate(ctx context.Context, rec TemplateRecord) error
 	// GetTemplate returns the template with id, or errdefs.ErrNotFound.
