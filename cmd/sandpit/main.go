@@ -16,7 +16,11 @@ const usage = `sandpit: self-hosted sandboxes for AI agents, E2B-compatible.
 
 Usage:
   sandpit serve [--listen ADDR] [--data-dir DIR] [--domain D]   run the daemon
-  sandpit keys create [NAME] | list | revoke ID                  manage API keys
+  sandpit teams create NAME [LIMITS] | list | set NAME LIMITS | rm NAME
+                                                                 manage teams and their limits
+  sandpit keys create [NAME] [--team T] [--admin] | list [--team T] | revoke ID
+                                                                 manage API keys (of teams)
+  sandpit audit [--team T] [--since 1h] [--action A] [--json]    read the audit log
 ` + cli.Usage + `  sandpit template build|list|rm|logs                            build and manage templates
   sandpit envd                                                   the in-sandbox agent (started by the daemon)
   sandpit version
@@ -50,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = envd()
 	case "keys":
 		err = keys(args[1:], stdout)
+	case "teams", "team":
+		err = teams(args[1:], stdout)
+	case "audit":
+		err = audit(args[1:], stdout)
 	case "template", "templates":
 		err = templateCmd(args[1:], stdout, stderr)
 	case "sandbox", "exec", "shell", "files", "run":

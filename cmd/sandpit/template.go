@@ -409,12 +409,31 @@ func templateLogs(ctx context.Context, args []string, stdout io.Writer) error {
 // interleave moves flags after positional arguments to the front, so
 // `template build python --cpu 2` works as Go's flag package wants.
 func interleave(args []string) []string {
+	return interleaveFlags(args, isBoolFlag)
+}
+
+// interleaveFS is interleave for any FlagSet: fs says which flags are
+// booleans and so take no separate value.
+func interleaveFS(fs *flag.FlagSet, args []string) []string {
+	return interleaveFlags(args, func(a string) bool {
+		f := fs.Lookup(strings.TrimLeft(a, "-"))
+		if f == nil {
+			return false
+		}
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		return ok && b.IsBoolFlag()
+	})
+}
+
+// interleaveFlags moves flags to the front; isBool says which flags take
+// no separate value.
+func interleaveFlags(args []string, isBool func(flag string) bool) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if strings.HasPrefix(a, "-") && a != "-" {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && !isBoolFlag(a) {
+			if !strings.Contains(a, "=") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && !isBool(a) {
 				flags = append(flags, args[i+1])
 				i++
 			}

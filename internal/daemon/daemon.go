@@ -213,7 +213,7 @@ func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
 	if d.cfg.APIKey != "" {
 		return nil
 	}
-	keys, err := d.store.ListKeys(ctx)
+	keys, err := d.store.ListKeys(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (d *Daemon) firstKey(ctx context.Context, out io.Writer) error {
 			return nil
 		}
 	}
-	key, _, err := d.store.CreateKey(ctx, "first")
+	key, _, err := d.store.CreateKey(ctx, store.NewKey{Name: "first", Admin: true})
 	if err != nil {
 		return err
 	}

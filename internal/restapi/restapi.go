@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -47,9 +48,11 @@ var _ Sandboxes = (*sandbox.Manager)(nil)
 
 // KeyVerifier checks API keys; store.Store implements it.
 type KeyVerifier interface {
-	// VerifyKey reports whether plaintext is a valid, unrevoked key; the
-	// error is for the check itself failing.
-	VerifyKey(ctx context.Context, plaintext string) (bool, error)
+	// VerifyKey reports whether plaintext is a valid, unrevoked key and
+	// who it acts for; the error is for the check itself failing.
+	VerifyKey(ctx context.Context, plaintext string) (store.Principal, bool, error)
+	// Team finds a team by name or ID: ExtraKey acts for the default one.
+	Team(ctx context.Context, nameOrID string) (store.Team, error)
 }
 
 // Config is what New needs. Manager is required.
@@ -172,24 +175,43 @@ func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Han
 				"missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs); create one with `sandpit keys create`"))
 			return
 		}
+		var p store.Principal
 		ok := s.cfg.ExtraKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.ExtraKey)) == 1
-		if !ok && s.cfg.Keys != nil {
-			var err error
-			ok, err = s.cfg.Keys.VerifyKey(r.Context(), key)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		var err error
+		switch {
+		case ok:
+			p, err = s.extraPrincipal(r.Context())
+		case s.cfg.Keys != nil:
+			p, ok, err = s.cfg.Keys.VerifyKey(r.Context(), key)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		if !ok {
 			s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated,
 				"invalid API key: keys look like e2b_ followed by 40 hex digits; create one with `sandpit keys create` or set SANDPIT_API_KEY on the server"))
 			return
 		}
-		// Until keys carry teams, every key acts for the default team.
-		p := store.Principal{Team: store.Team{Name: store.DefaultTeamName}}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// extraPrincipal is who ExtraKey (SANDPIT_API_KEY) acts for: an admin of
+// the default team. The team is read on every request, as VerifyKey reads
+// a stored key's, so its limits apply as soon as they change.
+func (s *server) extraPrincipal(ctx context.Context) (store.Principal, error) {
+	p := store.Principal{KeyID: "env", KeyName: "SANDPIT_API_KEY", Admin: true,
+		Team: store.Team{Name: store.DefaultTeamName}}
+	if s.cfg.Keys == nil {
+		return p, nil
+	}
+	t, err := s.cfg.Keys.Team(ctx, store.DefaultTeamName)
+	if err != nil {
+		return store.Principal{}, fmt.Errorf("finding the team of SANDPIT_API_KEY: %w", err)
+	}
+	p.Team = t
+	return p, nil
 }
 
 type principalKey struct{}

@@ -82,7 +82,7 @@ func newEnvTB(t testing.TB, ctx context.Context, domain string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.key, _, err = st.CreateKey(ctx, "test")
+	e.key, _, err = st.CreateKey(ctx, store.NewKey{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestHealthNeedsNoKey(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	e := newEnv(t, "")
-	revoked, info, err := e.st.CreateKey(t.Context(), "old")
+	revoked, info, err := e.st.CreateKey(t.Context(), store.NewKey{Name: "old"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func newTemplateEnvWith(t *testing.T, configure func(*template.RegistryConfig)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.key, _, err = st.CreateKey(ctx, "test")
+	e.key, _, err = st.CreateKey(ctx, store.NewKey{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

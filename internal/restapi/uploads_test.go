@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
@@ -88,7 +89,7 @@ func contentDigest(s string) string {
 // what was uploaded.
 func TestTemplateUploadsAreHashedAndNeverReplaced(t *testing.T) {
 	e, dir := newTemplateEnvWith(t, nil)
-	key2, _, err := e.st.CreateKey(t.Context(), "other")
+	key2, _, err := e.st.CreateKey(t.Context(), store.NewKey{Name: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}

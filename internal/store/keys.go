@@ -56,3 +56,13 @@ func newID(prefix string, n int) string {
 	_, _ = rand.Read(b)
 	return prefix + hex.EncodeToString(b)[:n]
 }
+
+// newUUID returns a random (version 4) UUID, the shape of E2B's team IDs.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

@@ -28,7 +28,7 @@ func TestDatabaseIsRootsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.CreateKey(t.Context(), "k"); err != nil {
+	if _, _, err := s.CreateKey(t.Context(), NewKey{Name: "k"}); err != nil {
 		t.Fatal(err)
 	}
 	checkPrivate(t, path, path+"-wal", path+"-shm")
@@ -47,7 +47,7 @@ func TestDatabaseIsRootsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, _, err := s.CreateKey(t.Context(), "k2"); err != nil {
+	if _, _, err := s.CreateKey(t.Context(), NewKey{Name: "k2"}); err != nil {
 		t.Fatal(err)
 	}
 	checkPrivate(t, path, path+"-wal", path+"-shm")

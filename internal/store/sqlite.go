@@ -159,6 +159,64 @@ func migrations() []string {
 	);
 	INSERT INTO template_tags (template_id, tag, build_id, created_at)
 		SELECT id, 'default', build_id, updated_at FROM templates WHERE spec IS NOT NULL AND build_id != '';`,
+		// Teams own keys, sandboxes and templates. What a data dir held
+		// before them lands in the team "default" (a fresh random UUID,
+		// made here so the migration stays plain SQL), and its keys become
+		// admin keys: before teams every key could do everything. The
+		// team columns carry no REFERENCES because SQLite cannot add a
+		// foreign key column with a non-NULL default; the store checks
+		// teams itself. audit_log refuses UPDATE in a trigger; rows leave
+		// it only through PruneAudit. AUTOINCREMENT keeps ids increasing
+		// across pruning.
+		`CREATE TABLE teams (
+		id                      TEXT PRIMARY KEY,
+		name                    TEXT NOT NULL UNIQUE,
+		max_sandboxes           INTEGER NOT NULL DEFAULT 0,
+		creates_per_second      REAL NOT NULL DEFAULT 0,
+		create_burst            INTEGER NOT NULL DEFAULT 0,
+		max_lifetime            INTEGER NOT NULL DEFAULT 0,
+		max_cpus                INTEGER NOT NULL DEFAULT 0,
+		max_memory_mb           INTEGER NOT NULL DEFAULT 0,
+		max_disk_mb             INTEGER NOT NULL DEFAULT 0,
+		max_template_storage_mb INTEGER NOT NULL DEFAULT 0,
+		created_at              INTEGER NOT NULL
+	);
+	INSERT INTO teams (id, name, created_at) VALUES (
+		lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' ||
+		substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) ||
+		substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
+		'default', CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
+	ALTER TABLE api_keys ADD COLUMN team_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+	UPDATE api_keys SET team_id = (SELECT id FROM teams WHERE name = 'default'), admin = 1;
+	CREATE INDEX api_keys_team ON api_keys(team_id);
+	ALTER TABLE sandboxes ADD COLUMN team_id TEXT NOT NULL DEFAULT '';
+	UPDATE sandboxes SET team_id = (SELECT id FROM teams WHERE name = 'default');
+	CREATE INDEX sandboxes_team ON sandboxes(team_id);
+	ALTER TABLE templates ADD COLUMN team_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE templates ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+	UPDATE templates SET team_id = (SELECT id FROM teams WHERE name = 'default');
+	CREATE INDEX templates_team ON templates(team_id);
+	CREATE TABLE audit_log (
+		id        INTEGER PRIMARY KEY AUTOINCREMENT,
+		time      INTEGER NOT NULL,
+		team_id   TEXT NOT NULL DEFAULT '',
+		team_name TEXT NOT NULL DEFAULT '',
+		key_id    TEXT NOT NULL DEFAULT '',
+		key_name  TEXT NOT NULL DEFAULT '',
+		action    TEXT NOT NULL,
+		target    TEXT NOT NULL DEFAULT '',
+		result    TEXT NOT NULL DEFAULT '',
+		client    TEXT NOT NULL DEFAULT '',
+		duration  INTEGER NOT NULL DEFAULT 0,
+		detail    TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_log_team_time ON audit_log(team_id, time);
+	CREATE INDEX audit_log_time ON audit_log(time);
+	CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+	BEGIN
+		SELECT RAISE(ABORT, 'audit_log is append-only');
+	END;`,
 	}
 }
 
@@ -190,47 +248,72 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // --- keys ---
 
-// CreateKey implements Keys.
-func (s *SQLite) CreateKey(ctx context.Context, name string) (string, KeyInfo, error) {
-	name = strings.TrimSpace(name)
+// CreateKey implements Keys. The team is looked up in the transaction
+// that inserts the key, so DeleteTeam cannot remove it in between.
+func (s *SQLite) CreateKey(ctx context.Context, nk NewKey) (string, KeyInfo, error) {
+	name := strings.TrimSpace(nk.Name)
 	if name == "" {
 		return "", KeyInfo{}, errdefs.New(errdefs.ErrInvalidArgument, "key name must not be empty")
+	}
+	teamRef := nk.Team
+	if teamRef == "" {
+		teamRef = DefaultTeamName
 	}
 	plain := newKey()
 	info := KeyInfo{
 		ID:        newID("key_", 12),
 		Name:      name,
+		Admin:     nk.Admin,
 		Prefix:    displayPrefix(plain),
 		CreatedAt: s.now().UTC(),
 	}
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
-		info.ID, info.Name, keyHash(plain), info.Prefix, info.CreatedAt.UnixNano())
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return "", KeyInfo{}, fmt.Errorf("inserting key %s: %w", info.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	team, err := findTeam(ctx, tx, teamRef)
+	if err != nil {
+		return "", KeyInfo{}, err
+	}
+	info.TeamID, info.TeamName = team.ID, team.Name
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO api_keys (id, name, key_hash, prefix, created_at, team_id, admin) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		info.ID, info.Name, keyHash(plain), info.Prefix, info.CreatedAt.UnixNano(), info.TeamID, info.Admin)
+	if err != nil {
+		return "", KeyInfo{}, fmt.Errorf("inserting key %s: %w", info.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return "", KeyInfo{}, fmt.Errorf("inserting key %s: %w", info.ID, err)
 	}
 	return plain, info, nil
 }
 
+const keyColumns = `k.id, k.name, k.prefix, k.created_at, k.last_used_at, k.revoked_at, k.admin, k.team_id, coalesce(t.name, '')`
+
 // ListKeys implements Keys.
-func (s *SQLite) ListKeys(ctx context.Context) ([]KeyInfo, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at, id`)
+func (s *SQLite) ListKeys(ctx context.Context, team string) ([]KeyInfo, error) {
+	query := `SELECT ` + keyColumns + ` FROM api_keys k LEFT JOIN teams t ON t.id = k.team_id`
+	var args []any
+	if team != "" {
+		tm, err := findTeam(ctx, s.db, team)
+		if err != nil {
+			return nil, err
+		}
+		query += ` WHERE k.team_id = ?`
+		args = append(args, tm.ID)
+	}
+	rows, err := s.db.QueryContext(ctx, query+` ORDER BY k.created_at, k.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	defer rows.Close()
 	var out []KeyInfo
 	for rows.Next() {
-		var k KeyInfo
-		var created int64
-		var used, revoked sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.Name, &k.Prefix, &created, &used, &revoked); err != nil {
+		k, err := scanKey(rows)
+		if err != nil {
 			return nil, fmt.Errorf("reading key: %w", err)
 		}
-		k.CreatedAt = fromNanos(created)
-		k.LastUsedAt = fromNullNanos(used)
-		k.RevokedAt = fromNullNanos(revoked)
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
@@ -239,13 +322,61 @@ func (s *SQLite) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 	return out, nil
 }
 
+func scanKey(r scanner) (KeyInfo, error) {
+	var k KeyInfo
+	var created int64
+	var used, revoked sql.NullInt64
+	if err := r.Scan(&k.ID, &k.Name, &k.Prefix, &created, &used, &revoked, &k.Admin, &k.TeamID, &k.TeamName); err != nil {
+		return KeyInfo{}, err
+	}
+	k.CreatedAt = fromNanos(created)
+	k.LastUsedAt = fromNullNanos(used)
+	k.RevokedAt = fromNullNanos(revoked)
+	return k, nil
+}
+
+// Key returns the key whose id or display prefix (or whole plaintext) is
+// idOrPrefix, as RevokeKey finds it: errdefs.ErrNotFound for none,
+// errdefs.ErrConflict for a prefix that names several keys. The CLI uses
+// it to say which key it revokes.
+func (s *SQLite) Key(ctx context.Context, idOrPrefix string) (KeyInfo, error) {
+	id, err := s.findKey(ctx, idOrPrefix)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	row := s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys k LEFT JOIN teams t ON t.id = k.team_id WHERE k.id = ?`, id)
+	k, err := scanKey(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return KeyInfo{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no API key matches %q", idOrPrefix))
+	}
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("reading key %s: %w", id, err)
+	}
+	return k, nil
+}
+
 // RevokeKey implements Keys. idOrPrefix may be a key id, a display prefix
 // (with or without a trailing "…" or "..."), or a whole key.
 func (s *SQLite) RevokeKey(ctx context.Context, idOrPrefix string) error {
+	id, err := s.findKey(ctx, idOrPrefix)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx,
+		`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
+		s.now().UnixNano(), id)
+	if err != nil {
+		return fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	return nil
+}
+
+// findKey returns the id of the one key idOrPrefix names; see RevokeKey.
+func (s *SQLite) findKey(ctx context.Context, idOrPrefix string) (string, error) {
 	ref := strings.TrimSpace(idOrPrefix)
 	ref = strings.TrimSuffix(strings.TrimSuffix(ref, "…"), "...")
 	if ref == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "key id or prefix must not be empty")
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "key id or prefix must not be empty")
 	}
 	var ids []string
 	var query string
@@ -260,69 +391,69 @@ func (s *SQLite) RevokeKey(ctx context.Context, idOrPrefix string) error {
 	}
 	rows, err := s.db.QueryContext(ctx, query, arg)
 	if err != nil {
-		return fmt.Errorf("finding key %q: %w", ref, err)
+		return "", fmt.Errorf("finding key %q: %w", ref, err)
 	}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
-			return fmt.Errorf("finding key %q: %w", ref, err)
+			return "", fmt.Errorf("finding key %q: %w", ref, err)
 		}
 		ids = append(ids, id)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("finding key %q: %w", ref, err)
+		return "", fmt.Errorf("finding key %q: %w", ref, err)
 	}
 	switch len(ids) {
 	case 0:
-		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no API key matches %q", ref))
+		return "", errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no API key matches %q", ref))
 	case 1:
+		return ids[0], nil
 	default:
-		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("%q matches %d keys; give the key id", ref, len(ids)))
+		return "", errdefs.New(errdefs.ErrConflict, fmt.Sprintf("%q matches %d keys; give the key id", ref, len(ids)))
 	}
-	_, err = s.db.ExecContext(ctx,
-		`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
-		s.now().UnixNano(), ids[0])
-	if err != nil {
-		return fmt.Errorf("revoking key %s: %w", ids[0], err)
-	}
-	return nil
 }
 
-// VerifyKey implements Keys. The key's display prefix finds candidate rows;
-// their hashes are compared in constant time.
-func (s *SQLite) VerifyKey(ctx context.Context, plaintext string) (bool, error) {
+// VerifyKey implements Keys. The key's display prefix finds candidate rows,
+// joined with their team in the same query; their hashes are compared in
+// constant time.
+func (s *SQLite) VerifyKey(ctx context.Context, plaintext string) (Principal, bool, error) {
 	if !WellFormedKey(plaintext) {
-		return false, nil
+		return Principal{}, false, nil
 	}
 	want := keyHash(plaintext)
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, key_hash FROM api_keys WHERE prefix = ? AND revoked_at IS NULL`, displayPrefix(plaintext))
+		`SELECT k.id, k.name, k.admin, k.key_hash, `+teamColumns+`
+		 FROM api_keys k JOIN teams t ON t.id = k.team_id
+		 WHERE k.prefix = ? AND k.revoked_at IS NULL`, displayPrefix(plaintext))
 	if err != nil {
-		return false, fmt.Errorf("verifying key: %w", err)
+		return Principal{}, false, fmt.Errorf("verifying key: %w", err)
 	}
-	var match string
+	var match Principal
+	found := false
 	for rows.Next() {
-		var id string
+		var p Principal
 		var h []byte
-		if err := rows.Scan(&id, &h); err != nil {
+		team, err := scanTeam(rows, &p.KeyID, &p.KeyName, &p.Admin, &h)
+		if err != nil {
 			rows.Close()
-			return false, fmt.Errorf("verifying key: %w", err)
+			return Principal{}, false, fmt.Errorf("verifying key: %w", err)
 		}
+		p.Team = team
 		if subtle.ConstantTimeCompare(h, want) == 1 {
-			match = id
+			match, found = p, true
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("verifying key: %w", err)
+		return Principal{}, false, fmt.Errorf("verifying key: %w", err)
 	}
-	if match == "" {
-		return false, nil
+	if !found {
+		return Principal{}, false, nil
 	}
-	s.touch(ctx, match)
-	return true, nil
+	s.touch(ctx, match.KeyID)
+	return match, true, nil
 }
 
 // touch records that key id was used, at most once per lastUsedGranularity.
@@ -343,7 +474,7 @@ func (s *SQLite) touch(ctx context.Context, id string) {
 // --- sandboxes ---
 
 const sandboxColumns = `id, template_id, alias, metadata, env, cpu, mem, disk,
-	started_at, end_at, state, access_token, secure, allow_internet, pid`
+	started_at, end_at, state, access_token, secure, allow_internet, pid, team_id`
 
 // PutSandbox implements Sandboxes.
 func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
@@ -360,10 +491,10 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	}
 	_, err = s.db.ExecContext(ctx,
 		`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
 		rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
-		rec.Secure, rec.AllowInternet, rec.Pid)
+		rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID)
 	if err != nil {
 		return fmt.Errorf("writing sandbox %s: %w", rec.ID, err)
 	}
@@ -435,7 +566,7 @@ func scanSandbox(r scanner) (SandboxRecord, error) {
 	var meta, env string
 	var started, end int64
 	err := r.Scan(&rec.ID, &rec.TemplateID, &rec.Alias, &meta, &env, &rec.CPUCount, &rec.MemoryMB, &rec.DiskMB,
-		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid)
+		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid, &rec.TeamID)
 	if err != nil {
 		return SandboxRecord{}, err
 	}

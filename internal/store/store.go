@@ -1,5 +1,5 @@
-// Package store persists the daemon's state: API keys and the sandboxes it
-// runs. Store is the contract; SQLite (embedded, the default) implements it
+// Package store persists the daemon's state: teams, their API keys, the
+// sandboxes the daemon runs, templates and the audit log. Store is the contract; SQLite (embedded, the default) implements it
 // beside it, and a PostgreSQL implementation can follow for scale-out.
 //
 // Every write is durable when its method returns: a crash loses no
@@ -15,7 +15,9 @@ import (
 // use. Close releases the store; calling it twice is fine.
 type Store interface {
 	Keys
+	Teams
 	Sandboxes
+	Audit
 	Close() error
 }
 
@@ -24,26 +26,34 @@ type Store interface {
 // sending a request. Only a SHA-256 hash of a key is stored; its plaintext is
 // shown once, by CreateKey.
 type Keys interface {
-	// CreateKey makes a new key named name and returns its plaintext, which
-	// cannot be recovered later.
-	CreateKey(ctx context.Context, name string) (plaintext string, info KeyInfo, err error)
-	// ListKeys returns every key, revoked ones included, oldest first.
-	ListKeys(ctx context.Context) ([]KeyInfo, error)
+	// CreateKey makes a new key as nk says and returns its plaintext,
+	// which cannot be recovered later. An empty name is
+	// errdefs.ErrInvalidArgument, an unknown team errdefs.ErrNotFound.
+	CreateKey(ctx context.Context, nk NewKey) (plaintext string, info KeyInfo, err error)
+	// ListKeys returns the keys of team (a name or ID; "" is every team),
+	// revoked ones included, oldest first. An unknown team is
+	// errdefs.ErrNotFound.
+	ListKeys(ctx context.Context, team string) ([]KeyInfo, error)
 	// RevokeKey revokes the key whose id or display prefix is idOrPrefix.
 	// Revoking a revoked key is fine. An unknown key gives
 	// errdefs.ErrNotFound, a prefix that names several keys
 	// errdefs.ErrConflict.
 	RevokeKey(ctx context.Context, idOrPrefix string) error
 	// VerifyKey reports whether plaintext is a key that exists and is not
-	// revoked, and records its use. A malformed or unknown key is (false,
-	// nil); the error is for the store failing.
-	VerifyKey(ctx context.Context, plaintext string) (bool, error)
+	// revoked, and if so who it acts for, with its team's limits as
+	// stored now; it records the key's use. A malformed or unknown key is
+	// (Principal{}, false, nil); the error is for the store failing.
+	VerifyKey(ctx context.Context, plaintext string) (Principal, bool, error)
 }
 
 // KeyInfo describes a key without revealing it.
 type KeyInfo struct {
-	ID   string
-	Name string
+	ID       string
+	Name     string
+	TeamID   string
+	TeamName string
+	// Admin keys may also read every team's audit log over HTTP.
+	Admin bool
 	// Prefix is the start of the key, e.g. "e2b_1a2b3c4d", safe to show.
 	Prefix     string
 	CreatedAt  time.Time
@@ -74,6 +84,7 @@ type Sandboxes interface {
 // SandboxRecord is one sandbox as persisted.
 type SandboxRecord struct {
 	ID         string
+	TeamID     string // the team that owns the sandbox
 	TemplateID string
 	Alias      string
 	Metadata   map[string]string

@@ -47,7 +47,7 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, _, err := s.CreateKey(t.Context(), "ci")
+	plain, _, err := s.CreateKey(t.Context(), NewKey{Name: "ci"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s2.Close()
-	ok, err := s2.VerifyKey(t.Context(), plain)
+	_, ok, err := s2.VerifyKey(t.Context(), plain)
 	if err != nil || !ok {
 		t.Fatalf("VerifyKey after reopen = %v, %v; want true", ok, err)
 	}
@@ -72,7 +72,7 @@ func TestCreateKeyShape(t *testing.T) {
 	s, _ := openTest(t)
 	seen := map[string]bool{}
 	for range 20 {
-		plain, info, err := s.CreateKey(t.Context(), "k")
+		plain, info, err := s.CreateKey(t.Context(), NewKey{Name: "k"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,14 +87,14 @@ func TestCreateKeyShape(t *testing.T) {
 		}
 		seen[plain] = true
 	}
-	if _, _, err := s.CreateKey(t.Context(), "  "); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, _, err := s.CreateKey(t.Context(), NewKey{Name: "  "}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("empty name: err = %v, want invalid argument", err)
 	}
 }
 
 func TestKeyStoresOnlyHash(t *testing.T) {
 	s, _ := openTest(t)
-	plain, _, err := s.CreateKey(t.Context(), "k")
+	plain, _, err := s.CreateKey(t.Context(), NewKey{Name: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,22 +134,22 @@ func TestWellFormedKey(t *testing.T) {
 func TestVerifyAndRevoke(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := t.Context()
-	a, ainfo, err := s.CreateKey(ctx, "a")
+	a, ainfo, err := s.CreateKey(ctx, NewKey{Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, binfo, err := s.CreateKey(ctx, "b")
+	b, binfo, err := s.CreateKey(ctx, NewKey{Name: "b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, cinfo, err := s.CreateKey(ctx, "c")
+	c, cinfo, err := s.CreateKey(ctx, NewKey{Name: "c"})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	verify := func(key string, want bool) {
 		t.Helper()
-		got, err := s.VerifyKey(ctx, key)
+		_, got, err := s.VerifyKey(ctx, key)
 		if err != nil {
 			t.Fatalf("VerifyKey: %v", err)
 		}
@@ -164,7 +164,7 @@ func TestVerifyAndRevoke(t *testing.T) {
 	verify(a[:len(a)-1]+flip(a[len(a)-1]), false) // same prefix, wrong key
 	verify(strings.ToUpper(a), false)
 
-	keys, err := s.ListKeys(ctx)
+	keys, err := s.ListKeys(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestVerifyAndRevoke(t *testing.T) {
 			t.Errorf("RevokeKey twice: %v", err)
 		}
 	}
-	keys, err = s.ListKeys(ctx)
+	keys, err = s.ListKeys(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestVerifyAndRevoke(t *testing.T) {
 func TestRevokeAmbiguousPrefix(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := t.Context()
-	_, info, err := s.CreateKey(ctx, "a")
+	_, info, err := s.CreateKey(ctx, NewKey{Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,30 +242,30 @@ func TestLastUsedWrittenAtMostOncePerMinute(t *testing.T) {
 	s, _ := openTest(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return now }
-	key, _, err := s.CreateKey(t.Context(), "k")
+	key, _, err := s.CreateKey(t.Context(), NewKey{Name: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lastUsed := func() time.Time {
-		keys, err := s.ListKeys(t.Context())
+		keys, err := s.ListKeys(t.Context(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return keys[0].LastUsedAt
 	}
-	if _, err := s.VerifyKey(t.Context(), key); err != nil {
+	if _, _, err := s.VerifyKey(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
 	first := lastUsed()
 	now = now.Add(time.Second)
-	if _, err := s.VerifyKey(t.Context(), key); err != nil {
+	if _, _, err := s.VerifyKey(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
 	if got := lastUsed(); !got.Equal(first) {
 		t.Errorf("last_used_at moved within a minute: %v -> %v", first, got)
 	}
 	now = now.Add(2 * time.Minute)
-	if _, err := s.VerifyKey(t.Context(), key); err != nil {
+	if _, _, err := s.VerifyKey(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
 	if got := lastUsed(); !got.Equal(now) {
@@ -280,6 +280,7 @@ func TestSandboxRecords(t *testing.T) {
 	recs := []SandboxRecord{
 		{
 			ID: "ib", TemplateID: "base", Alias: "base:latest",
+			TeamID:   "team-1",
 			Metadata: map[string]string{"user": "abc", "quote": `"'&=`},
 			Env:      map[string]string{"FOO": "bar"},
 			CPUCount: 2, MemoryMB: 512, DiskMB: 1024,
@@ -373,7 +374,7 @@ func TestConcurrentWrites(t *testing.T) {
 				if err := s.PutSandbox(ctx, SandboxRecord{ID: id, State: "running"}); err != nil {
 					errs <- err
 				}
-				if _, _, err := s.CreateKey(ctx, id); err != nil {
+				if _, _, err := s.CreateKey(ctx, NewKey{Name: id}); err != nil {
 					errs <- err
 				}
 			}
@@ -399,7 +400,7 @@ func equalRecord(a, b SandboxRecord) bool {
 		a.CPUCount == b.CPUCount && a.MemoryMB == b.MemoryMB && a.DiskMB == b.DiskMB &&
 		a.StartedAt.Equal(b.StartedAt) && a.EndAt.Equal(b.EndAt) && a.State == b.State &&
 		a.AccessToken == b.AccessToken && a.Secure == b.Secure && a.AllowInternet == b.AllowInternet &&
-		a.Pid == b.Pid
+		a.Pid == b.Pid && a.TeamID == b.TeamID
 }
 
 func flip(c byte) string {

@@ -14,8 +14,8 @@ import (
 // template is (layers, env, start command) is the template package's
 // business: the store keeps it as an opaque JSON document.
 type Templates interface {
-	// PutTemplate inserts rec or replaces the template with the same ID,
-	// and makes rec.Names point at it. A name that another template holds
+	// PutTemplate inserts rec or replaces the template with the same ID
+	// (its team and Public too), and makes rec.Names point at it. A name that another template holds
 	// is an errdefs.ErrConflict.
 	PutTemplate(ctx context.Context, rec TemplateRecord) error
 	// GetTemplate returns the template with id, or errdefs.ErrNotFound.
@@ -28,6 +28,9 @@ type Templates interface {
 	// DeleteTemplate removes a template, its names and its builds;
 	// removing a missing one is fine.
 	DeleteTemplate(ctx context.Context, id string) error
+	// SetTemplatePublic says whether every team may start the template;
+	// errdefs.ErrNotFound if there is no such template.
+	SetTemplatePublic(ctx context.Context, id string, public bool) error
 	// PutBuild inserts rec or replaces the build with the same ID.
 	PutBuild(ctx context.Context, rec BuildRecord) error
 	// GetBuild returns the build with id, or errdefs.ErrNotFound.
@@ -57,6 +60,11 @@ var _ Templates = (*SQLite)(nil)
 type TemplateRecord struct {
 	ID    string
 	Names []string
+	// TeamID is the team that owns the template; empty for none (the
+	// ready-made ones).
+	TeamID string
+	// Public templates may be started by every team.
+	Public bool
 	// Spec is the template as of its last successful build (JSON owned
 	// by the template package); nil before the first one.
 	Spec      []byte
@@ -110,9 +118,10 @@ func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO templates (id, spec, build_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-		 ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, build_id = excluded.build_id, updated_at = excluded.updated_at`,
-		rec.ID, rec.Spec, rec.BuildID, rec.CreatedAt.UnixNano(), rec.UpdatedAt.UnixNano()); err != nil {
+		`INSERT INTO templates (id, spec, build_id, created_at, updated_at, team_id, public) VALUES (?, ?, ?, ?, ?, ?, ?)
+		 ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, build_id = excluded.build_id, updated_at = excluded.updated_at,
+		 team_id = excluded.team_id, public = excluded.public`,
+		rec.ID, rec.Spec, rec.BuildID, rec.CreatedAt.UnixNano(), rec.UpdatedAt.UnixNano(), rec.TeamID, rec.Public); err != nil {
 		return fmt.Errorf("writing template %s: %w", rec.ID, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM template_names WHERE template_id = ?`, rec.ID); err != nil {
@@ -131,13 +140,13 @@ func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
 
 // GetTemplate implements Templates.
 func (s *SQLite) GetTemplate(ctx context.Context, id string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, created_at, updated_at FROM templates WHERE id = ?`, id)
+	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, created_at, updated_at, team_id, public FROM templates WHERE id = ?`, id)
 	return s.scanTemplate(ctx, row, id)
 }
 
 // TemplateByName implements Templates.
 func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at
+	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at, t.team_id, t.public
 		FROM templates t JOIN template_names n ON n.template_id = t.id WHERE n.name = ?`, name)
 	return s.scanTemplate(ctx, row, name)
 }
@@ -145,7 +154,7 @@ func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecor
 func (s *SQLite) scanTemplate(ctx context.Context, row *sql.Row, ref string) (TemplateRecord, error) {
 	var rec TemplateRecord
 	var created, updated int64
-	err := row.Scan(&rec.ID, &rec.Spec, &rec.BuildID, &created, &updated)
+	err := row.Scan(&rec.ID, &rec.Spec, &rec.BuildID, &created, &updated, &rec.TeamID, &rec.Public)
 	if errors.Is(err, sql.ErrNoRows) {
 		return TemplateRecord{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
 	}
@@ -226,6 +235,22 @@ func (s *SQLite) DeleteTemplate(ctx context.Context, id string) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("removing template %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetTemplatePublic implements Templates.
+func (s *SQLite) SetTemplatePublic(ctx context.Context, id string, public bool) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE templates SET public = ? WHERE id = ?`, public, id)
+	if err != nil {
+		return fmt.Errorf("making template %s public=%t: %w", id, public, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("making template %s public=%t: %w", id, public, err)
+	}
+	if n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", id))
 	}
 	return nil
 }
