@@ -58,6 +58,10 @@ type Daemon struct {
 	// link-local addresses (an in-cluster registry), over plain HTTP if
 	// they speak it. Every other registry must be on public addresses.
 	InsecureRegistries []string
+	// NoAudit turns the audit log off; AuditRetention is how long its
+	// entries are kept (zero: for ever).
+	NoAudit        bool
+	AuditRetention time.Duration
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.
@@ -72,6 +76,7 @@ func Defaults() Daemon {
 		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
 		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
 		DefaultDiskMB:   1024,
+		AuditRetention:  720 * time.Hour,
 	}
 }
 
@@ -128,6 +133,9 @@ func (c Daemon) SandboxDomain() string {
 // Validate reports every problem with c at once.
 func (c Daemon) Validate() error {
 	var errs []error
+	if c.AuditRetention < 0 {
+		errs = append(errs, fmt.Errorf("audit retention %s must not be negative", c.AuditRetention))
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
 	}

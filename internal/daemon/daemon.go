@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sandpit-dev/sandpit/internal/agent/files"
+	"github.com/sandpit-dev/sandpit/internal/audit"
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/egress"
@@ -47,6 +49,7 @@ type Daemon struct {
 	egress    *egress.Egress // nil: sandboxes get loopback only
 	templates *template.Registry
 	manager   *sandbox.Manager
+	audit     *audit.Log // nil with --no-audit
 	handler   http.Handler
 }
 
@@ -139,19 +142,57 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		return nil, err
 	}
 
+	if !cfg.NoAudit {
+		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
+	}
 	extra := http.NewServeMux()
 	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	api := restapi.New(restapi.Config{
+	apiCfg := restapi.Config{
 		Manager:   d.manager,
 		Keys:      d.store,
 		Logger:    log,
 		ExtraKey:  cfg.APIKey,
 		Domain:    cfg.SandboxDomain(),
 		Templates: d.templates,
+		AuditLog:  d.store,
 		Fallback:  extra,
-	})
-	d.handler = proxy.New(proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Next: api, Logger: log})
+	}
+	pcfg := proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
+	if d.audit != nil {
+		apiCfg.Audit = d.audit
+		pcfg.Audit = d.auditSandboxRequest
+	}
+	pcfg.Next = restapi.New(apiCfg)
+	d.handler = proxy.New(pcfg)
 	return d, nil
+}
+
+// authorize tells the proxy whether the API key a sandbox request carries
+// is of the sandbox's team.
+func (d *Daemon) authorize(r *http.Request, id string) bool {
+	auth := restapi.Authenticator{Keys: d.store, ExtraKey: d.cfg.APIKey}
+	p, ok, err := auth.Principal(r.Context(), r.Header.Get("X-Api-Key"))
+	if err != nil || !ok {
+		return false
+	}
+	team, ok := d.manager.Owner(id)
+	return ok && team == p.Team.ID
+}
+
+// auditSandboxRequest records a state-changing request the proxy served,
+// for the team of its sandbox. The sandbox's access token authorized it,
+// so no key is named.
+func (d *Daemon) auditSandboxRequest(r *http.Request, ev proxy.Event) {
+	team, _ := d.manager.Owner(ev.SandboxID)
+	d.audit.Record(store.AuditEntry{
+		TeamID:   team,
+		Action:   ev.Action,
+		Target:   ev.SandboxID,
+		Result:   strconv.Itoa(ev.Status),
+		Client:   r.RemoteAddr,
+		Duration: ev.Duration,
+		Detail:   ev.Detail,
+	})
 }
 
 // newEgress prepares sandbox internet access. A host that cannot give it
@@ -399,6 +440,10 @@ func (d *Daemon) close(ctx context.Context) {
 		_ = d.templates.Close()
 	}
 	d.closeSandboxes(ctx)
+	// After the sandboxes: their kills are audited too.
+	if err := d.audit.Close(ctx); err != nil {
+		d.log.Error("writing the audit log's last entries", "err", err)
+	}
 	if d.runtime != nil {
 		_ = d.runtime.Close()
 	}

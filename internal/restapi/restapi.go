@@ -175,15 +175,7 @@ func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Han
 				"missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs); create one with `sandpit keys create`"))
 			return
 		}
-		var p store.Principal
-		ok := s.cfg.ExtraKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.ExtraKey)) == 1
-		var err error
-		switch {
-		case ok:
-			p, err = s.extraPrincipal(r.Context())
-		case s.cfg.Keys != nil:
-			p, ok, err = s.cfg.Keys.VerifyKey(r.Context(), key)
-		}
+		p, ok, err := Authenticator{Keys: s.cfg.Keys, ExtraKey: s.cfg.ExtraKey}.Principal(r.Context(), key)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -197,16 +189,37 @@ func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Han
 	})
 }
 
+// Authenticator finds who an API key acts for: ExtraKey
+// (SANDPIT_API_KEY) or a key Keys holds. The API and the sandbox proxy
+// share it.
+type Authenticator struct {
+	Keys     KeyVerifier // nil accepts ExtraKey only
+	ExtraKey string
+}
+
+// Principal returns who key acts for; ok is false for a key that is not
+// valid, and err for the check failing.
+func (a Authenticator) Principal(ctx context.Context, key string) (p store.Principal, ok bool, err error) {
+	if a.ExtraKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(a.ExtraKey)) == 1 {
+		p, err = a.extraPrincipal(ctx)
+		return p, err == nil, err
+	}
+	if a.Keys == nil {
+		return store.Principal{}, false, nil
+	}
+	return a.Keys.VerifyKey(ctx, key)
+}
+
 // extraPrincipal is who ExtraKey (SANDPIT_API_KEY) acts for: an admin of
 // the default team. The team is read on every request, as VerifyKey reads
 // a stored key's, so its limits apply as soon as they change.
-func (s *server) extraPrincipal(ctx context.Context) (store.Principal, error) {
+func (a Authenticator) extraPrincipal(ctx context.Context) (store.Principal, error) {
 	p := store.Principal{KeyID: "env", KeyName: "SANDPIT_API_KEY", Admin: true,
 		Team: store.Team{Name: store.DefaultTeamName}}
-	if s.cfg.Keys == nil {
+	if a.Keys == nil {
 		return p, nil
 	}
-	t, err := s.cfg.Keys.Team(ctx, store.DefaultTeamName)
+	t, err := a.Keys.Team(ctx, store.DefaultTeamName)
 	if err != nil {
 		return store.Principal{}, fmt.Errorf("finding the team of SANDPIT_API_KEY: %w", err)
 	}

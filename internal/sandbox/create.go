@@ -249,6 +249,7 @@ func record(info Info, env map[string]string) store.SandboxRecord {
 		Secure:        info.Secure,
 		AllowInternet: info.AllowInternet,
 		Pid:           info.Pid,
+		TeamID:        info.TeamID,
 	}
 }
 
