@@ -26,6 +26,12 @@ echo "### The code interpreter: create + first runCode (node bench/interp_bench.
 echo
 node bench/interp_bench.mjs --rounds 20
 echo
+echo "### The audit log's cost to a create (node bench/audit_bench.mjs --creates $RUNS)"
+echo
+node bench/audit_bench.mjs --creates "$RUNS"
+echo
+node bench/audit_bench.mjs --creates "$RUNS" --serve-arg=--warm-pool=off
+echo
 echo "### sandpit through the official Python SDK (bench/py_sdk_bench.py --creates $RUNS)"
 echo
 test/compat-py/run.sh --collect-only -q >/dev/null # makes its venv once
