@@ -108,6 +108,12 @@ test('a team at its concurrent limit gets RateLimitError and creates again after
   assert.equal(await first.kill(), true)
   const again = await Sandbox.create(asC)
   await again.kill()
+
+  // /metrics counts per team: creates, limit hits, sandboxes by state.
+  const metrics = await (await fetch(server.url + '/metrics')).text()
+  assert.match(metrics, /^sandpit_team_creates_total\{team="c"\} 2$/m)
+  assert.match(metrics, /^sandpit_team_limit_hits_total\{limit="max_sandboxes",team="c"\} 1$/m)
+  assert.match(metrics, /^sandpit_team_sandboxes\{state="running",team="c"\} 0$/m)
 })
 
 test('a creates-per-second limit answers 429 with Retry-After, and creates nothing', async () => {
