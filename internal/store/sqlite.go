@@ -159,6 +159,10 @@ func migrations() []string {
 	);
 	INSERT INTO template_tags (template_id, tag, build_id, created_at)
 		SELECT id, 'default', build_id, updated_at FROM templates WHERE spec IS NOT NULL AND build_id != '';`,
+		// Templates belong to the team that made them; a public one
+		// every team may start.
+		`ALTER TABLE templates ADD COLUMN team_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE templates ADD COLUMN public INTEGER NOT NULL DEFAULT 0;`,
 	}
 }
 

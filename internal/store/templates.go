@@ -25,6 +25,9 @@ type Templates interface {
 	TemplateByName(ctx context.Context, name string) (TemplateRecord, error)
 	// ListTemplates returns every template, oldest first.
 	ListTemplates(ctx context.Context) ([]TemplateRecord, error)
+	// SetTemplatePublic makes the template with id public (every team
+	// may start it) or private; errdefs.ErrNotFound if there is none.
+	SetTemplatePublic(ctx context.Context, id string, public bool) error
 	// DeleteTemplate removes a template, its names and its builds;
 	// removing a missing one is fine.
 	DeleteTemplate(ctx context.Context, id string) error
@@ -59,8 +62,13 @@ type TemplateRecord struct {
 	Names []string
 	// Spec is the template as of its last successful build (JSON owned
 	// by the template package); nil before the first one.
-	Spec      []byte
-	BuildID   string // the build Spec came from
+	Spec    []byte
+	BuildID string // the build Spec came from
+	// TeamID is the team that made the template; it never changes
+	// after the template is first put.
+	TeamID string
+	// Public templates may be started by every team.
+	Public    bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -110,9 +118,9 @@ func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO templates (id, spec, build_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+		`INSERT INTO templates (id, spec, build_id, team_id, public, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
 		 ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, build_id = excluded.build_id, updated_at = excluded.updated_at`,
-		rec.ID, rec.Spec, rec.BuildID, rec.CreatedAt.UnixNano(), rec.UpdatedAt.UnixNano()); err != nil {
+		rec.ID, rec.Spec, rec.BuildID, rec.TeamID, rec.Public, rec.CreatedAt.UnixNano(), rec.UpdatedAt.UnixNano()); err != nil {
 		return fmt.Errorf("writing template %s: %w", rec.ID, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM template_names WHERE template_id = ?`, rec.ID); err != nil {
@@ -131,13 +139,13 @@ func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
 
 // GetTemplate implements Templates.
 func (s *SQLite) GetTemplate(ctx context.Context, id string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, created_at, updated_at FROM templates WHERE id = ?`, id)
+	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, team_id, public, created_at, updated_at FROM templates WHERE id = ?`, id)
 	return s.scanTemplate(ctx, row, id)
 }
 
 // TemplateByName implements Templates.
 func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at
+	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.team_id, t.public, t.created_at, t.updated_at
 		FROM templates t JOIN template_names n ON n.template_id = t.id WHERE n.name = ?`, name)
 	return s.scanTemplate(ctx, row, name)
 }
@@ -145,7 +153,7 @@ func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecor
 func (s *SQLite) scanTemplate(ctx context.Context, row *sql.Row, ref string) (TemplateRecord, error) {
 	var rec TemplateRecord
 	var created, updated int64
-	err := row.Scan(&rec.ID, &rec.Spec, &rec.BuildID, &created, &updated)
+	err := row.Scan(&rec.ID, &rec.Spec, &rec.BuildID, &rec.TeamID, &rec.Public, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return TemplateRecord{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
 	}
@@ -205,6 +213,20 @@ func (s *SQLite) ListTemplates(ctx context.Context) ([]TemplateRecord, error) {
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+// SetTemplatePublic implements Templates.
+func (s *SQLite) SetTemplatePublic(ctx context.Context, id string, public bool) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE templates SET public = ? WHERE id = ?`, public, id)
+	if err != nil {
+		return fmt.Errorf("setting template %s public: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("setting template %s public: %w", id, err)
+	} else if n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", id))
+	}
+	return nil
 }
 
 // DeleteTemplate implements Templates.
