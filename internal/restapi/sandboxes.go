@@ -75,6 +75,7 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		Secure:              alwaysSecure || (body.Secure != nil && *body.Secure),
 		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
 		AutoPause:           body.AutoPause != nil && *body.AutoPause,
+		Team:                principalOf(r).Team,
 	})
 }
 

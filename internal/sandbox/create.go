@@ -43,6 +43,8 @@ type CreateRequest struct {
 	// AutoPause pauses the sandbox instead of killing it when its timeout
 	// passes (E2B's lifecycle on_timeout "pause", autoPause on the wire).
 	AutoPause bool
+	// Team is who asks: it may start its own templates, public ones and builtins.
+	Team store.Team
 }
 
 // Create starts a sandbox and arms its deadline. On error nothing of the
@@ -74,7 +76,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (Info, error) {
 	if strings.TrimSpace(req.Template) == "" {
 		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
-	tpl, err := m.templates.Resolve(ctx, req.Template)
+	tpl, err := m.templates.Resolve(ctx, req.Team.ID, req.Template)
 	if err != nil {
 		return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
 	}
