@@ -154,6 +154,9 @@ func TestTemplatesOfAnotherTeam(t *testing.T) {
 		t.Fatalf("alpha's admin making app public: %d %s", r.status, r.body)
 	}
 	check(true)
+	if r := e.as(t, keyA, "POST", "/v3/templates", `{"name": "app"}`); r.status != http.StatusAccepted || r.json(t)["public"] != true {
+		t.Errorf("a build of the public app: %d %s, want it public", r.status, r.body)
+	}
 	r = e.as(t, keyB, "POST", "/v2/sandboxes", `{"templateID": "app:v1"}`)
 	if r.status != http.StatusCreated || r.json(t)["templateID"] != "tpl1" {
 		t.Fatalf("beta starting alpha's public app: %d %s", r.status, r.body)

@@ -94,7 +94,7 @@ func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) 
 	}
 	writeJSON(w, http.StatusAccepted, openapi.TemplateRequestResponseV3{
 		TemplateID: req.TemplateID, BuildID: req.BuildID, Tags: req.Tags,
-		Names: req.Names, Aliases: req.Names, Public: false,
+		Names: req.Names, Aliases: req.Names, Public: req.Public,
 	})
 }
 

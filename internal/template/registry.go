@@ -264,6 +264,7 @@ type Requested struct {
 	BuildID    string
 	Names      []string
 	Tags       []string
+	Public     bool // every team may start the template
 }
 
 type buildRequest struct {
@@ -330,7 +331,7 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
 	}
-	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
+	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags, Public: rec.Public}, nil
 }
 
 // decodeRequest reads what Request stored for a build.
