@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,7 +34,9 @@ const templateUsage = `usage:
 
 The client verbs talk to the server at $SANDPIT_URL (else $E2B_API_URL, else
 http://127.0.0.1:49982) with the key in $SANDPIT_API_KEY or $E2B_API_KEY (else
-the data dir's api-key file). Ready-made templates: %s.
+the data dir's api-key file). Ready-made templates: %s. Built under
+its own name, a ready-made template is made public: every team can start
+it (that takes an admin key; with another it stays the key's team's).
 `
 
 // templateCmd runs `sandpit template ...`.
@@ -87,7 +90,7 @@ func templateBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 			abs, _ := filepath.Abs(dir)
 			n = strings.ToLower(filepath.Base(abs))
 		}
-		return b.build(ctx, n, df, dir)
+		return b.build(ctx, n, df, dir, false)
 	case *file == "" && fs.NArg() == 1:
 		ready := fs.Arg(0)
 		df, err := templates.Dockerfile(ready)
@@ -98,7 +101,8 @@ func templateBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if n == "" {
 			n = ready
 		}
-		return b.build(ctx, n, df, "")
+		// Under its own name a ready-made template is every team's.
+		return b.build(ctx, n, df, "", n == ready)
 	default:
 		return errors.New("sandpit template build: give -f DOCKERFILE or the NAME of a ready-made template")
 	}
@@ -114,8 +118,9 @@ type builder struct {
 
 // build builds the Dockerfile df as name; COPY sources come from dir. A
 // FROM naming a ready-made template that the server lacks builds that
-// first.
-func (b *builder) build(ctx context.Context, name string, df []byte, dir string) error {
+// first. A public build is made public (every team may start it) once
+// built.
+func (b *builder) build(ctx context.Context, name string, df []byte, dir string, public bool) error {
 	spec, warnings, err := template.ParseDockerfile(bytes.NewReader(df), nil)
 	if err != nil {
 		return err
@@ -129,7 +134,7 @@ func (b *builder) build(ctx context.Context, name string, df []byte, dir string)
 			fmt.Fprintf(b.out, "==> %s needs %s: building it first\n", name, from)
 			parent, _ := templates.Dockerfile(from)
 			b.inProgress = append(b.inProgress, name)
-			if err := b.build(ctx, from, parent, ""); err != nil {
+			if err := b.build(ctx, from, parent, "", true); err != nil {
 				return err
 			}
 		} else if err != nil {
@@ -166,7 +171,26 @@ func (b *builder) build(ctx context.Context, name string, df []byte, dir string)
 		return err
 	}
 	fmt.Fprintf(b.out, "==> %s is ready (%s); create sandboxes from it with template %q\n", name, time.Since(start).Round(time.Millisecond), name)
+	if public {
+		b.makePublic(ctx, name, req.TemplateID)
+	}
 	return nil
+}
+
+// makePublic makes the template id, just built as name, public. It only
+// warns when it cannot: the build itself succeeded, and the template is
+// still there for the key's own team.
+func (b *builder) makePublic(ctx context.Context, name, id string) {
+	err := b.client.do(ctx, "PATCH", "/v2/templates/"+esc(id), map[string]bool{"public": true}, nil)
+	var ae *apiError
+	switch {
+	case err == nil:
+		fmt.Fprintf(b.out, "==> %s is public: every team can start it\n", name)
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		fmt.Fprintf(b.out, "warning: %s stays private to this key's team: %s\n", name, ae.Message)
+	default:
+		fmt.Fprintf(b.out, "warning: %s stays private to this key's team: making it public: %v\n", name, err)
+	}
 }
 
 // upload tars src (a file or directory under dir) and sends it unless the

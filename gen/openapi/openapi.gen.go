@@ -497,6 +497,17 @@ type TemplateTag struct {
 	Tag       string    `json:"tag"`
 }
 
+// TemplateUpdateRequest defines model for TemplateUpdateRequest.
+type TemplateUpdateRequest struct {
+	// Public Whether every team may start the template, or only its own.
+	Public *bool `json:"public,omitempty"`
+}
+
+// TemplateUpdateResponse defines model for TemplateUpdateResponse.
+type TemplateUpdateResponse struct {
+	Names []string `json:"names"`
+}
+
 // MetadataFilter defines model for metadataFilter.
 type MetadataFilter = string
 
@@ -640,11 +651,17 @@ type DeleteTemplateTagsJSONRequestBody = DeleteTemplateTagsRequest
 // AssignTemplateTagsJSONRequestBody defines body for AssignTemplateTags for application/json ContentType.
 type AssignTemplateTagsJSONRequestBody = AssignTemplateTagsRequest
 
+// UpdateTemplateJSONRequestBody defines body for UpdateTemplate for application/json ContentType.
+type UpdateTemplateJSONRequestBody = TemplateUpdateRequest
+
 // CreateSandboxV2JSONRequestBody defines body for CreateSandboxV2 for application/json ContentType.
 type CreateSandboxV2JSONRequestBody = NewSandboxV2
 
 // ConnectSandboxV2JSONRequestBody defines body for ConnectSandboxV2 for application/json ContentType.
 type ConnectSandboxV2JSONRequestBody = ConnectSandboxV2
+
+// UpdateTemplateV2JSONRequestBody defines body for UpdateTemplateV2 for application/json ContentType.
+type UpdateTemplateV2JSONRequestBody = TemplateUpdateRequest
 
 // StartTemplateBuildV2JSONRequestBody defines body for StartTemplateBuildV2 for application/json ContentType.
 type StartTemplateBuildV2JSONRequestBody = TemplateBuildStartV2
@@ -705,6 +722,9 @@ type ServerInterface interface {
 	// DeleteTemplate Remove a template; sandboxes running from it keep running.
 	// (DELETE /templates/{templateID})
 	DeleteTemplate(w http.ResponseWriter, r *http.Request, templateID string)
+	// UpdateTemplate Make a template public (every team may start it) or private to its team.
+	// (PATCH /templates/{templateID})
+	UpdateTemplate(w http.ResponseWriter, r *http.Request, templateID string)
 	// GetTemplateBuildStatus A build's status and its log entries from logsOffset on.
 	// (GET /templates/{templateID}/builds/{buildID}/status)
 	GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request, templateID string, buildID string, params GetTemplateBuildStatusParams)
@@ -730,6 +750,9 @@ type ServerInterface interface {
 	// GetSandboxLogsV2 The sandbox's recent log entries, filtered and paged.
 	// (GET /v2/sandboxes/{sandboxID}/logs)
 	GetSandboxLogsV2(w http.ResponseWriter, r *http.Request, sandboxID SandboxID, params GetSandboxLogsV2Params)
+	// UpdateTemplateV2 Make a template public (every team may start it) or private to its team.
+	// (PATCH /v2/templates/{templateID})
+	UpdateTemplateV2(w http.ResponseWriter, r *http.Request, templateID string)
 	// StartTemplateBuildV2 Start a requested build with its steps.
 	// (POST /v2/templates/{templateID}/builds/{buildID})
 	StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, templateID string, buildID string)
@@ -1213,6 +1236,32 @@ func (siw *ServerInterfaceWrapper) DeleteTemplate(w http.ResponseWriter, r *http
 	handler.ServeHTTP(w, r)
 }
 
+// UpdateTemplate operation middleware
+func (siw *ServerInterfaceWrapper) UpdateTemplate(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.UpdateTemplate(w, r, templateID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetTemplateBuildStatus operation middleware
 func (siw *ServerInterfaceWrapper) GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request) {
 
@@ -1647,6 +1696,32 @@ func (siw *ServerInterfaceWrapper) GetSandboxLogsV2(w http.ResponseWriter, r *ht
 	handler.ServeHTTP(w, r)
 }
 
+// UpdateTemplateV2 operation middleware
+func (siw *ServerInterfaceWrapper) UpdateTemplateV2(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "templateID" -------------
+	var templateID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "templateID", r.PathValue("templateID"), &templateID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "templateID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.UpdateTemplateV2(w, r, templateID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // StartTemplateBuildV2 operation middleware
 func (siw *ServerInterfaceWrapper) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request) {
 
@@ -1843,6 +1918,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/tags", wrapper.DeleteTemplateTags)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/templates/tags", wrapper.AssignTemplateTags)
 	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/{templateID}", wrapper.DeleteTemplate)
+	m.HandleFunc(http.MethodPatch+" "+options.BaseURL+"/templates/{templateID}", wrapper.UpdateTemplate)
+	m.HandleFunc(http.MethodPatch+" "+options.BaseURL+"/v2/templates/{templateID}", wrapper.UpdateTemplateV2)
 
 	return m
 }

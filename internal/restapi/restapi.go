@@ -90,6 +90,13 @@ const maxBodyBytes = 1 << 20
 // New returns the control-plane handler. Every path but GET /health needs
 // an API key in X-API-KEY.
 func New(cfg Config) http.Handler {
+	s, mux := newServer(cfg)
+	return s.logRequests(s.authenticate(mux, s.audit(mux, mux)))
+}
+
+// newServer returns the server and the routes New puts behind
+// authentication.
+func newServer(cfg Config) (*server, *http.ServeMux) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -118,7 +125,7 @@ func New(cfg Config) http.Handler {
 		}
 		s.noRoute(w, r, mux)
 	})
-	return s.logRequests(s.authenticate(mux, s.audit(mux, mux)))
+	return s, mux
 }
 
 // server implements openapi.ServerInterface.

@@ -17,7 +17,7 @@ func (s *server) AssignTemplateTags(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	as, err := tr.AssignTags(r.Context(), body.Target, body.Tags)
+	as, err := tr.AssignTags(r.Context(), principalOf(r).Team.ID, body.Target, body.Tags)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -37,7 +37,7 @@ func (s *server) DeleteTemplateTags(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := tr.RemoveTags(r.Context(), body.Name, body.Tags); err != nil {
+	if err := tr.RemoveTags(r.Context(), principalOf(r).Team.ID, body.Name, body.Tags); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -51,7 +51,7 @@ func (s *server) GetTemplateTags(w http.ResponseWriter, r *http.Request, templat
 	if !ok {
 		return
 	}
-	tags, err := tr.Tags(r.Context(), templateID)
+	tags, err := tr.Tags(r.Context(), principalOf(r).Team.ID, templateID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -43,11 +43,6 @@ func teamKey(t *testing.T, e *env, name string, l store.Limits) string {
 	return key
 }
 
-func (e *env) as(t *testing.T, key, method, target, body string) response {
-	t.Helper()
-	return e.doKey(t, method, target, body, map[string]string{"X-API-KEY": key})
-}
-
 // Every control-plane route of another team's sandbox answers as for a
 // sandbox that never existed, byte for byte but the ID.
 func TestAnotherTeamsSandboxIsUnknown(t *testing.T) {

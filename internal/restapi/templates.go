@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,23 +16,28 @@ import (
 
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
 // Templates is what the API needs of template builds; *template.Registry
-// implements it.
+// implements it. team is the ID of the request's team: it sees its own
+// templates, public ones and builtins, and changes only its own; the
+// rest answer as unknown templates do.
 type Templates interface {
 	Request(ctx context.Context, args template.RequestArgs) (template.Requested, error)
-	Start(ctx context.Context, templateID, buildID string, spec template.BuildSpec) error
-	Status(ctx context.Context, templateID, buildID string, offset int) (template.BuildStatus, error)
-	List(ctx context.Context) ([]template.Info, error)
-	Delete(ctx context.Context, ref string) error
-	Exists(ctx context.Context, ref string) (string, error)
-	Tags(ctx context.Context, ref string) ([]template.Tag, error)
-	AssignTags(ctx context.Context, target string, tags []string) (template.Assigned, error)
-	RemoveTags(ctx context.Context, name string, tags []string) error
-	HasUpload(owner, hash string) bool
-	PutUpload(ctx context.Context, owner, hash string, body io.Reader, want []byte) error
+	Start(ctx context.Context, team, templateID, buildID string, spec template.BuildSpec) error
+	Status(ctx context.Context, team, templateID, buildID string, offset int) (template.BuildStatus, error)
+	List(ctx context.Context, team string) ([]template.Info, error)
+	Delete(ctx context.Context, team, ref string) error
+	Exists(ctx context.Context, team, ref string) (string, error)
+	Tags(ctx context.Context, team, ref string) ([]template.Tag, error)
+	AssignTags(ctx context.Context, team, target string, tags []string) (template.Assigned, error)
+	RemoveTags(ctx context.Context, team, name string, tags []string) error
+	SetPublic(ctx context.Context, team, ref string, public bool) ([]string, error)
+	StorageUsage(ctx context.Context, team string) (int64, error)
+	HasUpload(ctx context.Context, team, hash string) bool
+	PutUpload(ctx context.Context, team string, up template.Upload) error
 }
 
 var _ Templates = (*template.Registry)(nil)
@@ -64,7 +68,8 @@ func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) 
 	if name == "" && body.Alias != nil {
 		name = *body.Alias
 	}
-	args := template.RequestArgs{Name: name}
+	p := principalOf(r)
+	args := template.RequestArgs{Team: p.Team.ID, Name: name}
 	if body.Tags != nil {
 		args.Tags = *body.Tags
 	}
@@ -74,6 +79,14 @@ func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) 
 	if body.MemoryMB != nil {
 		args.MemoryMB = int(*body.MemoryMB)
 	}
+	if err := checkBuildResources(p.Team, args); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkTemplateStorage(r.Context(), tr, p.Team); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	req, err := tr.Request(r.Context(), args)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -81,7 +94,7 @@ func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) 
 	}
 	writeJSON(w, http.StatusAccepted, openapi.TemplateRequestResponseV3{
 		TemplateID: req.TemplateID, BuildID: req.BuildID, Tags: req.Tags,
-		Names: req.Names, Aliases: req.Names, Public: false,
+		Names: req.Names, Aliases: req.Names, Public: req.Public,
 	})
 }
 
@@ -102,7 +115,6 @@ func (s *server) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, te
 		StartCmd:     derefOr(body.StartCmd),
 		ReadyCmd:     derefOr(body.ReadyCmd),
 		Force:        body.Force != nil && *body.Force,
-		Owner:        uploadOwner(r),
 	}
 	if reg := body.FromImageRegistry; reg != nil {
 		if t := derefOr(reg.Type); t != "" && t != "registry" {
@@ -121,7 +133,12 @@ func (s *server) StartTemplateBuildV2(w http.ResponseWriter, r *http.Request, te
 			spec.Steps = append(spec.Steps, step)
 		}
 	}
-	if err := tr.Start(r.Context(), templateID, buildID, spec); err != nil {
+	p := principalOf(r)
+	if err := checkTemplateStorage(r.Context(), tr, p.Team); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := tr.Start(r.Context(), p.Team.ID, templateID, buildID, spec); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -138,7 +155,7 @@ func (s *server) GetTemplateBuildStatus(w http.ResponseWriter, r *http.Request, 
 	if params.LogsOffset != nil {
 		offset = int(*params.LogsOffset)
 	}
-	st, err := tr.Status(r.Context(), templateID, buildID, offset)
+	st, err := tr.Status(r.Context(), principalOf(r).Team.ID, templateID, buildID, offset)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -181,10 +198,16 @@ func (s *server) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Reque
 	if !ok {
 		return
 	}
-	owner := uploadOwner(r)
-	out := openapi.TemplateBuildFileUpload{Present: tr.HasUpload(owner, hash)}
+	team := principalOf(r).Team
+	out := openapi.TemplateBuildFileUpload{Present: tr.HasUpload(r.Context(), team.ID, hash)}
+	if !out.Present {
+		if err := checkTemplateStorage(r.Context(), tr, team); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	exp := time.Now().Add(uploadLinkTTL).Unix()
-	q := url.Values{"token": {s.uploadToken(templateID, hash, owner, exp)}}
+	q := url.Values{"token": {s.uploadToken(uploadGrant{templateID, hash, team.ID, team.Limits.MaxTemplateStorageMB, exp})}}
 	scheme := "http"
 	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
 		scheme = "https"
@@ -197,14 +220,15 @@ func (s *server) GetTemplateFilesUploadLink(w http.ResponseWriter, r *http.Reque
 
 // UploadTemplateFiles implements PUT /templates/{templateID}/files/{hash}:
 // the self-authorizing upload link GetTemplateFilesUploadLink hands out.
-// The upload belongs to the API key that asked for the link. A client that
+// The upload belongs to the team of the API key that asked for the link,
+// bounded by that team's storage limit as it was then. A client that
 // knows the body's SHA-256 sends it as Content-Digest (RFC 9530).
 func (s *server) UploadTemplateFiles(w http.ResponseWriter, r *http.Request, templateID, hash string, params openapi.UploadTemplateFilesParams) {
 	tr, ok := s.templates(w, r)
 	if !ok {
 		return
 	}
-	owner, ok := s.checkUploadToken(templateID, hash, params.Token)
+	g, ok := s.checkUploadToken(templateID, hash, params.Token)
 	if !ok {
 		s.writeError(w, r, errdefs.New(errdefs.ErrUnauthenticated, "the upload link is invalid or expired; ask for a new one"))
 		return
@@ -219,40 +243,80 @@ func (s *server) UploadTemplateFiles(w http.ResponseWriter, r *http.Request, tem
 		s.writeError(w, r, err)
 		return
 	}
-	if err := tr.PutUpload(r.Context(), owner, hash, r.Body, want); err != nil {
+	up := template.Upload{Hash: hash, Body: r.Body, Want: want, StorageLimitMB: g.storageLimitMB}
+	if err := tr.PutUpload(r.Context(), g.team, up); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// uploadOwner names the API key of r for the uploads it makes: a hash,
-// so the key itself is never written down.
-func uploadOwner(r *http.Request) string {
-	sum := sha256.Sum256([]byte("sandpit upload owner\x00" + apiKey(r.Header)))
-	return hex.EncodeToString(sum[:16])
+// uploadGrant is what an upload link allows: storing the files named
+// hash for template templateID's team, within its storage limit, until
+// exp (Unix seconds).
+type uploadGrant struct {
+	templateID, hash string
+	team             string // store.Team ID: no dots
+	storageLimitMB   int
+	exp              int64
 }
 
-// uploadToken signs templateID, hash, the uploads' owner and an expiry
-// with the server's upload key: "<expiry>.<owner>.<hex hmac>".
-func (s *server) uploadToken(templateID, hash, owner string, exp int64) string {
+// uploadToken signs g with the server's upload key:
+// "<expiry>.<team>.<storage limit MB>.<hex hmac>".
+func (s *server) uploadToken(g uploadGrant) string {
 	m := hmac.New(sha256.New, s.uploadKey)
-	fmt.Fprintf(m, "%s\x00%s\x00%s\x00%d", templateID, hash, owner, exp)
-	return fmt.Sprintf("%d.%s.%s", exp, owner, hex.EncodeToString(m.Sum(nil)))
+	fmt.Fprintf(m, "%s\x00%s\x00%s\x00%d\x00%d", g.templateID, g.hash, g.team, g.storageLimitMB, g.exp)
+	return fmt.Sprintf("%d.%s.%d.%s", g.exp, g.team, g.storageLimitMB, hex.EncodeToString(m.Sum(nil)))
 }
 
-// checkUploadToken returns the owner a valid, unexpired token names.
-func (s *server) checkUploadToken(templateID, hash, token string) (string, bool) {
+// checkUploadToken returns what a valid, unexpired token allows.
+func (s *server) checkUploadToken(templateID, hash, token string) (uploadGrant, bool) {
 	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return "", false
+	if len(parts) != 4 {
+		return uploadGrant{}, false
 	}
 	exp, err := strconv.ParseInt(parts[0], 10, 64)
 	if err != nil || time.Now().Unix() > exp {
-		return "", false
+		return uploadGrant{}, false
 	}
-	owner := parts[1]
-	return owner, hmac.Equal([]byte(token), []byte(s.uploadToken(templateID, hash, owner, exp)))
+	limit, err := strconv.Atoi(parts[2])
+	if err != nil {
+		return uploadGrant{}, false
+	}
+	g := uploadGrant{templateID: templateID, hash: hash, team: parts[1], storageLimitMB: limit, exp: exp}
+	return g, hmac.Equal([]byte(token), []byte(s.uploadToken(g)))
+}
+
+// checkBuildResources refuses a build whose sandboxes would be larger
+// than team's per-sandbox maximums.
+func checkBuildResources(team store.Team, args template.RequestArgs) error {
+	l := team.Limits
+	if l.MaxCPUs > 0 && args.CPUCount > l.MaxCPUs {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("cpuCount %d is above team %s's maximum of %d CPUs", args.CPUCount, team.Name, l.MaxCPUs))
+	}
+	if l.MaxMemoryMB > 0 && args.MemoryMB > l.MaxMemoryMB {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("memoryMB %d is above team %s's maximum of %d MB", args.MemoryMB, team.Name, l.MaxMemoryMB))
+	}
+	return nil
+}
+
+// checkTemplateStorage refuses more template storage to a team at or
+// over its limit.
+func checkTemplateStorage(ctx context.Context, tr Templates, team store.Team) error {
+	limit := team.Limits.MaxTemplateStorageMB
+	if limit <= 0 {
+		return nil
+	}
+	used, err := tr.StorageUsage(ctx, team.ID)
+	if err != nil {
+		return err
+	}
+	if used >= int64(limit)<<20 {
+		return template.StorageLimitError("team "+team.Name, used, limit)
+	}
+	return nil
 }
 
 // contentSHA256 returns the sha-256 of a Content-Digest header (RFC 9530:
@@ -283,7 +347,7 @@ func (s *server) GetTemplateByAlias(w http.ResponseWriter, r *http.Request, alia
 	if !ok {
 		return
 	}
-	id, err := tr.Exists(r.Context(), alias)
+	id, err := tr.Exists(r.Context(), principalOf(r).Team.ID, alias)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -297,7 +361,7 @@ func (s *server) ListTemplates(w http.ResponseWriter, r *http.Request, _ openapi
 	if !ok {
 		return
 	}
-	infos, err := tr.List(r.Context())
+	infos, err := tr.List(r.Context(), principalOf(r).Team.ID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -333,7 +397,7 @@ func (s *server) toTemplate(in template.Info) openapi.Template {
 	spawned, last := s.spawns.get(in.ID)
 	t := openapi.Template{
 		TemplateID: in.ID, BuildID: in.BuildID, CpuCount: int32(in.CPUCount), MemoryMB: int32(in.MemoryMB),
-		DiskSizeMB: int32(disk), EnvdVersion: envd, Public: in.Builtin,
+		DiskSizeMB: int32(disk), EnvdVersion: envd, Public: in.Public || in.Builtin,
 		Aliases: names, Names: names, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(), BuildStatus: in.Status,
 		BuildCount: int32(in.BuildCount), SpawnCount: spawned, LastSpawnedAt: last,
 	}
@@ -351,11 +415,55 @@ func (s *server) DeleteTemplate(w http.ResponseWriter, r *http.Request, template
 	if !ok {
 		return
 	}
-	if err := tr.Delete(r.Context(), templateID); err != nil {
+	if err := tr.Delete(r.Context(), principalOf(r).Team.ID, templateID); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// UpdateTemplate implements PATCH /templates/{templateID}.
+func (s *server) UpdateTemplate(w http.ResponseWriter, r *http.Request, templateID string) {
+	s.updateTemplate(w, r, templateID)
+}
+
+// UpdateTemplateV2 implements PATCH /v2/templates/{templateID}.
+func (s *server) UpdateTemplateV2(w http.ResponseWriter, r *http.Request, templateID string) {
+	s.updateTemplate(w, r, templateID)
+}
+
+// updateTemplate makes a template of the request's team public or
+// private. Only admin keys may: every team may start a public template
+// by its name, so making one is the operator's call.
+func (s *server) updateTemplate(w http.ResponseWriter, r *http.Request, templateID string) {
+	tr, ok := s.templates(w, r)
+	if !ok {
+		return
+	}
+	var body openapi.TemplateUpdateRequest
+	if err := decodeBody(w, r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Public == nil {
+		s.writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, `nothing to update: give "public": true or false`))
+		return
+	}
+	p := principalOf(r)
+	if !p.Admin {
+		s.writeError(w, r, errdefs.New(errdefs.ErrPermissionDenied,
+			"only admin keys may make a template public or private: every team may start a public template by its name"))
+		return
+	}
+	names, err := tr.SetPublic(r.Context(), p.Team.ID, templateID, *body.Public)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if names == nil {
+		names = []string{}
+	}
+	writeJSON(w, http.StatusOK, openapi.TemplateUpdateResponse{Names: names})
 }
 
 func derefOr[T any](p *T) T {

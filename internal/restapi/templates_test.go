@@ -43,6 +43,14 @@ func newTemplateEnv(t *testing.T) *env {
 // configure; it also returns the registry's dir.
 func newTemplateEnvWith(t *testing.T, configure func(*template.RegistryConfig)) (*env, string) {
 	t.Helper()
+	return newTemplateEnvAs(t, configure, nil)
+}
+
+// newTemplateEnvAs is newTemplateEnvWith whose requests act for
+// principals by their key (restapi.NewAs) when principals is not nil;
+// "app" is then the template of the team of e.key.
+func newTemplateEnvAs(t *testing.T, configure func(*template.RegistryConfig), principals map[string]store.Principal) (*env, string) {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "sandpit.db"))
@@ -66,8 +74,18 @@ func newTemplateEnvWith(t *testing.T, configure func(*template.RegistryConfig)) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	var info store.KeyInfo
+	e.key, info, err = st.CreateKey(ctx, store.NewKey{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	team := info.TeamID
+	if principals != nil {
+		e.key = keyA
+		team = principals[keyA].Team.ID
+	}
 	now := time.Now()
-	if err := st.PutTemplate(ctx, store.TemplateRecord{ID: "tpl1", Names: []string{"app"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+	if err := st.PutTemplate(ctx, store.TemplateRecord{ID: "tpl1", Names: []string{"app"}, TeamID: team, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
 	for i, b := range []struct {
@@ -88,11 +106,12 @@ func newTemplateEnvWith(t *testing.T, configure func(*template.RegistryConfig)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.key, _, err = st.CreateKey(ctx, store.NewKey{Name: "test"})
-	if err != nil {
-		t.Fatal(err)
+	cfg := restapi.Config{Manager: e.m, Keys: st, Logger: log, Templates: reg}
+	if principals != nil {
+		e.h = restapi.NewAs(cfg, principals)
+	} else {
+		e.h = restapi.New(cfg)
 	}
-	e.h = restapi.New(restapi.Config{Manager: e.m, Keys: st, Logger: log, Templates: reg})
 	t.Cleanup(func() {
 		_ = e.m.Close(context.Background())
 		_ = reg.Close()
@@ -272,7 +291,7 @@ func TestListTemplatesFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	infos, err := reg.List(t.Context())
+	infos, err := reg.List(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

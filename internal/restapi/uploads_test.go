@@ -44,14 +44,21 @@ func (e *env) uploadLink(t *testing.T, key, hash string) (bool, string) {
 // files named hash, and returns the build's id and the response.
 func (e *env) startCopy(t *testing.T, key, hash string) (string, response) {
 	t.Helper()
+	return e.startCopyOf(t, key, "app", hash)
+}
+
+// startCopyOf is startCopy for the template called name.
+func (e *env) startCopyOf(t *testing.T, key, name, hash string) (string, response) {
+	t.Helper()
 	hk := map[string]string{"X-API-KEY": key}
-	r := e.doKey(t, "POST", "/v3/templates", `{"name": "app"}`, hk)
+	r := e.doKey(t, "POST", "/v3/templates", `{"name": "`+name+`"}`, hk)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("requesting a build: %d %s", r.status, r.body)
 	}
 	bid, _ := r.json(t)["buildID"].(string)
+	tid, _ := r.json(t)["templateID"].(string)
 	body := `{"fromTemplate": "base", "steps": [{"type": "COPY", "args": ["f", "/f"], "filesHash": "` + hash + `"}]}`
-	return bid, e.doKey(t, "POST", "/v2/templates/tpl1/builds/"+bid, body, hk)
+	return bid, e.doKey(t, "POST", "/v2/templates/"+tid+"/builds/"+bid, body, hk)
 }
 
 // builtDigest returns the digest of the files build bid copies.
@@ -85,14 +92,11 @@ func contentDigest(s string) string {
 // TestTemplateUploadsAreHashedAndNeverReplaced: the server hashes what
 // arrives; a body that does not match its Content-Digest is refused; a
 // second upload under a hash never replaces the first with other content;
-// one API key's uploads are not another's; builds copy by the digest of
-// what was uploaded.
+// one team's uploads are not another's; builds copy by the digest of what
+// was uploaded.
 func TestTemplateUploadsAreHashedAndNeverReplaced(t *testing.T) {
-	e, dir := newTemplateEnvWith(t, nil)
-	key2, _, err := e.st.CreateKey(t.Context(), store.NewKey{Name: "other"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, dir := newTeamsEnv(t, nil, store.Limits{}, store.Limits{})
+	key2 := keyB
 	first, other := "the first archive", "other content"
 	hash := sha("the client's name for its files") // E2B's SDK hashes its own way
 	present, link := e.uploadLink(t, e.key, hash)
@@ -126,38 +130,51 @@ func TestTemplateUploadsAreHashedAndNeverReplaced(t *testing.T) {
 		t.Fatalf("the build copies %s, want the first upload's %s", d, sha(first))
 	}
 
-	// Another key does not see the first key's upload, and its own under
-	// the same hash is its own.
+	// Another team does not see the first team's upload, and its own
+	// under the same hash is its own; another key of the first team sees
+	// the team's.
+	if present, _ := e.uploadLink(t, keyA2, hash); !present {
+		t.Fatal("another key of the team does not see the team's upload")
+	}
 	present, link2 := e.uploadLink(t, key2, hash)
 	if present {
-		t.Fatal("another API key's upload is present for this one")
+		t.Fatal("another team's upload is present for this one")
 	}
-	if _, r := e.startCopy(t, key2, hash); r.status != 400 {
-		t.Fatalf("a build copying files its key never uploaded: %d %s", r.status, r.body)
+	if _, r := e.startCopyOf(t, key2, "beta-app", hash); r.status != 400 {
+		t.Fatalf("a build copying files its team never uploaded: %d %s", r.status, r.body)
 	}
 	if r := e.doKey(t, "PUT", link2, other, nil); r.status != http.StatusOK {
-		t.Fatalf("upload by the second key: %d %s", r.status, r.body)
+		t.Fatalf("upload by the second team: %d %s", r.status, r.body)
 	}
-	bid2, r := e.startCopy(t, key2, hash)
+	bid2, r := e.startCopyOf(t, key2, "beta-app", hash)
 	if r.status != http.StatusAccepted {
-		t.Fatalf("starting the second key's build: %d %s", r.status, r.body)
+		t.Fatalf("starting the second team's build: %d %s", r.status, r.body)
 	}
 	if d := e.builtDigest(t, bid2); d != sha(other) {
-		t.Fatalf("the second key's build copies %s, want %s", d, sha(other))
+		t.Fatalf("the second team's build copies %s, want %s", d, sha(other))
 	}
 	if present, _ := e.uploadLink(t, e.key, hash); !present {
-		t.Fatal("the first key's upload went")
+		t.Fatal("the first team's upload went")
+	}
+	// Each team's names are in its own directory.
+	for _, team := range []string{teamAID, teamBID} {
+		if _, err := os.Stat(filepath.Join(dir, "uploads", "names", team, hash)); err != nil {
+			t.Errorf("the upload of team %s: %v", team, err)
+		}
 	}
 
-	// A link is for the key it was given to: its owner cannot be changed.
+	// A link is for the team it was given to: its owner and its storage
+	// limit cannot be changed.
 	u, _ := url.Parse(link)
-	tok := strings.Split(u.Query().Get("token"), ".")
-	tok[1] = strings.Repeat("0", len(tok[1]))
-	forged := u.Path + "?token=" + url.QueryEscape(strings.Join(tok, "."))
-	wantError(t, e.doKey(t, "PUT", forged, other, nil), 401, "upload link")
+	for i, forge := range []string{teamBID, "1048576"} {
+		tok := strings.Split(u.Query().Get("token"), ".")
+		tok[i+1] = forge
+		forged := u.Path + "?token=" + url.QueryEscape(strings.Join(tok, "."))
+		wantError(t, e.doKey(t, "PUT", forged, other, nil), 401, "upload link")
+	}
 }
 
-// TestTemplateUploadQuota: each API key's uploads are bounded in bytes and
+// TestTemplateUploadQuota: each team's uploads are bounded in bytes and
 // in number, with an error naming the limit; uploads no build refers to are
 // collected once old, those a build refers to stay.
 func TestTemplateUploadQuota(t *testing.T) {

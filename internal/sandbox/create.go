@@ -27,7 +27,8 @@ const (
 
 // CreateRequest says what sandbox to create.
 type CreateRequest struct {
-	// Team creates the sandbox and owns it; its limits apply.
+	// Team creates the sandbox and owns it; its limits apply, and it may
+	// start its own templates, public ones and builtins.
 	Team store.Team
 	// Template is a template id or name, possibly "name:tag".
 	Template string
@@ -76,7 +77,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	if strings.TrimSpace(req.Template) == "" {
 		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
-	tpl, err := m.templates.Resolve(ctx, req.Template)
+	tpl, err := m.templates.Resolve(ctx, req.Team.ID, req.Template)
 	if err != nil {
 		return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
 	}
@@ -133,6 +134,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	env := maps.Clone(tpl.Env)
 	if env == nil {
 		env = map[string]string{}
+	}
+	// E2B_TEAM_ID, as on E2B, unless the template or the request set it.
+	if _, ok := env["E2B_TEAM_ID"]; !ok && req.Team.ID != "" {
+		env["E2B_TEAM_ID"] = req.Team.ID
 	}
 	maps.Copy(env, req.EnvVars)
 
@@ -197,8 +202,8 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 
 // withE2BEnv returns env plus the variables E2B sets in every sandbox so
 // that code can tell it runs in one, and which: E2B_SANDBOX=true,
-// E2B_SANDBOX_ID and E2B_TEMPLATE_ID (E2B_TEAM_ID has no sandpit
-// counterpart). env's own values win.
+// E2B_SANDBOX_ID and E2B_TEMPLATE_ID (create adds E2B_TEAM_ID). env's own
+// values win.
 func withE2BEnv(env map[string]string, id string, tpl *template.Template) map[string]string {
 	out := map[string]string{"E2B_SANDBOX": "true", "E2B_SANDBOX_ID": id, "E2B_TEMPLATE_ID": tpl.ID}
 	maps.Copy(out, env)

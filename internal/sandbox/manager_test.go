@@ -606,12 +606,12 @@ func TestStaticTemplates(t *testing.T) {
 		"team/code-interpreter-v1:3": "big",
 		"big":                        "big",
 	} {
-		got, err := tpl.Resolve(t.Context(), ref)
+		got, err := tpl.Resolve(t.Context(), "", ref)
 		if err != nil || got.ID != want {
 			t.Errorf("Resolve(%q) = %v, %v; want %s", ref, got, err, want)
 		}
 	}
-	_, err := tpl.Resolve(t.Context(), "missing:tag")
+	_, err := tpl.Resolve(t.Context(), "", "missing:tag")
 	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), `"missing:tag"`) {
 		t.Errorf("Resolve(missing) = %v", err)
 	}

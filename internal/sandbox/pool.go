@@ -42,7 +42,8 @@ func (m *Manager) StartPool(ctx context.Context, sizes map[string]int) error {
 		if n <= 0 {
 			continue
 		}
-		tpl, err := m.templates.Resolve(ctx, ref)
+		// The operator names the pool's templates: any team's.
+		tpl, err := m.templates.Resolve(ctx, template.AllTeams, ref)
 		if err != nil {
 			return fmt.Errorf("warm pool: %w", err)
 		}

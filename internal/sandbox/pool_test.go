@@ -108,7 +108,7 @@ type swapTemplates struct {
 	tpl *template.Template
 }
 
-func (s *swapTemplates) Resolve(context.Context, string) (*template.Template, error) {
+func (s *swapTemplates) Resolve(context.Context, string, string) (*template.Template, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tpl, nil

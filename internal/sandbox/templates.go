@@ -11,10 +11,12 @@ import (
 
 // Templates finds the template a sandbox starts from.
 type Templates interface {
-	// Resolve returns the template whose id or name is ref. ref may carry a
-	// tag ("name:tag") or a namespace ("team/name:tag"). An unknown
-	// template is an errdefs.ErrNotFound whose message names it.
-	Resolve(ctx context.Context, ref string) (*template.Template, error)
+	// Resolve returns the template whose id or name is ref, as team (a
+	// store.Team ID, or template.AllTeams) sees it. ref may carry a tag
+	// ("name:tag") or a namespace ("team/name:tag"). An unknown template,
+	// or one team may not start, is an errdefs.ErrNotFound whose message
+	// names it.
+	Resolve(ctx context.Context, team, ref string) (*template.Template, error)
 }
 
 // StaticTemplates resolves refs against a fixed list, for daemons with
@@ -25,8 +27,8 @@ type StaticTemplates []*template.Template
 
 var _ Templates = StaticTemplates(nil)
 
-// Resolve implements Templates.
-func (s StaticTemplates) Resolve(_ context.Context, ref string) (*template.Template, error) {
+// Resolve implements Templates. Every team may start every template.
+func (s StaticTemplates) Resolve(_ context.Context, _, ref string) (*template.Template, error) {
 	if t := s.find(ref); t != nil {
 		return t, nil
 	}

@@ -40,6 +40,21 @@ func TestTemplates(t *testing.T) {
 	if err != nil || len(bs) != 1 || bs[0].Status != "ready" || bs[0].FinishedAt.IsZero() {
 		t.Fatalf("builds: %+v %v", bs, err)
 	}
+	if err := s.PutTemplate(ctx, TemplateRecord{ID: "t3", Names: []string{"c"}, TeamID: "team-a", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTemplatePublic(ctx, "t3", true); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.TemplateByName(ctx, "c"); err != nil || rec.TeamID != "team-a" || !rec.Public {
+		t.Fatalf("team and public: %+v %v", rec, err)
+	}
+	if err := s.SetTemplatePublic(ctx, "nope", true); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("public of a missing template: %v", err)
+	}
+	if err := s.DeleteTemplate(ctx, "t3"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.DeleteTemplate(ctx, "t1"); err != nil {
 		t.Fatal(err)
 	}

@@ -161,16 +161,16 @@ func splitRef(ref string) (name, tag string) {
 	return name, tag
 }
 
-// Resolve returns the template a ref names: "name", "name:tag",
+// Resolve returns the template a ref names for team: "name", "name:tag",
 // "team/name:tag" or a template id, with or without a tag. No tag means
-// the default tag. Stored templates come before builtins of the same
-// name; a builtin has only the default tag.
-func (r *Registry) Resolve(ctx context.Context, ref string) (*Template, error) {
+// the default tag. Stored templates team can see come before builtins of
+// the same name; a builtin has only the default tag.
+func (r *Registry) Resolve(ctx context.Context, team, ref string) (*Template, error) {
 	name, tag := splitRef(ref)
 	if tag == "" {
 		tag = DefaultTag
 	}
-	rec, err := r.record(ctx, ref)
+	rec, err := r.visible(ctx, team, ref)
 	switch {
 	case err == nil:
 		tg, err := r.cfg.Store.GetTag(ctx, rec.ID, tag)
@@ -250,6 +250,8 @@ func (r *Registry) builtin(name string) bool {
 // RequestArgs asks for a new build of the template called Name (POST
 // /v3/templates).
 type RequestArgs struct {
+	// Team is the team asking; a template it makes is its own.
+	Team     string
 	Name     string // "name" or "name:tag"
 	Tags     []string
 	CPUCount int
@@ -262,6 +264,7 @@ type Requested struct {
 	BuildID    string
 	Names      []string
 	Tags       []string
+	Public     bool // every team may start the template
 }
 
 type buildRequest struct {
@@ -271,11 +274,19 @@ type buildRequest struct {
 	// then they keep naming the builds they named.
 	Tags []string   `json:"tags,omitempty"`
 	Spec *BuildSpec `json:"spec,omitempty"`
+	// LayerBytes is the size of each layer the build made (by cache
+	// key), measured when it succeeded: what its team's template
+	// storage counts.
+	LayerBytes map[string]int64 `json:"layerBytes,omitempty"`
 }
 
 // Request makes (or finds) the template called args.Name and a build of
-// it waiting for Start.
+// it waiting for Start. A name another team holds is
+// errdefs.ErrConflict: names are global.
 func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, error) {
+	if args.Team == AllTeams {
+		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument, "a template build is requested by one team")
+	}
 	name, tag := splitRef(args.Name)
 	if !nameRe.MatchString(name) {
 		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument,
@@ -303,12 +314,14 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	now := time.Now()
 	rec, err := r.cfg.Store.TemplateByName(ctx, name)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		rec = store.TemplateRecord{ID: newID(), Names: []string{name}, CreatedAt: now, UpdatedAt: now}
+		rec = store.TemplateRecord{ID: newID(), Names: []string{name}, TeamID: args.Team, CreatedAt: now, UpdatedAt: now}
 		if err := r.cfg.Store.PutTemplate(ctx, rec); err != nil {
 			return Requested{}, err
 		}
 	} else if err != nil {
 		return Requested{}, err
+	} else if !ownedBy(rec, args.Team) {
+		return Requested{}, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template name %q is taken", name))
 	}
 	req, err := json.Marshal(buildRequest{CPUCount: args.CPUCount, MemoryMB: args.MemoryMB, Tags: tags})
 	if err != nil {
@@ -318,7 +331,7 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	if err := r.cfg.Store.PutBuild(ctx, b); err != nil {
 		return Requested{}, err
 	}
-	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags}, nil
+	return Requested{TemplateID: rec.ID, BuildID: b.ID, Names: rec.Names, Tags: tags, Public: rec.Public}, nil
 }
 
 // decodeRequest reads what Request stored for a build.
@@ -342,17 +355,21 @@ type BuildSpec struct {
 	ReadyCmd     string        `json:"readyCmd,omitempty"`
 	Force        bool          `json:"force,omitempty"`
 	Steps        []Step        `json:"steps,omitempty"`
-	// Owner names whose COPY uploads the steps use (see PutUpload).
+	// Owner is the team the build is for: whose COPY uploads the steps
+	// use (see PutUpload) and whose templates it may build from. Start
+	// sets it to the template's team. (Builds from before teams name
+	// the API key that asked.)
 	Owner string `json:"owner,omitempty"`
 }
 
-// Start runs a requested build in the background. Its progress is read
-// with Status.
-func (r *Registry) Start(ctx context.Context, templateID, buildID string, spec BuildSpec) error {
-	bs, err := r.state(ctx, templateID, buildID)
+// Start runs a requested build of a template of team in the background.
+// Its progress is read with Status.
+func (r *Registry) Start(ctx context.Context, team, templateID, buildID string, spec BuildSpec) error {
+	bs, trec, err := r.state(ctx, team, templateID, buildID)
 	if err != nil {
 		return err
 	}
+	spec.Owner = trec.TeamID
 	bs.mu.Lock()
 	if bs.rec.Status != StatusWaiting {
 		st := bs.rec.Status
@@ -429,12 +446,12 @@ func (r *Registry) Build(ctx context.Context, args RequestArgs, spec BuildSpec, 
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); err != nil {
+	if err := r.Start(ctx, args.Team, req.TemplateID, req.BuildID, spec); err != nil {
 		return nil, err
 	}
 	offset := 0
 	for {
-		st, err := r.Status(ctx, req.TemplateID, req.BuildID, offset)
+		st, err := r.Status(ctx, args.Team, req.TemplateID, req.BuildID, offset)
 		if err != nil {
 			return nil, err
 		}
@@ -483,8 +500,11 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	log.Info("template build started", "steps", len(spec.Steps))
 	start := time.Now()
 
-	tpl, err := r.build(ctx, tid, spec, req, logf)
+	tpl, layers, err := r.build(ctx, tid, spec, req, logf)
 	now := time.Now()
+	if err == nil {
+		err = r.recordLayers(bs, req, layers)
+	}
 	if err == nil {
 		err = r.publish(ctx, bs, tpl, req.Tags, now)
 	}
@@ -525,6 +545,20 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	log.Info("template build ready", "took", time.Since(start))
 }
 
+// recordLayers notes the size of the layers a build made in its request,
+// for its team's template storage.
+func (r *Registry) recordLayers(bs *buildState, req buildRequest, layers []string) error {
+	req.LayerBytes = r.layerBytes(layers)
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding the build request: %w", err)
+	}
+	bs.mu.Lock()
+	bs.rec.Request = b
+	bs.mu.Unlock()
+	return nil
+}
+
 // publish records what a successful build made and points its tags at
 // it. It runs before the build reports ready, so a client that sees ready
 // can start sandboxes from any of its tags at once.
@@ -556,10 +590,10 @@ func (r *Registry) publish(ctx context.Context, bs *buildState, tpl *Template, t
 	return r.cfg.Store.SetTags(ctx, b.TemplateID, b.ID, tags, now)
 }
 
-func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req buildRequest, logf func(LogEntry)) (*Template, error) {
+func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req buildRequest, logf func(LogEntry)) (*Template, []string, error) {
 	parent, err := r.parent(ctx, spec, logf)
 	if err != nil {
-		return nil, &StepError{Step: "base", Msg: err.Error(), Err: err}
+		return nil, nil, &StepError{Step: "base", Msg: err.Error(), Err: err}
 	}
 	res, err := r.cfg.Builder.Build(ctx, BuildArgs{
 		ID: tid, Parent: parent, Steps: spec.Steps,
@@ -568,9 +602,9 @@ func (r *Registry) build(ctx context.Context, tid string, spec *BuildSpec, req b
 		Files: r.openBlob, Log: logf,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res.Template, nil
+	return res.Template, res.Layers, nil
 }
 
 // defaultImages are the fromImage values that mean sandpit's base: the
@@ -579,7 +613,7 @@ var defaultImages = map[string]bool{"": true, "e2bdev/base": true, "e2bdev/base:
 
 func (r *Registry) parent(ctx context.Context, spec *BuildSpec, logf func(LogEntry)) (*Template, error) {
 	if spec.FromTemplate != "" {
-		t, err := r.Resolve(ctx, spec.FromTemplate)
+		t, err := r.Resolve(ctx, spec.Owner, spec.FromTemplate)
 		if err != nil {
 			return nil, fmt.Errorf("resolving fromTemplate: %w", err)
 		}
@@ -604,7 +638,7 @@ func (r *Registry) parent(ctx context.Context, spec *BuildSpec, logf func(LogEnt
 		return t, nil
 	}
 	// FROM in a Dockerfile may name a sandpit template.
-	if t, err := r.Resolve(ctx, spec.FromImage); err == nil {
+	if t, err := r.Resolve(ctx, spec.Owner, spec.FromImage); err == nil {
 		return t, nil
 	}
 	if r.cfg.Images == nil {
@@ -627,9 +661,11 @@ type BuildStatus struct {
 	Reason     *Reason    // set when Status is error
 }
 
-// Status returns a build's status and its log entries from offset on.
-func (r *Registry) Status(ctx context.Context, templateID, buildID string, offset int) (BuildStatus, error) {
-	bs, err := r.state(ctx, templateID, buildID)
+// Status returns the status of a build of a template of team and its log
+// entries from offset on. Builds are their team's: those of another
+// team's public template are not found.
+func (r *Registry) Status(ctx context.Context, team, templateID, buildID string, offset int) (BuildStatus, error) {
+	bs, _, err := r.state(ctx, team, templateID, buildID)
 	if err != nil {
 		return BuildStatus{}, err
 	}
@@ -645,20 +681,25 @@ func (r *Registry) Status(ctx context.Context, templateID, buildID string, offse
 	return st, nil
 }
 
-// state finds a build in memory, else in the store.
-func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buildState, error) {
+// state finds a build of a template team owns in memory, else in the
+// store, and returns it with its template. A build of another team's
+// template is not found, as one that does not exist.
+func (r *Registry) state(ctx context.Context, team, templateID, buildID string) (*buildState, store.TemplateRecord, error) {
 	r.mu.Lock()
 	bs, ok := r.builds[buildID]
 	r.mu.Unlock()
 	if !ok {
 		rec, err := r.cfg.Store.GetBuild(ctx, buildID)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil, store.TemplateRecord{}, buildNotFound(buildID)
+		}
 		if err != nil {
-			return nil, err
+			return nil, store.TemplateRecord{}, err
 		}
 		bs = &buildState{rec: rec}
 		if len(rec.Logs) > 0 {
 			if err := json.Unmarshal(rec.Logs, &bs.logs); err != nil {
-				return nil, fmt.Errorf("decoding the log of build %s: %w", rec.ID, err)
+				return nil, store.TemplateRecord{}, fmt.Errorf("decoding the log of build %s: %w", rec.ID, err)
 			}
 		}
 		if rec.Status == StatusError {
@@ -668,26 +709,53 @@ func (r *Registry) state(ctx context.Context, templateID, buildID string) (*buil
 	bs.mu.Lock()
 	tid := bs.rec.TemplateID
 	bs.mu.Unlock()
+	trec, err := r.cfg.Store.GetTemplate(ctx, tid)
+	if errors.Is(err, errdefs.ErrNotFound) || err == nil && !ownedBy(trec, team) {
+		return nil, store.TemplateRecord{}, buildNotFound(buildID)
+	}
+	if err != nil {
+		return nil, store.TemplateRecord{}, err
+	}
 	if templateID != "" && tid != templateID {
-		if rec, err := r.record(ctx, templateID); err != nil || rec.ID != tid {
-			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("build %s of template %s not found", buildID, templateID))
+		if rec, err := r.owned(ctx, team, templateID); err != nil || rec.ID != tid {
+			return nil, store.TemplateRecord{}, buildNotFound(buildID)
 		}
 	}
-	return bs, nil
+	return bs, trec, nil
 }
 
-// record finds a stored template by id or name ("team/name:tag" too, the
-// tag ignored), built or not.
-func (r *Registry) record(ctx context.Context, ref string) (store.TemplateRecord, error) {
+// visible finds a stored template team can see by id or name
+// ("team/name:tag" too, the tag ignored), built or not. One it cannot
+// see is not found, with the message of one that does not exist.
+func (r *Registry) visible(ctx context.Context, team, ref string) (store.TemplateRecord, error) {
+	return r.find(ctx, team, ref, visibleTo)
+}
+
+// owned is visible for the templates team may change: its own.
+func (r *Registry) owned(ctx context.Context, team, ref string) (store.TemplateRecord, error) {
+	return r.find(ctx, team, ref, ownedBy)
+}
+
+func (r *Registry) find(ctx context.Context, team, ref string, ok func(store.TemplateRecord, string) bool) (store.TemplateRecord, error) {
 	name, _ := splitRef(ref)
-	rec, err := r.cfg.Store.GetTemplate(ctx, ref)
-	if errors.Is(err, errdefs.ErrNotFound) && name != ref {
-		rec, err = r.cfg.Store.GetTemplate(ctx, name)
+	lookups := []func() (store.TemplateRecord, error){
+		func() (store.TemplateRecord, error) { return r.cfg.Store.GetTemplate(ctx, ref) },
+		func() (store.TemplateRecord, error) { return r.cfg.Store.GetTemplate(ctx, name) },
+		func() (store.TemplateRecord, error) { return r.cfg.Store.TemplateByName(ctx, name) },
 	}
-	if errors.Is(err, errdefs.ErrNotFound) {
-		rec, err = r.cfg.Store.TemplateByName(ctx, name)
+	if name == ref {
+		lookups = slices.Delete(lookups, 1, 2)
 	}
-	return rec, err
+	for _, look := range lookups {
+		rec, err := look()
+		if err == nil && ok(rec, team) {
+			return rec, nil
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return store.TemplateRecord{}, err
+		}
+	}
+	return store.TemplateRecord{}, notFound(ref)
 }
 
 // Info describes a template for listings.
@@ -697,6 +765,8 @@ type Info struct {
 	BuildID     string
 	Status      string // of the last build
 	Builtin     bool
+	TeamID      string // the owner; "" for builtins
+	Public      bool   // every team may start it; builtins are
 	CPUCount    int
 	MemoryMB    int
 	DiskMB      int    // 0: the server's default
@@ -706,15 +776,19 @@ type Info struct {
 	UpdatedAt   time.Time
 }
 
-// List returns the stored templates (oldest first), then the builtins.
-func (r *Registry) List(ctx context.Context) ([]Info, error) {
+// List returns the stored templates team can see (oldest first), then
+// the builtins.
+func (r *Registry) List(ctx context.Context, team string) ([]Info, error) {
 	recs, err := r.cfg.Store.ListTemplates(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Info
 	for _, rec := range recs {
-		in := Info{ID: rec.ID, Names: rec.Names, BuildID: rec.BuildID, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
+		if !visibleTo(rec, team) {
+			continue
+		}
+		in := Info{ID: rec.ID, Names: rec.Names, BuildID: rec.BuildID, TeamID: rec.TeamID, Public: rec.Public, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
 		if builds, err := r.cfg.Store.ListBuilds(ctx, rec.ID); err == nil && len(builds) > 0 {
 			in.BuildCount = len(builds)
 			in.Status = builds[0].Status
@@ -733,7 +807,7 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 	}
 	for _, t := range r.cfg.Builtin {
 		out = append(out, Info{
-			ID: t.ID, BuildID: BuiltinBuildID(t.ID), Names: t.Names, Status: StatusReady, Builtin: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB,
+			ID: t.ID, BuildID: BuiltinBuildID(t.ID), Names: t.Names, Status: StatusReady, Builtin: true, Public: true, CPUCount: t.CPUCount, MemoryMB: t.MemoryMB,
 			DiskMB: t.DiskMB, EnvdVersion: t.EnvdVersion, CreatedAt: r.builtinCreated, UpdatedAt: r.builtinCreated,
 		})
 	}
@@ -752,9 +826,10 @@ func (r *Registry) memBuild(id string) (string, bool) {
 	return bs.rec.Status, true
 }
 
-// Builds returns a template's builds, newest first.
-func (r *Registry) Builds(ctx context.Context, ref string) ([]store.BuildRecord, error) {
-	rec, err := r.record(ctx, ref)
+// Builds returns the builds of a template of team, newest first. Builds
+// are their team's: another team's public template is not found.
+func (r *Registry) Builds(ctx context.Context, team, ref string) ([]store.BuildRecord, error) {
+	rec, err := r.owned(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) && r.builtinNamed(ref, ref) != nil {
 		return nil, nil // builtins are not built
 	}
@@ -764,12 +839,12 @@ func (r *Registry) Builds(ctx context.Context, ref string) ([]store.BuildRecord,
 	return r.cfg.Store.ListBuilds(ctx, rec.ID)
 }
 
-// Delete removes a stored template. Sandboxes running from it keep
-// running: its layers stay on disk (they are shared, content-addressed
-// and reused by later builds of the same steps).
-func (r *Registry) Delete(ctx context.Context, ref string) error {
+// Delete removes a stored template of team. Sandboxes running from it
+// keep running: its layers stay on disk (they are shared,
+// content-addressed and reused by later builds of the same steps).
+func (r *Registry) Delete(ctx context.Context, team, ref string) error {
 	name, _ := splitRef(ref)
-	rec, err := r.record(ctx, ref)
+	rec, err := r.owned(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) && r.builtin(name) {
 		return errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("template %q is built into sandpit and cannot be removed", name))
 	}

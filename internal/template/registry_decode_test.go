@@ -60,13 +60,13 @@ func TestStoredBuildDecodeErrors(t *testing.T) {
 	if err := st.PutBuild(ctx, store.BuildRecord{ID: "done", TemplateID: "tpl", Status: template.StatusError, Reason: "x", Logs: []byte(`[{"message": "trunc`), CreatedAt: now, FinishedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Status(ctx, "tpl", "done", 0); err == nil || !strings.Contains(err.Error(), "decoding the log of build done") {
+	if _, err := r.Status(ctx, "", "tpl", "done", 0); err == nil || !strings.Contains(err.Error(), "decoding the log of build done") {
 		t.Fatalf("status of a build with a corrupt log: %v, want a decode error", err)
 	}
 	if err := st.PutBuild(ctx, store.BuildRecord{ID: "waiting", TemplateID: "tpl", Status: template.StatusWaiting, Request: []byte(`{"tags": "not a list"}`), CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	err := r.Start(ctx, "tpl", "waiting", template.BuildSpec{})
+	err := r.Start(ctx, "", "tpl", "waiting", template.BuildSpec{})
 	if err == nil || !strings.Contains(err.Error(), "decoding the request of build waiting") {
 		t.Fatalf("starting a build with a corrupt request: %v, want a decode error", err)
 	}

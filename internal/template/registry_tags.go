@@ -47,12 +47,12 @@ type Tag struct {
 	CreatedAt time.Time
 }
 
-// Tags returns the tags of the template ref names (by id or name; a tag
-// in ref is ignored), sorted by tag. A builtin has one, default, on its
-// BuiltinBuildID.
-func (r *Registry) Tags(ctx context.Context, ref string) ([]Tag, error) {
+// Tags returns the tags of the template ref names for team (by id or
+// name; a tag in ref is ignored), sorted by tag. A builtin has one,
+// default, on its BuiltinBuildID.
+func (r *Registry) Tags(ctx context.Context, team, ref string) ([]Tag, error) {
 	name, _ := splitRef(ref)
-	rec, err := r.record(ctx, ref)
+	rec, err := r.visible(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		if b := r.builtinNamed(ref, name); b != nil {
 			return []Tag{{Tag: DefaultTag, BuildID: BuiltinBuildID(b.ID)}}, nil
@@ -79,9 +79,9 @@ type Assigned struct {
 }
 
 // AssignTags points tags at the build target ("name:tag"; a bare name
-// means its default tag) points at, moving them from the builds they
-// named before.
-func (r *Registry) AssignTags(ctx context.Context, target string, tags []string) (Assigned, error) {
+// means its default tag), a template of team, points at, moving them from
+// the builds they named before.
+func (r *Registry) AssignTags(ctx context.Context, team, target string, tags []string) (Assigned, error) {
 	tags, err := checkTags(tags)
 	if err != nil {
 		return Assigned{}, err
@@ -89,7 +89,7 @@ func (r *Registry) AssignTags(ctx context.Context, target string, tags []string)
 	if len(tags) == 0 {
 		return Assigned{}, errdefs.New(errdefs.ErrInvalidArgument, "give at least one tag to assign")
 	}
-	rec, name, tag, err := r.taggable(ctx, target)
+	rec, name, tag, err := r.taggable(ctx, team, target)
 	if err != nil {
 		return Assigned{}, err
 	}
@@ -110,11 +110,11 @@ func (r *Registry) AssignTags(ctx context.Context, target string, tags []string)
 	return Assigned{BuildID: tg.BuildID, Tags: tags}, nil
 }
 
-// RemoveTags removes tags from the template called name, all or none: a
-// tag it does not have is errdefs.ErrNotFound naming the tag. The builds
-// stay; their layers go at the next GC once no tag names them. See
+// RemoveTags removes tags from the template of team called name, all or
+// none: a tag it does not have is errdefs.ErrNotFound naming the tag. The
+// builds stay; their layers go at the next GC once no tag names them. See
 // DefaultTag for removing default.
-func (r *Registry) RemoveTags(ctx context.Context, name string, tags []string) error {
+func (r *Registry) RemoveTags(ctx context.Context, team, name string, tags []string) error {
 	tags, err := checkTags(tags)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (r *Registry) RemoveTags(ctx context.Context, name string, tags []string) e
 	if len(tags) == 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "give at least one tag to remove")
 	}
-	rec, short, tag, err := r.taggable(ctx, name)
+	rec, short, tag, err := r.taggable(ctx, team, name)
 	if err != nil {
 		return err
 	}
@@ -146,11 +146,11 @@ func (r *Registry) RemoveTags(ctx context.Context, name string, tags []string) e
 	return nil
 }
 
-// taggable finds the stored template ref names, for changing its tags;
-// builtins have no builds to tag.
-func (r *Registry) taggable(ctx context.Context, ref string) (rec store.TemplateRecord, name, tag string, err error) {
+// taggable finds the stored template of team ref names, for changing its
+// tags; builtins have no builds to tag.
+func (r *Registry) taggable(ctx context.Context, team, ref string) (rec store.TemplateRecord, name, tag string, err error) {
 	name, tag = splitRef(ref)
-	rec, err = r.record(ctx, ref)
+	rec, err = r.owned(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		if r.builtinNamed(ref, name) != nil {
 			return rec, name, tag, errdefs.New(errdefs.ErrPermissionDenied,
@@ -161,20 +161,20 @@ func (r *Registry) taggable(ctx context.Context, ref string) (rec store.Template
 	return rec, name, tag, err
 }
 
-// Exists reports whether ref names a template sandboxes can start from
-// under some tag (Template.exists): a builtin, or a stored template with
-// at least one tag. Unlike Resolve, the bare name of a template built
-// only as name:v1 exists. It returns the template's id.
-func (r *Registry) Exists(ctx context.Context, ref string) (string, error) {
+// Exists reports whether ref names a template team can start sandboxes
+// from under some tag (Template.exists): a builtin, or a stored template
+// it can see with at least one tag. Unlike Resolve, the bare name of a
+// template built only as name:v1 exists. It returns the template's id.
+func (r *Registry) Exists(ctx context.Context, team, ref string) (string, error) {
 	name, tag := splitRef(ref)
 	if tag != "" {
-		t, err := r.Resolve(ctx, ref)
+		t, err := r.Resolve(ctx, team, ref)
 		if err != nil {
 			return "", err
 		}
 		return t.ID, nil
 	}
-	rec, err := r.record(ctx, ref)
+	rec, err := r.visible(ctx, team, ref)
 	if err == nil {
 		tags, err := r.cfg.Store.ListTags(ctx, rec.ID)
 		if err != nil {

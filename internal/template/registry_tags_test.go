@@ -26,7 +26,7 @@ func wantNotFound(t *testing.T, what string, err error, parts ...string) {
 
 func tagList(t *testing.T, r *template.Registry, ref string) []string {
 	t.Helper()
-	tags, err := r.Tags(t.Context(), ref)
+	tags, err := r.Tags(t.Context(), "", ref)
 	if err != nil {
 		t.Fatalf("tags of %s: %v", ref, err)
 	}
@@ -85,7 +85,7 @@ func TestRegistryTags(t *testing.T) {
 	}
 	which := func(ref string) string {
 		t.Helper()
-		tpl, err := r.Resolve(ctx, ref)
+		tpl, err := r.Resolve(ctx, "", ref)
 		if err != nil {
 			t.Fatalf("resolving %s: %v", ref, err)
 		}
@@ -99,11 +99,11 @@ func TestRegistryTags(t *testing.T) {
 			t.Fatalf("%s started from the build that wrote %q, want %q", ref, got, want)
 		}
 	}
-	_, err := r.Resolve(ctx, "app")
+	_, err := r.Resolve(ctx, "", "app")
 	wantNotFound(t, "resolving app with no default tag", err, `"app"`, `"default"`)
-	_, err = r.Resolve(ctx, "app:v9")
+	_, err = r.Resolve(ctx, "", "app:v9")
 	wantNotFound(t, "resolving an unknown tag", err, `"app"`, `"v9"`)
-	_, err = r.Resolve(ctx, "nope:v1")
+	_, err = r.Resolve(ctx, "", "nope:v1")
 	wantNotFound(t, "resolving an unknown template", err, `"nope:v1"`)
 	if got, want := tagList(t, r, "app"), []string{"stable", "v1", "v2"}; !slices.Equal(got, want) {
 		t.Fatalf("tags = %v, want %v", got, want)
@@ -113,11 +113,11 @@ func TestRegistryTags(t *testing.T) {
 	}
 
 	// Assign: the given tags point where the target points.
-	as, err := r.AssignTags(ctx, "app:v1", []string{"default", "prod", "prod"})
+	as, err := r.AssignTags(ctx, "", "app:v1", []string{"default", "prod", "prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tags, _ := r.Tags(ctx, "app")
+	tags, _ := r.Tags(ctx, "", "app")
 	v1 := tags[slices.IndexFunc(tags, func(tg template.Tag) bool { return tg.Tag == "v1" })]
 	if as.BuildID != v1.BuildID || !slices.Equal(as.Tags, []string{"default", "prod"}) {
 		t.Fatalf("assigned %+v, want build %s tagged default and prod", as, v1.BuildID)
@@ -125,36 +125,36 @@ func TestRegistryTags(t *testing.T) {
 	if got := which("app"); got != "one" {
 		t.Fatalf("app (now app:default) started from %q, want one", got)
 	}
-	_, err = r.AssignTags(ctx, "app:v9", []string{"x"})
+	_, err = r.AssignTags(ctx, "", "app:v9", []string{"x"})
 	wantNotFound(t, "assigning from an unknown tag", err, `"v9"`)
-	_, err = r.AssignTags(ctx, "nope:v1", []string{"x"})
+	_, err = r.AssignTags(ctx, "", "nope:v1", []string{"x"})
 	wantNotFound(t, "assigning from an unknown template", err, "nope")
 	for _, tags := range [][]string{nil, {"bad tag"}} {
-		if _, err := r.AssignTags(ctx, "app:v1", tags); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, err := r.AssignTags(ctx, "", "app:v1", tags); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Fatalf("assigning %q: %v, want invalid argument", tags, err)
 		}
 	}
-	if _, err := r.AssignTags(ctx, "base", []string{"x"}); !errors.Is(err, errdefs.ErrPermissionDenied) {
+	if _, err := r.AssignTags(ctx, "", "base", []string{"x"}); !errors.Is(err, errdefs.ErrPermissionDenied) {
 		t.Fatalf("tagging base: %v", err)
 	}
 
 	// Remove: all or nothing, naming the tag that is missing.
-	err = r.RemoveTags(ctx, "app", []string{"v1", "v7"})
+	err = r.RemoveTags(ctx, "", "app", []string{"v1", "v7"})
 	wantNotFound(t, "removing a missing tag", err, `"v7"`)
 	if got := tagList(t, r, "app"); len(got) != 5 {
 		t.Fatalf("a failed removal changed the tags: %v", got)
 	}
-	if err := r.RemoveTags(ctx, "app", []string{"v1", "default", "prod"}); err != nil {
+	if err := r.RemoveTags(ctx, "", "app", []string{"v1", "default", "prod"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"app", "app:v1"} {
-		_, err := r.Resolve(ctx, ref)
+		_, err := r.Resolve(ctx, "", ref)
 		wantNotFound(t, "resolving "+ref+" after removing its tag", err, "app")
 	}
-	if err := r.RemoveTags(ctx, "app", nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := r.RemoveTags(ctx, "", "app", nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("removing no tags: %v", err)
 	}
-	if err := r.RemoveTags(ctx, "base", []string{"default"}); !errors.Is(err, errdefs.ErrPermissionDenied) {
+	if err := r.RemoveTags(ctx, "", "base", []string{"default"}); !errors.Is(err, errdefs.ErrPermissionDenied) {
 		t.Fatalf("removing a tag of base: %v", err)
 	}
 	// No tag points at the first build any more, and it is not the
@@ -176,14 +176,14 @@ func TestRegistryTags(t *testing.T) {
 	}
 
 	// The builtin base has one tag, default.
-	if got, err := r.Tags(ctx, "base"); err != nil || len(got) != 1 || got[0].Tag != "default" {
+	if got, err := r.Tags(ctx, "", "base"); err != nil || len(got) != 1 || got[0].Tag != "default" {
 		t.Fatalf("tags of base: %+v %v", got, err)
 	}
-	if _, err := r.Resolve(ctx, "base:default"); err != nil {
+	if _, err := r.Resolve(ctx, "", "base:default"); err != nil {
 		t.Fatalf("base:default: %v", err)
 	}
-	_, err = r.Resolve(ctx, "base:v1")
+	_, err = r.Resolve(ctx, "", "base:v1")
 	wantNotFound(t, "resolving base:v1", err, `"v1"`)
-	_, err = r.Tags(ctx, "nope")
+	_, err = r.Tags(ctx, "", "nope")
 	wantNotFound(t, "tags of an unknown template", err, "nope")
 }

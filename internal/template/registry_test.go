@@ -69,13 +69,13 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	r := newRegistry(t, e)
 	ctx := t.Context()
 	archive, hash := gzTar(t, map[string]string{"app/main.py": "print('hi')\n", "app/conf/x.txt": "x\n", "one.txt": "one\n"})
-	if r.HasUpload("", hash) {
+	if r.HasUpload(ctx, "", hash) {
 		t.Fatal("upload present before upload")
 	}
-	if err := r.PutUpload(ctx, "", hash, bytes.NewReader(archive), nil); err != nil {
+	if err := r.PutUpload(ctx, "", template.Upload{Hash: hash, Body: bytes.NewReader(archive)}); err != nil {
 		t.Fatal(err)
 	}
-	if !r.HasUpload("", hash) {
+	if !r.HasUpload(ctx, "", hash) {
 		t.Fatal("upload missing after upload")
 	}
 	var log strings.Builder
@@ -96,7 +96,7 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 		t.Fatalf("template %+v", tpl)
 	}
 	for _, ref := range []string{"my-app:v1", "team/my-app:v1", tpl.ID + ":v1"} {
-		got, err := r.Resolve(ctx, ref)
+		got, err := r.Resolve(ctx, "", ref)
 		if err != nil || got.ID != tpl.ID {
 			t.Fatalf("resolving %q: %v, %v", ref, got, err)
 		}
@@ -104,7 +104,7 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	// Built as my-app:v1 only: the name alone means my-app:default, and
 	// latest is a tag like any other.
 	for _, ref := range []string{"my-app", "my-app:latest", tpl.ID} {
-		if _, err := r.Resolve(ctx, ref); !errors.Is(err, errdefs.ErrNotFound) {
+		if _, err := r.Resolve(ctx, "", ref); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("resolving %q, a tag my-app does not have: %v", ref, err)
 		}
 	}
@@ -123,14 +123,14 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	if got := e.run(t, child, "cat /srv/app/conf/x.txt; echo $APP_HOME"); got != "x\nchild\n/srv/app\n" {
 		t.Fatalf("child template: %q", got)
 	}
-	infos, err := r.List(ctx)
+	infos, err := r.List(ctx, "")
 	if err != nil || len(infos) != 3 || infos[0].Status != "ready" {
 		t.Fatalf("list: %+v %v", infos, err)
 	}
-	if err := r.Delete(ctx, "my-app"); err != nil {
+	if err := r.Delete(ctx, "", "my-app"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Resolve(ctx, "my-app:v1"); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := r.Resolve(ctx, "", "my-app:v1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("resolving a removed template: %v", err)
 	}
 	// The child still starts: removing a template leaves its layers.
@@ -142,13 +142,13 @@ func TestRegistryBuildCopyResolve(t *testing.T) {
 	if n, err := r.GC(ctx); err != nil || n != 0 {
 		t.Fatalf("GC with all layers in use removed %d: %v", n, err)
 	}
-	if err := r.Delete(ctx, "child"); err != nil {
+	if err := r.Delete(ctx, "", "child"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := r.GC(ctx); err != nil || n != 3 {
 		t.Fatalf("GC after removing every template removed %d layers, want 3: %v", n, err)
 	}
-	if err := r.Delete(ctx, "base"); !errors.Is(err, errdefs.ErrPermissionDenied) {
+	if err := r.Delete(ctx, "", "base"); !errors.Is(err, errdefs.ErrPermissionDenied) {
 		t.Fatalf("removing base: %v", err)
 	}
 }
@@ -164,7 +164,7 @@ func TestRegistryFailedBuildReason(t *testing.T) {
 	if !errors.As(err, &se) || se.Step != "1" || !strings.Contains(se.Msg, "nope") {
 		t.Fatalf("failed build: %v", err)
 	}
-	if _, err := r.Resolve(ctx, "broken"); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := r.Resolve(ctx, "", "broken"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("resolving a template with no good build: %v", err)
 	}
 	_, err = r.Build(ctx, template.RequestArgs{Name: "img"}, template.BuildSpec{FromImage: "python:3"}, nil)
@@ -177,14 +177,14 @@ func TestRegistryFailedBuildReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := template.BuildSpec{Steps: []template.Step{{Type: "RUN", Args: []string{"true"}}}}
-	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); err != nil {
+	if err := r.Start(ctx, "", req.TemplateID, req.BuildID, spec); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(ctx, req.TemplateID, req.BuildID, spec); !errors.Is(err, errdefs.ErrConflict) {
+	if err := r.Start(ctx, "", req.TemplateID, req.BuildID, spec); !errors.Is(err, errdefs.ErrConflict) {
 		t.Fatalf("starting a build twice: %v", err)
 	}
 	for {
-		st, err := r.Status(ctx, "twice", req.BuildID, 0)
+		st, err := r.Status(ctx, "", "twice", req.BuildID, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,9 +20,10 @@ import (
 // COPY uploads. A client names the archive of a COPY step by a hash of its
 // own making (E2B's SDK hashes the step and its files' paths, modes and
 // contents, not the archive), which the server cannot check. So the hash
-// is only a name, in the namespace of the upload's owner (the API key that
-// asked for the upload link): the server hashes what arrives and keeps it
-// by that digest (uploads/blobs/DIGEST); the name (uploads/names/OWNER/HASH)
+// is only a name, in the namespace of the upload's owner (the team of the
+// API key that asked for the upload link): the server hashes what arrives
+// and keeps it by that digest (uploads/blobs/DIGEST); the name
+// (uploads/names/TEAM/HASH)
 // records the digest, is written once and never points elsewhere after.
 // Builds copy, and cache, by the digest. A client that knows its archive's
 // SHA-256 sends it as Content-Digest (RFC 9530) and a body that does not
@@ -31,10 +32,10 @@ import (
 // MaxUploadBytes bounds one COPY upload.
 const MaxUploadBytes = 4 << 30
 
-// UploadQuota bounds what one owner keeps uploaded.
+// UploadQuota bounds what one team keeps uploaded.
 type UploadQuota struct {
-	Bytes int64 // total size of the owner's uploads
-	Files int   // how many uploads (names) the owner has
+	Bytes int64 // total size of the team's uploads
+	Files int   // how many uploads (names) the team has
 }
 
 // DefaultUploadQuota is the quota when RegistryConfig has none.
@@ -44,17 +45,23 @@ var DefaultUploadQuota = UploadQuota{Bytes: 8 << 30, Files: 1000}
 // of an upload link and then some, for the build that will use it.
 const uploadGrace = 2 * time.Hour
 
-var ownerRe = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+// ownerRe is what a team ID (a UUID) or, before teams, an API key's hash
+// may look like to name a directory: one path element, no dots.
+var ownerRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$`)
 
-// ownerDir is the directory of owner's names; "" is the server's own (the
-// CLI and tests building through the Registry directly).
-func (r *Registry) ownerDir(owner string) (string, error) {
-	if owner == "" {
-		owner = "local"
-	} else if !ownerRe.MatchString(owner) {
+// localOwner is the directory of the team "" (callers that know no
+// teams); no team ID is "local".
+const localOwner = "local"
+
+// ownerDir is the directory of the names team uploaded.
+func (r *Registry) ownerDir(team string) (string, error) {
+	switch {
+	case team == "":
+		team = localOwner
+	case team == localOwner || !ownerRe.MatchString(team):
 		return "", errdefs.New(errdefs.ErrInvalidArgument, "invalid upload owner")
 	}
-	return filepath.Join(r.cfg.Dir, "uploads", "names", owner), nil
+	return filepath.Join(r.cfg.Dir, "uploads", "names", team), nil
 }
 
 func (r *Registry) blobPath(digest string) string {
@@ -87,29 +94,47 @@ func (r *Registry) uploadDigest(owner, hash string) (string, error) {
 	return d, nil
 }
 
-// HasUpload reports whether owner uploaded the COPY archive named hash.
-func (r *Registry) HasUpload(owner, hash string) bool {
-	_, err := r.uploadDigest(owner, hash)
+// HasUpload reports whether team uploaded the COPY archive named hash.
+// Another team's uploads are not team's.
+func (r *Registry) HasUpload(_ context.Context, team, hash string) bool {
+	_, err := r.uploadDigest(team, hash)
 	return err == nil
 }
 
-// PutUpload stores a COPY archive that owner names hash. want, when not
-// nil, is the SHA-256 the client says the body has; a body that hashes
-// otherwise is refused. An upload of a name that exists must bring the
-// same content: it never replaces the first. The owner's quota bounds
-// how much it keeps; uploads no build refers to are collected first when
-// it is reached.
-func (r *Registry) PutUpload(ctx context.Context, owner, hash string, body io.Reader, want []byte) error {
+// Upload is a COPY archive to store.
+type Upload struct {
+	Hash string // the client's name for it
+	Body io.Reader
+	// Want, when not nil, is the SHA-256 the client says Body has.
+	Want []byte
+	// StorageLimitMB, above zero, bounds the team's template storage
+	// (StorageUsage): at or over it, nothing more is uploaded, and an
+	// upload may take only what is left.
+	StorageLimitMB int
+}
+
+// PutUpload stores a COPY archive that team names up.Hash. A body that
+// does not hash to up.Want is refused. An upload of a name that exists
+// must bring the same content: it never replaces the first. The team's
+// quota and storage limit bound how much it keeps; uploads no build
+// refers to are collected first when the quota is reached.
+func (r *Registry) PutUpload(ctx context.Context, team string, up Upload) error {
+	hash, body, want := up.Hash, up.Body, up.Want
 	if !hexHash.MatchString(hash) {
 		return errdefs.New(errdefs.ErrInvalidArgument, "the files hash must be 64 hex digits")
 	}
-	dir, err := r.ownerDir(owner)
+	dir, err := r.ownerDir(team)
 	if err != nil {
 		return err
 	}
-	limit, err := r.uploadRoom(ctx, owner, hash)
+	limit, err := r.uploadRoom(ctx, team, hash)
 	if err != nil {
 		return err
+	}
+	if up.StorageLimitMB > 0 {
+		if limit, err = r.storageRoom(ctx, team, hash, limit, up.StorageLimitMB); err != nil {
+			return err
+		}
 	}
 	f, err := os.CreateTemp(filepath.Join(r.cfg.Dir, "uploads"), ".tmp-")
 	if err != nil {
@@ -119,7 +144,7 @@ func (r *Registry) PutUpload(ctx context.Context, owner, hash string, body io.Re
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, limit+1))
 	if err == nil && n > limit {
-		err = r.tooLarge(hash, limit)
+		err = r.tooLarge(hash, limit, up.StorageLimitMB)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -177,6 +202,23 @@ func (r *Registry) PutUpload(ctx context.Context, owner, hash string, body io.Re
 	return nil
 }
 
+// storageRoom bounds room, what team's upload quota leaves for an upload
+// named hash, by what its storage limit leaves.
+func (r *Registry) storageRoom(ctx context.Context, team, hash string, room int64, limitMB int) (int64, error) {
+	if room == MaxUploadBytes && r.HasUpload(ctx, team, hash) {
+		return room, nil // the same again takes no room
+	}
+	used, err := r.StorageUsage(ctx, team)
+	if err != nil {
+		return 0, err
+	}
+	left := int64(limitMB)<<20 - used
+	if left <= 0 {
+		return 0, StorageLimitError("this team", used, limitMB)
+	}
+	return min(room, left), nil
+}
+
 // uploadRoom checks owner's quota for an upload named hash and returns
 // how many bytes it may have. Near the quota it first collects uploads no
 // build refers to.
@@ -209,19 +251,26 @@ func (r *Registry) room(owner, hash string) (int64, error) {
 	}
 	if files >= q.Files || size >= q.Bytes {
 		return 0, errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
-			"upload %s refused: this API key's uploads are at their limit of %d files or %d bytes (uploads no build uses are removed after %s)",
+			"upload %s refused: this team's uploads are at their limit of %d files or %d bytes (uploads no build uses are removed after %s)",
 			hash, q.Files, q.Bytes, uploadGrace))
 	}
 	return min(q.Bytes-size, MaxUploadBytes), nil
 }
 
 // tooLarge is the error of an upload over limit bytes.
-func (r *Registry) tooLarge(hash string, limit int64) error {
-	if limit >= MaxUploadBytes {
+func (r *Registry) tooLarge(hash string, limit int64, storageLimitMB int) error {
+	switch {
+	case limit >= MaxUploadBytes:
 		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("upload %s is larger than the limit of %d bytes per upload", hash, int64(MaxUploadBytes)))
+	case storageLimitMB > 0 && limit < r.cfg.UploadQuota.Bytes:
+		// Which limit left so little is not worth a second measure:
+		// name both.
+		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
+			"upload %s is larger than the %d bytes left of this team's limits: MaxTemplateStorageMB %d MB of templates and uploads, %d bytes of uploads",
+			hash, limit, storageLimitMB, r.cfg.UploadQuota.Bytes))
 	}
 	return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
-		"upload %s is larger than the %d bytes left of this API key's limit of %d bytes of uploads", hash, limit, r.cfg.UploadQuota.Bytes))
+		"upload %s is larger than the %d bytes left of this team's limit of %d bytes of uploads", hash, limit, r.cfg.UploadQuota.Bytes))
 }
 
 // usage returns how many uploads owner has and their total size.
