@@ -36,6 +36,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/debootstrap"
 	"github.com/sandpit-dev/sandpit/internal/template/oci"
+	"github.com/sandpit-dev/sandpit/templates"
 )
 
 // Daemon is a configured, not yet serving, sandpit server.
@@ -419,6 +420,7 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 		Store:       d.store,
 		Builder:     builder,
 		Builtin:     builtin,
+		Reserved:    templates.Names(),
 		Images:      images,
 		Debootstrap: roots,
 		Logger:      d.log,

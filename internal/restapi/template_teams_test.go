@@ -260,3 +260,21 @@ func TestTemplateStorageLimit(t *testing.T) {
 		t.Errorf("a build once no tag names the layers: %d %s", r.status, r.body)
 	}
 }
+
+// The names of builtin and ready-made templates, which every team starts,
+// are built by admin keys only.
+func TestReservedTemplateNamesNeedAnAdmin(t *testing.T) {
+	e, _ := newTeamsEnv(t, func(c *template.RegistryConfig) {
+		c.Builtin = append(c.Builtin, &template.Template{ID: "code-interpreter-v1"})
+		c.Reserved = []string{"python"}
+	}, store.Limits{}, store.Limits{})
+	for _, name := range []string{"code-interpreter-v1", "python"} {
+		wantError(t, e.as(t, keyA2, "POST", "/v3/templates", `{"name":"`+name+`"}`), http.StatusForbidden, "only an admin key")
+		if r := e.as(t, keyA, "POST", "/v3/templates", `{"name":"`+name+`"}`); r.status != http.StatusAccepted {
+			t.Errorf("admin build of %s = %d %s", name, r.status, r.body)
+		}
+	}
+	if r := e.as(t, keyA2, "POST", "/v3/templates", `{"name":"my-python"}`); r.status != http.StatusAccepted {
+		t.Errorf("a name of its own = %d %s", r.status, r.body)
+	}
+}

@@ -69,7 +69,7 @@ func (s *server) RequestTemplateBuildV3(w http.ResponseWriter, r *http.Request) 
 		name = *body.Alias
 	}
 	p := principalOf(r)
-	args := template.RequestArgs{Team: p.Team.ID, Name: name}
+	args := template.RequestArgs{Team: p.Team.ID, Admin: p.Admin, Name: name}
 	if body.Tags != nil {
 		args.Tags = *body.Tags
 	}

@@ -36,6 +36,9 @@ type RegistryConfig struct {
 	// Builtin templates (base and its names) answer refs no stored
 	// template has.
 	Builtin []*Template
+	// Reserved names the ready-made templates (`sandpit template build
+	// NAME`): like the builtins' names, only admin keys build them.
+	Reserved []string
 	// Images, when set, imports OCI images named by fromImage.
 	Images ImageImporter
 	// Debootstrap, when set, makes the Debian roots fromImage names as
@@ -250,6 +253,9 @@ func (r *Registry) builtin(name string) bool {
 // RequestArgs asks for a new build of the template called Name (POST
 // /v3/templates).
 type RequestArgs struct {
+	// Admin is set when an admin key asks: only it may build the names
+	// of builtin and ready-made templates.
+	Admin bool
 	// Team is the team asking; a template it makes is its own.
 	Team     string
 	Name     string // "name" or "name:tag"
@@ -296,6 +302,12 @@ func (r *Registry) Request(ctx context.Context, args RequestArgs) (Requested, er
 	// may be replaced by a built template of the same name.
 	if name == BaseID {
 		return Requested{}, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template %q is built into sandpit and cannot be rebuilt", name))
+	}
+	// Every team starts the builtins and the ready-made templates by these
+	// names: a team that took one would run its image in others' sandboxes.
+	if !args.Admin && (r.builtinNamed(name, name) != nil || slices.Contains(r.cfg.Reserved, name)) {
+		return Requested{}, errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf(
+			"template name %q is reserved for sandpit's ready-made template; only an admin key may build it (sandpit keys create --admin)", name))
 	}
 	if args.CPUCount < 0 || args.CPUCount > 64 || args.MemoryMB < 0 || args.MemoryMB > 1<<20 {
 		return Requested{}, errdefs.New(errdefs.ErrInvalidArgument, "cpuCount must be 0..64 and memoryMB 0..1048576")
