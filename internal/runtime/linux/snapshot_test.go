@@ -1,0 +1,84 @@
+package linux_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+)
+
+// createWith creates a sandbox from spec as createSpec does, but over the
+// mounts spec names.
+func (e *env) createWith(t *testing.T, spec runtime.Spec) *runtime.Sandbox {
+	t.Helper()
+	mounts := spec.Mounts
+	tmpl := *e.tmpl
+	tmpl.Mounts = mounts
+	e2 := *e
+	e2.tmpl = &tmpl
+	return e2.createSpec(t, spec)
+}
+
+// TestSnapshot: a running sandbox's writes are copied into a layer another
+// sandbox starts from, owners as the sandbox saw them, deletions and hard
+// links kept, holes left holes, while the first sandbox runs on untouched,
+// with or without a disk of its own.
+func TestSnapshot(t *testing.T) {
+	for _, disk := range []bool{false, true} {
+		name := "plain"
+		if disk {
+			name = "disk"
+		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := os.Stat("/dev/loop-control"); disk && err != nil {
+				t.Skipf("sandbox disks need loop devices, which the kernel lacks: %v", err)
+			}
+			e := newEnv(t, func(c *linux.Config) { c.DiskQuota = disk })
+			parent := e.createSpec(t, runtime.Spec{ID: "snap-parent-" + name, Resources: runtime.Resources{DiskMB: 128}})
+			out := run(t, parent, `set -e
+				echo hello > /home/user/mine; mkdir -p /home/user/d/e; echo deep > /home/user/d/e/f
+				ln /home/user/mine /home/user/hard; ln -s mine /home/user/link
+				truncate -s 1G /home/user/sparse; echo tail >> /home/user/sparse
+				echo ok`, true)
+			if strings.TrimSpace(out) != "ok" {
+				t.Fatalf("writing in the sandbox: %q", out)
+			}
+			out = run(t, parent, `set -e; test -e /etc/passwd; cp /etc/passwd /etc/passwd.bak; rm /etc/passwd.bak
+				rm /etc/group && cp /etc/passwd /etc/group.copy
+				mkdir -p /opt/x && echo x > /opt/x/y && rm -rf /opt/x && mkdir /opt/x && echo ok`, false)
+			if strings.TrimSpace(out) != "ok" {
+				t.Fatalf("writing in the sandbox as root: %q", out)
+			}
+			dir := filepath.Join(e.stateDir, "..", "snap-"+name)
+			st, err := e.rt.Snapshot(t.Context(), parent.ID, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Bytes > 1<<20 || st.Files < 5 {
+				t.Errorf("copied %d bytes in %d files: want the written files, holes not filled", st.Bytes, st.Files)
+			}
+			// The parent runs on, and what it writes now is its own.
+			if out := run(t, parent, "echo later > /home/user/later && cat /home/user/mine", true); strings.TrimSpace(out) != "hello" {
+				t.Fatalf("the parent after its snapshot: %q", out)
+			}
+			mounts := []runtime.Mount{{Target: "/", Layers: append([]string{filepath.Join(dir, "0")}, e.tmpl.Mounts[0].Layers...)}}
+			mounts = append(mounts, e.tmpl.Mounts[1:]...)
+			child := e.createWith(t, runtime.Spec{ID: "snap-child-" + name, Mounts: mounts})
+			got := run(t, child, `cat /home/user/mine /home/user/d/e/f; stat -c '%U %h' /home/user/mine /home/user/d; readlink /home/user/link
+				tail -c 5 /home/user/sparse; du -k /home/user/sparse | cut -f1
+				test -e /etc/group && echo group; test -e /etc/passwd.bak && echo bak; ls -A /opt/x | wc -l; test -e /home/user/later && echo later; echo end`, true)
+			fields := strings.Fields(got)
+			want := "hello deep user 2 user 3 mine tail"
+			if len(fields) < 9 || strings.Join(fields[:8], " ") != want {
+				t.Fatalf("the child sees %q, want it to start %q", got, want)
+			}
+			rest := strings.Join(fields[9:], " ")
+			if rest != "0 end" {
+				t.Errorf("the child sees %q after the sparse file's size (%s KiB): want the deleted file and dir contents gone, the parent's later write absent", rest, fields[8])
+			}
+		})
+	}
+}
