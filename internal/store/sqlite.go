@@ -217,6 +217,21 @@ func migrations() []string {
 	BEGIN
 		SELECT RAISE(ABORT, 'audit_log is append-only');
 	END;`,
+		// Snapshots: a sandbox's filesystem saved as a template of its
+		// team (spec is the template package's JSON). A name and tag
+		// name one snapshot of a team at most.
+		`CREATE TABLE snapshots (
+		id          TEXT PRIMARY KEY,
+		team_id     TEXT NOT NULL,
+		name        TEXT NOT NULL DEFAULT '',
+		tag         TEXT NOT NULL DEFAULT '',
+		sandbox_id  TEXT NOT NULL DEFAULT '',
+		template_id TEXT NOT NULL DEFAULT '',
+		spec        BLOB NOT NULL,
+		created_at  INTEGER NOT NULL
+	);
+	CREATE UNIQUE INDEX snapshots_name ON snapshots(team_id, name, tag) WHERE name != '';
+	CREATE INDEX snapshots_sandbox ON snapshots(team_id, sandbox_id);`,
 	}
 }
 
