@@ -12,7 +12,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 )
 
-// GC removes layers no stored template uses (those of removed templates,
+// GC removes layers no stored template or snapshot uses (those of removed templates,
 // of failed builds, of builds no tag names any more, of steps since
 // changed) and returns how many it removed; then it collects uploads no
 // build uses (CollectUploads). A template uses the layers of
@@ -25,6 +25,11 @@ func (r *Registry) GC(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	snaps, err := r.snapshotSpecs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	specs = append(specs, snaps...)
 	dir := r.cfg.Builder.layers
 	used := map[string]bool{}
 	for _, spec := range specs {

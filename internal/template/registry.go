@@ -32,7 +32,10 @@ type RegistryConfig struct {
 	// Dir holds uploaded COPY archives (Dir/uploads).
 	Dir     string
 	Store   store.Templates
-	Builder *Builder
+	// Snapshots, when set, keeps snapshots (snapshots.go): Resolve and
+	// Delete fall back to them, and GC keeps their layers.
+	Snapshots store.Snapshots
+	Builder   *Builder
 	// Builtin templates (base and its names) answer refs no stored
 	// template has.
 	Builtin []*Template
@@ -197,6 +200,9 @@ func (r *Registry) Resolve(ctx context.Context, team, ref string) (*Template, er
 			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q is built into sandpit and has only the tag %q, not %q", name, DefaultTag, tag))
 		}
 		return b, nil
+	}
+	if t, err := r.resolveSnapshot(ctx, team, ref); !errors.Is(err, errdefs.ErrNotFound) {
+		return t, err
 	}
 	return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("template %q not found", ref))
 }
@@ -859,6 +865,12 @@ func (r *Registry) Delete(ctx context.Context, team, ref string) error {
 	rec, err := r.owned(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) && r.builtin(name) {
 		return errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("template %q is built into sandpit and cannot be removed", name))
+	}
+	if errors.Is(err, errdefs.ErrNotFound) {
+		// The SDKs delete a snapshot as a template (deleteSnapshot).
+		if serr := r.DeleteSnapshot(ctx, team, ref); !errors.Is(serr, errdefs.ErrNotFound) {
+			return serr
+		}
 	}
 	if err != nil {
 		return err
