@@ -30,8 +30,8 @@ const (
 // required.
 type RegistryConfig struct {
 	// Dir holds uploaded COPY archives (Dir/uploads).
-	Dir     string
-	Store   store.Templates
+	Dir   string
+	Store store.Templates
 	// Snapshots, when set, keeps snapshots (snapshots.go): Resolve and
 	// Delete fall back to them, and GC keeps their layers.
 	Snapshots store.Snapshots
