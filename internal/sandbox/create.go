@@ -46,6 +46,10 @@ type CreateRequest struct {
 	// AutoPause pauses the sandbox instead of killing it when its timeout
 	// passes (E2B's lifecycle on_timeout "pause", autoPause on the wire).
 	AutoPause bool
+
+	// from, when set, is the template to start instead of resolving
+	// Template (forks start from their parent's layers).
+	from *template.Template
 }
 
 // Create starts a sandbox and arms its deadline. On error nothing of the
@@ -77,9 +81,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	if strings.TrimSpace(req.Template) == "" {
 		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
-	tpl, err := m.templates.Resolve(ctx, req.Team.ID, req.Template)
-	if err != nil {
-		return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
+	tpl := req.from
+	if tpl == nil {
+		if tpl, err = m.templates.Resolve(ctx, req.Team.ID, req.Template); err != nil {
+			return Info{}, fmt.Errorf("resolving template %q: %w", req.Template, err)
+		}
 	}
 	cpus, memMB, diskMB := orDefault(tpl.CPUCount, DefaultCPUCount), orDefault(tpl.MemoryMB, DefaultMemoryMB), orDefault(tpl.DiskMB, m.defDiskMB)
 	if err := checkSize(req.Team, tpl, cpus, memMB, diskMB, req.Timeout); err != nil {
@@ -119,6 +125,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		State:           StateRunning,
 		AutoPause:       req.AutoPause,
 	}
+	if len(tpl.Metadata) > 0 { // a snapshot's: the request's own win
+		info.Metadata = maps.Clone(tpl.Metadata)
+		maps.Copy(info.Metadata, req.Metadata)
+	}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
 	}
@@ -145,7 +155,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.Secure && req.AllowInternetAccess && req.Network.Empty(), tpl, env); ok {
+	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), tpl, env); ok {
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
 	} else {
@@ -183,6 +193,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		return Info{}, errdefs.New(errdefs.ErrUnavailable, "the server is shutting down")
 	}
 	m.sandboxes[info.ID] = e
+	m.snap.remember(info.ID, tpl, env)
 	m.armLocked(e, info.EndAt)
 	m.routes.Store(info.ID, e.route)
 	e.team = m.teamLabelLocked(req.Team.Name)

@@ -59,6 +59,9 @@ type Config struct {
 	DefaultDiskMB int
 	// Clock defaults to the wall clock.
 	Clock Clock
+	// Snapshots, when set, keeps snapshots and fork layers
+	// (snapshot.go); without it Snapshot and Fork are unavailable.
+	Snapshots SnapshotStore
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -78,6 +81,8 @@ type Manager struct {
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
+	// snap is what snapshots and forks keep (snapshot.go).
+	snap snapState
 
 	stop        chan struct{} // closed by Close: stops watchExited
 	watcherDone chan struct{} // closed when watchExited returns
@@ -184,6 +189,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		teams:       map[string]*teamUse{},
 		teamLabels:  map[string]struct{}{},
 	}
+	m.snap.init(cfg.Snapshots)
 	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
 		m.metrics.sandboxes.WithLabelValues(string(st)).Set(0)
@@ -301,6 +307,7 @@ func (m *Manager) release(ctx context.Context, id string) error {
 	if err := m.store.DeleteSandbox(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("forgetting sandbox %s: %w", id, err))
 	}
+	m.snap.forget(id)
 	return errors.Join(errs...)
 }
 

@@ -36,6 +36,10 @@ type Template struct {
 
 	EnvdVersion string
 
+	// Metadata is a snapshot's: the sandbox metadata it was taken with,
+	// which sandboxes started from it get unless they set their own.
+	Metadata map[string]string `json:",omitempty"`
+
 	// Interpreter warms the code interpreter's kernels at sandbox start,
 	// as E2B's code-interpreter template does; other templates start them
 	// on first use.
