@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		Runtime:        d.runtime,
 		Store:          d.store,
 		Templates:      d.templates,
+		Snapshots:      d.templates,
 		Logger:         log,
 		Metrics:        reg,
 		DefaultTimeout: cfg.DefaultTimeout,
@@ -418,6 +419,7 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	d.templates, err = template.NewRegistry(ctx, template.RegistryConfig{
 		Dir:         filepath.Join(d.cfg.DataDir, "templates"),
 		Store:       d.store,
+		Snapshots:   d.store,
 		Builder:     builder,
 		Builtin:     builtin,
 		Reserved:    templates.Names(),

@@ -33,6 +33,8 @@ var auditActions = map[string]string{
 	"POST /sandboxes/{sandboxID}/pause":                "sandbox.pause",
 	"POST /sandboxes/{sandboxID}/refreshes":            "sandbox.refresh",
 	"POST /sandboxes/{sandboxID}/connect":              "sandbox.connect",
+	"POST /sandboxes/{sandboxID}/snapshots":            "sandbox.snapshot",
+	"POST /sandboxes/{sandboxID}/fork":                 "sandbox.fork",
 	"POST /v2/sandboxes/{sandboxID}/connect":           "sandbox.connect",
 	"POST /v3/templates":                               "template.request",
 	"POST /v2/templates/{templateID}/builds/{buildID}": "template.build",
@@ -69,6 +71,9 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 		target := ""
 		if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
 			target = ri.sandboxID
+			if ri.action != "" {
+				action = ri.action
+			}
 		}
 		if target == "" {
 			target = patternTarget(pattern, r.URL.Path)

@@ -261,6 +261,8 @@ func apiKey(h http.Header) string {
 // reqInfo carries what handlers learn about a request to its log line.
 type reqInfo struct {
 	sandboxID string
+	// action, when set, is the audit action instead of the route's.
+	action string
 }
 
 type reqInfoKey struct{}

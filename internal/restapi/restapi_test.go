@@ -37,6 +37,8 @@ type env struct {
 	clock *sandboxtest.Clock
 	key   string // a key from the store
 	logs  *syncBuffer
+	// cfg is what e.h was made with, when a test may remake it.
+	cfg restapi.Config
 }
 
 type syncBuffer struct {

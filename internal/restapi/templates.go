@@ -415,6 +415,12 @@ func (s *server) DeleteTemplate(w http.ResponseWriter, r *http.Request, template
 	if !ok {
 		return
 	}
+	// The SDKs delete a snapshot as a template: audit it as what it is.
+	if sf, ok := tr.(snapshotFinder); ok && sf.IsSnapshot(r.Context(), principalOf(r).Team.ID, templateID) {
+		if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+			ri.action = "snapshot.delete"
+		}
+	}
 	if err := tr.Delete(r.Context(), principalOf(r).Team.ID, templateID); err != nil {
 		s.writeError(w, r, err)
 		return

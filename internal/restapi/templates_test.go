@@ -64,7 +64,7 @@ func newTemplateEnvAs(t *testing.T, configure func(*template.RegistryConfig), pr
 		t.Fatal(err)
 	}
 	rcfg := template.RegistryConfig{
-		Dir: filepath.Join(dir, "templates"), Store: st, Builder: builder,
+		Dir: filepath.Join(dir, "templates"), Store: st, Snapshots: st, Builder: builder,
 		Builtin: []*template.Template{{ID: "base"}},
 	}
 	if configure != nil {
@@ -102,11 +102,12 @@ func newTemplateEnvAs(t *testing.T, configure func(*template.RegistryConfig), pr
 			t.Fatal(err)
 		}
 	}
-	e.m, err = sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: st, Templates: reg, Logger: log, MaxTimeout: time.Hour})
+	e.m, err = sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: st, Templates: reg, Snapshots: reg, Logger: log, MaxTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := restapi.Config{Manager: e.m, Keys: st, Logger: log, Templates: reg}
+	e.cfg = cfg
 	if principals != nil {
 		e.h = restapi.NewAs(cfg, principals)
 	} else {

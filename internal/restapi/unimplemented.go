@@ -15,9 +15,6 @@ import (
 // JSONDecodeError). A route registered later for one of them takes
 // precedence: this table is consulted only when no route matched.
 var unimplemented = []struct{ pattern, feature string }{
-	{"/sandboxes/*/fork", "forking a sandbox"},
-	{"/sandboxes/*/snapshots", "snapshots"},
-	{"/snapshots", "snapshots"},
 	{"/volumes", "volumes"},
 	{"/volumes/*", "volumes"},
 	{"/secrets", "secrets"},

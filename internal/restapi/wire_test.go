@@ -116,9 +116,6 @@ func TestUnimplementedEndpointsAnswer501(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	for _, c := range []struct{ method, path, feature string }{
-		{"POST", "/sandboxes/abc/fork", "forking a sandbox"},
-		{"POST", "/sandboxes/abc/snapshots", "snapshots"},
-		{"GET", "/snapshots", "snapshots"},
 		{"DELETE", "/secrets/s1", "secrets"},
 		{"GET", "/volumes/v1", "volumes"},
 		{"POST", "/secrets", "secrets"},

@@ -214,6 +214,16 @@ func (r *Registry) resolveSnapshot(ctx context.Context, team, ref string) (*Temp
 	return &t, nil
 }
 
+// IsSnapshot reports whether ref names a snapshot of team rather than
+// one of its templates (Delete removes either).
+func (r *Registry) IsSnapshot(ctx context.Context, team, ref string) bool {
+	if _, err := r.owned(ctx, team, ref); err == nil {
+		return false
+	}
+	_, err := r.snapshot(ctx, team, ref)
+	return err == nil
+}
+
 // DeleteSnapshot removes team's snapshot ref names. Sandboxes started
 // from it run on: its layer goes at the next GC (daemon start).
 func (r *Registry) DeleteSnapshot(ctx context.Context, team, ref string) error {
