@@ -69,7 +69,8 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 	if err != nil {
 		return nil, err
 	}
-	tpl, layer, _, err := m.copyLayer(ctx, rt, "fork", parent.ID, o)
+	start := time.Now()
+	tpl, layer, st, err := m.copyLayer(ctx, rt, "fork", parent.ID, o)
 	if err != nil {
 		return nil, err
 	}
@@ -101,5 +102,7 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 	}
 	wg.Wait()
 	m.snap.unused(layer)
+	m.log.InfoContext(ctx, "sandbox forked", "sandbox_id", parent.ID, "count", req.Count,
+		"bytes", st.Bytes, "files", st.Files, "frozen", st.Frozen, "copy", st.Total, "duration", time.Since(start))
 	return out, nil
 }

@@ -192,7 +192,7 @@ func (m *Manager) snapshot(ctx context.Context, req SnapshotRequest) (template.S
 	}
 	m.snap.pin(tpl)
 	m.log.InfoContext(ctx, "sandbox snapshot", "sandbox_id", info.ID, "snapshot", snap.ID,
-		"bytes", st.Bytes, "files", st.Files, "frozen", st.Frozen, "duration", time.Since(start))
+		"bytes", st.Bytes, "files", st.Files, "frozen", st.Frozen, "copy", st.Total, "duration", time.Since(start))
 	return snap, nil
 }
 
@@ -234,7 +234,7 @@ func (m *Manager) copyLayer(ctx context.Context, rt runtime.Snapshotter, kind, i
 	if err != nil {
 		return nil, "", runtime.SnapshotStats{}, err
 	}
-	st, err := rt.Snapshot(ctx, id, layer)
+	st, err := rt.Snapshot(ctx, id, layer, runtime.SnapshotOptions{Durable: kind == "snap"})
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil, "", st, notFound(id)
 	}

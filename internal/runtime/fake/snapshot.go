@@ -14,7 +14,7 @@ var _ runtime.Snapshotter = (*Fake)(nil)
 
 // Snapshot implements runtime.Snapshotter: the copy of a fake sandbox's
 // writable layer is dir/0 holding one file, "from", naming the sandbox.
-func (f *Fake) Snapshot(ctx context.Context, id, dir string) (runtime.SnapshotStats, error) {
+func (f *Fake) Snapshot(ctx context.Context, id, dir string, _ runtime.SnapshotOptions) (runtime.SnapshotStats, error) {
 	f.mu.Lock()
 	_, ok := f.sandboxes[id]
 	f.mu.Unlock()

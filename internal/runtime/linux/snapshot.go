@@ -27,7 +27,9 @@ var _ runtime.Snapshotter = (*Runtime)(nil)
 // is made through directory handles, shifting owners from the sandbox's
 // host range as it goes, so no second pass over the tree is needed; the
 // sandbox runs again before the copy is made durable.
-func (r *Runtime) Snapshot(ctx context.Context, id, dir string) (st runtime.SnapshotStats, err error) {
+func (r *Runtime) Snapshot(ctx context.Context, id, dir string, opts runtime.SnapshotOptions) (st runtime.SnapshotStats, err error) {
+	start := time.Now()
+	defer func() { st.Total = time.Since(start) }()
 	b, err := r.box(id)
 	if err != nil {
 		return st, err
@@ -65,8 +67,10 @@ func (r *Runtime) Snapshot(ctx context.Context, id, dir string) (st runtime.Snap
 		return st, fmt.Errorf("snapshotting %s: %w", id, err)
 	}
 	st.Bytes, st.Files = c.bytes, c.files
-	if err := unix.Syncfs(dst); err != nil {
-		return st, fmt.Errorf("snapshotting %s: syncing the layer: %w", id, err)
+	if opts.Durable {
+		if err := unix.Syncfs(dst); err != nil {
+			return st, fmt.Errorf("snapshotting %s: syncing the layer: %w", id, err)
+		}
 	}
 	return st, nil
 }

@@ -53,7 +53,7 @@ func TestSnapshot(t *testing.T) {
 				t.Fatalf("writing in the sandbox as root: %q", out)
 			}
 			dir := filepath.Join(e.stateDir, "..", "snap-"+name)
-			st, err := e.rt.Snapshot(t.Context(), parent.ID, dir)
+			st, err := e.rt.Snapshot(t.Context(), parent.ID, dir, runtime.SnapshotOptions{Durable: true})
 			if err != nil {
 				t.Fatal(err)
 			}
