@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = audit(args[1:], stdout)
 	case "template", "templates":
 		err = templateCmd(args[1:], stdout, stderr)
-	case "sandbox", "exec", "shell", "files", "run":
+	case "sandbox", "snapshot", "snapshots", "exec", "shell", "files", "run":
 		return cli.Main(args, os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sandpit", version)

@@ -23,6 +23,8 @@ import (
 // Usage lists the client verbs, for the sandpit command's usage text.
 const Usage = `  sandpit sandbox create [--template T] [--timeout 5m] [--metadata K=V] [--json]
   sandpit sandbox list [--json]  |  sandpit sandbox kill|pause|resume ID...  |  sandpit sandbox connect ID
+  sandpit sandbox snapshot ID [--name N]  |  sandpit snapshot list [--sandbox ID] | rm ID...
+  sandpit sandbox fork ID [--count N] [--timeout 5m]            start sandboxes from its files
   sandpit exec ID [--user U] [--cwd DIR] [--env K=V] [--timeout D] -- CMD [ARG...]
   sandpit shell ID                                                interactive terminal
   sandpit files ls|cat ID PATH  |  sandpit files put|get ID SRC DST   (- is stdin/stdout)
@@ -34,7 +36,7 @@ const Usage = `  sandpit sandbox create [--template T] [--timeout 5m] [--metadat
 const DefaultURL = "http://127.0.0.1:49982"
 
 // Verbs are the first arguments Main handles.
-var Verbs = []string{"sandbox", "exec", "shell", "files", "run"}
+var Verbs = []string{"sandbox", "snapshot", "exec", "shell", "files", "run"}
 
 // Main runs one client verb (args[0] is the verb) and returns the process's
 // exit code. Errors are printed to stderr, prefixed "sandpit: ".
@@ -85,6 +87,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "sandbox":
 		return c.sandbox(ctx, rest)
+	case "snapshot", "snapshots":
+		return c.snapshot(ctx, rest)
 	case "exec":
 		return c.exec(ctx, rest)
 	case "shell":

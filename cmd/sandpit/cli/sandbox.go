@@ -13,10 +13,10 @@ import (
 	sandpit "github.com/sandpit-dev/sandpit/sdk"
 )
 
-// sandbox: create, list, kill, pause, resume, connect.
+// sandbox: create, list, kill, pause, resume, connect, snapshot, fork.
 func (c *cli) sandbox(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError("sandbox needs a subcommand: create, list, kill, pause, resume or connect")
+		return usageError("sandbox needs a subcommand: create, list, kill, pause, resume, connect, snapshot or fork")
 	}
 	switch args[0] {
 	case "create":
@@ -27,6 +27,10 @@ func (c *cli) sandbox(ctx context.Context, args []string) error {
 		return c.sandboxKill(ctx, args[1:])
 	case "pause", "resume":
 		return c.sandboxPause(ctx, args[0], args[1:])
+	case "snapshot":
+		return c.sandboxSnapshot(ctx, args[1:])
+	case "fork":
+		return c.sandboxFork(ctx, args[1:])
 	case "connect":
 		fs := flag.NewFlagSet("sandbox connect", flag.ContinueOnError)
 		pos, err := parse(fs, args[1:])
