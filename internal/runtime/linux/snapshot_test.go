@@ -1,11 +1,14 @@
 package linux_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 )
@@ -80,5 +83,55 @@ func TestSnapshot(t *testing.T) {
 				t.Errorf("the child sees %q after the sparse file's size (%s KiB): want the deleted file and dir contents gone, the parent's later write absent", rest, fields[8])
 			}
 		})
+	}
+}
+
+// TestSnapshotPaused: a paused sandbox is snapshotted as it stands and
+// stays paused; a running one runs again after its snapshot.
+func TestSnapshotPaused(t *testing.T) {
+	e := newEnv(t)
+	sb := e.createSpec(t, runtime.Spec{ID: "snap-paused"})
+	if out := run(t, sb, "echo x > /home/user/x && echo ok", true); strings.TrimSpace(out) != "ok" {
+		t.Fatalf("writing: %q", out)
+	}
+	frozen := func() bool {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(sb.Pid) + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := strings.TrimSpace(strings.TrimPrefix(string(raw), "0::"))
+		ev, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "cgroup.events"))
+		if err != nil {
+			t.Skipf("no cgroup v2 events to tell a frozen sandbox (%v)", err)
+		}
+		return strings.Contains(string(ev), "frozen 1")
+	}
+	dir := t.TempDir()
+	if _, err := e.rt.Snapshot(t.Context(), sb.ID, filepath.Join(dir, "running"), runtime.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if frozen() {
+		t.Fatal("a running sandbox stayed frozen after its snapshot")
+	}
+	if err := e.rt.Pause(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Snapshot(t.Context(), sb.ID, filepath.Join(dir, "paused"), runtime.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !frozen() {
+		t.Fatal("a paused sandbox was thawed by its snapshot")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "paused", "0", "home", "user", "x")); err != nil || string(b) != "x\n" {
+		t.Errorf("the paused sandbox's file in its snapshot: %q %v", b, err)
+	}
+	if err := e.rt.Resume(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, sb, "echo back", true); strings.TrimSpace(out) != "back" {
+		t.Errorf("after resume: %q", out)
+	}
+	if _, err := e.rt.Snapshot(t.Context(), "no-such-sandbox", filepath.Join(dir, "none"), runtime.SnapshotOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("an unknown sandbox: %v", err)
 	}
 }
