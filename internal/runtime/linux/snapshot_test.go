@@ -94,17 +94,28 @@ func TestSnapshotPaused(t *testing.T) {
 	if out := run(t, sb, "echo x > /home/user/x && echo ok", true); strings.TrimSpace(out) != "ok" {
 		t.Fatalf("writing: %q", out)
 	}
+	// frozen reads the freezer of the sandbox's cgroup: v1's freezer.state
+	// or v2's cgroup.events.
 	frozen := func() bool {
 		raw, err := os.ReadFile("/proc/" + strconv.Itoa(sb.Pid) + "/cgroup")
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := strings.TrimSpace(strings.TrimPrefix(string(raw), "0::"))
-		ev, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "cgroup.events"))
-		if err != nil {
-			t.Skipf("no cgroup v2 events to tell a frozen sandbox (%v)", err)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if p, ok := strings.CutPrefix(line, "0::"); ok {
+				if ev, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", p, "cgroup.events")); err == nil {
+					return strings.Contains(string(ev), "frozen 1")
+				}
+			}
+			if i := strings.Index(line, ":freezer:"); i >= 0 {
+				st, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/freezer", line[i+len(":freezer:"):], "freezer.state"))
+				if err == nil {
+					return strings.TrimSpace(string(st)) == "FROZEN"
+				}
+			}
 		}
-		return strings.Contains(string(ev), "frozen 1")
+		t.Skip("no cgroup freezer state to tell a frozen sandbox")
+		return false
 	}
 	dir := t.TempDir()
 	if _, err := e.rt.Snapshot(t.Context(), sb.ID, filepath.Join(dir, "running"), runtime.SnapshotOptions{}); err != nil {
