@@ -266,8 +266,13 @@ func TestRegistryTeamsShadowBuiltin(t *testing.T) {
 			t.Errorf("code-interpreter-v1 exists as %s: %q %v, want %s", team, id, err, want)
 		}
 	}
-	if _, err := r.Request(ctx, template.RequestArgs{Team: "tb", Name: "code-interpreter-v1"}); !errors.Is(err, errdefs.ErrConflict) {
-		t.Errorf("another team building code-interpreter-v1: %v, want the name taken", err)
+	// Only admins build a builtin's name; another team's admin finds it
+	// taken.
+	if _, err := r.Request(ctx, template.RequestArgs{Team: "tb", Name: "code-interpreter-v1"}); !errors.Is(err, errdefs.ErrPermissionDenied) {
+		t.Errorf("another team's non-admin building code-interpreter-v1: %v, want permission denied", err)
+	}
+	if _, err := r.Request(ctx, template.RequestArgs{Team: "tb", Admin: true, Name: "code-interpreter-v1"}); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("another team's admin building code-interpreter-v1: %v, want the name taken", err)
 	}
 }
 
