@@ -73,8 +73,10 @@ func TestSnapshotsAPI(t *testing.T) {
 	if strings.Join(got, " ") != plainID+" alpha/snap1:default" {
 		t.Errorf("pages: %v", got)
 	}
-	if l := e.as(t, keyA, "GET", "/snapshots?name=snap1", "").list(t); len(l) != 1 {
-		t.Errorf("by name: %v", l)
+	for _, name := range []string{"snap1", "alpha/snap1:default", plainID} {
+		if l := e.as(t, keyA, "GET", "/snapshots?name="+url.QueryEscape(name), "").list(t); len(l) != 1 {
+			t.Errorf("by name %s: %v", name, l)
+		}
 	}
 	if l := e.as(t, keyB, "GET", "/snapshots", "").list(t); len(l) != 0 {
 		t.Errorf("another team lists %v", l)

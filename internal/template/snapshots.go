@@ -107,6 +107,9 @@ func (r *Registry) SaveSnapshot(ctx context.Context, args SnapshotArgs) (Snapsho
 	if err != nil {
 		return Snapshot{}, err
 	}
+	if tag == "" {
+		tag = DefaultTag // an unnamed snapshot is "id:default" too
+	}
 	t := args.Template.clone()
 	t.ID, t.Names = "", nil
 	spec, err := json.Marshal(t)
