@@ -74,6 +74,7 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 	if err != nil {
 		return nil, err
 	}
+	m.snap.madeLayer(layer)
 	// The forks are of the parent's template, as on E2B.
 	tpl.ID, tpl.Names = o.tpl.ID, o.tpl.Names
 	ref := parent.TemplateID

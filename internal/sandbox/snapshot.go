@@ -42,9 +42,12 @@ type snapState struct {
 	// origins is what each sandbox started from, by id.
 	origins map[string]origin
 	// forkUsers counts the live sandboxes over each fork layer (a dir
-	// under the layer dir); pinned ones are a snapshot's too and stay
-	// until the template GC at the next start decides.
+	// under the layer dir). Only a layer made in this run (made) and not
+	// pinned (a snapshot's too) goes with its last sandbox: one a
+	// snapshot of an earlier run stands on is for the template GC at the
+	// next start to judge.
 	forkUsers map[string]int
+	made      map[string]bool
 	pinned    map[string]bool
 }
 
@@ -59,6 +62,7 @@ func (s *snapState) init(st SnapshotStore) {
 	s.store = st
 	s.origins = map[string]origin{}
 	s.forkUsers = map[string]int{}
+	s.made = map[string]bool{}
 	s.pinned = map[string]bool{}
 }
 
@@ -107,7 +111,8 @@ func (s *snapState) forget(id string) {
 		for _, l := range o.forks {
 			if s.forkUsers[l]--; s.forkUsers[l] <= 0 {
 				delete(s.forkUsers, l)
-				if !s.pinned[l] {
+				if s.made[l] && !s.pinned[l] {
+					delete(s.made, l)
 					drop = append(drop, l)
 				}
 			}
@@ -119,10 +124,21 @@ func (s *snapState) forget(id string) {
 	}
 }
 
+// made notes a fork layer this run copied: it goes with its last
+// sandbox.
+func (s *snapState) madeLayer(layer string) {
+	s.mu.Lock()
+	s.made[layer] = true
+	s.mu.Unlock()
+}
+
 // unused removes a fork layer no sandbox came to stand on.
 func (s *snapState) unused(layer string) {
 	s.mu.Lock()
 	used := s.forkUsers[layer] > 0 || s.pinned[layer]
+	if !used {
+		delete(s.made, layer)
+	}
 	s.mu.Unlock()
 	if !used {
 		_ = os.RemoveAll(layer)

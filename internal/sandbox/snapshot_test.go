@@ -26,6 +26,11 @@ func (committer) Commit(context.Context, string, string) error { return errors.N
 // newSnapEnv is a Manager over the fake runtime whose templates and
 // snapshots a real Registry keeps.
 func newSnapEnv(t *testing.T) (*sandbox.Manager, *fake.Fake, *template.Registry) {
+	m, rt, reg, _ := newSnapEnvStore(t)
+	return m, rt, reg
+}
+
+func newSnapEnvStore(t *testing.T) (*sandbox.Manager, *fake.Fake, *template.Registry, *store.SQLite) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, "db"))
@@ -54,7 +59,7 @@ func newSnapEnv(t *testing.T) (*sandbox.Manager, *fake.Fake, *template.Registry)
 		_ = rt.Close()
 		_ = st.Close()
 	})
-	return m, rt, reg
+	return m, rt, reg, st
 }
 
 var teamA, teamB = store.Team{ID: "ta", Name: "team-a"}, store.Team{ID: "tb", Name: "team-b"}
@@ -171,5 +176,50 @@ func TestFork(t *testing.T) {
 	}
 	if _, err := m.Fork(ctx, sandbox.ForkRequest{Team: teamA, ID: parent.ID, Count: 1, Timeout: time.Minute}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("forking a killed sandbox: %v, want not found", err)
+	}
+}
+
+// TestForkLayerUnderSnapshot: a fork's layer that a snapshot stands on
+// outlives the forks, in this run and the next (a sandbox started from the
+// snapshot after a restart does not take it along when it goes).
+func TestForkLayerUnderSnapshot(t *testing.T) {
+	m, rt, reg, st := newSnapEnvStore(t)
+	ctx := t.Context()
+	parent, err := m.Create(ctx, sandbox.CreateRequest{Team: teamA, Template: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Fork(ctx, sandbox.ForkRequest{Team: teamA, ID: parent.ID, Count: 1})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("fork: %v %+v", err, res)
+	}
+	child := res[0].Info
+	spec, _ := rt.Spec(child.ID)
+	layer := filepath.Dir(spec.Mounts[0].Layers[0])
+	snap, err := m.Snapshot(ctx, sandbox.SnapshotRequest{Team: teamA, ID: child.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Kill(ctx, child.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(layer); err != nil {
+		t.Fatalf("the fork layer a snapshot stands on went with its fork: %v", err)
+	}
+	// The next run of the daemon.
+	m2, err := sandbox.NewManager(sandbox.Config{Runtime: rt, Store: st, Templates: reg, Snapshots: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m2.Close(context.Background()) })
+	x, err := m2.Create(ctx, sandbox.CreateRequest{Team: teamA, Template: snap.SnapshotID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Kill(ctx, x.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(layer); err != nil {
+		t.Fatalf("a sandbox of the next run took the snapshot's fork layer along: %v", err)
 	}
 }
