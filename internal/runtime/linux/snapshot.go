@@ -181,24 +181,25 @@ func (r *Runtime) writableLayers(b *box) (int, func(), error) {
 	return root, func() { unix.Close(root) }, nil
 }
 
-// loopOf finds the loop device that backs img.
+// loopOf finds the loop device that backs img, by the image's inode (a
+// spare disk's image was renamed after it was bound).
 func loopOf(img string) (string, error) {
 	var want unix.Stat_t
 	if err := unix.Stat(img, &want); err != nil {
 		return "", fmt.Errorf("disk image: %w", err)
 	}
-	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, p := range devs {
-		b, err := os.ReadFile(p)
+	bound, _ := filepath.Glob("/sys/block/loop*/loop")
+	for _, p := range bound {
+		dev := "/dev/" + filepath.Base(filepath.Dir(p))
+		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Stat(strings.TrimSpace(string(b)), &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
-			continue
+		info, err := unix.IoctlLoopGetStatus64(fd)
+		unix.Close(fd)
+		if err == nil && info.Inode == want.Ino && info.Device == uint64(want.Dev) {
+			return dev, nil
 		}
-		name := filepath.Base(filepath.Dir(filepath.Dir(p)))
-		return "/dev/" + name, nil
 	}
 	return "", errdefs.New(errdefs.ErrUnavailable, "the sandbox's disk is attached to no loop device")
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
@@ -40,6 +41,12 @@ func TestSnapshot(t *testing.T) {
 				t.Skipf("sandbox disks need loop devices, which the kernel lacks: %v", err)
 			}
 			e := newEnv(t, func(c *linux.Config) { c.DiskQuota = disk })
+			if disk {
+				// The parent's disk is then most likely a spare, bound
+				// to its loop device under another name.
+				e.createSpec(t, runtime.Spec{ID: "snap-first-" + name, Resources: runtime.Resources{DiskMB: 128}})
+				time.Sleep(500 * time.Millisecond)
+			}
 			parent := e.createSpec(t, runtime.Spec{ID: "snap-parent-" + name, Resources: runtime.Resources{DiskMB: 128}})
 			out := run(t, parent, `set -e
 				echo hello > /home/user/mine; mkdir -p /home/user/d/e; echo deep > /home/user/d/e/f
