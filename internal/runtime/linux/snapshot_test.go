@@ -89,6 +89,21 @@ func TestSnapshot(t *testing.T) {
 			if rest != "0 end" {
 				t.Errorf("the child sees %q after the sparse file's size (%s KiB): want the deleted file and dir contents gone, the parent's later write absent", rest, fields[8])
 			}
+			// The snapshot's second mount of the parent's disk is gone:
+			// killing the parent lets go of its loop device.
+			if disk {
+				pdir := filepath.Join(e.stateDir, parent.ID)
+				if err := e.rt.Kill(t.Context(), parent.ID); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for loopsBacking(t, pdir) != 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("a loop device still holds the disk of a snapshotted, killed sandbox")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
 		})
 	}
 }
