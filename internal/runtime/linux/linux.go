@@ -94,6 +94,11 @@ type box struct {
 	killing bool             // guarded by Runtime.mu
 	paused  bool             // frozen; guarded by Runtime.mu
 	log     *sandboxlog.Ring // the agent's stderr, parsed
+	// stopped: Stop ended its processes, its disk is kept for Start
+	// (stop.go); guarded by Runtime.mu. op serializes Stop, Start and
+	// Kill of it.
+	stopped bool
+	op      sync.Mutex
 }
 
 // New returns a Linux runtime. It creates StateDir and takes note of
@@ -231,7 +236,22 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, err
 	}
 	st.mark("dirs")
+	sb, err := r.boot(ctx, b, spec, &st)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.boxes[spec.ID] = b
+	r.mu.Unlock()
+	go r.watch(b, b.done)
+	return sb, nil
+}
 
+// boot starts the init of b, whose directory and writable layers are
+// ready, on them: Create's first boot, and Start's after a Stop. On error
+// the caller releases what it started.
+func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stages) (_ *runtime.Sandbox, err error) {
+	hostUID := r.cfg.UIDBase + b.slot*idsPerSandbox
 	sockPath := filepath.Join(b.dir, "envd.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
 	if err != nil {
@@ -335,9 +355,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		st.mark("net")
 	}
 
+	// The disk stays open (until destroy) so that Start can mount it
+	// again after a Stop.
 	fds, err := r.mounts(b, spec)
-	// The overlays hold the disk now.
-	b.closeDisk()
 	if err == nil {
 		var agent int
 		agent, err = fileMount(int(exe.Fd()))
@@ -377,11 +397,6 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, fmt.Errorf("starting sandbox %s: %w", spec.ID, err)
 	}
 	st.mark("init")
-
-	r.mu.Lock()
-	r.boxes[spec.ID] = b
-	r.mu.Unlock()
-	go r.watch(b)
 	return &runtime.Sandbox{ID: spec.ID, Pid: b.pid, EnvdSocket: sockPath, Created: time.Now(), Stages: st.list}, nil
 }
 
@@ -538,11 +553,12 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	return bytes.TrimSuffix(line, []byte("\n")), nil
 }
 
-// watch reports a sandbox whose init exits without Kill.
-func (r *Runtime) watch(b *box) {
-	<-b.done
+// watch reports a sandbox whose init exits without Kill; done is its
+// init's b.done (a Start after a Stop gives the box a new one).
+func (r *Runtime) watch(b *box, done chan struct{}) {
+	<-done
 	r.mu.Lock()
-	killing := b.killing
+	killing := b.killing || b.done != done
 	r.mu.Unlock()
 	if !killing {
 		select {
@@ -659,6 +675,8 @@ func (r *Runtime) Kill(ctx context.Context, id string) error {
 	if !ok {
 		return r.reap(ctx, id)
 	}
+	b.op.Lock() // a Stop or Start in flight finishes first
+	defer b.op.Unlock()
 	return r.destroy(b)
 }
 
