@@ -81,6 +81,24 @@ func (e LogsDirection) Valid() bool {
 	}
 }
 
+// Defines values for SandboxLifecycleOnTimeout.
+const (
+	Kill  SandboxLifecycleOnTimeout = "kill"
+	Pause SandboxLifecycleOnTimeout = "pause"
+)
+
+// Valid indicates whether the value is a known member of the SandboxLifecycleOnTimeout enum.
+func (e SandboxLifecycleOnTimeout) Valid() bool {
+	switch e {
+	case Kill:
+		return true
+	case Pause:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SandboxState.
 const (
 	Paused  SandboxState = "paused"
@@ -240,10 +258,16 @@ type LogsDirection string
 
 // NewSandbox defines model for NewSandbox.
 type NewSandbox struct {
-	AllowInternetAccess *bool            `json:"allow_internet_access,omitempty"`
-	AutoPause           *bool            `json:"autoPause,omitempty"`
-	EnvVars             *EnvVars         `json:"envVars,omitempty"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
+	AutoPause           *bool `json:"autoPause,omitempty"`
+
+	// AutoPauseMemory The timeout's pause keeps memory (true, the default) or the filesystem only; not with autoResume.
+	AutoPauseMemory *bool `json:"autoPauseMemory,omitempty"`
+
+	// AutoResume Resume the sandbox, paused with its memory, on the first request to any of its ports.
+	AutoResume *SandboxAutoResumeConfig `json:"autoResume,omitempty"`
+	EnvVars    *EnvVars                 `json:"envVars,omitempty"`
+	Metadata   *SandboxMetadata         `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network *SandboxNetworkConfig `json:"network,omitempty"`
@@ -258,10 +282,16 @@ type NewSandbox struct {
 
 // NewSandboxV2 defines model for NewSandboxV2.
 type NewSandboxV2 struct {
-	AllowInternetAccess *bool            `json:"allow_internet_access,omitempty"`
-	AutoPause           *bool            `json:"autoPause,omitempty"`
-	EnvVars             *EnvVars         `json:"envVars,omitempty"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
+	AutoPause           *bool `json:"autoPause,omitempty"`
+
+	// AutoPauseMemory The timeout's pause keeps memory (true, the default) or the filesystem only; not with autoResume.
+	AutoPauseMemory *bool `json:"autoPauseMemory,omitempty"`
+
+	// AutoResume Resume the sandbox, paused with its memory, on the first request to any of its ports.
+	AutoResume *SandboxAutoResumeConfig `json:"autoResume,omitempty"`
+	EnvVars    *EnvVars                 `json:"envVars,omitempty"`
+	Metadata   *SandboxMetadata         `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network    *SandboxNetworkConfig `json:"network,omitempty"`
@@ -292,19 +322,25 @@ type Sandbox struct {
 	TrafficAccessToken *string `json:"trafficAccessToken"`
 }
 
+// SandboxAutoResumeConfig Resume the sandbox, paused with its memory, on the first request to any of its ports.
+type SandboxAutoResumeConfig struct {
+	Enabled bool `json:"enabled"`
+}
+
 // SandboxDetail defines model for SandboxDetail.
 type SandboxDetail struct {
-	Alias               *string          `json:"alias,omitempty"`
-	AllowInternetAccess *bool            `json:"allowInternetAccess,omitempty"`
-	ClientID            string           `json:"clientID"`
-	CpuCount            int32            `json:"cpuCount"`
-	DiskSizeMB          int32            `json:"diskSizeMB"`
-	Domain              *string          `json:"domain,omitempty"`
-	EndAt               time.Time        `json:"endAt"`
-	EnvdAccessToken     *string          `json:"envdAccessToken,omitempty"`
-	EnvdVersion         string           `json:"envdVersion"`
-	MemoryMB            int32            `json:"memoryMB"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	Alias               *string           `json:"alias,omitempty"`
+	AllowInternetAccess *bool             `json:"allowInternetAccess,omitempty"`
+	ClientID            string            `json:"clientID"`
+	CpuCount            int32             `json:"cpuCount"`
+	DiskSizeMB          int32             `json:"diskSizeMB"`
+	Domain              *string           `json:"domain,omitempty"`
+	EndAt               time.Time         `json:"endAt"`
+	EnvdAccessToken     *string           `json:"envdAccessToken,omitempty"`
+	EnvdVersion         string            `json:"envdVersion"`
+	Lifecycle           *SandboxLifecycle `json:"lifecycle,omitempty"`
+	MemoryMB            int32             `json:"memoryMB"`
+	Metadata            *SandboxMetadata  `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network    *SandboxNetworkConfig `json:"network,omitempty"`
@@ -313,6 +349,15 @@ type SandboxDetail struct {
 	State      SandboxState          `json:"state"`
 	TemplateID string                `json:"templateID"`
 }
+
+// SandboxLifecycle defines model for SandboxLifecycle.
+type SandboxLifecycle struct {
+	AutoResume bool                      `json:"autoResume"`
+	OnTimeout  SandboxLifecycleOnTimeout `json:"onTimeout"`
+}
+
+// SandboxLifecycleOnTimeout defines model for SandboxLifecycle.OnTimeout.
+type SandboxLifecycleOnTimeout string
 
 // SandboxLog defines model for SandboxLog.
 type SandboxLog struct {
@@ -698,7 +743,7 @@ type ServerInterface interface {
 	// UpdateSandboxNetwork Replace the sandbox's outbound network rules.
 	// (PUT /sandboxes/{sandboxID}/network)
 	UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
-	// PauseSandbox Freeze the sandbox where it is, memory kept, until connect resumes it.
+	// PauseSandbox Pause the sandbox, with its memory or its filesystem only, until connect resumes it.
 	// (POST /sandboxes/{sandboxID}/pause)
 	PauseSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
 	// RefreshSandbox Keep a sandbox alive for duration more seconds.

@@ -8,8 +8,8 @@ import (
 )
 
 // PauseSandbox implements openapi.ServerInterface: POST
-// /sandboxes/{sandboxID}/pause. The body's memory flag is read and
-// ignored: a paused sandbox always keeps its memory.
+// /sandboxes/{sandboxID}/pause. memory false (the SDKs' keepMemory false)
+// keeps the filesystem only; absent or true keeps memory too.
 func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	if !s.owned(w, r, id) {
 		return
@@ -19,7 +19,11 @@ func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.cfg.Manager.Pause(r.Context(), id); err != nil {
+	pause := s.cfg.Manager.Pause
+	if body.Memory != nil && !*body.Memory {
+		pause = s.cfg.Manager.PauseFilesystemOnly
+	}
+	if err := pause(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
