@@ -40,7 +40,9 @@ func TestPauseFilesystemOnly(t *testing.T) {
 	if err := e.m.Pause(t.Context(), info.ID); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("a memory pause of a paused sandbox: %v, want a conflict", err)
 	}
-	kind := func(k string) float64 { return series(t, e.reg, "sandpit_paused_sandboxes", map[string]string{"kind": k}) }
+	kind := func(k string) float64 {
+		return series(t, e.reg, "sandpit_paused_sandboxes", map[string]string{"kind": k})
+	}
 	if kind("filesystem") != 1 || kind("memory") != 0 {
 		t.Errorf("paused by kind: filesystem %v memory %v", kind("filesystem"), kind("memory"))
 	}
