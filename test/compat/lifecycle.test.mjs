@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, test } from 'node:test'
+import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
 import { InvalidArgumentError, Sandbox } from 'e2b'
 import { track, useServer, waitFor } from './harness.mjs'
 
@@ -99,6 +100,19 @@ describe('pause kinds', () => {
     }
     const r = await sbx.commands.run('cat ~/files/f* | wc -l; cat ~/files/f49')
     assert.equal(r.stdout, '50\ncontent 49\n')
+    await sbx.kill()
+  })
+
+  test('code interpreter: a memory pause keeps the kernel\'s state, a filesystem-only pause boots fresh kernels', async () => {
+    let sbx = track(server, await CodeSandbox.create())
+    await sbx.runCode('x = 41')
+    await sbx.pause()
+    sbx = await CodeSandbox.connect(sbx.sandboxId)
+    assert.equal((await sbx.runCode('x + 1')).text, '42')
+    await sbx.pause({ keepMemory: false })
+    sbx = await CodeSandbox.connect(sbx.sandboxId)
+    assert.equal((await sbx.runCode('x')).error?.name, 'NameError')
+    assert.equal((await sbx.runCode('1 + 1')).text, '2')
     await sbx.kill()
   })
 })
