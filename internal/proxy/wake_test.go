@@ -90,7 +90,7 @@ func TestAutoResume(t *testing.T) {
 	}
 
 	gate := make(chan struct{})
-	rt.SetStartHook(func(string) { <-gate })
+	rt.SetHook(func(string) { <-gate })
 	const n = 10
 	var wg sync.WaitGroup
 	for i := range n {

@@ -78,73 +78,54 @@ func (m *Manager) Wake(ctx context.Context, id string) (socketPath string, ok bo
 
 // resume brings paused sandbox id back and reports whether it was paused:
 // a thaw when it kept its memory, else a new boot on its files followed by
-// its template's start command. While one resume runs, others of the same
-// sandbox wait for it and find it running. auto is a resume by traffic
+// its template's start command. A resume waits for a pause or resume of
+// the sandbox in flight: concurrent resumes make one, and the others find
+// it running; a resume during a pause resumes once it is paused. auto is a resume by traffic
 // (Wake): it resumes only a sandbox created with AutoResume that kept its
 // memory, and is errdefs.ErrConflict otherwise.
 func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error) {
-	for {
-		m.mu.Lock()
-		e, ok := m.sandboxes[id]
-		if !ok {
-			m.mu.Unlock()
-			return false, notFound(id)
-		}
-		if ch := e.resuming; ch != nil {
-			m.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return false, fmt.Errorf("waiting for sandbox %s to resume: %w", id, ctx.Err())
-			}
-		}
-		if e.info.State != StatePaused {
-			pausing := e.pausing
-			m.mu.Unlock()
-			if pausing {
-				return false, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is being paused", id))
-			}
-			return false, nil
-		}
-		if auto && (!e.info.AutoResume || e.info.PausedFilesystemOnly) {
-			m.mu.Unlock()
-			return false, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused and does not resume on traffic", id))
-		}
-		ch := make(chan struct{})
-		e.resuming = ch
-		fsOnly := e.info.PausedFilesystemOnly
-		recipe := e.boot
-		recipe.spec.Egress, _ = e.info.Network.policy(e.info.InternetBlocked) // valid: it was applied before
-		token := e.info.AccessToken
-		m.mu.Unlock()
-
-		started := time.Now()
-		sb, err := m.wake(ctx, id, fsOnly, recipe, token)
-
-		m.mu.Lock()
-		e.resuming = nil
-		close(ch)
-		if cur, ok := m.sandboxes[id]; !ok || cur != e {
-			m.mu.Unlock()
-			return false, notFound(id) // killed meanwhile
-		}
-		if err != nil {
-			m.mu.Unlock()
-			return false, err
-		}
-		e.info.State = StateRunning
-		e.info.PausedFilesystemOnly = false
-		if sb != nil {
-			e.info.Pid = sb.Pid
-		}
-		e.route.paused.Store(false)
-		m.countState(e.team, StatePaused, StateRunning)
-		m.mu.Unlock()
-		m.metrics.resumeSeconds.WithLabelValues(pauseKind(!fsOnly)).Observe(time.Since(started).Seconds())
-		m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", id, "memory", !fsOnly, "duration", time.Since(started))
-		return true, nil
+	e, done, err := m.begin(ctx, id)
+	if err != nil {
+		return false, err
 	}
+	if e.info.State != StatePaused {
+		done()
+		m.mu.Unlock()
+		return false, nil
+	}
+	if auto && (!e.info.AutoResume || e.info.PausedFilesystemOnly) {
+		done()
+		m.mu.Unlock()
+		return false, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused and does not resume on traffic", id))
+	}
+	fsOnly := e.info.PausedFilesystemOnly
+	recipe := e.boot
+	recipe.spec.Egress, _ = e.info.Network.policy(e.info.InternetBlocked) // valid: it was applied before
+	token := e.info.AccessToken
+	m.mu.Unlock()
+
+	started := time.Now()
+	sb, err := m.wake(ctx, id, fsOnly, recipe, token)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer done()
+	if cur, ok := m.sandboxes[id]; !ok || cur != e {
+		return false, notFound(id) // killed meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	e.info.State = StateRunning
+	e.info.PausedFilesystemOnly = false
+	if sb != nil {
+		e.info.Pid = sb.Pid
+	}
+	e.route.paused.Store(false)
+	m.countState(e.team, StatePaused, StateRunning)
+	m.metrics.resumeSeconds.WithLabelValues(pauseKind(!fsOnly)).Observe(time.Since(started).Seconds())
+	m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", id, "memory", !fsOnly, "duration", time.Since(started))
+	return true, nil
 }
 
 // wake does the runtime's part of a resume; sb is the new boot's sandbox

@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -149,7 +150,7 @@ func TestWake(t *testing.T) {
 	}
 
 	gate := make(chan struct{})
-	e.rt.SetStartHook(func(string) { <-gate })
+	e.rt.SetHook(func(string) { <-gate })
 	const n = 8
 	var wg sync.WaitGroup
 	oks := make(chan bool, n)
@@ -188,5 +189,38 @@ func TestWake(t *testing.T) {
 	}
 	if _, ok := e.m.Wake(t.Context(), auto.ID); ok || !e.rt.Stopped(auto.ID) {
 		t.Error("traffic resumed a filesystem-only paused sandbox")
+	}
+}
+
+// A connect while a pause is under way waits for the pause, then resumes:
+// it neither fails nor answers for a sandbox about to be paused.
+func TestConnectDuringPause(t *testing.T) {
+	e := newEnv(t, okHandler())
+	info := e.create(t, sandbox.CreateRequest{Timeout: time.Minute})
+	gate := make(chan struct{})
+	e.rt.SetHook(func(string) { <-gate })
+	paused := make(chan error, 1)
+	go func() { paused <- e.m.PauseFilesystemOnly(context.Background(), info.ID) }()
+	waitFor(t, func() bool { _, ok := e.m.Lookup(info.ID); return !ok }) // the pause began
+	type result struct {
+		resumed bool
+		err     error
+	}
+	connected := make(chan result, 1)
+	go func() {
+		_, resumed, err := e.m.Connect(context.Background(), info.ID, time.Minute)
+		connected <- result{resumed, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	e.rt.SetHook(nil)
+	close(gate)
+	if err := <-paused; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-connected; r.err != nil || !r.resumed {
+		t.Fatalf("connect during the pause: resumed %v err %v", r.resumed, r.err)
+	}
+	if e.rt.Stopped(info.ID) || e.rt.Starts(info.ID) != 1 {
+		t.Errorf("runtime: stopped %v starts %d", e.rt.Stopped(info.ID), e.rt.Starts(info.ID))
 	}
 }

@@ -130,9 +130,10 @@ type entry struct {
 	// gen counts deadline changes; a timer armed for an older gen is
 	// stale and does nothing when it fires.
 	gen uint64
-	// boot and resuming: see lifecycle.go.
-	boot     bootRecipe
-	resuming chan struct{}
+	// boot: see lifecycle.go. busy, while a pause or a resume of it
+	// runs, is closed when that ends.
+	boot bootRecipe
+	busy chan struct{}
 }
 
 // route is what Lookup needs, readable without locks.

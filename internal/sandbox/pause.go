@@ -41,13 +41,12 @@ func (m *Manager) pause(ctx context.Context, id string, memory bool) error {
 		}
 		do = s.Stop
 	}
-	m.mu.Lock()
-	e, ok := m.sandboxes[id]
-	if !ok {
-		m.mu.Unlock()
-		return notFound(id)
+	e, done, err := m.begin(ctx, id)
+	if err != nil {
+		return err
 	}
-	if e.info.State == StatePaused || e.pausing {
+	if e.info.State == StatePaused {
+		done()
 		m.mu.Unlock()
 		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is already paused", id))
 	}
@@ -55,10 +54,11 @@ func (m *Manager) pause(ctx context.Context, id string, memory bool) error {
 	e.route.paused.Store(true) // no new traffic reaches a sandbox being paused
 	m.mu.Unlock()
 
-	err := do(ctx, id)
+	err = do(ctx, id)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer done()
 	e.pausing = false
 	if err != nil {
 		e.route.paused.Store(false)
@@ -73,6 +73,35 @@ func (m *Manager) pause(ctx context.Context, id string, memory bool) error {
 	m.countState(e.team, StateRunning, StatePaused)
 	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id, "memory", memory)
 	return nil
+}
+
+// begin waits for any pause or resume of sandbox id to end, then marks
+// one begun. It returns with m.mu held; done, called once with m.mu held,
+// ends the mark and wakes whoever waits.
+func (m *Manager) begin(ctx context.Context, id string) (_ *entry, done func(), _ error) {
+	for {
+		m.mu.Lock()
+		e, ok := m.sandboxes[id]
+		if !ok {
+			m.mu.Unlock()
+			return nil, nil, notFound(id)
+		}
+		ch := e.busy
+		if ch == nil {
+			ch = make(chan struct{})
+			e.busy = ch
+			return e, func() {
+				e.busy = nil
+				close(ch)
+			}, nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for sandbox %s to finish pausing or resuming: %w", id, ctx.Err())
+		}
+	}
 }
 
 // countState moves one sandbox of the team labelled team between states

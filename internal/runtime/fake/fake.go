@@ -44,7 +44,7 @@ type Fake struct {
 	closed    bool
 	ownDir    string // socket dir we created and remove at Close
 	pid       int
-	startHook func(id string) // see SetStartHook
+	hook func(id string) // see SetHook
 }
 
 type sandbox struct {
@@ -264,11 +264,11 @@ func (f *Fake) SetStats(id string, st runtime.Stats) {
 // Pause implements runtime.Pauser.
 func (f *Fake) Pause(ctx context.Context, id string) error { return f.setPaused(id, true) }
 
-// Resume implements runtime.Pauser. The hook SetStartHook set runs
+// Resume implements runtime.Pauser. The hook SetHook set runs
 // first, without the fake's lock.
 func (f *Fake) Resume(ctx context.Context, id string) error {
 	f.mu.Lock()
-	hook := f.startHook
+	hook := f.hook
 	f.mu.Unlock()
 	if hook != nil {
 		hook(id)

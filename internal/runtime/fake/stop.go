@@ -11,8 +11,15 @@ import (
 var _ runtime.Stopper = (*Fake)(nil)
 
 // Stop implements runtime.Stopper: the sandbox's socket server stops, as
-// its agent would.
+// its agent would. The hook SetHook set runs first, without the fake's
+// lock.
 func (f *Fake) Stop(ctx context.Context, id string) error {
+	f.mu.Lock()
+	hook := f.hook
+	f.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sb, ok := f.sandboxes[id]
@@ -28,11 +35,11 @@ func (f *Fake) Stop(ctx context.Context, id string) error {
 }
 
 // Start implements runtime.Stopper: the sandbox serves again on the same
-// socket, with spec's egress policy. The hook SetStartHook set runs first,
+// socket, with spec's egress policy. The hook SetHook set runs first,
 // without the fake's lock.
 func (f *Fake) Start(ctx context.Context, spec runtime.Spec) (*runtime.Sandbox, error) {
 	f.mu.Lock()
-	hook := f.startHook
+	hook := f.hook
 	f.mu.Unlock()
 	if hook != nil {
 		hook(spec.ID)
@@ -86,10 +93,10 @@ func (f *Fake) Resumes(id string) int {
 	return 0
 }
 
-// SetStartHook makes every later Start and Resume call hook first (a test holds a
+// SetHook makes every later Stop, Start and Resume call hook first (a test holds a
 // Start there to race others against it); nil removes it.
-func (f *Fake) SetStartHook(hook func(id string)) {
+func (f *Fake) SetHook(hook func(id string)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.startHook = hook
+	f.hook = hook
 }
