@@ -44,7 +44,7 @@ type Fake struct {
 	closed    bool
 	ownDir    string // socket dir we created and remove at Close
 	pid       int
-	hook func(id string) // see SetHook
+	hook      func(id string) // see SetHook
 }
 
 type sandbox struct {
