@@ -66,4 +66,18 @@ func TestLifecycleWire(t *testing.T) {
 	if l := lifecycle(plain); l["state"] != "running" {
 		t.Errorf("state after connect: %v", l)
 	}
+
+	// E2B's deprecated resume: 201 from paused, 409 when running.
+	if r := e.do(t, "POST", "/sandboxes/"+plain+"/resume", `{"timeout":60}`); r.status != http.StatusConflict {
+		t.Errorf("resume of a running sandbox: %d %s, want 409", r.status, r.body)
+	}
+	if r := e.do(t, "POST", "/sandboxes/"+plain+"/pause", ``); r.status != http.StatusNoContent {
+		t.Fatalf("pause: %d %s", r.status, r.body)
+	}
+	if r := e.do(t, "POST", "/sandboxes/"+plain+"/resume", `{"timeout":60,"memory":false}`); r.status != http.StatusCreated || !strings.Contains(string(r.body), plain) {
+		t.Errorf("resume of a paused sandbox: %d %s, want 201", r.status, r.body)
+	}
+	if l := lifecycle(plain); l["state"] != "running" {
+		t.Errorf("state after resume: %v", l)
+	}
 }

@@ -30,6 +30,32 @@ func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// ResumeSandbox implements openapi.ServerInterface: POST
+// /sandboxes/{sandboxID}/resume, E2B's deprecated resume (the SDKs
+// connect). memory false boots the sandbox again even if it kept its
+// memory; a running sandbox is 409.
+func (s *server) ResumeSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	if !s.owned(w, r, id) {
+		return
+	}
+	var body openapi.ResumedSandbox
+	if err := decodeBody(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d, err := s.seconds(body.Timeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info, err := s.cfg.Manager.Resume(r.Context(), id, d, body.Memory == nil || *body.Memory)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.toSandbox(info))
+}
+
 // GetSandboxMetrics implements openapi.ServerInterface.
 func (s *server) GetSandboxMetrics(w http.ResponseWriter, r *http.Request, id openapi.SandboxID, params openapi.GetSandboxMetricsParams) {
 	if !s.owned(w, r, id) {

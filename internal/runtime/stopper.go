@@ -12,8 +12,9 @@ import "context"
 // sandbox again from spec, which must be the spec it was created with
 // (its egress policy as it is now): a fresh agent on the same writable
 // layers, at the same EnvdSocket. Kill releases a stopped sandbox as any
-// other. Stop of a sandbox that is stopped, or Start of one that is not,
-// is errdefs.ErrConflict.
+// other. A sandbox frozen by Pauser.Pause may be stopped: its memory is
+// dropped. Stop of a sandbox that is stopped, or Start of one that is
+// not, is errdefs.ErrConflict.
 type Stopper interface {
 	Stop(ctx context.Context, id string) error
 	Start(ctx context.Context, spec Spec) (*Sandbox, error)

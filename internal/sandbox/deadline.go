@@ -53,25 +53,13 @@ func (m *Manager) Connect(ctx context.Context, id string, timeout time.Duration)
 	if err := m.CheckTimeout(timeout); err != nil {
 		return Info{}, false, m.count(err)
 	}
-	resumed, err = m.resume(ctx, id, false)
+	resumed, err = m.resume(ctx, id, resumeHow{})
 	if err != nil {
 		return Info{}, false, m.count(err)
 	}
 	if resumed {
-		m.mu.Lock()
-		e, ok := m.sandboxes[id]
-		if ok {
-			m.armLocked(e, m.clock.Now().Add(timeout))
-			info = e.info.clone()
-		}
-		m.mu.Unlock()
-		if !ok {
-			return Info{}, false, m.count(notFound(id))
-		}
-		if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
-			m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
-		}
-		return info, true, nil
+		info, err := m.armResumed(ctx, id, timeout)
+		return info, err == nil, m.count(err)
 	}
 	info, err = m.extend(ctx, id, timeout, false)
 	return info, false, m.count(err)

@@ -52,7 +52,7 @@ func (m *Manager) Wake(ctx context.Context, id string) (socketPath string, ok bo
 	if socket, ok := m.Lookup(id); ok {
 		return socket, true
 	}
-	resumed, err := m.resume(ctx, id, true)
+	resumed, err := m.resume(ctx, id, resumeHow{auto: true})
 	if err != nil {
 		m.count(err)
 		return "", false
@@ -80,10 +80,13 @@ func (m *Manager) Wake(ctx context.Context, id string) (socketPath string, ok bo
 // a thaw when it kept its memory, else a new boot on its files followed by
 // its template's start command. A resume waits for a pause or resume of
 // the sandbox in flight: concurrent resumes make one, and the others find
-// it running; a resume during a pause resumes once it is paused. auto is a resume by traffic
-// (Wake): it resumes only a sandbox created with AutoResume that kept its
-// memory, and is errdefs.ErrConflict otherwise.
-func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error) {
+// it running; a resume during a pause resumes once it is paused.
+//
+// how.auto is a resume by traffic (Wake): it resumes only a sandbox created
+// with AutoResume that kept its memory, and is errdefs.ErrConflict
+// otherwise. how.cold boots the sandbox again on its files even if it kept
+// its memory (E2B's resume with memory false), which is then dropped.
+func (m *Manager) resume(ctx context.Context, id string, how resumeHow) (bool, error) {
 	e, done, err := m.begin(ctx, id)
 	if err != nil {
 		return false, err
@@ -93,7 +96,7 @@ func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error
 		m.mu.Unlock()
 		return false, nil
 	}
-	if auto && (!e.info.AutoResume || e.info.PausedFilesystemOnly) {
+	if how.auto && (!e.info.AutoResume || e.info.PausedFilesystemOnly) {
 		done()
 		m.mu.Unlock()
 		return false, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused and does not resume on traffic", id))
@@ -105,7 +108,7 @@ func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error
 	m.mu.Unlock()
 
 	started := time.Now()
-	sb, err := m.wake(ctx, id, fsOnly, recipe, token)
+	sb, err := m.wake(ctx, id, fsOnly, how.cold, recipe, token)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,6 +121,7 @@ func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error
 	}
 	e.info.State = StateRunning
 	e.info.PausedFilesystemOnly = false
+	fsOnly = fsOnly || how.cold
 	if sb != nil {
 		e.info.Pid = sb.Pid
 	}
@@ -128,10 +132,16 @@ func (m *Manager) resume(ctx context.Context, id string, auto bool) (bool, error
 	return true, nil
 }
 
+// resumeHow says how resume goes about it.
+type resumeHow struct {
+	auto bool // by traffic
+	cold bool // boot again, memory or not
+}
+
 // wake does the runtime's part of a resume; sb is the new boot's sandbox
-// after a filesystem-only pause, nil after a thaw.
-func (m *Manager) wake(ctx context.Context, id string, fsOnly bool, recipe bootRecipe, token string) (*runtime.Sandbox, error) {
-	if !fsOnly {
+// after a filesystem-only pause (or for a cold resume), nil after a thaw.
+func (m *Manager) wake(ctx context.Context, id string, fsOnly, cold bool, recipe bootRecipe, token string) (*runtime.Sandbox, error) {
+	if !fsOnly && !cold {
 		p, ok := m.rt.(runtime.Pauser)
 		if !ok {
 			return nil, errdefs.New(errdefs.ErrUnavailable, "this runtime cannot resume sandboxes")
@@ -148,6 +158,12 @@ func (m *Manager) wake(ctx context.Context, id string, fsOnly bool, recipe bootR
 	// A resume is the caller's wait, but a boot half done is not left to
 	// a caller that went away.
 	ctx = context.WithoutCancel(ctx)
+	if !fsOnly {
+		// Frozen with its memory: that memory goes first.
+		if err := s.Stop(ctx, id); err != nil {
+			return nil, fmt.Errorf("dropping the memory of sandbox %s: %w", id, err)
+		}
+	}
 	sb, err := s.Start(ctx, recipe.spec)
 	if err != nil {
 		return nil, fmt.Errorf("resuming sandbox %s: %w", id, err)
@@ -215,4 +231,47 @@ func (c pausedCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, float64(len(memIDs)), "memory")
 	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, float64(fsCount), "filesystem")
 	ch <- prometheus.MustNewConstMetric(pausedMemDesc, prometheus.GaugeValue, float64(held))
+}
+
+// Resume resumes paused sandbox id (E2B's deprecated POST
+// /sandboxes/{id}/resume) with its deadline at now plus timeout (the
+// default when zero). memory false boots it again on its files even if
+// it was paused with its memory, which is dropped. A sandbox that is not
+// paused is errdefs.ErrConflict.
+func (m *Manager) Resume(ctx context.Context, id string, timeout time.Duration, memory bool) (Info, error) {
+	if timeout == 0 {
+		timeout = m.defTO
+	}
+	if err := m.CheckTimeout(timeout); err != nil {
+		return Info{}, m.count(err)
+	}
+	resumed, err := m.resume(ctx, id, resumeHow{cold: !memory})
+	if err != nil {
+		return Info{}, m.count(err)
+	}
+	if !resumed {
+		return Info{}, m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is already running", id)))
+	}
+	info, err := m.armResumed(ctx, id, timeout)
+	return info, m.count(err)
+}
+
+// armResumed sets a just resumed sandbox's deadline to now plus timeout:
+// paused, it was the longest timeout.
+func (m *Manager) armResumed(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+	m.mu.Lock()
+	e, ok := m.sandboxes[id]
+	var info Info
+	if ok {
+		m.armLocked(e, m.clock.Now().Add(timeout))
+		info = e.info.clone()
+	}
+	m.mu.Unlock()
+	if !ok {
+		return Info{}, notFound(id)
+	}
+	if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
+		m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
+	}
+	return info, nil
 }

@@ -224,3 +224,33 @@ func TestConnectDuringPause(t *testing.T) {
 		t.Errorf("runtime: stopped %v starts %d", e.rt.Stopped(info.ID), e.rt.Starts(info.ID))
 	}
 }
+
+// Resume (E2B's deprecated resume): 409 for a running sandbox; memory
+// false boots even a memory-paused sandbox again.
+func TestResume(t *testing.T) {
+	e := newEnv(t, okHandler())
+	info := e.create(t, sandbox.CreateRequest{Timeout: time.Minute})
+	if _, err := e.m.Resume(t.Context(), info.ID, 0, true); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("resume of a running sandbox: %v, want a conflict", err)
+	}
+	if err := e.m.Pause(t.Context(), info.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.m.Resume(t.Context(), info.ID, 20*time.Second, true)
+	if err != nil || got.State != sandbox.StateRunning || !got.EndAt.Equal(e.clock.Now().Add(20*time.Second)) || e.rt.Resumes(info.ID) != 1 {
+		t.Fatalf("memory resume: %+v %v (resumes %d)", got, err, e.rt.Resumes(info.ID))
+	}
+	if err := e.m.Pause(t.Context(), info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Resume(t.Context(), info.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Paused(info.ID) || e.rt.Stopped(info.ID) || e.rt.Starts(info.ID) != 1 || e.rt.Resumes(info.ID) != 1 {
+		t.Errorf("a cold resume of a memory-paused sandbox: frozen %v stopped %v starts %d thaws %d, want one boot",
+			e.rt.Paused(info.ID), e.rt.Stopped(info.ID), e.rt.Starts(info.ID), e.rt.Resumes(info.ID))
+	}
+	if _, err := e.m.Resume(t.Context(), "nope", 0, true); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("resume of an unknown sandbox: %v", err)
+	}
+}

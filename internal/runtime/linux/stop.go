@@ -38,11 +38,20 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 	}
 	b.stopped = true
 	r.mu.Unlock()
-	if err := r.halt(b); err != nil {
+	err = r.halt(b)
+	// The mark tells a later run of the daemon that finds this dir with
+	// no init that the sandbox was stopped on purpose, its files to keep.
+	if merr := os.WriteFile(filepath.Join(b.dir, stoppedMark), nil, 0o600); merr != nil {
+		err = errors.Join(err, merr)
+	}
+	if err != nil {
 		return fmt.Errorf("stopping %s: %w", id, err)
 	}
 	return nil
 }
+
+// stoppedMark is the file in a sandbox's dir while it is stopped.
+const stoppedMark = "stopped"
 
 // Start implements runtime.Stopper. If the boot fails the sandbox stays
 // stopped, its files untouched, and Start may be tried again.
@@ -85,6 +94,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (*runtime.Sandbo
 	}
 	b.stopped, b.killing = false, false
 	go r.watch(b, b.done)
+	if err := os.Remove(filepath.Join(b.dir, stoppedMark)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.WarnContext(ctx, "removing the stopped mark", "sandbox_id", id, "err", err)
+	}
 	return sb, nil
 }
 

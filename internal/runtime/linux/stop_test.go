@@ -41,8 +41,8 @@ func TestStopStart(t *testing.T) {
 			if live := snapshot(t, e); live.Processes != before.Processes || live.Cgroups != before.Cgroups {
 				t.Errorf("a stopped sandbox holds %+v (before it %+v): want its dir only", live, before)
 			}
-			if _, err := os.Stat(e.stateDir + "/stop1/slot"); err != nil {
-				t.Errorf("a stopped sandbox lost its dir: %v", err)
+			if _, err := os.Stat(e.stateDir + "/stop1/stopped"); err != nil {
+				t.Errorf("a stopped sandbox's dir lacks its mark: %v", err)
 			}
 			if ids, err := e.rt.List(t.Context()); err != nil || len(ids) != 1 {
 				t.Errorf("List of a stopped sandbox: %v %v", ids, err)
@@ -52,6 +52,9 @@ func TestStopStart(t *testing.T) {
 				again, err := e.rt.Start(t.Context(), spec)
 				if err != nil {
 					t.Fatalf("start %d: %v", i, err)
+				}
+				if _, err := os.Stat(e.stateDir + "/stop1/stopped"); err == nil {
+					t.Error("a started sandbox is still marked stopped")
 				}
 				if again.EnvdSocket != sb.EnvdSocket {
 					t.Errorf("the agent moved from %s to %s", sb.EnvdSocket, again.EnvdSocket)
@@ -68,6 +71,26 @@ func TestStopStart(t *testing.T) {
 				if err := e.rt.Stop(t.Context(), "stop1"); err != nil {
 					t.Fatalf("stop %d: %v", i, err)
 				}
+			}
+			// A frozen sandbox stops too (its memory dropped).
+			again, err := e.rt.Start(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.rt.Pause(t.Context(), "stop1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.rt.Stop(t.Context(), "stop1"); err != nil {
+				t.Fatalf("stopping a frozen sandbox: %v", err)
+			}
+			if _, err := os.Stat("/proc/" + strconv.Itoa(again.Pid)); err == nil {
+				t.Error("the frozen init outlived Stop")
+			}
+			if again, err = e.rt.Start(t.Context(), spec); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Count(run(t, again, "cat /home/user/f", false), "kept"); got != 6 {
+				t.Errorf("after stopping a frozen sandbox the file has %d lines, want 6", got)
 			}
 			if err := e.rt.Kill(t.Context(), "stop1"); err != nil {
 				t.Fatal(err)
