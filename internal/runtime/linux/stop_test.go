@@ -2,6 +2,7 @@ package linux_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -109,5 +110,44 @@ func TestStopStart(t *testing.T) {
 				t.Errorf("start of a killed sandbox: %v, want not found", err)
 			}
 		})
+	}
+}
+
+// TestStopStartEgress: a stopped sandbox lets go of its network link and
+// policy; Start connects it again with the spec's policy, which holds as
+// before; nothing of the old link is left.
+func TestStopStartEgress(t *testing.T) {
+	needRoot(t)
+	eg := newEgress(t)
+	out := newOutside(t)
+	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
+	chains := policyChains(t)
+	all := netip.MustParsePrefix("0.0.0.0/0")
+	spec := runtime.Spec{ID: "stop-net", Hostname: "stop-net", Mounts: e.tmpl.Mounts, AllowInternet: true,
+		Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256},
+		Egress:    runtime.EgressPolicy{Deny: []netip.Prefix{all}, Allow: []netip.Prefix{netip.PrefixFrom(out.public, 32)}}}
+	sb := e.createSpec(t, spec)
+	for i := range 3 {
+		for a, want := range map[netip.Addr]bool{out.public: true, out.public2: false, out.blocked[0]: false} {
+			if got := strings.HasSuffix(dial(t, sb, a, out.port), "rc=0"); got != want {
+				t.Errorf("boot %d: reaching %s = %v, want %v", i, a, got, want)
+			}
+		}
+		if err := e.rt.Stop(t.Context(), spec.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got := policyChains(t); got != chains {
+			t.Errorf("stopped: %d policy chains, want %d", got, chains)
+		}
+		var err error
+		if sb, err = e.rt.Start(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.rt.Kill(t.Context(), spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := policyChains(t); got != chains {
+		t.Errorf("after kill: %d policy chains, want %d", got, chains)
 	}
 }
