@@ -601,16 +601,24 @@ func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 	if err != nil {
 		return runtime.Stats{}, err
 	}
+	// A stopped sandbox (stop.go) uses nothing; Start and Stop change
+	// what is read below only while it is marked stopped.
+	r.mu.Lock()
+	group, pid, stopped := b.group, b.pid, b.stopped
+	r.mu.Unlock()
 	var st runtime.Stats
-	if b.group != nil {
-		cs, err := b.group.Stats()
+	if stopped {
+		return st, nil
+	}
+	if group != nil {
+		cs, err := group.Stats()
 		if err != nil {
 			return st, fmt.Errorf("reading the cgroup of %s: %w", id, err)
 		}
 		st.CPU, st.MemUsed, st.MemCache = cs.CPU, cs.Memory, cs.Cache
 	}
 	var fs unix.Statfs_t
-	if err := unix.Statfs("/proc/"+strconv.Itoa(b.pid)+"/root", &fs); err == nil {
+	if err := unix.Statfs("/proc/"+strconv.Itoa(pid)+"/root", &fs); err == nil {
 		st.DiskTotal = fs.Blocks * uint64(fs.Bsize)
 		st.DiskUsed = (fs.Blocks - fs.Bfree) * uint64(fs.Bsize)
 	}
@@ -660,10 +668,16 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 	if err != nil {
 		return err
 	}
-	if b.link == nil {
+	r.mu.Lock()
+	link, stopped := b.link, b.stopped
+	r.mu.Unlock()
+	if stopped {
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is stopped: its next Start applies its policy", id))
+	}
+	if link == nil {
 		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s has no internet access to narrow: it was created offline (allowInternetAccess false)", id))
 	}
-	if err := r.cfg.Egress.SetPolicy(*b.link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+	if err := r.cfg.Egress.SetPolicy(*link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
 		return fmt.Errorf("setting the egress policy of %s: %w", id, err)
 	}
 	return nil

@@ -120,14 +120,16 @@ func (r *Runtime) halt(b *box) error {
 		// never shares the writable layers with an old one.
 		<-b.done
 	}
+	r.mu.Lock()
+	group, link := b.group, b.link
+	b.group, b.link = nil, nil
+	r.mu.Unlock()
 	var errs []error
-	if b.group != nil {
-		errs = append(errs, deleteGroup(b.group))
-		b.group = nil
+	if group != nil {
+		errs = append(errs, deleteGroup(group))
 	}
-	if b.link != nil {
-		errs = append(errs, r.cfg.Egress.Detach(*b.link))
-		b.link = nil
+	if link != nil {
+		errs = append(errs, r.cfg.Egress.Detach(*link))
 	}
 	for _, f := range []string{"link", "pid", "envd.sock"} {
 		if err := os.Remove(filepath.Join(b.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -36,6 +36,12 @@ func TestStopStart(t *testing.T) {
 			if err := e.rt.Stop(t.Context(), "stop1"); !errors.Is(err, errdefs.ErrConflict) {
 				t.Errorf("second stop: %v, want a conflict", err)
 			}
+			if st, err := e.rt.Stats(t.Context(), "stop1"); err != nil || st.MemUsed != 0 || st.CPU != 0 {
+				t.Errorf("stats of a stopped sandbox: %+v %v, want zeros", st, err)
+			}
+			if err := e.rt.SetEgress(t.Context(), "stop1", runtime.EgressPolicy{}); !errors.Is(err, errdefs.ErrConflict) {
+				t.Errorf("egress of a stopped sandbox: %v, want a conflict", err)
+			}
 			if _, err := os.Stat("/proc/" + strconv.Itoa(sb.Pid)); err == nil {
 				t.Error("the init outlived Stop")
 			}
