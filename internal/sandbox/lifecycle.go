@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,15 +47,20 @@ func checkLifecycle(req *CreateRequest) error {
 // resumes the sandbox if it is paused with its memory and was created with
 // AutoResume, so that the request which found it paused is served rather
 // than refused. Concurrent Wakes of one sandbox share one resume. A woken
-// sandbox's deadline is its create timeout from now. Anything
-// else Lookup does not find, Wake does not either.
+// sandbox's deadline is its create timeout from now. Anything else Lookup
+// does not find, Wake does not either.
 func (m *Manager) Wake(ctx context.Context, id string) (socketPath string, ok bool) {
 	if socket, ok := m.Lookup(id); ok {
 		return socket, true
 	}
 	resumed, err := m.resume(ctx, id, resumeHow{auto: true})
 	if err != nil {
-		m.count(err)
+		// Traffic to a sandbox that is gone, or paused for good, is
+		// the client's business; a resume that failed is the server's.
+		if !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) {
+			m.count(err)
+			m.log.WarnContext(ctx, "resuming a sandbox for traffic", "sandbox_id", id, "err", err)
+		}
 		return "", false
 	}
 	if resumed {
