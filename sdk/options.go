@@ -53,6 +53,7 @@ type createConfig struct {
 	metadata, envs map[string]string
 	secure         *bool
 	internet       *bool
+	lifecycle      *Lifecycle
 }
 
 type connectConfig struct {

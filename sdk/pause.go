@@ -2,24 +2,12 @@ package sandpit
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 )
-
-// Pause freezes a sandbox where it is, memory kept; Connect resumes it.
-// It reports false when the sandbox was paused already.
-func (c *Client) Pause(ctx context.Context, id string) (bool, error) {
-	_, err := c.api(ctx, "pause sandbox "+id, http.MethodPost, "/sandboxes/"+url.PathEscape(id)+"/pause", struct{}{}, nil)
-	var e *Error
-	if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
-		return false, nil
-	}
-	return err == nil, err
-}
 
 // Metric is one sample of a sandbox's resource use.
 type Metric struct {

@@ -44,6 +44,8 @@ type SandboxInfo struct {
 	EnvdVersion string `json:"envdVersion"`
 	// Metadata is what the sandbox was created with.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Lifecycle is what its timeout does (GetInfo only).
+	Lifecycle *SandboxLifecycle `json:"lifecycle,omitempty"`
 }
 
 // timeoutSeconds rounds d up to whole seconds, as the E2B SDKs do.
@@ -74,6 +76,12 @@ func (c *Client) Create(ctx context.Context, opts ...CreateOption) (*Sandbox, er
 		e := openapi.EnvVars(cfg.envs)
 		envs = &e
 	}
+	if cfg.lifecycle != nil {
+		if err := cfg.lifecycle.check(); err != nil {
+			return nil, err
+		}
+	}
+	autoPause, autoPauseMemory, autoResume := cfg.lifecycle.wire()
 	const op = "create sandbox"
 	var err error
 	if cfg.secure != nil && !*cfg.secure {
@@ -86,11 +94,13 @@ func (c *Client) Create(ctx context.Context, opts ...CreateOption) (*Sandbox, er
 		_, err = c.api(ctx, op, http.MethodPost, "/sandboxes", openapi.NewSandbox{
 			TemplateID: cfg.template, Timeout: timeout, Metadata: md, EnvVars: envs,
 			Secure: cfg.secure, AllowInternetAccess: cfg.internet,
+			AutoPause: autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
 		}, &out)
 	} else {
 		_, err = c.api(ctx, op, http.MethodPost, "/v2/sandboxes", openapi.NewSandboxV2{
 			TemplateID: cfg.template, Timeout: timeout, Metadata: md, EnvVars: envs,
 			AllowInternetAccess: cfg.internet,
+			AutoPause:           autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
 		}, &out)
 	}
 	if err != nil {

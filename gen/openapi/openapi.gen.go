@@ -81,6 +81,24 @@ func (e LogsDirection) Valid() bool {
 	}
 }
 
+// Defines values for SandboxLifecycleOnTimeout.
+const (
+	Kill  SandboxLifecycleOnTimeout = "kill"
+	Pause SandboxLifecycleOnTimeout = "pause"
+)
+
+// Valid indicates whether the value is a known member of the SandboxLifecycleOnTimeout enum.
+func (e SandboxLifecycleOnTimeout) Valid() bool {
+	switch e {
+	case Kill:
+		return true
+	case Pause:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SandboxState.
 const (
 	Paused  SandboxState = "paused"
@@ -240,10 +258,16 @@ type LogsDirection string
 
 // NewSandbox defines model for NewSandbox.
 type NewSandbox struct {
-	AllowInternetAccess *bool            `json:"allow_internet_access,omitempty"`
-	AutoPause           *bool            `json:"autoPause,omitempty"`
-	EnvVars             *EnvVars         `json:"envVars,omitempty"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
+	AutoPause           *bool `json:"autoPause,omitempty"`
+
+	// AutoPauseMemory The timeout's pause keeps memory (true, the default) or the filesystem only; not with autoResume.
+	AutoPauseMemory *bool `json:"autoPauseMemory,omitempty"`
+
+	// AutoResume Resume the sandbox, paused with its memory, on the first request to any of its ports.
+	AutoResume *SandboxAutoResumeConfig `json:"autoResume,omitempty"`
+	EnvVars    *EnvVars                 `json:"envVars,omitempty"`
+	Metadata   *SandboxMetadata         `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network *SandboxNetworkConfig `json:"network,omitempty"`
@@ -258,10 +282,16 @@ type NewSandbox struct {
 
 // NewSandboxV2 defines model for NewSandboxV2.
 type NewSandboxV2 struct {
-	AllowInternetAccess *bool            `json:"allow_internet_access,omitempty"`
-	AutoPause           *bool            `json:"autoPause,omitempty"`
-	EnvVars             *EnvVars         `json:"envVars,omitempty"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
+	AutoPause           *bool `json:"autoPause,omitempty"`
+
+	// AutoPauseMemory The timeout's pause keeps memory (true, the default) or the filesystem only; not with autoResume.
+	AutoPauseMemory *bool `json:"autoPauseMemory,omitempty"`
+
+	// AutoResume Resume the sandbox, paused with its memory, on the first request to any of its ports.
+	AutoResume *SandboxAutoResumeConfig `json:"autoResume,omitempty"`
+	EnvVars    *EnvVars                 `json:"envVars,omitempty"`
+	Metadata   *SandboxMetadata         `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network    *SandboxNetworkConfig `json:"network,omitempty"`
@@ -274,6 +304,18 @@ type NewSandboxV2 struct {
 // Refresh defines model for Refresh.
 type Refresh struct {
 	Duration *int32 `json:"duration,omitempty"`
+}
+
+// ResumedSandbox defines model for ResumedSandbox.
+type ResumedSandbox struct {
+	// AutoPause Accepted and ignored (deprecated by E2B); the lifecycle set at create applies.
+	AutoPause *bool `json:"autoPause,omitempty"`
+
+	// Memory false boots the sandbox again on its files, dropping any memory it kept.
+	Memory *bool `json:"memory,omitempty"`
+
+	// Timeout Seconds the resumed sandbox lives; the server's default when omitted.
+	Timeout *int32 `json:"timeout,omitempty"`
 }
 
 // Sandbox defines model for Sandbox.
@@ -292,19 +334,25 @@ type Sandbox struct {
 	TrafficAccessToken *string `json:"trafficAccessToken"`
 }
 
+// SandboxAutoResumeConfig Resume the sandbox, paused with its memory, on the first request to any of its ports.
+type SandboxAutoResumeConfig struct {
+	Enabled bool `json:"enabled"`
+}
+
 // SandboxDetail defines model for SandboxDetail.
 type SandboxDetail struct {
-	Alias               *string          `json:"alias,omitempty"`
-	AllowInternetAccess *bool            `json:"allowInternetAccess,omitempty"`
-	ClientID            string           `json:"clientID"`
-	CpuCount            int32            `json:"cpuCount"`
-	DiskSizeMB          int32            `json:"diskSizeMB"`
-	Domain              *string          `json:"domain,omitempty"`
-	EndAt               time.Time        `json:"endAt"`
-	EnvdAccessToken     *string          `json:"envdAccessToken,omitempty"`
-	EnvdVersion         string           `json:"envdVersion"`
-	MemoryMB            int32            `json:"memoryMB"`
-	Metadata            *SandboxMetadata `json:"metadata,omitempty"`
+	Alias               *string           `json:"alias,omitempty"`
+	AllowInternetAccess *bool             `json:"allowInternetAccess,omitempty"`
+	ClientID            string            `json:"clientID"`
+	CpuCount            int32             `json:"cpuCount"`
+	DiskSizeMB          int32             `json:"diskSizeMB"`
+	Domain              *string           `json:"domain,omitempty"`
+	EndAt               time.Time         `json:"endAt"`
+	EnvdAccessToken     *string           `json:"envdAccessToken,omitempty"`
+	EnvdVersion         string            `json:"envdVersion"`
+	Lifecycle           *SandboxLifecycle `json:"lifecycle,omitempty"`
+	MemoryMB            int32             `json:"memoryMB"`
+	Metadata            *SandboxMetadata  `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network    *SandboxNetworkConfig `json:"network,omitempty"`
@@ -327,6 +375,15 @@ type SandboxForkResult struct {
 	Error   *Error   `json:"error,omitempty"`
 	Sandbox *Sandbox `json:"sandbox,omitempty"`
 }
+
+// SandboxLifecycle defines model for SandboxLifecycle.
+type SandboxLifecycle struct {
+	AutoResume bool                      `json:"autoResume"`
+	OnTimeout  SandboxLifecycleOnTimeout `json:"onTimeout"`
+}
+
+// SandboxLifecycleOnTimeout defines model for SandboxLifecycle.OnTimeout.
+type SandboxLifecycleOnTimeout string
 
 // SandboxLog defines model for SandboxLog.
 type SandboxLog struct {
@@ -683,6 +740,9 @@ type PauseSandboxJSONRequestBody PauseSandboxJSONBody
 // RefreshSandboxJSONRequestBody defines body for RefreshSandbox for application/json ContentType.
 type RefreshSandboxJSONRequestBody = Refresh
 
+// ResumeSandboxJSONRequestBody defines body for ResumeSandbox for application/json ContentType.
+type ResumeSandboxJSONRequestBody = ResumedSandbox
+
 // CreateSnapshotJSONRequestBody defines body for CreateSnapshot for application/json ContentType.
 type CreateSnapshotJSONRequestBody = SandboxSnapshotRequest
 
@@ -745,12 +805,15 @@ type ServerInterface interface {
 	// UpdateSandboxNetwork Replace the sandbox's outbound network rules.
 	// (PUT /sandboxes/{sandboxID}/network)
 	UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
-	// PauseSandbox Freeze the sandbox where it is, memory kept, until connect resumes it.
+	// PauseSandbox Pause the sandbox, with its memory or its filesystem only, until connect resumes it.
 	// (POST /sandboxes/{sandboxID}/pause)
 	PauseSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
 	// RefreshSandbox Keep a sandbox alive for duration more seconds.
 	// (POST /sandboxes/{sandboxID}/refreshes)
 	RefreshSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
+	// ResumeSandbox Resume a paused sandbox (E2B's deprecated resume; the SDKs use connect).
+	// (POST /sandboxes/{sandboxID}/resume)
+	ResumeSandbox(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
 	// CreateSnapshot Save the sandbox's filesystem as a snapshot sandboxes can start from.
 	// (POST /sandboxes/{sandboxID}/snapshots)
 	CreateSnapshot(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
@@ -1167,6 +1230,32 @@ func (siw *ServerInterfaceWrapper) RefreshSandbox(w http.ResponseWriter, r *http
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.RefreshSandbox(w, r, sandboxID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ResumeSandbox operation middleware
+func (siw *ServerInterfaceWrapper) ResumeSandbox(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "sandboxID" -------------
+	var sandboxID SandboxID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sandboxID", r.PathValue("sandboxID"), &sandboxID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "sandboxID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ResumeSandbox(w, r, sandboxID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2078,6 +2167,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/timeout", wrapper.SetSandboxTimeout)
 	m.HandleFunc(http.MethodPut+" "+options.BaseURL+"/sandboxes/{sandboxID}/network", wrapper.UpdateSandboxNetwork)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/pause", wrapper.PauseSandbox)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/resume", wrapper.ResumeSandbox)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/snapshots", wrapper.CreateSnapshot)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/snapshots", wrapper.ListSnapshots)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/sandboxes/{sandboxID}/fork", wrapper.ForkSandbox)

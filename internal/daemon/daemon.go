@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		AuditLog:  d.store,
 		Fallback:  extra,
 	}
-	pcfg := proxy.Config{Lookup: d.manager.Lookup, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
+	pcfg := proxy.Config{Lookup: d.manager.Lookup, Wake: d.manager.Wake, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
 	if d.audit != nil {
 		apiCfg.Audit = d.audit
 		pcfg.Audit = d.auditSandboxRequest

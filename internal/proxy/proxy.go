@@ -54,7 +54,12 @@ type Config struct {
 	// request without a key is the sandbox's access token's business, as
 	// on E2B.
 	Authorize func(r *http.Request, id string) bool
-	Logger    *slog.Logger
+	// Wake, when set, is asked for a sandbox Lookup does not find: it
+	// resumes a paused sandbox created with autoResume and returns its
+	// socket, so the request that found it paused is served (E2B's
+	// lifecycle.autoResume). Nil leaves paused sandboxes unreachable.
+	Wake   func(ctx context.Context, id string) (socket string, ok bool)
+	Logger *slog.Logger
 }
 
 // Proxy is an http.Handler in front of the control plane.
@@ -64,6 +69,7 @@ type Proxy struct {
 	next   http.Handler
 	audit  func(r *http.Request, ev Event)
 	authz  func(r *http.Request, id string) bool
+	wake   func(ctx context.Context, id string) (string, bool)
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 
@@ -81,7 +87,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, authz: cfg.Authorize, log: log}
+	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, authz: cfg.Authorize, wake: cfg.Wake, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
@@ -112,7 +118,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case routed:
 		var ok bool
-		if socket, ok = p.lookup(id); !ok || (p.authz != nil && r.Header.Get("X-Api-Key") != "" && !p.authz(r, id)) {
+		socket, ok = p.lookup(id)
+		if ok || p.wake != nil {
+			// Another team's key reaches nothing and wakes nothing:
+			// it is told what an unknown sandbox's would be.
+			if p.authz != nil && r.Header.Get("X-Api-Key") != "" && !p.authz(r, id) {
+				ok = false
+			} else if !ok {
+				socket, ok = p.wake(r.Context(), id)
+			}
+		}
+		if !ok {
 			writeGone(w, id, "The sandbox was not found")
 			return
 		}

@@ -31,6 +31,7 @@ var auditActions = map[string]string{
 	"POST /sandboxes/{sandboxID}/timeout":              "sandbox.timeout",
 	"PUT /sandboxes/{sandboxID}/network":               "sandbox.network",
 	"POST /sandboxes/{sandboxID}/pause":                "sandbox.pause",
+	"POST /sandboxes/{sandboxID}/resume":               "sandbox.resume",
 	"POST /sandboxes/{sandboxID}/refreshes":            "sandbox.refresh",
 	"POST /sandboxes/{sandboxID}/connect":              "sandbox.connect",
 	"POST /sandboxes/{sandboxID}/snapshots":            "sandbox.snapshot",

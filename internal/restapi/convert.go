@@ -50,7 +50,18 @@ func (s *server) toDetail(i sandbox.Info) openapi.SandboxDetail {
 		Metadata:            &md,
 		AllowInternetAccess: &allow,
 		Domain:              optString(s.cfg.Domain),
+		Lifecycle:           toLifecycle(i),
 	}
+}
+
+// toLifecycle is E2B's lifecycle of a sandbox's info: what its timeout
+// does, and whether traffic resumes it.
+func toLifecycle(i sandbox.Info) *openapi.SandboxLifecycle {
+	l := &openapi.SandboxLifecycle{OnTimeout: openapi.Kill, AutoResume: i.AutoResume}
+	if i.AutoPause {
+		l.OnTimeout = openapi.Pause
+	}
+	return l
 }
 
 func toListed(i sandbox.Info) openapi.ListedSandbox {

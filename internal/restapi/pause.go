@@ -8,8 +8,8 @@ import (
 )
 
 // PauseSandbox implements openapi.ServerInterface: POST
-// /sandboxes/{sandboxID}/pause. The body's memory flag is read and
-// ignored: a paused sandbox always keeps its memory.
+// /sandboxes/{sandboxID}/pause. memory false (the SDKs' keepMemory false)
+// keeps the filesystem only; absent or true keeps memory too.
 func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
 	if !s.owned(w, r, id) {
 		return
@@ -19,11 +19,41 @@ func (s *server) PauseSandbox(w http.ResponseWriter, r *http.Request, id openapi
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.cfg.Manager.Pause(r.Context(), id); err != nil {
+	pause := s.cfg.Manager.Pause
+	if body.Memory != nil && !*body.Memory {
+		pause = s.cfg.Manager.PauseFilesystemOnly
+	}
+	if err := pause(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ResumeSandbox implements openapi.ServerInterface: POST
+// /sandboxes/{sandboxID}/resume, E2B's deprecated resume (the SDKs
+// connect). memory false boots the sandbox again even if it kept its
+// memory; a running sandbox is 409.
+func (s *server) ResumeSandbox(w http.ResponseWriter, r *http.Request, id openapi.SandboxID) {
+	if !s.owned(w, r, id) {
+		return
+	}
+	var body openapi.ResumedSandbox
+	if err := decodeBody(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d, err := s.seconds(body.Timeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info, err := s.cfg.Manager.Resume(r.Context(), id, d, body.Memory == nil || *body.Memory)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.toSandbox(info))
 }
 
 // GetSandboxMetrics implements openapi.ServerInterface.

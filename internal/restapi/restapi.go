@@ -33,6 +33,8 @@ type Sandboxes interface {
 	Refresh(ctx context.Context, id string, d time.Duration) error
 	Connect(ctx context.Context, id string, timeout time.Duration) (info sandbox.Info, resumed bool, err error)
 	Pause(ctx context.Context, id string) error
+	PauseFilesystemOnly(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string, timeout time.Duration, memory bool) (sandbox.Info, error)
 	Metrics(ctx context.Context, id string, start, end time.Time) ([]sandbox.Metric, error)
 	Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error)
 	// DefaultDiskMB is the disk of a sandbox whose template names none.

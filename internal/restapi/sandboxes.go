@@ -76,6 +76,9 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		Secure:              alwaysSecure || (body.Secure != nil && *body.Secure),
 		AllowInternetAccess: allowInternet(body.AllowInternetAccess),
 		AutoPause:           body.AutoPause != nil && *body.AutoPause,
+		// E2B's default keeps memory.
+		AutoPauseFilesystemOnly: body.AutoPauseMemory != nil && !*body.AutoPauseMemory,
+		AutoResume:              body.AutoResume != nil && body.AutoResume.Enabled,
 	})
 }
 

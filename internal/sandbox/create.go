@@ -46,6 +46,13 @@ type CreateRequest struct {
 	// AutoPause pauses the sandbox instead of killing it when its timeout
 	// passes (E2B's lifecycle on_timeout "pause", autoPause on the wire).
 	AutoPause bool
+	// AutoPauseFilesystemOnly makes that pause keep the filesystem only
+	// (E2B's autoPauseMemory false); it means nothing without AutoPause.
+	AutoPauseFilesystemOnly bool
+	// AutoResume resumes the sandbox, paused with its memory, on the
+	// first request through the proxy (E2B's autoResume). It needs
+	// AutoPause, and cannot be had with AutoPauseFilesystemOnly.
+	AutoResume bool
 
 	// from, when set, is the template to start instead of resolving
 	// Template (forks start from their parent's layers).
@@ -71,6 +78,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		return Info{}, err
 	}
 	if err := checkEnv(req.EnvVars); err != nil {
+		return Info{}, err
+	}
+	if err := checkLifecycle(&req); err != nil {
 		return Info{}, err
 	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
@@ -124,6 +134,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		DiskMB:          diskMB,
 		State:           StateRunning,
 		AutoPause:       req.AutoPause,
+
+		AutoPauseFilesystemOnly: req.AutoPauseFilesystemOnly,
+		AutoResume:              req.AutoResume,
 	}
 	if len(tpl.Metadata) > 0 { // a snapshot's: the request's own win
 		info.Metadata = maps.Clone(tpl.Metadata)
@@ -152,14 +165,16 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	maps.Copy(env, req.EnvVars)
 
 	var sb *runtime.Sandbox
+	var spec runtime.Spec
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
 	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), tpl, env); ok {
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
+		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), true)
 	} else {
-		spec := m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
+		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
 		spec.Egress = egress
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
@@ -182,7 +197,8 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
 
-	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID)}
+	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID),
+		boot: bootRecipe{spec: spec, tpl: tpl, timeout: req.Timeout}}
 	if l := req.Team.Limits.MaxLifetime; l > 0 {
 		e.maxEnd = info.StartedAt.Add(l)
 	}

@@ -53,23 +53,14 @@ func (m *Manager) Connect(ctx context.Context, id string, timeout time.Duration)
 	if err := m.CheckTimeout(timeout); err != nil {
 		return Info{}, false, m.count(err)
 	}
-	m.mu.Lock()
-	if e, ok := m.sandboxes[id]; ok && e.info.State == StatePaused {
-		err := m.resumeLocked(ctx, e)
-		if err == nil {
-			m.armLocked(e, m.clock.Now().Add(timeout))
-			info = e.info.clone()
-		}
-		m.mu.Unlock()
-		if err != nil {
-			return Info{}, false, m.count(err)
-		}
-		if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
-			m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
-		}
-		return info, true, nil
+	resumed, err = m.resume(ctx, id, resumeHow{})
+	if err != nil {
+		return Info{}, false, m.count(err)
 	}
-	m.mu.Unlock()
+	if resumed {
+		info, err := m.armResumed(ctx, id, timeout)
+		return info, err == nil, m.count(err)
+	}
 	info, err = m.extend(ctx, id, timeout, false)
 	return info, false, m.count(err)
 }
@@ -120,8 +111,9 @@ func (m *Manager) armLocked(e *entry, end time.Time) {
 
 // expire kills sandbox id when the timer armed for gen fires, unless the
 // deadline moved since or the sandbox is gone. A running sandbox created
-// with AutoPause is paused instead (which re-arms its deadline at the
-// longest timeout); if pausing fails it is killed, as without AutoPause.
+// with AutoPause is paused instead, with its memory or its filesystem
+// only as it asked (which re-arms its deadline at the longest timeout);
+// if pausing fails it is killed, as without AutoPause.
 func (m *Manager) expire(id string, gen uint64) {
 	m.background(func(ctx context.Context) {
 		m.mu.Lock()
@@ -131,9 +123,10 @@ func (m *Manager) expire(id string, gen uint64) {
 			return
 		}
 		if e.info.AutoPause && e.info.State == StateRunning && !e.pausing {
+			memory := !e.info.AutoPauseFilesystemOnly
 			m.mu.Unlock()
 			m.log.InfoContext(ctx, "pausing sandbox", "sandbox_id", id, "reason", "timeout")
-			err := m.Pause(ctx, id)
+			err := m.count(m.pause(ctx, id, memory))
 			if err == nil || errors.Is(err, errdefs.ErrNotFound) {
 				return
 			}

@@ -65,12 +65,13 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 	if err != nil {
 		return nil, err
 	}
-	parent, o, err := m.snapshotSource(req.Team.ID, req.ID)
+	parent, o, done, err := m.snapshotSource(ctx, req.Team.ID, req.ID)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	tpl, layer, st, err := m.copyLayer(ctx, rt, "fork", parent.ID, o)
+	done()
 	if err != nil {
 		return nil, err
 	}

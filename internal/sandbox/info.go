@@ -47,6 +47,15 @@ type Info struct {
 	// It lives in memory only: a sandbox a restarted daemon re-adopts is
 	// killed at its timeout.
 	AutoPause bool
+	// AutoPauseFilesystemOnly: that pause keeps the filesystem only
+	// (E2B's autoPauseMemory false, lifecycle onTimeout keepMemory false).
+	AutoPauseFilesystemOnly bool
+	// AutoResume: the first request through the sandbox proxy to a
+	// sandbox paused with its memory resumes it (E2B's autoResume).
+	AutoResume bool
+	// PausedFilesystemOnly: the sandbox is paused with its filesystem
+	// only; its processes ended, and resuming boots it again.
+	PausedFilesystemOnly bool
 	// Pid is the host pid of the sandbox's first process.
 	Pid int
 }

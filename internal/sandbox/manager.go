@@ -135,6 +135,10 @@ type entry struct {
 	// gen counts deadline changes; a timer armed for an older gen is
 	// stale and does nothing when it fires.
 	gen uint64
+	// boot: see lifecycle.go. busy, while a pause or a resume of it
+	// runs, is closed when that ends.
+	boot bootRecipe
+	busy chan struct{}
 }
 
 // route is what Lookup needs, readable without locks.
@@ -193,6 +197,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
 		m.metrics.sandboxes.WithLabelValues(string(st)).Set(0)
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(pausedCollector{m}); err != nil {
+			return nil, fmt.Errorf("registering sandbox metrics: %w", err)
+		}
 	}
 	go m.watchExited()
 	return m, nil

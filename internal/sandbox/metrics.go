@@ -18,6 +18,7 @@ type metrics struct {
 	teamSandboxes *prometheus.GaugeVec
 	teamCreates   *prometheus.CounterVec
 	limitHits     *prometheus.CounterVec
+	resumeSeconds *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,11 +49,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sandpit_team_limit_hits_total",
 			Help: "Creates refused by a team limit (answered 429), by team and limit.",
 		}, []string{"team", "limit"}),
+		resumeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sandpit_sandbox_resume_seconds",
+			Help:    "Time to resume a paused sandbox, by pause kind (memory, filesystem).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"kind"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits} {
+	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits, m.resumeSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

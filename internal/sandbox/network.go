@@ -87,9 +87,12 @@ func prefixes(field string, entries []string) ([]netip.Prefix, error) {
 func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allowInternet bool) error {
 	m.mu.Lock()
 	e, ok := m.sandboxes[id]
-	var online bool
+	var online, stopped bool
 	if ok {
 		online = e.info.AllowInternet
+		// Paused keeping its filesystem only, it has no link to apply
+		// rules to: its next boot applies what is recorded.
+		stopped = e.info.State == StatePaused && e.info.PausedFilesystemOnly
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -109,8 +112,10 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	if !ok {
 		return m.count(errdefs.New(errdefs.ErrUnavailable, "this runtime cannot change network rules of a running sandbox"))
 	}
-	if err := setter.SetEgress(ctx, id, p); err != nil {
-		return m.count(err)
+	if !stopped {
+		if err := setter.SetEgress(ctx, id, p); err != nil {
+			return m.count(err)
+		}
 	}
 	m.mu.Lock()
 	if e, ok := m.sandboxes[id]; ok {

@@ -14,58 +14,94 @@ import (
 // sandbox nobody resumes does not live for ever. A paused sandbox is
 // errdefs.ErrConflict.
 func (m *Manager) Pause(ctx context.Context, id string) error {
-	p, ok := m.rt.(runtime.Pauser)
-	if !ok {
-		return m.count(errdefs.New(errdefs.ErrUnavailable, "this runtime cannot pause sandboxes"))
+	return m.count(m.pause(ctx, id, true))
+}
+
+// PauseFilesystemOnly pauses a running sandbox keeping its filesystem
+// only (E2B's pause with memory false): its processes end and its memory
+// is freed; its ID, token, metadata, files and network rules stay.
+// Connect boots it again on the same files and runs its template's start
+// command, as after a reboot. Otherwise as Pause.
+func (m *Manager) PauseFilesystemOnly(ctx context.Context, id string) error {
+	return m.count(m.pause(ctx, id, false))
+}
+
+func (m *Manager) pause(ctx context.Context, id string, memory bool) error {
+	var do func(ctx context.Context, id string) error
+	if memory {
+		p, ok := m.rt.(runtime.Pauser)
+		if !ok {
+			return errdefs.New(errdefs.ErrUnavailable, "this runtime cannot pause sandboxes")
+		}
+		do = p.Pause
+	} else {
+		s, ok := m.rt.(runtime.Stopper)
+		if !ok {
+			return errdefs.New(errdefs.ErrUnavailable, "this runtime cannot pause sandboxes keeping their filesystem only")
+		}
+		do = s.Stop
 	}
-	m.mu.Lock()
-	e, ok := m.sandboxes[id]
-	if !ok {
-		m.mu.Unlock()
-		return m.count(notFound(id))
+	e, done, err := m.begin(ctx, id)
+	if err != nil {
+		return err
 	}
-	if e.info.State == StatePaused || e.pausing {
+	if e.info.State == StatePaused {
+		done()
 		m.mu.Unlock()
-		return m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is already paused", id)))
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is already paused", id))
 	}
 	e.pausing = true
-	e.route.paused.Store(true) // no new traffic reaches a sandbox being frozen
+	e.route.paused.Store(true) // no new traffic reaches a sandbox being paused
 	m.mu.Unlock()
 
-	err := p.Pause(ctx, id)
+	err = do(ctx, id)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer done()
 	e.pausing = false
 	if err != nil {
 		e.route.paused.Store(false)
-		return m.count(fmt.Errorf("pausing sandbox %s: %w", id, err))
+		return fmt.Errorf("pausing sandbox %s: %w", id, err)
 	}
 	if cur, ok := m.sandboxes[id]; !ok || cur != e {
 		return nil // killed meanwhile
 	}
 	e.info.State = StatePaused
+	e.info.PausedFilesystemOnly = !memory
 	m.armLocked(e, m.clock.Now().Add(m.maxTO))
 	m.countState(e.team, StateRunning, StatePaused)
-	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id)
+	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id, "memory", memory)
 	return nil
 }
 
-// resumeLocked thaws a paused sandbox. Preconditions: m.mu is held, e is
-// paused.
-func (m *Manager) resumeLocked(ctx context.Context, e *entry) error {
-	p, ok := m.rt.(runtime.Pauser)
-	if !ok {
-		return errdefs.New(errdefs.ErrUnavailable, "this runtime cannot resume sandboxes")
+// begin waits for any pause or resume of sandbox id to end, then marks
+// one begun. It returns with m.mu held; done, called once with m.mu held,
+// ends the mark and wakes whoever waits.
+func (m *Manager) begin(ctx context.Context, id string) (_ *entry, done func(), _ error) {
+	for {
+		m.mu.Lock()
+		e, ok := m.sandboxes[id]
+		if !ok {
+			m.mu.Unlock()
+			return nil, nil, notFound(id)
+		}
+		ch := e.busy
+		if ch == nil {
+			ch = make(chan struct{})
+			e.busy = ch
+			return e, func() {
+				e.busy = nil
+				close(ch)
+			}, nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for sandbox %s to finish pausing or resuming: %w", id, ctx.Err())
+		}
 	}
-	if err := p.Resume(ctx, e.info.ID); err != nil {
-		return fmt.Errorf("resuming sandbox %s: %w", e.info.ID, err)
-	}
-	e.info.State = StateRunning
-	e.route.paused.Store(false)
-	m.countState(e.team, StatePaused, StateRunning)
-	m.log.InfoContext(ctx, "sandbox resumed", "sandbox_id", e.info.ID)
-	return nil
 }
 
 // countState moves one sandbox of the team labelled team between states

@@ -186,14 +186,15 @@ func (m *Manager) snapshot(ctx context.Context, req SnapshotRequest) (template.S
 	if err != nil {
 		return template.Snapshot{}, err
 	}
-	info, o, err := m.snapshotSource(req.Team.ID, req.ID)
-	if err != nil {
-		return template.Snapshot{}, err
-	}
 	if _, _, err := m.snap.store.CheckSnapshotName(ctx, req.Team.ID, req.Name); err != nil {
 		return template.Snapshot{}, err
 	}
+	info, o, done, err := m.snapshotSource(ctx, req.Team.ID, req.ID)
+	if err != nil {
+		return template.Snapshot{}, err
+	}
 	tpl, layer, st, err := m.copyLayer(ctx, rt, "snap", info.ID, o)
+	done()
 	if err != nil {
 		return template.Snapshot{}, err
 	}
@@ -221,26 +222,34 @@ func (m *Manager) snapshotter() (runtime.Snapshotter, error) {
 }
 
 // snapshotSource returns a running or paused sandbox of team and what it
-// started from. Another team's is not found.
-func (m *Manager) snapshotSource(team, id string) (Info, origin, error) {
-	m.mu.Lock()
-	e, ok := m.sandboxes[id]
-	var info Info
-	if ok {
-		info = e.info.clone()
+// started from, marked busy as a pause or resume marks it (pause.go), so
+// none runs during the copy; done, called once, ends the mark. Another
+// team's is not found.
+func (m *Manager) snapshotSource(ctx context.Context, team, id string) (Info, origin, func(), error) {
+	e, done, err := m.begin(ctx, id)
+	if err != nil {
+		return Info{}, origin{}, nil, err
+	}
+	info := e.info.clone()
+	release := func() {
+		m.mu.Lock()
+		done()
+		m.mu.Unlock()
 	}
 	m.mu.Unlock()
-	if !ok || info.TeamID != team {
-		return Info{}, origin{}, notFound(id)
+	if info.TeamID != team {
+		release()
+		return Info{}, origin{}, nil, notFound(id)
 	}
 	o, ok := m.snap.originOf(id)
 	if !ok {
+		release()
 		// Adopted from an earlier run of the daemon: what it started
 		// from is not known any more.
-		return Info{}, origin{}, errdefs.New(errdefs.ErrConflict,
+		return Info{}, origin{}, nil, errdefs.New(errdefs.ErrConflict,
 			fmt.Sprintf("sandbox %s was started by an earlier run of the server and cannot be snapshotted", id))
 	}
-	return info, o, nil
+	return info, o, release, nil
 }
 
 // copyLayer has the runtime copy what sandbox id wrote to a new layer of

@@ -22,7 +22,9 @@ import (
 
 // Usage lists the client verbs, for the sandpit command's usage text.
 const Usage = `  sandpit sandbox create [--template T] [--timeout 5m] [--metadata K=V] [--json]
-  sandpit sandbox list [--json]  |  sandpit sandbox kill|pause|resume ID...  |  sandpit sandbox connect ID
+                 [--on-timeout kill|pause] [--keep-memory=false] [--auto-resume]
+  sandpit sandbox list [--json]  |  sandpit sandbox kill|resume ID...  |  sandpit sandbox connect ID
+  sandpit sandbox pause [--keep-memory=false] ID...
   sandpit sandbox snapshot ID [--name N]  |  sandpit snapshot list [--sandbox ID] | rm ID...
   sandpit sandbox fork ID [--count N] [--timeout 5m]            start sandboxes from its files
   sandpit exec ID [--user U] [--cwd DIR] [--env K=V] [--timeout D] -- CMD [ARG...]

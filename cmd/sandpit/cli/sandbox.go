@@ -68,12 +68,15 @@ func (c *cli) sandboxCreate(ctx context.Context, args []string) error {
 	fs.Var(md, "metadata", "KEY=VALUE metadata (repeatable)")
 	envs := kvFlag{}
 	fs.Var(envs, "env", "KEY=VALUE environment variable for every process (repeatable)")
+	onTimeout := fs.String("on-timeout", "", "what the timeout does: kill (the default) or pause")
+	keepMemory := fs.Bool("keep-memory", true, "with --on-timeout pause: keep memory (false: the filesystem only)")
+	autoResume := fs.Bool("auto-resume", false, "with --on-timeout pause: the first request to any port resumes it")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return usageError("usage: sandpit sandbox create [--template T] [--timeout 5m] [--json]")
+		return usageError("usage: sandpit sandbox create [--template T] [--timeout 5m] [--on-timeout kill|pause] [--keep-memory=false] [--auto-resume] [--json]")
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -85,6 +88,11 @@ func (c *cli) sandboxCreate(ctx context.Context, args []string) error {
 	}
 	if len(envs) > 0 {
 		opts = append(opts, sandpit.WithEnvs(envs))
+	}
+	if *onTimeout != "" || !*keepMemory || *autoResume {
+		opts = append(opts, sandpit.WithLifecycle(sandpit.Lifecycle{
+			OnTimeout: sandpit.OnTimeout(*onTimeout), FilesystemOnly: !*keepMemory, AutoResume: *autoResume,
+		}))
 	}
 	c.status("creating a sandbox from %s...", *template)
 	sb, err := cl.Create(ctx, opts...)
@@ -163,9 +171,14 @@ func (c *cli) sandboxKill(ctx context.Context, args []string) error {
 	return errors.Join(errs...)
 }
 
-// sandboxPause pauses (freezes, memory kept) or resumes sandboxes.
+// sandboxPause pauses (memory kept, or the filesystem only) or resumes
+// sandboxes.
 func (c *cli) sandboxPause(ctx context.Context, verb string, args []string) error {
 	fs := flag.NewFlagSet("sandbox "+verb, flag.ContinueOnError)
+	var keepMemory *bool
+	if verb == "pause" {
+		keepMemory = fs.Bool("keep-memory", true, "keep memory (false: end the processes, keep the filesystem; resuming boots it again)")
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -180,7 +193,7 @@ func (c *cli) sandboxPause(ctx context.Context, verb string, args []string) erro
 	var errs []error
 	for _, id := range pos {
 		if verb == "pause" {
-			paused, err := cl.Pause(ctx, id)
+			paused, err := cl.Pause(ctx, id, sandpit.WithKeepMemory(*keepMemory))
 			if err == nil && !paused {
 				err = errors.New("already paused")
 			}

@@ -44,16 +44,21 @@ type Fake struct {
 	closed    bool
 	ownDir    string // socket dir we created and remove at Close
 	pid       int
+	hook      func(id string) // see SetHook
 }
 
 type sandbox struct {
 	paused bool
-	stats  runtime.Stats
-	log    *sandboxlog.Ring
-	spec   runtime.Spec
-	info   runtime.Sandbox
-	server *http.Server
-	ln     net.Listener
+	// stopped and starts: see stop.go.
+	stopped bool
+	starts  int
+	resumes int
+	stats   runtime.Stats
+	log     *sandboxlog.Ring
+	spec    runtime.Spec
+	info    runtime.Sandbox
+	server  *http.Server
+	ln      net.Listener
 }
 
 var (
@@ -259,8 +264,25 @@ func (f *Fake) SetStats(id string, st runtime.Stats) {
 // Pause implements runtime.Pauser.
 func (f *Fake) Pause(ctx context.Context, id string) error { return f.setPaused(id, true) }
 
-// Resume implements runtime.Pauser.
-func (f *Fake) Resume(ctx context.Context, id string) error { return f.setPaused(id, false) }
+// Resume implements runtime.Pauser. The hook SetHook set runs
+// first, without the fake's lock.
+func (f *Fake) Resume(ctx context.Context, id string) error {
+	f.mu.Lock()
+	hook := f.hook
+	f.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
+	if err := f.setPaused(id, false); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if sb, ok := f.sandboxes[id]; ok {
+		sb.resumes++
+	}
+	f.mu.Unlock()
+	return nil
+}
 
 func (f *Fake) setPaused(id string, p bool) error {
 	f.mu.Lock()

@@ -94,6 +94,11 @@ type box struct {
 	killing bool             // guarded by Runtime.mu
 	paused  bool             // frozen; guarded by Runtime.mu
 	log     *sandboxlog.Ring // the agent's stderr, parsed
+	// stopped: Stop ended its processes, its disk is kept for Start
+	// (stop.go); guarded by Runtime.mu. op serializes Stop, Start and
+	// Kill of it.
+	stopped bool
+	op      sync.Mutex
 }
 
 // New returns a Linux runtime. It creates StateDir and takes note of
@@ -231,7 +236,22 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, err
 	}
 	st.mark("dirs")
+	sb, err := r.boot(ctx, b, spec, &st)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.boxes[spec.ID] = b
+	r.mu.Unlock()
+	go r.watch(b, b.done)
+	return sb, nil
+}
 
+// boot starts the init of b, whose directory and writable layers are
+// ready, on them: Create's first boot, and Start's after a Stop. On error
+// the caller releases what it started.
+func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stages) (_ *runtime.Sandbox, err error) {
+	hostUID := r.cfg.UIDBase + b.slot*idsPerSandbox
 	sockPath := filepath.Join(b.dir, "envd.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
 	if err != nil {
@@ -335,9 +355,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		st.mark("net")
 	}
 
+	// The disk stays open (until destroy) so that Start can mount it
+	// again after a Stop.
 	fds, err := r.mounts(b, spec)
-	// The overlays hold the disk now.
-	b.closeDisk()
 	if err == nil {
 		var agent int
 		agent, err = fileMount(int(exe.Fd()))
@@ -377,11 +397,6 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, fmt.Errorf("starting sandbox %s: %w", spec.ID, err)
 	}
 	st.mark("init")
-
-	r.mu.Lock()
-	r.boxes[spec.ID] = b
-	r.mu.Unlock()
-	go r.watch(b)
 	return &runtime.Sandbox{ID: spec.ID, Pid: b.pid, EnvdSocket: sockPath, Created: time.Now(), Stages: st.list}, nil
 }
 
@@ -538,11 +553,12 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	return bytes.TrimSuffix(line, []byte("\n")), nil
 }
 
-// watch reports a sandbox whose init exits without Kill.
-func (r *Runtime) watch(b *box) {
-	<-b.done
+// watch reports a sandbox whose init exits without Kill; done is its
+// init's b.done (a Start after a Stop gives the box a new one).
+func (r *Runtime) watch(b *box, done chan struct{}) {
+	<-done
 	r.mu.Lock()
-	killing := b.killing
+	killing := b.killing || b.done != done
 	r.mu.Unlock()
 	if !killing {
 		select {
@@ -585,16 +601,24 @@ func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 	if err != nil {
 		return runtime.Stats{}, err
 	}
+	// A stopped sandbox (stop.go) uses nothing; Start and Stop change
+	// what is read below only while it is marked stopped.
+	r.mu.Lock()
+	group, pid, stopped := b.group, b.pid, b.stopped
+	r.mu.Unlock()
 	var st runtime.Stats
-	if b.group != nil {
-		cs, err := b.group.Stats()
+	if stopped {
+		return st, nil
+	}
+	if group != nil {
+		cs, err := group.Stats()
 		if err != nil {
 			return st, fmt.Errorf("reading the cgroup of %s: %w", id, err)
 		}
 		st.CPU, st.MemUsed, st.MemCache = cs.CPU, cs.Memory, cs.Cache
 	}
 	var fs unix.Statfs_t
-	if err := unix.Statfs("/proc/"+strconv.Itoa(b.pid)+"/root", &fs); err == nil {
+	if err := unix.Statfs("/proc/"+strconv.Itoa(pid)+"/root", &fs); err == nil {
 		st.DiskTotal = fs.Blocks * uint64(fs.Bsize)
 		st.DiskUsed = (fs.Blocks - fs.Bfree) * uint64(fs.Bsize)
 	}
@@ -644,10 +668,16 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 	if err != nil {
 		return err
 	}
-	if b.link == nil {
+	r.mu.Lock()
+	link, stopped := b.link, b.stopped
+	r.mu.Unlock()
+	if stopped {
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is stopped: its next Start applies its policy", id))
+	}
+	if link == nil {
 		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s has no internet access to narrow: it was created offline (allowInternetAccess false)", id))
 	}
-	if err := r.cfg.Egress.SetPolicy(*b.link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+	if err := r.cfg.Egress.SetPolicy(*link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
 		return fmt.Errorf("setting the egress policy of %s: %w", id, err)
 	}
 	return nil
@@ -659,6 +689,8 @@ func (r *Runtime) Kill(ctx context.Context, id string) error {
 	if !ok {
 		return r.reap(ctx, id)
 	}
+	b.op.Lock() // a Stop or Start in flight finishes first
+	defer b.op.Unlock()
 	return r.destroy(b)
 }
 

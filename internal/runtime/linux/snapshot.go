@@ -34,6 +34,15 @@ func (r *Runtime) Snapshot(ctx context.Context, id, dir string, opts runtime.Sna
 	if err != nil {
 		return st, err
 	}
+	// A Stop, Start or Kill of it waits for the copy.
+	b.op.Lock()
+	defer b.op.Unlock()
+	r.mu.Lock()
+	gone := r.boxes[id] != b
+	r.mu.Unlock()
+	if gone {
+		return st, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s not found", id))
+	}
 	base := r.cfg.UIDBase + b.slot*idsPerSandbox
 	src, closeSrc, err := r.writableLayers(b)
 	if err != nil {
@@ -80,12 +89,12 @@ func (r *Runtime) Snapshot(ctx context.Context, id, dir string, opts runtime.Sna
 // freeze: the copy is then of a sandbox that may still be writing.
 func (r *Runtime) freezeFor(b *box) (func(), error) {
 	r.mu.Lock()
-	paused := b.paused
+	paused, group := b.paused, b.group
 	r.mu.Unlock()
-	if paused || b.group == nil || r.cfg.Cgroups.Kind() == "none" {
-		return func() {}, nil
+	if paused || group == nil || r.cfg.Cgroups.Kind() == "none" {
+		return func() {}, nil // paused, stopped, or nothing to freeze
 	}
-	if err := b.group.Freeze(); err != nil {
+	if err := group.Freeze(); err != nil {
 		return nil, fmt.Errorf("freezing: %w", err)
 	}
 	// Writing cgroup.freeze asks; a task finishes the system call it is
@@ -97,7 +106,7 @@ func (r *Runtime) freezeFor(b *box) (func(), error) {
 		paused := b.paused // a Pause meanwhile keeps it frozen
 		r.mu.Unlock()
 		if !paused {
-			if err := b.group.Thaw(); err != nil {
+			if err := group.Thaw(); err != nil {
 				r.log.Error("thawing a sandbox after its snapshot", "sandbox_id", b.id, "err", err)
 			}
 		}
@@ -139,11 +148,20 @@ func waitFrozen(pid int) {
 
 // writableLayers opens the directory that holds the sandbox's writable
 // layers as <i>/upper. A sandbox with a disk of its own keeps them on that
-// disk, which is mounted nowhere the daemon can reach: its filesystem is
-// mounted once more, detached and read-only, from its loop device (the
-// kernel hands back the superblock the sandbox writes to, so nothing needs
-// flushing first).
+// disk, whose detached mount the runtime holds; one it does not hold (a
+// sandbox of an earlier run) is mounted once more, detached and
+// read-only, from its loop device (the kernel hands back the superblock
+// the sandbox writes to, so nothing needs flushing first).
 func (r *Runtime) writableLayers(b *box) (int, func(), error) {
+	if b.disk >= 0 {
+		// The disk's mount this runtime keeps for the sandbox's life.
+		// Precondition: b.op is held, so Kill cannot close it meanwhile.
+		fd, err := unix.Openat(b.disk, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, nil, fmt.Errorf("opening its disk: %w", err)
+		}
+		return fd, func() { unix.Close(fd) }, nil
+	}
 	img := filepath.Join(b.dir, "disk.img")
 	if _, err := os.Lstat(img); err != nil {
 		fd, err := unix.Open(filepath.Join(b.dir, "layers"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -109,7 +109,8 @@ func TestSnapshot(t *testing.T) {
 }
 
 // TestSnapshotPaused: a paused sandbox is snapshotted as it stands and
-// stays paused; a running one runs again after its snapshot.
+// stays paused; a running one runs again after its snapshot; a stopped
+// one (filesystem-only pause) is snapshotted from its kept files.
 func TestSnapshotPaused(t *testing.T) {
 	e := newEnv(t)
 	sb := e.createSpec(t, runtime.Spec{ID: "snap-paused"})
@@ -163,6 +164,16 @@ func TestSnapshotPaused(t *testing.T) {
 	}
 	if out := run(t, sb, "echo back", true); strings.TrimSpace(out) != "back" {
 		t.Errorf("after resume: %q", out)
+	}
+	// Stopped (a filesystem-only pause): its files are all there is.
+	if err := e.rt.Stop(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Snapshot(t.Context(), sb.ID, filepath.Join(dir, "stopped"), runtime.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stopped", "0", "home", "user", "x")); err != nil || string(b) != "x\n" {
+		t.Errorf("the stopped sandbox's file in its snapshot: %q %v", b, err)
 	}
 	if _, err := e.rt.Snapshot(t.Context(), "no-such-sandbox", filepath.Join(dir, "none"), runtime.SnapshotOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("an unknown sandbox: %v", err)
