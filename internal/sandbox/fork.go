@@ -98,6 +98,9 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 				Network:             parent.Network.clone(),
 				AutoPause:           parent.AutoPause,
 				from:                tpl,
+
+				AutoPauseFilesystemOnly: parent.AutoPauseFilesystemOnly,
+				AutoResume:              parent.AutoResume,
 			})
 			out[i] = ForkResult{Info: info, Err: err}
 		}()

@@ -116,7 +116,8 @@ func TestSnapshotCreateFrom(t *testing.T) {
 func TestFork(t *testing.T) {
 	m, rt, _ := newSnapEnv(t)
 	ctx := t.Context()
-	parent, err := m.Create(ctx, sandbox.CreateRequest{Team: teamA, Template: "base", EnvVars: map[string]string{"MINE": "x"}, Metadata: map[string]string{"k": "v"}, Secure: true})
+	parent, err := m.Create(ctx, sandbox.CreateRequest{Team: teamA, Template: "base", EnvVars: map[string]string{"MINE": "x"}, Metadata: map[string]string{"k": "v"}, Secure: true,
+		AutoPause: true, AutoResume: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +153,9 @@ func TestFork(t *testing.T) {
 		}
 		if spec.Env["MINE"] != "x" || spec.Env["E2B_SANDBOX_ID"] != r.Info.ID || r.Info.Metadata["k"] != "v" || !r.Info.Secure || r.Info.AccessToken == parent.AccessToken {
 			t.Errorf("fork %+v env %v", r.Info, spec.Env)
+		}
+		if !r.Info.AutoPause || !r.Info.AutoResume {
+			t.Errorf("fork %s lost its parent's lifecycle: %+v", r.Info.ID, r.Info)
 		}
 		if r.Info.TemplateID != "base" || r.Info.EndAt.Sub(r.Info.StartedAt) != sandbox.DefaultForkTimeout {
 			t.Errorf("fork of template %q for %v", r.Info.TemplateID, r.Info.EndAt.Sub(r.Info.StartedAt))
