@@ -15,8 +15,8 @@ const (
 	// DefaultForkTimeout is a fork's lifetime when the request names none
 	// (E2B's SandboxForkRequest default).
 	DefaultForkTimeout = 15 * time.Second
-	// MaxForks bounds one request's count.
-	MaxForks = 64
+	// MaxForks bounds one request's count (E2B's SDKs send at most 20).
+	MaxForks = 20
 )
 
 // ForkRequest asks for Count sandboxes that start from sandbox ID's

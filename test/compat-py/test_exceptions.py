@@ -7,12 +7,15 @@ import pytest
 from e2b import (
     AsyncSandbox,
     AuthenticationException,
+    InvalidArgumentException,
     NotEnoughSpaceException,
     NotFoundException,
     RateLimitException,
     Sandbox,
     SandboxException,
     SandboxNotFoundException,
+    Secret,
+    SecretException,
     TimeoutException,
 )
 from e2b.exceptions import SandboxNotRunningException
@@ -142,12 +145,34 @@ async def test_async_exceptions(server):
 
 
 def test_unimplemented_features_raise_sandbox_exception(server):
-    # Fork, snapshots, volumes and secrets are E2B features sandpit lacks:
-    # the SDK raises its API error with a message saying so (it raised
-    # JSONDecodeError when these paths fell through to the web UI's 404).
+    # Volumes and secrets are E2B features sandpit lacks: the SDK raises
+    # its API error with a message saying so (it raised JSONDecodeError
+    # when these paths fell through to the web UI's 404).
+    with pytest.raises(SecretException, match="not implemented by sandpit") as e:
+        Secret.list().next_items()
+    assert "501" in str(e.value)
+
+
+def test_snapshot_and_fork_exceptions(server):
+    # Snapshots and fork are served (snapshot.test.mjs has the flows):
+    # here, the exceptions E2B raises around them.
     sbx = server.track(Sandbox.create())
-    for call in (lambda: sbx.fork(), lambda: sbx.create_snapshot(), lambda: Sandbox.list_snapshots().next_items()):
-        with pytest.raises(SandboxException, match="not implemented by sandpit") as e:
-            call()
-        assert e.value.status_code == 501
+    sbx.files.write("/home/user/f", "kept")
+    snap = sbx.create_snapshot()
+    child = server.track(Sandbox.create(snap.snapshot_id))
+    assert child.files.read("/home/user/f") == "kept"
+    forks = sbx.fork(count=2, timeout=60)
+    assert len(forks) == 2 and all(isinstance(f, Sandbox) for f in forks), forks
+    for f in forks:
+        server.track(f)
+        assert f.files.read("/home/user/f") == "kept"
+    for count in (0, 21):
+        with pytest.raises(InvalidArgumentException):
+            sbx.fork(count=count)
     sbx.kill()
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.fork(sbx.sandbox_id, count=1)
+    with pytest.raises(SandboxNotFoundException):
+        sbx.create_snapshot()
+    assert Sandbox.delete_snapshot(snap.snapshot_id) is True
+    assert Sandbox.delete_snapshot(snap.snapshot_id) is False
