@@ -64,6 +64,13 @@ func (s *server) CreateSnapshot(w http.ResponseWriter, r *http.Request, id opena
 		return
 	}
 	p := principalOf(r)
+	// A snapshot's layer counts in its team's template storage.
+	if s.cfg.Templates != nil {
+		if err := checkTemplateStorage(r.Context(), s.cfg.Templates, p.Team); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	req := sandbox.SnapshotRequest{Team: p.Team, TeamName: p.Team.Name, ID: id}
 	if body.Name != nil {
 		req.Name = *body.Name

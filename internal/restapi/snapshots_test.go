@@ -156,3 +156,21 @@ func TestForkAPI(t *testing.T) {
 		t.Errorf("%d audited forks of %s, want 2", n, id)
 	}
 }
+
+// TestSnapshotTemplateStorage: a team at its template storage limit, which
+// its snapshots count towards, cannot take another.
+func TestSnapshotTemplateStorage(t *testing.T) {
+	e, _ := newTeamsEnv(t, nil, store.Limits{MaxTemplateStorageMB: 1}, store.Limits{})
+	r := e.as(t, keyA, "POST", "/v2/sandboxes", `{"templateID":"base"}`)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["sandboxID"].(string)
+	if r := e.as(t, keyA, "POST", "/sandboxes/"+id+"/snapshots", ""); r.status != http.StatusCreated {
+		t.Fatalf("a snapshot under the limit: %d %s", r.status, r.body)
+	}
+	if _, err := e.st.PutSnapshot(t.Context(), store.SnapshotRecord{ID: "big", TeamID: teamAID, Spec: []byte("{}"), Bytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, e.as(t, keyA, "POST", "/sandboxes/"+id+"/snapshots", ""), http.StatusTooManyRequests, "template storage")
+}

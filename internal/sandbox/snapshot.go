@@ -201,7 +201,7 @@ func (m *Manager) snapshot(ctx context.Context, req SnapshotRequest) (template.S
 	tpl.Metadata = maps.Clone(info.Metadata)
 	snap, err := m.snap.store.SaveSnapshot(ctx, template.SnapshotArgs{
 		Team: req.Team.ID, TeamName: req.TeamName, Name: req.Name,
-		SandboxID: info.ID, TemplateID: info.TemplateID, Template: tpl,
+		SandboxID: info.ID, TemplateID: info.TemplateID, Template: tpl, Bytes: st.Bytes,
 	})
 	if err != nil {
 		_ = os.RemoveAll(layer)

@@ -45,7 +45,10 @@ type SnapshotRecord struct {
 	SandboxID  string // the sandbox it was taken of
 	TemplateID string // the template that sandbox started from
 	Spec       []byte
-	CreatedAt  time.Time
+	// Bytes is the size of the layer the snapshot added, what its team's
+	// template storage counts.
+	Bytes     int64
+	CreatedAt time.Time
 }
 
 // SnapshotFilter selects snapshots to list. An empty TeamID lists every
@@ -80,10 +83,10 @@ func (s *SQLite) PutSnapshot(ctx context.Context, rec SnapshotRecord) (SnapshotR
 		}
 	}
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO snapshots (id, team_id, name, tag, sandbox_id, template_id, spec, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		`INSERT INTO snapshots (id, team_id, name, tag, sandbox_id, template_id, spec, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		 ON CONFLICT(id) DO UPDATE SET sandbox_id = excluded.sandbox_id, template_id = excluded.template_id,
-		 spec = excluded.spec, created_at = excluded.created_at`,
-		rec.ID, rec.TeamID, rec.Name, rec.Tag, rec.SandboxID, rec.TemplateID, rec.Spec, rec.CreatedAt.UnixNano()); err != nil {
+		 spec = excluded.spec, bytes = excluded.bytes, created_at = excluded.created_at`,
+		rec.ID, rec.TeamID, rec.Name, rec.Tag, rec.SandboxID, rec.TemplateID, rec.Spec, rec.Bytes, rec.CreatedAt.UnixNano()); err != nil {
 		return rec, fmt.Errorf("writing snapshot %s: %w", rec.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -92,12 +95,12 @@ func (s *SQLite) PutSnapshot(ctx context.Context, rec SnapshotRecord) (SnapshotR
 	return rec, nil
 }
 
-const snapshotColumns = `rowid, id, team_id, name, tag, sandbox_id, template_id, spec, created_at`
+const snapshotColumns = `rowid, id, team_id, name, tag, sandbox_id, template_id, spec, bytes, created_at`
 
 func scanSnapshot(r scanner) (SnapshotRecord, int64, error) {
 	var rec SnapshotRecord
 	var row, created int64
-	if err := r.Scan(&row, &rec.ID, &rec.TeamID, &rec.Name, &rec.Tag, &rec.SandboxID, &rec.TemplateID, &rec.Spec, &created); err != nil {
+	if err := r.Scan(&row, &rec.ID, &rec.TeamID, &rec.Name, &rec.Tag, &rec.SandboxID, &rec.TemplateID, &rec.Spec, &rec.Bytes, &created); err != nil {
 		return rec, 0, err
 	}
 	rec.CreatedAt = fromNanos(created)

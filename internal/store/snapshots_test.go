@@ -30,13 +30,13 @@ func TestSnapshots(t *testing.T) {
 	}
 	put(SnapshotRecord{ID: "other", TeamID: "b", SandboxID: "sb1"})
 	first := put(SnapshotRecord{ID: "n1", TeamID: "a", Name: "named", Tag: "default", SandboxID: "sb2"})
-	second := put(SnapshotRecord{ID: "n2", TeamID: "a", Name: "named", Tag: "default", SandboxID: "sb3"})
+	second := put(SnapshotRecord{ID: "n2", TeamID: "a", Name: "named", Tag: "default", SandboxID: "sb3", Bytes: 42})
 	if first.ID != "n1" || second.ID != "n1" {
 		t.Fatalf("a second snapshot of a name got id %q, want the first's (%q)", second.ID, first.ID)
 	}
 	put(SnapshotRecord{ID: "n3", TeamID: "b", Name: "named", Tag: "default"}) // another team's name
 	got, err := s.SnapshotByName(ctx, "a", "named", "default")
-	if err != nil || string(got.Spec) != `{"v":"n2"}` || got.SandboxID != "sb3" {
+	if err != nil || string(got.Spec) != `{"v":"n2"}` || got.SandboxID != "sb3" || got.Bytes != 42 {
 		t.Fatalf("by name: %+v, %v", got, err)
 	}
 	if _, err := s.SnapshotByName(ctx, "a", "named", "v2"); !errors.Is(err, errdefs.ErrNotFound) {

@@ -228,6 +228,7 @@ func migrations() []string {
 		sandbox_id  TEXT NOT NULL DEFAULT '',
 		template_id TEXT NOT NULL DEFAULT '',
 		spec        BLOB NOT NULL,
+		bytes       INTEGER NOT NULL DEFAULT 0,
 		created_at  INTEGER NOT NULL
 	);
 	CREATE UNIQUE INDEX snapshots_name ON snapshots(team_id, name, tag) WHERE name != '';

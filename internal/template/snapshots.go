@@ -54,6 +54,9 @@ type SnapshotArgs struct {
 	TemplateID string
 	// Template is what the sandbox runs with the layer on top (Stack).
 	Template *Template
+	// Bytes is the size of that layer: what the team's template storage
+	// counts for the snapshot.
+	Bytes int64
 }
 
 // Snapshot describes one snapshot as E2B's SnapshotInfo does.
@@ -118,7 +121,7 @@ func (r *Registry) SaveSnapshot(ctx context.Context, args SnapshotArgs) (Snapsho
 	}
 	rec, err := r.cfg.Snapshots.PutSnapshot(ctx, store.SnapshotRecord{
 		ID: newID(), TeamID: args.Team, Name: name, Tag: tag,
-		SandboxID: args.SandboxID, TemplateID: args.TemplateID, Spec: spec, CreatedAt: time.Now(),
+		SandboxID: args.SandboxID, TemplateID: args.TemplateID, Spec: spec, Bytes: args.Bytes, CreatedAt: time.Now(),
 	})
 	if err != nil {
 		return Snapshot{}, err
@@ -239,6 +242,22 @@ func (r *Registry) DeleteSnapshot(ctx context.Context, team, ref string) error {
 	}
 	r.log.Info("snapshot removed", "snapshot", rec.ID)
 	return nil
+}
+
+// snapshotBytes is the size of the layers team's snapshots added.
+func (r *Registry) snapshotBytes(ctx context.Context, team string) (int64, error) {
+	if r.cfg.Snapshots == nil {
+		return 0, nil
+	}
+	recs, _, err := r.cfg.Snapshots.ListSnapshots(ctx, store.SnapshotFilter{TeamID: team})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, rec := range recs {
+		n += rec.Bytes
+	}
+	return n, nil
 }
 
 // snapshotSpecs returns the spec of every snapshot, for GC.

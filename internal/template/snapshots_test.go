@@ -61,9 +61,16 @@ func TestSnapshotsResolveDeleteGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	named, err := r.SaveSnapshot(ctx, template.SnapshotArgs{Team: "ta", TeamName: "team-a", Name: "mysnap", SandboxID: "sb", Template: tpl})
+	before, err := r.StorageUsage(ctx, "ta")
 	if err != nil {
 		t.Fatal(err)
+	}
+	named, err := r.SaveSnapshot(ctx, template.SnapshotArgs{Team: "ta", TeamName: "team-a", Name: "mysnap", SandboxID: "sb", Template: tpl, Bytes: 3 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, err := r.StorageUsage(ctx, "ta"); err != nil || after-before != 3<<20 {
+		t.Errorf("a snapshot of 3 MiB took the team's template storage from %d to %d bytes (%v)", before, after, err)
 	}
 	if named.SnapshotID != "team-a/mysnap:default" || len(named.Names) != 1 || unnamed.SnapshotID != unnamed.ID+":default" {
 		t.Errorf("snapshot ids %q %v and %q", named.SnapshotID, named.Names, unnamed.SnapshotID)

@@ -78,8 +78,8 @@ func (r *Registry) SetPublic(ctx context.Context, team, ref string, public bool)
 
 // StorageUsage returns how many bytes team's templates take: the layers
 // the builds in use made (each template's latest good build and every
-// build a tag names, each layer counted once per team) and the team's
-// uploads. A layer's size is measured when the build that made it
+// build a tag names, each layer counted once per team), the team's
+// uploads and the layers its snapshots added. A layer's size is measured when the build that made it
 // finishes; builds from before that count nothing.
 func (r *Registry) StorageUsage(ctx context.Context, team string) (int64, error) {
 	recs, err := r.cfg.Store.ListTemplates(ctx)
@@ -122,7 +122,11 @@ func (r *Registry) StorageUsage(ctx context.Context, team string) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	return total + up, nil
+	snaps, err := r.snapshotBytes(ctx, team)
+	if err != nil {
+		return 0, err
+	}
+	return total + up + snaps, nil
 }
 
 // buildsInUse returns the builds of rec whose layers it uses: its latest
