@@ -275,6 +275,21 @@ func (e *Egress) Reap(l Link) error {
 	return errors.Join(e.dropPolicy(l), e.Detach(l))
 }
 
+// Adopt takes over the link of a sandbox an earlier run of the daemon
+// left running: its index is not handed out again until Detach, and its
+// policy is set again (so a change a crash interrupted is made whole) and
+// kept through Keep's restores.
+func (e *Egress) Adopt(l Link, p Policy) error {
+	e.mu.Lock()
+	e.used[l.Index] = true
+	e.mu.Unlock()
+	if p.Empty() {
+		// A policy chain an earlier run left for it must not filter it.
+		return e.dropPolicy(l)
+	}
+	return e.SetPolicy(l, p)
+}
+
 // Link rebuilds the Link of a pool index, for a daemon that finds a
 // sandbox left by an earlier run.
 func (e *Egress) Link(idx int) Link { return e.link(idx) }
