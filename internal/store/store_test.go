@@ -3,8 +3,8 @@ package store
 import (
 	"errors"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
