@@ -229,6 +229,11 @@ func record(info Info, env map[string]string) store.SandboxRecord {
 		Secure:        info.Secure,
 		AllowInternet: info.AllowInternet,
 		Pid:           info.Pid,
+
+		EnvdVersion:     info.EnvdVersion,
+		AutoPause:       info.AutoPause,
+		InternetBlocked: info.InternetBlocked,
+		Network:         storedNetwork(info.Network),
 	}
 }
 

@@ -41,8 +41,6 @@ type Info struct {
 	DiskMB          int
 	State           State
 	// AutoPause: the timeout pauses the sandbox rather than killing it.
-	// It lives in memory only: a sandbox a restarted daemon re-adopts is
-	// killed at its timeout.
 	AutoPause bool
 	// Pid is the host pid of the sandbox's first process.
 	Pid int

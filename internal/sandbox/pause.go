@@ -35,19 +35,28 @@ func (m *Manager) Pause(ctx context.Context, id string) error {
 	err := p.Pause(ctx, id)
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	e.pausing = false
 	if err != nil {
 		e.route.paused.Store(false)
+		m.mu.Unlock()
 		return m.count(fmt.Errorf("pausing sandbox %s: %w", id, err))
 	}
 	if cur, ok := m.sandboxes[id]; !ok || cur != e {
+		m.mu.Unlock()
 		return nil // killed meanwhile
 	}
 	e.info.State = StatePaused
 	m.armLocked(e, m.clock.Now().Add(m.maxTO))
 	m.countState(StateRunning, StatePaused)
+	end := e.info.EndAt
+	m.mu.Unlock()
 	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id)
+	// A restarted daemon takes the sandbox over as its record says; a
+	// failed write is logged (it would then resume it, as before the
+	// pause).
+	if err := m.store.SetSandboxState(ctx, id, string(StatePaused), end); err != nil {
+		m.log.WarnContext(ctx, "recording sandbox state", "sandbox_id", id, "err", err)
+	}
 	return nil
 }
 
