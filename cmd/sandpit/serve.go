@@ -30,6 +30,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.TextVar(&cfg.EgressPool, "egress-pool", cfg.EgressPool, "IPv4 range sandbox network links are addressed from (a /30 each)")
 	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")
+	fs.BoolVar(&cfg.KillOnStop, "kill-on-stop", cfg.KillOnStop, "kill every sandbox when the daemon stops (by default they keep running and the next start on the same data dir takes them over)")
 	fs.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "let sandboxes write without a disk cap (no loop device per sandbox)")
 	fs.Func("insecure-registry", "image registry `HOST[:PORT]` that may be on loopback or private addresses, over plain HTTP (repeatable)", func(v string) error {
 		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
