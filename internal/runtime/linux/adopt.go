@@ -301,6 +301,7 @@ func (b *box) closeLog() {
 // follow logs the lines of the sandbox's init and agent output from rd,
 // keeping them in ring, until rd ends.
 func (r *Runtime) follow(id string, ring *sandboxlog.Ring, rd *os.File) {
+	defer rd.Close()
 	br := bufio.NewReaderSize(rd, sandboxlog.MaxLine)
 	for {
 		line, err := readLine(br)
