@@ -190,7 +190,10 @@ func (r *Runtime) Adopt(ctx context.Context, a runtime.Adoption) (_ *runtime.San
 		return nil, gone(err)
 	}
 	slot, err := readInt(filepath.Join(dir, "slot"))
-	if err != nil || slot < 0 {
+	if err == nil && slot < 0 {
+		err = fmt.Errorf("slot %d", slot)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("adopting %s: reading its uid range: %w", id, err)
 	}
 	group, err := r.cfg.Cgroups.Load(id)
