@@ -39,7 +39,7 @@ def start_server(args):
     key = "e2b_" + secrets.token_hex(20)
     log = open(data + ".log", "w")
     proc = subprocess.Popen(
-        [os.path.join(REPO, "bin", "sandpit"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, *args],
+        [os.path.join(REPO, "bin", "sandpit"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--kill-on-stop", *args],
         env={**os.environ, "SANDPIT_API_KEY": key},
         stdout=log,
         stderr=subprocess.STDOUT,

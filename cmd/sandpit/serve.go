@@ -32,6 +32,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long audit log entries are kept (0: for ever)")
 	fs.BoolVar(&cfg.NoAudit, "no-audit", cfg.NoAudit, "keep no audit log of who did what")
+	fs.BoolVar(&cfg.KillOnStop, "kill-on-stop", cfg.KillOnStop, "kill every sandbox when the daemon stops (by default they keep running and the next start on the same data dir takes them over)")
 	fs.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "let sandboxes write without a disk cap (no loop device per sandbox)")
 	fs.Func("insecure-registry", "image registry `HOST[:PORT]` that may be on loopback or private addresses, over plain HTTP (repeatable)", func(v string) error {
 		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)

@@ -39,6 +39,10 @@ type Daemon struct {
 	NoCgroups bool
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// KillOnStop kills every sandbox when the daemon stops. By default
+	// they keep running (processes, network, disks) and the next daemon
+	// on the same data dir takes them over.
+	KillOnStop bool
 	// WarmPool keeps this many sandboxes of each template started ahead
 	// of demand (template id or name → count).
 	WarmPool map[string]int

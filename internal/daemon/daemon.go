@@ -54,7 +54,8 @@ type Daemon struct {
 	handler   http.Handler
 }
 
-// New builds every part of the daemon and reaps what an earlier run left.
+// New builds every part of the daemon and takes over the sandboxes an
+// earlier run left running (reaping what a host reboot ended).
 // out receives the first-start message with the generated API key.
 func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer) (_ *Daemon, err error) {
 	if err := cfg.Validate(); err != nil {
@@ -130,6 +131,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		DefaultTimeout: cfg.DefaultTimeout,
 		MaxTimeout:     cfg.MaxTimeout,
 		DefaultDiskMB:  cfg.DefaultDiskMB,
+		KeepOnClose:    !cfg.KillOnStop,
 	})
 	if err != nil {
 		return nil, err
@@ -137,7 +139,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := d.manager.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering from the last run: %w", err)
 	}
-	if _, err := d.templates.GC(ctx); err != nil {
+	// GC may remove a layer that only a running sandbox still uses (its
+	// template was rebuilt since), so it waits for a start with none.
+	if running, err := d.runtime.List(ctx); err != nil || len(running) > 0 {
+		log.Info("template layer GC skipped: sandboxes taken over from the last run may use old layers", "sandboxes", len(running))
+	} else if _, err := d.templates.GC(ctx); err != nil {
 		log.Warn("template layer GC", "err", err)
 	}
 	if err := d.manager.StartPool(ctx, cfg.WarmPool); err != nil {
@@ -316,9 +322,16 @@ func capHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// streamGrace is how long requests in flight may go on at a stop that
+// leaves the sandboxes running, before what is still open (command output
+// and watch streams, which only end with their sandbox) is cut: their
+// clients reconnect to the next daemon.
+const streamGrace = 2 * time.Second
+
 // Run serves until ctx is done, then stops gracefully: the listener closes,
-// requests in flight get ShutdownTimeout to finish, every sandbox is killed
-// and the store is closed.
+// requests in flight get ShutdownTimeout to finish (streamGrace, when the
+// sandboxes outlive the daemon), the sandboxes are left running for the
+// next start (killed with KillOnStop) and the store is closed.
 func (d *Daemon) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
@@ -331,6 +344,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller made.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	srv := newServer(d.handler, d.log)
+	reqCtx, cutRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutRequests()
+	srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if d.egress != nil {
@@ -346,12 +362,23 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	d.log.Info("sandpit stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownTimeout)
 	defer cancel()
-	// Stop accepting, then kill the sandboxes while requests drain: open
-	// process and watch streams only end when their sandbox does.
+	// Stop accepting, then stop the sandboxes while requests drain: open
+	// process and watch streams only end when their sandbox does, or when
+	// they are cut.
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(stopCtx) }()
 	d.closeSandboxes(stopCtx)
-	err := <-shut
+	var err error
+	if d.cfg.KillOnStop {
+		err = <-shut
+	} else {
+		select {
+		case err = <-shut:
+		case <-time.After(streamGrace):
+			cutRequests()
+			err = <-shut
+		}
+	}
 	if err != nil {
 		err = errors.Join(err, srv.Close())
 	}
@@ -430,7 +457,8 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	return err
 }
 
-// closeSandboxes kills every sandbox; calling it again does nothing.
+// closeSandboxes stops the manager: it kills every sandbox with
+// KillOnStop, else only the warm pool's; calling it again does nothing.
 func (d *Daemon) closeSandboxes(ctx context.Context) {
 	if d.manager != nil {
 		if err := d.manager.Close(ctx); err != nil {
@@ -452,7 +480,14 @@ func (d *Daemon) close(ctx context.Context) {
 		_ = d.runtime.Close()
 	}
 	if d.egress != nil {
-		if err := d.egress.Close(); err != nil {
+		// Sandboxes left running still need their way out past Docker.
+		var left []string
+		if d.runtime != nil && !d.cfg.KillOnStop {
+			left, _ = d.runtime.List(ctx)
+		}
+		if len(left) > 0 {
+			d.egress.Leave()
+		} else if err := d.egress.Close(); err != nil {
 			d.log.Error("removing sandpit's rules from Docker's chain", "err", err)
 		}
 	}

@@ -97,6 +97,16 @@ func (e *Egress) besideDocker() (bool, error) {
 	return true, nil
 }
 
+// Leave is Close for a daemon whose sandboxes outlive it: Keep adds
+// nothing more, and sandpit's rules stay as they are, its DOCKER-USER ones
+// included, so the sandboxes still get out until the next daemon takes
+// them over (its New finds the rules in place).
+func (e *Egress) Leave() {
+	e.dockerMu.Lock()
+	defer e.dockerMu.Unlock()
+	e.closed = true
+}
+
 // Close removes what sandpit added to other software's rules (its
 // DOCKER-USER rules) and stops Keep from adding them again. Sandpit's own
 // table stays: sandboxes that outlive the daemon still need it. Calling

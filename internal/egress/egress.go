@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -62,6 +63,9 @@ type Egress struct {
 	mu       sync.Mutex
 	used     map[int]bool
 	policies map[int]Policy // links with a policy chain
+	// leftChains names the policy chains an earlier run left in the
+	// table, read once by the first Adopt; nil before.
+	leftChains map[string]bool
 
 	dockerTable string
 	// dockerMu serialises adding and removing DOCKER-USER rules.
@@ -273,6 +277,54 @@ func (e *Egress) Detach(l Link) error {
 // its link and any policy chain.
 func (e *Egress) Reap(l Link) error {
 	return errors.Join(e.dropPolicy(l), e.Detach(l))
+}
+
+// Adopt takes over the link of a sandbox an earlier run of the daemon
+// left running: its index is not handed out again until Detach, and its
+// policy is set again (so a change a crash interrupted is made whole) and
+// kept through Keep's restores.
+func (e *Egress) Adopt(l Link, p Policy) error {
+	e.mu.Lock()
+	e.used[l.Index] = true
+	e.mu.Unlock()
+	if !p.Empty() {
+		return e.SetPolicy(l, p)
+	}
+	// A policy chain an earlier run left for it must not filter it. Most
+	// links have none: one listing of the table spares them each a
+	// round of nftables calls.
+	left, err := e.policyChainsLeft()
+	if err != nil {
+		return err
+	}
+	if !left[policyChain(l)] {
+		return nil
+	}
+	return e.dropPolicy(l)
+}
+
+// policyChainsLeft lists the policy chains in the table once.
+func (e *Egress) policyChainsLeft() (map[string]bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leftChains != nil {
+		return e.leftChains, nil
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("listing the policy chains of %s: %w", e.table, err)
+	}
+	e.leftChains = map[string]bool{}
+	for _, ch := range chains {
+		if ch.Table.Name == e.table && strings.HasPrefix(ch.Name, policyChain(Link{})) {
+			e.leftChains[ch.Name] = true
+		}
+	}
+	return e.leftChains, nil
 }
 
 // Link rebuilds the Link of a pool index, for a daemon that finds a

@@ -69,8 +69,8 @@ type EgressSetter interface {
 // LogKeeper is a Runtime that keeps each sandbox's recent log (what its
 // agent writes to stderr) in a bounded ring, which callers may also
 // append to (the template's start command output). The ring lives as long
-// as the sandbox; Log of a sandbox the runtime did not create in this run
-// (adopted after a restart) is ErrNotFound.
+// as the sandbox; a sandbox adopted after a restart has a fresh ring that
+// holds what its agent wrote since.
 type LogKeeper interface {
 	Log(id string) (*sandboxlog.Ring, error)
 }
@@ -94,6 +94,33 @@ type StatsReader interface {
 type Pauser interface {
 	Pause(ctx context.Context, id string) error
 	Resume(ctx context.Context, id string) error
+}
+
+// Adopter is a Runtime that can take over a sandbox an earlier run of the
+// daemon left running (see Runtime.List), as if it had created it: Kill,
+// Exited and the optional capabilities then work on it as on its own.
+//
+// Adopt checks that the sandbox's first process is the very one the
+// earlier run started (a pid reused by another process, or a host reboot,
+// is errdefs.ErrNotFound: the caller then Kills it, which removes what is
+// left of it). Adopting a sandbox the runtime already holds is
+// errdefs.ErrAlreadyExists. A paused sandbox is adopted as it is; the
+// caller pauses or resumes it to match its own record.
+type Adopter interface {
+	Adopt(ctx context.Context, a Adoption) (*Sandbox, error)
+}
+
+// Adoption says which sandbox to adopt, with what of its Spec the runtime
+// keeps no record of itself.
+type Adoption struct {
+	ID string
+	// Egress is the sandbox's egress policy as last set; the runtime
+	// applies it again, so a rule set that a crash interrupted is made
+	// whole.
+	Egress EgressPolicy
+	// Stopped: the sandbox was stopped (runtime.Stopper) and has no
+	// processes; the runtime keeps its files for a Start.
+	Stopped bool
 }
 
 // Sandbox is a running sandbox as the runtime sees it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -192,7 +193,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 
 	// The record must be durable before anyone learns the id, so a crash
 	// never leaves an acknowledged sandbox Recover cannot find.
-	if err := m.store.PutSandbox(ctx, record(info, withE2BEnv(env, info.ID, tpl))); err != nil {
+	if err := m.store.PutSandbox(ctx, record(info, withE2BEnv(env, info.ID, tpl), tpl, req.Timeout)); err != nil {
 		m.discard(ctx, info.ID)
 		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
 	}
@@ -264,24 +265,42 @@ func (m *Manager) discard(ctx context.Context, id string) {
 	}
 }
 
-func record(info Info, env map[string]string) store.SandboxRecord {
+// storedOrigin is what a sandbox was made from, as its record keeps it for
+// a restarted daemon (store.SandboxRecord.Origin).
+type storedOrigin struct {
+	Template *template.Template `json:"template"`
+	Timeout  time.Duration      `json:"timeout,omitempty"`
+}
+
+func record(info Info, env map[string]string, tpl *template.Template, timeout time.Duration) store.SandboxRecord {
+	// A Template is plain data: encoding it cannot fail.
+	origin, _ := json.Marshal(storedOrigin{Template: tpl, Timeout: timeout})
 	return store.SandboxRecord{
-		ID:            info.ID,
-		TemplateID:    info.TemplateID,
-		Alias:         info.Alias,
-		Metadata:      info.Metadata,
-		Env:           env,
-		CPUCount:      info.CPUCount,
-		MemoryMB:      info.MemoryMB,
-		DiskMB:        info.DiskMB,
-		StartedAt:     info.StartedAt,
-		EndAt:         info.EndAt,
-		State:         string(info.State),
-		AccessToken:   info.AccessToken,
-		Secure:        info.Secure,
-		AllowInternet: info.AllowInternet,
-		Pid:           info.Pid,
-		TeamID:        info.TeamID,
+		Origin:                  origin,
+		AutoPauseFilesystemOnly: info.AutoPauseFilesystemOnly,
+		AutoResume:              info.AutoResume,
+		PausedFilesystemOnly:    info.PausedFilesystemOnly,
+		ID:                      info.ID,
+		TemplateID:              info.TemplateID,
+		Alias:                   info.Alias,
+		Metadata:                info.Metadata,
+		Env:                     env,
+		CPUCount:                info.CPUCount,
+		MemoryMB:                info.MemoryMB,
+		DiskMB:                  info.DiskMB,
+		StartedAt:               info.StartedAt,
+		EndAt:                   info.EndAt,
+		State:                   string(info.State),
+		AccessToken:             info.AccessToken,
+		Secure:                  info.Secure,
+		AllowInternet:           info.AllowInternet,
+		Pid:                     info.Pid,
+		TeamID:                  info.TeamID,
+
+		EnvdVersion:     info.EnvdVersion,
+		AutoPause:       info.AutoPause,
+		InternetBlocked: info.InternetBlocked,
+		Network:         storedNetwork(info.Network),
 	}
 }
 

@@ -83,8 +83,9 @@ func (m *Manager) extend(ctx context.Context, id string, d time.Duration, shorte
 	m.mu.Unlock()
 
 	if changed {
-		// The record's deadline is advisory (Recover kills what an earlier
-		// run left either way), so a failed write is logged, not returned.
+		// A failed write is logged, not returned: the sandbox runs on
+		// with the new deadline, and only a daemon restart would read the
+		// old one.
 		if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
 			m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
 		}

@@ -44,8 +44,6 @@ type Info struct {
 	DiskMB          int
 	State           State
 	// AutoPause: the timeout pauses the sandbox rather than killing it.
-	// It lives in memory only: a sandbox a restarted daemon re-adopts is
-	// killed at its timeout.
 	AutoPause bool
 	// AutoPauseFilesystemOnly: that pause keeps the filesystem only
 	// (E2B's autoPauseMemory false, lifecycle onTimeout keepMemory false).

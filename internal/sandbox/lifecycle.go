@@ -74,8 +74,12 @@ func (m *Manager) Wake(ctx context.Context, id string) (socketPath string, ok bo
 			d = m.defTO
 		}
 		// Paused, its deadline was the longest timeout.
-		if _, err := m.extend(ctx, id, d, true); err != nil {
+		info, err := m.extend(ctx, id, d, true)
+		if err != nil {
 			return "", false
+		}
+		if err := m.store.SetSandboxState(ctx, id, string(StateRunning), false, info.EndAt); err != nil {
+			m.log.WarnContext(ctx, "recording sandbox state", "sandbox_id", id, "err", err)
 		}
 		m.log.InfoContext(ctx, "sandbox resumed by traffic", "sandbox_id", id)
 	}
@@ -276,8 +280,8 @@ func (m *Manager) armResumed(ctx context.Context, id string, timeout time.Durati
 	if !ok {
 		return Info{}, notFound(id)
 	}
-	if err := m.store.SetSandboxEnd(ctx, id, info.EndAt); err != nil {
-		m.log.WarnContext(ctx, "recording sandbox deadline", "sandbox_id", id, "err", err)
+	if err := m.store.SetSandboxState(ctx, id, string(StateRunning), false, info.EndAt); err != nil {
+		m.log.WarnContext(ctx, "recording sandbox state", "sandbox_id", id, "err", err)
 	}
 	return info, nil
 }

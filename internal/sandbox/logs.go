@@ -15,8 +15,9 @@ const keepEndedLogs = 32
 
 // Logs returns the log entries q selects of a sandbox that runs, is
 // paused, or is among the last keepEndedLogs to end: its agent's lines
-// and its start command's output. A sandbox adopted after a daemon
-// restart, or on a runtime that keeps no logs, has none.
+// and its start command's output. A sandbox taken over after a daemon
+// restart has what its agent logged since; one on a runtime that keeps no
+// logs has none.
 func (m *Manager) Logs(ctx context.Context, id string, q sandboxlog.Query) ([]sandboxlog.Entry, error) {
 	m.mu.Lock()
 	var ring *sandboxlog.Ring

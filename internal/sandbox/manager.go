@@ -7,9 +7,9 @@
 // Wiring, at daemon start:
 //
 //	m, err := sandbox.NewManager(sandbox.Config{Runtime: rt, Store: st, Templates: tpl, Logger: log})
-//	err = m.Recover(ctx) // kill what an earlier run left
+//	err = m.Recover(ctx) // take over what an earlier run left running
 //	...
-//	err = m.Close(ctx) // at shutdown: kill everything, stop timers
+//	err = m.Close(ctx) // at shutdown: stop timers; kill everything unless KeepOnClose
 package sandbox
 
 import (
@@ -62,6 +62,11 @@ type Config struct {
 	// Snapshots, when set, keeps snapshots and fork layers
 	// (snapshot.go); without it Snapshot and Fork are unavailable.
 	Snapshots SnapshotStore
+	// KeepOnClose leaves the sandboxes running at Close, for the next
+	// Manager over the same runtime and store to take over (Recover);
+	// only the warm pool's spares are killed. By default Close kills
+	// every sandbox.
+	KeepOnClose bool
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -78,6 +83,7 @@ type Manager struct {
 	defTO     time.Duration
 	maxTO     time.Duration
 	defDiskMB int
+	keep      bool // Config.KeepOnClose
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
@@ -187,6 +193,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		defTO:       cfg.DefaultTimeout,
 		maxTO:       cfg.MaxTimeout,
 		defDiskMB:   cfg.DefaultDiskMB,
+		keep:        cfg.KeepOnClose,
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},
@@ -367,55 +374,11 @@ func (m *Manager) watchExited() {
 	}
 }
 
-// Recover makes the Manager's view the truth at daemon start: every sandbox
-// the runtime holds that this Manager does not own (an earlier run's) is
-// killed, and every stored record of a sandbox it does not own is deleted.
-func (m *Manager) Recover(ctx context.Context) error {
-	ids, err := m.rt.List(ctx)
-	if err != nil {
-		return fmt.Errorf("listing runtime sandboxes: %w", err)
-	}
-	recs, err := m.store.ListSandboxes(ctx)
-	if err != nil {
-		return fmt.Errorf("listing stored sandboxes: %w", err)
-	}
-	m.mu.Lock()
-	owned := func(id string) bool { _, ok := m.sandboxes[id]; return ok }
-	var strayRuntime, strayRecords []string
-	for _, id := range ids {
-		if !owned(id) {
-			strayRuntime = append(strayRuntime, id)
-		}
-	}
-	for _, r := range recs {
-		if !owned(r.ID) {
-			strayRecords = append(strayRecords, r.ID)
-		}
-	}
-	m.mu.Unlock()
-
-	var errs []error
-	for _, id := range strayRuntime {
-		m.log.InfoContext(ctx, "killing sandbox left by an earlier run", "sandbox_id", id)
-		if err := m.rt.Kill(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("killing leftover sandbox %s: %w", id, err))
-		}
-	}
-	for _, id := range strayRecords {
-		if err := m.store.DeleteSandbox(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("forgetting leftover sandbox %s: %w", id, err))
-		}
-	}
-	if len(strayRuntime)+len(strayRecords) > 0 {
-		m.log.InfoContext(ctx, "recovered", "killed", len(strayRuntime), "records_removed", len(strayRecords))
-	}
-	return errors.Join(errs...)
-}
-
-// Close kills every sandbox, stops every timer and the exit watcher, and
-// waits for work in flight (creates, kills) to finish or ctx to end. Later
-// calls to Create fail with errdefs.ErrUnavailable. Calling Close twice is
-// fine.
+// Close kills every sandbox (with KeepOnClose, only the warm pool's and
+// forgets the others, which keep running and keep their records), stops
+// every timer and the exit watcher, and waits for work in flight (creates,
+// kills) to finish or ctx to end. Later calls to Create fail with
+// errdefs.ErrUnavailable. Calling Close twice is fine.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -436,6 +399,12 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.bgCancel()
 
 	var errs []error
+	if m.keep {
+		if len(all) > 0 {
+			m.log.InfoContext(ctx, "leaving sandboxes running for the next start", "sandboxes", len(all))
+		}
+		all = nil
+	}
 	for _, e := range all {
 		if err := m.release(ctx, e.info.ID); err != nil {
 			errs = append(errs, err)

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -428,21 +430,25 @@ func TestExitedSandboxIsReaped(t *testing.T) {
 		t.Errorf("the other sandbox went too: %v", err)
 	}
 	// An exit for an id the Manager never owned is still released.
-	e.rt.Adopt("stray")
+	e.rt.Leave("stray")
 	e.rt.Exit("stray")
 	waitFor(t, func() bool { return e.rt.Kills("stray") == 1 })
 }
 
+// TestRecover: what an earlier run left is taken over where it still
+// runs; a record whose sandbox is gone is removed, and a sandbox with no
+// record is killed.
 func TestRecover(t *testing.T) {
 	e := newEnv(t, fake.Options{})
 	ctx := t.Context()
 	mine := e.create(t, sandbox.CreateRequest{})
 	// An earlier run left: a sandbox with a record, one without, and a
-	// record whose sandbox is gone.
-	e.rt.Adopt("iold1")
-	e.rt.Adopt("iold2")
+	// record whose sandbox is gone (a host reboot).
+	e.rt.Leave("iold1")
+	e.rt.Leave("iold2")
+	end := t0.Add(time.Hour)
 	for _, id := range []string{"iold1", "igone"} {
-		if err := e.st.PutSandbox(ctx, store.SandboxRecord{ID: id, TemplateID: "base", State: "running", StartedAt: t0, EndAt: t0}); err != nil {
+		if err := e.st.PutSandbox(ctx, store.SandboxRecord{ID: id, TemplateID: "base", State: "running", StartedAt: t0, EndAt: end}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -450,22 +456,36 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, _ := e.rt.List(ctx)
-	if len(ids) != 1 || ids[0] != mine.ID {
-		t.Errorf("runtime holds %v, want only %s", ids, mine.ID)
+	slices.Sort(ids)
+	if want := sorted(mine.ID, "iold1"); !slices.Equal(ids, want) {
+		t.Errorf("runtime holds %v, want %v", ids, want)
 	}
-	if got := e.stored(t); len(got) != 1 || got[0] != mine.ID {
-		t.Errorf("store holds %v, want only %s", got, mine.ID)
+	if got := e.stored(t); !slices.Equal(sorted(got...), sorted(mine.ID, "iold1")) {
+		t.Errorf("store holds %v, want %s and iold1", got, mine.ID)
 	}
-	if _, err := e.m.Get(ctx, "iold1"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Errorf("Get(leftover) = %v", err)
+	if e.rt.Kills("iold1") != 0 || e.rt.Adopts("iold1") != 1 || e.rt.Kills("iold2") != 1 || e.rt.Kills("igone") != 1 {
+		t.Errorf("kills iold1 %d iold2 %d igone %d, adopts iold1 %d", e.rt.Kills("iold1"), e.rt.Kills("iold2"), e.rt.Kills("igone"), e.rt.Adopts("iold1"))
+	}
+	info, err := e.m.Get(ctx, "iold1")
+	if err != nil || info.State != sandbox.StateRunning || !info.EndAt.Equal(end) {
+		t.Errorf("Get(adopted) = %+v, %v", info, err)
 	}
 	// Recover is idempotent.
 	if err := e.m.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if e.rt.Adopts("iold1") != 1 {
+		t.Errorf("adopted again: %d", e.rt.Adopts("iold1"))
+	}
 	if _, err := e.m.Get(ctx, mine.ID); err != nil {
 		t.Errorf("Recover killed an owned sandbox: %v", err)
 	}
+}
+
+func sorted(ids ...string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
 }
 
 func TestCloseKillsEverythingAndStops(t *testing.T) {
@@ -703,40 +723,145 @@ func TestKillFinishesWhenCallerCancels(t *testing.T) {
 }
 
 // TestRecoverAfterCrash plays a daemon restart: a first Manager dies
-// without Close, a second one on the same runtime and store recovers.
+// without Close, a second one on the same runtime and store takes its
+// sandboxes over as they were: same info, paused ones paused, deadlines
+// honoured (one that passed while no daemon ran meets its timeout at once,
+// killed or paused as its lifecycle says).
 func TestRecoverAfterCrash(t *testing.T) {
 	e := newEnv(t, fake.Options{})
-	a := e.create(t, sandbox.CreateRequest{})
-	b := e.create(t, sandbox.CreateRequest{})
+	ctx := t.Context()
+	a := e.create(t, sandbox.CreateRequest{Timeout: 10 * time.Minute, Secure: true, Metadata: map[string]string{"k": "v"},
+		AllowInternetAccess: true, Network: &sandbox.Network{DenyOut: []string{"192.0.2.0/24"}}})
+	b := e.create(t, sandbox.CreateRequest{Template: "code-interpreter-v1", Timeout: 20 * time.Minute, AutoPause: true})
+	paused := e.create(t, sandbox.CreateRequest{Timeout: 10 * time.Minute})
+	if err := e.m.Pause(ctx, paused.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A crash between a resume and its record leaves the freezer
+	// thawed; the record (paused) wins.
+	if err := e.rt.Resume(ctx, paused.ID); err != nil {
+		t.Fatal(err)
+	}
+	short := e.create(t, sandbox.CreateRequest{Timeout: time.Minute})
+	shortPause := e.create(t, sandbox.CreateRequest{Timeout: time.Minute, AutoPause: true})
+	if err := e.m.UpdateNetwork(ctx, a.ID, &sandbox.Network{AllowOut: []string{"1.1.1.1"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = e.m.Get(ctx, a.ID)
+	b, _ = e.m.Get(ctx, b.ID)
 
-	m2, err := sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: e.st, Templates: templates(), Clock: e.clock})
+	// The second daemon starts five minutes later, with a clock of its
+	// own (the first Manager's timers stand for a dead process).
+	clock := sandboxtest.NewClock(t0.Add(5 * time.Minute))
+	m2, err := sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: e.st, Templates: templates(), Clock: clock, MaxTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close(t.Context())
+	defer m2.Close(context.Background())
+	if err := m2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []sandbox.Info{a, b} {
+		got, err := m2.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("new Manager lost %s: %v", want.ID, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("taken over as\n%+v\nwant\n%+v", got, want)
+		}
+		if e.rt.Kills(want.ID) != 0 {
+			t.Errorf("%s killed", want.ID)
+		}
+	}
+	if spec, _ := e.rt.Spec(a.ID); len(spec.Egress.Allow) != 1 || len(spec.Egress.Deny) != 1 {
+		t.Errorf("the adopted sandbox's egress policy: %+v", spec.Egress)
+	}
+	if got, _ := m2.Get(ctx, paused.ID); got.State != sandbox.StatePaused || !e.rt.Paused(paused.ID) {
+		t.Errorf("paused sandbox taken over as %s (runtime paused %v)", got.State, e.rt.Paused(paused.ID))
+	}
+	if _, ok := m2.Lookup(paused.ID); ok {
+		t.Error("a paused sandbox takes traffic")
+	}
+	if _, ok := m2.Lookup(a.ID); !ok {
+		t.Error("a taken over sandbox takes no traffic")
+	}
+
+	// Deadlines that passed while no daemon ran.
+	clock.Advance(0)
+	waitFor(t, func() bool {
+		_, err := m2.Get(ctx, short.ID)
+		return errors.Is(err, errdefs.ErrNotFound) && e.rt.Kills(short.ID) == 1
+	})
+	waitFor(t, func() bool {
+		got, err := m2.Get(ctx, shortPause.ID)
+		return err == nil && got.State == sandbox.StatePaused
+	})
+	// Deadlines still ahead are kept.
+	clock.Advance(5*time.Minute - time.Second)
+	if _, err := m2.Get(ctx, a.ID); err != nil {
+		t.Fatalf("killed before its deadline: %v", err)
+	}
+	clock.Advance(2 * time.Second)
+	waitFor(t, func() bool { return e.rt.Kills(a.ID) == 1 })
+
+	// The new Manager works.
+	c, err := m2.Create(ctx, sandbox.CreateRequest{Template: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stored(t); !slices.Contains(got, c.ID) {
+		t.Errorf("store holds %v", got)
+	}
+}
+
+// TestCloseKeepOnClose: with KeepOnClose, Close leaves the sandboxes
+// running with their records, stops every timer, kills only the warm
+// pool's spares, and the next Manager takes them over.
+func TestCloseKeepOnClose(t *testing.T) {
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sandpit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rt := fake.New(fake.Options{})
+	defer rt.Close()
+	clock := sandboxtest.NewClock(t0)
+	m, err := sandbox.NewManager(sandbox.Config{Runtime: rt, Store: st, Templates: templates(), Clock: clock, KeepOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Create(t.Context(), sandbox.CreateRequest{Template: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { ids, _ := rt.List(t.Context()); return len(ids) == 2 })
+	if err := m.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := rt.List(t.Context())
+	if !slices.Equal(ids, []string{info.ID}) || rt.Kills(info.ID) != 0 {
+		t.Errorf("after Close the runtime holds %v (want only %s, not killed)", ids, info.ID)
+	}
+	recs, _ := st.ListSandboxes(t.Context())
+	if len(recs) != 1 || recs[0].ID != info.ID {
+		t.Errorf("after Close the store holds %+v", recs)
+	}
+	if clock.Pending() != 0 {
+		t.Errorf("%d timers pending after Close", clock.Pending())
+	}
+
+	m2, err := sandbox.NewManager(sandbox.Config{Runtime: rt, Store: st, Templates: templates(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
 	if err := m2.Recover(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{a.ID, b.ID} {
-		if e.rt.Kills(id) != 1 {
-			t.Errorf("%s killed %d times by Recover", id, e.rt.Kills(id))
-		}
-		if _, err := m2.Get(t.Context(), id); !errors.Is(err, errdefs.ErrNotFound) {
-			t.Errorf("new Manager reports %s: %v", id, err)
-		}
-	}
-	if got := e.stored(t); len(got) != 0 {
-		t.Errorf("store holds %v after Recover", got)
-	}
-	if ids, _ := e.rt.List(t.Context()); len(ids) != 0 {
-		t.Errorf("runtime holds %v after Recover", ids)
-	}
-	// The new Manager works.
-	c, err := m2.Create(t.Context(), sandbox.CreateRequest{Template: "base"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := e.stored(t); len(got) != 1 || got[0] != c.ID {
-		t.Errorf("store holds %v", got)
+	if _, err := m2.Get(t.Context(), info.ID); err != nil {
+		t.Fatalf("not taken over: %v", err)
 	}
 }

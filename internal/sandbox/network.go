@@ -117,6 +117,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 			return m.count(err)
 		}
 	}
+	var stored *Network
 	m.mu.Lock()
 	if e, ok := m.sandboxes[id]; ok {
 		e.info.Network = n.clone()
@@ -124,7 +125,12 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 			e.info.Network = nil
 		}
 		e.info.InternetBlocked = !allowInternet
+		stored = e.info.Network
 	}
 	m.mu.Unlock()
+	// A restarted daemon applies the recorded rules again.
+	if err := m.store.SetSandboxNetwork(ctx, id, storedNetwork(stored), !allowInternet); err != nil {
+		m.log.WarnContext(ctx, "recording sandbox network rules", "sandbox_id", id, "err", err)
+	}
 	return nil
 }

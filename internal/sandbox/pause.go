@@ -57,21 +57,32 @@ func (m *Manager) pause(ctx context.Context, id string, memory bool) error {
 	err = do(ctx, id)
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	defer done()
 	e.pausing = false
 	if err != nil {
 		e.route.paused.Store(false)
+		done()
+		m.mu.Unlock()
 		return fmt.Errorf("pausing sandbox %s: %w", id, err)
 	}
 	if cur, ok := m.sandboxes[id]; !ok || cur != e {
+		done()
+		m.mu.Unlock()
 		return nil // killed meanwhile
 	}
 	e.info.State = StatePaused
 	e.info.PausedFilesystemOnly = !memory
 	m.armLocked(e, m.clock.Now().Add(m.maxTO))
 	m.countState(e.team, StateRunning, StatePaused)
+	end := e.info.EndAt
+	done()
+	m.mu.Unlock()
 	m.log.InfoContext(ctx, "sandbox paused", "sandbox_id", id, "memory", memory)
+	// A restarted daemon takes the sandbox over as its record says; a
+	// failed write is logged (it would then resume it, as before the
+	// pause).
+	if err := m.store.SetSandboxState(ctx, id, string(StatePaused), !memory, end); err != nil {
+		m.log.WarnContext(ctx, "recording sandbox state", "sandbox_id", id, "err", err)
+	}
 	return nil
 }
 

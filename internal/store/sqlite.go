@@ -233,6 +233,16 @@ func migrations() []string {
 	);
 	CREATE UNIQUE INDEX snapshots_name ON snapshots(team_id, name, tag) WHERE name != '';
 	CREATE INDEX snapshots_sandbox ON snapshots(team_id, sandbox_id);`,
+		// Sandboxes outlive the daemon: what a restarted one needs to
+		// take a sandbox over as it was, which only memory held before.
+		`ALTER TABLE sandboxes ADD COLUMN envd_version TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sandboxes ADD COLUMN auto_pause INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sandboxes ADD COLUMN internet_blocked INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sandboxes ADD COLUMN auto_pause_fs_only INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sandboxes ADD COLUMN paused_fs_only INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sandboxes ADD COLUMN origin BLOB;`,
 	}
 }
 
@@ -490,7 +500,9 @@ func (s *SQLite) touch(ctx context.Context, id string) {
 // --- sandboxes ---
 
 const sandboxColumns = `id, template_id, alias, metadata, env, cpu, mem, disk,
-	started_at, end_at, state, access_token, secure, allow_internet, pid, team_id`
+	started_at, end_at, state, access_token, secure, allow_internet, pid, team_id,
+	envd_version, auto_pause, internet_blocked, network,
+	auto_pause_fs_only, auto_resume, paused_fs_only, origin`
 
 // PutSandbox implements Sandboxes.
 func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
@@ -505,12 +517,18 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	if err != nil {
 		return fmt.Errorf("encoding env of %s: %w", rec.ID, err)
 	}
+	network, err := encodeNetwork(rec.Network)
+	if err != nil {
+		return fmt.Errorf("encoding network of %s: %w", rec.ID, err)
+	}
 	_, err = s.db.ExecContext(ctx,
 		`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
 		rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
-		rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID)
+		rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID,
+		rec.EnvdVersion, rec.AutoPause, rec.InternetBlocked, network,
+		rec.AutoPauseFilesystemOnly, rec.AutoResume, rec.PausedFilesystemOnly, rec.Origin)
 	if err != nil {
 		return fmt.Errorf("writing sandbox %s: %w", rec.ID, err)
 	}
@@ -554,12 +572,35 @@ func (s *SQLite) ListSandboxes(ctx context.Context) ([]SandboxRecord, error) {
 // SetSandboxEnd implements Sandboxes.
 func (s *SQLite) SetSandboxEnd(ctx context.Context, id string, end time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET end_at = ? WHERE id = ?`, end.UnixNano(), id)
+	return oneRow(res, err, "updating end of sandbox", id)
+}
+
+// SetSandboxState implements Sandboxes.
+func (s *SQLite) SetSandboxState(ctx context.Context, id, state string, filesystemOnly bool, end time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET state = ?, paused_fs_only = ?, end_at = ? WHERE id = ?`,
+		state, filesystemOnly, end.UnixNano(), id)
+	return oneRow(res, err, "updating state of sandbox", id)
+}
+
+// SetSandboxNetwork implements Sandboxes.
+func (s *SQLite) SetSandboxNetwork(ctx context.Context, id string, n *SandboxNetwork, internetBlocked bool) error {
+	network, err := encodeNetwork(n)
 	if err != nil {
-		return fmt.Errorf("updating end of sandbox %s: %w", id, err)
+		return fmt.Errorf("encoding network of %s: %w", id, err)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET network = ?, internet_blocked = ? WHERE id = ?`, network, internetBlocked, id)
+	return oneRow(res, err, "updating network of sandbox", id)
+}
+
+// oneRow turns an UPDATE of one sandbox's record into its error:
+// errdefs.ErrNotFound when no row had id.
+func oneRow(res sql.Result, err error, doing, id string) error {
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", doing, id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("updating end of sandbox %s: %w", id, err)
+		return fmt.Errorf("%s %s: %w", doing, id, err)
 	}
 	if n == 0 {
 		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %q not found", id))
@@ -579,10 +620,12 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanSandbox(r scanner) (SandboxRecord, error) {
 	var rec SandboxRecord
-	var meta, env string
+	var meta, env, network string
 	var started, end int64
 	err := r.Scan(&rec.ID, &rec.TemplateID, &rec.Alias, &meta, &env, &rec.CPUCount, &rec.MemoryMB, &rec.DiskMB,
-		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid, &rec.TeamID)
+		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid, &rec.TeamID,
+		&rec.EnvdVersion, &rec.AutoPause, &rec.InternetBlocked, &network,
+		&rec.AutoPauseFilesystemOnly, &rec.AutoResume, &rec.PausedFilesystemOnly, &rec.Origin)
 	if err != nil {
 		return SandboxRecord{}, err
 	}
@@ -593,7 +636,22 @@ func scanSandbox(r scanner) (SandboxRecord, error) {
 	if rec.Env, err = decodeMap(env); err != nil {
 		return SandboxRecord{}, fmt.Errorf("decoding env of %s: %w", rec.ID, err)
 	}
+	if network != "" {
+		rec.Network = &SandboxNetwork{}
+		if err := json.Unmarshal([]byte(network), rec.Network); err != nil {
+			return SandboxRecord{}, fmt.Errorf("decoding network of %s: %w", rec.ID, err)
+		}
+	}
 	return rec, nil
+}
+
+// encodeNetwork stores nil as "", so no rules and empty rules differ.
+func encodeNetwork(n *SandboxNetwork) (string, error) {
+	if n == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(n)
+	return string(b), err
 }
 
 func encodeMap(m map[string]string) (string, error) {

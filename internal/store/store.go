@@ -76,6 +76,14 @@ type Sandboxes interface {
 	// SetSandboxEnd changes a sandbox's deadline; errdefs.ErrNotFound if
 	// there is no such record.
 	SetSandboxEnd(ctx context.Context, id string, end time.Time) error
+	// SetSandboxState changes a sandbox's state ("running", "paused";
+	// filesystemOnly for a pause that kept no memory) and
+	// deadline together; errdefs.ErrNotFound if there is no such record.
+	SetSandboxState(ctx context.Context, id, state string, filesystemOnly bool, end time.Time) error
+	// SetSandboxNetwork changes a sandbox's network rules (nil: none) and
+	// whether what they do not allow is blocked; errdefs.ErrNotFound if
+	// there is no such record.
+	SetSandboxNetwork(ctx context.Context, id string, n *SandboxNetwork, internetBlocked bool) error
 	// DeleteSandbox removes the record with id; removing a missing record
 	// is fine.
 	DeleteSandbox(ctx context.Context, id string) error
@@ -101,4 +109,24 @@ type SandboxRecord struct {
 	Secure        bool
 	AllowInternet bool
 	Pid           int
+	// What a restarted daemon needs to take the sandbox over as it was.
+	EnvdVersion     string
+	AutoPause       bool            // the timeout pauses rather than kills
+	InternetBlocked bool            // what Network does not allow is denied
+	Network         *SandboxNetwork // nil: no rules
+	// The lifecycle as asked at create, and how the sandbox is paused.
+	AutoPauseFilesystemOnly bool
+	AutoResume              bool
+	PausedFilesystemOnly    bool
+	// Origin is what the sandbox was made from (JSON owned by the
+	// sandbox package): what a filesystem-only resume boots again, and
+	// what a snapshot or fork of it stands on.
+	Origin []byte
+}
+
+// SandboxNetwork is a sandbox's network rules as the client gave them
+// (E2B's network.allowOut and denyOut).
+type SandboxNetwork struct {
+	AllowOut []string `json:"allowOut,omitempty"`
+	DenyOut  []string `json:"denyOut,omitempty"`
 }

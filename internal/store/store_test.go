@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -408,4 +409,67 @@ func flip(c byte) string {
 		return "1"
 	}
 	return "0"
+}
+
+// TestSandboxTakeOverFields: what a restarted daemon needs to take a
+// sandbox over (envd version, auto-pause, network rules, state) is
+// written, changed and read back.
+func TestSandboxTakeOverFields(t *testing.T) {
+	s, path := openTest(t)
+	ctx := t.Context()
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	rec := SandboxRecord{
+		ID: "ix", TemplateID: "base", StartedAt: t0, EndAt: t0.Add(time.Minute), State: "running",
+		AllowInternet: true, EnvdVersion: "0.2.0", AutoPause: true, InternetBlocked: true,
+		Network:    &SandboxNetwork{AllowOut: []string{"1.1.1.1"}, DenyOut: []string{"0.0.0.0/0"}},
+		AutoResume: true, AutoPauseFilesystemOnly: true, Origin: []byte(`{"template":{}}`),
+	}
+	if err := s.PutSandbox(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSandbox(ctx, SandboxRecord{ID: "iy", TemplateID: "base", StartedAt: t0, EndAt: t0, State: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSandbox(ctx, "ix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.EnvdVersion != "0.2.0" || !got.AutoPause || !got.InternetBlocked || got.Network == nil ||
+		!slices.Equal(got.Network.AllowOut, rec.Network.AllowOut) || !slices.Equal(got.Network.DenyOut, rec.Network.DenyOut) {
+		t.Fatalf("read back %+v (network %+v)", got, got.Network)
+	}
+	if got, _ := s.GetSandbox(ctx, "iy"); got.Network != nil || got.AutoPause || got.InternetBlocked {
+		t.Errorf("a record without rules reads back %+v", got)
+	}
+
+	end := t0.Add(24 * time.Hour)
+	if err := s.SetSandboxState(ctx, "ix", "paused", true, end); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSandboxNetwork(ctx, "ix", nil, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		s.SetSandboxState(ctx, "nope", "paused", false, end),
+		s.SetSandboxNetwork(ctx, "nope", nil, false),
+	} {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("changing an unknown record: %v, want not found", err)
+		}
+	}
+	s2, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	got, err = s2.GetSandbox(ctx, "ix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != "paused" || !got.PausedFilesystemOnly || !got.EndAt.Equal(end) || got.Network != nil || got.InternetBlocked {
+		t.Errorf("after the changes: %+v", got)
+	}
+	if !got.AutoResume || !got.AutoPauseFilesystemOnly || string(got.Origin) != `{"template":{}}` {
+		t.Errorf("lifecycle and origin read back as %+v", got)
+	}
 }

@@ -90,7 +90,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		log:     &syncBuffer{},
 		exited:  make(chan struct{}),
 	}
-	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir}, opts.Args...)
+	// The data dir goes with the server, so its sandboxes go too.
+	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir, "--kill-on-stop"}, opts.Args...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = append(os.Environ(), "SANDPIT_API_KEY="+key)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -86,7 +86,8 @@ class Server:
         self.cleanup: list = []  # sandboxes to kill after the module
         env = {k: v for k, v in os.environ.items() if k != "E2B_DEBUG"}
         env["SANDPIT_API_KEY"] = self.api_key
-        self.args = [str(bin_path), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *extra_args]
+        # The data dir goes with the server, so its sandboxes go too.
+        self.args = [str(bin_path), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--kill-on-stop", *extra_args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + STARTUP_DEADLINE

@@ -93,7 +93,10 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {}, d
 
   const childEnv = { ...process.env, ...env, SANDPIT_API_KEY: apiKey }
   delete childEnv.E2B_DEBUG
-  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs]
+  // A throwaway data dir takes its sandboxes with it: they are killed at
+  // stop rather than left for a next daemon that never comes.
+  const killOnStop = keepDataDir ? [] : ['--kill-on-stop']
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...killOnStop, ...extraArgs]
   const child = spawn(bin, args, { env: childEnv, stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)
 
@@ -174,6 +177,12 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {}, d
     return exited
   }
 
+  /** SIGKILL, as a crash: nothing of the data dir is touched. */
+  async function crash() {
+    if (!exited) child.kill('SIGKILL')
+    return await exitedPromise
+  }
+
   return {
     url,
     port,
@@ -182,6 +191,7 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {}, d
     logPath,
     pid: child.pid,
     readLog,
+    crash,
     get exited() {
       return exited
     },

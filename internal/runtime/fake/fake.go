@@ -31,8 +31,8 @@ type Options struct {
 	SocketDir string
 }
 
-// Fake is an in-memory runtime. Its test hooks (Exit, Adopt, FailCreate,
-// Spec, Kills) let a test play the parts of a real runtime.
+// Fake is an in-memory runtime. Its test hooks (Exit, Leave, FailCreate,
+// Spec, Kills, Adopts) let a test play the parts of a real runtime.
 type Fake struct {
 	opts   Options
 	exited chan string
@@ -41,6 +41,7 @@ type Fake struct {
 	sandboxes map[string]*sandbox
 	createErr error
 	kills     map[string]int
+	adopts    map[string]int
 	closed    bool
 	ownDir    string // socket dir we created and remove at Close
 	pid       int
@@ -67,6 +68,7 @@ var (
 	_ runtime.StatsReader  = (*Fake)(nil)
 	_ runtime.Pauser       = (*Fake)(nil)
 	_ runtime.LogKeeper    = (*Fake)(nil)
+	_ runtime.Adopter      = (*Fake)(nil)
 )
 
 // New returns a Fake. Close it to stop its socket servers.
@@ -76,6 +78,7 @@ func New(opts Options) *Fake {
 		exited:    make(chan string, 256),
 		sandboxes: map[string]*sandbox{},
 		kills:     map[string]int{},
+		adopts:    map[string]int{},
 		pid:       1000,
 	}
 }
@@ -204,13 +207,43 @@ func (f *Fake) Exit(id string) {
 	f.exited <- id
 }
 
-// Adopt makes the fake hold a sandbox as if an earlier daemon run had left
+// Leave makes the fake hold a sandbox as if an earlier daemon run had left
 // it behind.
-func (f *Fake) Adopt(id string) {
+func (f *Fake) Leave(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pid++
-	f.sandboxes[id] = &sandbox{spec: runtime.Spec{ID: id}, info: runtime.Sandbox{ID: id, Pid: f.pid}}
+	f.sandboxes[id] = &sandbox{spec: runtime.Spec{ID: id}, info: runtime.Sandbox{ID: id, Pid: f.pid}, log: sandboxlog.New()}
+}
+
+// Adopt implements runtime.Adopter: any sandbox the fake holds (one it
+// created, or one Leave left) can be adopted, any number of times, as one
+// fake stands for a daemon's runtime before and after a restart; Spec
+// then reports the egress policy given. A sandbox it does not hold is
+// errdefs.ErrNotFound.
+func (f *Fake) Adopt(ctx context.Context, a runtime.Adoption) (*runtime.Sandbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.sandboxes[a.ID]
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox "+a.ID+" is gone")
+	}
+	if f.opts.Handler != nil && sb.server == nil {
+		if err := f.serveLocked(sb); err != nil {
+			return nil, err
+		}
+	}
+	f.adopts[a.ID]++
+	sb.spec.Egress = a.Egress
+	info := sb.info
+	return &info, nil
+}
+
+// Adopts counts the Adopt calls that took id.
+func (f *Fake) Adopts(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.adopts[id]
 }
 
 // SetEgress implements runtime.EgressSetter: Spec reports the new policy.

@@ -33,7 +33,7 @@ func TestLifecycle(t *testing.T) {
 	if !ok || spec.Env["A"] != "1" {
 		t.Errorf("Spec = %+v, %v", spec, ok)
 	}
-	f.Adopt("old")
+	f.Leave("old")
 	ids, _ := f.List(ctx)
 	if !slices.Equal(ids, []string{"a", "old"}) {
 		t.Errorf("List = %v", ids)

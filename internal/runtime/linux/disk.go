@@ -197,6 +197,13 @@ func (d *disks) attach(img string, sizeMB int) (int, error) {
 	// Auto-clear fires on the device's last close: hold it open until
 	// the filesystem holds it.
 	defer loopFile.Close()
+	return mountDisk(dev)
+}
+
+// mountDisk mounts the ext4 on block device dev, detached, and returns
+// the mount's handle. Mounting a device that is mounted already gives the
+// same superblock: a sandbox of an earlier run keeps writing to it.
+func mountDisk(dev string) (int, error) {
 	fsfd, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("fsopen ext4: %w", err)

@@ -72,6 +72,7 @@ type Runtime struct {
 
 	disks   *disks // nil without disk quotas
 	diskErr error  // why DiskQuota could not be had
+	bootID  string // the kernel's boot id, part of every init's identity
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -81,16 +82,20 @@ type Runtime struct {
 var _ runtime.Runtime = (*Runtime)(nil)
 
 type box struct {
-	id      string
-	dir     string
-	slot    int
-	pid     int
-	cmd     *exec.Cmd
-	group   cgroup.Group
-	link    *egress.Link     // nil when the sandbox has loopback only
-	layers  string           // where the writable layers' upper and work dirs are
-	disk    int              // the detached mount of its disk until the overlays hold it; -1 when none
-	done    chan struct{}    // closed when the init has been waited for
+	id     string
+	dir    string
+	slot   int
+	pid    int
+	cmd    *exec.Cmd
+	group  cgroup.Group
+	link   *egress.Link  // nil when the sandbox has loopback only
+	layers string        // where the writable layers' upper and work dirs are
+	disk   int           // the detached mount of its disk until the overlays hold it; -1 when none
+	done   chan struct{} // closed when the init has been waited for
+	// pidfd is the init of a sandbox an earlier run started (Adopt),
+	// which this process cannot wait for; nil for its own children.
+	pidfd   *os.File
+	logR    *os.File         // the read end of its log FIFO; nil when not read
 	killing bool             // guarded by Runtime.mu
 	paused  bool             // frozen; guarded by Runtime.mu
 	log     *sandboxlog.Ring // the agent's stderr, parsed
@@ -135,7 +140,12 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.Chmod(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir permissions: %w", err)
 	}
+	boot, err := bootID()
+	if err != nil {
+		return nil, err
+	}
 	r := &Runtime{
+		bootID: boot,
 		cfg:    cfg,
 		log:    cfg.Logger,
 		exited: make(chan string, 64),
@@ -181,14 +191,22 @@ func (r *Runtime) Warnings() []string {
 
 func (r *Runtime) Exited() <-chan string { return r.exited }
 
-// Close releases the runtime. Sandboxes keep running; the cgroup parent is
-// removed when none is left.
+// Close releases the runtime. Sandboxes keep running, for a later runtime
+// to adopt; the cgroup parent is removed when none is left.
 func (r *Runtime) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.closed)
 		if r.disks != nil {
 			_ = r.disks.close()
 		}
+		r.mu.Lock()
+		for _, b := range r.boxes {
+			b.closeLog()
+			if b.pidfd != nil {
+				_ = b.pidfd.Close()
+			}
+		}
+		r.mu.Unlock()
 	})
 	return r.cfg.Cgroups.Prune()
 }
@@ -273,7 +291,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	childCtl := os.NewFile(uintptr(pair[1]), "ctl-child")
 	defer ctl.Close()
 
-	stderr, err := r.logPipe(spec.ID, b.log)
+	stderr, err := r.openLog(b)
 	if err != nil {
 		childCtl.Close()
 		return nil, err
@@ -322,8 +340,8 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		_ = cmd.Wait()
 		close(b.done)
 	}()
-	if err := os.WriteFile(filepath.Join(b.dir, "pid"), []byte(strconv.Itoa(b.pid)), 0o600); err != nil {
-		return nil, fmt.Errorf("recording pid of %s: %w", spec.ID, err)
+	if err := r.recordInit(b); err != nil {
+		return nil, err
 	}
 	st.mark("spawn")
 
@@ -503,39 +521,6 @@ func waitReady(ctx context.Context, ctl *os.File, b *box) error {
 	}
 }
 
-// logPipe returns the write end of a pipe whose lines are logged as the
-// sandbox's init/agent output. The reader ends when every writer is gone.
-func (r *Runtime) logPipe(id string, ring *sandboxlog.Ring) (*os.File, error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("log pipe for %s: %w", id, err)
-	}
-	go func() {
-		defer pr.Close()
-		br := bufio.NewReaderSize(pr, sandboxlog.MaxLine)
-		for {
-			line, err := readLine(br)
-			if err != nil {
-				return
-			}
-			e := sandboxlog.ParseAgentLine(line, time.Now())
-			ring.Append(e)
-			// The sandbox logs API serves the agent's lines; the daemon's
-			// own log repeats only what needs an operator's eye, or every
-			// command would be two lines in it.
-			lv := slog.LevelDebug
-			switch e.Level {
-			case sandboxlog.LevelWarn:
-				lv = slog.LevelWarn
-			case sandboxlog.LevelError:
-				lv = slog.LevelError
-			}
-			r.log.Log(context.Background(), lv, "agent", "sandbox_id", id, "line", string(line))
-		}
-	}()
-	return pw, nil
-}
-
 // readLine reads one line without its newline; a line longer than the
 // reader's buffer is cut there and the rest skipped, so a runaway line
 // never stops the pipe being drained.
@@ -554,9 +539,14 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 // watch reports a sandbox whose init exits without Kill; done is its
-// init's b.done (a Start after a Stop gives the box a new one).
+// init's b.done (a Start after a Stop gives the box a new one). It stops
+// watching when the runtime closes: the sandbox outlives it.
 func (r *Runtime) watch(b *box, done chan struct{}) {
-	<-done
+	select {
+	case <-done:
+	case <-r.closed:
+		return
+	}
 	r.mu.Lock()
 	killing := b.killing || b.done != done
 	r.mu.Unlock()
@@ -713,17 +703,24 @@ func (r *Runtime) takeBox(id string) (*box, bool) {
 // and directory.
 func (r *Runtime) destroy(b *box) error {
 	b.closeDisk()
-	if b.cmd != nil && b.cmd.Process != nil {
+	if b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil {
 		r.mu.Lock()
 		b.killing = true
 		paused := b.paused
 		r.mu.Unlock()
-		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		b.kill()
 		// Frozen tasks take their SIGKILL only once thawed.
 		if paused && b.group != nil {
 			_ = b.group.Thaw()
 		}
-		<-b.done
+		select {
+		case <-b.done:
+		case <-r.closed: // an adopted init's waiter stopped with the runtime
+			_ = waitGone(context.Background(), b.pid)
+		}
+	}
+	if b.pidfd != nil {
+		_ = b.pidfd.Close()
 	}
 	var errs []error
 	if b.group != nil {
@@ -741,6 +738,21 @@ func (r *Runtime) destroy(b *box) error {
 		r.freeSlot(b.slot)
 	}
 	return errors.Join(errs...)
+}
+
+// kill sends the sandbox's init SIGKILL; the kernel then kills the rest of
+// its pid namespace.
+func (b *box) kill() {
+	if b.cmd != nil {
+		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		return
+	}
+	// Through the pidfd, so the signal can only reach the adopted init.
+	if rc, err := b.pidfd.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0)
+		})
+	}
 }
 
 // closeDisk lets go of the sandbox's disk mount; what is mounted on it
@@ -781,10 +793,11 @@ func (r *Runtime) reap(ctx context.Context, id string) error {
 	if gerr == nil {
 		pids, _ = g.Pids()
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
-		if p, err := strconv.Atoi(string(b)); err == nil && !slices.Contains(pids, p) && isSandboxInit(p) {
-			pids = append(pids, p)
-		}
+	// The recorded init is killed only if it is still that process (or,
+	// in a dir of an older version, at least a pid namespace's init).
+	if p, err := r.recordedInit(dir); p > 0 && !slices.Contains(pids, p) &&
+		(err == nil || errors.Is(err, errNoIdent) && isSandboxInit(p)) {
+		pids = append(pids, p)
 	}
 	for _, p := range pids {
 		_ = unix.Kill(p, unix.SIGKILL)
