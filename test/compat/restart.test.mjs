@@ -169,3 +169,54 @@ test('SIGTERM with a command stream open stops promptly when the sandboxes outli
   useSdkEnv(next)
   assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'running')
 })
+
+test('a restart keeps each sandbox its team, a filesystem-only pause, lifecycle, snapshots and forks', async () => {
+  const { execFileSync } = await import('node:child_process')
+  const { sandpitBin } = await import('./harness.mjs')
+  const noPool = ['--warm-pool', 'off']
+  const first = await startServer({ name: 'restart-teams-1', keepDataDir: true, extraArgs: noPool })
+  servers.push(first)
+  const cli = (...args) => execFileSync(sandpitBin(), [...args, '--data-dir', first.dataDir], { encoding: 'utf8' })
+  cli('teams', 'create', 'rt', '--max-sandboxes', '2')
+  const keyRT = cli('keys', 'create', 'rt-key', '--team', 'rt').trim().split('\n').at(-1)
+  const conn = (server, apiKey = keyRT) => ({ apiUrl: server.url, sandboxUrl: server.url, apiKey })
+
+  const mine = await Sandbox.create({ ...conn(first), timeoutMs: 600_000, lifecycle: { onTimeout: 'pause', autoResume: true } })
+  await mine.files.write('/home/user/kept.txt', 'kept across the restart')
+  const stopped = await Sandbox.create({ ...conn(first), timeoutMs: 600_000 })
+  await stopped.files.write('/home/user/fs.txt', 'kept by a filesystem-only pause')
+  await stopped.betaPause({ keepMemory: false })
+  assert.equal((await Sandbox.getInfo(stopped.sandboxId, conn(first))).state, 'paused')
+
+  await first.crash()
+  const second = await startServer({ name: 'restart-teams-2', dataDir: first.dataDir, apiKey: first.apiKey, keepDataDir: true, extraArgs: noPool })
+  servers.push(second)
+
+  // The team is the record's: team rt sees both, the default team neither,
+  // and rt is still at its limit of two.
+  const listed = await Sandbox.list(conn(second)).nextItems()
+  assert.deepEqual(listed.map((s) => s.sandboxId).sort(), [mine.sandboxId, stopped.sandboxId].sort())
+  assert.deepEqual(await Sandbox.list(conn(second, second.apiKey)).nextItems(), [])
+  await assert.rejects(Sandbox.getInfo(mine.sandboxId, conn(second, second.apiKey)), SandboxNotFoundError)
+  await assert.rejects(Sandbox.create({ ...conn(second), retries: 0 }), /max-sandboxes 2/)
+  const info = await Sandbox.getInfo(mine.sandboxId, conn(second))
+  assert.deepEqual(info.lifecycle, { onTimeout: 'pause', autoResume: true })
+
+  // The filesystem-only paused one stayed paused and resumes with its files.
+  assert.equal((await Sandbox.getInfo(stopped.sandboxId, conn(second))).state, 'paused')
+  const resumed = await Sandbox.connect(stopped.sandboxId, conn(second))
+  assert.equal(await resumed.files.read('/home/user/fs.txt'), 'kept by a filesystem-only pause')
+
+  // A sandbox of the earlier run can be snapshotted and forked.
+  const again = await Sandbox.connect(mine.sandboxId, conn(second))
+  const snap = await again.createSnapshot()
+  await resumed.kill()
+  const fromSnap = await Sandbox.create(snap.snapshotId, conn(second))
+  assert.equal(await fromSnap.files.read('/home/user/kept.txt'), 'kept across the restart')
+  await fromSnap.kill()
+  const [fork] = await again.fork({ count: 1 })
+  assert.ok(!(fork instanceof Error), `fork: ${fork?.message}`)
+  assert.equal(await fork.files.read('/home/user/kept.txt'), 'kept across the restart')
+  await fork.kill()
+  await again.kill()
+})
