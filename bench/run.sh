@@ -32,6 +32,18 @@ node bench/audit_bench.mjs --creates "$RUNS"
 echo
 node bench/audit_bench.mjs --creates "$RUNS" --serve-arg=--warm-pool=off
 echo
+echo "### Snapshots and forks through the SDK (node bench/snapshot_bench.mjs --reps 10)"
+echo
+node bench/snapshot_bench.mjs --reps 10
+echo
+echo "### Pause and resume, both kinds (node bench/lifecycle_bench.mjs --rounds $RUNS)"
+echo
+node bench/lifecycle_bench.mjs --rounds "$RUNS"
+echo
+echo "### A restart takes over 100 sandboxes (node bench/restart_bench.mjs --sandboxes 100)"
+echo
+node bench/restart_bench.mjs --sandboxes 100
+echo
 echo "### sandpit through the official Python SDK (bench/py_sdk_bench.py --creates $RUNS)"
 echo
 test/compat-py/run.sh --collect-only -q >/dev/null # makes its venv once
