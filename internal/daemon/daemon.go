@@ -121,7 +121,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if !cfg.NoAudit {
+		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
+	}
 	d.manager, err = sandbox.NewManager(sandbox.Config{
+		Reaped:         d.auditReaped,
 		Runtime:        d.runtime,
 		Store:          d.store,
 		Templates:      d.templates,
@@ -150,9 +154,6 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		return nil, err
 	}
 
-	if !cfg.NoAudit {
-		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
-	}
 	extra := http.NewServeMux()
 	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	apiCfg := restapi.Config{
@@ -200,6 +201,21 @@ func (d *Daemon) auditSandboxRequest(r *http.Request, ev proxy.Event) {
 		Client:   r.RemoteAddr,
 		Duration: ev.Duration,
 		Detail:   ev.Detail,
+	})
+}
+
+// auditReaped records in the audit log a sandbox the last run left that
+// is gone (a host reboot ended it): its record is deleted, and this says
+// what became of it.
+func (d *Daemon) auditReaped(_ context.Context, rec store.SandboxRecord, why error) {
+	d.audit.Record(store.AuditEntry{
+		TeamID:  rec.TeamID,
+		KeyName: "daemon",
+		Action:  "sandbox.reaped",
+		Target:  rec.ID,
+		Result:  "gone",
+		Client:  "local",
+		Detail:  why.Error(),
 	})
 }
 

@@ -1,8 +1,10 @@
 package sandbox_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +219,41 @@ func metricValue(t *testing.T, e *env, name string, labels map[string]string) fl
 		}
 	}
 	return 0
+}
+
+// A sandbox the last run left that is gone is reported with its record
+// (the daemon writes it to the audit log), and an adopted one counts for
+// its team's limit again.
+func TestRecoverReportsTheReapedAndCountsTheAdopted(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	ctx := t.Context()
+	e.rt.Leave("iold")
+	end := t0.Add(time.Hour)
+	for _, id := range []string{"iold", "igone"} {
+		if err := e.st.PutSandbox(ctx, store.SandboxRecord{ID: id, TeamID: "id-a", TemplateID: "base", State: "running", StartedAt: t0, EndAt: end}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reaped []string
+	m, err := sandbox.NewManager(sandbox.Config{Runtime: e.rt, Store: e.st, Templates: templates(), Clock: e.clock,
+		Reaped: func(_ context.Context, rec store.SandboxRecord, why error) {
+			reaped = append(reaped, rec.ID+" "+rec.TeamID)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if err := m.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(reaped, []string{"igone id-a"}) {
+		t.Fatalf("reaped %v, want igone of id-a", reaped)
+	}
+	if owner, ok := m.Owner("iold"); !ok || owner != "id-a" {
+		t.Fatalf("the adopted sandbox's team = %q %v", owner, ok)
+	}
+	_, err = m.Create(ctx, sandbox.CreateRequest{Team: team("a", store.Limits{MaxSandboxes: 1}), Template: "base"})
+	if !errors.Is(err, errdefs.ErrResourceExhausted) {
+		t.Fatalf("a create beside the adopted sandbox at a limit of 1: %v", err)
+	}
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// only the warm pool's spares are killed. By default Close kills
 	// every sandbox.
 	KeepOnClose bool
+	// Reaped, when set, is told of each sandbox Recover found gone (a
+	// host reboot ended it) and why, for the record.
+	Reaped func(ctx context.Context, rec store.SandboxRecord, why error)
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -84,6 +87,7 @@ type Manager struct {
 	maxTO     time.Duration
 	defDiskMB int
 	keep      bool // Config.KeepOnClose
+	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
@@ -194,6 +198,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		maxTO:       cfg.MaxTimeout,
 		defDiskMB:   cfg.DefaultDiskMB,
 		keep:        cfg.KeepOnClose,
+		reaped:      cfg.Reaped,
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},

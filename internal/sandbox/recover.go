@@ -68,6 +68,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 			m.log.InfoContext(ctx, "a sandbox left by an earlier run is gone; removing its record", "sandbox_id", rec.ID, "reason", err)
 		}
 		reaped++
+		if m.reaped != nil {
+			m.reaped(ctx, rec, err)
+		}
 		if err := m.release(ctx, rec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("reaping leftover sandbox %s: %w", rec.ID, err))
 		}
