@@ -143,11 +143,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := d.manager.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovering from the last run: %w", err)
 	}
-	// GC may remove a layer that only a running sandbox still uses (its
-	// template was rebuilt since), so it waits for a start with none.
-	if running, err := d.runtime.List(ctx); err != nil || len(running) > 0 {
-		log.Info("template layer GC skipped: sandboxes taken over from the last run may use old layers", "sandboxes", len(running))
-	} else if _, err := d.templates.GC(ctx); err != nil {
+	// The layers the sandboxes taken over stand on stay, though their
+	// templates may have been rebuilt or removed since.
+	if running, ok := d.manager.TemplatesInUse(); !ok {
+		log.Info("template layer GC skipped: a sandbox taken over from the last run has no record of its layers")
+	} else if _, err := d.templates.GC(ctx, running...); err != nil {
 		log.Warn("template layer GC", "err", err)
 	}
 	if err := d.manager.StartPool(ctx, cfg.WarmPool); err != nil {

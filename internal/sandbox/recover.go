@@ -11,6 +11,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/store"
+	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
 // Recover makes the Manager's view the truth at daemon start. Sandboxes
@@ -221,4 +222,19 @@ func storedNetwork(n *Network) *store.SandboxNetwork {
 		return nil
 	}
 	return &store.SandboxNetwork{AllowOut: n.AllowOut, DenyOut: n.DenyOut}
+}
+
+// TemplatesInUse returns what every sandbox the Manager holds was made
+// from, for the template layer GC; ok is false when it does not know that
+// of some sandbox, and then no layer may be collected.
+func (m *Manager) TemplatesInUse() (tpls []*template.Template, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.sandboxes {
+		if e.boot.tpl == nil {
+			return nil, false
+		}
+		tpls = append(tpls, e.boot.tpl)
+	}
+	return tpls, true
 }

@@ -17,13 +17,21 @@ import (
 // changed) and returns how many it removed; then it collects uploads no
 // build uses (CollectUploads). A template uses the layers of
 // its latest good build and of every build a tag points at, however old.
-// A running sandbox may still use a layer its template no longer does, so
-// call GC only when no sandbox runs: at daemon start, after the sandboxes
-// of the last run were reaped and before any build.
-func (r *Registry) GC(ctx context.Context) (int, error) {
+// A running sandbox may still use a layer its template no longer does:
+// running names what every sandbox that runs was made from, and GC is
+// called before any build (at daemon start, once the sandboxes of the last
+// run are taken over or reaped).
+func (r *Registry) GC(ctx context.Context, running ...*Template) (int, error) {
 	specs, err := r.specsInUse(ctx)
 	if err != nil {
 		return 0, err
+	}
+	for _, t := range running {
+		spec, err := json.Marshal(t)
+		if err != nil {
+			return 0, fmt.Errorf("reading what a sandbox runs on: %w", err)
+		}
+		specs = append(specs, spec)
 	}
 	snaps, err := r.snapshotSpecs(ctx)
 	if err != nil {

@@ -144,6 +144,11 @@ func TestRegistryTags(t *testing.T) {
 	if got := tagList(t, r, "app"); len(got) != 5 {
 		t.Fatalf("a failed removal changed the tags: %v", got)
 	}
+	// A sandbox of app:v1 runs on: its layers outlive the tag.
+	onV1, err := r.Resolve(ctx, "", "app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := r.RemoveTags(ctx, "", "app", []string{"v1", "default", "prod"}); err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +164,9 @@ func TestRegistryTags(t *testing.T) {
 	}
 	// No tag points at the first build any more, and it is not the
 	// latest: its layer goes; the second build's stays.
+	if n, err := r.GC(ctx, onV1); err != nil || n != 0 {
+		t.Fatalf("GC with a sandbox on the first build removed %d layers, want 0: %v", n, err)
+	}
 	if n, err := r.GC(ctx); err != nil || n != 1 {
 		t.Fatalf("GC after untagging the first build removed %d layers, want 1: %v", n, err)
 	}
