@@ -215,9 +215,9 @@ func (r *Runtime) Adopt(ctx context.Context, a runtime.Adoption) (_ *runtime.San
 		}
 		b.link = &link
 	}
-	if err := r.reattachDisk(b, false); err != nil {
-		return nil, fmt.Errorf("adopting %s: %w", id, err)
-	}
+	// Its disk is the overlays' (inside the sandbox) until a Stop: a
+	// Start after that binds it anew (reattachDisk), and a snapshot
+	// mounts it from its loop device meanwhile.
 	if err := r.reopenLog(b); err != nil {
 		r.log.Warn("the log of an adopted sandbox cannot be read", "sandbox_id", id, "err", err)
 	}
@@ -369,26 +369,28 @@ func (r *Runtime) adoptStopped(id, dir string) (*runtime.Sandbox, error) {
 }
 
 // reattachDisk gives an adopted box the handle on its disk's mount and the
-// link its overlays name their upper dirs by, as Create left them, so Stop,
-// Start and Snapshot work on it as on one this run made. The disk of a
-// running sandbox is mounted again from the loop device it is on; a
-// stopped one's device was let go with the earlier run, so it is bound
-// anew.
+// link its overlays name their upper dirs by, as Create left them, so
+// Start and Snapshot work on it as on one this run made. The disk's loop
+// device is found; a stopped sandbox's may have been let go with its last
+// mount, and is then bound anew.
 func (r *Runtime) reattachDisk(b *box, stopped bool) error {
 	img := filepath.Join(b.dir, "disk.img")
 	if _, err := os.Lstat(img); err != nil || r.disks == nil {
 		b.layers = filepath.Join(b.dir, "layers")
 		return nil
 	}
-	var dev string
-	var err error
-	if stopped {
+	// A device still bound to the image is used, whatever the sandbox's
+	// state: the last mount of the disk may still be going away, and a
+	// second device on the same image would be a second filesystem on it.
+	dev, err := r.loopOf(img)
+	if err != nil && stopped {
 		var loopFile *os.File
 		if dev, loopFile, err = r.disks.loop(img); err != nil {
 			return err
 		}
 		defer loopFile.Close() // the mount holds the device from here
-	} else if dev, err = loopOf(img); err != nil {
+	}
+	if err != nil {
 		return err
 	}
 	fd, err := mountDisk(dev)

@@ -241,3 +241,65 @@ func policyChainOf(t *testing.T, idx string) bool {
 	}
 	return false
 }
+
+// A sandbox the next runtime adopts can be stopped and started again on
+// its files, and one stopped before the restart is adopted as stopped and
+// started on its files; Kill then leaves nothing.
+func TestAdoptThenStopStart(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t, func(c *linux.Config) { c.DiskQuota = true })
+	before := snapshot(t, e)
+	sbRun := e.create(t, "adopt-run")
+	sbStop := e.create(t, "adopt-stop")
+	run(t, sbRun, "echo kept-run > /home/user/f", false)
+	run(t, sbStop, "echo kept-stop > /home/user/f", false)
+	if err := e.rt.Stop(t.Context(), "adopt-stop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := linux.New(linux.Config{StateDir: e.stateDir, Exe: e.exe, Cgroups: e.cg, DiskQuota: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt = rt2
+	if _, err := rt2.Adopt(t.Context(), runtime.Adoption{ID: "adopt-run"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt2.Adopt(t.Context(), runtime.Adoption{ID: "adopt-stop"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("adopting a stopped sandbox as running: %v, want not found", err)
+	}
+	if _, err := rt2.Adopt(t.Context(), runtime.Adoption{ID: "adopt-stop", Stopped: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt2.Stop(t.Context(), "adopt-run"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(sbRun.Pid, 0); err == nil {
+		t.Fatal("the adopted init survived Stop")
+	}
+	for id, want := range map[string]string{"adopt-run": "kept-run\n", "adopt-stop": "kept-stop\n"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		sb, err := rt2.Start(ctx, runtime.Spec{ID: id, Hostname: id, Mounts: e.tmpl.Mounts,
+			Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256}})
+		cancel()
+		if err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+		if got := run(t, sb, "cat /home/user/f", false); got != want {
+			t.Fatalf("%s after its start reads %q, want %q", id, got, want)
+		}
+	}
+	for _, id := range []string{"adopt-run", "adopt-stop"} {
+		if err := rt2.Kill(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The state dir also holds the disks' golden images and spares.
+	after := snapshot(t, e)
+	after.StateDirs = before.StateDirs
+	if after != before {
+		t.Errorf("left behind:\n before %+v\n after  %+v", before, after)
+	}
+}

@@ -74,6 +74,12 @@ type Runtime struct {
 	diskErr error  // why DiskQuota could not be had
 	bootID  string // the kernel's boot id, part of every init's identity
 
+	// loops maps a disk image (device and inode) to the loop device it
+	// is bound to, as last scanned: adopting many sandboxes scans
+	// /sys/block once, not once each.
+	loopsMu sync.Mutex
+	loops   map[fileID]string
+
 	mu    sync.Mutex
 	boxes map[string]*box
 	slots map[int]string // uid range slot → sandbox id

@@ -202,24 +202,72 @@ func (r *Runtime) writableLayers(b *box) (int, func(), error) {
 // loopOf finds the loop device that backs img, by the image's inode (a
 // spare disk's image was renamed after it was bound).
 func loopOf(img string) (string, error) {
+	return scanLoops(img, nil)
+}
+
+// loopOf is loopOf through the runtime's map of bound loop devices, which
+// is scanned again only when img is not in it.
+func (r *Runtime) loopOf(img string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		return "", fmt.Errorf("disk image: %w", err)
+	}
+	key := fileID{dev: uint64(st.Dev), ino: st.Ino}
+	r.loopsMu.Lock()
+	defer r.loopsMu.Unlock()
+	if dev, ok := r.loops[key]; ok {
+		if cur, err := loopBacking(dev); err == nil && cur == key {
+			return dev, nil
+		}
+	}
+	r.loops = map[fileID]string{}
+	return scanLoops(img, r.loops)
+}
+
+// scanLoops finds img's loop device among those bound, recording every
+// bound device in seen when it is not nil.
+func scanLoops(img string, seen map[fileID]string) (string, error) {
 	var want unix.Stat_t
 	if err := unix.Stat(img, &want); err != nil {
 		return "", fmt.Errorf("disk image: %w", err)
 	}
+	key := fileID{dev: uint64(want.Dev), ino: want.Ino}
+	found := ""
 	bound, _ := filepath.Glob("/sys/block/loop*/loop")
 	for _, p := range bound {
 		dev := "/dev/" + filepath.Base(filepath.Dir(p))
-		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		backing, err := loopBacking(dev)
 		if err != nil {
 			continue
 		}
-		info, err := unix.IoctlLoopGetStatus64(fd)
-		unix.Close(fd)
-		if err == nil && info.Inode == want.Ino && info.Device == uint64(want.Dev) {
-			return dev, nil
+		if seen != nil {
+			seen[backing] = dev
+		}
+		if backing == key && found == "" {
+			found = dev
+			if seen == nil {
+				break
+			}
 		}
 	}
-	return "", errdefs.New(errdefs.ErrUnavailable, "the sandbox's disk is attached to no loop device")
+	if found == "" {
+		return "", errdefs.New(errdefs.ErrUnavailable, "the sandbox's disk is attached to no loop device")
+	}
+	return found, nil
+}
+
+// loopBacking is the file (device and inode) loop device dev is bound to.
+func loopBacking(dev string) (fileID, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fileID{}, err
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	if err != nil {
+		return fileID{}, err
+	}
+	return fileID{dev: info.Device, ino: info.Inode}, nil
 }
 
 // fileID names an inode, to keep hard links linked in the copy.

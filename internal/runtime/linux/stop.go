@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -76,6 +75,11 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (*runtime.Sandbo
 	r.mu.Unlock()
 
 	st := stages{last: time.Now()}
+	if b.layers == "" { // adopted running, and stopped since
+		if err := r.reattachDisk(b, true); err != nil {
+			return nil, fmt.Errorf("starting %s again: %w", id, err)
+		}
+	}
 	if err := r.freshWork(b, len(spec.Mounts)); err != nil {
 		return nil, err
 	}
@@ -109,8 +113,8 @@ func (r *Runtime) halt(b *box) error {
 	paused := b.paused
 	b.paused = false
 	r.mu.Unlock()
-	if b.cmd != nil && b.cmd.Process != nil {
-		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+	if b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil {
+		b.kill() // an adopted init through its pidfd
 		// Frozen tasks take their SIGKILL only once thawed.
 		if paused && b.group != nil {
 			_ = b.group.Thaw()
@@ -118,7 +122,15 @@ func (r *Runtime) halt(b *box) error {
 		// The init is reaped only once every task of its pid namespace
 		// is gone, and with them the mounts of its overlays: a new boot
 		// never shares the writable layers with an old one.
-		<-b.done
+		select {
+		case <-b.done:
+		case <-r.closed: // an adopted init's waiter stopped with the runtime
+			_ = waitGone(context.Background(), b.pid)
+		}
+		if b.pidfd != nil {
+			b.pidfd.Close()
+			b.pidfd = nil
+		}
 	}
 	r.mu.Lock()
 	group, link := b.group, b.link
