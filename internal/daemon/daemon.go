@@ -487,6 +487,13 @@ func (d *Daemon) close(ctx context.Context) {
 	if d.templates != nil {
 		_ = d.templates.Close()
 	}
+	// Builds end with the daemon; their runtime's cgroup parent goes when
+	// empty.
+	if d.builds != nil {
+		if err := d.builds.Close(); err != nil {
+			d.log.Warn("removing the template builds' cgroup", "err", err)
+		}
+	}
 	d.closeSandboxes(ctx)
 	// After the sandboxes: their kills are audited too.
 	if err := d.audit.Close(ctx); err != nil {
