@@ -237,7 +237,23 @@ async function livePhase() {
   const mem1 = memAvailableMiB()
   const rss1 = rssMiB(server.pid)
 
-  // Every live sandbox runs a command, C at a time, while B creates start at once.
+  // Every live sandbox runs a command: one at a time, then C at a time with
+  // nothing else going on, then C at a time while B creates start at once.
+  const quiet1 = []
+  const quietC = []
+  for (const [times, workers] of [[quiet1, 1], [quietC, C]]) {
+    await pool(live.length, workers, async (i) => {
+      const a = now()
+      try {
+        const r = await live[i].commands.run('true', REQ)
+        if (r.exitCode !== 0) throw new Error(`true exited ${r.exitCode}`)
+        times.push(now() - a)
+      } catch (err) {
+        errors.add('commands.run (live, quiet)', err)
+      }
+    })
+  }
+  const cpu15 = cpuOf(server.pid)
   const command = []
   const burst = []
   const burstBoxes = []
@@ -292,7 +308,9 @@ async function livePhase() {
     rss0,
     rss1,
     cpuCreate: cpu1.self - cpu0.self,
-    cpuSweep: cpu2.self - cpu1.self,
+    cpuSweep: cpu2.self - cpu15.self,
+    quiet1,
+    quietC,
   }
 }
 
@@ -327,8 +345,9 @@ if (out.cycles) {
   console.log()
   console.log(
     `**Cycles**: ${c.done}/${N} create → commands.run("true") → kill at concurrency ${C} in ${c.wall.toFixed(1)} s: ` +
-      `**${(c.done / c.wall).toFixed(1)} cycles/s**; daemon CPU ${c.cpu.toFixed(1)} s ` +
-      `(${((c.cpu / Math.max(1, c.done)) * 1000).toFixed(1)} ms per cycle; reaped children ${c.cpuChildren.toFixed(1)} s), RSS ${f(c.rss)} MiB after.`,
+      `**${(c.done / c.wall).toFixed(1)} cycles/s**; CPU: daemon ${c.cpu.toFixed(1)} s + its reaped children (sandbox processes) ` +
+      `${c.cpuChildren.toFixed(1)} s = ${(((c.cpu + c.cpuChildren) / Math.max(1, c.done)) * 1000).toFixed(1)} ms per cycle ` +
+      `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after.`,
   )
   console.log()
   console.log(head)
@@ -345,14 +364,15 @@ if (out.live) {
     `**Live**: ${l.n}/${L} sandboxes created at concurrency ${C} in ${l.createWall.toFixed(1)} s ` +
       `(daemon CPU ${l.cpuCreate.toFixed(1)} s); host MemAvailable dropped ${l.memDrop.toFixed(0)} MiB: ` +
       `**${l.memPer.toFixed(2)} MiB per live sandbox**; daemon RSS ${f(l.rss0)} → ${f(l.rss1)} MiB. ` +
-      `Then each ran commands.run("true") (${C} at a time)` +
-      (B > 0 ? ` while ${B} creates started at once` : '') +
-      `: ${l.sweepWall.toFixed(1)} s, daemon CPU ${l.cpuSweep.toFixed(1)} s.`,
+      `Then each ran commands.run("true"), three times (table)` +
+      `; the last round took ${l.sweepWall.toFixed(1)} s, daemon CPU ${l.cpuSweep.toFixed(1)} s.`,
   )
   console.log()
   console.log(head)
   console.log(row('Sandbox.create (to fill)', l.create, `concurrency ${C}`))
-  console.log(row(`commands.run("true") on a live sandbox`, l.command, `${l.n} live`))
+  console.log(row('commands.run("true") on a live sandbox, one at a time', l.quiet1, `${l.n} live, nothing else running`))
+  console.log(row(`commands.run("true") on a live sandbox, ${C} at a time`, l.quietC, `${l.n} live, nothing else running`))
+  console.log(row(`commands.run("true") on a live sandbox, ${C} at a time` + (B > 0 ? ', during the burst' : ''), l.command, `${l.n} live` + (B > 0 ? `, ${B} creates started with the first` : '')))
   if (B > 0) console.log(row('Sandbox.create in the burst', l.burst, `${B} at once, with ${l.n} live`))
   console.log(row('kill', l.kill, `concurrency ${C}`))
   printErrors(l.errors)
