@@ -112,7 +112,12 @@ async function pool(n, workers, fn) {
 const CLK_TCK = 100 // Linux USER_HZ on every architecture sandpit runs on
 /** utime+stime (s) of a process, and its children's that it has waited for. */
 function cpuOf(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  let stat
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return { self: NaN, children: NaN } // the daemon is gone: the run reports it
+  }
   // Fields after the command name (which may hold spaces) start at field 3.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const self = (Number(f[11]) + Number(f[12])) / CLK_TCK
@@ -120,7 +125,7 @@ function cpuOf(pid) {
   return { self, children }
 }
 function rssMiB(pid) {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m)
+  const m = safe(() => readFileSync(`/proc/${pid}/status`, 'utf8'))?.match?.(/^VmRSS:\s+(\d+) kB/m)
   return m ? Number(m[1]) / 1024 : NaN
 }
 function memAvailableMiB() {
@@ -160,13 +165,14 @@ try {
   }
 
   if (N > 0) out.cycles = await cyclesPhase()
-  if (L > 0) out.live = await livePhase()
+  if (L > 0 && !server.exited) out.live = await livePhase()
 } catch (err) {
   fatal = err
 } finally {
   clearTimeout(timer)
 }
-const rssEnd = safe(() => rssMiB(server.pid))
+const rssEnd = rssMiB(server.pid)
+const diedEarly = server.exited
 await stopServer()
 
 async function cyclesPhase() {
@@ -174,6 +180,7 @@ async function cyclesPhase() {
   const t = { create: [], command: [], kill: [], cycle: [] }
   let done = 0
   const cpu0 = cpuOf(server.pid)
+  const client0 = process.cpuUsage()
   const t0 = now()
   await pool(N, C, async () => {
     const a = now()
@@ -206,7 +213,18 @@ async function cyclesPhase() {
   const wall = (now() - t0) / 1000
   const cpu1 = cpuOf(server.pid)
   process.stderr.write('\n')
-  return { t, errors, wall, done, cpu: cpu1.self - cpu0.self, cpuChildren: cpu1.children - cpu0.children, rss: rssMiB(server.pid) }
+  const client = process.cpuUsage(client0)
+  return {
+    t,
+    errors,
+    wall,
+    done,
+    cpu: cpu1.self - cpu0.self,
+    cpuChildren: cpu1.children - cpu0.children,
+    // The SDK clients share the host's CPUs with the daemon: their share says how much was left.
+    cpuClient: (client.user + client.system) / 1e6,
+    rss: rssMiB(server.pid),
+  }
 }
 
 async function livePhase() {
@@ -347,7 +365,7 @@ if (out.cycles) {
     `**Cycles**: ${c.done}/${N} create → commands.run("true") → kill at concurrency ${C} in ${c.wall.toFixed(1)} s: ` +
       `**${(c.done / c.wall).toFixed(1)} cycles/s**; CPU: daemon ${c.cpu.toFixed(1)} s + its reaped children (sandbox processes) ` +
       `${c.cpuChildren.toFixed(1)} s = ${(((c.cpu + c.cpuChildren) / Math.max(1, c.done)) * 1000).toFixed(1)} ms per cycle ` +
-      `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after.`,
+      `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after; this node process (the SDK clients) ${c.cpuClient.toFixed(1)} s.`,
   )
   console.log()
   console.log(head)
@@ -379,6 +397,10 @@ if (out.live) {
 }
 console.log()
 console.log(`daemon RSS at the end: ${f(rssEnd)} MiB; serve log: ${server.logPath}`)
+if (diedEarly) {
+  console.log(`\n- fatal: sandpit serve exited during the run (code ${diedEarly.code}, signal ${diedEarly.signal})`)
+  process.exitCode = 1
+}
 if (fatal) {
   console.log(`\n- fatal: ${fatal.name}: ${String(fatal.message).split('\n')[0]}`)
   process.exitCode = 1
