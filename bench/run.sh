@@ -22,6 +22,14 @@ echo "### sandpit through the official SDK, no warm pool (cold creates)"
 echo
 node bench/sdk_bench.mjs --creates "$RUNS" --commands 200 --reads 50 --serve-arg=--warm-pool=off
 echo
+echo "### Under load, concurrency 8 (node bench/load.mjs --live 200 --burst 16)"
+echo
+node bench/load.mjs --concurrency 8 --cycles 200 --live 200 --burst 16 --timeout 900
+echo
+echo "### Peers at the same concurrency (bench/peers_load.sh -c 8 -n 200)"
+echo
+bench/peers_load.sh -c 8 -n 200 -t 300
+echo
 echo "### The code interpreter: create + first runCode (node bench/interp_bench.mjs)"
 echo
 node bench/interp_bench.mjs --rounds 20

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# peers_load.sh — the peers at the same concurrency as bench/load.mjs: C
+# workers start isolated `true`s with `runc run` and with `crun run` (the
+# bundle of bench/peers.sh: user, pid, mount, net, ipc, uts and cgroup
+# namespaces, a read-only rootfs of the host's /usr, fresh /proc, tmpfs
+# /dev), N runs in total per peer, each run waited for.
+#
+# Usage (as root):  bench/peers_load.sh [-c CONCURRENCY] [-n RUNS] [-t TIMEOUT_S]
+#                   (defaults: -c 8 -n 200 -t 600; the timeout is per peer)
+# Output: a Markdown table (runs/s, p50/p95/p99/max ms per run) on stdout,
+# progress on stderr. Everything it starts is killed and deleted on exit,
+# error or ^C.
+set -euo pipefail
+
+C=8
+RUNS=200
+TIMEOUT=600
+while getopts "c:n:t:h" opt; do
+  case $opt in
+    c) C=$OPTARG ;;
+    n) RUNS=$OPTARG ;;
+    t) TIMEOUT=$OPTARG ;;
+    h) sed -n '2,12p' "$0"; exit 0 ;;
+    *) exit 2 ;;
+  esac
+done
+for v in "$C" "$RUNS" "$TIMEOUT"; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "peers_load.sh: -c, -n and -t take positive integers" >&2; exit 2; }
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "peers_load.sh: run as root (runc/crun need it)" >&2
+  exit 1
+fi
+log() { printf '%s\n' "$*" >&2; }
+
+need=()
+command -v runc >/dev/null || need+=(runc)
+command -v crun >/dev/null || need+=(crun)
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing: ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
+    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; } ||
+    log "warning: could not install some of: ${need[*]} (those peers are reported as missing)"
+fi
+
+# --- the bundle: the same as bench/peers.sh ------------------------------------
+WORK=$(mktemp -d /tmp/sandpit-peers-load.XXXXXX)
+chmod 755 "$WORK" # the mapped sandbox root must reach the rootfs
+ID="peerload-$$"
+WORKERS=()
+cleanup() {
+  local pid
+  for pid in "${WORKERS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${WORKERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  WORKERS=()
+  # A run cut short leaves its container's state behind: delete ours only.
+  local tool c
+  for tool in runc crun; do
+    command -v $tool >/dev/null || continue
+    for c in $($tool list -q 2>/dev/null | grep "^$ID-" || true); do
+      $tool delete -f "$c" >/dev/null 2>&1 || true
+    done
+  done
+}
+trap 'cleanup; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ROOTFS=$WORK/rootfs
+mkdir -p "$ROOTFS"/{usr,proc,dev,tmp}
+for l in bin lib lib64 sbin; do
+  [ -e "/usr/$l" ] && ln -s "usr/$l" "$ROOTFS/$l"
+done
+cat >"$WORK/config.json" <<EOF
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/usr/bin/true"],
+    "env": ["PATH=/usr/bin:/bin"],
+    "cwd": "/",
+    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+    "noNewPrivileges": true
+  },
+  "root": {"path": "$ROOTFS", "readonly": true},
+  "hostname": "peer",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=1m"]},
+    {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro", "nosuid", "nodev"]}
+  ],
+  "linux": {
+    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "namespaces": [{"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
+                   {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}]
+  }
+}
+EOF
+
+# crun 1.8 refuses the hybrid cgroup v1+v2 layout: as in peers.sh, it runs in
+# a private mount namespace where /sys/fs/cgroup is a plain cgroup2 mount (one
+# per worker, set up before its timed runs).
+CGROUP_FS=$(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo unknown)
+case $CGROUP_FS in
+  cgroup2fs) CGROUP_DESC="cgroup v2" ;;
+  *) if [ -d /sys/fs/cgroup/unified ]; then CGROUP_DESC="cgroup v1+v2 hybrid"; else CGROUP_DESC="cgroup v1"; fi ;;
+esac
+CRUN_WRAP=()
+if [ "$CGROUP_FS" != "cgroup2fs" ] && [ -d /sys/fs/cgroup/unified ]; then
+  CRUN_WRAP=(unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' crun-wrap)
+fi
+
+# One worker: runs i = k, k+C, k+2C, ... < RUNS until the deadline; one line
+# per run in $out ("ms" or "fail"). $EPOCHREALTIME: no fork for the clock.
+# shellcheck disable=SC2016
+WORKER='
+tool=$1 k=$2 out=$3 deadline=$4
+for ((i = k; i < RUNS; i += C)); do
+  (( $(date +%s) < deadline )) || { echo timeout >>"$out"; exit 0; }
+  s=${EPOCHREALTIME/./}
+  if timeout -k 5 60 $tool run --bundle "$WORK" "$ID-$tool-$i" >/dev/null 2>>"$out.err"; then
+    e=${EPOCHREALTIME/./}
+    echo $(( (e - s) )) >>"$out"
+  else
+    echo fail >>"$out"
+  fi
+done'
+export RUNS C WORK ID
+
+# p50 p95 p99 max of ms values on stdin (nearest-rank percentiles)
+stats() {
+  sort -n | awk '{v[NR]=$1} END {
+    if (NR == 0) exit 1
+    p50 = v[int((NR + 1) / 2)]; if (NR % 2 == 0) p50 = (v[NR/2] + v[NR/2 + 1]) / 2
+    n95 = int(0.95 * NR + 0.999999); n99 = int(0.99 * NR + 0.999999)
+    printf "%.1f %.1f %.1f %.1f\n", p50, v[n95], v[n99], v[NR] }'
+}
+
+log "host: $(uname -sr), $(nproc) CPUs, $CGROUP_DESC; concurrency $C, $RUNS runs per peer, timeout ${TIMEOUT}s per peer"
+ROWS=()
+for tool in runc crun; do
+  if ! command -v $tool >/dev/null; then
+    ROWS+=("| $tool run | – | – | – | – | – | – | – | not installed |")
+    continue
+  fi
+  wrap=()
+  note="$($tool --version 2>/dev/null | head -1)"
+  if [ $tool = crun ] && [ "${#CRUN_WRAP[@]}" -gt 0 ]; then
+    wrap=("${CRUN_WRAP[@]}")
+    note+="; hybrid cgroups: run under a private cgroup2 mount"
+  elif [ $tool = runc ]; then
+    note+="; creates a cgroup ($CGROUP_DESC)"
+  fi
+  # One probe run outside the timing: it must start here.
+  if ! err=$(cd "$WORK" && "${wrap[@]}" $tool run --bundle "$WORK" "$ID-$tool-probe" 2>&1 >/dev/null); then
+    why=$(printf '%s' "$err" | grep -v '^\s*$' | head -2 | tr '\n' ' ' | cut -c1-160)
+    ROWS+=("| $tool run | – | – | – | – | – | – | – | does not start here: ${why:-non-zero exit} |")
+    log "$tool: cannot start: $why"
+    continue
+  fi
+  log "== $tool run: $C at once, $RUNS runs"
+  rm -f "$WORK"/$tool.*
+  deadline=$(($(date +%s) + TIMEOUT))
+  t0=${EPOCHREALTIME/./}
+  for ((k = 0; k < C; k++)); do
+    # setsid: a worker and whatever it started can be killed as one group.
+    setsid "${wrap[@]}" bash -c "$WORKER" worker $tool $k "$WORK/$tool.$k" $deadline &
+    WORKERS+=($!)
+  done
+  for pid in "${WORKERS[@]}"; do wait "$pid" || true; done
+  WORKERS=()
+  t1=${EPOCHREALTIME/./}
+  : >"$WORK/$tool.all"
+  for ((k = 0; k < C; k++)); do cat "$WORK/$tool.$k" >>"$WORK/$tool.all" 2>/dev/null || true; done
+  ok=$(grep -c '^[0-9]' "$WORK/$tool.all" || true)
+  fails=$(grep -c '^fail' "$WORK/$tool.all" || true)
+  timedout=$(grep -c '^timeout' "$WORK/$tool.all" || true)
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+  rate=$(awk -v n="$ok" -v w="$wall" 'BEGIN { printf "%.1f", n / w }')
+  if [ "$ok" -gt 0 ]; then
+    read -r p50 p95 p99 max < <(grep '^[0-9]' "$WORK/$tool.all" | awk '{printf "%.3f\n", $1 / 1000}' | stats)
+  else
+    p50=– p95=– p99=– max=–
+  fi
+  errs=""
+  if [ "$fails" -gt 0 ] || [ "$timedout" -gt 0 ]; then
+    first=$(cat "$WORK"/$tool.*.err 2>/dev/null | grep -v '^\s*$' | head -1 | cut -c1-120)
+    errs="; $fails failed${first:+ (first: $first)}"
+    [ "$timedout" -gt 0 ] && errs+="; $timedout worker(s) stopped at the timeout"
+  fi
+  log "   $ok runs in ${wall}s: $rate runs/s, p50 $p50 ms, p99 $p99 ms$errs"
+  ROWS+=("| $tool run | $ok/$RUNS | $wall | $rate | $p50 | $p95 | $p99 | $max | $note$errs |")
+done
+
+echo "Start an isolated \`/usr/bin/true\` and wait for its exit, $C at once, $RUNS runs per peer; $(uname -r), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)."
+echo
+echo "    bench/peers_load.sh -c $C -n $RUNS -t $TIMEOUT"
+echo
+echo "| peer | runs | wall s | runs/s | p50 ms | p95 ms | p99 ms | max ms | notes |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+printf '%s\n' "${ROWS[@]}"
