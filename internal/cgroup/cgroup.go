@@ -5,6 +5,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -249,7 +250,7 @@ func (m *v2) Create(name string, l Limits) (Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v2Group{m: mg}, nil
+	return &v2Group{m: mg, path: filepath.Join(v2Mount, m.parent, name)}, nil
 }
 
 func (m *v2) Load(name string) (Group, error) {
@@ -257,14 +258,17 @@ func (m *v2) Load(name string) (Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v2Group{m: mg}, nil
+	return &v2Group{m: mg, path: filepath.Join(v2Mount, m.parent, name)}, nil
 }
 
 func (m *v2) List() ([]string, error) { return listDirs(filepath.Join(v2Mount, m.parent)) }
 
 func (m *v2) Prune() error { return pruneDirs([]string{filepath.Join(v2Mount, m.parent)}) }
 
-type v2Group struct{ m *cgroup2.Manager }
+type v2Group struct {
+	m    *cgroup2.Manager
+	path string // under v2Mount
+}
 
 func (g *v2Group) Add(pid int) error { return g.m.AddProc(uint64(pid)) }
 
@@ -295,7 +299,29 @@ func (g *v2Group) Stats() (Stats, error) {
 	return out, nil
 }
 
-func (g *v2Group) Freeze() error { return g.m.Freeze() }
+// Freeze returns once the kernel reports every task stopped: writing
+// cgroup.freeze only asks (a task first finishes the system call it is
+// in), and the library checks what was asked, not what happened. Callers
+// copy a frozen sandbox's files and count on no write landing meanwhile.
+func (g *v2Group) Freeze() error {
+	if err := g.m.Freeze(); err != nil {
+		return err
+	}
+	events := filepath.Join(g.path, "cgroup.events")
+	for deadline := time.Now().Add(time.Second); ; {
+		b, err := os.ReadFile(events)
+		if err != nil {
+			return fmt.Errorf("waiting for the freeze: %w", err)
+		}
+		if bytes.Contains(b, []byte("\nfrozen 1")) || bytes.HasPrefix(b, []byte("frozen 1")) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s did not freeze within a second", g.path)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
 func (g *v2Group) Thaw() error   { return g.m.Thaw() }
 
 func (g *v2Group) Delete() error { return g.m.Delete() }

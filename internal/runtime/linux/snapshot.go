@@ -1,8 +1,6 @@
 package linux
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,13 +92,11 @@ func (r *Runtime) freezeFor(b *box) (func(), error) {
 	if paused || group == nil || r.cfg.Cgroups.Kind() == "none" {
 		return func() {}, nil // paused, stopped, or nothing to freeze
 	}
+	// Freeze returns once every task has stopped, so no write lands
+	// half-way through the copy.
 	if err := group.Freeze(); err != nil {
 		return nil, fmt.Errorf("freezing: %w", err)
 	}
-	// Writing cgroup.freeze asks; a task finishes the system call it is
-	// in before it stops. Wait until the kernel says all stopped, so no
-	// write lands half-way through the copy.
-	waitFrozen(b.pid)
 	return func() {
 		r.mu.Lock()
 		paused := b.paused // a Pause meanwhile keeps it frozen
@@ -111,39 +107,6 @@ func (r *Runtime) freezeFor(b *box) (func(), error) {
 			}
 		}
 	}, nil
-}
-
-// waitFrozen polls the cgroup v2 events of pid's cgroup until it reports
-// frozen, for at most a second. Under cgroup v1 (no such file) it returns
-// at once: its freezer state is FROZEN only once every task is.
-func waitFrozen(pid int) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return
-	}
-	var path string
-	for _, line := range strings.Split(string(raw), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			path = p
-		}
-	}
-	if path == "" {
-		return
-	}
-	events := filepath.Join("/sys/fs/cgroup", filepath.Clean("/"+path), "cgroup.events")
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
-		b, err := os.ReadFile(events)
-		if err != nil {
-			return
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if sc.Text() == "frozen 1" {
-				return
-			}
-		}
-		_ = unix.Nanosleep(&unix.Timespec{Nsec: 200_000}, nil)
-	}
 }
 
 // writableLayers opens the directory that holds the sandbox's writable
