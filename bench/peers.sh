@@ -56,53 +56,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ROOTFS=$WORK/rootfs
-mkdir -p "$ROOTFS"/{usr,proc,dev,tmp}
-for l in bin lib lib64 sbin; do
-  [ -e "/usr/$l" ] && ln -s "usr/$l" "$ROOTFS/$l"
-done
-
-# Sandbox root maps to an unprivileged host range, as in sandpit.
-cat >"$WORK/config.json" <<EOF
-{
-  "ociVersion": "1.0.2",
-  "process": {
-    "terminal": false,
-    "user": {"uid": 0, "gid": 0},
-    "args": ["/usr/bin/true"],
-    "env": ["PATH=/usr/bin:/bin"],
-    "cwd": "/",
-    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
-    "noNewPrivileges": true
-  },
-  "root": {"path": "$ROOTFS", "readonly": true},
-  "hostname": "peer",
-  "mounts": [
-    {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=1m"]},
-    {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro", "nosuid", "nodev"]}
-  ],
-  "linux": {
-    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
-    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
-    "namespaces": [{"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
-                   {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}]
-  }
-}
-EOF
-
-# crun 1.8 refuses the hybrid cgroup v1+v2 layout ("cgroups in hybrid mode not
-# supported"). On such hosts crun is measured inside a private mount namespace
-# where /sys/fs/cgroup is a plain cgroup2 mount, set up once, outside the timing.
-CGROUP_FS=$(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo unknown)
-case $CGROUP_FS in
-  cgroup2fs) CGROUP_DESC="cgroup v2" ;;
-  *) if [ -d /sys/fs/cgroup/unified ]; then CGROUP_DESC="cgroup v1+v2 hybrid"; else CGROUP_DESC="cgroup v1"; fi ;;
-esac
-CRUN_WRAP=()
-if [ "$CGROUP_FS" != "cgroup2fs" ] && [ -d /sys/fs/cgroup/unified ]; then
-  CRUN_WRAP=(unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' crun-wrap)
-fi
+# The bundle both peer scripts run, and crun on this cgroup layout.
+# shellcheck source=bench/peer_bundle.sh
+. "$(dirname "$0")/peer_bundle.sh"
 
 BWRAP=(bwrap --unshare-all --die-with-parent --ro-bind /usr /usr)
 for l in bin lib lib64 sbin; do
