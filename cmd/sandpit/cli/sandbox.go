@@ -155,17 +155,28 @@ func (c *cli) sandboxKill(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageError("usage: sandpit sandbox kill ID...")
+	return c.eachID(pos, "usage: sandpit sandbox kill ID...", func(cl *sandpit.Client, id string) error {
+		if err := cl.Kill(ctx, id); err != nil {
+			return sandboxErr(id, err)
+		}
+		return nil
+	})
+}
+
+// eachID runs do for every ID given, going on past failures, and returns
+// them all; no ID at all is a usage error.
+func (c *cli) eachID(ids []string, usage string, do func(cl *sandpit.Client, id string) error) error {
+	if len(ids) == 0 {
+		return usageError(usage)
 	}
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, id := range pos {
-		if err := cl.Kill(ctx, id); err != nil {
-			errs = append(errs, sandboxErr(id, err))
+	for _, id := range ids {
+		if err := do(cl, id); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -183,30 +194,22 @@ func (c *cli) sandboxPause(ctx context.Context, verb string, args []string) erro
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageError("usage: sandpit sandbox " + verb + " ID...")
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, id := range pos {
+	return c.eachID(pos, "usage: sandpit sandbox "+verb+" ID...", func(cl *sandpit.Client, id string) error {
 		if verb == "pause" {
 			paused, err := cl.Pause(ctx, id, sandpit.WithKeepMemory(*keepMemory))
 			if err == nil && !paused {
 				err = errors.New("already paused")
 			}
 			if err != nil {
-				errs = append(errs, sandboxErr(id, err))
+				return sandboxErr(id, err)
 			}
-			continue
+			return nil
 		}
 		if _, err := cl.Connect(ctx, id); err != nil {
-			errs = append(errs, sandboxErr(id, err))
+			return sandboxErr(id, err)
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {

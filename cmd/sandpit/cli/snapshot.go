@@ -134,22 +134,11 @@ func (c *cli) snapshotRemove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageError("usage: sandpit snapshot rm ID...")
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, id := range pos {
+	return c.eachID(pos, "usage: sandpit snapshot rm ID...", func(cl *sandpit.Client, id string) error {
 		ok, err := cl.DeleteSnapshot(ctx, id)
 		if err == nil && !ok {
 			err = fmt.Errorf("snapshot %s not found; see `sandpit snapshot list`", id)
 		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+		return err
+	})
 }
