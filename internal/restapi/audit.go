@@ -56,7 +56,7 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pattern := routes.Handler(r)
+		pattern := route(routes, r)
 		action, ok := auditActions[pattern]
 		if !ok {
 			next.ServeHTTP(w, r)

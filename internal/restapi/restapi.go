@@ -173,7 +173,7 @@ func (s *server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The upload link of a template's files authorizes itself.
-		if _, pattern := routes.Handler(r); pattern == "/" || pattern == "GET /health" ||
+		if pattern := route(routes, r); pattern == "/" || pattern == "GET /health" ||
 			pattern == "PUT /templates/{templateID}/files/{hash}" {
 			next.ServeHTTP(w, r)
 			return
@@ -262,12 +262,29 @@ func apiKey(h http.Header) string {
 
 // reqInfo carries what handlers learn about a request to its log line.
 type reqInfo struct {
+	// pattern is the API route r matched ("/" for none), once looked up.
+	pattern   string
+	routed    bool
 	sandboxID string
 	// action, when set, is the audit action instead of the route's.
 	action string
 }
 
 type reqInfoKey struct{}
+
+// route returns the pattern of the API route r matches ("/" for none),
+// looked up once per request however many layers ask.
+func route(routes *http.ServeMux, r *http.Request) string {
+	ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	if ok && ri.routed {
+		return ri.pattern
+	}
+	_, pattern := routes.Handler(r)
+	if ok {
+		ri.pattern, ri.routed = pattern, true
+	}
+	return pattern
+}
 
 // noteSandbox records the sandbox a request is about, for the log line.
 func noteSandbox(r *http.Request, id string) {
