@@ -322,7 +322,8 @@ func (g *v2Group) Freeze() error {
 		time.Sleep(200 * time.Microsecond)
 	}
 }
-func (g *v2Group) Thaw() error   { return g.m.Thaw() }
+
+func (g *v2Group) Thaw() error { return g.m.Thaw() }
 
 func (g *v2Group) Delete() error { return g.m.Delete() }
 
