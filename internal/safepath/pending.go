@@ -213,7 +213,7 @@ func (r *Root) writeTarget(abs, dir string, pfd int, name string) (dirfd int, ba
 			if hops == maxSymlinks {
 				return fail(unix.ELOOP)
 			}
-			target, err := readlinkAt(pfd, name)
+			target, err := ReadlinkAt(pfd, name)
 			if err != nil {
 				return fail(err)
 			}

@@ -121,15 +121,16 @@ func (r *Root) readlink(abs string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(pfd)
-	target, err := readlinkAt(pfd, name)
+	target, err := ReadlinkAt(pfd, name)
 	if err != nil {
 		return "", pathErr("readlink", abs, err)
 	}
 	return target, nil
 }
 
-// readlinkAt returns the target of the symlink name in the directory dirfd.
-func readlinkAt(dirfd int, name string) (string, error) {
+// ReadlinkAt returns the target of the symlink name in the directory
+// dirfd, however long (up to four times PATH_MAX).
+func ReadlinkAt(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		n, err := unix.Readlinkat(dirfd, name, buf)

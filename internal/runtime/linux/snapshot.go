@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/safepath"
 )
 
 var _ runtime.Snapshotter = (*Runtime)(nil)
@@ -366,7 +367,7 @@ func (c *treeCopy) entry(in, out int, name, rel string) error {
 	case unix.S_IFREG:
 		return c.file(in, out, name, &st)
 	case unix.S_IFLNK:
-		target, err := readlinkat(in, name)
+		target, err := safepath.ReadlinkAt(in, name)
 		if err != nil {
 			return err
 		}
@@ -495,20 +496,6 @@ func (c *treeCopy) xattrs(sf, df int) error {
 		}
 	}
 	return nil
-}
-
-// readlinkat reads a symlink's target, however long.
-func readlinkat(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
 }
 
 // listDir lists the directory open at fd from its start, whoever read it
