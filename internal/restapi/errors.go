@@ -78,17 +78,8 @@ func clientMessage(err error) (string, bool) {
 // ...}. Server-side failures get a generic message; their cause goes to the
 // log only.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
-	msg, ok := clientMessage(err)
-	if !ok || status == http.StatusInternalServerError {
-		msg = http.StatusText(status)
-		if status == http.StatusInternalServerError {
-			msg = "internal server error; the server log has details"
-		}
-	}
-	if status >= 500 {
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	}
+	body := s.errorBody(r, err)
+	status := int(body.Code)
 	// E2B's Python SDK retries 429s and 503s unless told Should-Retry:
 	// false, waiting Retry-After seconds when given.
 	// Without advice, a 429 (the daemon at capacity) is worth a retry
@@ -101,7 +92,25 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, openapi.Error{Code: int32(status), Message: msg})
+	writeJSON(w, status, body)
+}
+
+// errorBody is err as E2B's error body, {"code": status, "message": ...}:
+// server-side failures get a generic message, their cause goes to the log
+// only.
+func (s *server) errorBody(r *http.Request, err error) openapi.Error {
+	status := statusOf(err)
+	msg, ok := clientMessage(err)
+	if !ok || status == http.StatusInternalServerError {
+		msg = http.StatusText(status)
+		if status == http.StatusInternalServerError {
+			msg = "internal server error; the server log has details"
+		}
+	}
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	return openapi.Error{Code: int32(status), Message: msg}
 }
 
 // writeJSON writes v as a JSON response with status.

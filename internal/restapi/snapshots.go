@@ -174,19 +174,3 @@ func (s *server) ForkSandbox(w http.ResponseWriter, r *http.Request, id openapi.
 	}
 	writeJSON(w, http.StatusCreated, out)
 }
-
-// errorBody is the E2B error body writeError would write for err.
-func (s *server) errorBody(r *http.Request, err error) openapi.Error {
-	status := statusOf(err)
-	msg, ok := clientMessage(err)
-	if !ok || status == http.StatusInternalServerError {
-		msg = http.StatusText(status)
-		if status == http.StatusInternalServerError {
-			msg = "internal server error; the server log has details"
-		}
-	}
-	if status >= 500 {
-		s.log.ErrorContext(r.Context(), "fork failed", "path", r.URL.Path, "status", status, "err", err)
-	}
-	return openapi.Error{Code: int32(status), Message: msg}
-}
