@@ -714,16 +714,7 @@ func (r *Runtime) destroy(b *box) error {
 		b.killing = true
 		paused := b.paused
 		r.mu.Unlock()
-		b.kill()
-		// Frozen tasks take their SIGKILL only once thawed.
-		if paused && b.group != nil {
-			_ = b.group.Thaw()
-		}
-		select {
-		case <-b.done:
-		case <-r.closed: // an adopted init's waiter stopped with the runtime
-			_ = waitGone(context.Background(), b.pid)
-		}
+		r.killInit(b, paused)
 	}
 	if b.pidfd != nil {
 		_ = b.pidfd.Close()
@@ -758,6 +749,22 @@ func (b *box) kill() {
 		_ = rc.Control(func(fd uintptr) {
 			_ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0)
 		})
+	}
+}
+
+// killInit kills b's init (through its pidfd when it was adopted) and
+// waits for it: it is reaped only once every task of its pid namespace is
+// gone, and with them the mounts of its overlays. paused says b is frozen:
+// frozen tasks take their SIGKILL only once thawed.
+func (r *Runtime) killInit(b *box, paused bool) {
+	b.kill()
+	if paused && b.group != nil {
+		_ = b.group.Thaw()
+	}
+	select {
+	case <-b.done:
+	case <-r.closed: // an adopted init's waiter stopped with the runtime
+		_ = waitGone(context.Background(), b.pid)
 	}
 }
 

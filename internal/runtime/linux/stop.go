@@ -114,19 +114,9 @@ func (r *Runtime) halt(b *box) error {
 	b.paused = false
 	r.mu.Unlock()
 	if b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil {
-		b.kill() // an adopted init through its pidfd
-		// Frozen tasks take their SIGKILL only once thawed.
-		if paused && b.group != nil {
-			_ = b.group.Thaw()
-		}
-		// The init is reaped only once every task of its pid namespace
-		// is gone, and with them the mounts of its overlays: a new boot
-		// never shares the writable layers with an old one.
-		select {
-		case <-b.done:
-		case <-r.closed: // an adopted init's waiter stopped with the runtime
-			_ = waitGone(context.Background(), b.pid)
-		}
+		// Once it returns, a new boot never shares the writable layers
+		// with an old one.
+		r.killInit(b, paused)
 		if b.pidfd != nil {
 			b.pidfd.Close()
 			b.pidfd = nil
