@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	auditlog "github.com/sandpit-dev/sandpit/internal/audit"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -112,30 +113,10 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r", "\t", "\\t").Replace(s)
 }
 
-// auditJSON is an entry in `audit --json`; its field names are stable.
-type auditJSON struct {
-	ID         int64   `json:"id"`
-	Time       *string `json:"time"`
-	TeamID     string  `json:"team_id"`
-	Team       string  `json:"team"`
-	KeyID      string  `json:"key_id"`
-	KeyName    string  `json:"key_name"`
-	Action     string  `json:"action"`
-	Target     string  `json:"target"`
-	Result     string  `json:"result"`
-	Client     string  `json:"client"`
-	DurationMS float64 `json:"duration_ms"`
-	Detail     string  `json:"detail"`
-}
-
 func printAuditJSON(w io.Writer, entries []store.AuditEntry) error {
 	enc := json.NewEncoder(w)
 	for _, e := range entries {
-		if err := enc.Encode(auditJSON{
-			ID: e.ID, Time: jsonTime(e.Time), TeamID: e.TeamID, Team: e.TeamName, KeyID: e.KeyID, KeyName: e.KeyName,
-			Action: e.Action, Target: e.Target, Result: e.Result, Client: e.Client,
-			DurationMS: float64(e.Duration) / float64(time.Millisecond), Detail: e.Detail,
-		}); err != nil {
+		if err := enc.Encode(auditlog.ToJSON(e)); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandpit-dev/sandpit/internal/audit"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
@@ -111,23 +112,6 @@ func patternTarget(pattern, path string) string {
 	return strings.Join(ids, "/")
 }
 
-// auditEntryJSON is an audit entry on the wire (GET /sandpit/v1/audit) and
-// in `sandpit audit --json`.
-type auditEntryJSON struct {
-	ID         int64     `json:"id"`
-	Time       time.Time `json:"time"`
-	TeamID     string    `json:"team_id"`
-	Team       string    `json:"team"`
-	KeyID      string    `json:"key_id,omitempty"`
-	KeyName    string    `json:"key_name,omitempty"`
-	Action     string    `json:"action"`
-	Target     string    `json:"target,omitempty"`
-	Result     string    `json:"result"`
-	Client     string    `json:"client,omitempty"`
-	DurationMS float64   `json:"duration_ms"`
-	Detail     string    `json:"detail,omitempty"`
-}
-
 // getAudit serves GET /sandpit/v1/audit?team=&since=&action=&limit= to
 // admin keys: the audit log, oldest first, as a JSON array.
 func (s *server) getAudit(w http.ResponseWriter, r *http.Request) {
@@ -164,18 +148,9 @@ func (s *server) getAudit(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]auditEntryJSON, 0, len(entries))
+	out := make([]audit.JSON, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, auditJSON(e))
+		out = append(out, audit.ToJSON(e))
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// auditJSON is e as the audit endpoint shows it.
-func auditJSON(e store.AuditEntry) auditEntryJSON {
-	return auditEntryJSON{
-		ID: e.ID, Time: e.Time.UTC(), TeamID: e.TeamID, Team: e.TeamName, KeyID: e.KeyID, KeyName: e.KeyName,
-		Action: e.Action, Target: e.Target, Result: e.Result, Client: e.Client,
-		DurationMS: float64(e.Duration.Microseconds()) / 1000, Detail: e.Detail,
-	}
 }
