@@ -24,10 +24,12 @@ setup: ## install what sandpit needs (Debian/Ubuntu, as root; quick when done)
 setup-test: ## setup, plus what the tests need (browser, peers, Docker's binaries)
 	@scripts/setup.sh test
 
+# Both in one go build, so their modification times match: the daemon
+# starts sandboxes from the sandpit-agent beside it only when they do.
 $(BIN): $(GO_SOURCES)
-	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/sandpit
+	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/sandpit ./cmd/sandpit-agent
 
-build: $(BIN) ## build the static binary into bin/sandpit
+build: $(BIN) ## build the static binaries into bin/ (sandpit, and sandpit-agent for inside sandboxes)
 
 run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)

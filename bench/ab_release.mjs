@@ -4,7 +4,7 @@
 // so the machine's noise falls on both alike. Tells a regression from a
 // slower machine.
 //
-//   go build -o bin/sandpit ./cmd/sandpit
+//   make build
 //   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/sandpit-old ./cmd/sandpit)
 //   node bench/ab_release.mjs --old /tmp/sandpit-old [--creates 40] [--serve-arg=--warm-pool=off]
 import { createRequire } from 'node:module'

@@ -5,7 +5,7 @@
 // so the machine's noise falls on both alike. Prints p50/p95 of each and
 // the difference of the medians.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/audit_bench.mjs [--creates 50] [--serve-arg=--warm-pool=off]
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'

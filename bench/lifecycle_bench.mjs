@@ -6,7 +6,7 @@
 // Sandbox.connect (the resume, 201) and connect plus a first command (the
 // sandbox usable again). Also times pause itself. Prints p50/p95 in ms.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/lifecycle_bench.mjs [--rounds 30] [--template base]
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'

@@ -3,7 +3,7 @@
 // once through the official `e2b` package against a `sandpit serve` started
 // the same way as the compat harness.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/load.mjs [--concurrency 8] [--cycles 200] [--live 100] [--burst 0]
 //                       [--timeout 900] [--serve-arg=--warm-pool=off]
 //

@@ -2,7 +2,7 @@
 // restart_bench.mjs — how long a restarted `sandpit serve` takes to take
 // over the sandboxes the earlier run left running.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/restart_bench.mjs [--sandboxes 100] [--concurrency 4]
 //
 // Env: SANDPIT_BIN (default <repo>/bin/sandpit). It starts a daemon (no

@@ -3,7 +3,7 @@
 // `e2b` package (installed by test/compat) against a `sandpit serve` started
 // the same way as the compat harness.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/sdk_bench.mjs [--creates 50] [--commands 200] [--reads 200]
 //                            [--transfer-mb 1024] [--serve-arg=--warm-pool=off]
 //

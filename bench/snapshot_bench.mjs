@@ -7,7 +7,7 @@
 //   - a cold Sandbox.create beside them.
 // Prints p50/p95 in ms.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/snapshot_bench.mjs [--reps 10]
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'

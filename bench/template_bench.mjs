@@ -4,7 +4,7 @@
 // (no warm pool), then creates alternate between `base` and the template,
 // and the same build runs again from the cache.
 //
-//   (cd test/compat && npm ci) && go build -o bin/sandpit ./cmd/sandpit
+//   (cd test/compat && npm ci) && make build
 //   node bench/template_bench.mjs [--creates 40] [--rebuilds 10]
 //
 // Prints a Markdown table of p50/p95 ms.

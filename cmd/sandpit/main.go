@@ -9,7 +9,8 @@ import (
 	"os"
 
 	"github.com/sandpit-dev/sandpit/cmd/sandpit/cli"
-	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/agent/envd"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 )
 
 const usage = `sandpit: self-hosted sandboxes for AI agents, E2B-compatible.
@@ -33,9 +34,9 @@ var version = "dev"
 
 func main() {
 	// The sandbox init must run before anything else touches the process.
-	if len(os.Args) > 1 && os.Args[1] == linux.InitArg {
+	if len(os.Args) > 1 && os.Args[1] == sandboxinit.Arg {
 		// Init returns only on failure, having told the daemon why.
-		_ = linux.Init()
+		_ = sandboxinit.Init()
 		os.Exit(1)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -51,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(args[1:], stdout, stderr)
 	case "envd":
-		err = envd()
+		err = envd.Main()
 	case "keys":
 		err = keys(args[1:], stdout)
 	case "teams", "team":

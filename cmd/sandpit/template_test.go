@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandpit-dev/sandpit/internal/agent/envd"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/daemon"
-	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 )
 
 // The test binary is also the sandbox init and agent, as the real binary
@@ -22,11 +23,11 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case linux.InitArg:
-			_ = linux.Init()
+		case sandboxinit.Arg:
+			_ = sandboxinit.Init()
 			os.Exit(1)
 		case "envd":
-			if err := envd(); err != nil {
+			if err := envd.Main(); err != nil {
 				os.Exit(1)
 			}
 			os.Exit(0)

@@ -195,8 +195,7 @@ func (e *Egress) ResolvConf() string {
 
 // Attach creates a veth pair between the host and the network namespace of
 // pid, names the sandbox's end eth0, and addresses and raises the host's
-// end. The sandbox configures its own end (it owns its namespace): see
-// ConfigureInside.
+// end. The sandbox's init configures its own end (it owns its namespace).
 func (e *Egress) Attach(pid int) (Link, error) {
 	for tries := 0; tries < e.size; tries++ {
 		idx, ok := e.reserve()
@@ -364,27 +363,6 @@ func (e *Egress) release(idx int) {
 	e.mu.Lock()
 	delete(e.used, idx)
 	e.mu.Unlock()
-}
-
-// ConfigureInside sets up eth0 in the calling thread's network namespace:
-// the sandbox's init calls it before it drops its capabilities.
-func ConfigureInside(addr netip.Prefix, gateway netip.Addr) error {
-	eth, err := netlink.LinkByName("eth0")
-	if err != nil {
-		return fmt.Errorf("finding eth0: %w", err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
-	if err := netlink.AddrAdd(eth, a); err != nil {
-		return fmt.Errorf("addressing eth0: %w", err)
-	}
-	if err := netlink.LinkSetUp(eth); err != nil {
-		return fmt.Errorf("raising eth0: %w", err)
-	}
-	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gateway.AsSlice()}
-	if err := netlink.RouteAdd(route); err != nil {
-		return fmt.Errorf("adding default route via %s: %w", gateway, err)
-	}
-	return nil
 }
 
 // hostMTU is the smallest MTU among the host's up, non-loopback links, so

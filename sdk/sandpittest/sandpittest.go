@@ -167,8 +167,9 @@ var (
 )
 
 // Build builds a static sandpit binary (once per process) into a temporary
-// directory and returns its path. The agent inside sandboxes is the same
-// binary, so it must not need libc: CGO is off.
+// directory, with sandpit-agent beside it (the binary sandboxes run), and
+// returns the daemon's path. The agent runs inside sandboxes, so it must
+// not need libc: CGO is off.
 func Build(ctx context.Context, repoRoot string) (string, error) {
 	buildOnce.Do(func() {
 		if repoRoot == "" {
@@ -182,7 +183,8 @@ func Build(ctx context.Context, repoRoot string) (string, error) {
 			return
 		}
 		bin := filepath.Join(dir, "sandpit")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/sandpit")
+		// One go build for both, so the daemon takes the agent as its own.
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/sandpit", "./cmd/sandpit-agent")
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

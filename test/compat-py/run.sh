@@ -3,7 +3,7 @@
 # `sandpit serve`, with pytest.
 # Usage: test/compat-py/run.sh [pytest args...]   (default: every test_*.py)
 # Env:   SANDPIT_BIN  server binary (default <repo>/bin/sandpit; build it first:
-#                     go build -o bin/sandpit ./cmd/sandpit)
+#                     make build)
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -75,7 +75,7 @@ class Server:
         if not os.access(bin_path, os.X_OK):
             raise RuntimeError(
                 f"server not built: {bin_path} is missing; build it with "
-                f"(cd {REPO} && go build -o bin/sandpit ./cmd/sandpit) or set SANDPIT_BIN"
+                f"(cd {REPO} && make build) or set SANDPIT_BIN"
             )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -2,7 +2,7 @@
 // official E2B SDK at it through its own environment variables.
 //
 // It builds nothing. SANDPIT_BIN names the binary (default: <repo>/bin/sandpit,
-// built with `go build -o bin/sandpit ./cmd/sandpit`).
+// built with `make build`).
 //
 // Usage in a test file:
 //
@@ -79,7 +79,7 @@ export async function startServer({ name = 'compat', extraArgs = [], env = {}, d
   } catch {
     throw new Error(
       `server not built: ${bin} is missing or not executable.\n` +
-        `Build it with: (cd ${repoRoot} && go build -o bin/sandpit ./cmd/sandpit), or set SANDPIT_BIN.`,
+        `Build it with: (cd ${repoRoot} && make build), or set SANDPIT_BIN.`,
     )
   }
 

@@ -2,7 +2,7 @@
 # Runs the official E2B SDK compatibility tests against a real `sandpit serve`.
 # Usage: test/compat/run.sh [test files...]   (default: every *.test.mjs)
 # Env:   SANDPIT_BIN  server binary (default <repo>/bin/sandpit; build it first:
-#                     go build -o bin/sandpit ./cmd/sandpit)
+#                     make build)
 set -euo pipefail
 cd "$(dirname "$0")"
 

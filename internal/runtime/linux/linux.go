@@ -32,6 +32,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 )
 
 // Config configures the Linux runtime.
@@ -39,8 +40,9 @@ type Config struct {
 	// StateDir holds one directory per sandbox (writable layers, the agent's
 	// socket). It must be on a filesystem that can host overlayfs upper dirs.
 	StateDir string
-	// Exe is the sandpit binary re-executed as each sandbox's init; the
-	// running binary when empty.
+	// Exe is the binary each sandbox's init and agent run from. When
+	// empty: sandpit-agent beside the running binary if it was built with
+	// it, else the running binary (see agentBinary).
 	Exe     string
 	Cgroups cgroup.Manager
 	Logger  *slog.Logger
@@ -119,18 +121,25 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("linux runtime: StateDir is required")
 	}
-	if cfg.Exe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("finding own binary: %w", err)
-		}
-		cfg.Exe = exe
-	}
 	if cfg.Cgroups == nil {
 		cfg.Cgroups = cgroup.Noop{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding own binary: %w", err)
+		}
+		agent, why, err := agentBinary(exe)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			cfg.Logger.Warn("sandboxes start from the daemon's own binary, which costs each create a few ms of CPU more", "reason", why)
+		}
+		cfg.Exe = agent
 	}
 	if cfg.UIDBase == 0 {
 		cfg.UIDBase = 1 << 20
@@ -313,8 +322,8 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	}
 	defer exe.Close()
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(ExeFD),
-		Args:       []string{"sandpit", InitArg},
+		Path:       "/proc/self/fd/" + strconv.Itoa(sandboxinit.ExeFD),
+		Args:       []string{"sandpit", sandboxinit.Arg},
 		Env:        []string{},
 		Dir:        "/",
 		ExtraFiles: []*os.File{childCtl, lnFile, exe}, // fds 3, 4, 5
@@ -360,7 +369,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	}
 	st.mark("cgroup")
 
-	var netCfg *netConfig
+	var netCfg *sandboxinit.NetConfig
 	if spec.AllowInternet && r.cfg.Egress != nil {
 		link, err := r.cfg.Egress.Attach(b.pid)
 		if err != nil {
@@ -375,7 +384,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
 			}
 		}
-		netCfg = &netConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}
+		netCfg = &sandboxinit.NetConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}
 		st.mark("net")
 	}
 
@@ -405,10 +414,10 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	if tmpMB <= 0 {
 		tmpMB = 256
 	}
-	icfg := initConfig{
+	icfg := sandboxinit.Config{
 		ID: spec.ID, Hostname: spec.Hostname, Stage: stageDir,
 		Mounts: targets, TmpMB: tmpMB, Net: netCfg,
-		Envd: EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
+		Envd: sandboxinit.EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
 	}
 	msg, err := json.Marshal(icfg)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,8 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case linux.InitArg:
-			_ = linux.Init() // returns only on failure
+		case sandboxinit.Arg:
+			_ = sandboxinit.Init() // returns only on failure
 			os.Exit(1)
 		case "envd":
 			testAgent()
@@ -40,15 +41,15 @@ func TestMain(m *testing.M) {
 }
 
 func testAgent() {
-	var cfg linux.EnvdConfig
-	_ = json.Unmarshal([]byte(os.Getenv(linux.EnvdConfigEnv)), &cfg)
-	os.Unsetenv(linux.EnvdConfigEnv)
-	ln, err := net.FileListener(os.NewFile(linux.ListenerFD, "listener"))
+	var cfg sandboxinit.EnvdConfig
+	_ = json.Unmarshal([]byte(os.Getenv(sandboxinit.EnvdConfigEnv)), &cfg)
+	os.Unsetenv(sandboxinit.EnvdConfigEnv)
+	ln, err := net.FileListener(os.NewFile(sandboxinit.ListenerFD, "listener"))
 	if err != nil {
 		os.Exit(2)
 	}
-	_, _ = unix.Write(linux.ControlFD, []byte("ok"))
-	unix.Close(linux.ControlFD)
+	_, _ = unix.Write(sandboxinit.ControlFD, []byte("ok"))
+	unix.Close(sandboxinit.ControlFD)
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if r.URL.Path == "/log" { // a line of the agent's own log

@@ -1,23 +1,23 @@
-package linux
+package sandboxinit
 
 import "net/netip"
 
-// initConfig is what the daemon sends the sandbox's init over the control
+// Config is what the daemon sends the sandbox's init over the control
 // socket, together with one detached mount per entry of Mounts and a last one
 // holding the agent binary.
-type initConfig struct {
+type Config struct {
 	ID       string     `json:"id"`
 	Hostname string     `json:"hostname"`
 	Stage    string     `json:"stage"`         // host dir the root mount is attached to before pivot_root
 	Mounts   []string   `json:"mounts"`        // targets, in the order of the passed mount fds
 	TmpMB    int        `json:"tmp_mb"`        // size of /tmp and /dev/shm
-	Net      *netConfig `json:"net,omitempty"` // nil: loopback only
+	Net      *NetConfig `json:"net,omitempty"` // nil: loopback only
 	Envd     EnvdConfig
 }
 
-// netConfig is the sandbox's side of its egress link, set up by the init
+// NetConfig is the sandbox's side of its egress link, set up by the init
 // in its own network namespace.
-type netConfig struct {
+type NetConfig struct {
 	Addr       netip.Prefix `json:"addr"`
 	Gateway    netip.Addr   `json:"gateway"`
 	ResolvConf string       `json:"resolv_conf"`

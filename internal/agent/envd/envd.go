@@ -1,4 +1,7 @@
-package main
+// Package envd is the in-sandbox agent's program: it takes the config and
+// sockets the sandbox's init hands over and serves envd, the files API and
+// the code interpreter until the sandbox ends.
+package envd
 
 import (
 	"context"
@@ -21,20 +24,20 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/agent/settings"
 	"github.com/sandpit-dev/sandpit/internal/agent/users"
 	"github.com/sandpit-dev/sandpit/internal/interp"
-	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 	"github.com/sandpit-dev/sandpit/internal/safepath"
 )
 
-// envd runs the in-sandbox agent as the sandbox's first process. The init
+// Main runs the in-sandbox agent as the sandbox's first process. The init
 // hands it its configuration in the environment, the listening socket and
 // the control socket as descriptors.
-func envd() error {
-	raw := os.Getenv(linux.EnvdConfigEnv)
+func Main() error {
+	raw := os.Getenv(sandboxinit.EnvdConfigEnv)
 	if raw == "" {
 		return errors.New("envd runs inside a sandbox; the daemon starts it")
 	}
-	os.Unsetenv(linux.EnvdConfigEnv)
-	var cfg linux.EnvdConfig
+	os.Unsetenv(sandboxinit.EnvdConfigEnv)
+	var cfg sandboxinit.EnvdConfig
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
 	}
@@ -47,7 +50,7 @@ func envd() error {
 	// JSON, so the daemon can keep the lines as the sandbox's log entries
 	// (level, message, fields), as E2B's envd logs JSON.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ln, err := net.FileListener(os.NewFile(linux.ListenerFD, "envd-listener"))
+	ln, err := net.FileListener(os.NewFile(sandboxinit.ListenerFD, "envd-listener"))
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
 	}
@@ -70,10 +73,10 @@ func envd() error {
 	if cfg.Interpreter {
 		go ci.server() // warm the kernels while the first request is on its way
 	}
-	if _, err := unix.Write(linux.ControlFD, []byte("ok")); err != nil {
+	if _, err := unix.Write(sandboxinit.ControlFD, []byte("ok")); err != nil {
 		return fmt.Errorf("telling the daemon the agent is up: %w", err)
 	}
-	unix.Close(linux.ControlFD)
+	unix.Close(sandboxinit.ControlFD)
 	log.Info("envd started", "user", cfg.DefaultUser)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -134,7 +137,7 @@ func (f *fileRoutes) close() {
 // for code-interpreter templates): idle kernels cost tens of megabytes, which
 // a sandbox that never runs code should not pay.
 type interpreter struct {
-	cfg   linux.EnvdConfig
+	cfg   sandboxinit.EnvdConfig
 	log   *slog.Logger
 	agent *agent.Agent
 
@@ -164,7 +167,7 @@ func (c *interpreter) server() (*interp.Server, error) {
 
 // interpreterWorkdir is where contexts start: the template's workdir, else
 // the default user's home.
-func interpreterWorkdir(cfg linux.EnvdConfig) string {
+func interpreterWorkdir(cfg sandboxinit.EnvdConfig) string {
 	if cfg.DefaultWorkdir != "" {
 		return cfg.DefaultWorkdir
 	}

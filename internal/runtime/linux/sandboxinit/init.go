@@ -1,4 +1,4 @@
-package linux
+package sandboxinit
 
 import (
 	"encoding/json"
@@ -13,14 +13,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/seccomp"
 )
 
-// InitArg is the hidden subcommand under which the daemon re-executes its
-// own binary as a sandbox's first process. cmd/sandpit dispatches it first
-// thing in main.
-const InitArg = "sandpit-init"
+// Arg is the hidden subcommand under which the daemon starts the agent
+// binary as a sandbox's first process. cmd/sandpit-agent (and cmd/sandpit,
+// which can stand in for it) dispatch it first thing in main.
+const Arg = "sandpit-init"
 
 // Init is the sandbox's first process before it becomes the agent. It runs
 // in fresh user, pid, mount, network, ipc and uts namespaces, already mapped
@@ -71,7 +70,7 @@ func initSandbox(ctl int) error {
 		return err
 	}
 	if cfg.Net != nil {
-		if err := egress.ConfigureInside(cfg.Net.Addr, cfg.Net.Gateway); err != nil {
+		if err := configureEth0(cfg.Net.Addr, cfg.Net.Gateway); err != nil {
 			return err
 		}
 	}
@@ -115,14 +114,14 @@ func initSandbox(ctl int) error {
 	return fmt.Errorf("executing the agent: %w", err)
 }
 
-func receiveConfig(ctl int) (*initConfig, []int, error) {
+func receiveConfig(ctl int) (*Config, []int, error) {
 	buf := make([]byte, 1<<20)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("receiving config: %w", err)
 	}
-	var cfg initConfig
+	var cfg Config
 	if err := json.Unmarshal(buf[:n], &cfg); err != nil {
 		return nil, nil, fmt.Errorf("decoding config: %w", err)
 	}
@@ -144,7 +143,7 @@ func receiveConfig(ctl int) (*initConfig, []int, error) {
 	return &cfg, fds, nil
 }
 
-func mountSpecial(root string, cfg *initConfig, agentMount int) error {
+func mountSpecial(root string, cfg *Config, agentMount int) error {
 	const nosuidNodevNoexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	tmpSize := "size=" + strconv.Itoa(cfg.TmpMB) + "m"
 	type mnt struct {
@@ -226,7 +225,7 @@ func touch(path string) error {
 
 // writeHostFiles names the sandbox in its own /etc (in the writable layer)
 // and, when it has a way out, names its resolvers.
-func writeHostFiles(root string, cfg *initConfig) error {
+func writeHostFiles(root string, cfg *Config) error {
 	files := map[string]string{
 		"etc/hostname": cfg.Hostname + "\n",
 		"etc/hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n",
