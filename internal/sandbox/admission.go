@@ -112,7 +112,7 @@ func (m *Manager) admitHost() error {
 	if n := h.limits.MaxSandboxes; n > 0 && len(m.sandboxes)+h.pending >= n {
 		m.metrics.refused.WithLabelValues(refusedMaxSandboxes).Inc()
 		return errdefs.RetryAfter(errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf(
-			"the daemon holds %d sandboxes and creates, its maximum (sandpit serve --max-sandboxes %d); retry when one ends",
+			"the daemon holds %d sandboxes (creates in flight included), its maximum (sandpit serve --max-sandboxes %d); retry when one ends",
 			len(m.sandboxes)+h.pending, n)), retryHost)
 	}
 	h.pending++
