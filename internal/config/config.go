@@ -107,12 +107,12 @@ func Defaults() Daemon {
 	}
 }
 
-// DefaultMaxPendingCreates is 4 creates in flight per CPU, at least 32: a
-// create spends most of its time waiting on the kernel (mounts, clone,
-// the agent's start), so a few per CPU keep them busy; more would only
-// queue.
+// DefaultMaxPendingCreates is 16 creates in flight per CPU, at least 128:
+// enough that the bursts agent platforms make (a harness starting a
+// hundred sandboxes at once) wait their turn, as the JS SDK does not retry
+// a 503, while a flood of thousands is refused instead of held in memory.
 func DefaultMaxPendingCreates() int {
-	return max(32, 4*goruntime.NumCPU())
+	return max(128, 16*goruntime.NumCPU())
 }
 
 // ParseWarmPool reads "template=count,template=count" ("" or "off" for
