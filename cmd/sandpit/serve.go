@@ -35,6 +35,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.NoAudit, "no-audit", cfg.NoAudit, "keep no audit log of who did what")
 	fs.BoolVar(&cfg.KillOnStop, "kill-on-stop", cfg.KillOnStop, "kill every sandbox when the daemon stops (by default they keep running and the next start on the same data dir takes them over)")
 	fs.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "let sandboxes write without a disk cap (no loop device per sandbox)")
+	fs.IntVar(&cfg.UIDBase, "uid-base", cfg.UIDBase, "first host uid/gid of the sandboxes' id ranges, 65536 each (must clear /etc/subuid, /etc/subgid and the host's users; fixed while sandboxes run)")
+	fs.IntVar(&cfg.MaxSandboxes, "max-sandboxes", cfg.MaxSandboxes, "most sandboxes the daemon holds, running and paused (each takes a uid range; 64 more are kept for template builds)")
+	fs.IntVar(&cfg.MaxPendingCreates, "max-pending-creates", cfg.MaxPendingCreates, "most creates in flight at once; past it creates are refused with 503 and Retry-After (0: no bound)")
+	fs.Var(&cfg.MinFreeMemory, "min-free-memory", "refuse creates with 503 while the host's available memory is below this (e.g. 512MiB, 2GiB; 0: no floor)")
 	fs.Func("insecure-registry", "image registry `HOST[:PORT]` that may be on loopback or private addresses, over plain HTTP (repeatable)", func(v string) error {
 		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,22 @@ type Daemon struct {
 	// entries are kept (zero: for ever).
 	NoAudit        bool
 	AuditRetention time.Duration
+
+	// UIDBase is the first host uid (and gid) of the sandboxes' ranges,
+	// 65536 ids each: MaxSandboxes of them, then BuildSandboxes for
+	// template builds (UIDRange). MaxSandboxes also bounds the sandboxes
+	// the daemon holds, running and paused, creates in flight included.
+	UIDBase      int
+	MaxSandboxes int
+	// IDFiles are the host's id databases the uid range must stay clear
+	// of (CheckHostIDs).
+	IDFiles IDFiles
+	// MaxPendingCreates bounds the creates in flight at once; past it a
+	// create is refused at once (503) rather than queued. Zero: no bound.
+	MaxPendingCreates int
+	// MinFreeMemory is the host's available memory (MemAvailable) below
+	// which creates are refused (503). Zero: no floor.
+	MinFreeMemory Bytes
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.
@@ -81,7 +98,21 @@ func Defaults() Daemon {
 		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
 		DefaultDiskMB:   1024,
 		AuditRetention:  720 * time.Hour,
+
+		UIDBase:           1 << 20,
+		MaxSandboxes:      4096,
+		IDFiles:           DefaultIDFiles(),
+		MaxPendingCreates: DefaultMaxPendingCreates(),
+		MinFreeMemory:     256 << 20,
 	}
+}
+
+// DefaultMaxPendingCreates is 16 creates in flight per CPU, at least 128:
+// enough that the bursts agent platforms make (a harness starting a
+// hundred sandboxes at once) wait their turn, as the JS SDK does not retry
+// a 503, while a flood of thousands is refused instead of held in memory.
+func DefaultMaxPendingCreates() int {
+	return max(128, 16*goruntime.NumCPU())
 }
 
 // ParseWarmPool reads "template=count,template=count" ("" or "off" for
@@ -162,6 +193,13 @@ func (c Daemon) Validate() error {
 		if _, err := safedial.ParseAllow(r); err != nil {
 			errs = append(errs, fmt.Errorf("insecure registry: %w", err))
 		}
+	}
+	errs = append(errs, c.validateIDs()...)
+	if c.MaxPendingCreates < 0 {
+		errs = append(errs, fmt.Errorf("max pending creates %d must not be negative", c.MaxPendingCreates))
+	}
+	if c.MinFreeMemory < 0 {
+		errs = append(errs, fmt.Errorf("min free memory %s must not be negative", c.MinFreeMemory))
 	}
 	if c.CgroupParent == "" && !c.NoCgroups {
 		errs = append(errs, errors.New("cgroup parent is empty"))

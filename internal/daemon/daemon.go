@@ -61,6 +61,9 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
+	if err := cfg.CheckHostIDs(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
 	if err := secureDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -100,14 +103,16 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	}
 	d.egress = d.newEgress()
 	d.runtime, err = linux.New(linux.Config{
-		StateDir:  filepath.Join(cfg.DataDir, "sandboxes"),
-		Cgroups:   cg,
-		Logger:    log,
-		Egress:    d.egress,
-		DiskQuota: !cfg.NoDiskQuota,
+		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
+		Cgroups:      cg,
+		Logger:       log,
+		Egress:       d.egress,
+		DiskQuota:    !cfg.NoDiskQuota,
+		UIDBase:      cfg.UIDBase,
+		MaxSandboxes: cfg.MaxSandboxes,
 	})
 	if err != nil {
-		return nil, err
+		return nil, rangeHint(err)
 	}
 	for _, w := range d.runtime.Warnings() {
 		log.Warn("isolation", "warning", w)
@@ -136,6 +141,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		MaxTimeout:     cfg.MaxTimeout,
 		DefaultDiskMB:  cfg.DefaultDiskMB,
 		KeepOnClose:    !cfg.KillOnStop,
+		Host: sandbox.HostLimits{
+			MaxSandboxes:      cfg.MaxSandboxes,
+			MaxPendingCreates: cfg.MaxPendingCreates,
+			MinFreeMemory:     int64(cfg.MinFreeMemory),
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -174,6 +184,31 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	pcfg.Next = restapi.New(apiCfg)
 	d.handler = proxy.New(pcfg)
 	return d, nil
+}
+
+// killBuilds ends the build sandboxes an earlier run left in rt.
+func (d *Daemon) killBuilds(ctx context.Context, rt *linux.Runtime) {
+	left, err := rt.List(ctx)
+	if err != nil {
+		d.log.Warn("listing build sandboxes left by an earlier run", "err", err)
+		return
+	}
+	for _, id := range left {
+		if err := rt.Kill(ctx, id); err != nil {
+			d.log.Warn("removing a build sandbox left by an earlier run", "sandbox_id", id, "err", err)
+		}
+	}
+}
+
+// rangeHint adds to a runtime's refusal of sandboxes left with other uid
+// ranges what the operator can do about it.
+func rangeHint(err error) error {
+	var re *linux.RangeError
+	if !errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("%w: start with the --uid-base (%d) and --max-sandboxes of the run that left them, "+
+		"or end them first (serve with those flags and --kill-on-stop, then stop)", err, re.RecordedBase)
 }
 
 // authorize tells the proxy whether the API key a sandbox request carries
@@ -420,25 +455,37 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 			return fmt.Errorf("cgroups for template builds: %w", err)
 		}
 	}
-	var err error
-	d.builds, err = linux.New(linux.Config{
-		StateDir:     filepath.Join(d.cfg.DataDir, "builds"),
-		Cgroups:      bcg,
-		Logger:       d.log,
-		UIDBase:      1<<20 + 4096*65536, // above the API runtime's 4096 ranges
-		MaxSandboxes: 64,
-		Egress:       d.egress,
-	})
+	newBuilds := func(base, n int) (*linux.Runtime, error) {
+		return linux.New(linux.Config{
+			StateDir:     filepath.Join(d.cfg.DataDir, "builds"),
+			Cgroups:      bcg,
+			Logger:       d.log,
+			UIDBase:      base,
+			MaxSandboxes: n,
+			Egress:       d.egress,
+		})
+	}
+	// Right above the API runtime's ranges (config.UIDRange).
+	base := d.cfg.UIDBase + d.cfg.MaxSandboxes*config.IDsPerSandbox
+	builds, err := newBuilds(base, config.BuildSandboxes)
+	if re := (*linux.RangeError)(nil); errors.As(err, &re) {
+		// Builds are never taken over: what a run with other uid ranges
+		// left of them ends under those ranges first.
+		old, oerr := newBuilds(re.RecordedBase, max(config.BuildSandboxes, re.MaxSlot+1))
+		if oerr != nil {
+			return oerr
+		}
+		d.killBuilds(ctx, old)
+		if cerr := old.Close(); cerr != nil {
+			d.log.Warn("closing the runtime of builds left by an earlier run", "err", cerr)
+		}
+		builds, err = newBuilds(base, config.BuildSandboxes)
+	}
 	if err != nil {
 		return err
 	}
-	if left, err := d.builds.List(ctx); err == nil {
-		for _, id := range left {
-			if err := d.builds.Kill(ctx, id); err != nil {
-				d.log.Warn("removing a build sandbox left by an earlier run", "sandbox_id", id, "err", err)
-			}
-		}
-	}
+	d.builds = builds
+	d.killBuilds(ctx, d.builds)
 	builder, err := template.NewBuilder(template.BuilderConfig{
 		Runtime:  d.builds,
 		LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"),

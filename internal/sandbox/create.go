@@ -110,6 +110,12 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 			m.unadmit(req.Team.ID)
 		}
 	}()
+	// The team's limits first: a full quota is the lasting answer, a
+	// busy host a passing one.
+	if err := m.admitHost(); err != nil {
+		return Info{}, err
+	}
+	defer m.unadmitHost()
 
 	m.mu.Lock()
 	if m.closed {

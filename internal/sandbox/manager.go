@@ -70,6 +70,9 @@ type Config struct {
 	// Reaped, when set, is told of each sandbox Recover found gone (a
 	// host reboot ended it) and why, for the record.
 	Reaped func(ctx context.Context, rec store.SandboxRecord, why error)
+	// Host bounds what the daemon as a whole takes on (admission.go);
+	// the zero value bounds nothing.
+	Host HostLimits
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -121,6 +124,8 @@ type Manager struct {
 	// teamLabels are the team label values given out so far.
 	teams      map[string]*teamUse
 	teamLabels map[string]struct{}
+	// host tracks the creates against Config.Host (admission.go).
+	host *hostUse
 	// work counts Creates and Manager-started kills in flight; Add only
 	// with mu held and closed false, so Close's Wait sees them all.
 	work sync.WaitGroup
@@ -204,6 +209,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		sandboxes:   map[string]*entry{},
 		teams:       map[string]*teamUse{},
 		teamLabels:  map[string]struct{}{},
+		host:        newHostUse(cfg.Host),
 	}
 	m.snap.init(cfg.Snapshots)
 	m.bg, m.bgCancel = context.WithCancel(context.Background())

@@ -18,6 +18,8 @@ type metrics struct {
 	teamSandboxes *prometheus.GaugeVec
 	teamCreates   *prometheus.CounterVec
 	limitHits     *prometheus.CounterVec
+	// refused counts creates refused by the daemon's own limits.
+	refused       *prometheus.CounterVec
 	resumeSeconds *prometheus.HistogramVec
 }
 
@@ -49,16 +51,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sandpit_team_limit_hits_total",
 			Help: "Creates refused by a team limit (answered 429), by team and limit.",
 		}, []string{"team", "limit"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandpit_creates_refused_total",
+			Help: "Creates refused by the daemon's own limits (answered 503), by reason: memory, max_sandboxes, pending_creates.",
+		}, []string{"reason"}),
 		resumeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sandpit_sandbox_resume_seconds",
 			Help:    "Time to resume a paused sandbox, by pause kind (memory, filesystem).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"kind"}),
 	}
+	// Every reason shows from the start, so a rate over it needs no
+	// first refusal.
+	for _, r := range []string{refusedMemory, refusedMaxSandboxes, refusedPending} {
+		m.refused.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits, m.resumeSeconds} {
+	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits, m.refused, m.resumeSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -47,9 +47,12 @@ type Config struct {
 	Cgroups cgroup.Manager
 	Logger  *slog.Logger
 	// UIDBase is the first host uid of the ranges sandboxes map their ids
-	// onto; each sandbox gets its own 65536 ids. Default 1<<20.
+	// onto; each sandbox gets its own 65536 ids. Default 1<<20. The state
+	// dir records it: New refuses (RangeError) a different one while
+	// sandboxes of the old one are left there.
 	UIDBase int
-	// MaxSandboxes bounds how many sandboxes run at once. Default 4096.
+	// MaxSandboxes bounds how many sandboxes run at once, and so the uid
+	// ids used: [UIDBase, UIDBase+MaxSandboxes*65536). Default 4096.
 	MaxSandboxes int
 	// Egress connects sandboxes that allow internet access. Nil leaves
 	// every sandbox with loopback only.
@@ -180,6 +183,12 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRanges(cfg, leftovers); err != nil {
+		if r.disks != nil {
+			_ = r.disks.close()
+		}
+		return nil, err
+	}
 	for id, slot := range leftovers {
 		if slot >= 0 {
 			r.slots[slot] = id
@@ -237,8 +246,11 @@ func (r *Runtime) allocSlot(id string) (int, error) {
 			return s, nil
 		}
 	}
-	return -1, errdefs.New(errdefs.ErrResourceExhausted,
-		fmt.Sprintf("too many sandboxes: the limit is %d", r.cfg.MaxSandboxes))
+	// The host is full, not the client's quota: a passing condition (503)
+	// that clears when a sandbox ends.
+	return -1, errdefs.RetryAfter(errdefs.New(errdefs.ErrUnavailable,
+		fmt.Sprintf("the daemon runs its maximum of %d sandboxes (sandpit serve --max-sandboxes); retry when one ends", r.cfg.MaxSandboxes)),
+		2*time.Second)
 }
 
 func (r *Runtime) freeSlot(slot int) {
