@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Limits are one group's resource limits. Zero means unlimited.
@@ -72,7 +74,11 @@ func New(parent string) (Manager, error) {
 	case cgroups.Unified:
 		return &v2{parent: parent}, nil
 	case cgroups.Legacy, cgroups.Hybrid:
-		return &v1{parent: parent}, nil
+		hs, err := v1Hierarchy()
+		if err != nil {
+			return nil, fmt.Errorf("finding the cgroup v1 hierarchies: %w", err)
+		}
+		return &v1{parent: parent, subsystems: hs}, nil
 	default:
 		return nil, errors.New("no cgroup hierarchy is mounted")
 	}
@@ -118,8 +124,15 @@ func resources(l Limits) *specs.LinuxResources {
 }
 
 // v1 uses the legacy hierarchy; only the controllers sandpit needs are
-// touched, so creating a group stays cheap.
-type v1 struct{ parent string }
+// touched, so creating a group stays cheap. The hierarchies are found once:
+// finding them parses /proc/self/mountinfo, which every create and kill
+// paid for before.
+type v1 struct {
+	parent     string
+	subsystems []cgroup1.Subsystem
+}
+
+func (m *v1) hierarchy() ([]cgroup1.Subsystem, error) { return m.subsystems, nil }
 
 var v1Controllers = map[cgroup1.Name]bool{
 	cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Freezer: true,
@@ -146,19 +159,35 @@ func (m *v1) path(name string) cgroup1.Path {
 func (m *v1) Kind() string { return "cgroup v1" }
 
 func (m *v1) Create(name string, l Limits) (Group, error) {
-	cg, err := cgroup1.New(m.path(name), resources(l), cgroup1.WithHierarchy(v1Hierarchy))
+	cg, err := cgroup1.New(m.path(name), resources(l), cgroup1.WithHierarchy(m.hierarchy))
 	if err != nil {
 		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v1Group{cg: cg}, nil
+	return &v1Group{cg: cg, dirs: m.dirs(name)}, nil
+}
+
+// dirs lists group name's directory in each hierarchy (co-mounted
+// controllers share one).
+func (m *v1) dirs(name string) []string {
+	var out []string
+	for _, s := range m.subsystems {
+		p, ok := s.(interface{ Path(string) string })
+		if !ok {
+			continue
+		}
+		if d := p.Path("/" + m.parent + "/" + name); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (m *v1) Load(name string) (Group, error) {
-	cg, err := cgroup1.Load(m.path(name), cgroup1.WithHierarchy(v1Hierarchy))
+	cg, err := cgroup1.Load(m.path(name), cgroup1.WithHierarchy(m.hierarchy))
 	if err != nil {
 		return nil, fmt.Errorf("loading cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v1Group{cg: cg}, nil
+	return &v1Group{cg: cg, dirs: m.dirs(name)}, nil
 }
 
 func (m *v1) List() ([]string, error) {
@@ -176,12 +205,8 @@ func (m *v1) List() ([]string, error) {
 }
 
 func (m *v1) Prune() error {
-	hs, err := v1Hierarchy()
-	if err != nil {
-		return err
-	}
 	var dirs []string
-	for _, h := range hs {
+	for _, h := range m.subsystems {
 		root, err := cgroup1.RootPath(h.Name())
 		if err != nil {
 			continue
@@ -197,7 +222,10 @@ func (m *v1) Prune() error {
 	return pruneDirs(dirs)
 }
 
-type v1Group struct{ cg cgroup1.Cgroup }
+type v1Group struct {
+	cg   cgroup1.Cgroup
+	dirs []string
+}
 
 func (g *v1Group) Add(pid int) error {
 	return g.cg.AddProc(uint64(pid))
@@ -236,7 +264,19 @@ func (g *v1Group) Stats() (Stats, error) {
 func (g *v1Group) Freeze() error { return g.cg.Freeze() }
 func (g *v1Group) Thaw() error   { return g.cg.Thaw() }
 
-func (g *v1Group) Delete() error { return g.cg.Delete() }
+// Delete removes the group's directories. The library's Delete walks each
+// hierarchy's tree for processes first, and sleeps 10 ms and more between
+// tries; a sandbox's group is deleted once its processes are gone, so an
+// rmdir suffices. A task that has just exited may keep a group busy for a
+// moment: the caller retries.
+func (g *v1Group) Delete() error {
+	for _, d := range g.dirs {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
 
 // v2 uses the unified hierarchy.
 type v2 struct{ parent string }
