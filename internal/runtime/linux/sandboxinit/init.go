@@ -115,11 +115,21 @@ func initSandbox(ctl int) error {
 }
 
 func receiveConfig(ctl int) (*Config, []int, error) {
-	buf := make([]byte, 1<<20)
-	oob := make([]byte, unix.CmsgSpace(16*4))
-	n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	// Peek at the message's size first: a fixed buffer large enough for
+	// any config (a create may carry megabytes of env) costs every sandbox
+	// a megabyte of page faults, and a small one would cut configs short.
+	size, _, _, _, err := unix.Recvmsg(ctl, nil, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("receiving config: %w", err)
+	}
+	buf := make([]byte, size)
+	oob := make([]byte, unix.CmsgSpace(16*4))
+	n, oobn, flags, _, err := unix.Recvmsg(ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("receiving config: %w", err)
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		return nil, nil, fmt.Errorf("receiving config: cut short (%d bytes)", n)
 	}
 	var cfg Config
 	if err := json.Unmarshal(buf[:n], &cfg); err != nil {
