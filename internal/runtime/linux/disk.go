@@ -43,8 +43,9 @@ type spare struct {
 	fd  int
 }
 
-// sparesPerSize is how many disks of a size wait ready.
-const sparesPerSize = 2
+// sparesPerSize is how many disks of a size wait ready: enough for a
+// burst of creates at a few at a time, while the filler makes more.
+const sparesPerSize = 4
 
 const sparePrefix = "spare-"
 
