@@ -1,12 +1,16 @@
 // Package seccomp holds the system-call policy of a sandbox as reviewable
-// data, and installs it. The policy is an allow-list in the spirit of
-// Docker's default profile: everything not listed fails with EPERM.
+// data, and assembles it into the BPF program a sandbox's init loads. The
+// policy is an allow-list in the spirit of Docker's default profile:
+// everything not listed fails with EPERM. The daemon assembles it once, so
+// the init (and the agent binary it shares) neither link the assembler nor
+// pay for it at every start.
 package seccomp
 
 import (
 	"fmt"
 
 	bpf "github.com/elastic/go-seccomp-bpf"
+	xbpf "golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,13 +111,20 @@ func Policy() bpf.Policy {
 	}
 }
 
-// Install loads the policy for every thread of the calling process. It must
-// run while the process still holds CAP_SYS_ADMIN in its user namespace,
-// because sandboxes do not set no_new_privs (sudo must keep working).
-func Install() error {
-	f := bpf.Filter{Flag: bpf.FilterFlagTSync, Policy: Policy()}
-	if err := bpf.LoadFilter(f); err != nil {
-		return fmt.Errorf("loading seccomp filter: %w", err)
+// Program assembles the policy into the BPF program the kernel runs.
+func Program() ([]unix.SockFilter, error) {
+	p := Policy()
+	insts, err := p.Assemble()
+	if err != nil {
+		return nil, fmt.Errorf("assembling the seccomp policy: %w", err)
 	}
-	return nil
+	raw, err := xbpf.Assemble(insts)
+	if err != nil {
+		return nil, fmt.Errorf("assembling the seccomp program: %w", err)
+	}
+	prog := make([]unix.SockFilter, len(raw))
+	for i, in := range raw {
+		prog[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	return prog, nil
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
+	"github.com/sandpit-dev/sandpit/internal/seccomp"
 	"log/slog"
 	"net"
 	"os"
@@ -75,9 +76,10 @@ type Runtime struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	disks   *disks // nil without disk quotas
-	diskErr error  // why DiskQuota could not be had
-	bootID  string // the kernel's boot id, part of every init's identity
+	disks   *disks            // nil without disk quotas
+	diskErr error             // why DiskQuota could not be had
+	bootID  string            // the kernel's boot id, part of every init's identity
+	seccomp []unix.SockFilter // every sandbox's system-call filter, assembled once
 
 	// loops maps a disk image (device and inode) to the loop device it
 	// is bound to, as last scanned: adopting many sandboxes scans
@@ -162,14 +164,19 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	filter, err := seccomp.Program()
+	if err != nil {
+		return nil, err
+	}
 	r := &Runtime{
-		bootID: boot,
-		cfg:    cfg,
-		log:    cfg.Logger,
-		exited: make(chan string, 64),
-		closed: make(chan struct{}),
-		boxes:  map[string]*box{},
-		slots:  map[int]string{},
+		seccomp: filter,
+		bootID:  boot,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		exited:  make(chan string, 64),
+		closed:  make(chan struct{}),
+		boxes:   map[string]*box{},
+		slots:   map[int]string{},
 	}
 	if cfg.DiskQuota {
 		d, err := newDisks(cfg.StateDir)
@@ -428,7 +435,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	}
 	icfg := sandboxinit.Config{
 		ID: spec.ID, Hostname: spec.Hostname, Stage: stageDir,
-		Mounts: targets, TmpMB: tmpMB, Net: netCfg,
+		Mounts: targets, TmpMB: tmpMB, Net: netCfg, Seccomp: r.seccomp,
 		Envd: sandboxinit.EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
 	}
 	msg, err := json.Marshal(icfg)

@@ -1,6 +1,10 @@
 package sandboxinit
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
 
 // Config is what the daemon sends the sandbox's init over the control
 // socket, together with one detached mount per entry of Mounts and a last one
@@ -12,7 +16,10 @@ type Config struct {
 	Mounts   []string   `json:"mounts"`        // targets, in the order of the passed mount fds
 	TmpMB    int        `json:"tmp_mb"`        // size of /tmp and /dev/shm
 	Net      *NetConfig `json:"net,omitempty"` // nil: loopback only
-	Envd     EnvdConfig
+	// Seccomp is the system-call filter the init loads last (assembled
+	// once by the daemon from internal/seccomp's policy).
+	Seccomp []unix.SockFilter `json:"seccomp"`
+	Envd    EnvdConfig
 }
 
 // NetConfig is the sandbox's side of its egress link, set up by the init

@@ -12,8 +12,6 @@ import (
 	"github.com/moby/sys/capability"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/sandpit-dev/sandpit/internal/seccomp"
 )
 
 // Arg is the hidden subcommand under which the daemon starts the agent
@@ -101,7 +99,7 @@ func initSandbox(ctl int) error {
 		return err
 	}
 	// Seccomp last: from here on mount and friends fail.
-	if err := seccomp.Install(); err != nil {
+	if err := loadSeccomp(cfg.Seccomp); err != nil {
 		return err
 	}
 	for _, fd := range []int{ControlFD, ListenerFD} {
