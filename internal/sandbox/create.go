@@ -177,6 +177,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	} else {
 		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
 		spec.Egress = egress
+		// Until this create returns, the warm pool holds back a refill
+		// (pool_plan.go): this is a user waiting now.
+		m.cold.Add(1)
+		defer m.coldDone()
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)

@@ -1,0 +1,158 @@
+package sandbox
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// How the warm pool sizes itself. Each template's pool has a floor (the
+// size it was configured with) and a target the controller fills to:
+//
+//   - Demand is counted from the eligible creates of the template (those
+//     that could take a spare, whether one was there or not) in the last
+//     demandWindow: the most of them that fell within any one burst
+//     window, a stretch of time as long as two refills take (at least
+//     minBurstWindow). That many creates are what the pool must absorb
+//     before refills can catch up, whether they came as one burst from a
+//     fan-out or as a fast sequential stream (rate × refill time). The
+//     target is that plus a quarter for the next burst being a little
+//     larger, never below the floor nor above maxSpares.
+//   - Targets above the floors share the memory budget
+//     (Config.WarmPoolMemory): one spare at a time to each template that
+//     wants more, in turn, while the spares' memory (held and starting)
+//     fits. Floors are granted even past the budget: the operator asked
+//     for them.
+//   - A template without a claim for idleAfter has its spares above the
+//     target killed; so do all templates while the pool holds more than
+//     the budget (a spare measured bigger than estimated). Otherwise a
+//     target that fell is reached by claims, not kills, so a pause
+//     between bursts costs nothing.
+//   - Refills run in parallel, at most WarmPoolParallel (the CPU count)
+//     at once, less one for each create in flight that found no spare: a
+//     cold create is a user waiting now, a refill is for one later, and
+//     both want the same CPUs. One refill always may run, so sustained
+//     load does not starve the pool for good.
+//
+// Without a budget (WarmPoolMemory 0) the targets are the floors: the
+// fixed pool of old, refilled in parallel.
+const (
+	demandWindow   = time.Minute
+	idleAfter      = 2 * time.Minute
+	minBurstWindow = 100 * time.Millisecond
+	maxBurstWindow = 10 * time.Second
+	// poolTick is how often the controller looks when nothing wakes it.
+	poolTick = time.Second
+	// maxSpares caps a template's pool: spares hold uids, network links
+	// and disks besides memory. A bigger burst is partly served cold.
+	maxSpares = 64
+	// maxClaims bounds the claims kept per template (the last minute's
+	// at up to ~17 creates/s; past that, the latest maxClaims).
+	maxClaims = 1024
+	// defaultSpareMemory is the memory a spare is assumed to hold until
+	// one is measured (runtime.StatsReader): conservative, as a template
+	// with a warm interpreter kernel holds tens of MiB, while a plain
+	// one holds a few. minSpareMemory keeps a measurement that misses
+	// kernel memory from making spares look free.
+	defaultSpareMemory = 64 << 20
+	minSpareMemory     = 1 << 20
+)
+
+// poolPlan is what one round of the controller does.
+type poolPlan struct {
+	start []*poolTemplate // one refill each (a template may repeat)
+	kill  []pooled        // spares past their target, taken out of the pool
+}
+
+// planPoolLocked sets every template's target for now and says which
+// refills to start and which spares to kill; cold is the number of creates
+// in flight that found no spare. The spares to kill are taken out of the
+// pool. Preconditions: m.mu is held.
+func (m *Manager) planPoolLocked(now time.Time, cold int) poolPlan {
+	ids := slices.Sorted(maps.Keys(m.pool))
+	pts := make([]*poolTemplate, len(ids))
+	for i, id := range ids {
+		pts[i] = m.pool[id]
+	}
+
+	// Targets: floors, then the budget shared out one spare at a time.
+	want := make([]int, len(pts))
+	var used, held int64
+	for i, pt := range pts {
+		pt.claims = pruneClaims(pt.claims, now.Add(-demandWindow))
+		pt.target = pt.floor
+		want[i] = pt.floor
+		if m.poolBudget > 0 {
+			want[i] = pt.wanted()
+		}
+		used += int64(pt.floor) * pt.spareMem
+		held += int64(len(pt.spares)+pt.starting) * pt.spareMem
+	}
+	for grew := true; grew; {
+		grew = false
+		for i, pt := range pts {
+			if pt.target < want[i] && used+pt.spareMem <= m.poolBudget {
+				pt.target++
+				used += pt.spareMem
+				grew = true
+			}
+		}
+	}
+
+	var plan poolPlan
+	over := m.poolBudget > 0 && held > m.poolBudget
+	for _, pt := range pts {
+		if n := len(pt.spares) - pt.target; n > 0 && (over || now.Sub(pt.lastClaim) >= idleAfter) {
+			plan.kill = append(plan.kill, pt.spares[:n]...) // the oldest
+			pt.spares = slices.Delete(pt.spares, 0, n)
+		}
+	}
+
+	// Refills, one per template in turn, up to the parallelism left.
+	room := max(1, m.poolParallel-cold)
+	for _, pt := range pts {
+		room -= pt.starting
+	}
+	planned := make([]int, len(pts))
+	for started := true; started && room > 0; {
+		started = false
+		for i, pt := range pts {
+			if room > 0 && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 && !now.Before(pt.retryAt) {
+				plan.start = append(plan.start, pt)
+				planned[i]++
+				room--
+				started = true
+			}
+		}
+	}
+	return plan
+}
+
+// wanted is the size demand asks of pt (see the top of this file).
+func (pt *poolTemplate) wanted() int {
+	w := min(max(2*pt.refill, minBurstWindow), maxBurstWindow)
+	d := burstDemand(pt.claims, w)
+	return max(pt.floor, min(maxSpares, d+(d+3)/4))
+}
+
+// burstDemand is the most of claims (in time order) that fall within any
+// window of length w.
+func burstDemand(claims []time.Time, w time.Duration) int {
+	best, lo := 0, 0
+	for hi := range claims {
+		for claims[hi].Sub(claims[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+// pruneClaims drops the claims before since.
+func pruneClaims(claims []time.Time, since time.Time) []time.Time {
+	i := 0
+	for i < len(claims) && claims[i].Before(since) {
+		i++
+	}
+	return slices.Delete(claims, 0, i)
+}
