@@ -26,7 +26,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each sandbox gets its own")
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", cfg.NoCgroups, "run sandboxes without memory, CPU and task limits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	pool := fs.String("warm-pool", "base=2,code-interpreter-v1=1", `sandboxes kept started ahead of demand, "template=count,..." or "off"`)
+	pool := fs.String("warm-pool", "base=2,code-interpreter-v1=1", `sandboxes kept started ahead of demand, at least, "template=count,..." or "off"`)
+	fs.Func("warm-pool-memory", "memory the warm pool may hold when it grows with demand past --warm-pool's sizes, e.g. 1GiB (default 512MiB; 0: fixed sizes)", func(v string) (err error) {
+		cfg.WarmPoolMemory, err = config.ParseBytes(v)
+		return err
+	})
 	fs.TextVar(&cfg.EgressPool, "egress-pool", cfg.EgressPool, "IPv4 range sandbox network links are addressed from (a /30 each)")
 	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")

@@ -46,6 +46,10 @@ type Daemon struct {
 	// WarmPool keeps this many sandboxes of each template started ahead
 	// of demand (template id or name → count).
 	WarmPool map[string]int
+	// WarmPoolMemory (bytes) is what the warm pool's sandboxes may hold
+	// when it grows past WarmPool's sizes with demand; zero keeps those
+	// sizes fixed.
+	WarmPoolMemory int64
 	// EgressPool is the IPv4 range sandbox links are addressed from, a /30
 	// each. Daemons on one host must share it.
 	EgressPool netip.Prefix
@@ -78,6 +82,7 @@ func Defaults() Daemon {
 		CgroupParent:    "sandpit",
 		ShutdownTimeout: 30 * time.Second,
 		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
+		WarmPoolMemory:  512 << 20,
 		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
 		DefaultDiskMB:   1024,
 		AuditRetention:  720 * time.Hour,
@@ -100,6 +105,28 @@ func ParseWarmPool(s string) (map[string]int, error) {
 		out[name] = count
 	}
 	return out, nil
+}
+
+// ParseBytes reads a size: a number of bytes, or one with a binary unit
+// (K, M, G, T, alone or as KiB, MiB, GiB, TiB; case-insensitive), such as
+// "512MiB".
+func ParseBytes(s string) (int64, error) {
+	num := strings.TrimSpace(s)
+	unit := int64(1)
+	upper := strings.ToUpper(num)
+	for i, u := range []string{"K", "M", "G", "T"} {
+		for _, suffix := range []string{u + "IB", u + "B", u} {
+			if strings.HasSuffix(upper, suffix) {
+				num, unit = strings.TrimSpace(num[:len(num)-len(suffix)]), int64(1)<<(10*(i+1))
+				break
+			}
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/unit {
+		return 0, fmt.Errorf("size %q: want a number of bytes, or one with K, M, G or T (binary units)", s)
+	}
+	return n * unit, nil
 }
 
 // DefaultDataDir is /var/lib/sandpit for root and the XDG data dir

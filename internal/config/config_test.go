@@ -60,3 +60,19 @@ func TestSandboxDomain(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "512MiB": 512 << 20, "512M": 512 << 20, "512mb": 512 << 20,
+		"1GiB": 1 << 30, " 2 G ": 2 << 30, "64k": 64 << 10, "1TiB": 1 << 40,
+	} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1", "1.5G", "12X", "512B", "99999999999T"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) succeeded", bad)
+		}
+	}
+}

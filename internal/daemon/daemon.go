@@ -136,6 +136,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		MaxTimeout:     cfg.MaxTimeout,
 		DefaultDiskMB:  cfg.DefaultDiskMB,
 		KeepOnClose:    !cfg.KillOnStop,
+		WarmPoolMemory: cfg.WarmPoolMemory,
 	})
 	if err != nil {
 		return nil, err
