@@ -189,12 +189,10 @@ func (m *Manager) refill(ctx context.Context, pt *poolTemplate) {
 	m.mu.Lock()
 	pt.starting--
 	switch {
-	case err != nil:
+	case err != nil && ctx.Err() != nil: // Close
 		m.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		m.mu.Lock()
+		return
+	case err != nil:
 		pt.failures++
 		// Back off so a broken template does not spin.
 		pt.retryAt = m.clock.Now().Add(time.Duration(min(pt.failures, 30)) * time.Second)
