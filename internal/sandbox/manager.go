@@ -101,9 +101,10 @@ type Manager struct {
 	poolBudget   int64
 	poolParallel int
 	poolWake     chan struct{}
-	// cold counts creates in flight that found no warm sandbox.
-	cold   atomic.Int32
-	reaped func(ctx context.Context, rec store.SandboxRecord, why error)
+	// cold counts creates in flight that found no warm sandbox,
+	// claiming those that took one.
+	cold, claiming atomic.Int32
+	reaped         func(ctx context.Context, rec store.SandboxRecord, why error)
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map

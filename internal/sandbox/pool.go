@@ -158,7 +158,7 @@ func (m *Manager) adjustPool(ctx context.Context) {
 		m.mu.Unlock()
 		return
 	}
-	plan := m.planPoolLocked(m.clock.Now(), int(m.cold.Load()))
+	plan := m.planPoolLocked(m.clock.Now(), int(m.cold.Load()), int(m.claiming.Load()))
 	for _, pt := range plan.start {
 		pt.starting++
 		m.work.Add(1) // closed is false and mu is held: Close waits for it
@@ -262,7 +262,8 @@ func ewma(avg, sample time.Duration) time.Duration {
 
 // claimIf hands over a warm sandbox of tpl, with env set in its agent, when
 // want is true (the create could use one). ok is false when the pool has
-// none. Every eligible create counts as demand for tpl's pool.
+// none. Every eligible create counts as demand for tpl's pool. When ok,
+// the caller calls claimDone as its create returns.
 func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template, env map[string]string) (pooled, bool) {
 	if !want {
 		return pooled{}, false
@@ -290,6 +291,7 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 	if i >= 0 {
 		p = pt.spares[i]
 		pt.spares = slices.Delete(pt.spares, i, i+1)
+		m.claiming.Add(1)
 	}
 	m.mu.Unlock()
 	m.wakePool()
@@ -302,10 +304,18 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 		if err := initEnv(ctx, p.socket, p.token, withE2BEnv(env, p.id, tpl)); err != nil {
 			m.log.Warn("warm pool: setting env of a claimed sandbox", "sandbox_id", p.id, "err", err)
 			m.discard(ctx, p.id)
+			m.claimDone()
 			return pooled{}, false
 		}
 	}
 	return p, true
+}
+
+// claimDone marks the end of a create that took a spare: refills waiting
+// for it may go.
+func (m *Manager) claimDone() {
+	m.claiming.Add(-1)
+	m.wakePool()
 }
 
 // coldDone marks the end of a create that found no spare: refills held

@@ -33,6 +33,11 @@ import (
 //     cold create is a user waiting now, a refill is for one later, and
 //     both want the same CPUs. One refill always may run, so sustained
 //     load does not starve the pool for good.
+//   - While creates that took a spare are still in flight (a few ms
+//     each: recording the sandbox, answering), refills wait for them as
+//     long as the pool holds at least half its target, so a burst's
+//     claims are not slowed by the refills they set off. Below half, the
+//     refills are urgent and go at once.
 //
 // Without a budget (WarmPoolMemory 0) the targets are the floors: the
 // fixed pool of old, refilled in parallel.
@@ -66,9 +71,9 @@ type poolPlan struct {
 
 // planPoolLocked sets every template's target for now and says which
 // refills to start and which spares to kill; cold is the number of creates
-// in flight that found no spare. The spares to kill are taken out of the
-// pool. Preconditions: m.mu is held.
-func (m *Manager) planPoolLocked(now time.Time, cold int) poolPlan {
+// in flight that found no spare, claiming the number that took one. The
+// spares to kill are taken out of the pool. Preconditions: m.mu is held.
+func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 	ids := slices.Sorted(maps.Keys(m.pool))
 	pts := make([]*poolTemplate, len(ids))
 	for i, id := range ids {
@@ -117,7 +122,8 @@ func (m *Manager) planPoolLocked(now time.Time, cold int) poolPlan {
 	for started := true; started && room > 0; {
 		started = false
 		for i, pt := range pts {
-			if room > 0 && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 && !now.Before(pt.retryAt) {
+			wait := now.Before(pt.retryAt) || claiming > 0 && 2*len(pt.spares) >= pt.target
+			if room > 0 && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 && !wait {
 				plan.start = append(plan.start, pt)
 				planned[i]++
 				room--

@@ -52,7 +52,7 @@ func TestPlanSharesBudget(t *testing.T) {
 	burst := at(0, 0, 0, 0, 0, 0, 0, 0) // 8 at once: wants 10
 	small, big := pt(1, 4<<20, burst...), pt(1, 100<<20, burst...)
 	m := planManager(1+4<<20+100<<20+8*(4<<20)+2*(100<<20), 100, map[string]*poolTemplate{"small": small, "big": big})
-	m.planPoolLocked(planT0, 0)
+	m.planPoolLocked(planT0, 0, 0)
 	// Floors (104 MiB), then turns: small and big each +1 twice (208),
 	// then big no longer fits, small +6 more.
 	if small.target != 9 || big.target != 3 {
@@ -71,17 +71,27 @@ func TestPlanRefills(t *testing.T) {
 		p := pt(10, 1)
 		p.starting = c.starting
 		m := planManager(0, 4, map[string]*poolTemplate{"t": p})
-		if got := len(m.planPoolLocked(planT0, c.cold).start); got != c.want {
+		if got := len(m.planPoolLocked(planT0, c.cold, 0).start); got != c.want {
 			t.Errorf("cold %d, starting %d: %d refills, want %d", c.cold, c.starting, got, c.want)
+		}
+	}
+	// While claims are in flight, refills wait unless the pool is below
+	// half its target.
+	for _, c := range []struct{ spares, want int }{{5, 0}, {9, 0}, {4, 4}, {0, 4}} {
+		p := pt(10, 1)
+		p.spares = make([]pooled, c.spares)
+		m := planManager(0, 4, map[string]*poolTemplate{"t": p})
+		if got := len(m.planPoolLocked(planT0, 0, 3).start); got != c.want {
+			t.Errorf("3 claims in flight, %d spares of 10: %d refills, want %d", c.spares, got, c.want)
 		}
 	}
 	p := pt(10, 1)
 	p.retryAt = planT0.Add(time.Second)
 	m := planManager(0, 4, map[string]*poolTemplate{"t": p})
-	if got := len(m.planPoolLocked(planT0, 0).start); got != 0 {
+	if got := len(m.planPoolLocked(planT0, 0, 0).start); got != 0 {
 		t.Errorf("a template backing off got %d refills", got)
 	}
-	if got := len(m.planPoolLocked(planT0.Add(time.Second), 0).start); got != 4 {
+	if got := len(m.planPoolLocked(planT0.Add(time.Second), 0, 0).start); got != 4 {
 		t.Errorf("after its back-off a template got %d refills, want 4", got)
 	}
 }
@@ -109,7 +119,7 @@ func TestPlanShrinks(t *testing.T) {
 		p := pt(2, 1)
 		p.spares = spares(5)
 		m := planManager(c.budget, 1, map[string]*poolTemplate{"t": p})
-		plan := m.planPoolLocked(planT0.Add(c.idle), 0)
+		plan := m.planPoolLocked(planT0.Add(c.idle), 0, 0)
 		if len(plan.kill) != c.kills || len(p.spares) != 5-c.kills {
 			t.Errorf("%s: killed %d, kept %d; want %d killed", c.name, len(plan.kill), len(p.spares), c.kills)
 		}
