@@ -12,7 +12,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
@@ -27,7 +30,8 @@ import (
 //
 // The sizes StartPool is given are each template's floor. With
 // Config.WarmPoolMemory set, the pool also grows with demand and shrinks
-// back when idle (pool_plan.go says how); one goroutine, the pool's
+// back when idle, and templates it was not given get a pool of their own
+// while they see demand (pool_plan.go says how); one goroutine, the pool's
 // controller, decides and starts refills, at most WarmPoolParallel at a
 // time.
 
@@ -67,6 +71,12 @@ type poolTemplate struct {
 	// before retryAt.
 	failures int
 	retryAt  time.Time
+	// dynamic marks a pool the operator did not configure, made for a
+	// template that saw demand (pool_plan.go); team and teamMax are the
+	// latest creating team's id and max-sandboxes limit.
+	dynamic bool
+	team    string
+	teamMax int
 }
 
 // StartPool keeps sizes[template ref] sandboxes of each template warm, at
@@ -159,8 +169,10 @@ func (m *Manager) adjustPool(ctx context.Context) {
 		return
 	}
 	plan := m.planPoolLocked(m.clock.Now(), int(m.cold.Load()), int(m.claiming.Load()))
-	for _, pt := range plan.start {
+	tpls := make([]*template.Template, len(plan.start))
+	for i, pt := range plan.start {
 		pt.starting++
+		tpls[i] = pt.tpl
 		m.work.Add(1) // closed is false and mu is held: Close waits for it
 	}
 	for id, pt := range m.pool {
@@ -168,9 +180,15 @@ func (m *Manager) adjustPool(ctx context.Context) {
 		m.metrics.poolTarget.WithLabelValues(id).Set(float64(pt.target))
 		m.metrics.poolSpareMemory.WithLabelValues(id).Set(float64(pt.spareMem))
 	}
+	for _, id := range plan.gone {
+		for _, v := range []*prometheus.GaugeVec{m.metrics.poolSpares, m.metrics.poolTarget, m.metrics.poolSpareMemory} {
+			v.DeleteLabelValues(id)
+		}
+		m.metrics.poolClaims.DeletePartialMatch(prometheus.Labels{"template": id})
+	}
 	m.mu.Unlock()
-	for _, pt := range plan.start {
-		go m.refill(ctx, pt)
+	for i, pt := range plan.start {
+		go m.refill(ctx, pt, tpls[i])
 	}
 	for _, p := range plan.kill {
 		m.log.Debug("warm pool: shrinking", "template", p.tpl.ID, "sandbox_id", p.id)
@@ -178,13 +196,13 @@ func (m *Manager) adjustPool(ctx context.Context) {
 	}
 }
 
-// refill starts one spare of pt. The caller counted it in pt.starting and
-// m.work.
-func (m *Manager) refill(ctx context.Context, pt *poolTemplate) {
+// refill starts one spare of pt from tpl, its template when the refill was
+// planned. The caller counted it in pt.starting and m.work.
+func (m *Manager) refill(ctx context.Context, pt *poolTemplate, tpl *template.Template) {
 	defer m.work.Done()
 	defer m.wakePool()
 	began := time.Now()
-	p, err := m.startSpare(ctx, pt.tpl)
+	p, err := m.startSpare(ctx, tpl)
 	took := time.Since(began)
 	m.mu.Lock()
 	pt.starting--
@@ -197,7 +215,7 @@ func (m *Manager) refill(ctx context.Context, pt *poolTemplate) {
 		// Back off so a broken template does not spin.
 		pt.retryAt = m.clock.Now().Add(time.Duration(min(pt.failures, 30)) * time.Second)
 		m.mu.Unlock()
-		m.log.Warn("warm pool: starting a sandbox", "template", pt.tpl.ID, "err", err)
+		m.log.Warn("warm pool: starting a sandbox", "template", tpl.ID, "err", err)
 		return
 	case m.closed:
 		// Close has drained the pool already and waits for this
@@ -264,17 +282,26 @@ func ewma(avg, sample time.Duration) time.Duration {
 // want is true (the create could use one). ok is false when the pool has
 // none. Every eligible create counts as demand for tpl's pool. When ok,
 // the caller calls claimDone as its create returns.
-func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template, env map[string]string) (pooled, bool) {
+func (m *Manager) claimIf(ctx context.Context, want bool, team store.Team, tpl *template.Template, env map[string]string) (pooled, bool) {
 	if !want {
 		return pooled{}, false
 	}
 	m.mu.Lock()
+	now := m.clock.Now()
 	pt := m.pool[tpl.ID]
+	if pt == nil {
+		pt = m.candidateLocked(tpl, now)
+	}
 	if pt == nil {
 		m.mu.Unlock()
 		return pooled{}, false
 	}
-	now := m.clock.Now()
+	if pt.dynamic {
+		pt.team, pt.teamMax = team.ID, team.Limits.MaxSandboxes
+		if !sameBuild(pt.tpl, tpl) {
+			pt.tpl = tpl // the spares of the old build go (pool_plan.go)
+		}
+	}
 	pt.claims = append(pt.claims, now)
 	if len(pt.claims) > maxClaims {
 		pt.claims = slices.Delete(pt.claims, 0, len(pt.claims)-maxClaims)
@@ -309,6 +336,29 @@ func (m *Manager) claimIf(ctx context.Context, want bool, tpl *template.Template
 		}
 	}
 	return p, true
+}
+
+// candidateLocked makes tpl's pool, dynamic and empty, for its demand to be
+// counted, or returns nil when the pool cannot have one: none was
+// started or it is closed, it has no memory budget, maxDynamicPools are
+// counting already, or tpl is a snapshot's (usually started once; its
+// layers may go with it). Preconditions: m.mu is held.
+func (m *Manager) candidateLocked(tpl *template.Template, now time.Time) *poolTemplate {
+	if m.pool == nil || m.poolBudget == 0 || len(tpl.Metadata) > 0 {
+		return nil
+	}
+	n := 0
+	for _, pt := range m.pool {
+		if pt.dynamic {
+			n++
+		}
+	}
+	if n >= maxDynamicPools {
+		return nil
+	}
+	pt := &poolTemplate{tpl: tpl, dynamic: true, lastClaim: now, spareMem: defaultSpareMemory}
+	m.pool[tpl.ID] = pt
+	return pt
 }
 
 // claimDone marks the end of a create that took a spare: refills waiting

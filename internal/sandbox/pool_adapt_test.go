@@ -9,6 +9,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
 // pooledReq is a create that can take a warm sandbox.
@@ -138,8 +139,7 @@ func TestWarmPoolShrinksWhenIdle(t *testing.T) {
 	}
 	// Two minutes without a claim: the spares past the floor go.
 	e.clock.Advance(60 * time.Second)
-	waitFor(t, func() bool {
-		e.clock.Advance(time.Second) // the controller's tick, if it missed the one above
+	advanceUntil(t, e, func() bool {
 		return e.held(t) == 4+1 && poolGauge(t, e, "sandpit_warm_pool_sandboxes", "base") == 1
 	})
 	killed := 0
@@ -250,4 +250,98 @@ func TestWarmPoolCloseKillsAll(t *testing.T) {
 	if n := e.clock.Pending(); n != 0 {
 		t.Errorf("%d timers pending after Close", n)
 	}
+}
+
+// A template the pool was not given gets a pool once it sees demand, as
+// big as its team could claim, and loses it when idle.
+func TestWarmPoolDynamic(t *testing.T) {
+	e := newPoolEnv(t, 1<<30, 2)
+	if err := e.m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, e, 0, 1)
+	big := sandbox.CreateRequest{Template: "big", Secure: true, AllowInternetAccess: true}
+	for range 9 {
+		e.create(t, big)
+	}
+	e.clock.Advance(time.Second)
+	waitFor(t, func() bool { return poolGauge(t, e, "sandpit_warm_pool_target", "big") == 0 && e.held(t) == 9+1 })
+	e.create(t, big) // the tenth in a minute: the burst of 9 wants 12
+	waitFor(t, func() bool {
+		return poolGauge(t, e, "sandpit_warm_pool_target", "big") == 12 &&
+			poolGauge(t, e, "sandpit_warm_pool_sandboxes", "big") == 12 && e.held(t) == 10+1+12
+	})
+	spares, _ := e.rt.List(t.Context())
+	// Idle for two minutes: its spares go, and so does its pool.
+	e.clock.Advance(idle())
+	advanceUntil(t, e, func() bool {
+		return e.held(t) == 10+1 && !hasSeries(t, e, "sandpit_warm_pool_target", "big")
+	})
+	killed := 0
+	for _, id := range spares {
+		killed += min(1, e.rt.Kills(id))
+	}
+	if killed != 12 {
+		t.Errorf("%d of big's spares killed, want 12", killed)
+	}
+}
+
+// A dynamic pool holds no more than its team could still claim; the
+// configured ones are the operator's and do not care.
+func TestWarmPoolDynamicTeamLimit(t *testing.T) {
+	e := newPoolEnv(t, 1<<30, 2)
+	if err := e.m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, e, 0, 1)
+	team := store.Team{ID: "team-a", Name: "a", Limits: store.Limits{MaxSandboxes: 12}}
+	big := sandbox.CreateRequest{Team: team, Template: "big", Secure: true, AllowInternetAccess: true}
+	for range 10 {
+		e.create(t, big)
+	}
+	waitFor(t, func() bool {
+		return poolGauge(t, e, "sandpit_warm_pool_target", "big") == 2 && e.held(t) == 10+1+2
+	})
+}
+
+// advanceUntil waits for cond, moving the clock a second (the pool's
+// tick) at a time in case the controller's last look came too early; at
+// most 30 s, far from the sandboxes' deadlines.
+func advanceUntil(t *testing.T, e *env, cond func() bool) {
+	t.Helper()
+	for range 30 {
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if cond() {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		e.clock.Advance(time.Second)
+	}
+	t.Fatal("condition not met within 30 ticks")
+}
+
+// idle is long enough for a template without creates to be idle.
+func idle() time.Duration { return 2*time.Minute + time.Second }
+
+func hasSeries(t *testing.T, e *env, name, tpl string) bool {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "template" && lp.GetValue() == tpl {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -18,29 +18,43 @@ import (
 //     fan-out or as a fast sequential stream (rate × refill time). The
 //     target is that plus a quarter for the next burst being a little
 //     larger, never below the floor nor above maxSpares.
+//
 //   - Targets above the floors share the memory budget
 //     (Config.WarmPoolMemory): one spare at a time to each template that
 //     wants more, in turn, while the spares' memory (held and starting)
 //     fits. Floors are granted even past the budget: the operator asked
 //     for them.
+//
 //   - A template without a claim for idleAfter has its spares above the
 //     target killed; so do all templates while the pool holds more than
 //     the budget (a spare measured bigger than estimated). Otherwise a
 //     target that fell is reached by claims, not kills, so a pause
 //     between bursts costs nothing.
+//
 //   - Refills run in parallel, at most WarmPoolParallel (the CPU count)
 //     at once, less one for each create in flight that found no spare: a
 //     cold create is a user waiting now, a refill is for one later, and
 //     both want the same CPUs. One refill always may run, so sustained
 //     load does not starve the pool for good.
+//
 //   - While creates that took a spare are still in flight (a few ms
 //     each: recording the sandbox, answering), refills wait for them as
 //     long as the pool holds at least half its target, so a burst's
 //     claims are not slowed by the refills they set off. Below half, the
 //     refills are urgent and go at once.
 //
+//   - A template the pool was not given gets a pool of its own (a dynamic
+//     one, floor 0) once it saw dynamicMinClaims eligible creates in the
+//     last minute, sized as above within the same budget. Its spares are
+//     nobody's until claimed, and a claim comes after the create's team
+//     limits admitted it; still, the pool keeps no more spares than the
+//     creating team could claim (its max-sandboxes less what it runs), so
+//     a team at its limit makes the host hold nothing for it. The latest
+//     build asked for is the one kept warm. Idle, it is killed down to
+//     nothing and forgotten. At most maxDynamicPools at once.
+//
 // Without a budget (WarmPoolMemory 0) the targets are the floors: the
-// fixed pool of old, refilled in parallel.
+// fixed pool of old, refilled in parallel, and no dynamic pools.
 const (
 	demandWindow   = time.Minute
 	idleAfter      = 2 * time.Minute
@@ -51,6 +65,10 @@ const (
 	// maxSpares caps a template's pool: spares hold uids, network links
 	// and disks besides memory. A bigger burst is partly served cold.
 	maxSpares = 64
+	// dynamicMinClaims is the demand that gives a template a pool of its
+	// own; maxDynamicPools bounds how many (counting or filled) there are.
+	dynamicMinClaims = 10
+	maxDynamicPools  = 16
 	// maxClaims bounds the claims kept per template (the last minute's
 	// at up to ~17 creates/s; past that, the latest maxClaims).
 	maxClaims = 1024
@@ -67,6 +85,7 @@ const (
 type poolPlan struct {
 	start []*poolTemplate // one refill each (a template may repeat)
 	kill  []pooled        // spares past their target, taken out of the pool
+	gone  []string        // dynamic pools forgotten, by template id
 }
 
 // planPoolLocked sets every template's target for now and says which
@@ -90,6 +109,9 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 		if m.poolBudget > 0 {
 			want[i] = pt.wanted()
 		}
+		if pt.dynamic {
+			want[i] = m.dynamicWantLocked(pt, want[i])
+		}
 		used += int64(pt.floor) * pt.spareMem
 		held += int64(len(pt.spares)+pt.starting) * pt.spareMem
 	}
@@ -106,7 +128,20 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 
 	var plan poolPlan
 	over := m.poolBudget > 0 && held > m.poolBudget
-	for _, pt := range pts {
+	for i, pt := range pts {
+		if pt.dynamic {
+			// Spares of a build no longer asked for.
+			stale := slices.DeleteFunc(slices.Clone(pt.spares), func(p pooled) bool { return sameBuild(p.tpl, pt.tpl) })
+			plan.kill = append(plan.kill, stale...)
+			pt.spares = slices.DeleteFunc(pt.spares, func(p pooled) bool { return !sameBuild(p.tpl, pt.tpl) })
+			if len(pt.claims) == 0 && pt.starting == 0 && now.Sub(pt.lastClaim) >= idleAfter {
+				plan.kill = append(plan.kill, pt.spares...)
+				plan.gone = append(plan.gone, ids[i])
+				delete(m.pool, ids[i])
+				pts[i] = nil
+				continue
+			}
+		}
 		if n := len(pt.spares) - pt.target; n > 0 && (over || now.Sub(pt.lastClaim) >= idleAfter) {
 			plan.kill = append(plan.kill, pt.spares[:n]...) // the oldest
 			pt.spares = slices.Delete(pt.spares, 0, n)
@@ -114,6 +149,7 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 	}
 
 	// Refills, one per template in turn, up to the parallelism left.
+	pts = slices.DeleteFunc(pts, func(pt *poolTemplate) bool { return pt == nil })
 	room := max(1, m.poolParallel-cold)
 	for _, pt := range pts {
 		room -= pt.starting
@@ -139,6 +175,19 @@ func (pt *poolTemplate) wanted() int {
 	w := min(max(2*pt.refill, minBurstWindow), maxBurstWindow)
 	d := burstDemand(pt.claims, w)
 	return max(pt.floor, min(maxSpares, d+(d+3)/4))
+}
+
+// dynamicWantLocked bounds want, what demand asks of dynamic pool pt:
+// nothing below dynamicMinClaims, and no more than its team could claim.
+// Preconditions: m.mu is held.
+func (m *Manager) dynamicWantLocked(pt *poolTemplate, want int) int {
+	if len(pt.claims) < dynamicMinClaims {
+		return 0
+	}
+	if pt.teamMax > 0 {
+		want = min(want, max(0, pt.teamMax-m.teamLocked(pt.team).live))
+	}
+	return want
 }
 
 // burstDemand is the most of claims (in time order) that fall within any

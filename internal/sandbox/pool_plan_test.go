@@ -128,3 +128,19 @@ func TestPlanShrinks(t *testing.T) {
 		}
 	}
 }
+
+// A dynamic pool keeps only the build asked for last.
+func TestPlanDynamicKeepsLatestBuild(t *testing.T) {
+	v1, v2 := &template.Template{ID: "t", User: "a"}, &template.Template{ID: "t", User: "b"}
+	p := pt(0, 1, at(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)...)
+	p.dynamic, p.tpl = true, v2
+	p.spares = []pooled{{id: "old", tpl: v1}, {id: "new", tpl: v2}}
+	m := planManager(100, 1, map[string]*poolTemplate{"t": p})
+	plan := m.planPoolLocked(planT0, 0, 0)
+	if len(plan.kill) != 1 || plan.kill[0].id != "old" || len(p.spares) != 1 || p.spares[0].id != "new" {
+		t.Errorf("killed %v, kept %v; want the old build killed", plan.kill, p.spares)
+	}
+	if p.target != 13 {
+		t.Errorf("target %d, want 13 for 10 creates at once", p.target)
+	}
+}
