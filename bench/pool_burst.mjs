@@ -9,13 +9,15 @@
 //                             [--idle 0] [--serve-arg=--warm-pool-memory=0]
 //
 // 1. sequential: S creates one after another, each followed by
-//    commands.run("true") and kill (the way an agent loop runs).
-// 2. bursts: R rounds of B = 2 × floor creates started at once; after each
+//    commands.run("true") and kill (the way an agent loop runs), starting
+//    from the pool at its floor.
+// 2. with --idle N (seconds, e.g. 200): waits until the pool is back at its
+//    floor, at most N seconds, and says how long that took; the bursts then
+//    meet a pool that has forgotten the sequential demand.
+// 3. bursts: R rounds of B = 2 × floor creates started at once; after each
 //    round its sandboxes are killed and the script waits --gap seconds. The
-//    first round is the demand the pool has not seen yet; the next ones show
-//    what it learnt from it.
-// 3. with --idle N (seconds, e.g. 130): waits until the pool is back at its
-//    floor, at most N seconds, and says how long that took.
+//    first round is demand the pool has not seen (with --idle, or
+//    --sequential 0); the next ones show what it learnt from it.
 // For each phase: p50/p95/max of Sandbox.create (ms, nearest rank), and the
 // pooled fraction from the daemon's sandpit_warm_pool_claims_total (hit and
 // miss) before and after, with the pool's size and target.
@@ -122,6 +124,20 @@ async function phase(name, note, run) {
   rows.push({ name, note, s: summary(times), pooled: `${hit}/${hit + miss}`, size: before.size, target: before.target, after })
 }
 
+let idle = null
+async function waitIdle() {
+  const a = now()
+  try {
+    await waitFor(async () => {
+      const p = await pool()
+      return p.target === FLOOR && p.size === FLOOR
+    }, { timeoutMs: IDLE * 1000, intervalMs: 1000, what: 'the pool to shrink to its floor' })
+    idle = `back at its floor of ${FLOOR} ${((now() - a) / 1000).toFixed(0)} s after the sequential phase`
+  } catch (err) {
+    idle = `not back at its floor within ${IDLE} s: ${err.message}`
+  }
+}
+
 let fatal = null
 try {
   await waitFor(full, { timeoutMs: 60_000, what: 'the warm pool to fill' })
@@ -141,6 +157,7 @@ try {
     process.stderr.write('\n')
     await sleep(GAP * 1000)
   }
+  if (IDLE > 0) await waitIdle()
   for (let r = 1; r <= ROUNDS; r++) {
     await phase(`burst ${r}`, `${B} creates at once`, async () => {
       const t = []
@@ -161,19 +178,6 @@ try {
   process.stderr.write('\n')
 } catch (err) {
   fatal = err
-}
-let idle = null
-if (!fatal && IDLE > 0) {
-  const a = now()
-  try {
-    await waitFor(async () => {
-      const p = await pool()
-      return p.target === FLOOR && p.size === FLOOR
-    }, { timeoutMs: IDLE * 1000, intervalMs: 1000, what: 'the pool to shrink to its floor' })
-    idle = `back at its floor of ${FLOOR} after ${((now() - a) / 1000).toFixed(0)} s without creates`
-  } catch (err) {
-    idle = `not back at its floor within ${IDLE} s: ${err.message}`
-  }
 }
 const last = await pool().catch(() => null)
 clearTimeout(timer)
