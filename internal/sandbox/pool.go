@@ -73,10 +73,12 @@ type poolTemplate struct {
 	retryAt  time.Time
 	// dynamic marks a pool the operator did not configure, made for a
 	// template that saw demand (pool_plan.go); team and teamMax are the
-	// latest creating team's id and max-sandboxes limit.
-	dynamic bool
-	team    string
-	teamMax int
+	// latest creating team's id and max-sandboxes limit, and teamRoom
+	// the sandboxes it may still have (pool_plan.go).
+	dynamic  bool
+	team     string
+	teamMax  int
+	teamRoom int
 }
 
 // StartPool keeps sizes[template ref] sandboxes of each template warm, at

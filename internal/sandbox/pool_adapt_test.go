@@ -302,6 +302,15 @@ func TestWarmPoolDynamicTeamLimit(t *testing.T) {
 	waitFor(t, func() bool {
 		return poolGauge(t, e, "sandpit_warm_pool_target", "big") == 2 && e.held(t) == 10+1+2
 	})
+	// The team starts two more its own way (no token: they cannot take
+	// a spare) and is at its limit: the spares it cannot claim go.
+	for range 2 {
+		e.create(t, sandbox.CreateRequest{Team: team, Template: "big", AllowInternetAccess: true})
+	}
+	waitFor(t, func() bool {
+		return poolGauge(t, e, "sandpit_warm_pool_target", "big") == 0 &&
+			poolGauge(t, e, "sandpit_warm_pool_sandboxes", "big") == 0 && e.held(t) == 12+1
+	})
 }
 
 // advanceUntil waits for cond, moving the clock a second (the pool's

@@ -98,10 +98,25 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 	for i, id := range ids {
 		pts[i] = m.pool[id]
 	}
+	held := m.setTargetsLocked(now, pts)
+	var plan poolPlan
+	for i, pt := range pts {
+		if m.shrinkLocked(now, ids[i], pt, held, &plan) {
+			pts[i] = nil
+		}
+	}
+	pts = slices.DeleteFunc(pts, func(pt *poolTemplate) bool { return pt == nil })
+	plan.start = refills(now, pts, max(1, m.poolParallel-cold), claiming)
+	return plan
+}
 
-	// Targets: floors, then the budget shared out one spare at a time.
+// setTargetsLocked sets each template's target: its floor, then the budget
+// shared out one spare at a time to those that want more. It returns the
+// memory the pool holds (spares and refills in flight). Preconditions:
+// m.mu is held.
+func (m *Manager) setTargetsLocked(now time.Time, pts []*poolTemplate) (held int64) {
 	want := make([]int, len(pts))
-	var used, held int64
+	var used int64
 	for i, pt := range pts {
 		pt.claims = pruneClaims(pt.claims, now.Add(-demandWindow))
 		pt.target = pt.floor
@@ -125,49 +140,62 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 			}
 		}
 	}
+	return held
+}
 
-	var plan poolPlan
-	over := m.poolBudget > 0 && held > m.poolBudget
-	for i, pt := range pts {
-		if pt.dynamic {
-			// Spares of a build no longer asked for.
-			stale := slices.DeleteFunc(slices.Clone(pt.spares), func(p pooled) bool { return sameBuild(p.tpl, pt.tpl) })
-			plan.kill = append(plan.kill, stale...)
-			pt.spares = slices.DeleteFunc(pt.spares, func(p pooled) bool { return !sameBuild(p.tpl, pt.tpl) })
-			if len(pt.claims) == 0 && pt.starting == 0 && now.Sub(pt.lastClaim) >= idleAfter {
-				plan.kill = append(plan.kill, pt.spares...)
-				plan.gone = append(plan.gone, ids[i])
-				delete(m.pool, ids[i])
-				pts[i] = nil
-				continue
+// shrinkLocked adds to plan the spares of pt (template id) to kill, taking
+// them out of the pool: past its target when it is idle, the pool holds
+// more than the budget, or (dynamic) its team could not claim them; of a
+// dynamic pool, also those of an old build, and all of them when it is
+// idle, which forgets the pool. It reports whether it did that.
+// Preconditions: m.mu is held.
+func (m *Manager) shrinkLocked(now time.Time, id string, pt *poolTemplate, held int64, plan *poolPlan) (gone bool) {
+	idle := now.Sub(pt.lastClaim) >= idleAfter
+	if pt.dynamic {
+		old := func(p pooled) bool { return !sameBuild(p.tpl, pt.tpl) }
+		for _, p := range pt.spares {
+			if old(p) {
+				plan.kill = append(plan.kill, p)
 			}
 		}
-		if n := len(pt.spares) - pt.target; n > 0 && (over || now.Sub(pt.lastClaim) >= idleAfter) {
-			plan.kill = append(plan.kill, pt.spares[:n]...) // the oldest
-			pt.spares = slices.Delete(pt.spares, 0, n)
+		pt.spares = slices.DeleteFunc(pt.spares, old)
+		if idle && len(pt.claims) == 0 && pt.starting == 0 {
+			plan.kill = append(plan.kill, pt.spares...)
+			plan.gone = append(plan.gone, id)
+			delete(m.pool, id)
+			return true
 		}
 	}
+	over := m.poolBudget > 0 && held > m.poolBudget
+	unclaimable := pt.dynamic && pt.teamMax > 0 && len(pt.spares) > pt.teamRoom
+	if n := len(pt.spares) - pt.target; n > 0 && (idle || over || unclaimable) {
+		plan.kill = append(plan.kill, pt.spares[:n]...) // the oldest
+		pt.spares = slices.Delete(pt.spares, 0, n)
+	}
+	return false
+}
 
-	// Refills, one per template in turn, up to the parallelism left.
-	pts = slices.DeleteFunc(pts, func(pt *poolTemplate) bool { return pt == nil })
-	room := max(1, m.poolParallel-cold)
+// refills picks the refills to start, one per template in turn, while
+// room (the parallelism left) allows, less those in flight.
+func refills(now time.Time, pts []*poolTemplate, room, claiming int) []*poolTemplate {
 	for _, pt := range pts {
 		room -= pt.starting
 	}
+	var start []*poolTemplate
 	planned := make([]int, len(pts))
 	for started := true; started && room > 0; {
 		started = false
 		for i, pt := range pts {
 			wait := now.Before(pt.retryAt) || claiming > 0 && 2*len(pt.spares) >= pt.target
 			if room > 0 && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 && !wait {
-				plan.start = append(plan.start, pt)
+				start = append(start, pt)
 				planned[i]++
 				room--
 				started = true
 			}
 		}
 	}
-	return plan
+	return start
 }
 
 // wanted is the size demand asks of pt (see the top of this file).
@@ -185,7 +213,8 @@ func (m *Manager) dynamicWantLocked(pt *poolTemplate, want int) int {
 		return 0
 	}
 	if pt.teamMax > 0 {
-		want = min(want, max(0, pt.teamMax-m.teamLocked(pt.team).live))
+		pt.teamRoom = max(0, pt.teamMax-m.teamLocked(pt.team).live)
+		want = min(want, pt.teamRoom)
 	}
 	return want
 }
