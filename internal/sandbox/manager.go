@@ -96,6 +96,8 @@ type Manager struct {
 	maxTO     time.Duration
 	defDiskMB int
 	keep      bool // Config.KeepOnClose
+	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
+
 	// poolBudget and poolParallel are Config.WarmPoolMemory and
 	// WarmPoolParallel; poolWake nudges the pool's controller (pool.go).
 	poolBudget   int64
@@ -104,7 +106,6 @@ type Manager struct {
 	// cold counts creates in flight that found no warm sandbox,
 	// claiming those that took one.
 	cold, claiming atomic.Int32
-	reaped         func(ctx context.Context, rec store.SandboxRecord, why error)
 
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
@@ -205,26 +206,25 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("registering sandbox metrics: %w", err)
 	}
 	m := &Manager{
-		rt:           cfg.Runtime,
-		store:        cfg.Store,
-		templates:    cfg.Templates,
-		log:          cfg.Logger,
-		clock:        cfg.Clock,
-		metrics:      met,
-		defTO:        cfg.DefaultTimeout,
-		maxTO:        cfg.MaxTimeout,
-		defDiskMB:    cfg.DefaultDiskMB,
-		keep:         cfg.KeepOnClose,
-		poolBudget:   max(0, cfg.WarmPoolMemory),
-		poolWake:     make(chan struct{}, 1),
-		poolParallel: cfg.WarmPoolParallel,
-		reaped:       cfg.Reaped,
-		stop:         make(chan struct{}),
-		watcherDone:  make(chan struct{}),
-		sandboxes:    map[string]*entry{},
-		teams:        map[string]*teamUse{},
-		teamLabels:   map[string]struct{}{},
+		rt:          cfg.Runtime,
+		store:       cfg.Store,
+		templates:   cfg.Templates,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		metrics:     met,
+		defTO:       cfg.DefaultTimeout,
+		maxTO:       cfg.MaxTimeout,
+		defDiskMB:   cfg.DefaultDiskMB,
+		keep:        cfg.KeepOnClose,
+		reaped:      cfg.Reaped,
+		stop:        make(chan struct{}),
+		watcherDone: make(chan struct{}),
+		sandboxes:   map[string]*entry{},
+		teams:       map[string]*teamUse{},
+		teamLabels:  map[string]struct{}{},
 	}
+	m.poolBudget, m.poolParallel = max(0, cfg.WarmPoolMemory), cfg.WarmPoolParallel
+	m.poolWake = make(chan struct{}, 1)
 	m.snap.init(cfg.Snapshots)
 	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {
