@@ -133,12 +133,12 @@ func TestWarmPoolShrinksWhenIdle(t *testing.T) {
 	// A minute later the demand has aged out: the target is the floor,
 	// but the spares stay for a burst that may come back.
 	e.clock.Advance(61 * time.Second)
-	waitFor(t, func() bool { return poolGauge(t, e, "sandpit_warm_pool_target", "base") == 1 })
+	advanceUntil(t, e, func() bool { return poolGauge(t, e, "sandpit_warm_pool_target", "base") == 1 })
 	if got := e.held(t); got != 4+5 {
 		t.Fatalf("a minute after the burst the runtime holds %d sandboxes, want 9", got)
 	}
 	// Two minutes without a claim: the spares past the floor go.
-	e.clock.Advance(60 * time.Second)
+	e.clock.Advance(idle())
 	advanceUntil(t, e, func() bool {
 		return e.held(t) == 4+1 && poolGauge(t, e, "sandpit_warm_pool_sandboxes", "base") == 1
 	})
