@@ -118,6 +118,10 @@ func (m *Manager) StartPool(ctx context.Context, sizes map[string]int) error {
 		}
 	}
 	m.pool = pts
+	for id := range pts { // zero, not absent, until the first claim
+		m.metrics.poolClaims.WithLabelValues(id, "hit")
+		m.metrics.poolClaims.WithLabelValues(id, "miss")
+	}
 	m.work.Add(1)
 	m.mu.Unlock()
 	go func() {
