@@ -71,6 +71,9 @@ type poolTemplate struct {
 	// before retryAt.
 	failures int
 	retryAt  time.Time
+	// holdSince is when refills of pt began to wait for claims in
+	// flight (pool_plan.go); zero when they do not.
+	holdSince time.Time
 	// dynamic marks a pool the operator did not configure, made for a
 	// template that saw demand (pool_plan.go); team and teamMax are the
 	// latest creating team's id and max-sandboxes limit, and teamRoom
@@ -154,8 +157,11 @@ func (m *Manager) runPool() {
 		}
 	}()
 	for {
-		m.adjustPool(ctx)
-		tick := m.clock.AfterFunc(poolTick, m.wakePool)
+		next := poolTick
+		if m.adjustPool(ctx) {
+			next = maxHold
+		}
+		tick := m.clock.AfterFunc(next, m.wakePool)
 		select {
 		case <-ctx.Done():
 			tick.Stop()
@@ -167,12 +173,13 @@ func (m *Manager) runPool() {
 }
 
 // adjustPool does one round of the controller: new targets, spares past
-// them killed, refills started.
-func (m *Manager) adjustPool(ctx context.Context) {
+// them killed, refills started. It reports whether refills wait for claims
+// in flight.
+func (m *Manager) adjustPool(ctx context.Context) (holding bool) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return
+		return false
 	}
 	plan := m.planPoolLocked(m.clock.Now(), int(m.cold.Load()), int(m.claiming.Load()))
 	tpls := make([]*template.Template, len(plan.start))
@@ -200,6 +207,7 @@ func (m *Manager) adjustPool(ctx context.Context) {
 		m.log.Debug("warm pool: shrinking", "template", p.tpl.ID, "sandbox_id", p.id)
 		m.discard(ctx, p.id)
 	}
+	return plan.holding
 }
 
 // refill starts one spare of pt from tpl, its template when the refill was

@@ -38,10 +38,10 @@ import (
 //     load does not starve the pool for good.
 //
 //   - While creates that took a spare are still in flight (a few ms
-//     each: recording the sandbox, answering), refills wait for them as
-//     long as the pool holds at least half its target, so a burst's
-//     claims are not slowed by the refills they set off. Below half, the
-//     refills are urgent and go at once.
+//     each: recording the sandbox, answering), refills wait for them, so
+//     a burst's claims are not slowed by the refills they set off; but
+//     no longer than maxHold, so a steady stream of claims cannot starve
+//     the pool, and not at all once the template has no spare left.
 //
 //   - A template the pool was not given gets a pool of its own (a dynamic
 //     one, floor 0) once it saw dynamicMinClaims eligible creates in the
@@ -60,8 +60,10 @@ const (
 	idleAfter      = 2 * time.Minute
 	minBurstWindow = 100 * time.Millisecond
 	maxBurstWindow = 10 * time.Second
-	// poolTick is how often the controller looks when nothing wakes it.
+	// poolTick is how often the controller looks when nothing wakes it;
+	// maxHold is the longest claims in flight hold a refill back.
 	poolTick = time.Second
+	maxHold  = 50 * time.Millisecond
 	// maxSpares caps a template's pool: spares hold uids, network links
 	// and disks besides memory. A bigger burst is partly served cold.
 	maxSpares = 64
@@ -86,6 +88,9 @@ type poolPlan struct {
 	start []*poolTemplate // one refill each (a template may repeat)
 	kill  []pooled        // spares past their target, taken out of the pool
 	gone  []string        // dynamic pools forgotten, by template id
+	// holding is set when refills wait for claims in flight: the
+	// controller looks again within maxHold.
+	holding bool
 }
 
 // planPoolLocked sets every template's target for now and says which
@@ -106,7 +111,7 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 		}
 	}
 	pts = slices.DeleteFunc(pts, func(pt *poolTemplate) bool { return pt == nil })
-	plan.start = refills(now, pts, max(1, m.poolParallel-cold), claiming)
+	plan.start, plan.holding = refills(now, pts, max(1, m.poolParallel-cold), claiming)
 	return plan
 }
 
@@ -176,18 +181,32 @@ func (m *Manager) shrinkLocked(now time.Time, id string, pt *poolTemplate, held 
 }
 
 // refills picks the refills to start, one per template in turn, while
-// room (the parallelism left) allows, less those in flight.
-func refills(now time.Time, pts []*poolTemplate, room, claiming int) []*poolTemplate {
+// room (the parallelism left) allows, less those in flight; holding
+// reports refills held back for the claims in flight.
+func refills(now time.Time, pts []*poolTemplate, room, claiming int) (start []*poolTemplate, holding bool) {
 	for _, pt := range pts {
 		room -= pt.starting
 	}
-	var start []*poolTemplate
+	ready := make([]bool, len(pts))
+	for i, pt := range pts {
+		switch {
+		case pt.target-len(pt.spares)-pt.starting <= 0 || now.Before(pt.retryAt):
+			pt.holdSince = time.Time{}
+		case claiming > 0 && len(pt.spares) > 0 && (pt.holdSince.IsZero() || now.Sub(pt.holdSince) < maxHold):
+			if pt.holdSince.IsZero() {
+				pt.holdSince = now
+			}
+			holding = true
+		default:
+			pt.holdSince = time.Time{}
+			ready[i] = true
+		}
+	}
 	planned := make([]int, len(pts))
 	for started := true; started && room > 0; {
 		started = false
 		for i, pt := range pts {
-			wait := now.Before(pt.retryAt) || claiming > 0 && 2*len(pt.spares) >= pt.target
-			if room > 0 && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 && !wait {
+			if room > 0 && ready[i] && pt.target-len(pt.spares)-pt.starting-planned[i] > 0 {
 				start = append(start, pt)
 				planned[i]++
 				room--
@@ -195,7 +214,7 @@ func refills(now time.Time, pts []*poolTemplate, room, claiming int) []*poolTemp
 			}
 		}
 	}
-	return start
+	return start, holding
 }
 
 // wanted is the size demand asks of pt (see the top of this file).

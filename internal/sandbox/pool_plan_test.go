@@ -75,14 +75,22 @@ func TestPlanRefills(t *testing.T) {
 			t.Errorf("cold %d, starting %d: %d refills, want %d", c.cold, c.starting, got, c.want)
 		}
 	}
-	// While claims are in flight, refills wait unless the pool is below
-	// half its target.
-	for _, c := range []struct{ spares, want int }{{5, 0}, {9, 0}, {4, 4}, {0, 4}} {
+	// While claims are in flight, refills wait for them, up to maxHold,
+	// unless the template has no spare left.
+	for _, c := range []struct {
+		spares int
+		after  time.Duration
+		want   int
+	}{{5, 0, 0}, {5, maxHold / 2, 0}, {5, maxHold, 4}, {0, 0, 4}} {
 		p := pt(10, 1)
 		p.spares = make([]pooled, c.spares)
 		m := planManager(0, 4, map[string]*poolTemplate{"t": p})
-		if got := len(m.planPoolLocked(planT0, 0, 3).start); got != c.want {
-			t.Errorf("3 claims in flight, %d spares of 10: %d refills, want %d", c.spares, got, c.want)
+		first := m.planPoolLocked(planT0, 0, 3)
+		if c.spares > 0 && (len(first.start) != 0 || !first.holding) {
+			t.Errorf("3 claims in flight, %d spares: %d refills started, holding %v", c.spares, len(first.start), first.holding)
+		}
+		if got := len(m.planPoolLocked(planT0.Add(c.after), 0, 3).start); got != c.want {
+			t.Errorf("3 claims in flight, %d spares of 10, %v later: %d refills, want %d", c.spares, c.after, got, c.want)
 		}
 	}
 	p := pt(10, 1)
