@@ -47,6 +47,10 @@ type Daemon struct {
 	// WarmPool keeps this many sandboxes of each template started ahead
 	// of demand (template id or name → count).
 	WarmPool map[string]int
+	// WarmPoolMemory (bytes) is what the warm pool's sandboxes may hold
+	// when it grows past WarmPool's sizes with demand; zero keeps those
+	// sizes fixed.
+	WarmPoolMemory Bytes
 	// EgressPool is the IPv4 range sandbox links are addressed from, a /30
 	// each. Daemons on one host must share it.
 	EgressPool netip.Prefix
@@ -95,6 +99,7 @@ func Defaults() Daemon {
 		CgroupParent:    "sandpit",
 		ShutdownTimeout: 30 * time.Second,
 		WarmPool:        map[string]int{"base": 2, "code-interpreter-v1": 1},
+		WarmPoolMemory:  512 << 20,
 		EgressPool:      netip.MustParsePrefix("10.213.0.0/16"),
 		DefaultDiskMB:   1024,
 		AuditRetention:  720 * time.Hour,

@@ -146,6 +146,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 			MaxPendingCreates: cfg.MaxPendingCreates,
 			MinFreeMemory:     int64(cfg.MinFreeMemory),
 		},
+		WarmPoolMemory: int64(cfg.WarmPoolMemory),
 	})
 	if err != nil {
 		return nil, err

@@ -176,13 +176,18 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), tpl, env); ok {
+	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), req.Team, tpl, env); ok {
+		defer m.claimDone()
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
 		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), true)
 	} else {
 		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
 		spec.Egress = egress
+		// Until this create returns, the warm pool holds back a refill
+		// (pool_plan.go): this is a user waiting now.
+		m.cold.Add(1)
+		defer m.coldDone()
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)

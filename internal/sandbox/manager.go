@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,14 @@ type Config struct {
 	// only the warm pool's spares are killed. By default Close kills
 	// every sandbox.
 	KeepOnClose bool
+	// WarmPoolMemory, in bytes, lets the warm pool grow past the sizes
+	// StartPool is given while demand asks for it, as far as its spares'
+	// memory stays within it, and shrink back when idle (pool_plan.go).
+	// Zero keeps those sizes fixed.
+	WarmPoolMemory int64
+	// WarmPoolParallel bounds the warm pool's refills in flight (the
+	// number of CPUs when zero).
+	WarmPoolParallel int
 	// Reaped, when set, is told of each sandbox Recover found gone (a
 	// host reboot ended it) and why, for the record.
 	Reaped func(ctx context.Context, rec store.SandboxRecord, why error)
@@ -92,6 +101,15 @@ type Manager struct {
 	keep      bool // Config.KeepOnClose
 	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
 
+	// poolBudget and poolParallel are Config.WarmPoolMemory and
+	// WarmPoolParallel; poolWake nudges the pool's controller (pool.go).
+	poolBudget   int64
+	poolParallel int
+	poolWake     chan struct{}
+	// cold counts creates in flight that found no warm sandbox,
+	// claiming those that took one.
+	cold, claiming atomic.Int32
+
 	// routes maps id to *route for Lookup, without taking mu.
 	routes sync.Map
 	// snap is what snapshots and forks keep (snapshot.go).
@@ -109,12 +127,9 @@ type Manager struct {
 	sandboxes map[string]*entry
 	// closed is set by Close; no sandbox is added after it.
 	closed bool
-	// pool holds warm, unclaimed sandboxes by template id (pool.go).
-	pool map[string][]pooled
-	// poolWake nudges the pool's filler after a claim; poolDone closes
-	// when it stops. Both are nil without a pool.
-	poolWake chan struct{}
-	poolDone chan struct{}
+	// pool holds the warm pool of each template by id (pool.go); nil
+	// without one.
+	pool map[string]*poolTemplate
 	// ended keeps the logs of the last keepEndedLogs sandboxes that went
 	// (killed, expired or crashed), as E2B serves an ended sandbox's
 	// logs; endedOrder is their ids, oldest first.
@@ -185,6 +200,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.DefaultDiskMB <= 0 {
 		cfg.DefaultDiskMB = DefaultDiskMB
 	}
+	if cfg.WarmPoolParallel <= 0 {
+		cfg.WarmPoolParallel = goruntime.NumCPU()
+	}
 	if cfg.DefaultTimeout > cfg.MaxTimeout {
 		return nil, fmt.Errorf("sandbox.NewManager: default timeout %v exceeds max timeout %v", cfg.DefaultTimeout, cfg.MaxTimeout)
 	}
@@ -211,6 +229,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		teamLabels:  map[string]struct{}{},
 		host:        newHostUse(cfg.Host),
 	}
+	m.poolBudget, m.poolParallel = max(0, cfg.WarmPoolMemory), cfg.WarmPoolParallel
+	m.poolWake = make(chan struct{}, 1)
 	m.snap.init(cfg.Snapshots)
 	m.bg, m.bgCancel = context.WithCancel(context.Background())
 	for _, st := range []State{StateRunning, StatePaused} {

@@ -52,13 +52,20 @@ func newEnv(t *testing.T, opts fake.Options) *env {
 
 func newEnvWith(t *testing.T, opts fake.Options, tpls sandbox.Templates) *env {
 	t.Helper()
+	return newEnvConfig(t, opts, tpls, nil)
+}
+
+// newEnvConfig is newEnvWith with the Manager's config changed by edit
+// (which may also wrap the runtime) before it is made.
+func newEnvConfig(t *testing.T, opts fake.Options, tpls sandbox.Templates, edit func(*sandbox.Config)) *env {
+	t.Helper()
 	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sandpit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt := fake.New(opts)
 	e := &env{rt: rt, st: st, clock: sandboxtest.NewClock(t0), reg: prometheus.NewRegistry()}
-	e.m, err = sandbox.NewManager(sandbox.Config{
+	cfg := sandbox.Config{
 		Runtime:    rt,
 		Store:      st,
 		Templates:  tpls,
@@ -66,7 +73,11 @@ func newEnvWith(t *testing.T, opts fake.Options, tpls sandbox.Templates) *env {
 		Metrics:    e.reg,
 		MaxTimeout: time.Hour,
 		Clock:      e.clock,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.m, err = sandbox.NewManager(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,11 @@ type metrics struct {
 	// refused counts creates refused by the daemon's own limits.
 	refused       *prometheus.CounterVec
 	resumeSeconds *prometheus.HistogramVec
+	// The warm pool's, by template (pool.go).
+	poolSpares      *prometheus.GaugeVec
+	poolTarget      *prometheus.GaugeVec
+	poolSpareMemory *prometheus.GaugeVec
+	poolClaims      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,6 +65,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to resume a paused sandbox, by pause kind (memory, filesystem).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"kind"}),
+		poolSpares: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandpit_warm_pool_sandboxes",
+			Help: "Warm sandboxes ready to be claimed, by template.",
+		}, []string{"template"}),
+		poolTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandpit_warm_pool_target",
+			Help: "Warm sandboxes the pool fills to, by template: the configured size, or more while demand asks within the memory budget.",
+		}, []string{"template"}),
+		poolSpareMemory: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandpit_warm_pool_sandbox_memory_bytes",
+			Help: "Memory one warm sandbox is counted at against the pool's budget, by template (measured, or a conservative default until measured).",
+		}, []string{"template"}),
+		poolClaims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandpit_warm_pool_claims_total",
+			Help: "Creates that could take a warm sandbox, by template and result: hit (took one) or miss (started cold).",
+		}, []string{"template", "result"}),
 	}
 	// Every reason shows from the start, so a rate over it needs no
 	// first refusal.
@@ -69,7 +90,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits, m.refused, m.resumeSeconds} {
+	for _, c := range []prometheus.Collector{m.createSeconds, m.sandboxes, m.errors, m.teamSandboxes, m.teamCreates, m.limitHits, m.refused, m.resumeSeconds,
+		m.poolSpares, m.poolTarget, m.poolSpareMemory, m.poolClaims} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
