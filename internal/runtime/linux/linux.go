@@ -736,13 +736,28 @@ func (r *Runtime) takeBox(id string) (*box, bool) {
 // pid namespace and tears down its mount namespace) and removes its cgroup
 // and directory.
 func (r *Runtime) destroy(b *box) error {
-	b.closeDisk()
-	if b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil {
+	alive := b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil
+	if alive {
 		r.mu.Lock()
 		b.killing = true
 		paused := b.paused
 		r.mu.Unlock()
-		r.killInit(b, paused)
+		r.signalInit(b, paused)
+	}
+	// While the kernel ends the processes, the disk, the link and the
+	// directory go too: each waits on the kernel (the disk's detached
+	// mount and a veth on an RCU grace period, the disk image on freeing
+	// its extents), and under load a kill spent the sum of the waits
+	// instead of the longest.
+	var wg sync.WaitGroup
+	var netErr, dirErr error
+	wg.Go(b.closeDisk)
+	if b.link != nil {
+		wg.Go(func() { netErr = r.cfg.Egress.Detach(*b.link) })
+	}
+	wg.Go(func() { dirErr = os.RemoveAll(b.dir) })
+	if alive {
+		r.waitInit(b)
 	}
 	if b.pidfd != nil {
 		_ = b.pidfd.Close()
@@ -753,12 +768,18 @@ func (r *Runtime) destroy(b *box) error {
 	} else if g, err := r.cfg.Cgroups.Load(b.id); err == nil {
 		errs = append(errs, deleteGroup(g))
 	}
-	if b.link != nil {
-		errs = append(errs, r.cfg.Egress.Detach(*b.link))
+	wg.Wait()
+	if dirErr != nil {
+		// A process that was still writing into a writable layer on the
+		// host may have raced the removal: it has ended now.
+		dirErr = os.RemoveAll(b.dir)
 	}
-	if err := os.RemoveAll(b.dir); err != nil {
-		errs = append(errs, fmt.Errorf("removing dir of %s: %w", b.id, err))
+	if dirErr != nil {
+		errs = append(errs, fmt.Errorf("removing dir of %s: %w", b.id, dirErr))
 	}
+	errs = append(errs, netErr)
+	// Only now that no process of the sandbox is left may another
+	// sandbox get its uid range.
 	if b.slot >= 0 {
 		r.freeSlot(b.slot)
 	}
@@ -785,10 +806,21 @@ func (b *box) kill() {
 // gone, and with them the mounts of its overlays. paused says b is frozen:
 // frozen tasks take their SIGKILL only once thawed.
 func (r *Runtime) killInit(b *box, paused bool) {
+	r.signalInit(b, paused)
+	r.waitInit(b)
+}
+
+// signalInit sends b's init SIGKILL, thawing a paused sandbox so that
+// its processes can die.
+func (r *Runtime) signalInit(b *box, paused bool) {
 	b.kill()
 	if paused && b.group != nil {
 		_ = b.group.Thaw()
 	}
+}
+
+// waitInit waits for b's killed init to be gone.
+func (r *Runtime) waitInit(b *box) {
 	select {
 	case <-b.done:
 	case <-r.closed: // an adopted init's waiter stopped with the runtime
