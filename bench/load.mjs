@@ -173,7 +173,31 @@ try {
 }
 const rssEnd = rssMiB(server.pid)
 const diedEarly = server.exited
+const stages = diedEarly ? null : await createStages().catch((err) => `(reading /metrics: ${err.message})`)
 await stopServer()
+
+/**
+ * Where the daemon's creates spent their time over the whole run: the mean
+ * of each stage of sandpit_sandbox_create_seconds (a cold create's stages,
+ * "pool" for a claim), and the warm pool's hits and misses.
+ */
+async function createStages() {
+  const res = await fetch(`${server.url}/metrics`, { headers: { 'X-API-KEY': server.apiKey }, signal: AbortSignal.timeout(5000) })
+  const text = await res.text()
+  const sum = {}
+  const count = {}
+  for (const m of text.matchAll(/^sandpit_sandbox_create_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$/gm)) {
+    ;(m[1] === 'sum' ? sum : count)[m[2]] = Number(m[3])
+  }
+  const parts = Object.keys(count)
+    .filter((st) => count[st] > 0)
+    .map((st) => `${st} ${((sum[st] / count[st]) * 1000).toFixed(1)} ms (n=${count[st]})`)
+  const claims = {}
+  for (const m of text.matchAll(/^sandpit_warm_pool_claims_total\{result="(hit|miss)",template="([^"]+)"\} (\S+)$/gm)) {
+    claims[m[1]] = (claims[m[1]] ?? 0) + Number(m[3])
+  }
+  return `create stages, mean over the run: ${parts.join(', ')}; warm pool claims: ${claims.hit ?? 0} hit, ${claims.miss ?? 0} miss`
+}
 
 async function cyclesPhase() {
   const errors = errorLog()
@@ -397,6 +421,7 @@ if (out.live) {
 }
 console.log()
 console.log(`daemon RSS at the end: ${f(rssEnd)} MiB; serve log: ${server.logPath}`)
+if (stages) console.log(`\n${stages}`)
 if (diedEarly) {
   console.log(`\n- fatal: sandpit serve exited during the run (code ${diedEarly.code}, signal ${diedEarly.signal})`)
   process.exitCode = 1
