@@ -1,6 +1,7 @@
 // Command sandpit-agent is what runs inside every sandbox: first as its
-// init (sandboxinit), then, executed by the init, as its agent (envd). It
-// is a separate, small binary because each sandbox starts it twice and a
+// init (sandboxinit), then, executed by the init, as its agent (envd).
+// The daemon also runs one as its spawner, which forks the inits. It is a
+// separate, small binary because each sandbox starts it twice and a
 // Go program pays at start for every package it links: this one starts in
 // about a third of the CPU time of the whole sandpit binary. The daemon
 // uses the sandpit-agent beside its own binary, or itself when there is
@@ -20,6 +21,13 @@ func main() {
 		// Init returns only on failure, having told the daemon why.
 		_ = sandboxinit.Init()
 		os.Exit(1)
+	}
+	if len(os.Args) > 1 && os.Args[1] == sandboxinit.SpawnerArg {
+		if err := sandboxinit.Spawner(); err != nil {
+			fmt.Fprintln(os.Stderr, "sandpit-agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	if len(os.Args) != 2 || os.Args[1] != "envd" {
 		fmt.Fprintln(os.Stderr, "sandpit-agent runs inside a sandbox; the sandpit daemon starts it")

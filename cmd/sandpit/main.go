@@ -39,6 +39,13 @@ func main() {
 		_ = sandboxinit.Init()
 		os.Exit(1)
 	}
+	if len(os.Args) > 1 && os.Args[1] == sandboxinit.SpawnerArg {
+		if err := sandboxinit.Spawner(); err != nil {
+			fmt.Fprintln(os.Stderr, "sandpit:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

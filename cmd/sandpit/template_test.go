@@ -23,6 +23,11 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
+		case sandboxinit.SpawnerArg:
+			if err := sandboxinit.Spawner(); err != nil {
+				os.Exit(1)
+			}
+			os.Exit(0)
 		case sandboxinit.Arg:
 			_ = sandboxinit.Init()
 			os.Exit(1)

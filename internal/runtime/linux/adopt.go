@@ -99,11 +99,7 @@ func statStartTime(stat []byte) (uint64, error) {
 }
 
 // recordInit writes what identifies a sandbox's init for a later run.
-func (r *Runtime) recordInit(b *box) error {
-	id, err := r.identify(b.pid)
-	if err != nil {
-		return fmt.Errorf("identifying init of %s: %w", b.id, err)
-	}
+func (r *Runtime) recordInit(b *box, id procIdent) error {
 	if err := os.WriteFile(filepath.Join(b.dir, "pid"), []byte(strconv.Itoa(b.pid)), 0o600); err != nil {
 		return fmt.Errorf("recording pid of %s: %w", b.id, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -36,8 +35,8 @@ func (r *Runtime) Commit(ctx context.Context, id, dir string) (err error) {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if b.cmd != nil && b.cmd.Process != nil {
-		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+	if b.pidfd != nil {
+		b.kill()
 		select {
 		case <-b.done:
 		case <-ctx.Done():

@@ -18,13 +18,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,6 +78,7 @@ type Runtime struct {
 	diskErr error             // why DiskQuota could not be had
 	bootID  string            // the kernel's boot id, part of every init's identity
 	seccomp []unix.SockFilter // every sandbox's system-call filter, assembled once
+	spawner *spawner          // starts the inits
 
 	// loops maps a disk image (device and inode) to the loop device it
 	// is bound to, as last scanned: adopting many sandboxes scans
@@ -99,14 +98,13 @@ type box struct {
 	dir    string
 	slot   int
 	pid    int
-	cmd    *exec.Cmd
 	group  cgroup.Group
 	link   *egress.Link  // nil when the sandbox has loopback only
 	layers string        // where the writable layers' upper and work dirs are
 	disk   int           // the detached mount of its disk until the overlays hold it; -1 when none
-	done   chan struct{} // closed when the init has been waited for
-	// pidfd is the init of a sandbox an earlier run started (Adopt),
-	// which this process cannot wait for; nil for its own children.
+	done   chan struct{} // closed when the init has ended
+	// pidfd is the init: the spawner's child, or one an earlier run
+	// started (Adopt); nil while none runs (stopped).
 	pidfd   *os.File
 	logR    *os.File         // the read end of its log FIFO; nil when not read
 	killing bool             // guarded by Runtime.mu
@@ -169,6 +167,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{
+		spawner: &spawner{exe: cfg.Exe},
 		seccomp: filter,
 		bootID:  boot,
 		cfg:     cfg,
@@ -227,6 +226,7 @@ func (r *Runtime) Exited() <-chan string { return r.exited }
 func (r *Runtime) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.closed)
+		r.spawner.close()
 		if r.disks != nil {
 			_ = r.disks.close()
 		}
@@ -340,41 +340,32 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		return nil, fmt.Errorf("opening own binary: %w", err)
 	}
 	defer exe.Close()
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(sandboxinit.ExeFD),
-		Args:       []string{"sandpit", sandboxinit.Arg},
-		Env:        []string{},
-		Dir:        "/",
-		ExtraFiles: []*os.File{childCtl, lnFile, exe}, // fds 3, 4, 5
-		Stderr:     stderr,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: idsPerSandbox}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: idsPerSandbox}},
-			GidMappingsEnableSetgroups: true,
-			// Become the namespace's root before exec, or the init
-			// would run as an unmapped uid with no capabilities.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0},
-			Setsid:     true,
-		},
-	}
-	err = cmd.Start()
+	pid, pidfd, err := r.spawner.spawn(hostUID, idsPerSandbox, childCtl, lnFile, exe, stderr)
 	childCtl.Close()
 	stderr.Close()
 	if err != nil {
 		return nil, fmt.Errorf("starting init of %s: %w", spec.ID, err)
 	}
-	b.cmd, b.pid = cmd, cmd.Process.Pid
+	b.pid, b.pidfd = pid, pidfd
 	// Shield the agent from the OOM killer: a sandbox that runs out of
 	// memory loses the process that used it, not its agent (which marks
 	// the processes it starts as preferred victims).
 	_ = os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/oom_score_adj", []byte("-1000"), 0)
+	ident, identErr := r.identify(pid)
+	done := b.done
 	go func() {
-		_ = cmd.Wait()
-		close(b.done)
+		if err := waitPidfd(pidfd); err != nil {
+			return // the pidfd was closed: the runtime closed, or a Stop
+		}
+		if identErr == nil {
+			waitReaped(pid, ident.Start)
+		}
+		close(done)
 	}()
-	if err := r.recordInit(b); err != nil {
+	if identErr != nil {
+		return nil, fmt.Errorf("identifying init of %s: %w", spec.ID, identErr)
+	}
+	if err := r.recordInit(b, ident); err != nil {
 		return nil, err
 	}
 	st.mark("spawn")
@@ -736,7 +727,7 @@ func (r *Runtime) takeBox(id string) (*box, bool) {
 // pid namespace and tears down its mount namespace) and removes its cgroup
 // and directory.
 func (r *Runtime) destroy(b *box) error {
-	alive := b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil
+	alive := b.pidfd != nil
 	if alive {
 		r.mu.Lock()
 		b.killing = true
@@ -788,17 +779,18 @@ func (r *Runtime) destroy(b *box) error {
 
 // kill sends the sandbox's init SIGKILL; the kernel then kills the rest of
 // its pid namespace.
-func (b *box) kill() {
-	if b.cmd != nil {
-		_ = b.cmd.Process.Signal(syscall.SIGKILL)
-		return
+func (b *box) kill() bool {
+	// Through the pidfd, so the signal can only reach the init, never a
+	// process that reused its pid.
+	rc, err := b.pidfd.SyscallConn()
+	if err != nil {
+		return false
 	}
-	// Through the pidfd, so the signal can only reach the adopted init.
-	if rc, err := b.pidfd.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0)
-		})
-	}
+	var sent bool
+	_ = rc.Control(func(fd uintptr) {
+		sent = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0) == nil
+	})
+	return sent
 }
 
 // killInit kills b's init (through its pidfd when it was adopted) and
@@ -813,7 +805,14 @@ func (r *Runtime) killInit(b *box, paused bool) {
 // signalInit sends b's init SIGKILL, thawing a paused sandbox so that
 // its processes can die.
 func (r *Runtime) signalInit(b *box, paused bool) {
-	b.kill()
+	if !b.kill() {
+		// The pidfd is closed (the runtime closed, or the init has
+		// ended): by pid, if the recorded identity shows it is still the
+		// init.
+		if pid, err := r.recordedInit(b.dir); err == nil && pid == b.pid {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 	if paused && b.group != nil {
 		_ = b.group.Thaw()
 	}
@@ -919,6 +918,26 @@ func isSandboxInit(pid int) bool {
 		}
 	}
 	return false
+}
+
+// waitReaped returns once the ended process pid, started at start, has
+// been reaped by its parent (the spawner, which does so at once), so that
+// when Kill returns a sandbox's init is gone from the process table, as
+// when the daemon was its parent. A pid reused meanwhile counts as reaped.
+// It gives up after a second.
+func waitReaped(pid int, start uint64) {
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	for waited, delay := time.Duration(0), 50*time.Microsecond; waited < time.Second; delay = min(2*delay, 20*time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		if s, err := statStartTime(b); err != nil || s != start {
+			return
+		}
+		time.Sleep(delay)
+		waited += delay
+	}
 }
 
 func waitGone(ctx context.Context, pid int) error {

@@ -71,7 +71,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (*runtime.Sandbo
 		r.mu.Unlock()
 		return nil, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is not stopped", id))
 	}
-	b.cmd, b.pid, b.done = nil, 0, make(chan struct{})
+	b.pid, b.done = 0, make(chan struct{})
 	r.mu.Unlock()
 
 	st := stages{last: time.Now()}
@@ -113,7 +113,7 @@ func (r *Runtime) halt(b *box) error {
 	paused := b.paused
 	b.paused = false
 	r.mu.Unlock()
-	if b.cmd != nil && b.cmd.Process != nil || b.pidfd != nil {
+	if b.pidfd != nil {
 		// Once it returns, a new boot never shares the writable layers
 		// with an old one.
 		r.killInit(b, paused)
