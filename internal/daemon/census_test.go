@@ -64,9 +64,10 @@ const (
 	kindNft     = "nftables element"
 	kindCgroup  = "cgroup"
 	kindFile    = "file outside the stores"
+	kindLayer   = "template layer"
 )
 
-var censusKinds = []string{kindProcess, kindMount, kindMountNS, kindLoop, kindVeth, kindNft, kindCgroup, kindFile}
+var censusKinds = []string{kindProcess, kindMount, kindMountNS, kindLoop, kindVeth, kindNft, kindCgroup, kindFile, kindLayer}
 
 // take counts everything; an error reading a source is itself reported
 // under its kind, so it cannot pass for "nothing left".
@@ -79,6 +80,7 @@ func (s hostScope) take() census {
 	s.nftables(c)
 	s.cgroups(c)
 	s.files(c)
+	s.layers(c)
 	for k := range c {
 		sort.Strings(c[k])
 	}
@@ -375,4 +377,17 @@ func (s hostScope) files(c census) {
 		}
 		return nil
 	})
+}
+
+// layers are the template store's layers (built steps, snapshots, forks).
+// The store keeps those of the templates and snapshots it holds; a test
+// that removed all it made compares with the layers right after the
+// daemon started.
+func (s hostScope) layers(c census) {
+	ents, _ := os.ReadDir(filepath.Join(s.dataDir, "templates", "layers"))
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") { // work dirs: see files
+			c[kindLayer] = append(c[kindLayer], "templates/layers/"+e.Name())
+		}
+	}
 }
