@@ -31,8 +31,8 @@ import (
 // another's running sandboxes would let their traffic through unfiltered.
 var soakPool = netip.MustParsePrefix("10.212.0.0/20")
 
-// TestSoak: after create, command, pause/resume, snapshot, network policy
-// and kill cycles at concurrency, with template builds alongside, the
+// TestSoak: after create, command, pause/resume, snapshot, fork, network
+// policy and kill cycles at concurrency, with template builds alongside, the
 // daemon's file descriptors, goroutines and memory come back to where
 // they were before the run, and once it stops the host holds nothing of
 // it: no sandbox process, mount, loop device, veth, nftables element,
@@ -154,6 +154,12 @@ func TestSoak(t *testing.T) {
 	for _, p := range base.leaks(after) {
 		t.Error(p)
 	}
+	// A fork's layer goes with its last sandbox, not at the stop.
+	for _, l := range scope.take()[kindLayer] {
+		if strings.HasPrefix(filepath.Base(l), "fork-") {
+			t.Errorf("a fork layer outlived its sandboxes: %s", l)
+		}
+	}
 
 	// The daemon stops while a template build runs: the build sandbox
 	// and the builds' cgroup must go with it.
@@ -241,7 +247,8 @@ func (s *soak) run(ctx context.Context, first, n, conc int, budget time.Duration
 // cycle creates a sandbox, runs a command in it and kills it. Some cycles
 // do more on the way, so each kind of per-sandbox state comes and goes:
 // a network policy (nftables chain and map entry), a pause with memory
-// kept (freezer) or not (stop and start again), a snapshot (layers).
+// kept (freezer) or not (stop and start again), a snapshot (layers), two
+// forks (a layer the forks share, gone with the last).
 func (s *soak) cycle(ctx context.Context, i int) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -299,6 +306,20 @@ func (s *soak) cycle(ctx context.Context, i int) {
 		}
 		_, err = s.client.DeleteSnapshot(ctx, snap.ID)
 		step("delete snapshot", err)
+	case i%50 == 38:
+		forks, err := sb.Fork(ctx, sandpit.WithCount(2))
+		if !step("fork", err) {
+			return
+		}
+		for _, f := range forks {
+			if !step("fork", f.Err) {
+				continue
+			}
+			if _, err := f.Sandbox.Commands.Run(ctx, "true"); err != nil {
+				step("command in fork "+f.Sandbox.ID+" of", err)
+			}
+			step("kill fork "+f.Sandbox.ID+" of", f.Sandbox.Kill(context.WithoutCancel(ctx)))
+		}
 	}
 }
 
