@@ -531,6 +531,24 @@ func (d *Daemon) closeSandboxes(ctx context.Context) {
 	}
 }
 
+// collectLayers removes the layers of the templates and snapshots removed
+// during the run, which the next start would otherwise collect, so a
+// stopped daemon leaves none behind. Only with no sandbox left: one left
+// running for the next start may stand on such a layer, and what it was
+// made from is known to the next start alone (TemplatesInUse).
+// Preconditions: the builds and the manager are closed.
+func (d *Daemon) collectLayers(ctx context.Context) {
+	if d.templates == nil || d.runtime == nil {
+		return
+	}
+	if left, err := d.runtime.List(ctx); err != nil || len(left) > 0 {
+		return
+	}
+	if _, err := d.templates.GC(ctx); err != nil {
+		d.log.Warn("template layer GC at stop", "err", err)
+	}
+}
+
 func (d *Daemon) close(ctx context.Context) {
 	if d.templates != nil {
 		_ = d.templates.Close()
@@ -547,6 +565,7 @@ func (d *Daemon) close(ctx context.Context) {
 	if err := d.audit.Close(ctx); err != nil {
 		d.log.Error("writing the audit log's last entries", "err", err)
 	}
+	d.collectLayers(ctx)
 	if d.runtime != nil {
 		_ = d.runtime.Close()
 	}

@@ -48,6 +48,13 @@ func TableName(pool netip.Prefix, ns []netip.Addr) string {
 	return versionPrefix() + hex.EncodeToString(h.Sum(nil))[:8]
 }
 
+// HostTableName is the table of a daemon with pool that takes the host's
+// own nameservers (Config.Nameservers unset), as `sandpit serve` does:
+// what a leak check outside the daemon looks into.
+func HostTableName(pool netip.Prefix) string {
+	return TableName(pool.Masked(), hostNameservers("/etc/resolv.conf"))
+}
+
 func versionPrefix() string { return tablePrefix + "v" + rulesVersion + "_" }
 
 // policyMap maps a sandbox link's name to a jump to its policy chain.

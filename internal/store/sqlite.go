@@ -36,6 +36,17 @@ type SQLite struct {
 
 var _ Store = (*SQLite)(nil)
 
+// MaxConns caps the database's connections, open and idle alike. Without
+// a cap, database/sql opens one per concurrent caller and closes all but
+// two when the burst is over: each reopen pays for the pragmas, and SQLite
+// keeps the file descriptors of connections closed while others hold
+// locks for reuse, so the daemon's descriptors grew with its peak load
+// and stayed there. SQLite runs one writer at a time anyway; sixteen
+// connections leave readers (WAL) room beside the writers under load.
+// No store method holds a connection while it asks for another, so the
+// cap cannot deadlock.
+const MaxConns = 16
+
 // OpenSQLite opens (creating if needed) the database file at path and brings
 // its schema up to date. The file and its -wal and -shm companions are
 // root's alone (0600): they hold sandboxes' environment variables and envd
@@ -56,6 +67,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
+	db.SetMaxOpenConns(MaxConns)
+	db.SetMaxIdleConns(MaxConns)
 	s := &SQLite{db: db, now: time.Now, touched: map[string]time.Time{}}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
