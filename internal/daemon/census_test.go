@@ -334,7 +334,10 @@ func (s hostScope) cgroups(c census) {
 // from. sandboxes/ and builds/ hold per-sandbox state, which a daemon that
 // killed its sandboxes must have removed; the directories themselves
 // stay.
-var storeFiles = []string{"sandpit.db", "sandpit.db-wal", "sandpit.db-shm", "api-key", "templates", "sandboxes", "builds"}
+// The state dirs' uid-base records say which uid ranges their sandboxes
+// use, for the next start: state, as the database is.
+var storeFiles = []string{"sandpit.db", "sandpit.db-wal", "sandpit.db-shm", "api-key", "templates", "sandboxes", "builds",
+	"sandboxes/uid-base", "builds/uid-base"}
 
 // isDiskImage reports whether rel is an empty disk image
 // ("sandboxes/ext4-1024m.img"), kept as a store; spares are not.
