@@ -20,7 +20,7 @@
 // sandbox it holds (--kill-on-stop), and the script exits non-zero.
 // Env: SANDPIT_BIN (default <repo>/bin/sandpit). Markdown on stdout,
 // progress on stderr.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -121,8 +121,29 @@ function cpuOf(pid) {
   // Fields after the command name (which may hold spaces) start at field 3.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const self = (Number(f[11]) + Number(f[12])) / CLK_TCK
-  const children = (Number(f[13]) + Number(f[14])) / CLK_TCK
+  let children = (Number(f[13]) + Number(f[14])) / CLK_TCK
+  // The sandbox inits are the children of the daemon's spawner (a child of
+  // the daemon that lives as long as it): their CPU is in the spawner's
+  // children's time, and the spawner's own in its own.
+  for (const child of childrenOf(pid)) {
+    const c = cpuOf(child)
+    if (!Number.isNaN(c.self)) children += c.self + c.children
+  }
   return { self, children }
+}
+function childrenOf(pid) {
+  const out = []
+  let tasks = []
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const t of tasks) {
+    const kids = safe(() => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8')) ?? ''
+    for (const k of kids.split(' ')) if (k.trim()) out.push(Number(k))
+  }
+  return out
 }
 function rssMiB(pid) {
   const m = safe(() => readFileSync(`/proc/${pid}/status`, 'utf8'))?.match?.(/^VmRSS:\s+(\d+) kB/m)

@@ -40,7 +40,7 @@ func main() {
 		os.Exit(1)
 	}
 	if len(os.Args) > 1 && os.Args[1] == sandboxinit.SpawnerArg {
-		if err := sandboxinit.Spawner(); err != nil {
+		if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "sandpit:", err)
 			os.Exit(1)
 		}

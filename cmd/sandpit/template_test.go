@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case sandboxinit.SpawnerArg:
-			if err := sandboxinit.Spawner(); err != nil {
+			if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
 				os.Exit(1)
 			}
 			os.Exit(0)

@@ -40,15 +40,42 @@ type SpawnReply struct {
 	Err string `json:"err,omitempty"`
 }
 
+// SpawnerConns is how many sockets the daemon gives the spawner: creates
+// at once wait on its forks only beyond that many.
+const SpawnerConns = 4
+
 // spawnFiles is how many descriptors come with a request.
 const spawnFiles = 4
 
-// Spawner serves the daemon's requests on the socket at ControlFD until
-// the daemon closes it (or goes), reaping the inits it started meanwhile.
-// Inits still running when it returns are inherited by the host's init,
-// as when the daemon itself goes.
-func Spawner() error {
-	c, err := net.FileConn(os.NewFile(ControlFD, "spawner"))
+// Spawner serves the daemon's requests on the sockets from ControlFD on
+// (args[0] says how many: see SpawnerConns), requests on one socket in
+// turn and the sockets all at once, until the daemon closes them (or
+// goes), reaping the inits it started meanwhile. Inits still running when
+// it returns are inherited by the host's init, as when the daemon itself
+// goes.
+func Spawner(args []string) error {
+	conns := 0
+	if len(args) == 1 {
+		conns, _ = strconv.Atoi(args[0])
+	}
+	if conns < 1 || conns > 64 {
+		return fmt.Errorf("spawner: want the number of its sockets, got %q", args)
+	}
+	errs := make(chan error, conns)
+	for i := range conns {
+		go func() { errs <- serveSpawns(ControlFD + i) }()
+	}
+	var first error
+	for range conns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func serveSpawns(fd int) error {
+	c, err := net.FileConn(os.NewFile(uintptr(fd), "spawner"))
 	if err != nil {
 		return fmt.Errorf("spawner socket: %w", err)
 	}
@@ -56,6 +83,7 @@ func Spawner() error {
 	if !ok {
 		return errors.New("spawner socket is not a unix socket")
 	}
+	defer conn.Close()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(spawnFiles*4))
 	for {
