@@ -17,18 +17,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == sandboxinit.Arg {
-		// Init returns only on failure, having told the daemon why.
-		_ = sandboxinit.Init()
-		os.Exit(1)
-	}
-	if len(os.Args) > 1 && os.Args[1] == sandboxinit.SpawnerArg {
-		if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "sandpit-agent:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	sandboxinit.RunIfAsked(os.Args[1:])
 	if len(os.Args) != 2 || os.Args[1] != "envd" {
 		fmt.Fprintln(os.Stderr, "sandpit-agent runs inside a sandbox; the sandpit daemon starts it")
 		os.Exit(2)

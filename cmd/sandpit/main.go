@@ -33,19 +33,7 @@ Run 'sandpit COMMAND --help' for a command's flags.
 var version = "dev"
 
 func main() {
-	// The sandbox init must run before anything else touches the process.
-	if len(os.Args) > 1 && os.Args[1] == sandboxinit.Arg {
-		// Init returns only on failure, having told the daemon why.
-		_ = sandboxinit.Init()
-		os.Exit(1)
-	}
-	if len(os.Args) > 1 && os.Args[1] == sandboxinit.SpawnerArg {
-		if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "sandpit:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	sandboxinit.RunIfAsked(os.Args[1:])
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

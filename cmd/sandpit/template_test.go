@@ -21,16 +21,9 @@ import (
 // The test binary is also the sandbox init and agent, as the real binary
 // is: the daemon under test re-executes it.
 func TestMain(m *testing.M) {
+	sandboxinit.RunIfAsked(os.Args[1:])
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case sandboxinit.SpawnerArg:
-			if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
-				os.Exit(1)
-			}
-			os.Exit(0)
-		case sandboxinit.Arg:
-			_ = sandboxinit.Init()
-			os.Exit(1)
 		case "envd":
 			if err := envd.Main(); err != nil {
 				os.Exit(1)

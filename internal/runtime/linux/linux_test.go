@@ -27,16 +27,9 @@ import (
 // that runs shell commands, so the runtime is tested without the real
 // agent.
 func TestMain(m *testing.M) {
+	sandboxinit.RunIfAsked(os.Args[1:])
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case sandboxinit.SpawnerArg:
-			if err := sandboxinit.Spawner(os.Args[2:]); err != nil {
-				os.Exit(1)
-			}
-			os.Exit(0)
-		case sandboxinit.Arg:
-			_ = sandboxinit.Init() // returns only on failure
-			os.Exit(1)
 		case "envd":
 			testAgent()
 			return

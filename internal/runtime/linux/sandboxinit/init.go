@@ -337,3 +337,25 @@ func boundCapabilities() error {
 	}
 	return nil
 }
+
+// RunIfAsked runs the init or the spawner when args (a program's
+// arguments after its name) ask for one, and exits with its status;
+// otherwise it returns. Every binary the daemon may start sandboxes from
+// calls it first thing in main, before anything else touches the process.
+func RunIfAsked(args []string) {
+	if len(args) == 0 {
+		return
+	}
+	switch args[0] {
+	case Arg:
+		// Init returns only on failure, having told the daemon why.
+		_ = Init()
+		os.Exit(1)
+	case SpawnerArg:
+		if err := Spawner(args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sandpit spawner:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
