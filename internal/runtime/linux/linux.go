@@ -13,8 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
-	"github.com/sandpit-dev/sandpit/internal/seccomp"
 	"log/slog"
 	"net"
 	"os"
@@ -32,6 +30,8 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
+	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
+	"github.com/sandpit-dev/sandpit/internal/seccomp"
 )
 
 // Config configures the Linux runtime.
