@@ -12,6 +12,12 @@ import (
 // idempotencyTTL is how long a create's Idempotency-Key is remembered.
 const idempotencyTTL = 24 * time.Hour
 
+// idempotencyMax caps the remembered creates, so a client that sends a new
+// key with every create cannot grow the daemon's memory without bound.
+// The oldest answer goes first: the SDKs retry within seconds, so a key
+// that old is no longer being retried.
+const idempotencyMax = 16384
+
 // idempotencyKeyRe is the key shape the SDKs allow (and check before
 // sending): 1-255 lowercase letters, digits and hyphens.
 var idempotencyKeyRe = regexp.MustCompile(`^[a-z0-9-]{1,255}$`)
@@ -22,9 +28,18 @@ var idempotencyKeyRe = regexp.MustCompile(`^[a-z0-9-]{1,255}$`)
 // second one. Only successful creates are remembered: after a failure the
 // next attempt creates. It lives in memory: a restarted daemon forgets.
 type idempotency struct {
-	mu        sync.Mutex
-	entries   map[string]*idemEntry // API key + "\x00" + idempotency key
-	lastPrune time.Time
+	mu      sync.Mutex
+	entries map[string]*idemEntry // API key + "\x00" + idempotency key
+	// order holds the scopes in the order their entries were made (so
+	// oldest first); an element whose entry was since replaced or dropped
+	// is skipped when it reaches the front.
+	order []idemRef
+	max   int // idempotencyMax when 0
+}
+
+type idemRef struct {
+	scope string
+	e     *idemEntry
 }
 
 type idemEntry struct {
@@ -43,20 +58,48 @@ func (d *idempotency) begin(scope string, now time.Time) (*idemEntry, bool) {
 	if d.entries == nil {
 		d.entries = map[string]*idemEntry{}
 	}
-	if now.Sub(d.lastPrune) > time.Minute {
-		d.lastPrune = now
-		for k, e := range d.entries {
-			if e.ok && now.Sub(e.at) > idempotencyTTL {
-				delete(d.entries, k)
-			}
-		}
-	}
+	d.prune(now)
 	if e, ok := d.entries[scope]; ok && (!e.ok || now.Sub(e.at) <= idempotencyTTL) {
 		return e, false
 	}
 	e := &idemEntry{done: make(chan struct{}), at: now}
 	d.entries[scope] = e
+	d.order = append(d.order, idemRef{scope, e})
 	return e, true
+}
+
+// prune drops, oldest first, the entries past their TTL and those over the
+// cap (making room for one more). A create still running is never dropped
+// for its age, only for the cap: its waiters keep their entry either way.
+func (d *idempotency) prune(now time.Time) {
+	limit := d.max
+	if limit == 0 {
+		limit = idempotencyMax
+	}
+	for len(d.order) > 0 {
+		ref := d.order[0]
+		if cur, ok := d.entries[ref.scope]; !ok || cur != ref.e {
+			d.order = d.order[1:] // replaced or dropped since
+			continue
+		}
+		expired := ref.e.ok && now.Sub(ref.e.at) > idempotencyTTL
+		if !expired && len(d.entries) < limit {
+			break
+		}
+		delete(d.entries, ref.scope)
+		d.order = d.order[1:]
+	}
+	if len(d.order) > 2*len(d.entries)+64 {
+		// Failed creates leave their elements behind a live front one:
+		// keep only the live ones, so the queue stays bounded too.
+		live := make([]idemRef, 0, len(d.entries))
+		for _, ref := range d.order {
+			if d.entries[ref.scope] == ref.e {
+				live = append(live, ref)
+			}
+		}
+		d.order = live
+	}
 }
 
 // finish records the first create's outcome and wakes those waiting.
