@@ -243,7 +243,7 @@ func TestEgress(t *testing.T) {
 // keeps closed.
 func TestEgressPolicy(t *testing.T) {
 	needRoot(t)
-	eg := newEgress(t)
+	eg := newCountedEgress(t)
 	out := newOutside(t)
 	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
 	all := netip.MustParsePrefix("0.0.0.0/0")
@@ -280,28 +280,48 @@ func TestEgressPolicy(t *testing.T) {
 	if err := e.rt.SetEgress(t.Context(), "pol", runtime.EgressPolicy{Deny: []netip.Prefix{all}}); err != nil {
 		t.Fatal(err)
 	}
-	before := policyChains(t)
+	before := policyChains(t, eg)
 	if err := e.rt.Kill(t.Context(), "pol"); err != nil {
 		t.Fatal(err)
 	}
-	if after := policyChains(t); after >= before {
+	if after := policyChains(t, eg); after >= before {
 		t.Errorf("policy chains: %d before kill, %d after", before, after)
 	}
 }
 
-func policyChains(t *testing.T) int {
+// countedPool is the address pool of the tests that count policy chains:
+// counted in a table of its own, the chains of a daemon or another test
+// on the same host (with the default pool) do not move the count.
+var countedPool = netip.MustParsePrefix("10.219.0.0/16")
+
+// newCountedEgress is newEgress on countedPool.
+func newCountedEgress(t *testing.T) *egress.Egress {
+	t.Helper()
+	if err := egress.KernelSupport(); err != nil {
+		t.Skipf("egress needs nf_tables, which the kernel lacks: %v", err)
+	}
+	eg, err := egress.New(egress.Config{Pool: countedPool})
+	if err != nil {
+		t.Fatalf("egress: %v", err)
+	}
+	return eg
+}
+
+// policyChains counts the sandbox policy chains in eg's table.
+func policyChains(t *testing.T, eg *egress.Egress) int {
 	t.Helper()
 	c, err := nftables.New()
 	if err != nil {
 		t.Fatal(err)
 	}
+	table := egress.TableName(countedPool, eg.Nameservers())
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, ch := range chains {
-		if strings.HasPrefix(ch.Table.Name, "sandpit_egress_") && strings.HasPrefix(ch.Name, "policy_") {
+		if ch.Table.Name == table && strings.HasPrefix(ch.Name, "policy_") {
 			n++
 		}
 	}

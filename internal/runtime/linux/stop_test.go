@@ -124,10 +124,10 @@ func TestStopStart(t *testing.T) {
 // before; nothing of the old link is left.
 func TestStopStartEgress(t *testing.T) {
 	needRoot(t)
-	eg := newEgress(t)
+	eg := newCountedEgress(t)
 	out := newOutside(t)
 	e := newEnv(t, func(c *linux.Config) { c.Egress = eg })
-	chains := policyChains(t)
+	chains := policyChains(t, eg)
 	all := netip.MustParsePrefix("0.0.0.0/0")
 	spec := runtime.Spec{ID: "stop-net", Hostname: "stop-net", Mounts: e.tmpl.Mounts, AllowInternet: true,
 		Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256},
@@ -142,7 +142,7 @@ func TestStopStartEgress(t *testing.T) {
 		if err := e.rt.Stop(t.Context(), spec.ID); err != nil {
 			t.Fatal(err)
 		}
-		if got := policyChains(t); got != chains {
+		if got := policyChains(t, eg); got != chains {
 			t.Errorf("stopped: %d policy chains, want %d", got, chains)
 		}
 		var err error
@@ -153,7 +153,7 @@ func TestStopStartEgress(t *testing.T) {
 	if err := e.rt.Kill(t.Context(), spec.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := policyChains(t); got != chains {
+	if got := policyChains(t, eg); got != chains {
 		t.Errorf("after kill: %d policy chains, want %d", got, chains)
 	}
 }
