@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -71,9 +70,3 @@ func mimeType(name string, data []byte) string {
 	}
 	return http.DetectContentType(data)
 }
-
-var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
-
-// StripANSI removes terminal colour codes, which tracebacks carry and
-// models only stumble on.
-func StripANSI(s string) string { return ansi.ReplaceAllString(s, "") }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/sandpit-dev/sandpit/internal/clip"
 	sandpit "github.com/sandpit-dev/sandpit/sdk"
 )
 
@@ -245,7 +246,7 @@ func (s *Server) executionResult(exec *sandpit.Execution) *mcp.CallToolResult {
 	if e := exec.Error; e != nil {
 		res.IsError = true
 		fmt.Fprintf(&text, "error: %s: %s\n", e.Name, e.Value)
-		if tb := StripANSI(e.Traceback); tb != "" {
+		if tb := clip.StripANSI(e.Traceback); tb != "" {
 			fmt.Fprintf(&text, "traceback:\n%s\n", s.truncate(tb))
 		}
 	}
@@ -431,24 +432,7 @@ func (s *Server) fileError(ctx context.Context, id, path, doing string, err erro
 // truncate keeps the head and tail of s within MaxOutput bytes and says
 // how much it cut from the middle.
 func (s *Server) truncate(text string) string {
-	return Truncate(text, s.cfg.MaxOutput)
-}
-
-// Truncate keeps the first and last of text within about max bytes, at
-// rune boundaries, with a note of how many bytes were cut between them.
-func Truncate(text string, limit int) string {
-	if len(text) <= limit {
-		return text
-	}
-	head, tail := limit/2, limit-limit/2
-	for head > 0 && !utf8.RuneStart(text[head]) {
-		head--
-	}
-	start := len(text) - tail
-	for start < len(text) && !utf8.RuneStart(text[start]) {
-		start++
-	}
-	return fmt.Sprintf("%s\n[... %d bytes truncated ...]\n%s", text[:head], start-head, text[start:])
+	return clip.Middle(text, s.cfg.MaxOutput)
 }
 
 func textResult(text string) *mcp.CallToolResult {
