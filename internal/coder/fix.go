@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -386,34 +387,42 @@ func (p *project) editable(name string) (string, error) {
 }
 
 // writeBack writes a changed file to the host, through a temporary file
-// renamed over it so a crash leaves the old or the new content, whole.
+// renamed over it so a crash leaves the old or the new content, whole. The
+// name comes from the model: it is opened in the project's root (os.Root),
+// so no "..", absolute path or symlink takes it outside.
 func (p *project) writeBack(name string, data []byte) error {
-	dst := filepath.Join(p.root, filepath.FromSlash(name))
+	root, err := os.OpenRoot(p.root)
+	if err != nil {
+		return fmt.Errorf("writing %s back: %w", name, err)
+	}
+	defer root.Close()
+	rel := filepath.FromSlash(name)
 	mode, ok := p.modes[name]
 	if !ok {
 		mode = 0o644
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("writing %s back: %w", dst, err)
+		if err := root.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+			return fmt.Errorf("writing %s back: %w", name, err)
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".sandpit-*")
+	tmp := filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".sandpit-"+strconv.Itoa(os.Getpid()))
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
-		return fmt.Errorf("writing %s back: %w", dst, err)
+		return fmt.Errorf("writing %s back: %w", name, err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s back: %w", dst, err)
+	defer root.Remove(tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		// OpenFile's mode is masked by the umask; the file keeps its own.
+		err = f.Chmod(mode)
 	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s back: %w", dst, err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s back: %w", dst, err)
+	if err == nil {
+		err = root.Rename(tmp, rel)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("writing %s back: %w", dst, err)
+	if err != nil {
+		return fmt.Errorf("writing %s back: %w", name, err)
 	}
 	return nil
 }
