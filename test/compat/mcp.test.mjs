@@ -102,6 +102,16 @@ for (const [name, connect] of [
         assert.ok(!ran.isError, text(ran))
         assert.match(text(ran), /\b42\b/)
 
+        const chart = await client.callTool({
+          name: 'run_code',
+          arguments: { sandbox_id: id, code: 'import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()' },
+        })
+        assert.ok(!chart.isError, text(chart))
+        const image = chart.content.find((c) => c.type === 'image')
+        assert.ok(image, `a chart comes back as image content: ${JSON.stringify(chart.content).slice(0, 300)}`)
+        assert.equal(image.mimeType, 'image/png')
+        assert.equal(Buffer.from(image.data, 'base64').subarray(1, 4).toString(), 'PNG')
+
         const raised = await client.callTool({ name: 'run_code', arguments: { sandbox_id: id, code: 'def f():\n    return 1/0\nf()' } })
         assert.equal(raised.isError, true)
         assert.match(text(raised), /ZeroDivisionError/)
@@ -184,6 +194,13 @@ for (const [name, connect] of [
         assert.ok(!first.isError, text(first))
         const second = await client.callTool({ name: 'run_code', arguments: { code: 'print(x)' } })
         assert.match(text(second), /\b42\b/)
+        const other = await client.callTool({ name: 'run_code', arguments: { code: 'print(x)', context: 'other' } })
+        assert.equal(other.isError, true, 'a named context has its own variables')
+        assert.match(text(other), /NameError/)
+        const again = await client.callTool({ name: 'run_code', arguments: { code: 'y = 1\nprint(x)', context: 'other' } })
+        assert.match(text(again), /NameError/)
+        const shared = await client.callTool({ name: 'run_code', arguments: { code: 'print(x)' } })
+        assert.match(text(shared), /\b42\b/)
         const wrote = await client.callTool({ name: 'write_file', arguments: { path: 'data.csv', content: 'a,b\n1,2\n' } })
         assert.ok(!wrote.isError, text(wrote))
         const cmd = await client.callTool({ name: 'run_command', arguments: { command: 'wc -l < data.csv' } })
