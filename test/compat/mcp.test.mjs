@@ -7,6 +7,7 @@
 // command and bad arguments reported as tool errors, use the session's own
 // sandbox and see it go when the session ends, kill a sandbox.
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { describe, test } from 'node:test'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
@@ -46,9 +47,9 @@ async function stdioClient() {
   return client
 }
 
-async function httpClient() {
+async function httpClient(key = server.apiKey) {
   const transport = new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`), {
-    requestInit: { headers: { Authorization: `Bearer ${server.apiKey}` } },
+    requestInit: { headers: { Authorization: `Bearer ${key}` } },
   })
   const client = new Client({ name: 'compat-http', version: '1.0.0' })
   await client.connect(transport)
@@ -65,7 +66,7 @@ async function httpClient() {
 
 for (const [name, connect] of [
   ['stdio', stdioClient],
-  ['http', httpClient],
+  ['http', () => httpClient()],
 ]) {
   describe(`MCP over ${name}`, () => {
     test('the tools are listed with schemas and descriptions', async () => {
@@ -235,6 +236,46 @@ describe('MCP over HTTP: the API key', () => {
       const res = await initialize(headers)
       await res.arrayBuffer()
       assert.equal(res.status, 401, JSON.stringify(headers))
+    }
+  })
+
+  test("a session acts for its key's team, and only that key may use it", { timeout: 60_000 }, async () => {
+    const cli = (...args) => execFileSync(sandpitBin(), [...args, '--data-dir', server.dataDir], { encoding: 'utf8' })
+    cli('teams', 'create', 'mcp-other')
+    const otherKey = cli('keys', 'create', 'mcp-other-key', '--team', 'mcp-other').trim().split('\n').pop()
+
+    const mine = await httpClient()
+    const other = await httpClient(otherKey)
+    try {
+      const created = await mine.callTool({ name: 'create_sandbox', arguments: { timeout_seconds: 120 } })
+      const id = created.structuredContent.sandbox_id
+      track(server, { sandboxId: id, kill: () => Sandbox.kill(id) })
+      const reached = await other.callTool({ name: 'run_command', arguments: { sandbox_id: id, command: 'echo in' } })
+      assert.equal(reached.isError, true, "the other team's session reached the sandbox")
+      assert.match(text(reached), /no sandbox/)
+      const killed = await other.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })
+      assert.equal(killed.isError, true)
+      assert.ok(await Sandbox.getInfo(id), 'the sandbox lives on')
+
+      // The other key on this session's ID is refused.
+      const res = await fetch(`${server.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          Accept: 'application/json, text/event-stream',
+          Authorization: `Bearer ${otherKey}`,
+          'Mcp-Session-Id': mine.transport.sessionId,
+          'Mcp-Protocol-Version': mine.transport.protocolVersion ?? '2025-06-18',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'kill_sandbox', arguments: { sandbox_id: id } } }),
+      })
+      const body = await res.text()
+      assert.equal(res.status, 403, body)
+      assert.ok(await Sandbox.getInfo(id), 'the sandbox lives on')
+      await mine.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })
+    } finally {
+      await mine.close()
+      await other.close()
     }
   })
 
