@@ -40,8 +40,8 @@ func agentCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, agentUsage, "\nFlags:\n"); fs.PrintDefaults() }
-	model := fs.String("model", cmp.Or(os.Getenv("MODEL"), "gpt-4o-mini"), "model name (default $MODEL)")
-	baseURL := fs.String("base-url", cmp.Or(os.Getenv("OPENAI_BASE_URL"), "https://api.openai.com/v1"), "chat endpoint root (default $OPENAI_BASE_URL)")
+	model := fs.String("model", cmp.Or(os.Getenv("MODEL"), "gpt-4o-mini"), "model name ($MODEL sets the default)")
+	baseURL := fs.String("base-url", cmp.Or(os.Getenv("OPENAI_BASE_URL"), "https://api.openai.com/v1"), "root of the chat completions API ($OPENAI_BASE_URL sets the default)")
 	attempts := fs.Int("max-attempts", coder.DefaultMaxAttempts, "programs (or fixes) to try before giving up")
 	template := fs.String("template", coder.DefaultTemplate, "template of the agent's sandbox")
 	tools := fs.String("tools", string(coder.ToolsAuto), "offer the model tools: auto (fall back to code blocks if the endpoint refuses), on, off")
@@ -65,6 +65,9 @@ func agentCmd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 0 || fix && len(pos) != 1 {
 		fs.Usage()
 		return errors.New("agent: say what to do (a task, or fix FILE --test CMD)")
+	}
+	if *stream != "auto" && *stream != "on" && *stream != "off" {
+		return fmt.Errorf("agent: --stream %q: use auto, on or off", *stream)
 	}
 	if !fix && *test != "" {
 		return errors.New("agent: --test goes with fix: sandpit agent fix FILE --test CMD")
