@@ -23,6 +23,9 @@ Usage:
                                                                  manage API keys (of teams)
   sandpit audit [--team T] [--since 1h] [--action A] [--json]    read the audit log
 ` + cli.Usage + `  sandpit template build|list|rm|logs                            build and manage templates
+  sandpit agent [--model M] [--max-attempts N] TASK...          coding agent: write, run, fix until it runs
+  sandpit agent fix FILE|DIR --test CMD                          repair code until its tests pass
+  sandpit mcp [--template T]                                     MCP server on stdio (SANDPIT_URL, SANDPIT_API_KEY)
   sandpit envd                                                   the in-sandbox agent (started by the daemon)
   sandpit version
 
@@ -58,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = templateCmd(args[1:], stdout, stderr)
 	case "sandbox", "snapshot", "snapshots", "exec", "shell", "files", "run":
 		return cli.Main(args, os.Stdin, stdout, stderr)
+	case "agent":
+		err = agentCmd(args[1:], stdout, stderr)
+	case "mcp":
+		err = mcpServe(args[1:], stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sandpit", version)
 	case "help", "-h", "--help":

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,9 @@ type Daemon struct {
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
 	handler   http.Handler
+	// selfURL is where the daemon reaches its own listener (for /mcp's
+	// SDK client); nil until Serve.
+	selfURL atomic.Pointer[string]
 }
 
 // New builds every part of the daemon and takes over the sandboxes an
@@ -167,6 +171,11 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 
 	extra := http.NewServeMux()
 	extra.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mcpHandler, err := d.mcpHandler()
+	if err != nil {
+		return nil, err
+	}
+	extra.Handle("/mcp", mcpHandler)
 	apiCfg := restapi.Config{
 		Manager:   d.manager,
 		Keys:      d.store,
@@ -395,6 +404,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller made.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	self := loopbackURL(ln.Addr())
+	d.selfURL.Store(&self)
 	srv := newServer(d.handler, d.log)
 	reqCtx, cutRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cutRequests()

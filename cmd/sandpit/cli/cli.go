@@ -202,3 +202,10 @@ func flagHelp(fs *flag.FlagSet) string {
 	fs.PrintDefaults()
 	return b.String()
 }
+
+// NewClient returns the SDK client the verbs use, configured from the
+// environment as they are (for commands outside this package: mcp, agent).
+func NewClient() (*sandpit.Client, error) {
+	c := &cli{getenv: os.Getenv}
+	return c.client()
+}
