@@ -54,6 +54,13 @@ type CreateRequest struct {
 	// first request through the proxy (E2B's autoResume). It needs
 	// AutoPause, and cannot be had with AutoPauseFilesystemOnly.
 	AutoResume bool
+	// PrivatePorts makes the sandbox's ports (all but envd's) answer only
+	// requests carrying its traffic access token, made here and returned
+	// in Info.Traffic (E2B's network.allowPublicTraffic false).
+	PrivatePorts bool
+	// MaskRequestHost and Rules: see Traffic.
+	MaskRequestHost string
+	Rules           map[string][]Rule
 
 	// from, when set, is the template to start instead of resolving
 	// Template (forks start from their parent's layers).
@@ -86,6 +93,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
 	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty())
+	if err != nil {
+		return Info{}, err
+	}
+	traffic, err := newTraffic(&req)
 	if err != nil {
 		return Info{}, err
 	}
@@ -144,6 +155,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 
 		AutoPauseFilesystemOnly: req.AutoPauseFilesystemOnly,
 		AutoResume:              req.AutoResume,
+		Traffic:                 traffic,
 	}
 	if len(tpl.Metadata) > 0 { // a snapshot's: the request's own win
 		info.Metadata = maps.Clone(tpl.Metadata)
@@ -312,6 +324,7 @@ func record(info Info, env map[string]string, tpl *template.Template, timeout ti
 		AutoPause:       info.AutoPause,
 		InternetBlocked: info.InternetBlocked,
 		Network:         storedNetwork(info.Network),
+		Traffic:         storedTraffic(info.Traffic),
 	}
 }
 

@@ -202,6 +202,7 @@ func infoFromRecord(rec store.SandboxRecord) Info {
 		AutoPauseFilesystemOnly: rec.AutoPauseFilesystemOnly,
 		AutoResume:              rec.AutoResume,
 		Pid:                     rec.Pid,
+		Traffic:                 trafficFromRecord(rec.Traffic),
 	}
 	if State(rec.State) == StatePaused {
 		info.State = StatePaused
