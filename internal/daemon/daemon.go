@@ -32,6 +32,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/restapi"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/secrets"
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/debootstrap"
@@ -51,6 +52,7 @@ type Daemon struct {
 	templates *template.Registry
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
+	secrets   *secrets.Service
 	handler   http.Handler
 }
 
@@ -177,7 +179,15 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		AuditLog:  d.store,
 		Fallback:  extra,
 	}
+	// Team secrets (E2B's secrets API), sealed with the data dir's key.
+	sec, err := secrets.New(d.store, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	d.secrets = sec
+	apiCfg.Secrets = sec
 	pcfg := proxy.Config{Lookup: d.manager.Lookup, Wake: d.manager.Wake, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
+	pcfg.Traffic = d.sandboxTraffic
 	if d.audit != nil {
 		apiCfg.Audit = d.audit
 		pcfg.Audit = d.auditSandboxRequest
@@ -222,6 +232,13 @@ func (d *Daemon) authorize(r *http.Request, id string) bool {
 	}
 	team, ok := d.manager.Owner(id)
 	return ok && team == p.Team.ID
+}
+
+// sandboxTraffic tells the proxy a sandbox's private-port token and Host
+// mask.
+func (d *Daemon) sandboxTraffic(id string) (proxy.Traffic, bool) {
+	t, ok := d.manager.Traffic(id)
+	return proxy.Traffic{AccessToken: t.AccessToken, MaskRequestHost: t.MaskRequestHost}, ok
 }
 
 // auditSandboxRequest records a state-changing request the proxy served,
