@@ -28,6 +28,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/egress"
+	"github.com/sandpit-dev/sandpit/internal/intercept"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
@@ -53,6 +54,8 @@ type Daemon struct {
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
 	secrets   *secrets.Service
+	// intercept injects network rules' headers (see intercept.go).
+	intercept *intercept.Interceptor
 	handler   http.Handler
 }
 
@@ -131,7 +134,12 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if !cfg.NoAudit {
 		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
 	}
+	// Team secrets and the interception of network rules' hosts.
+	if err := d.newIntercept(); err != nil {
+		return nil, err
+	}
 	d.manager, err = sandbox.NewManager(sandbox.Config{
+		InterceptCA:    d.intercept.CACertPEM(),
 		Reaped:         d.auditReaped,
 		Runtime:        d.runtime,
 		Store:          d.store,
@@ -179,13 +187,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		AuditLog:  d.store,
 		Fallback:  extra,
 	}
-	// Team secrets (E2B's secrets API), sealed with the data dir's key.
-	sec, err := secrets.New(d.store, cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	d.secrets = sec
-	apiCfg.Secrets = sec
+	apiCfg.Secrets = d.secrets
 	pcfg := proxy.Config{Lookup: d.manager.Lookup, Wake: d.manager.Wake, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
 	pcfg.Traffic = d.sandboxTraffic
 	if d.audit != nil {

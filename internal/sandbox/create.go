@@ -182,13 +182,17 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		env["E2B_TEAM_ID"] = req.Team.ID
 	}
 	maps.Copy(env, req.EnvVars)
+	trustCA := m.needsCA(traffic)
+	if trustCA {
+		maps.Copy(env, caEnv)
+	}
 
 	var sb *runtime.Sandbox
 	var spec runtime.Spec
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), req.Team, tpl, env); ok {
+	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA, req.Team, tpl, env); ok {
 		defer m.claimDone()
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
@@ -203,6 +207,12 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
+		}
+		if trustCA {
+			if err := installCA(ctx, created.EnvdSocket, info.AccessToken, m.interceptCA); err != nil {
+				m.discard(ctx, info.ID)
+				return Info{}, fmt.Errorf("installing the interception CA in sandbox %s: %w", info.ID, err)
+			}
 		}
 		if err := startTemplate(ctx, m.bg, tpl, created.EnvdSocket, info.AccessToken, m.sandboxLog(info.ID)); err != nil {
 			m.discard(ctx, info.ID)

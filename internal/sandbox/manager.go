@@ -82,6 +82,10 @@ type Config struct {
 	// Host bounds what the daemon as a whole takes on (admission.go);
 	// the zero value bounds nothing.
 	Host HostLimits
+	// InterceptCA, when set, is the PEM certificate of the daemon's
+	// interception CA (internal/intercept): sandboxes created with
+	// network rules are made to trust it (traffic.go). Empty: none is.
+	InterceptCA []byte
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -100,6 +104,8 @@ type Manager struct {
 	defDiskMB int
 	keep      bool // Config.KeepOnClose
 	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
+	// interceptCA is Config.InterceptCA.
+	interceptCA []byte
 
 	// poolBudget and poolParallel are Config.WarmPoolMemory and
 	// WarmPoolParallel; poolWake nudges the pool's controller (pool.go).
@@ -222,6 +228,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		defDiskMB:   cfg.DefaultDiskMB,
 		keep:        cfg.KeepOnClose,
 		reaped:      cfg.Reaped,
+		interceptCA: cfg.InterceptCA,
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},

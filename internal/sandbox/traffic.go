@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path"
 	"strings"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/store"
+	"github.com/sandpit-dev/sandpit/internal/template/agentexec"
 )
 
 // Traffic is what a sandbox's traffic carries beyond its network rules:
@@ -253,4 +255,48 @@ func parentRules(t *Traffic) map[string][]Rule {
 		return nil
 	}
 	return cloneRules(t.Rules)
+}
+
+// Where a sandbox with network rules finds the interception CA: its own
+// file (what update-ca-certificates reads, and Node's extra CAs), and
+// appended to the system bundle every OpenSSL, curl and Python client
+// reads. The variables point the clients that bring their own roots
+// (Node, requests' certifi) at them.
+const (
+	caCertPath   = "/usr/local/share/ca-certificates/sandpit-intercept.crt"
+	caBundlePath = "/etc/ssl/certs/ca-certificates.crt"
+)
+
+var caEnv = map[string]string{
+	"NODE_EXTRA_CA_CERTS": caCertPath,
+	"SSL_CERT_FILE":       caBundlePath,
+	"REQUESTS_CA_BUNDLE":  caBundlePath,
+	"CURL_CA_BUNDLE":      caBundlePath,
+}
+
+// needsCA reports whether a sandbox with t must trust the interception
+// CA: only one whose rules may have its HTTPS intercepted.
+func (m *Manager) needsCA(t *Traffic) bool {
+	return len(m.interceptCA) > 0 && t != nil && len(t.Rules) > 0
+}
+
+// installCA writes the CA certificate into a new sandbox's trust store,
+// as root, through its agent. The certificate is public: nothing secret
+// enters the sandbox.
+func installCA(ctx context.Context, socket, token string, certPEM []byte) error {
+	pem := strings.TrimSpace(string(certPEM))
+	if strings.Contains(pem, "SANDPIT_CA") || strings.Contains(pem, "'") {
+		return fmt.Errorf("the CA certificate is not plain PEM")
+	}
+	script := "set -e\n" +
+		"mkdir -p " + path.Dir(caCertPath) + " " + path.Dir(caBundlePath) + "\n" +
+		"cat > " + caCertPath + " <<'SANDPIT_CA'\n" + pem + "\nSANDPIT_CA\n" +
+		"cat " + caCertPath + " >> " + caBundlePath + "\n"
+	c := agentexec.New(socket, token)
+	defer c.Close()
+	var out strings.Builder
+	if err := c.Run(ctx, agentexec.Command{Script: script, User: "root", Cwd: "/", Output: &out}); err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
 }
