@@ -6,6 +6,8 @@
 // Host a server in the sandbox sees. Secrets are write-only and team-owned.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { request } from 'node:http'
 import { describe, test } from 'node:test'
 import { Sandbox, Secret, SecretNotFoundError } from 'e2b'
@@ -123,6 +125,35 @@ describe('private ports', () => {
     assert.equal(res.body, 'host=masked.example:8000\n')
     const info = await Sandbox.getInfo(sbx.sandboxId)
     assert.equal(info.network?.maskRequestHost, 'masked.example:${PORT}')
+  })
+})
+
+describe('network rules', () => {
+  test('stored, shown by getInfo and replaced by updateNetwork; the sandbox trusts the daemon CA and holds no secret', async () => {
+    const value = 'sk-rule-secret-' + Date.now()
+    await Secret.create('rule-key', value)
+    const auth = `Bearer ${Secret.fill('rule-key')}`
+    const sbx = track(server, await Sandbox.create({ network: { rules: { 'API.example.com': [{ transform: { headers: { Authorization: auth } } }] } } }))
+    let info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.deepEqual(info.network?.rules, { 'api.example.com': [{ transform: { headers: { Authorization: 'Bearer ${e2b.secrets.rule-key}' } } }] })
+
+    // The daemon's interception CA, and nothing secret, is in the sandbox.
+    const ca = readFileSync(join(server.dataDir, 'intercept-ca.crt'), 'utf8').trim()
+    assert.equal((await sbx.commands.run('cat "$NODE_EXTRA_CA_CERTS"')).stdout.trim(), ca)
+    assert.ok((await sbx.commands.run('cat "$SSL_CERT_FILE"')).stdout.includes(ca))
+    const seen = await sbx.commands.run("env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; grep -rs rule-secret /etc /tmp /home /root || true")
+    assert.ok(!seen.stdout.includes(value), 'the secret is in the sandbox')
+
+    await sbx.updateNetwork({ rules: { '*.example.org': [{ transform: { headers: { 'X-Key': auth } } }] } })
+    info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.deepEqual(Object.keys(info.network?.rules ?? {}), ['*.example.org'])
+    await sbx.updateNetwork({})
+    info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.equal(info.network?.rules, undefined)
+
+    // A sandbox without rules trusts nothing new.
+    const plain = track(server, await Sandbox.create())
+    assert.equal((await plain.commands.run('echo "[$NODE_EXTRA_CA_CERTS]"')).stdout, '[]\n')
   })
 })
 
