@@ -245,6 +245,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	m.sandboxes[info.ID] = e
 	m.snap.remember(info.ID, tpl, env)
 	m.armLocked(e, info.EndAt)
+	e.route.traffic.Store(info.Traffic.clone())
 	m.routes.Store(info.ID, e.route)
 	e.team = m.teamLabelLocked(req.Team.Name)
 	m.countState(e.team, "", StateRunning)

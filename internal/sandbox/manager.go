@@ -183,6 +183,9 @@ type route struct {
 	token  string
 	end    atomic.Int64 // deadline, Unix nanoseconds
 	paused atomic.Bool  // no traffic while paused
+	// traffic is the sandbox's Traffic, never changed once stored (a
+	// change stores another); nil when it has none.
+	traffic atomic.Pointer[Traffic]
 }
 
 // NewManager returns a Manager and starts its exit watcher. Call Recover

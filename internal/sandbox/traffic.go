@@ -141,15 +141,17 @@ func checkMask(mask string) error {
 
 // Traffic returns sandbox id's traffic settings, whether it runs or is
 // paused; ok is false for an unknown sandbox. The proxy asks on every
-// request: the answer is read under the Manager's lock, never the store.
+// request to a sandbox's ports: it takes no lock. The Rules map is
+// shared; callers must not change it.
 func (m *Manager) Traffic(id string) (t Traffic, ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.sandboxes[id]
-	if !ok || e.info.Traffic == nil {
-		return Traffic{}, ok
+	v, ok := m.routes.Load(id)
+	if !ok {
+		return Traffic{}, false
 	}
-	return *e.info.Traffic, true
+	if p := v.(*route).traffic.Load(); p != nil {
+		return *p, true
+	}
+	return Traffic{}, true
 }
 
 // SetRules replaces a running sandbox's network rules (E2B's
@@ -176,6 +178,7 @@ func (m *Manager) SetRules(ctx context.Context, id string, rules map[string][]Ru
 		}
 		e.info.Traffic = t
 		stored = t.clone()
+		e.route.traffic.Store(t.clone())
 	}
 	m.mu.Unlock()
 	if !ok {
