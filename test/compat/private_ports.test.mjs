@@ -6,13 +6,13 @@
 // Host a server in the sandbox sees. Secrets are write-only and team-owned.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'node:http'
 import { describe, test } from 'node:test'
 import { Sandbox, Secret, SecretNotFoundError } from 'e2b'
 import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
-import { sandpitBin, track, useServer, waitFor } from './harness.mjs'
+import { sandpitBin, startServer, track, useSdkEnv, useServer, waitFor } from './harness.mjs'
 
 const server = useServer({ name: 'private_ports' })
 
@@ -199,5 +199,45 @@ describe('secrets', () => {
     const own = await Secret.create('team-a-only', 'value-b', asB)
     assert.notEqual(own.secretId, sec.secretId)
     assert.equal((await Secret.getInfo('team-a-only')).secretId, sec.secretId)
+  })
+})
+
+describe('across a daemon restart', () => {
+  test("a private sandbox's token and Host mask survive the daemon", async () => {
+    const first = await startServer({ name: 'private-restart-1', keepDataDir: true, extraArgs: ['--warm-pool', 'off'] })
+    let second
+    try {
+      useSdkEnv(first)
+      const sbx = await Sandbox.create({ network: { allowPublicTraffic: false, maskRequestHost: 'kept.example:${PORT}' }, timeoutMs: 600_000 })
+      await startHostServer(sbx)
+      const port = (s) => s.port
+      const getFrom = (s, headers) => new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: port(s), path: '/', headers }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (d) => (body += d))
+          res.on('end', () => resolve({ status: res.statusCode, body }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      const byHeaders = { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '8000' }
+      assert.equal((await getFrom(first, { ...byHeaders, 'e2b-traffic-access-token': sbx.trafficAccessToken })).status, 200)
+      await first.stop()
+
+      second = await startServer({ name: 'private-restart-2', dataDir: first.dataDir, apiKey: first.apiKey, keepDataDir: true, extraArgs: ['--warm-pool', 'off', '--kill-on-stop'] })
+      useSdkEnv(second)
+      assert.equal((await getFrom(second, byHeaders)).status, 403)
+      const ok = await getFrom(second, { ...byHeaders, 'e2b-traffic-access-token': sbx.trafficAccessToken })
+      assert.equal(ok.status, 200, ok.body)
+      assert.equal(ok.body, 'host=kept.example:8000\n')
+      assert.equal((await Sandbox.connect(sbx.sandboxId)).trafficAccessToken, sbx.trafficAccessToken)
+      await Sandbox.kill(sbx.sandboxId)
+    } finally {
+      if (second) await second.stop().catch(() => {})
+      else await first.stop().catch(() => {})
+      rmSync(first.dataDir, { recursive: true, force: true })
+      useSdkEnv(server)
+    }
   })
 })
