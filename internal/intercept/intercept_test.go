@@ -1,6 +1,7 @@
 package intercept_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -316,5 +317,62 @@ func TestConnectionEndsWithContext(t *testing.T) {
 	cancel()
 	if res := <-done; !res.handled {
 		t.Errorf("Intercept = %+v", res)
+	}
+}
+
+// An upgrade (WebSocket) on an intercepted connection gets the rule's
+// headers on its request, then bytes flow both ways untouched.
+func TestUpgradePassesThrough(t *testing.T) {
+	var gotAuth atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth.Store(r.Header.Get("Authorization"))
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(brw, buf); err == nil {
+			_, _ = c.Write(append([]byte("echo:"), buf...))
+		}
+	}))
+	defer up.Close()
+	r := &rules{table: map[string]map[string]http.Header{"sb1": {"ws.example": {"Authorization": {"Bearer ws"}}}}}
+	ic, err := intercept.New(intercept.Config{DataDir: t.TempDir(), Transforms: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, proxyEnd := net.Pipe()
+	defer client.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ic.Intercept(t.Context(), "sb1", "ws.example", 80, proxyEnd, func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", up.Listener.Addr().String())
+		})
+		done <- err
+	}()
+	go func() {
+		_, _ = io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: ws.example\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello")
+	}()
+	br := bufio.NewReader(client)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "echo:hello" {
+		t.Fatalf("after the upgrade: %q, %v", buf, err)
+	}
+	if gotAuth.Load() != "Bearer ws" {
+		t.Errorf("upgrade request Authorization = %v", gotAuth.Load())
+	}
+	client.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Intercept: %v", err)
 	}
 }
