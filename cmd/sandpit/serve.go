@@ -44,6 +44,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
 		return nil
 	})
+	fs.StringVar(&cfg.InterceptUpstreamCA, "intercept-upstream-ca", cfg.InterceptUpstreamCA, "PEM `file` of CAs trusted, besides the host's roots, for the upstreams of HTTPS requests network rules inject headers into")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

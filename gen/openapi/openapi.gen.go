@@ -301,6 +301,13 @@ type NewSandboxV2 struct {
 	Timeout *int32 `json:"timeout,omitempty"`
 }
 
+// NewSecret defines model for NewSecret.
+type NewSecret struct {
+	Metadata *SecretMetadata `json:"metadata,omitempty"`
+	Name     string          `json:"name"`
+	Value    string          `json:"value"`
+}
+
 // Refresh defines model for Refresh.
 type Refresh struct {
 	Duration *int32 `json:"duration,omitempty"`
@@ -434,7 +441,26 @@ type SandboxNetworkConfig struct {
 	DenyOut            *[]string               `json:"denyOut,omitempty"`
 	EgressProxy        *map[string]interface{} `json:"egressProxy,omitempty"`
 	MaskRequestHost    *string                 `json:"maskRequestHost,omitempty"`
-	Rules              *map[string]interface{} `json:"rules,omitempty"`
+
+	// Rules Per-host rules (E2B's network.rules): keys are DNS names or one
+	// leading wildcard ("*.example.com"); headers are set on the sandbox's
+	// requests to a matching host, on the daemon's side.
+	Rules *SandboxNetworkRules `json:"rules,omitempty"`
+}
+
+// SandboxNetworkRule defines model for SandboxNetworkRule.
+type SandboxNetworkRule struct {
+	Transform *SandboxNetworkTransform `json:"transform,omitempty"`
+}
+
+// SandboxNetworkRules Per-host rules (E2B's network.rules): keys are DNS names or one
+// leading wildcard ("*.example.com"); headers are set on the sandbox's
+// requests to a matching host, on the daemon's side.
+type SandboxNetworkRules map[string][]SandboxNetworkRule
+
+// SandboxNetworkTransform defines model for SandboxNetworkTransform.
+type SandboxNetworkTransform struct {
+	Headers *map[string]string `json:"headers,omitempty"`
 }
 
 // SandboxNetworkUpdate defines model for SandboxNetworkUpdate.
@@ -443,7 +469,11 @@ type SandboxNetworkUpdate struct {
 	AllowInternetAccess *bool                   `json:"allow_internet_access,omitempty"`
 	DenyOut             *[]string               `json:"denyOut,omitempty"`
 	EgressProxy         *map[string]interface{} `json:"egressProxy,omitempty"`
-	Rules               *map[string]interface{} `json:"rules,omitempty"`
+
+	// Rules Per-host rules (E2B's network.rules): keys are DNS names or one
+	// leading wildcard ("*.example.com"); headers are set on the sandbox's
+	// requests to a matching host, on the daemon's side.
+	Rules *SandboxNetworkRules `json:"rules,omitempty"`
 }
 
 // SandboxSnapshotRequest defines model for SandboxSnapshotRequest.
@@ -454,6 +484,25 @@ type SandboxSnapshotRequest struct {
 
 // SandboxState defines model for SandboxState.
 type SandboxState string
+
+// Secret A secret's metadata; never its value.
+type Secret struct {
+	CreatedAt      time.Time      `json:"createdAt"`
+	CurrentVersion int64          `json:"currentVersion"`
+	Metadata       SecretMetadata `json:"metadata"`
+	Name           string         `json:"name"`
+	SecretID       string         `json:"secretID"`
+	UpdatedAt      time.Time      `json:"updatedAt"`
+}
+
+// SecretMetadata defines model for SecretMetadata.
+type SecretMetadata map[string]string
+
+// SecretUpdate defines model for SecretUpdate.
+type SecretUpdate struct {
+	Metadata *SecretMetadata `json:"metadata,omitempty"`
+	Value    string          `json:"value"`
+}
 
 // SetTimeout defines model for SetTimeout.
 type SetTimeout struct {
@@ -653,6 +702,12 @@ type PauseSandboxJSONBody struct {
 	Memory *bool `json:"memory,omitempty"`
 }
 
+// ListSecretsParams defines parameters for ListSecrets.
+type ListSecretsParams struct {
+	Limit     *int32  `form:"limit,omitempty" json:"limit,omitempty"`
+	NextToken *string `form:"nextToken,omitempty" json:"nextToken,omitempty"`
+}
+
 // ListSnapshotsParams defines parameters for ListSnapshots.
 type ListSnapshotsParams struct {
 	SandboxID *string `form:"sandboxID,omitempty" json:"sandboxID,omitempty"`
@@ -749,6 +804,12 @@ type CreateSnapshotJSONRequestBody = SandboxSnapshotRequest
 // SetSandboxTimeoutJSONRequestBody defines body for SetSandboxTimeout for application/json ContentType.
 type SetSandboxTimeoutJSONRequestBody = SetTimeout
 
+// CreateSecretJSONRequestBody defines body for CreateSecret for application/json ContentType.
+type CreateSecretJSONRequestBody = NewSecret
+
+// UpdateSecretJSONRequestBody defines body for UpdateSecret for application/json ContentType.
+type UpdateSecretJSONRequestBody = SecretUpdate
+
 // DeleteTemplateTagsJSONRequestBody defines body for DeleteTemplateTags for application/json ContentType.
 type DeleteTemplateTagsJSONRequestBody = DeleteTemplateTagsRequest
 
@@ -820,6 +881,21 @@ type ServerInterface interface {
 	// SetSandboxTimeout Set the sandbox's end to now plus timeout (may shorten it).
 	// (POST /sandboxes/{sandboxID}/timeout)
 	SetSandboxTimeout(w http.ResponseWriter, r *http.Request, sandboxID SandboxID)
+	// ListSecrets List the team's secrets, oldest first, paginated. No response carries a value.
+	// (GET /secrets)
+	ListSecrets(w http.ResponseWriter, r *http.Request, params ListSecretsParams)
+	// CreateSecret Create a secret of the team. Its value is write-only.
+	// (POST /secrets)
+	CreateSecret(w http.ResponseWriter, r *http.Request)
+	// DeleteSecret Delete a secret.
+	// (DELETE /secrets/{secretID})
+	DeleteSecret(w http.ResponseWriter, r *http.Request, secretID string)
+	// GetSecret A secret's metadata.
+	// (GET /secrets/{secretID})
+	GetSecret(w http.ResponseWriter, r *http.Request, secretID string)
+	// UpdateSecret Store a new value as the secret's next version.
+	// (POST /secrets/{secretID})
+	UpdateSecret(w http.ResponseWriter, r *http.Request, secretID string)
 	// ListSnapshots List the team's snapshots, newest first, paginated.
 	// (GET /snapshots)
 	ListSnapshots(w http.ResponseWriter, r *http.Request, params ListSnapshotsParams)
@@ -1308,6 +1384,144 @@ func (siw *ServerInterfaceWrapper) SetSandboxTimeout(w http.ResponseWriter, r *h
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.SetSandboxTimeout(w, r, sandboxID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListSecrets operation middleware
+func (siw *ServerInterfaceWrapper) ListSecrets(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListSecretsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "nextToken" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "nextToken", r.URL.Query(), &params.NextToken, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "nextToken"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "nextToken", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListSecrets(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// CreateSecret operation middleware
+func (siw *ServerInterfaceWrapper) CreateSecret(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.CreateSecret(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteSecret operation middleware
+func (siw *ServerInterfaceWrapper) DeleteSecret(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "secretID" -------------
+	var secretID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "secretID", r.PathValue("secretID"), &secretID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "secretID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteSecret(w, r, secretID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSecret operation middleware
+func (siw *ServerInterfaceWrapper) GetSecret(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "secretID" -------------
+	var secretID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "secretID", r.PathValue("secretID"), &secretID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "secretID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSecret(w, r, secretID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// UpdateSecret operation middleware
+func (siw *ServerInterfaceWrapper) UpdateSecret(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "secretID" -------------
+	var secretID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "secretID", r.PathValue("secretID"), &secretID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "secretID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.UpdateSecret(w, r, secretID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2190,6 +2404,11 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/templates/{templateID}", wrapper.DeleteTemplate)
 	m.HandleFunc(http.MethodPatch+" "+options.BaseURL+"/templates/{templateID}", wrapper.UpdateTemplate)
 	m.HandleFunc(http.MethodPatch+" "+options.BaseURL+"/v2/templates/{templateID}", wrapper.UpdateTemplateV2)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/secrets", wrapper.ListSecrets)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/secrets", wrapper.CreateSecret)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/secrets/{secretID}", wrapper.DeleteSecret)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/secrets/{secretID}", wrapper.GetSecret)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/secrets/{secretID}", wrapper.UpdateSecret)
 
 	return m
 }

@@ -67,6 +67,10 @@ type Daemon struct {
 	// link-local addresses (an in-cluster registry), over plain HTTP if
 	// they speak it. Every other registry must be on public addresses.
 	InsecureRegistries []string
+	// InterceptUpstreamCA, when set, names a PEM file of CAs trusted
+	// besides the host's roots for the upstreams of intercepted HTTPS
+	// (network rules' header injection).
+	InterceptUpstreamCA string
 	// NoAudit turns the audit log off; AuditRetention is how long its
 	// entries are kept (zero: for ever).
 	NoAudit        bool

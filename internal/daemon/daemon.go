@@ -29,10 +29,12 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/egress"
+	"github.com/sandpit-dev/sandpit/internal/intercept"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
+	"github.com/sandpit-dev/sandpit/internal/secrets"
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/debootstrap"
@@ -52,6 +54,9 @@ type Daemon struct {
 	templates *template.Registry
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
+	secrets   *secrets.Service
+	// intercept injects network rules' headers (see intercept.go).
+	intercept *intercept.Interceptor
 	handler   http.Handler
 	// selfURL is where the daemon reaches its own listener (for /mcp's
 	// SDK client); nil until Serve.
@@ -133,7 +138,12 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	if !cfg.NoAudit {
 		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
 	}
+	// Team secrets and the interception of network rules' hosts.
+	if err := d.newIntercept(); err != nil {
+		return nil, err
+	}
 	d.manager, err = sandbox.NewManager(sandbox.Config{
+		InterceptCA:    d.intercept.CACertPEM(),
 		Reaped:         d.auditReaped,
 		Runtime:        d.runtime,
 		Store:          d.store,
@@ -186,7 +196,9 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		AuditLog:  d.store,
 		Fallback:  extra,
 	}
+	apiCfg.Secrets = d.secrets
 	pcfg := proxy.Config{Lookup: d.manager.Lookup, Wake: d.manager.Wake, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
+	pcfg.Traffic = d.sandboxTraffic
 	if d.audit != nil {
 		apiCfg.Audit = d.audit
 		pcfg.Audit = d.auditSandboxRequest
@@ -231,6 +243,13 @@ func (d *Daemon) authorize(r *http.Request, id string) bool {
 	}
 	team, ok := d.manager.Owner(id)
 	return ok && team == p.Team.ID
+}
+
+// sandboxTraffic tells the proxy a sandbox's private-port token and Host
+// mask.
+func (d *Daemon) sandboxTraffic(id string) (proxy.Traffic, bool) {
+	t, ok := d.manager.Traffic(id)
+	return proxy.Traffic{AccessToken: t.AccessToken, MaskRequestHost: t.MaskRequestHost}, ok
 }
 
 // auditSandboxRequest records a state-changing request the proxy served,

@@ -12,6 +12,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,20 +59,40 @@ type Config struct {
 	// resumes a paused sandbox created with autoResume and returns its
 	// socket, so the request that found it paused is served (E2B's
 	// lifecycle.autoResume). Nil leaves paused sandboxes unreachable.
-	Wake   func(ctx context.Context, id string) (socket string, ok bool)
-	Logger *slog.Logger
+	Wake func(ctx context.Context, id string) (socket string, ok bool)
+	// Traffic, when set, returns a sandbox's private-port token and Host
+	// mask (see Traffic); ok is false for an unknown sandbox. Nil makes
+	// every port public and leaves Host as the client sent it.
+	Traffic func(id string) (t Traffic, ok bool)
+	Logger  *slog.Logger
 }
+
+// Traffic is what the proxy enforces on requests to a sandbox's ports,
+// envd's excepted (envd has its own access token): E2B's private ports
+// and maskRequestHost.
+type Traffic struct {
+	// AccessToken, when set, must come in TrafficTokenHeader.
+	AccessToken string
+	// MaskRequestHost, when set, is the Host the sandbox's server sees;
+	// ${PORT} in it stands for the port.
+	MaskRequestHost string
+}
+
+// TrafficTokenHeader carries a sandbox's traffic access token, as on
+// E2B.
+const TrafficTokenHeader = "e2b-traffic-access-token"
 
 // Proxy is an http.Handler in front of the control plane.
 type Proxy struct {
-	lookup Lookup
-	signed func(r *http.Request) (id, socket string, ok bool)
-	next   http.Handler
-	audit  func(r *http.Request, ev Event)
-	authz  func(r *http.Request, id string) bool
-	wake   func(ctx context.Context, id string) (string, bool)
-	log    *slog.Logger
-	rp     *httputil.ReverseProxy
+	lookup  Lookup
+	signed  func(r *http.Request) (id, socket string, ok bool)
+	next    http.Handler
+	audit   func(r *http.Request, ev Event)
+	authz   func(r *http.Request, id string) bool
+	wake    func(ctx context.Context, id string) (string, bool)
+	traffic func(id string) (Traffic, bool)
+	log     *slog.Logger
+	rp      *httputil.ReverseProxy
 
 	// transports holds one pooled transport per sandbox (keyed by id);
 	// entries of sandboxes that are gone are swept when new ones are
@@ -87,7 +108,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, authz: cfg.Authorize, wake: cfg.Wake, log: log}
+	p := &Proxy{lookup: cfg.Lookup, signed: cfg.Signed, next: cfg.Next, audit: cfg.Audit, authz: cfg.Authorize, wake: cfg.Wake, traffic: cfg.Traffic, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       func(*httputil.ProxyRequest) {}, // set per request in ServeHTTP
 		Transport:     p,
@@ -114,7 +135,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var socket string
+	var socket, host string
 	switch {
 	case routed:
 		var ok bool
@@ -124,8 +145,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// it is told what an unknown sandbox's would be.
 			if p.authz != nil && r.Header.Get("X-Api-Key") != "" && !p.authz(r, id) {
 				ok = false
-			} else if !ok {
-				socket, ok = p.wake(r.Context(), id)
+			} else {
+				// A private port's token is checked before anything
+				// else happens, a wake included.
+				var refused bool
+				if host, refused = p.checkTraffic(w, r, id, port); refused {
+					return
+				}
+				if !ok {
+					socket, ok = p.wake(r.Context(), id)
+				}
 			}
 		}
 		if !ok {
@@ -156,6 +185,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "127.0.0.1:" + strconv.Itoa(port)
 	out.Host = r.Host
+	if host != "" {
+		out.Host = host
+	}
 	// The agent routes interpreter traffic on this header, whichever way
 	// the request named its port.
 	out.Header.Set("E2b-Sandbox-Port", strconv.Itoa(port))
@@ -166,6 +198,47 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.rp.ServeHTTP(w, out)
+}
+
+// checkTraffic enforces sandbox id's private ports on a request to port:
+// refused is true when the request lacks the sandbox's traffic token, or
+// carries another, and has been answered as E2B answers it (403). host is
+// the Host the request goes on with ("" keeps the client's).
+func (p *Proxy) checkTraffic(w http.ResponseWriter, r *http.Request, id string, port int) (host string, refused bool) {
+	if p.traffic == nil || port == EnvdPort {
+		return "", false
+	}
+	t, ok := p.traffic(id)
+	if !ok {
+		return "", false
+	}
+	if t.AccessToken != "" {
+		got := r.Header.Get(TrafficTokenHeader)
+		switch {
+		case got == "":
+			writeForbidden(w, id, "Sandbox is secured with traffic access token. Token header '"+TrafficTokenHeader+"' is missing")
+			return "", true
+		case subtle.ConstantTimeCompare([]byte(got), []byte(t.AccessToken)) != 1:
+			writeForbidden(w, id, "Sandbox is secured with traffic access token. Provided token in header '"+TrafficTokenHeader+"' is invalid")
+			return "", true
+		}
+	}
+	if t.MaskRequestHost != "" {
+		host = strings.ReplaceAll(t.MaskRequestHost, "${PORT}", strconv.Itoa(port))
+	}
+	return host, false
+}
+
+// writeForbidden answers a request refused by a sandbox's private ports
+// in the shape E2B's proxy uses.
+func writeForbidden(w http.ResponseWriter, id, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	_ = json.NewEncoder(w).Encode(struct {
+		SandboxID string `json:"sandboxId"`
+		Message   string `json:"message"`
+		Code      int    `json:"code"`
+	}{id, msg, http.StatusForbidden})
 }
 
 // route finds the sandbox a request is for. routed is false for control

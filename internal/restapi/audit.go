@@ -46,6 +46,9 @@ var auditActions = map[string]string{
 	"DELETE /templates/{templateID}":                   "template.delete",
 	"PATCH /templates/{templateID}":                    "template.update",
 	"PATCH /v2/templates/{templateID}":                 "template.update",
+	"POST /secrets":                                    "secret.create",
+	"POST /secrets/{secretID}":                         "secret.update",
+	"DELETE /secrets/{secretID}":                       "secret.delete",
 }
 
 // audit records each request to an audited route once it has been

@@ -27,6 +27,8 @@ func (s *server) toSandbox(i sandbox.Info) openapi.Sandbox {
 		EnvdAccessToken: optString(i.AccessToken),
 		Domain:          optString(s.cfg.Domain),
 		Alias:           optString(i.Alias),
+
+		TrafficAccessToken: trafficToken(i),
 	}
 }
 
@@ -34,7 +36,7 @@ func (s *server) toDetail(i sandbox.Info) openapi.SandboxDetail {
 	md := openapi.SandboxMetadata(i.Metadata)
 	allow := !i.InternetBlocked
 	return openapi.SandboxDetail{
-		Network:             toWireNetwork(i.Network),
+		Network:             withWireTraffic(toWireNetwork(i.Network), i.Traffic),
 		SandboxID:           i.ID,
 		TemplateID:          i.TemplateID,
 		ClientID:            ClientID,

@@ -15,24 +15,16 @@ func toNetwork(c *openapi.SandboxNetworkConfig) (*sandbox.Network, error) {
 	if c == nil {
 		return nil, nil
 	}
-	if c.AllowPublicTraffic != nil && !*c.AllowPublicTraffic {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.allowPublicTraffic false is not supported: sandpit serves sandbox ports to holders of the API's address only")
-	}
-	if c.MaskRequestHost != nil && *c.MaskRequestHost != "" {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.maskRequestHost is not supported")
-	}
-	if err := unsupportedEgress(c.EgressProxy, c.Rules); err != nil {
+	// allowPublicTraffic, maskRequestHost and rules: see traffic.go.
+	if err := unsupportedEgress(c.EgressProxy); err != nil {
 		return nil, err
 	}
 	return &sandbox.Network{AllowOut: derefSlice(c.AllowOut), DenyOut: derefSlice(c.DenyOut)}, nil
 }
 
-func unsupportedEgress(proxy *map[string]any, rules *map[string]any) error {
+func unsupportedEgress(proxy *map[string]any) error {
 	if proxy != nil && *proxy != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, "network.egressProxy is not supported")
-	}
-	if rules != nil && len(*rules) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "network.rules (per-host transforms) are not supported")
 	}
 	return nil
 }
@@ -69,12 +61,22 @@ func (s *server) UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, id
 		s.writeError(w, r, err)
 		return
 	}
-	if err := unsupportedEgress(body.EgressProxy, body.Rules); err != nil {
+	if err := unsupportedEgress(body.EgressProxy); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rules, err := toRules(body.Rules)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	n := &sandbox.Network{AllowOut: derefSlice(body.AllowOut), DenyOut: derefSlice(body.DenyOut)}
 	if err := s.cfg.Manager.UpdateNetwork(r.Context(), id, n, allowInternet(body.AllowInternetAccess)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// The update replaces every rule; omitted, rules are cleared.
+	if err := s.cfg.Manager.SetRules(r.Context(), id, rules); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -31,9 +31,9 @@ func TestSandboxNetwork(t *testing.T) {
 	bad := []struct{ method, path, body, want string }{
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0"]}}`, `api.example.com\" is a domain name`},
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"egressProxy":{"address":"p:1080"}}}`, "egressProxy is not supported"},
-		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowPublicTraffic":false}}`, "allowPublicTraffic false is not supported"},
+		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"maskRequestHost":"a b"}}`, "maskRequestHost"},
 		{"PUT", "/sandboxes/" + id + "/network", `{"allowOut":["300.1.1.1"]}`, `300.1.1.1\" is not an IP address`},
-		{"PUT", "/sandboxes/" + id + "/network", `{"rules":{"example.com":[{}]}}`, "rules"},
+		{"PUT", "/sandboxes/" + id + "/network", `{"rules":{"*":[{}]}}`, "is not a DNS name"},
 	}
 	for _, b := range bad {
 		r := e.do(t, b.method, b.path, b.body)

@@ -41,6 +41,8 @@ type Sandboxes interface {
 	DefaultDiskMB() int
 	CheckTimeout(d time.Duration) error
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
+	// SetRules replaces a sandbox's network rules (header transforms).
+	SetRules(ctx context.Context, id string, rules map[string][]sandbox.Rule) error
 	// Owner is the team of a sandbox that runs, is paused, or ended
 	// lately.
 	Owner(id string) (team string, ok bool)
@@ -77,6 +79,9 @@ type Config struct {
 	// AuditLog, when set, serves the audit log to admin keys at GET
 	// /sandpit/v1/audit.
 	AuditLog AuditReader
+	// Secrets, when set, serves E2B's secrets API (secrets.go); nil
+	// answers it with 501.
+	Secrets Secrets
 	// Fallback, when set, serves requests that match no API route (e.g.
 	// /metrics, the web UI), without API key checks. When nil they get an
 	// E2B-style 404 or 405.

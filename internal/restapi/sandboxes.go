@@ -66,7 +66,7 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		s.writeError(w, r, err)
 		return
 	}
-	s.create(w, r, sandbox.CreateRequest{
+	req := sandbox.CreateRequest{
 		Team:                principalOf(r).Team,
 		Network:             network,
 		Template:            body.TemplateID,
@@ -79,7 +79,12 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		// E2B's default keeps memory.
 		AutoPauseFilesystemOnly: body.AutoPauseMemory != nil && !*body.AutoPauseMemory,
 		AutoResume:              body.AutoResume != nil && body.AutoResume.Enabled,
-	})
+	}
+	if err := withTraffic(&req, body.Network); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.create(w, r, req)
 }
 
 func (s *server) create(w http.ResponseWriter, r *http.Request, req sandbox.CreateRequest) {

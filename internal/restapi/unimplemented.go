@@ -17,8 +17,6 @@ import (
 var unimplemented = []struct{ pattern, feature string }{
 	{"/volumes", "volumes"},
 	{"/volumes/*", "volumes"},
-	{"/secrets", "secrets"},
-	{"/secrets/*", "secrets"},
 }
 
 // notImplemented answers r with 501 when its path is an E2B endpoint

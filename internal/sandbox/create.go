@@ -54,6 +54,13 @@ type CreateRequest struct {
 	// first request through the proxy (E2B's autoResume). It needs
 	// AutoPause, and cannot be had with AutoPauseFilesystemOnly.
 	AutoResume bool
+	// PrivatePorts makes the sandbox's ports (all but envd's) answer only
+	// requests carrying its traffic access token, made here and returned
+	// in Info.Traffic (E2B's network.allowPublicTraffic false).
+	PrivatePorts bool
+	// MaskRequestHost and Rules: see Traffic.
+	MaskRequestHost string
+	Rules           map[string][]Rule
 
 	// from, when set, is the template to start instead of resolving
 	// Template (forks start from their parent's layers).
@@ -86,6 +93,10 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
 	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty())
+	if err != nil {
+		return Info{}, err
+	}
+	traffic, err := newTraffic(&req)
 	if err != nil {
 		return Info{}, err
 	}
@@ -144,6 +155,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 
 		AutoPauseFilesystemOnly: req.AutoPauseFilesystemOnly,
 		AutoResume:              req.AutoResume,
+		Traffic:                 traffic,
 	}
 	if len(tpl.Metadata) > 0 { // a snapshot's: the request's own win
 		info.Metadata = maps.Clone(tpl.Metadata)
@@ -170,13 +182,17 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		env["E2B_TEAM_ID"] = req.Team.ID
 	}
 	maps.Copy(env, req.EnvVars)
+	trustCA := m.needsCA(traffic)
+	if trustCA {
+		maps.Copy(env, caEnv)
+	}
 
 	var sb *runtime.Sandbox
 	var spec runtime.Spec
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty(), req.Team, tpl, env); ok {
+	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA, req.Team, tpl, env); ok {
 		defer m.claimDone()
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
@@ -191,6 +207,12 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		created, err := m.rt.Create(ctx, spec)
 		if err != nil {
 			return Info{}, fmt.Errorf("creating sandbox %s from %s: %w", info.ID, tpl.ID, err)
+		}
+		if trustCA {
+			if err := installCA(ctx, created.EnvdSocket, info.AccessToken, m.interceptCA); err != nil {
+				m.discard(ctx, info.ID)
+				return Info{}, fmt.Errorf("installing the interception CA in sandbox %s: %w", info.ID, err)
+			}
 		}
 		if err := startTemplate(ctx, m.bg, tpl, created.EnvdSocket, info.AccessToken, m.sandboxLog(info.ID)); err != nil {
 			m.discard(ctx, info.ID)
@@ -223,6 +245,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	m.sandboxes[info.ID] = e
 	m.snap.remember(info.ID, tpl, env)
 	m.armLocked(e, info.EndAt)
+	e.route.traffic.Store(info.Traffic.clone())
 	m.routes.Store(info.ID, e.route)
 	e.team = m.teamLabelLocked(req.Team.Name)
 	m.countState(e.team, "", StateRunning)
@@ -312,6 +335,7 @@ func record(info Info, env map[string]string, tpl *template.Template, timeout ti
 		AutoPause:       info.AutoPause,
 		InternetBlocked: info.InternetBlocked,
 		Network:         storedNetwork(info.Network),
+		Traffic:         storedTraffic(info.Traffic),
 	}
 }
 

@@ -101,6 +101,11 @@ func (m *Manager) fork(ctx context.Context, req ForkRequest) ([]ForkResult, erro
 
 				AutoPauseFilesystemOnly: parent.AutoPauseFilesystemOnly,
 				AutoResume:              parent.AutoResume,
+				// A fork's ports are as private as its parent's, with a
+				// token of its own.
+				PrivatePorts:    parent.Traffic != nil && parent.Traffic.AccessToken != "",
+				MaskRequestHost: parentMask(parent.Traffic),
+				Rules:           parentRules(parent.Traffic),
 			})
 			out[i] = ForkResult{Info: info, Err: err}
 		}()

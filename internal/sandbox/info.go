@@ -56,10 +56,14 @@ type Info struct {
 	PausedFilesystemOnly bool
 	// Pid is the host pid of the sandbox's first process.
 	Pid int
+	// Traffic: private ports, the Host mask and network rules; nil when
+	// the sandbox has none.
+	Traffic *Traffic
 }
 
 func (i Info) clone() Info {
 	i.Network = i.Network.clone()
+	i.Traffic = i.Traffic.clone()
 	i.Metadata = maps.Clone(i.Metadata)
 	if i.Metadata == nil {
 		i.Metadata = map[string]string{}

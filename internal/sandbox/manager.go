@@ -82,6 +82,10 @@ type Config struct {
 	// Host bounds what the daemon as a whole takes on (admission.go);
 	// the zero value bounds nothing.
 	Host HostLimits
+	// InterceptCA, when set, is the PEM certificate of the daemon's
+	// interception CA (internal/intercept): sandboxes created with
+	// network rules are made to trust it (traffic.go). Empty: none is.
+	InterceptCA []byte
 }
 
 // Manager owns the daemon's sandboxes. Its methods are safe for concurrent
@@ -100,6 +104,8 @@ type Manager struct {
 	defDiskMB int
 	keep      bool // Config.KeepOnClose
 	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
+	// interceptCA is Config.InterceptCA.
+	interceptCA []byte
 
 	// poolBudget and poolParallel are Config.WarmPoolMemory and
 	// WarmPoolParallel; poolWake nudges the pool's controller (pool.go).
@@ -177,6 +183,9 @@ type route struct {
 	token  string
 	end    atomic.Int64 // deadline, Unix nanoseconds
 	paused atomic.Bool  // no traffic while paused
+	// traffic is the sandbox's Traffic, never changed once stored (a
+	// change stores another); nil when it has none.
+	traffic atomic.Pointer[Traffic]
 }
 
 // NewManager returns a Manager and starts its exit watcher. Call Recover
@@ -222,6 +231,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		defDiskMB:   cfg.DefaultDiskMB,
 		keep:        cfg.KeepOnClose,
 		reaped:      cfg.Reaped,
+		interceptCA: cfg.InterceptCA,
 		stop:        make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		sandboxes:   map[string]*entry{},

@@ -156,6 +156,7 @@ func (m *Manager) adopt(ctx context.Context, rec store.SandboxRecord) error {
 	m.sandboxes[info.ID] = e
 	// A deadline that passed while no daemon ran fires at once.
 	m.armLocked(e, info.EndAt)
+	e.route.traffic.Store(info.Traffic.clone())
 	m.routes.Store(info.ID, e.route)
 	e.team = m.teamLabelLocked(team.Name)
 	m.teamLocked(info.TeamID).live++
@@ -202,6 +203,7 @@ func infoFromRecord(rec store.SandboxRecord) Info {
 		AutoPauseFilesystemOnly: rec.AutoPauseFilesystemOnly,
 		AutoResume:              rec.AutoResume,
 		Pid:                     rec.Pid,
+		Traffic:                 trafficFromRecord(rec.Traffic),
 	}
 	if State(rec.State) == StatePaused {
 		info.State = StatePaused

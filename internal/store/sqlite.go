@@ -256,6 +256,20 @@ func migrations() []string {
 	ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE sandboxes ADD COLUMN paused_fs_only INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE sandboxes ADD COLUMN origin BLOB;`,
+		// Private ports, the Host mask and egress transforms of a
+		// sandbox; team-owned secrets, their values sealed.
+		`ALTER TABLE sandboxes ADD COLUMN traffic TEXT NOT NULL DEFAULT '';
+	CREATE TABLE secrets (
+		id         TEXT PRIMARY KEY,
+		team_id    TEXT NOT NULL,
+		name       TEXT NOT NULL,
+		version    INTEGER NOT NULL,
+		metadata   TEXT NOT NULL DEFAULT '{}',
+		value      BLOB NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE UNIQUE INDEX secrets_name ON secrets(team_id, name);`,
 	}
 }
 
@@ -515,7 +529,7 @@ func (s *SQLite) touch(ctx context.Context, id string) {
 const sandboxColumns = `id, template_id, alias, metadata, env, cpu, mem, disk,
 	started_at, end_at, state, access_token, secure, allow_internet, pid, team_id,
 	envd_version, auto_pause, internet_blocked, network,
-	auto_pause_fs_only, auto_resume, paused_fs_only, origin`
+	auto_pause_fs_only, auto_resume, paused_fs_only, origin, traffic`
 
 // PutSandbox implements Sandboxes.
 func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
@@ -534,14 +548,18 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	if err != nil {
 		return fmt.Errorf("encoding network of %s: %w", rec.ID, err)
 	}
+	traffic, err := encodeTraffic(rec.Traffic)
+	if err != nil {
+		return fmt.Errorf("encoding traffic settings of %s: %w", rec.ID, err)
+	}
 	_, err = s.db.ExecContext(ctx,
 		`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
 		rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
 		rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID,
 		rec.EnvdVersion, rec.AutoPause, rec.InternetBlocked, network,
-		rec.AutoPauseFilesystemOnly, rec.AutoResume, rec.PausedFilesystemOnly, rec.Origin)
+		rec.AutoPauseFilesystemOnly, rec.AutoResume, rec.PausedFilesystemOnly, rec.Origin, traffic)
 	if err != nil {
 		return fmt.Errorf("writing sandbox %s: %w", rec.ID, err)
 	}
@@ -633,12 +651,12 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanSandbox(r scanner) (SandboxRecord, error) {
 	var rec SandboxRecord
-	var meta, env, network string
+	var meta, env, network, traffic string
 	var started, end int64
 	err := r.Scan(&rec.ID, &rec.TemplateID, &rec.Alias, &meta, &env, &rec.CPUCount, &rec.MemoryMB, &rec.DiskMB,
 		&started, &end, &rec.State, &rec.AccessToken, &rec.Secure, &rec.AllowInternet, &rec.Pid, &rec.TeamID,
 		&rec.EnvdVersion, &rec.AutoPause, &rec.InternetBlocked, &network,
-		&rec.AutoPauseFilesystemOnly, &rec.AutoResume, &rec.PausedFilesystemOnly, &rec.Origin)
+		&rec.AutoPauseFilesystemOnly, &rec.AutoResume, &rec.PausedFilesystemOnly, &rec.Origin, &traffic)
 	if err != nil {
 		return SandboxRecord{}, err
 	}
@@ -653,6 +671,12 @@ func scanSandbox(r scanner) (SandboxRecord, error) {
 		rec.Network = &SandboxNetwork{}
 		if err := json.Unmarshal([]byte(network), rec.Network); err != nil {
 			return SandboxRecord{}, fmt.Errorf("decoding network of %s: %w", rec.ID, err)
+		}
+	}
+	if traffic != "" {
+		rec.Traffic = &SandboxTraffic{}
+		if err := json.Unmarshal([]byte(traffic), rec.Traffic); err != nil {
+			return SandboxRecord{}, fmt.Errorf("decoding traffic settings of %s: %w", rec.ID, err)
 		}
 	}
 	return rec, nil
@@ -691,4 +715,23 @@ func fromNullNanos(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromNanos(n.Int64)
+}
+
+// SetSandboxTraffic implements Sandboxes.
+func (s *SQLite) SetSandboxTraffic(ctx context.Context, id string, t *SandboxTraffic) error {
+	traffic, err := encodeTraffic(t)
+	if err != nil {
+		return fmt.Errorf("encoding traffic settings of %s: %w", id, err)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET traffic = ? WHERE id = ?`, traffic, id)
+	return oneRow(res, err, "updating traffic settings of sandbox", id)
+}
+
+// encodeTraffic stores nil as "".
+func encodeTraffic(t *SandboxTraffic) (string, error) {
+	if t == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(t)
+	return string(b), err
 }

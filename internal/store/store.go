@@ -84,6 +84,9 @@ type Sandboxes interface {
 	// whether what they do not allow is blocked; errdefs.ErrNotFound if
 	// there is no such record.
 	SetSandboxNetwork(ctx context.Context, id string, n *SandboxNetwork, internetBlocked bool) error
+	// SetSandboxTraffic replaces a sandbox's traffic settings (nil:
+	// none); errdefs.ErrNotFound if there is no such record.
+	SetSandboxTraffic(ctx context.Context, id string, t *SandboxTraffic) error
 	// DeleteSandbox removes the record with id; removing a missing record
 	// is fine.
 	DeleteSandbox(ctx context.Context, id string) error
@@ -122,6 +125,28 @@ type SandboxRecord struct {
 	// sandbox package): what a filesystem-only resume boots again, and
 	// what a snapshot or fork of it stands on.
 	Origin []byte
+	// Traffic is the sandbox's private-port token, Host mask and egress
+	// transforms; nil when it has none of them.
+	Traffic *SandboxTraffic
+}
+
+// SandboxTraffic is what a sandbox's traffic carries beyond its network
+// rules: E2B's network.allowPublicTraffic (a token), maskRequestHost and
+// rules (header transforms on the way out).
+type SandboxTraffic struct {
+	// AccessToken is required of every request to the sandbox's ports
+	// but envd's; empty when its ports are public.
+	AccessToken     string `json:"accessToken,omitempty"`
+	MaskRequestHost string `json:"maskRequestHost,omitempty"`
+	// Rules maps a host pattern to its rules, as E2B's network.rules.
+	Rules map[string][]TrafficRule `json:"rules,omitempty"`
+}
+
+// TrafficRule is one of E2B's network rules for a host: the headers set
+// on the sandbox's requests to it. Values may hold secret placeholders
+// (${e2b.secrets.NAME}), resolved only on the way out.
+type TrafficRule struct {
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // SandboxNetwork is a sandbox's network rules as the client gave them

@@ -14,9 +14,9 @@ from e2b import (
     Sandbox,
     SandboxException,
     SandboxNotFoundException,
-    Secret,
-    SecretException,
     TimeoutException,
+    Volume,
+    VolumeException,
 )
 from e2b.exceptions import SandboxNotRunningException
 
@@ -145,11 +145,12 @@ async def test_async_exceptions(server):
 
 
 def test_unimplemented_features_raise_sandbox_exception(server):
-    # Volumes and secrets are E2B features sandpit lacks: the SDK raises
-    # its API error with a message saying so (it raised JSONDecodeError
-    # when these paths fell through to the web UI's 404).
-    with pytest.raises(SecretException, match="not implemented by sandpit") as e:
-        Secret.list().next_items()
+    # Volumes are an E2B feature sandpit lacks: the SDK raises its API
+    # error with a message saying so (it raised JSONDecodeError when these
+    # paths fell through to the web UI's 404). Secrets are served now
+    # (test_private.py).
+    with pytest.raises(VolumeException, match="not implemented by sandpit") as e:
+        Volume.create("vol")
     assert "501" in str(e.value)
 
 
