@@ -1,0 +1,130 @@
+// The dashboard: the team's live sandboxes, refreshed every few seconds,
+// with their resources and the lifecycle actions.
+import { action, bytes, empty, h, mount, since, table, toast, until } from '../ui.js'
+
+const REFRESH_MS = 3000
+
+export function dashboard(ctx, root) {
+  const { api } = ctx
+  const status = h('span', { class: 'muted small', 'aria-live': 'polite' })
+  const body = h('div', { class: 'stack' }, h('p', { class: 'muted', text: 'Loading sandboxes…' }))
+  const newSandbox = h('a', { class: 'button primary', href: '#/playground', text: 'New sandbox in the playground' })
+  mount(
+    root,
+    h('div', { class: 'page-head' }, h('h1', { text: 'Sandboxes' }), status, h('span', { class: 'spacer' }), newSandbox),
+    body,
+  )
+
+  const metrics = new Map()
+  let timer = null
+  let stopped = false
+
+  async function refresh() {
+    try {
+      const list = await api.listSandboxes()
+      await Promise.all(
+        list
+          .filter((s) => s.state === 'running')
+          .map(async (s) => {
+            try {
+              metrics.set(s.sandboxID, await api.metrics(s.sandboxID))
+            } catch {
+              metrics.delete(s.sandboxID)
+            }
+          }),
+      )
+      if (stopped) return
+      draw(list)
+      status.textContent = `${list.length} live · updated ${new Date().toLocaleTimeString()}`
+    } catch (err) {
+      if (ctx.unauthorized(err)) return stop()
+      status.textContent = `Could not refresh: ${err.message}`
+    }
+    if (!stopped) timer = setTimeout(refresh, REFRESH_MS)
+  }
+
+  function draw(list) {
+    if (!list.length) {
+      mount(
+        body,
+        empty(
+          'No sandboxes are running.',
+          'Start one from the playground, or with an E2B SDK pointed at this server (E2B_API_URL and E2B_SANDBOX_URL set to this address).',
+          h('a', { class: 'button primary', href: '#/playground', text: 'Open the playground' }),
+        ),
+      )
+      return
+    }
+    list.sort((a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt))
+    const rows = list.map((s) => row(s))
+    mount(body, table(['Sandbox', 'Template', 'State', 'Age', 'Time left', 'CPU', 'Memory', 'Metadata', ''], rows, { class: 'sandboxes' }))
+  }
+
+  function row(s) {
+    const m = metrics.get(s.sandboxID)
+    const id = s.sandboxID
+    const acts = h('div', { class: 'actions' })
+    if (s.state === 'running') {
+      acts.append(
+        action('Extend', async () => {
+          const left = Math.max(0, (Date.parse(s.endAt) - Date.now()) / 1000)
+          await api.setTimeout(id, left + 300)
+          toast(`${id}: 5 more minutes`)
+          kick()
+        }, { title: 'Add five minutes to its timeout' }),
+        action('Pause', async () => {
+          await api.pause(id)
+          toast(`${id} paused`)
+          kick()
+        }),
+      )
+    } else {
+      acts.append(
+        action('Resume', async () => {
+          await api.connect(id, 300)
+          toast(`${id} resumed`)
+          kick()
+        }),
+      )
+    }
+    acts.append(
+      action('Kill', async () => {
+        if (!window.confirm(`Kill sandbox ${id}? Its processes and files are gone for good.`)) return
+        await api.kill(id)
+        toast(`${id} killed`)
+        kick()
+      }, { class: 'danger', 'data-action': 'kill' }),
+    )
+    const meta = Object.entries(s.metadata ?? {})
+    return h(
+      'tr',
+      { 'data-sandbox': id },
+      h('td', { 'data-label': 'Sandbox' }, h('a', { href: `#/sandboxes/${encodeURIComponent(id)}`, class: 'mono', text: id })),
+      h('td', { 'data-label': 'Template', text: s.alias || s.templateID }),
+      h('td', { 'data-label': 'State' }, h('span', { class: `badge badge-${s.state}`, text: s.state })),
+      h('td', { 'data-label': 'Age', text: since(s.startedAt) }),
+      h('td', { 'data-label': 'Time left', text: s.state === 'paused' ? '—' : until(s.endAt) }),
+      h('td', { 'data-label': 'CPU', text: m ? `${m.cpuUsedPct.toFixed(1)}% of ${m.cpuCount}` : `${s.cpuCount} vCPU` }),
+      h('td', { 'data-label': 'Memory', text: m ? `${bytes(m.memUsed)} / ${bytes(m.memTotal)}` : `${s.memoryMB} MiB` }),
+      h(
+        'td',
+        { 'data-label': 'Metadata' },
+        meta.length ? meta.map(([k, v]) => h('span', { class: 'tag', text: `${k}=${v}` })) : h('span', { class: 'muted', text: '—' }),
+      ),
+      h('td', { class: 'actions-cell' }, acts),
+    )
+  }
+
+  function kick() {
+    clearTimeout(timer)
+    refresh()
+  }
+
+  function stop() {
+    stopped = true
+    clearTimeout(timer)
+  }
+
+  refresh()
+  return stop
+}
