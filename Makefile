@@ -8,6 +8,8 @@ BIN        := bin/sandpit
 LISTEN     ?= 127.0.0.1:49982
 GO_TOOL    := go tool -modfile=tools/go.mod
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/node_modules/*') go.mod go.sum
+# The console's bundle is embedded in the binary: a rebuilt bundle rebuilds it.
+GO_SOURCES += $(shell find internal/console/dist -type f)
 
 # Packages with goroutines and locks enough to race: their tests also run
 # under the race detector (it needs cgo, hence gcc from setup).

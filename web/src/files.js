@@ -35,11 +35,15 @@ export function fileBrowser(sb, { start = '/home/user', compact = false } = {}) 
   }
 
   async function refresh() {
+    const parts = crumbs(cwd)
     mount(
       crumb,
-      ...crumbs(cwd).map(([name, path], i, all) =>
-        i === all.length - 1 ? h('span', { text: name }) : [h('a', { href: '#', 'data-path': path, text: name, onclick: (e) => (e.preventDefault(), go(path)) }), h('span', { class: 'muted', text: ' / ' })],
-      ),
+      parts.map(([name, path], i) => {
+        const last = i === parts.length - 1
+        const label = i === 0 ? '/' : name
+        const el = last ? h('span', { text: label }) : h('a', { href: '#', 'data-path': path, text: label, onclick: (e) => (e.preventDefault(), go(path)) })
+        return i > 0 && !last ? [el, h('span', { class: 'muted', text: '/' })] : el
+      }),
     )
     let entries
     try {

@@ -33,16 +33,28 @@ export function openTerminal(sb, el, { onExit, onError } = {}) {
   const ac = new AbortController()
   let pid = 0
   let closed = false
-  let pending = []
+  // Keystrokes go out one SendInput at a time, in order: concurrent
+  // requests may arrive out of order. What is typed meanwhile is batched.
+  let queued = ''
+  let flushing = false
 
-  const send = (data) => {
-    if (!pid) {
-      pending.push(data)
-      return
+  const flush = async () => {
+    if (flushing || !pid) return
+    flushing = true
+    while (queued && !closed) {
+      const data = queued
+      queued = ''
+      try {
+        await sb.rpc('process.Process', 'SendInput', { process: { pid }, input: { pty: b64encode(data) } })
+      } catch (err) {
+        if (!closed) onError?.(err)
+      }
     }
-    sb.rpc('process.Process', 'SendInput', { process: { pid }, input: { pty: b64encode(data) } }).catch((err) => {
-      if (!closed) onError?.(err)
-    })
+    flushing = false
+  }
+  const send = (data) => {
+    queued += data
+    flush()
   }
   term.onData(send)
 
@@ -75,9 +87,7 @@ export function openTerminal(sb, el, { onExit, onError } = {}) {
       if (ev.start) {
         pid = ev.start.pid
         el.dataset.pid = String(pid)
-        const queued = pending
-        pending = []
-        for (const d of queued) send(d)
+        flush()
       } else if (ev.data?.pty) {
         term.write(b64decode(ev.data.pty))
       } else if (ev.end) {

@@ -104,7 +104,7 @@ export function dashboard(ctx, root) {
       h('td', { 'data-label': 'State' }, h('span', { class: `badge badge-${s.state}`, text: s.state })),
       h('td', { 'data-label': 'Age', text: since(s.startedAt) }),
       h('td', { 'data-label': 'Time left', text: s.state === 'paused' ? '—' : until(s.endAt) }),
-      h('td', { 'data-label': 'CPU', text: m ? `${m.cpuUsedPct.toFixed(1)}% of ${m.cpuCount}` : `${s.cpuCount} vCPU` }),
+      h('td', { 'data-label': 'CPU', text: m ? `${m.cpuUsedPct.toFixed(1)}% of ${m.cpuCount} vCPU` : `${s.cpuCount} vCPU` }),
       h('td', { 'data-label': 'Memory', text: m ? `${bytes(m.memUsed)} / ${bytes(m.memTotal)}` : `${s.memoryMB} MiB` }),
       h(
         'td',

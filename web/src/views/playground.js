@@ -216,13 +216,17 @@ export function playground(ctx, root) {
     const body = h('div', { class: 'cell-body' })
     cell.append(head, body)
     output.append(cell)
-    cell.scrollIntoView({ block: 'nearest' })
+    output.scrollTop = output.scrollHeight
     running = new AbortController()
     runBtn.disabled = true
     stopBtn.disabled = false
     const started = performance.now()
     let last = null // the <pre> the last stream chunk went to, and its kind
     let sawError = false
+    // Keeps the newest output in view unless the user scrolled up to read.
+    const follow = () => {
+      if (output.scrollHeight - output.scrollTop - output.clientHeight < 80) output.scrollTop = output.scrollHeight
+    }
     try {
       const s = await ensureSandbox()
       api.setTimeout(s.id, SANDBOX_TIMEOUT_S).catch(() => {})
@@ -235,10 +239,12 @@ export function playground(ctx, root) {
               body.append(last.el)
             }
             last.el.append(line.text)
+            follow()
             break
           case 'result':
             last = null
             body.append(renderResult(line))
+            follow()
             break
           case 'error':
             last = null
@@ -279,6 +285,13 @@ export function playground(ctx, root) {
   }
 }
 
+// Plain looks for HTML results (pandas tables and the like), in the
+// system's light or dark.
+const HTML_BASE =
+  '<meta charset="utf-8"><style>:root{color-scheme:light dark}body{margin:6px;font:13px/1.4 system-ui,sans-serif}' +
+  'table{border-collapse:collapse}th,td{border:1px solid rgb(127 127 127 / 35%);padding:3px 10px;text-align:right}' +
+  'thead th{background:rgb(127 127 127 / 12%)}</style>'
+
 /** Shows one result: the richest form it has. */
 function renderResult(r) {
   const box = h('div', { class: 'result' })
@@ -287,8 +300,14 @@ function renderResult(r) {
   else if (r.svg) box.append(h('img', { src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(r.svg)}`, alt: 'SVG result', class: 'result-img' }))
   else if (r.html) {
     // A sandboxed frame: the sandbox's HTML can style itself but runs no
-    // script and cannot reach the console (or the API key).
-    box.append(h('iframe', { sandbox: '', srcdoc: r.html, class: 'result-html', title: 'HTML result' }))
+    // script (no allow-scripts, and the page's CSP), so it cannot reach the
+    // console or the API key; same-origin only so its height can be read.
+    const frame = h('iframe', { sandbox: 'allow-same-origin', srcdoc: HTML_BASE + r.html, class: 'result-html', title: 'HTML result' })
+    frame.addEventListener('load', () => {
+      const doc = frame.contentDocument
+      if (doc) frame.style.height = `${Math.min(480, doc.documentElement.scrollHeight + 4)}px`
+    })
+    box.append(frame)
   } else if (r.json !== undefined) box.append(h('pre', { class: 'json', text: JSON.stringify(r.json, null, 2) }))
   else if (r.markdown) box.append(h('pre', { text: r.markdown }))
   else if (r.latex) box.append(h('pre', { text: r.latex }))

@@ -102,7 +102,7 @@ export function sandboxPage(ctx, root) {
     let m = null
     if (info.state === 'running') m = await api.metrics(id).catch(() => null)
     if (stopped) return
-    const fact = (k, v) => [h('dt', { text: k }), h('dd', {}, v)]
+    const fact = (k, v) => h('div', {}, h('dt', { text: k }), h('dd', {}, v))
     mount(
       facts,
       fact('Template', info.alias || info.templateID),
@@ -183,7 +183,7 @@ export function sandboxPage(ctx, root) {
   }
 
   function showTerminal() {
-    const box = h('div', { class: 'terminal', 'data-testid': 'terminal' })
+    const box = h('div', { class: 'term-box', 'data-testid': 'terminal' })
     mount(panel, box)
     closeTerm = openTerminal(sb, box, {
       onExit: () => toast('The shell ended; open the tab again for a new one.'),

@@ -1,0 +1,268 @@
+// Issue 15: the console in a real headless Chromium (Debian's `chromium`,
+// driven by puppeteer-core; no browser download). Signs in (a wrong key is
+// refused), sees a sandbox the SDK made, kills it from the dashboard, runs
+// code in the playground (42, a matplotlib PNG, a loop that streams, state
+// kept between runs), uploads a file and reads it back through the SDK, and
+// types into the terminal. Every page must log no JavaScript error and ask
+// nothing of another origin. Screenshots of each page go to
+// .work/screenshots/ (CONSOLE_SCREENSHOTS overrides).
+//
+// CHROMIUM names the browser (default /usr/bin/chromium); without one the
+// file is skipped, saying so.
+import assert from 'node:assert/strict'
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { Sandbox } from 'e2b'
+import { newApiKey, repoRoot, track, useServer, waitFor } from './harness.mjs'
+
+const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium'
+let noBrowser = null
+try {
+  accessSync(chromium, constants.X_OK)
+} catch {
+  noBrowser = `no Chromium at ${chromium} (apt-get install chromium, or set CHROMIUM)`
+}
+
+const shots = resolve(process.env.CONSOLE_SCREENSHOTS ?? join(repoRoot, 'test', 'compat', '.work', 'screenshots'))
+const server = useServer()
+
+describe('console', { skip: noBrowser ?? false }, () => {
+  /** @type {import('puppeteer-core').Browser} */
+  let browser
+  /** @type {import('puppeteer-core').Page} */
+  let page
+  /** Console errors, page exceptions and failed loads, as they come. */
+  let problems = []
+  /** Requests the page made to anything but the daemon's own origin. */
+  const foreign = []
+
+  /** Fails on any problem not matched by one of the expected patterns, then forgets them. */
+  function assertClean(expected = []) {
+    const left = problems.filter((p) => !expected.some((re) => re.test(p)))
+    problems = []
+    assert.deepEqual(left, [], 'the page logged errors')
+    assert.deepEqual(foreign, [], 'the page made requests to other origins')
+  }
+
+  async function shot(name) {
+    await page.screenshot({ path: join(shots, `${name}.png`) })
+  }
+
+  /** Replaces the editor's code and runs it with Ctrl+Enter; returns the run's cell. */
+  async function runCode(code) {
+    const before = await page.$$eval('#pg-output .cell', (c) => c.length)
+    await page.click('#pg-editor .cm-content')
+    await page.keyboard.down('Control')
+    await page.keyboard.press('KeyA')
+    await page.keyboard.up('Control')
+    await page.keyboard.press('Backspace')
+    await page.keyboard.type(code)
+    await page.keyboard.down('Control')
+    await page.keyboard.press('Enter')
+    await page.keyboard.up('Control')
+    await page.waitForFunction((n) => document.querySelectorAll('#pg-output .cell').length > n, {}, before)
+    return `#pg-output .cell:nth-of-type(${before + 1})`
+  }
+
+  async function cellDone(sel, timeout = 60_000) {
+    await page.waitForFunction((s) => /(done|failed) in/.test(document.querySelector(s)?.textContent ?? ''), { timeout }, sel)
+    return page.$eval(sel, (c) => c.textContent)
+  }
+
+  before(async () => {
+    mkdirSync(shots, { recursive: true })
+    const { default: puppeteer } = await import('puppeteer-core')
+    browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      // root (as in CI) cannot use Chromium's own sandbox.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+    page = await browser.newPage()
+    await page.setViewport({ width: 1280, height: 800 })
+    page.setDefaultTimeout(30_000)
+    const origin = new URL(server.url).origin
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()} (${m.location()?.url ?? ''})`)
+    })
+    page.on('pageerror', (e) => problems.push(`exception: ${e.message}`))
+    page.on('request', (r) => {
+      const u = r.url()
+      if (u.startsWith('data:') || u.startsWith('blob:') || u === 'about:blank' || u === 'about:srcdoc') return
+      if (new URL(u).origin !== origin) foreign.push(u)
+    })
+    page.on('dialog', (d) => d.accept())
+  })
+
+  after(async () => {
+    await browser?.close()
+  })
+
+  test('a wrong key is refused', async () => {
+    await page.goto(server.url + '/', { waitUntil: 'load' })
+    await page.waitForSelector('#api-key')
+    await shot('signin')
+    await page.type('#api-key', newApiKey())
+    await page.keyboard.press('Enter')
+    await page.waitForFunction(() => /not valid/.test(document.querySelector('#signin-error')?.textContent ?? ''))
+    assert.equal(await page.$('#content'), null, 'signed in with a wrong key')
+    // The refused key's 401 is the one error Chromium logs here.
+    assertClean([/401/])
+  })
+
+  test('sign in with the key', async () => {
+    await page.$eval('#api-key', (el) => (el.value = ''))
+    await page.type('#api-key', server.apiKey)
+    await page.keyboard.press('Enter')
+    await page.waitForSelector('#content h1')
+    assert.equal(await page.$eval('#content h1', (e) => e.textContent), 'Sandboxes')
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('sandpit.apiKey')), server.apiKey)
+    assert.equal(await page.evaluate(() => localStorage.length), 0, 'the key went to localStorage')
+    assertClean()
+  })
+
+  test('a sandbox the SDK made appears; kill from the dashboard and the API has it gone', async () => {
+    const sbx = track(server, await Sandbox.create({ metadata: { purpose: 'console-test' } }))
+    const row = `tr[data-sandbox="${sbx.sandboxId}"]`
+    await page.waitForSelector(row, { timeout: 15_000 })
+    const text = await page.$eval(row, (r) => r.textContent)
+    assert.match(text, /purpose=console-test/)
+    assert.match(text, /running/)
+    // The metrics endpoint fills CPU and memory in.
+    await page.waitForFunction((s) => /% of/.test(document.querySelector(s)?.textContent ?? ''), { timeout: 15_000 }, row)
+    await shot('dashboard')
+    await page.click(`${row} [data-action=kill]`)
+    await page.waitForSelector(row, { hidden: true, timeout: 15_000 })
+    const live = await Sandbox.list().nextItems()
+    assert.ok(!live.some((s) => s.sandboxId === sbx.sandboxId), 'the killed sandbox is still listed')
+    await assert.rejects(Sandbox.getInfo(sbx.sandboxId))
+    assertClean()
+  })
+
+  let playgroundSandbox = ''
+  test('playground: print(6*7) prints 42', async () => {
+    await page.goto(server.url + '/#/playground', { waitUntil: 'load' })
+    await page.waitForSelector('#pg-editor .cm-content')
+    const cell = await runCode('print(6*7)')
+    const out = await cellDone(cell, 120_000)
+    assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /^42\n?$/, out)
+    playgroundSandbox = await page.$eval('#pg-sandbox a.mono', (a) => a.textContent)
+    track(server, { sandboxId: playgroundSandbox, kill: () => Sandbox.kill(playgroundSandbox) })
+    // The link reopens this very sandbox.
+    assert.ok(page.url().includes(`sandbox=${playgroundSandbox}`), page.url())
+    assertClean()
+  })
+
+  test('playground: state carries over, a new context starts afresh', async () => {
+    await cellDone(await runCode('y = 7'))
+    let cell = await runCode('print(y * 6)')
+    await cellDone(cell)
+    assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /42/)
+    await page.click('#pg-new-context')
+    await page.waitForFunction(() => /New python context/.test(document.querySelector('#pg-output')?.textContent ?? ''))
+    cell = await runCode('print(y)')
+    await cellDone(cell)
+    const err = await page.$eval(`${cell} .run-error`, (e) => e.textContent)
+    assert.match(err, /NameError/)
+    assert.match(err, /Traceback|line 1/, 'no traceback shown')
+    assertClean()
+  })
+
+  test('playground: a matplotlib plot shows as an image', async () => {
+    const cell = await runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.title("squares")\nplt.show()')
+    await cellDone(cell, 120_000)
+    const img = await page.waitForSelector(`${cell} img.result-img`)
+    const { src, w } = await img.evaluate((i) => ({ src: i.src.slice(0, 22), w: i.naturalWidth }))
+    assert.equal(src, 'data:image/png;base64,')
+    assert.ok(w > 100, `image ${w} px wide`)
+    await shot('playground')
+    assertClean()
+  })
+
+  test('playground: a long loop streams its lines before it ends', async () => {
+    const cell = await runCode('import time\nfor i in range(6): print(f"line {i}", flush=True); time.sleep(0.7)')
+    const early = await page.waitForFunction(
+      (s) => {
+        const c = document.querySelector(s)
+        const out = c?.querySelector('.stream.stdout')?.textContent ?? ''
+        return out.includes('line 1') ? { out, done: /(done|failed) in/.test(c.textContent) } : false
+      },
+      { timeout: 60_000, polling: 50 },
+      cell,
+    )
+    const seen = await early.jsonValue()
+    assert.equal(seen.done, false, `the run had ended when line 1 showed: ${seen.out}`)
+    assert.ok(!seen.out.includes('line 5'), `all lines came at once: ${seen.out}`)
+    await cellDone(cell)
+    assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /line 5/)
+    assertClean()
+  })
+
+  test('upload a file in the playground; the SDK reads it', async () => {
+    const local = join(shots, 'upload-me.txt')
+    const content = `uploaded from the console ${Date.now()}\n`
+    writeFileSync(local, content)
+    const input = await page.waitForSelector('input[data-testid=upload-input]')
+    await input.uploadFile(local)
+    await page.waitForSelector('.files [data-name="upload-me.txt"]', { timeout: 15_000 })
+    const sbx = await Sandbox.connect(playgroundSandbox)
+    assert.equal(await sbx.files.read('/home/user/upload-me.txt'), content)
+    assertClean()
+  })
+
+  test('the terminal echoes a command', async () => {
+    await page.goto(`${server.url}/#/sandboxes/${playgroundSandbox}?tab=terminal`, { waitUntil: 'load' })
+    await page.waitForSelector('[data-testid=terminal][data-pid]')
+    await page.click('[data-testid=terminal]')
+    await page.keyboard.type('echo sandpit-$((6*7))\n')
+    await page.waitForFunction(() => /sandpit-42/.test(document.querySelector('[data-testid=terminal] .xterm-rows')?.textContent ?? ''), { timeout: 20_000 }).catch(async (err) => {
+      await shot('terminal-failed')
+      const screen = await page.$eval('[data-testid=terminal] .xterm-rows', (t) => t.textContent).catch(() => '(no rows)')
+      throw new Error(`${err.message}; the terminal shows: ${screen}`)
+    })
+    await shot('terminal')
+    await page.click('[data-tab=files]')
+    await page.waitForSelector('.files [data-name="upload-me.txt"]')
+    await shot('sandbox-files')
+    assertClean()
+  })
+
+  test('templates, snapshots and audit pages render', async () => {
+    for (const [hash, name, heading] of [
+      ['#/templates', 'templates', 'Templates'],
+      ['#/snapshots', 'snapshots', 'Snapshots'],
+      ['#/audit', 'audit', 'Audit log'],
+    ]) {
+      await page.goto(`${server.url}/${hash}`, { waitUntil: 'load' })
+      await page.waitForFunction((h) => document.querySelector('#content h1')?.textContent === h && !document.querySelector('#content p.muted:only-of-type')?.textContent.startsWith('Loading'), {}, heading)
+      await page.waitForFunction(() => !/Loading/.test(document.querySelector('#content')?.textContent ?? ''))
+      await shot(name)
+    }
+    assert.match(await page.$eval('#content', (e) => e.textContent), /sandbox\.create|admin key/)
+    assertClean()
+  })
+
+  test('dark theme from the system setting', async () => {
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }])
+    await page.goto(`${server.url}/#/playground?sandbox=${playgroundSandbox}`, { waitUntil: 'load' })
+    await page.waitForSelector('.files [data-name="upload-me.txt"]')
+    await cellDone(await runCode('import pandas as pd\npd.DataFrame({"x": [1, 2], "y": [3, 4]})'))
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor)
+    const [r, g, b] = bg.match(/\d+/g).map(Number)
+    assert.ok(r + g + b < 150, `the background is ${bg} in dark mode`)
+    await shot('playground-dark')
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }])
+    assertClean()
+  })
+
+  test('usable at a phone width', async () => {
+    await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true })
+    await page.goto(`${server.url}/#/playground?sandbox=${playgroundSandbox}`, { waitUntil: 'load' })
+    await page.waitForSelector('.files [data-name="upload-me.txt"]')
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    assert.ok(overflow <= 0, `the page is ${overflow} px wider than the phone`)
+    await shot('playground-phone')
+    assertClean()
+  })
+})
