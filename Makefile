@@ -15,7 +15,7 @@ GO_SOURCES += $(shell find internal/console/dist -type f)
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/...
 
-.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench
+.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate console bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ tidy-check: ## fail when `go mod tidy` would change go.mod or go.sum
 
 generate: ## regenerate gen/ from api/
 	go generate ./gen/...
+
+console: ## rebuild the console's bundle (web/ into internal/console/dist, committed)
+	go generate ./internal/console
 
 bench: build ## benchmarks against runc, crun, bwrap and runsc (see BENCHMARKS.md)
 	bench/run.sh

@@ -8,9 +8,13 @@
 // .work/screenshots/ (CONSOLE_SCREENSHOTS overrides).
 //
 // CHROMIUM names the browser (default /usr/bin/chromium); without one the
-// file is skipped, saying so.
+// file is skipped, saying so. As root, Chromium runs in a network namespace
+// of its own (chromium-netns.sh says why), reaching the daemon through a
+// Unix socket this file serves.
 import assert from 'node:assert/strict'
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Sandbox } from 'e2b'
@@ -70,15 +74,41 @@ describe('console', { skip: noBrowser ?? false }, () => {
     return page.$eval(sel, (c) => c.textContent)
   }
 
+  let bridge = null
+  let bridgeDir = ''
+
+  /** Serves a Unix socket that passes each connection on to the daemon. */
+  async function startBridge() {
+    bridgeDir = mkdtempSync(join(tmpdir(), 'sandpit-console-'))
+    const sock = join(bridgeDir, 'bridge.sock')
+    const { port } = new URL(server.url)
+    bridge = createServer((c) => {
+      const out = connect(Number(port), '127.0.0.1')
+      c.pipe(out).pipe(c)
+      const end = () => (c.destroy(), out.destroy())
+      for (const s of [c, out]) s.on('error', end).on('close', end)
+    })
+    await new Promise((r) => bridge.listen(sock, r))
+    return { sock, port }
+  }
+
   before(async () => {
     mkdirSync(shots, { recursive: true })
     const { default: puppeteer } = await import('puppeteer-core')
-    browser = await puppeteer.launch({
-      executablePath: chromium,
-      headless: true,
-      // root (as in CI) cannot use Chromium's own sandbox.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    // root (as in CI) cannot use Chromium's own sandbox.
+    const args = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+    if (process.getuid?.() === 0) {
+      const { sock, port } = await startBridge()
+      browser = await puppeteer.launch({
+        executablePath: join(repoRoot, 'test', 'compat', 'chromium-netns.sh'),
+        pipe: true,
+        headless: true,
+        args,
+        env: { ...process.env, SANDPIT_BRIDGE_SOCK: sock, SANDPIT_BRIDGE_PORT: port, SANDPIT_BRIDGE_CHROMIUM: chromium },
+      })
+    } else {
+      browser = await puppeteer.launch({ executablePath: chromium, headless: true, args })
+    }
     page = await browser.newPage()
     await page.setViewport({ width: 1280, height: 800 })
     page.setDefaultTimeout(30_000)
@@ -97,6 +127,8 @@ describe('console', { skip: noBrowser ?? false }, () => {
 
   after(async () => {
     await browser?.close()
+    bridge?.close()
+    if (bridgeDir) rmSync(bridgeDir, { recursive: true, force: true })
   })
 
   test('a wrong key is refused', async () => {
@@ -176,6 +208,7 @@ describe('console', { skip: noBrowser ?? false }, () => {
     const { src, w } = await img.evaluate((i) => ({ src: i.src.slice(0, 22), w: i.naturalWidth }))
     assert.equal(src, 'data:image/png;base64,')
     assert.ok(w > 100, `image ${w} px wide`)
+    await page.$eval(cell, (c) => c.scrollIntoView({ block: 'start' }))
     await shot('playground')
     assertClean()
   })
@@ -225,6 +258,16 @@ describe('console', { skip: noBrowser ?? false }, () => {
     await page.click('[data-tab=files]')
     await page.waitForSelector('.files [data-name="upload-me.txt"]')
     await shot('sandbox-files')
+    await page.click('[data-tab=logs]')
+    await page.waitForSelector('.build-log span')
+    const sbx = await Sandbox.connect(playgroundSandbox)
+    const sleeper = await sbx.commands.run('sleep 300', { background: true })
+    await page.click('[data-tab=processes]')
+    await page.waitForFunction(() => /sleep 300/.test(document.querySelector('.tab-panel table')?.textContent ?? ''))
+    await shot('sandbox-processes')
+    await page.click(`tr[data-pid="${sleeper.pid}"] button`)
+    await page.waitForFunction((pid) => !document.querySelector(`tr[data-pid="${pid}"]`), {}, sleeper.pid)
+    assert.ok(!(await sbx.commands.list()).some((p) => p.pid === sleeper.pid), 'the killed process is still listed')
     assertClean()
   })
 

@@ -243,8 +243,16 @@ export function playground(ctx, root) {
             break
           case 'result':
             last = null
-            body.append(renderResult(line))
-            follow()
+            {
+              const atEnd = output.scrollHeight - output.scrollTop - output.clientHeight < 80
+              const res = renderResult(line)
+              body.append(res)
+              // An image gets its height once decoded: keep following then.
+              res.querySelector('img')?.addEventListener('load', () => {
+                if (atEnd) output.scrollTop = output.scrollHeight
+              })
+              follow()
+            }
             break
           case 'error':
             last = null

@@ -74,6 +74,7 @@ export function sandboxPage(ctx, root) {
         ['files', 'Files', showFiles],
         ['processes', 'Processes', showProcesses],
         ['terminal', 'Terminal', showTerminal],
+        ['logs', 'Logs', showLogs],
       ]
       const want = ctx.query.get('tab') ?? 'files'
       mount(
@@ -94,6 +95,7 @@ export function sandboxPage(ctx, root) {
     for (const b of tabs.querySelectorAll('[role=tab]')) b.setAttribute('aria-selected', b.dataset.tab === key ? 'true' : 'false')
     if (closeTerm) closeTerm()
     closeTerm = null
+    clearTimeout(logTimer)
     history.replaceState(null, '', `#/sandboxes/${encodeURIComponent(id)}?tab=${key}`)
     show()
   }
@@ -159,7 +161,7 @@ export function sandboxPage(ctx, root) {
           procs.map((p) =>
             h(
               'tr',
-              {},
+              { 'data-pid': p.pid },
               h('td', { class: 'mono', 'data-label': 'PID', text: p.pid }),
               h('td', { class: 'mono', 'data-label': 'Command', text: [p.config?.cmd, ...(p.config?.args ?? [])].join(' ') }),
               h('td', { 'data-label': 'Tag', text: p.tag ?? '—' }),
@@ -191,6 +193,35 @@ export function sandboxPage(ctx, root) {
     })
   }
 
+  let logTimer = null
+  function showLogs() {
+    const pre = h('pre', { class: 'build-log', 'aria-live': 'polite', 'aria-label': 'Sandbox log' })
+    mount(panel, h('p', { class: 'muted small', text: "The sandbox's lifecycle and agent log, newest last; follows while open." }), pre)
+    let cursor = 0
+    const poll = async () => {
+      try {
+        const q = new URLSearchParams({ direction: 'forward', limit: '500' })
+        if (cursor) q.set('cursor', String(cursor + 1))
+        const r = await api.get(`/v2/sandboxes/${encodeURIComponent(id)}/logs?${q}`)
+        if (stopped) return
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4
+        for (const e of r.logs ?? []) {
+          const fields = Object.entries(e.fields ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')
+          pre.append(h('span', { class: `log-${e.level}` }, `${new Date(e.timestamp).toLocaleTimeString()} ${e.level.padEnd(5)} ${e.message}${fields ? `  ${fields}` : ''}\n`))
+          cursor = Math.max(cursor, Date.parse(e.timestamp))
+        }
+        if (!pre.childNodes.length) pre.textContent = ''
+        if (atBottom) pre.scrollTop = pre.scrollHeight
+      } catch (err) {
+        if (ctx.unauthorized(err)) return
+        mount(panel, h('p', { class: 'error', text: `Could not read the log: ${err.message}` }))
+        return
+      }
+      logTimer = setTimeout(poll, 2000)
+    }
+    poll()
+  }
+
   function reload() {
     clearTimeout(timer)
     if (closeTerm) closeTerm()
@@ -202,6 +233,7 @@ export function sandboxPage(ctx, root) {
   return () => {
     stopped = true
     clearTimeout(timer)
+    clearTimeout(logTimer)
     if (closeTerm) closeTerm()
   }
 }
