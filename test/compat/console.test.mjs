@@ -50,6 +50,8 @@ describe('console', { skip: noBrowser ?? false }, () => {
   }
 
   async function shot(name) {
+    // Toasts of earlier steps would hide part of the page.
+    await page.evaluate(() => document.querySelector('.toasts')?.replaceChildren())
     await page.screenshot({ path: join(shots, `${name}.png`) })
   }
 
@@ -229,6 +231,21 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assert.ok(!seen.out.includes('line 5'), `all lines came at once: ${seen.out}`)
     await cellDone(cell)
     assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /line 5/)
+    assertClean()
+  })
+
+  test('playground: Bash and JavaScript too', async () => {
+    for (const [lang, code] of [
+      ['bash', 'echo $((6*7))'],
+      ['javascript', 'console.log(6*7)'],
+    ]) {
+      await page.select('#pg-language', lang)
+      assert.ok(page.url().includes(`lang=${lang}`), page.url())
+      const cell = await runCode(code)
+      await cellDone(cell)
+      assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /^42\n?$/, `${lang}: ${await page.$eval(cell, (c) => c.textContent)}`)
+    }
+    await page.select('#pg-language', 'python')
     assertClean()
   })
 
