@@ -17,7 +17,7 @@ import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { Sandbox } from 'e2b'
+import { Sandbox, Template } from 'e2b'
 import { newApiKey, repoRoot, track, useServer, waitFor } from './harness.mjs'
 
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium'
@@ -285,6 +285,35 @@ describe('console', { skip: noBrowser ?? false }, () => {
     await page.click(`tr[data-pid="${sleeper.pid}"] button`)
     await page.waitForFunction((pid) => !document.querySelector(`tr[data-pid="${pid}"]`), {}, sleeper.pid)
     assert.ok(!(await sbx.commands.list()).some((p) => p.pid === sleeper.pid), 'the killed process is still listed')
+    assertClean()
+  })
+
+  test("a template build's log is followed live", async () => {
+    const tpl = Template()
+      .fromTemplate('base')
+      .runCmd('echo build-step-one')
+      .runCmd('sleep 4 && echo build-step-two')
+    const info = await Template.buildInBackground(tpl, `console-${Date.now()}`)
+    // The list shows it building (the API names no build while one runs);
+    // the build's own page, as the CLI and SDK name it, follows its log.
+    await page.goto(`${server.url}/#/templates`, { waitUntil: 'load' })
+    await page.waitForFunction((id) => /building/.test(document.querySelector(`tr[data-template="${id}"]`)?.textContent ?? ''), {}, info.templateId)
+    await page.goto(`${server.url}/#/templates/${info.templateId}/builds/${info.buildId}`, { waitUntil: 'load' })
+    const early = await page.waitForFunction(
+      () => {
+        const log = document.querySelector('.build-log')?.textContent ?? ''
+        return log.includes('build-step-one') ? { log, status: document.querySelector('#content .badge')?.textContent } : false
+      },
+      { timeout: 120_000, polling: 100 },
+    )
+    const seen = await early.jsonValue()
+    assert.equal(seen.status, 'building', `the build had ended when its first step's output showed: ${seen.log}`)
+    await page.waitForFunction(() => document.querySelector('#content .badge')?.textContent === 'ready', { timeout: 120_000 })
+    assert.match(await page.$eval('.build-log', (e) => e.textContent), /build-step-two/)
+    await shot('template-build')
+    // The list links the finished build.
+    await page.goto(`${server.url}/#/templates`, { waitUntil: 'load' })
+    await page.waitForSelector(`a[href="#/templates/${info.templateId}/builds/${info.buildId}"]`)
     assertClean()
   })
 

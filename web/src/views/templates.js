@@ -15,8 +15,8 @@ export function templates(ctx, root) {
     listPage()
   }
 
-  async function listPage() {
-    mount(root, h('div', { class: 'page-head' }, h('h1', { text: 'Templates' })), h('p', { class: 'muted', text: 'Loading templates…' }))
+  async function listPage(again = false) {
+    if (!again) mount(root, h('div', { class: 'page-head' }, h('h1', { text: 'Templates' })), h('p', { class: 'muted', text: 'Loading templates…' }))
     let list
     try {
       list = await api.get('/templates')
@@ -31,7 +31,7 @@ export function templates(ctx, root) {
           list.map((t) =>
             h(
               'tr',
-              {},
+              { 'data-template': t.templateID },
               h('td', { class: 'mono', 'data-label': 'Template', text: t.templateID }),
               h('td', { 'data-label': 'Names' }, (t.names ?? []).map((n) => h('span', { class: 'tag', text: n })), t.builtin && h('span', { class: 'badge', text: 'built in' })),
               h('td', { 'data-label': 'Build' }, t.buildID && !t.builtin ? h('a', { class: 'mono', href: `#/templates/${encodeURIComponent(t.templateID)}/builds/${encodeURIComponent(t.buildID)}`, text: t.buildID.slice(0, 12) }) : '—'),
@@ -50,6 +50,8 @@ export function templates(ctx, root) {
       h('p', { class: 'muted', text: 'Build templates with the E2B SDK (Template.build) or the sandpit CLI; their builds and logs show here.' }),
       body,
     )
+    // While a build runs, follow it to its end.
+    if (list.some((t) => t.buildStatus === 'building' || t.buildStatus === 'waiting')) timer = setTimeout(() => listPage(true), 3000)
   }
 
   function buildPage(templateID, buildID) {
