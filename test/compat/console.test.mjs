@@ -317,10 +317,26 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
+  test('snapshot a sandbox from its page; delete the snapshot from the list', async () => {
+    const sbx = track(server, await Sandbox.create())
+    await page.goto(`${server.url}/#/sandboxes/${sbx.sandboxId}`, { waitUntil: 'load' })
+    await (await page.waitForSelector('[data-action=snapshot]')).click()
+    const toastText = await (await page.waitForFunction(() => document.querySelector('.toast')?.textContent.match(/Snapshot (\S+) taken/)?.[1], { timeout: 60_000 })).jsonValue()
+    const listed = async () => (await (await fetch(`${server.url}/snapshots`, { headers: { 'X-API-Key': server.apiKey } })).json()).map((s) => s.snapshotID)
+    assert.ok((await listed()).includes(toastText), `${toastText} not in ${await listed()}`)
+    await page.goto(`${server.url}/#/snapshots`, { waitUntil: 'load' })
+    const row = `tr[data-snapshot="${toastText}"]`
+    await page.waitForSelector(row)
+    await shot('snapshots')
+    await page.click(`${row} [data-action=delete]`)
+    await page.waitForSelector(row, { hidden: true })
+    assert.ok(!(await listed()).includes(toastText), 'the deleted snapshot is still listed')
+    assertClean()
+  })
+
   test('templates, snapshots and audit pages render', async () => {
     for (const [hash, name, heading] of [
       ['#/templates', 'templates', 'Templates'],
-      ['#/snapshots', 'snapshots', 'Snapshots'],
       ['#/audit', 'audit', 'Audit log'],
     ]) {
       await page.goto(`${server.url}/${hash}`, { waitUntil: 'load' })

@@ -43,7 +43,7 @@ export function sandboxPage(ctx, root) {
         action('Snapshot', async () => {
           const s = await api.snapshot(id)
           toast(`Snapshot ${s.snapshotID} taken`)
-        }),
+        }, { 'data-action': 'snapshot' }),
       info.state === 'running'
         ? action('Pause', async () => {
             await api.pause(id)

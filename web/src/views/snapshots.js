@@ -23,7 +23,7 @@ export function snapshots(ctx, root) {
             list.map((s) =>
               h(
                 'tr',
-                {},
+                { 'data-snapshot': s.snapshotID },
                 h('td', { class: 'mono', 'data-label': 'Snapshot', text: s.snapshotID }),
                 h('td', { 'data-label': 'Names' }, (s.names ?? []).map((n) => h('span', { class: 'tag', text: n }))),
                 h(
@@ -38,7 +38,7 @@ export function snapshots(ctx, root) {
                     await api.request('DELETE', `/templates/${encodeURIComponent(s.snapshotID)}`)
                     toast(`Snapshot ${s.snapshotID} deleted`)
                     load()
-                  }, { class: 'danger' }),
+                  }, { class: 'danger', 'data-action': 'delete' }),
                 ),
               ),
             ),
