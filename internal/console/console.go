@@ -111,6 +111,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/" && acceptsHTML(r):
 		// The page itself is small and names the hashed assets of this
 		// build: revalidate it every time, so an upgrade shows at once.
+		// What / is depends on Accept.
+		w.Header().Add("Vary", "Accept")
 		h.serve(w, r, h.index, "no-cache")
 	case strings.HasPrefix(p, "/assets/"):
 		a, ok := h.assets[p]

@@ -55,6 +55,16 @@ describe('console', { skip: noBrowser ?? false }, () => {
     await page.screenshot({ path: join(shots, `${name}.png`) })
   }
 
+  /** Clicks what sel finds at that moment: the dashboard redraws its rows every few seconds. */
+  async function clickNow(sel, timeout = 30_000) {
+    await page.waitForFunction((s) => {
+      const el = document.querySelector(s)
+      if (!el) return false
+      el.click()
+      return true
+    }, { timeout }, sel)
+  }
+
   /** Replaces the editor's code and runs it with Ctrl+Enter; returns the run's cell. */
   async function runCode(code) {
     const before = await page.$$eval('#pg-output .cell', (c) => c.length)
@@ -156,7 +166,7 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
-  test('a sandbox the SDK made appears; kill from the dashboard and the API has it gone', async () => {
+  test('a sandbox the SDK made appears; extend, pause, resume, then kill from the dashboard and the API has it gone', async () => {
     const sbx = track(server, await Sandbox.create({ metadata: { purpose: 'console-test' } }))
     const row = `tr[data-sandbox="${sbx.sandboxId}"]`
     await page.waitForSelector(row, { timeout: 15_000 })
@@ -166,7 +176,18 @@ describe('console', { skip: noBrowser ?? false }, () => {
     // The metrics endpoint fills CPU and memory in.
     await page.waitForFunction((s) => /% of/.test(document.querySelector(s)?.textContent ?? ''), { timeout: 15_000 }, row)
     await shot('dashboard')
-    await page.click(`${row} [data-action=kill]`)
+
+    const before = Date.parse((await Sandbox.getInfo(sbx.sandboxId)).endAt)
+    await clickNow(`${row} [data-action=extend]`)
+    await waitFor(async () => Date.parse((await Sandbox.getInfo(sbx.sandboxId)).endAt) > before + 200_000, { what: 'a timeout five minutes later' })
+    await clickNow(`${row} [data-action=pause]`)
+    await page.waitForSelector(`${row} [data-action=resume]`, { timeout: 60_000 })
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'paused')
+    await clickNow(`${row} [data-action=resume]`)
+    await page.waitForSelector(`${row} [data-action=pause]`, { timeout: 60_000 })
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'running')
+
+    await clickNow(`${row} [data-action=kill]`)
     await page.waitForSelector(row, { hidden: true, timeout: 15_000 })
     const live = await Sandbox.list().nextItems()
     assert.ok(!live.some((s) => s.sandboxId === sbx.sandboxId), 'the killed sandbox is still listed')

@@ -34,7 +34,7 @@ const navItems = [
 let cleanup = null
 
 /** The fragment as a path and its query. */
-function location() {
+function currentRoute() {
   const frag = window.location.hash.replace(/^#/, '')
   const [path, query = ''] = frag.split('?')
   return { path: path || '/', query: new URLSearchParams(query) }
@@ -98,7 +98,7 @@ function render() {
   if (cleanup) cleanup()
   cleanup = null
   const api = new Api(key)
-  const loc = location()
+  const loc = currentRoute()
   const route = routes.find((r) => r.path.test(loc.path)) ?? routes[0]
   const params = loc.path.match(route.path)?.slice(1).map(decodeURIComponent) ?? []
 

@@ -3,6 +3,9 @@
 import { action, bytes, empty, h, mount, since, table, toast, until } from '../ui.js'
 
 const REFRESH_MS = 3000
+// Metrics are one request per sandbox: only the newest this many get them
+// on each refresh, so a big fleet does not turn the page into a load test.
+const METRICS_MAX = 24
 
 export function dashboard(ctx, root) {
   const { api } = ctx
@@ -22,9 +25,11 @@ export function dashboard(ctx, root) {
   async function refresh() {
     try {
       const list = await api.listSandboxes()
+      list.sort((a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt))
       await Promise.all(
         list
           .filter((s) => s.state === 'running')
+          .slice(0, METRICS_MAX)
           .map(async (s) => {
             try {
               metrics.set(s.sandboxID, await api.metrics(s.sandboxID))
@@ -55,7 +60,6 @@ export function dashboard(ctx, root) {
       )
       return
     }
-    list.sort((a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt))
     const rows = list.map((s) => row(s))
     mount(body, table(['Sandbox', 'Template', 'State', 'Age', 'Time left', 'CPU', 'Memory', 'Metadata', ''], rows, { class: 'sandboxes' }))
   }
@@ -71,12 +75,12 @@ export function dashboard(ctx, root) {
           await api.setTimeout(id, left + 300)
           toast(`${id}: 5 more minutes`)
           kick()
-        }, { title: 'Add five minutes to its timeout' }),
+        }, { title: 'Add five minutes to its timeout', 'data-action': 'extend' }),
         action('Pause', async () => {
           await api.pause(id)
           toast(`${id} paused`)
           kick()
-        }),
+        }, { 'data-action': 'pause' }),
       )
     } else {
       acts.append(
@@ -84,7 +88,7 @@ export function dashboard(ctx, root) {
           await api.connect(id, 300)
           toast(`${id} resumed`)
           kick()
-        }),
+        }, { 'data-action': 'resume' }),
       )
     }
     acts.append(
