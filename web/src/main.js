@@ -61,7 +61,15 @@ function signIn(reason) {
     h('h1', { text: 'Sign in to the console' }),
     h('label', { for: 'api-key', text: 'API key' }),
     input,
-    h('p', { class: 'muted small' }, 'The key stays in this tab only. Make one with ', h('code', { text: 'sandpit keys create' }), '.'),
+    h(
+      'p',
+      { class: 'muted small' },
+      'The key stays in this tab only. The daemon keeps its first key in ',
+      h('code', { text: '/var/lib/sandpit/api-key' }),
+      '; make more with ',
+      h('code', { text: 'sandpit keys create' }),
+      '.',
+    ),
     error,
     button,
   )

@@ -283,11 +283,21 @@ export function playground(ctx, root) {
     }
   }
 
+  // Ctrl/Cmd+Enter runs from anywhere on the page, not only the editor.
+  const onKey = (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.defaultPrevented) {
+      e.preventDefault()
+      run()
+    }
+  }
+  document.addEventListener('keydown', onKey)
+
   if (ctx.query.get('sandbox')) attach(ctx.query.get('sandbox'))
   editor.focus()
 
   return () => {
     stopped = true
+    document.removeEventListener('keydown', onKey)
     running?.abort()
     editor.destroy()
   }
