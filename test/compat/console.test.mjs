@@ -338,9 +338,17 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
-  test('snapshot a sandbox from its page; delete the snapshot from the list', async () => {
-    const sbx = track(server, await Sandbox.create())
-    await page.goto(`${server.url}/#/sandboxes/${sbx.sandboxId}`, { waitUntil: 'load' })
+  test('start a sandbox from the dashboard, snapshot it from its page, delete the snapshot from the list', async () => {
+    // Started from the dashboard, which then opens its page.
+    await page.goto(`${server.url}/#/sandboxes`, { waitUntil: 'load' })
+    await page.waitForSelector('#new-template option[value=base]')
+    await page.select('#new-template', 'base')
+    await page.click('#new-sandbox')
+    await page.waitForFunction(() => /^#\/sandboxes\/[^/?]+/.test(window.location.hash), { timeout: 60_000 })
+    const id = decodeURIComponent(new URL(page.url()).hash.split('/')[2].split('?')[0])
+    track(server, { sandboxId: id, kill: () => Sandbox.kill(id) })
+    const info = await Sandbox.getInfo(id)
+    assert.equal(info.metadata['sandpit.console'], 'dashboard')
     await (await page.waitForSelector('[data-action=snapshot]')).click()
     const toastText = await (await page.waitForFunction(() => document.querySelector('.toast')?.textContent.match(/Snapshot (\S+) taken/)?.[1], { timeout: 60_000 })).jsonValue()
     const listed = async () => (await (await fetch(`${server.url}/snapshots`, { headers: { 'X-API-Key': server.apiKey } })).json()).map((s) => s.snapshotID)

@@ -11,10 +11,21 @@ export function dashboard(ctx, root) {
   const { api } = ctx
   const status = h('span', { class: 'muted small', 'aria-live': 'polite' })
   const body = h('div', { class: 'stack' }, h('p', { class: 'muted', text: 'Loading sandboxes…' }))
-  const newSandbox = h('a', { class: 'button primary', href: '#/playground', text: 'New sandbox in the playground' })
+  const templateSelect = h('select', { id: 'new-template', 'aria-label': 'Template for a new sandbox' }, h('option', { value: 'base', text: 'base' }))
+  const start = action('Start sandbox', async () => {
+    const s = await api.createSandbox(templateSelect.value, { timeout: 900, metadata: { 'sandpit.console': 'dashboard' } })
+    window.location.hash = `#/sandboxes/${encodeURIComponent(s.sandboxID)}`
+  }, { class: 'primary', id: 'new-sandbox' })
+  api
+    .get('/templates')
+    .then((list) => {
+      const names = (list ?? []).filter((t) => t.buildStatus === 'ready').map((t) => t.names?.[0] ?? t.templateID)
+      if (names.length) mount(templateSelect, names.map((n) => h('option', { value: n, text: n, selected: n === 'base' })))
+    })
+    .catch(() => {})
   mount(
     root,
-    h('div', { class: 'page-head' }, h('h1', { text: 'Sandboxes' }), status, h('span', { class: 'spacer' }), newSandbox),
+    h('div', { class: 'page-head' }, h('h1', { text: 'Sandboxes' }), status, h('span', { class: 'spacer' }), templateSelect, start),
     body,
   )
 

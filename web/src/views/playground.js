@@ -23,6 +23,8 @@ const SAMPLES = {
 }
 
 const DEFAULT_TEMPLATE = 'code-interpreter-v1'
+// How much of one run's stdout and stderr the page keeps.
+const MAX_PRINTED = 2e6
 // The playground's sandboxes live this long without a run; every run
 // extends them again.
 const SANDBOX_TIMEOUT_S = 900
@@ -223,6 +225,9 @@ export function playground(ctx, root) {
     const started = performance.now()
     let last = null // the <pre> the last stream chunk went to, and its kind
     let sawError = false
+    // A run that prints without end must not take the page down with it.
+    let printed = 0
+    let cut = false
     // Keeps the newest output in view unless the user scrolled up to read.
     const follow = () => {
       if (output.scrollHeight - output.scrollTop - output.clientHeight < 80) output.scrollTop = output.scrollHeight
@@ -234,6 +239,13 @@ export function playground(ctx, root) {
         switch (line.type) {
           case 'stdout':
           case 'stderr':
+            if (cut) break
+            printed += line.text.length
+            if (printed > MAX_PRINTED) {
+              cut = true
+              body.append(h('p', { class: 'note', text: `Output past ${MAX_PRINTED / 1e6} MB is not shown here.` }))
+              break
+            }
             if (!last || last.kind !== line.type) {
               last = { kind: line.type, el: h('pre', { class: `stream ${line.type}` }) }
               body.append(last.el)
