@@ -4,8 +4,8 @@
 // `npm run build` here; the output is committed.
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -47,4 +47,21 @@ const html = readFileSync(join(here, 'src', 'index.html'), 'utf8')
   .replaceAll('{{css}}', `/assets/${css}`)
   .replaceAll('{{icon}}', `/assets/${iconName}`)
 writeFileSync(join(out, 'index.html'), html)
+// What the bundle was built from, so a Go test can tell a stale bundle
+// (web/ edited, `make console` not run) without node: sha256 over each
+// input's path and bytes, in path order. internal/console computes the same.
+const inputs = ['build.mjs', 'package-lock.json']
+const walk = (dir) => {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) walk(p)
+    else inputs.push(relative(here, p))
+  }
+}
+walk(join(here, 'src'))
+inputs.sort()
+const sum = createHash('sha256')
+for (const f of inputs) sum.update(`${f}\0`).update(readFileSync(join(here, f))).update('\0')
+writeFileSync(join(out, 'source.sha256'), `${sum.digest('hex')}\n`)
+
 console.log(`console built into ${out}: ${sizes.join(', ')}`)

@@ -2,10 +2,16 @@ package console
 
 import (
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -142,5 +148,42 @@ func TestAssetsGzipAndRevalidation(t *testing.T) {
 	}
 	if w := do(h, "GET", "/assets/nope.js", nil); w.Code != http.StatusNotFound {
 		t.Errorf("unknown asset: %d", w.Code)
+	}
+}
+
+// TestBundleMatchesSource: the embedded bundle was built from web/ as it
+// is now. A failure means web/ changed without `make console` (or go
+// generate ./internal/console) rebuilding the committed bundle.
+func TestBundleMatchesSource(t *testing.T) {
+	web := filepath.Join("..", "..", "web")
+	inputs := []string{"build.mjs", "package-lock.json"}
+	err := filepath.WalkDir(filepath.Join(web, "src"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(web, p)
+		inputs = append(inputs, filepath.ToSlash(rel))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(inputs)
+	sum := sha256.New()
+	for _, f := range inputs {
+		b, err := os.ReadFile(filepath.Join(web, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum.Write([]byte(f + "\x00"))
+		sum.Write(b)
+		sum.Write([]byte("\x00"))
+	}
+	built, err := fs.ReadFile(dist, "dist/source.sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hex.EncodeToString(sum.Sum(nil)), strings.TrimSpace(string(built)); got != want {
+		t.Errorf("the embedded console was built from other sources (%s) than web/ holds (%s): run make console and commit internal/console/dist", want, got)
 	}
 }
