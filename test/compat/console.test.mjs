@@ -255,15 +255,17 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
-  test('playground: Bash and JavaScript too', async () => {
+  test('playground: Bash, JavaScript, TypeScript and R too', async () => {
     for (const [lang, code] of [
       ['bash', 'echo $((6*7))'],
       ['javascript', 'console.log(6*7)'],
+      ['typescript', 'const answer: number = 6 * 7\nconsole.log(answer)'],
+      ['r', 'cat(paste0(6*7, "\\n"))'],
     ]) {
       await page.select('#pg-language', lang)
       assert.ok(page.url().includes(`lang=${lang}`), page.url())
       const cell = await runCode(code)
-      await cellDone(cell)
+      await cellDone(cell, 120_000)
       assert.match(await page.$eval(`${cell} .stream.stdout`, (e) => e.textContent), /^42\n?$/, `${lang}: ${await page.$eval(cell, (c) => c.textContent)}`)
     }
     await page.select('#pg-language', 'python')
