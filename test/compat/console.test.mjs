@@ -392,6 +392,21 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
+  test('a run that cannot start says why', async () => {
+    await page.goto(`${server.url}/#/playground?template=no-such-template`, { waitUntil: 'load' })
+    await page.waitForSelector('#pg-editor .cm-content')
+    const cell = await runCode('print(1)')
+    await page.waitForSelector(`${cell} .run-error`)
+    const text = await page.$eval(`${cell} .run-error`, (e) => e.textContent)
+    assert.match(await page.$eval(cell, (e) => e.textContent), /did not run/)
+    await shot('playground-error')
+    assert.match(text, /starting a sandbox from no-such-template/)
+    assert.match(text, /no-such-template/)
+    assert.match(await page.$eval('#pg-sandbox', (e) => e.textContent), /No sandbox yet/)
+    // Chromium logs the API's refusal as a failed load.
+    assertClean([/status of 4\d\d/])
+  })
+
   test('usable at a phone width', async () => {
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true })
     await page.goto(`${server.url}/#/playground?sandbox=${playgroundSandbox}`, { waitUntil: 'load' })

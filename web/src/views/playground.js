@@ -180,9 +180,14 @@ export function playground(ctx, root) {
         sb = await api.sandbox(created.sandboxID)
         afterAttach()
         return sb
-      })().finally(() => {
-        starting = null
-      })
+      })()
+        .catch((err) => {
+          setSandboxInfo()
+          throw new Error(`starting a sandbox from ${template}: ${err.message}`, { cause: err })
+        })
+        .finally(() => {
+          starting = null
+        })
     }
     return starting
   }
@@ -196,9 +201,10 @@ export function playground(ctx, root) {
     output.querySelector('.placeholder')?.remove()
   }
 
-  function showError(title, err) {
+  /** Says what went wrong, in the run's cell when there is one. */
+  function showError(title, err, where = output) {
     clearPlaceholder()
-    output.append(h('div', { class: 'run-error', role: 'alert' }, h('strong', { text: title }), h('pre', { text: err.message })))
+    where.append(h('div', { class: 'run-error', role: 'alert' }, h('strong', { text: title }), h('pre', { text: err.message })))
     if (err instanceof ApiError && err.status === 404 && sb) {
       output.append(h('p', { class: 'muted', text: 'The sandbox may be gone: the next Run starts a new one.' }))
       sb = null
@@ -286,7 +292,11 @@ export function playground(ctx, root) {
       head.append(h('span', { class: `muted small ${sawError ? 'error' : ''}`, text: `${sawError ? 'failed' : 'done'} in ${((performance.now() - started) / 1000).toFixed(2)} s` }))
     } catch (err) {
       if (err.name === 'AbortError') body.append(h('p', { class: 'note', text: 'Stopped.' }))
-      else if (!ctx.unauthorized(err)) showError('The run did not complete', err)
+      else if (!ctx.unauthorized(err)) {
+        head.querySelector('.exec-count').textContent = ''
+        head.append(h('span', { class: 'small error', text: 'did not run' }))
+        showError('The run did not complete', err, body)
+      }
     } finally {
       running = null
       runBtn.disabled = false
