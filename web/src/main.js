@@ -144,6 +144,9 @@ function render() {
     },
   }
   cleanup = route.view(ctx, content) ?? null
+  // Keyboard and screen-reader users land on the new page, not on the
+  // link they followed; views that focus something of their own win.
+  if (!content.contains(document.activeElement)) content.focus({ preventScroll: true })
 }
 
 window.addEventListener('hashchange', render)
