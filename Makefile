@@ -8,12 +8,14 @@ BIN        := bin/sandpit
 LISTEN     ?= 127.0.0.1:49982
 GO_TOOL    := go tool -modfile=tools/go.mod
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/node_modules/*') go.mod go.sum
+# The console's bundle is embedded in the binary: a rebuilt bundle rebuilds it.
+GO_SOURCES += $(shell find internal/console/dist -type f)
 
 # Packages with goroutines and locks enough to race: their tests also run
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/... ./internal/intercept/...
 
-.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench
+.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate console bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,6 +83,9 @@ tidy-check: ## fail when `go mod tidy` would change go.mod or go.sum
 
 generate: ## regenerate gen/ from api/
 	go generate ./gen/...
+
+console: ## rebuild the console's bundle (web/ into internal/console/dist, committed)
+	go generate ./internal/console
 
 bench: build ## benchmarks against runc, crun, bwrap and runsc (see BENCHMARKS.md)
 	bench/run.sh

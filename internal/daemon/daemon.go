@@ -28,6 +28,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/audit"
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
+	"github.com/sandpit-dev/sandpit/internal/console"
 	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/intercept"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
@@ -203,7 +204,13 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		apiCfg.Audit = d.audit
 		pcfg.Audit = d.auditSandboxRequest
 	}
-	pcfg.Next = restapi.New(apiCfg)
+	// The console answers browsers at / and its /assets/; every other
+	// control-plane request goes on to the API.
+	ui, err := console.New(restapi.New(apiCfg))
+	if err != nil {
+		return nil, err
+	}
+	pcfg.Next = ui
 	d.handler = proxy.New(pcfg)
 	return d, nil
 }
