@@ -28,8 +28,17 @@ func TestSandboxNetwork(t *testing.T) {
 		t.Errorf("after update: %+v", spec.Egress)
 	}
 
+	r = e.do(t, "PUT", "/sandboxes/"+id+"/network", `{"allowOut":["*.example.com","pypi.org"],"denyOut":["0.0.0.0/0"]}`)
+	if r.status != http.StatusNoContent {
+		t.Fatalf("update with names: %d %s", r.status, r.body)
+	}
+	if spec, _ = e.rt.Spec(id); len(spec.Egress.Names) != 2 || spec.Egress.Names[0] != "*.example.com" {
+		t.Errorf("after an update with names: %+v", spec.Egress)
+	}
+
 	bad := []struct{ method, path, body, want string }{
-		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0"]}}`, `api.example.com\" is a domain name`},
+		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0","api.example.com"]}}`, `domain names are allowed in allowOut only`},
+		{"PUT", "/sandboxes/" + id + "/network", `{"allowOut":["a.*.example.com"]}`, `wildcard is allowed only as the first label`},
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"egressProxy":{"address":"p:1080"}}}`, "egressProxy is not supported"},
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowPublicTraffic":false}}`, "allowPublicTraffic false is not supported"},
 		{"PUT", "/sandboxes/" + id + "/network", `{"allowOut":["300.1.1.1"]}`, `300.1.1.1\" is not an IP address`},

@@ -58,6 +58,12 @@ type Spec struct {
 // (the host, private and link-local ranges, other sandboxes).
 type EgressPolicy struct {
 	Allow, Deny []netip.Prefix
+	// Names are domain names the sandbox may reach whatever Deny says:
+	// exact ("example.com") or a leading wildcard ("*.example.com", any
+	// depth of subdomain, not the apex), lower case. A runtime that has
+	// them routes the sandbox's TCP through a proxy that reads the name a
+	// connection asks for (TLS SNI, HTTP Host).
+	Names []string
 }
 
 // EgressSetter is a Runtime that can change a running sandbox's egress
