@@ -49,6 +49,9 @@ type Config struct {
 	// is one, gets accept rules for sandbox links (see docker.go).
 	// Default: DockerTable, Docker's; tests name one of their own.
 	DockerTable string
+	// Proxy serves the TCP of sandboxes whose Policy names domains (see
+	// redirect.go). Nil: a Policy with Names is an error.
+	Proxy Proxy
 }
 
 // Egress hands out sandbox links. It is safe for concurrent use.
@@ -63,11 +66,14 @@ type Egress struct {
 	mu       sync.Mutex
 	used     map[int]bool
 	policies map[int]Policy // links with a policy chain
+	proxied  map[int]*proxied
+	pids     map[int]int // the sandbox process of each link, where known
 	// leftChains names the policy chains an earlier run left in the
 	// table, read once by the first Adopt; nil before.
 	leftChains map[string]bool
 
 	dockerTable string
+	proxy       Proxy
 	// dockerMu serialises adding and removing DOCKER-USER rules.
 	dockerMu sync.Mutex
 	closed   bool // Close ran: add no more rules
@@ -79,10 +85,17 @@ type Egress struct {
 // have no IPv6 way out at all.
 type Policy struct {
 	Allow, Deny []netip.Prefix
+	// Names are domain names (exact, or "*.example.com" for any
+	// subdomain) a connection may ask for (TLS SNI, HTTP Host) to get out
+	// whatever Deny says. Where something is denied, they send the
+	// sandbox's TCP through the Proxy.
+	Names []string
+	// Sandbox names the sandbox for the proxy's logs and hooks.
+	Sandbox string
 }
 
 // Empty reports whether p changes nothing.
-func (p Policy) Empty() bool { return len(p.Allow) == 0 && len(p.Deny) == 0 }
+func (p Policy) Empty() bool { return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 }
 
 // Link is one sandbox's connection: Host is the host-side interface, and
 // the sandbox's side is eth0 with Addr, routed via Gateway.
@@ -91,6 +104,10 @@ type Link struct {
 	Host    string
 	Addr    netip.Prefix // the sandbox's address with the /30
 	Gateway netip.Addr   // the host side
+	// Pid is the sandbox's first process, in the namespace that holds
+	// eth0: Attach sets it, and a caller of Adopt or Link sets it for
+	// policies that name domains.
+	Pid int
 }
 
 // New prepares the host for egress: it installs the nftables table and
@@ -116,6 +133,9 @@ func New(cfg Config) (*Egress, error) {
 		size:     1 << (32 - cfg.Pool.Bits() - 2),
 		used:     map[int]bool{},
 		policies: map[int]Policy{},
+		proxied:  map[int]*proxied{},
+		pids:     map[int]int{},
+		proxy:    cfg.Proxy,
 		mtu:      hostMTU(),
 
 		dockerTable: cfg.DockerTable,
@@ -176,7 +196,11 @@ func (e *Egress) ensure() (bool, error) {
 	e.mu.Unlock()
 	var errs []error
 	for idx, p := range policies {
-		errs = append(errs, e.SetPolicy(e.link(idx), p))
+		l := e.link(idx)
+		e.mu.Lock()
+		l.Pid = e.pids[idx]
+		e.mu.Unlock()
+		errs = append(errs, e.SetPolicy(l, p))
 	}
 	return true, errors.Join(errs...)
 }
@@ -223,6 +247,10 @@ func (e *Egress) Attach(pid int) (Link, error) {
 			e.release(idx)
 			return Link{}, err
 		}
+		l.Pid = pid
+		e.mu.Lock()
+		e.pids[idx] = pid
+		e.mu.Unlock()
 		return l, nil
 	}
 	return Link{}, fmt.Errorf("no free address in egress pool %s (%d sandbox links)", e.pool, e.size)
@@ -249,9 +277,11 @@ func (e *Egress) raiseHost(l Link) error {
 // is already gone is not an error.
 func (e *Egress) Detach(l Link) error {
 	defer e.release(l.Index)
+	e.dropRedirect(l)
 	e.mu.Lock()
 	_, hadPolicy := e.policies[l.Index]
 	delete(e.policies, l.Index)
+	delete(e.pids, l.Index)
 	e.mu.Unlock()
 	if hadPolicy {
 		if err := e.dropPolicy(l); err != nil {
@@ -285,6 +315,9 @@ func (e *Egress) Reap(l Link) error {
 func (e *Egress) Adopt(l Link, p Policy) error {
 	e.mu.Lock()
 	e.used[l.Index] = true
+	if l.Pid > 0 {
+		e.pids[l.Index] = l.Pid
+	}
 	e.mu.Unlock()
 	if !p.Empty() {
 		return e.SetPolicy(l, p)
