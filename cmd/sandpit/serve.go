@@ -31,6 +31,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&cfg.WarmPoolMemory, "warm-pool-memory", "memory the warm pool may hold when it grows with demand past --warm-pool's sizes, e.g. 1GiB (0: fixed sizes)")
 	fs.TextVar(&cfg.EgressPool, "egress-pool", cfg.EgressPool, "IPv4 range sandbox network links are addressed from (a /30 each)")
 	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
+	fs.Func("dns", "resolvers `ADDR[,ADDR]` sandboxes and the egress proxy use, port 53 (default: the host's from /etc/resolv.conf)", func(v string) (err error) {
+		cfg.DNS, err = config.ParseDNS(v)
+		return err
+	})
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long audit log entries are kept (0: for ever)")
 	fs.BoolVar(&cfg.NoAudit, "no-audit", cfg.NoAudit, "keep no audit log of who did what")

@@ -56,6 +56,10 @@ type Daemon struct {
 	EgressPool netip.Prefix
 	// NoInternet gives every sandbox loopback only, whatever it asks.
 	NoInternet bool
+	// DNS are the resolvers (IPv4, port 53) sandboxes are given in their
+	// resolv.conf and the egress proxy looks allowed names up at; nil:
+	// the host's non-loopback ones from /etc/resolv.conf.
+	DNS []netip.Addr
 	// DefaultDiskMB is the disk of a sandbox whose template names none.
 	DefaultDiskMB int
 	// NoDiskQuota lets sandboxes write to the state dir's filesystem
@@ -191,6 +195,11 @@ func (c Daemon) Validate() error {
 	if p := c.EgressPool; !c.NoInternet && (!p.IsValid() || !p.Addr().Is4() || p.Bits() > 29) {
 		errs = append(errs, fmt.Errorf("egress pool %s: want an IPv4 range of /29 or larger", p))
 	}
+	for _, a := range c.DNS {
+		if !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("dns server %s: want an IPv4 address a sandbox can reach (not loopback)", a))
+		}
+	}
 	if c.DefaultDiskMB < 16 || c.DefaultDiskMB > 1<<20 {
 		errs = append(errs, fmt.Errorf("default disk %d MB: want 16 MB to 1 TiB", c.DefaultDiskMB))
 	}
@@ -210,4 +219,20 @@ func (c Daemon) Validate() error {
 		errs = append(errs, errors.New("cgroup parent is empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseDNS reads --dns: "ADDR[,ADDR...]".
+func ParseDNS(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("dns server %q: want an IPv4 address", f)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

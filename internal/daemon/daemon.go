@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/egress"
+	"github.com/sandpit-dev/sandpit/internal/netproxy"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
@@ -47,7 +49,8 @@ type Daemon struct {
 	runtime *linux.Runtime
 	// builds runs template build sandboxes, apart from the API's own.
 	builds    *linux.Runtime
-	egress    *egress.Egress // nil: sandboxes get loopback only
+	egress    *egress.Egress  // nil: sandboxes get loopback only
+	netproxy  *netproxy.Proxy // serves sandboxes with domain rules
 	templates *template.Registry
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
@@ -126,6 +129,9 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.netproxy != nil {
+		reg.MustRegister(d.netproxy)
+	}
 	if !cfg.NoAudit {
 		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
 	}
@@ -240,6 +246,28 @@ func (d *Daemon) auditSandboxRequest(r *http.Request, ev proxy.Event) {
 	})
 }
 
+// auditEgressRefusal records in the audit log a connection the egress
+// proxy refused a sandbox.
+func (d *Daemon) auditEgressRefusal(r netproxy.Refusal) {
+	if d.audit == nil || d.manager == nil {
+		return
+	}
+	team, _ := d.manager.Owner(r.Sandbox)
+	detail := r.Destination.String()
+	if r.Name != "" {
+		detail += " name " + r.Name
+	}
+	d.audit.Record(store.AuditEntry{
+		TeamID:  team,
+		KeyName: "daemon",
+		Action:  "network.refused",
+		Target:  r.Sandbox,
+		Result:  r.Reason,
+		Client:  "sandbox",
+		Detail:  detail + ": " + r.Rule,
+	})
+}
+
 // auditReaped records in the audit log a sandbox the last run left that
 // is gone (a host reboot ended it): its record is deleted, and this says
 // what became of it.
@@ -263,7 +291,13 @@ func (d *Daemon) newEgress() *egress.Egress {
 		d.log.Info("sandboxes have no internet access (--no-internet)")
 		return nil
 	}
-	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool})
+	d.netproxy = netproxy.New(netproxy.Config{
+		Nameservers: d.cfg.DNS,
+		Refuse:      []netip.Prefix{d.cfg.EgressPool},
+		Refused:     d.auditEgressRefusal,
+		Logger:      d.log,
+	})
+	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: d.cfg.DNS, Proxy: d.netproxy})
 	if err != nil {
 		if kerr := egress.KernelSupport(); kerr != nil {
 			d.log.Warn("sandboxes will have no internet access: the kernel lacks nf_tables", "err", kerr)
@@ -580,6 +614,11 @@ func (d *Daemon) close(ctx context.Context) {
 		} else if err := d.egress.Close(); err != nil {
 			d.log.Error("removing sandpit's rules from Docker's chain", "err", err)
 		}
+	}
+	if d.netproxy != nil {
+		// Sandboxes left running reach the next daemon's proxy once it
+		// adopts them; until then their proxied connections are refused.
+		d.netproxy.Close()
 	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {

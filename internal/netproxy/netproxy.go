@@ -78,7 +78,6 @@ type Config struct {
 	// Refused is told of every refused connection; it must not block.
 	Refused func(Refusal)
 	Logger  *slog.Logger
-	Metrics prometheus.Registerer
 	// PeekTimeout bounds the wait for a connection's first bytes when its
 	// name decides it. Default 5s.
 	PeekTimeout time.Duration
@@ -93,10 +92,15 @@ type Proxy struct {
 	log      *slog.Logger
 	resolver *net.Resolver
 	refuse   []netip.Prefix
+	host     hostAddrs
 
 	refused  *prometheus.CounterVec
 	relayed  *prometheus.CounterVec
 	setupDur prometheus.Histogram
+
+	mu     sync.Mutex
+	routes map[*route]struct{}
+	closed bool
 
 	// originalDst finds what a connection was dialled to; tests replace
 	// it where there is no NAT.
@@ -106,7 +110,7 @@ type Proxy struct {
 var _ egress.Proxy = (*Proxy)(nil)
 
 // New returns a Proxy.
-func New(cfg Config) (*Proxy, error) {
+func New(cfg Config) *Proxy {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,6 +126,7 @@ func New(cfg Config) (*Proxy, error) {
 		resolver:    resolver(cfg.Nameservers),
 		refuse:      append(append([]netip.Prefix(nil), egress.Denied...), cfg.Refuse...),
 		originalDst: originalDst,
+		routes:      map[*route]struct{}{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandpit_netproxy_refused_total",
 			Help: "Sandbox connections the egress proxy refused, by reason.",
@@ -136,14 +141,22 @@ func New(cfg Config) (*Proxy, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 	}
-	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{p.refused, p.relayed, p.setupDur} {
-			if err := cfg.Metrics.Register(c); err != nil {
-				return nil, fmt.Errorf("registering egress proxy metrics: %w", err)
-			}
-		}
-	}
-	return p, nil
+	return p
+}
+
+// Describe implements prometheus.Collector: register the Proxy to serve
+// its metrics.
+func (p *Proxy) Describe(ch chan<- *prometheus.Desc) {
+	p.refused.Describe(ch)
+	p.relayed.Describe(ch)
+	p.setupDur.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (p *Proxy) Collect(ch chan<- prometheus.Metric) {
+	p.refused.Collect(ch)
+	p.relayed.Collect(ch)
+	p.setupDur.Collect(ch)
 }
 
 // resolver looks names up at the given servers, or as the host does.
@@ -167,9 +180,30 @@ func (p *Proxy) Serve(ln *net.TCPListener, pol egress.Policy) egress.Route {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &route{p: p, ln: ln, ctx: ctx, cancel: cancel, conns: map[*net.TCPConn]struct{}{}}
 	r.pol.Store(newRules(pol))
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		r.Close()
+		return r
+	}
+	p.routes[r] = struct{}{}
+	p.mu.Unlock()
 	r.wg.Add(1)
 	go r.accept()
 	return r
+}
+
+// Close closes every route (see egress.Route's Close) and makes later
+// ones closed from the start. Closing twice is fine.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	routes := p.routes
+	p.routes = map[*route]struct{}{}
+	p.mu.Unlock()
+	for r := range routes {
+		r.Close()
+	}
 }
 
 // route is one sandbox's listener and the connections it relays.
@@ -202,6 +236,9 @@ func (r *route) Close() error {
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	r.p.mu.Lock()
+	delete(r.p.routes, r)
+	r.p.mu.Unlock()
 	return err
 }
 
@@ -375,6 +412,9 @@ func (p *Proxy) fixed(a netip.Addr) string {
 		if pf.Contains(a) {
 			return pf.String()
 		}
+	}
+	if p.host.has(a) {
+		return "the host's own addresses"
 	}
 	return ""
 }

@@ -96,11 +96,11 @@ type harness struct {
 func newHarness(t *testing.T, pol egress.Policy, dst netip.AddrPort, refuse []netip.Prefix, intercept InterceptFunc) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), refs: make(chan Refusal, 16)}
-	p, err := New(Config{Metrics: h.reg, PeekTimeout: 2 * time.Second, Intercept: intercept, Refused: func(r Refusal) { h.refs <- r }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.refuse = refuse // loopback stands in for the internet here
+	p := New(Config{PeekTimeout: 2 * time.Second, Intercept: intercept, Refused: func(r Refusal) { h.refs <- r }})
+	h.reg.MustRegister(p)
+	// Loopback stands in for the internet here, unless refuse holds it.
+	p.refuse = refuse
+	p.host.addrs, p.host.read = map[netip.Addr]bool{}, time.Now().Add(time.Hour)
 	p.originalDst = func(*net.TCPConn) (netip.AddrPort, error) { return dst, nil }
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -197,6 +197,17 @@ func TestProxyByAddress(t *testing.T) {
 		t.Fatalf("fixed range got %q", body)
 	}
 	if ref := <-h.refs; ref.Reason != "fixed_range" {
+		t.Errorf("refusal %+v", ref)
+	}
+	// The host's own addresses are refused, whatever the rules say.
+	h = newHarness(t, egress.Policy{Sandbox: "sb3", Allow: []netip.Prefix{netip.PrefixFrom(up.Addr(), 32)}, Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, up, nil, nil)
+	h.p.host.mu.Lock()
+	h.p.host.read = time.Time{}
+	h.p.host.mu.Unlock()
+	if body, err := h.get("x"); err == nil {
+		t.Fatalf("the host's own address got %q", body)
+	}
+	if ref := <-h.refs; ref.Reason != "fixed_range" || ref.Rule != "the host's own addresses" {
 		t.Errorf("refusal %+v", ref)
 	}
 }
