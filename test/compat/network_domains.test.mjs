@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { ALL_TRAFFIC, CommandExitError, Sandbox } from 'e2b'
-import { track, useServer, waitFor } from './harness.mjs'
+import { startServer, track, useSdkEnv, useServer, waitFor } from './harness.mjs'
 
 const ns = `spdom${process.pid % 100000}`
 const hostSide = `spd${process.pid % 100000}`
@@ -169,6 +169,29 @@ describe('domain rules in network.allowOut', () => {
     assert.equal(await fetchIn(sbx, 'http://private.test/'), '', 'resolves to 10.1.2.3')
     assert.equal(await fetchIn(sbx, 'http://host.test/'), '', 'resolves to the host')
     assert.ok(await metric('sandpit_netproxy_refused_total{reason="resolved_fixed_range"}') >= before + 2)
+  })
+
+  test('a restarted daemon proxies the sandboxes it takes over under their names', async () => {
+    const args = ['--dns', addrA, '--warm-pool', 'off']
+    const first = await startServer({ name: 'network_domains-restart-1', keepDataDir: true, extraArgs: args })
+    let second
+    try {
+      useSdkEnv(first)
+      const sbx = await Sandbox.create({ network: { allowOut: ['allowed.test'], denyOut: [ALL_TRAFFIC] }, timeoutMs: 300_000 })
+      assert.equal(await fetchIn(sbx, 'http://allowed.test/'), `http ${addrA} allowed.test\n`)
+      await first.stop()
+      second = await startServer({ name: 'network_domains-restart-2', keepDataDir: true, dataDir: first.dataDir, apiKey: first.apiKey, extraArgs: args })
+      useSdkEnv(second)
+      const again = await Sandbox.connect(sbx.sandboxId)
+      assert.equal(await fetchIn(again, 'https://allowed.test/'), `https ${addrA} allowed.test\n`, 'allowed after the restart')
+      assert.equal(await fetchIn(again, 'http://blocked.test/'), '', 'refused after the restart')
+      await again.kill()
+    } finally {
+      await second?.stop().catch(() => {})
+      if (!first.exited) await first.stop().catch(() => {})
+      rmSync(first.dataDir, { recursive: true, force: true })
+      useSdkEnv(server)
+    }
   })
 
   test('denyOut takes no names', async () => {
