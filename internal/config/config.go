@@ -60,6 +60,16 @@ type Daemon struct {
 	// resolv.conf and the egress proxy looks allowed names up at; nil:
 	// the host's non-loopback ones from /etc/resolv.conf.
 	DNS []netip.Addr
+	// EgressRate (bytes per second, each way) and EgressMaxConns (TCP
+	// connections to the outside open at once) bound every sandbox's way
+	// out; zero: no bound. A create may ask for its own
+	// (sandpitNetworkLimits) up to EgressRateMax and EgressMaxConnsMax,
+	// which default to EgressRate and EgressMaxConns: by default a create
+	// may only lower them.
+	EgressRate        Bytes
+	EgressMaxConns    int
+	EgressRateMax     Bytes
+	EgressMaxConnsMax int
 	// DefaultDiskMB is the disk of a sandbox whose template names none.
 	DefaultDiskMB int
 	// NoDiskQuota lets sandboxes write to the state dir's filesystem
@@ -200,6 +210,9 @@ func (c Daemon) Validate() error {
 			errs = append(errs, fmt.Errorf("dns server %s: want an IPv4 address a sandbox can reach (not loopback)", a))
 		}
 	}
+	if c.EgressRate < 0 || c.EgressRateMax < 0 || c.EgressMaxConns < 0 || c.EgressMaxConnsMax < 0 {
+		errs = append(errs, errors.New("egress limits must not be negative"))
+	}
 	if c.DefaultDiskMB < 16 || c.DefaultDiskMB > 1<<20 {
 		errs = append(errs, fmt.Errorf("default disk %d MB: want 16 MB to 1 TiB", c.DefaultDiskMB))
 	}
@@ -235,4 +248,17 @@ func ParseDNS(v string) ([]netip.Addr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// EgressCeiling is the most a create may ask for, per field: the max
+// flags, or the defaults where they are unset.
+func (c Daemon) EgressCeiling() (rate uint64, conns int) {
+	rate, conns = uint64(c.EgressRateMax), c.EgressMaxConnsMax
+	if rate == 0 {
+		rate = uint64(c.EgressRate)
+	}
+	if conns == 0 {
+		conns = c.EgressMaxConns
+	}
+	return rate, conns
 }

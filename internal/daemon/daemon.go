@@ -32,6 +32,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/netproxy"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 	"github.com/sandpit-dev/sandpit/internal/store"
@@ -153,6 +154,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 			MinFreeMemory:     int64(cfg.MinFreeMemory),
 		},
 		WarmPoolMemory: int64(cfg.WarmPoolMemory),
+		EgressCeiling:  egressCeiling(cfg),
 	})
 	if err != nil {
 		return nil, err
@@ -246,6 +248,12 @@ func (d *Daemon) auditSandboxRequest(r *http.Request, ev proxy.Event) {
 	})
 }
 
+// egressCeiling is the most a create may ask for in sandpitNetworkLimits.
+func egressCeiling(cfg config.Daemon) runtime.EgressLimits {
+	rate, conns := cfg.EgressCeiling()
+	return runtime.EgressLimits{Rate: rate, Conns: conns}
+}
+
 // auditEgressRefusal records in the audit log a connection the egress
 // proxy refused a sandbox.
 func (d *Daemon) auditEgressRefusal(r netproxy.Refusal) {
@@ -297,7 +305,8 @@ func (d *Daemon) newEgress() *egress.Egress {
 		Refused:     d.auditEgressRefusal,
 		Logger:      d.log,
 	})
-	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: d.cfg.DNS, Proxy: d.netproxy})
+	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: d.cfg.DNS, Proxy: d.netproxy,
+		Limits: egress.Limits{Rate: uint64(d.cfg.EgressRate), Conns: d.cfg.EgressMaxConns}})
 	if err != nil {
 		if kerr := egress.KernelSupport(); kerr != nil {
 			d.log.Warn("sandboxes will have no internet access: the kernel lacks nf_tables", "err", kerr)

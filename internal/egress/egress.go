@@ -52,6 +52,9 @@ type Config struct {
 	// Proxy serves the TCP of sandboxes whose Policy names domains (see
 	// redirect.go). Nil: a Policy with Names is an error.
 	Proxy Proxy
+	// Limits bound every sandbox's way out where its Policy's Limits
+	// leave a field zero.
+	Limits Limits
 }
 
 // Egress hands out sandbox links. It is safe for concurrent use.
@@ -67,13 +70,15 @@ type Egress struct {
 	used     map[int]bool
 	policies map[int]Policy // links with a policy chain
 	proxied  map[int]*proxied
-	pids     map[int]int // the sandbox process of each link, where known
+	pids     map[int]int    // the sandbox process of each link, where known
+	limits   map[int]Limits // what the kernel holds for each limited link
 	// leftChains names the policy chains an earlier run left in the
 	// table, read once by the first Adopt; nil before.
 	leftChains map[string]bool
 
 	dockerTable string
 	proxy       Proxy
+	defaults    Limits
 	// dockerMu serialises adding and removing DOCKER-USER rules.
 	dockerMu sync.Mutex
 	closed   bool // Close ran: add no more rules
@@ -92,10 +97,14 @@ type Policy struct {
 	Names []string
 	// Sandbox names the sandbox for the proxy's logs and hooks.
 	Sandbox string
+	// Limits override Config.Limits field by field for this sandbox.
+	Limits Limits
 }
 
 // Empty reports whether p changes nothing.
-func (p Policy) Empty() bool { return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 }
+func (p Policy) Empty() bool {
+	return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 && p.Limits.Zero()
+}
 
 // Link is one sandbox's connection: Host is the host-side interface, and
 // the sandbox's side is eth0 with Addr, routed via Gateway.
@@ -136,6 +145,8 @@ func New(cfg Config) (*Egress, error) {
 		proxied:  map[int]*proxied{},
 		pids:     map[int]int{},
 		proxy:    cfg.Proxy,
+		limits:   map[int]Limits{},
+		defaults: cfg.Limits,
 		mtu:      hostMTU(),
 
 		dockerTable: cfg.DockerTable,
@@ -251,6 +262,10 @@ func (e *Egress) Attach(pid int) (Link, error) {
 		e.mu.Lock()
 		e.pids[idx] = pid
 		e.mu.Unlock()
+		if err := e.setLimits(l, e.defaults); err != nil {
+			_ = e.Detach(l)
+			return Link{}, err
+		}
 		return l, nil
 	}
 	return Link{}, fmt.Errorf("no free address in egress pool %s (%d sandbox links)", e.pool, e.size)
@@ -282,6 +297,7 @@ func (e *Egress) Detach(l Link) error {
 	_, hadPolicy := e.policies[l.Index]
 	delete(e.policies, l.Index)
 	delete(e.pids, l.Index)
+	delete(e.limits, l.Index)
 	e.mu.Unlock()
 	if hadPolicy {
 		if err := e.dropPolicy(l); err != nil {
@@ -321,6 +337,9 @@ func (e *Egress) Adopt(l Link, p Policy) error {
 	e.mu.Unlock()
 	if !p.Empty() {
 		return e.SetPolicy(l, p)
+	}
+	if err := e.setLimits(l, e.defaults); err != nil {
+		return err
 	}
 	// A policy chain an earlier run left for it must not filter it. Most
 	// links have none: one listing of the table spares them each a

@@ -20,7 +20,11 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 			return fmt.Errorf("policy for %s: %s is not IPv4", l.Host, pf)
 		}
 	}
+	p.Limits = p.Limits.Or(e.defaults)
 	if err := e.setChain(l, p); err != nil {
+		return err
+	}
+	if err := e.setLimits(l, p.Limits); err != nil {
 		return err
 	}
 	if err := e.setRedirect(l, p); err != nil {

@@ -49,6 +49,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/sandpit-dev/sandpit/internal/egress"
 )
@@ -179,7 +180,7 @@ func resolver(ns []netip.Addr) *net.Resolver {
 func (p *Proxy) Serve(ln *net.TCPListener, pol egress.Policy) egress.Route {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &route{p: p, ln: ln, ctx: ctx, cancel: cancel, conns: map[*net.TCPConn]struct{}{}}
-	r.pol.Store(newRules(pol))
+	r.Update(pol)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -218,9 +219,32 @@ type route struct {
 	mu     sync.Mutex
 	conns  map[*net.TCPConn]struct{}
 	closed bool
+	// The sandbox's rate limit, each way, shared by its connections;
+	// nil: none.
+	rate     uint64
+	up, down *rate.Limiter
 }
 
-func (r *route) Update(pol egress.Policy) { r.pol.Store(newRules(pol)) }
+func (r *route) Update(pol egress.Policy) {
+	r.pol.Store(newRules(pol))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if pol.Limits.Rate == r.rate {
+		return
+	}
+	r.rate, r.up, r.down = pol.Limits.Rate, nil, nil
+	if r.rate > 0 {
+		burst := int(max(r.rate/10, 64<<10))
+		r.up = rate.NewLimiter(rate.Limit(r.rate), burst)
+		r.down = rate.NewLimiter(rate.Limit(r.rate), burst)
+	}
+}
+
+func (r *route) limiters() (up, down *rate.Limiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.up, r.down
+}
 
 func (r *route) Close() error {
 	r.mu.Lock()
@@ -365,7 +389,8 @@ func (r *route) serve(c *net.TCPConn) {
 	}
 	r.p.relayed.WithLabelValues(by).Inc()
 	r.p.setupDur.Observe(time.Since(start).Seconds())
-	relay(c, upTCP)
+	upLim, downLim := r.limiters()
+	relay(r.ctx, c, upTCP, upLim, downLim)
 }
 
 func (r *route) refuse(pol *rules, ref Refusal) {
@@ -378,17 +403,37 @@ func (r *route) refuse(pol *rules, ref Refusal) {
 	}
 }
 
-// relay copies both ways until both sides are done; io.Copy between two
-// *net.TCPConn splices on Linux.
-func relay(a, b *net.TCPConn) {
+// relay copies between the sandbox's connection and the upstream one,
+// both ways, until both sides are done, metering each way with its
+// limiter (nil: none). io.Copy between two *net.TCPConn splices on
+// Linux, and so does io.CopyN.
+func relay(ctx context.Context, sandbox, upstream *net.TCPConn, up, down *rate.Limiter) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		_, _ = io.Copy(b, a)
-		_ = b.CloseWrite()
+		copyLimited(ctx, upstream, sandbox, up)
+		_ = upstream.CloseWrite()
 	})
-	_, _ = io.Copy(a, b)
-	_ = a.CloseWrite()
+	copyLimited(ctx, sandbox, upstream, down)
+	_ = sandbox.CloseWrite()
 	wg.Wait()
+}
+
+// copyLimited copies src to dst, taking a chunk's worth of tokens from
+// lim before each chunk.
+func copyLimited(ctx context.Context, dst, src *net.TCPConn, lim *rate.Limiter) {
+	if lim == nil {
+		_, _ = io.Copy(dst, src)
+		return
+	}
+	chunk := min(lim.Burst(), 64<<10)
+	for {
+		if err := lim.WaitN(ctx, chunk); err != nil {
+			return
+		}
+		if n, err := io.CopyN(dst, src, int64(chunk)); err != nil || n < int64(chunk) {
+			return
+		}
+	}
 }
 
 // blockedError is a resolved address the fixed rules refuse.

@@ -286,3 +286,25 @@ func TestRouteCloseEndsConnections(t *testing.T) {
 		t.Error("the client connection is still open after Close")
 	}
 }
+
+func TestProxyRateLimit(t *testing.T) {
+	const size = 512 << 10
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, size))
+	}))
+	defer srv.Close()
+	up := netip.MustParseAddrPort(strings.TrimPrefix(srv.URL, "http://"))
+	pol := egress.Policy{Sandbox: "sb6", Allow: []netip.Prefix{netip.PrefixFrom(up.Addr(), 32)}, Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")},
+		Limits: egress.Limits{Rate: 128 << 10}}
+	h := newHarness(t, pol, up, nil, nil)
+	start := time.Now()
+	body, err := h.get("x")
+	if err != nil || len(body) != size {
+		t.Fatalf("got %d bytes, %v", len(body), err)
+	}
+	// 512 KiB at 128 KiB/s with a 64 KiB burst: at least 3.5 s. Only the
+	// lower bound is checked: a loaded machine may be slower still.
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("512 KiB took %v at 128 KiB/s", took)
+	}
+}

@@ -62,3 +62,16 @@ func TestSandboxNetwork(t *testing.T) {
 		t.Errorf("offline getInfo: %s", r.body)
 	}
 }
+
+func TestSandboxNetworkLimits(t *testing.T) {
+	e := newEnv(t, "")
+	sb := e.create(t, `{"templateID":"base","sandpitNetworkLimits":{"egressBytesPerSecond":1048576,"maxConnections":8}}`)
+	spec, _ := e.rt.Spec(sb["sandboxID"].(string))
+	if spec.Egress.Limits.Rate != 1<<20 || spec.Egress.Limits.Conns != 8 || !spec.AllowInternet {
+		t.Fatalf("spec egress %+v internet %v", spec.Egress, spec.AllowInternet)
+	}
+	r := e.do(t, "POST", "/v2/sandboxes", `{"templateID":"base","sandpitNetworkLimits":{"maxConnections":-1}}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "maxConnections must not be negative") {
+		t.Errorf("negative limit: %d %s", r.status, r.body)
+	}
+}

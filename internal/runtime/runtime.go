@@ -64,6 +64,15 @@ type EgressPolicy struct {
 	// them routes the sandbox's TCP through a proxy that reads the name a
 	// connection asks for (TLS SNI, HTTP Host).
 	Names []string
+	// Limits override the runtime's default limits field by field.
+	Limits EgressLimits
+}
+
+// EgressLimits bound a sandbox's way out; zero fields leave the
+// runtime's defaults.
+type EgressLimits struct {
+	Rate  uint64 // bytes per second, each way
+	Conns int    // TCP connections to the outside open at once
 }
 
 // EgressSetter is a Runtime that can change a running sandbox's egress

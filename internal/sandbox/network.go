@@ -19,16 +19,35 @@ import (
 type Network struct {
 	AllowOut []string
 	DenyOut  []string
+	// Limits are the sandbox's own bandwidth and connection limits (a
+	// sandpit extension at create), within Config.EgressCeiling; zero
+	// fields take the runtime's defaults. Updates keep them.
+	Limits runtime.EgressLimits
 }
 
-// Empty reports whether n narrows nothing.
+// Empty reports whether n narrows nothing: it has no rules (its Limits
+// do not count).
 func (n *Network) Empty() bool { return n == nil || len(n.AllowOut)+len(n.DenyOut) == 0 }
+
+// limited reports whether n has limits of its own.
+func (n *Network) limited() bool { return n != nil && n.Limits != (runtime.EgressLimits{}) }
 
 func (n *Network) clone() *Network {
 	if n == nil {
 		return nil
 	}
-	return &Network{AllowOut: slices.Clone(n.AllowOut), DenyOut: slices.Clone(n.DenyOut)}
+	return &Network{AllowOut: slices.Clone(n.AllowOut), DenyOut: slices.Clone(n.DenyOut), Limits: n.Limits}
+}
+
+// checkLimits refuses limits past the ceiling (zero fields: none).
+func checkLimits(l, ceiling runtime.EgressLimits) error {
+	if ceiling.Rate > 0 && l.Rate > ceiling.Rate {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("sandpitNetworkLimits.egressBytesPerSecond %d is over this server's maximum of %d", l.Rate, ceiling.Rate))
+	}
+	if ceiling.Conns > 0 && l.Conns > ceiling.Conns {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("sandpitNetworkLimits.maxConnections %d is over this server's maximum of %d", l.Conns, ceiling.Conns))
+	}
+	return nil
 }
 
 var allTraffic = netip.MustParsePrefix("0.0.0.0/0")
@@ -43,6 +62,7 @@ var allTraffic = netip.MustParsePrefix("0.0.0.0/0")
 func (n *Network) policy(offline bool) (runtime.EgressPolicy, error) {
 	var p runtime.EgressPolicy
 	if n != nil {
+		p.Limits = n.Limits
 		var err error
 		if p.Allow, p.Names, err = parseRules("allowOut", n.AllowOut, true); err != nil {
 			return p, err
@@ -130,6 +150,14 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	e, ok := m.sandboxes[id]
 	var online, stopped bool
 	if ok {
+		// The rules change; the sandbox's own limits stay.
+		if old := e.info.Network; old.limited() {
+			n = n.clone()
+			if n == nil {
+				n = &Network{}
+			}
+			n.Limits = old.Limits
+		}
 		online = e.info.AllowInternet
 		// Paused keeping its filesystem only, it has no link to apply
 		// rules to: its next boot applies what is recorded.
@@ -162,7 +190,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	m.mu.Lock()
 	if e, ok := m.sandboxes[id]; ok {
 		e.info.Network = n.clone()
-		if n.Empty() {
+		if n.Empty() && !n.limited() {
 			e.info.Network = nil
 		}
 		e.info.InternetBlocked = !allowInternet

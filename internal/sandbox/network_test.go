@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/fake"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 )
@@ -119,5 +120,45 @@ func TestUpdateNetwork(t *testing.T) {
 	}
 	if err := e.m.UpdateNetwork(t.Context(), offline.ID, &sandbox.Network{AllowOut: []string{"example.com"}}, false); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("opening a name on an offline sandbox: %v", err)
+	}
+}
+
+func TestEgressLimits(t *testing.T) {
+	ceiling := runtime.EgressLimits{Rate: 1 << 20, Conns: 10}
+	e := newEnvConfig(t, fake.Options{}, templates(), func(c *sandbox.Config) { c.EgressCeiling = ceiling })
+	lim := runtime.EgressLimits{Rate: 512 << 10, Conns: 4}
+	info := e.create(t, sandbox.CreateRequest{AllowInternetAccess: true, Network: &sandbox.Network{Limits: lim}})
+	spec, _ := e.rt.Spec(info.ID)
+	if !spec.AllowInternet || spec.Egress.Limits != lim || len(spec.Egress.Deny) != 0 {
+		t.Fatalf("spec: internet %v egress %+v", spec.AllowInternet, spec.Egress)
+	}
+	// New rules keep the sandbox's limits, and so does the record a
+	// restarted daemon reads.
+	if err := e.m.UpdateNetwork(t.Context(), info.ID, &sandbox.Network{AllowOut: []string{"pypi.org"}, DenyOut: []string{"0.0.0.0/0"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ = e.rt.Spec(info.ID)
+	if spec.Egress.Limits != lim || len(spec.Egress.Names) != 1 {
+		t.Fatalf("after an update: %+v", spec.Egress)
+	}
+	if err := e.m.UpdateNetwork(t.Context(), info.ID, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if spec, _ = e.rt.Spec(info.ID); spec.Egress.Limits != lim {
+		t.Fatalf("after clearing the rules: %+v", spec.Egress)
+	}
+	rec, err := e.st.GetSandbox(t.Context(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Network == nil || rec.Network.EgressRate != lim.Rate || rec.Network.EgressConns != lim.Conns {
+		t.Fatalf("stored network %+v", rec.Network)
+	}
+
+	for _, over := range []runtime.EgressLimits{{Rate: 2 << 20}, {Conns: 11}} {
+		_, err := e.m.Create(t.Context(), sandbox.CreateRequest{Template: "base", AllowInternetAccess: true, Network: &sandbox.Network{Limits: over}})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "maximum") {
+			t.Errorf("limits %+v over the ceiling: %v", over, err)
+		}
 	}
 }

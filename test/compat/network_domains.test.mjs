@@ -22,7 +22,7 @@ const hostSide = `spd${process.pid % 100000}`
 const hostAddr = '203.0.113.1' // the host's own end of the link
 const addrA = '203.0.113.2' // DNS, and the web server of allowed.test
 const addrB = '203.0.113.3' // the web server of the other names
-const server = useServer({ extraArgs: ['--dns', addrA] })
+const server = useServer({ extraArgs: ['--dns', addrA, '--egress-rate-max', '64MiB', '--egress-max-conns-max', '64'] })
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
 
 const names = {
@@ -63,7 +63,13 @@ dns.on('message', (q, rinfo) => {
   dns.send(Buffer.concat(parts), rinfo.port, rinfo.address)
 })
 dns.bind(53, process.env.DNS_ADDR)
-const handler = (scheme) => (req, res) => res.end(scheme + ' ' + req.socket.localAddress + ' ' + req.headers.host + '\\n')
+const handler = (scheme) => (req, res) => {
+  const url = new URL(req.url, 'http://x')
+  if (url.pathname === '/slow') return setTimeout(() => res.end('slow\\n'), 3000)
+  if (url.pathname === '/big') return res.end(Buffer.alloc(Number(url.searchParams.get('n'))))
+  req.resume()
+  req.on('end', () => res.end(scheme + ' ' + req.socket.localAddress + ' ' + req.headers.host + '\\n'))
+}
 const tls = { key: fs.readFileSync(process.env.KEY), cert: fs.readFileSync(process.env.CERT) }
 for (const a of process.env.WEB_ADDRS.split(',')) {
   http.createServer(handler('http')).listen(80, a)
@@ -191,6 +197,38 @@ describe('domain rules in network.allowOut', () => {
       if (!first.exited) await first.stop().catch(() => {})
       rmSync(first.dataDir, { recursive: true, force: true })
       useSdkEnv(server)
+    }
+  })
+
+  test('sandpitNetworkLimits bound connections and bandwidth, proxied or not', async () => {
+    const create = async (body) => {
+      const res = await fetch(`${server.url}/sandboxes`, {
+        method: 'POST',
+        headers: { 'X-API-Key': server.apiKey, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ templateID: 'base', ...body }),
+      })
+      return { status: res.status, body: await res.json() }
+    }
+    const over = await create({ sandpitNetworkLimits: { maxConnections: 65 } })
+    assert.equal(over.status, 400)
+    assert.match(over.body.message, /maxConnections 65 is over this server's maximum of 64/)
+
+    const limits = { maxConnections: 2, egressBytesPerSecond: 256 << 10 }
+    const plain = await create({ sandpitNetworkLimits: limits })
+    const proxied = await create({ sandpitNetworkLimits: limits, network: { allowOut: ['*.wild.test'], denyOut: [ALL_TRAFFIC] } })
+    assert.equal(plain.status, 201, JSON.stringify(plain.body))
+    assert.equal(proxied.status, 201, JSON.stringify(proxied.body))
+    for (const [how, created, host] of [['plain', plain, addrB], ['proxied', proxied, 'api.wild.test']]) {
+      const sbx = track(server, await Sandbox.connect(created.body.sandboxID))
+      // Three connections held open at once: the third is refused.
+      const three = await run(sbx, `for i in 1 2 3; do curl -s -m 20 -o /dev/null -w '%{http_code}\\n' http://${host}/slow & done; wait`)
+      assert.deepEqual(three.out.trim().split('\n').sort(), ['000', '200', '200'], `${how}: connections`)
+      // 1 MiB each way at 256 KiB/s: well over two seconds. (Only a lower
+      // bound: a loaded machine is slower, never faster.)
+      const down = Number((await run(sbx, `curl -s -m 60 -o /dev/null -w '%{time_total}' 'http://${host}/big?n=1048576'`)).out)
+      assert.ok(down >= 2.5, `${how}: 1 MiB down took ${down} s`)
+      const upload = Number((await run(sbx, `head -c 1048576 /dev/zero | curl -s -m 60 -o /dev/null -w '%{time_total}' --data-binary @- http://${host}/upload`)).out)
+      assert.ok(upload >= 2.5, `${how}: 1 MiB up took ${upload} s`)
     }
   })
 
