@@ -41,7 +41,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,6 +102,9 @@ type Proxy struct {
 	routes map[*route]struct{}
 	closed bool
 
+	cacheMu sync.Mutex
+	cache   map[string]cached // lookups of allowed names
+
 	// originalDst finds what a connection was dialled to; tests replace
 	// it where there is no NAT.
 	originalDst func(*net.TCPConn) (netip.AddrPort, error)
@@ -128,6 +130,7 @@ func New(cfg Config) *Proxy {
 		refuse:      append(append([]netip.Prefix(nil), egress.Denied...), cfg.Refuse...),
 		originalDst: originalDst,
 		routes:      map[*route]struct{}{},
+		cache:       map[string]cached{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandpit_netproxy_refused_total",
 			Help: "Sandbox connections the egress proxy refused, by reason.",
@@ -335,7 +338,7 @@ func (r *route) serve(c *net.TCPConn) {
 	case nameRule != "":
 		by = "name"
 		dial = func(ctx context.Context) (net.Conn, error) {
-			return r.p.dial(ctx, net.JoinHostPort(name, strconv.Itoa(int(dst.Port()))))
+			return r.p.dialName(ctx, name, dst.Port())
 		}
 	case addrOK:
 		if rule := r.p.fixed(dst.Addr()); rule != "" {
@@ -489,6 +492,70 @@ func (p *Proxy) dial(ctx context.Context, hostport string) (net.Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialName connects to name:port, trying each IPv4 address the proxy's
+// resolver gives (from its cache when fresh) in turn; each is checked
+// just before its socket connects.
+func (p *Proxy) dialName(ctx context.Context, name string, port uint16) (net.Conn, error) {
+	addrs, err := p.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var first error
+	for _, a := range addrs {
+		c, err := p.dial(ctx, netip.AddrPortFrom(a, port).String())
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// cacheFor is how long the proxy trusts a lookup. It spares a relayed
+// connection the round trip to the resolver that the sandbox made just
+// before (Go's resolver does not tell the record's TTL); it cannot be
+// abused, since every address is checked when it is dialled.
+const cacheFor = 5 * time.Second
+
+type cached struct {
+	addrs []netip.Addr
+	until time.Time
+}
+
+// lookup resolves name to IPv4 addresses.
+func (p *Proxy) lookup(ctx context.Context, name string) ([]netip.Addr, error) {
+	p.cacheMu.Lock()
+	c, ok := p.cache[name]
+	p.cacheMu.Unlock()
+	if ok && time.Now().Before(c.until) {
+		return c.addrs, nil
+	}
+	addrs, err := p.resolver.LookupNetIP(ctx, "ip4", name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("looking up %s: no IPv4 address", name)
+	}
+	p.cacheMu.Lock()
+	now := time.Now()
+	if len(p.cache) > 4096 { // sweep rather than grow without bound
+		for k, v := range p.cache {
+			if now.After(v.until) {
+				delete(p.cache, k)
+			}
+		}
+	}
+	p.cache[name] = cached{addrs: addrs, until: now.Add(cacheFor)}
+	p.cacheMu.Unlock()
+	return addrs, nil
 }
 
 // originalDst reads SO_ORIGINAL_DST: where the connection went before
