@@ -59,7 +59,8 @@ FUZZ_TARGETS := \
 	./internal/restapi:FuzzCreateBody \
 	./internal/restapi:FuzzParseMetadataFilter \
 	./internal/sandbox:FuzzParseCursor \
-	./internal/template:FuzzParseDockerfile
+	./internal/template:FuzzParseDockerfile \
+	./internal/netproxy:FuzzPeekName
 
 test-fuzz: ## every fuzzer for FUZZ_TIME each (bounded, for CI)
 	for t in $(FUZZ_TARGETS); do \
