@@ -18,7 +18,9 @@ func FuzzPeekName(f *testing.F) {
 	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00})
 	// A real ClientHello.
 	a, b := net.Pipe()
-	go func() { _ = tls.Client(a, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true}).Handshake() }()
+	go func() {
+		_ = tls.Client(a, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true}).Handshake()
+	}()
 	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, hello := peekName(b); len(hello) > 0 {
 		f.Add(hello)
