@@ -79,6 +79,10 @@ type Egress struct {
 	dockerTable string
 	proxy       Proxy
 	defaults    Limits
+	// netnsMu serialises changes inside sandboxes' namespaces (the
+	// redirect and limits there), so two callers setting one sandbox's
+	// policy at once cannot both open it a listener.
+	netnsMu sync.Mutex
 	// dockerMu serialises adding and removing DOCKER-USER rules.
 	dockerMu sync.Mutex
 	closed   bool // Close ran: add no more rules

@@ -51,6 +51,8 @@ const limitsTable = "sandpit_limits"
 // setLimits makes the kernel hold lim for l (and nothing when lim is
 // zero), unless it holds them already.
 func (e *Egress) setLimits(l Link, lim Limits) error {
+	e.netnsMu.Lock()
+	defer e.netnsMu.Unlock()
 	e.mu.Lock()
 	cur, had := e.limits[l.Index]
 	e.mu.Unlock()

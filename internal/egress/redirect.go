@@ -63,6 +63,8 @@ func proxiedBy(p Policy) bool { return len(p.Names) > 0 && len(p.Deny) > 0 }
 // setRedirect starts, updates or ends the redirect of l's TCP to the
 // proxy, as p asks.
 func (e *Egress) setRedirect(l Link, p Policy) error {
+	e.netnsMu.Lock()
+	defer e.netnsMu.Unlock()
 	e.mu.Lock()
 	cur := e.proxied[l.Index]
 	e.mu.Unlock()
@@ -103,6 +105,8 @@ func (e *Egress) setRedirect(l Link, p Policy) error {
 
 // dropRedirect forgets l's route; its namespace is going away.
 func (e *Egress) dropRedirect(l Link) {
+	e.netnsMu.Lock()
+	defer e.netnsMu.Unlock()
 	e.mu.Lock()
 	cur := e.proxied[l.Index]
 	delete(e.proxied, l.Index)

@@ -29,8 +29,14 @@
 // bytes the proxy peeked first) and a dial func that connects to the
 // name under the same checks. It returns handled=true when it served the
 // connection itself (TLS interception, header injection); the proxy then
-// closes both ends. With handled=false it must not have read from the
-// client, and the proxy relays as usual. Nil means plain relay always.
+// closes the client's connection, and the hook closes what it dialled.
+// With handled=false it must not have read from the client, and the proxy
+// relays as usual. Nil means plain relay always.
+//
+// With the hook set, connections the address alone allows are peeked too
+// (so the hook sees their names), for at most ServerFirstWait: a protocol
+// where the server speaks first (SSH, SMTP) is relayed after that wait,
+// by address.
 package netproxy
 
 import (
@@ -81,6 +87,9 @@ type Config struct {
 	// PeekTimeout bounds the wait for a connection's first bytes when its
 	// name decides it. Default 5s.
 	PeekTimeout time.Duration
+	// ServerFirstWait bounds that wait when the address alone allows
+	// the connection and only Intercept wants the name. Default 250ms.
+	ServerFirstWait time.Duration
 	// DialTimeout bounds the connect to the destination. Default 10s.
 	DialTimeout time.Duration
 }
@@ -119,6 +128,9 @@ func New(cfg Config) *Proxy {
 	}
 	if cfg.PeekTimeout <= 0 {
 		cfg.PeekTimeout = 5 * time.Second
+	}
+	if cfg.ServerFirstWait <= 0 {
+		cfg.ServerFirstWait = 250 * time.Millisecond
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
@@ -323,7 +335,11 @@ func (r *route) serve(c *net.TCPConn) {
 	var name string
 	var peeked []byte
 	if !addrOK || r.p.cfg.Intercept != nil {
-		_ = c.SetReadDeadline(time.Now().Add(r.p.cfg.PeekTimeout))
+		wait := r.p.cfg.PeekTimeout
+		if addrOK {
+			wait = min(wait, r.p.cfg.ServerFirstWait)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
 		name, peeked = peekName(c)
 		_ = c.SetReadDeadline(time.Time{})
 	}

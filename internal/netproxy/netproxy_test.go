@@ -308,3 +308,46 @@ func TestProxyRateLimit(t *testing.T) {
 		t.Errorf("512 KiB took %v at 128 KiB/s", took)
 	}
 }
+
+// With Intercept set, a connection the address allows is still peeked,
+// but a protocol where the server speaks first goes through after
+// ServerFirstWait, by address.
+func TestProxyServerFirstWithIntercept(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "SSH-2.0-test\r\n")
+			c.Close()
+		}
+	}()
+	dst := netip.MustParseAddrPort(ln.Addr().String())
+	called := make(chan string, 1)
+	intercept := func(ctx context.Context, sandboxID, name string, port int, client net.Conn, dial func(context.Context) (net.Conn, error)) (bool, error) {
+		called <- name
+		return false, nil
+	}
+	h := newHarness(t, egress.Policy{Sandbox: "sb7", Names: []string{"example.com"}, Allow: []netip.Prefix{netip.PrefixFrom(dst.Addr(), 32)}, Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, dst, nil, intercept)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	banner, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || banner != "SSH-2.0-test\r\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	select {
+	case name := <-called:
+		t.Errorf("Intercept called for a connection without a name (%q)", name)
+	default:
+	}
+}
