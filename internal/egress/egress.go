@@ -4,6 +4,12 @@
 // stay unreachable — the host's own services, link-local and metadata
 // addresses, private ranges, and other sandboxes.
 //
+// Per sandbox, a Policy narrows that way out: address rules in a chain of
+// the host's table; domain names by sending the sandbox's TCP, from a
+// table in its own namespace, to a Proxy the daemon serves there
+// (redirect.go); bandwidth and connection Limits by token buckets on its
+// veth and a connection limit in its namespace (limits.go).
+//
 // Everything is done over netlink (vishvananda/netlink for links and
 // addresses, google/nftables for the rules); nothing shells out.
 package egress
