@@ -13,7 +13,9 @@
 // sequential HTTP/1.1 requests, each on a new connection
 // (connect, send, read the 40-byte answer, close) and reports the median
 // and p95 per request; then it downloads and uploads --mib MiB on one
-// connection. Rounds alternate direct and proxied.
+// connection. Rounds alternate direct and proxied. Last, --creates cold
+// creates of each kind (no rules, address rules, domain rules),
+// alternating, for what domain rules add to one.
 import { dirname, join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -31,6 +33,7 @@ const { values: opt } = parseArgs({
     requests: { type: 'string', default: '300' },
     mib: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '3' },
+    creates: { type: 'string', default: '20' },
   },
 })
 
@@ -101,6 +104,20 @@ try {
   if (sum && count) console.log(`proxy's own setup (accept to relaying: peek, lookup, connect), mean over ${count[1]} connections: ${(Number(sum[1]) / Number(count[1]) * 1e3).toFixed(3)} ms`)
   await direct.kill()
   await proxied.kill()
+
+  // What domain rules add to a create (no warm pool: both cold): the
+  // listener in the sandbox's namespace and its redirect table.
+  const kinds = [['direct', undefined], ['addresses', { allowOut: [addrA], denyOut: ['0.0.0.0/0'] }], ['proxied', { allowOut: ['allowed.test'], denyOut: ['0.0.0.0/0'] }]]
+  const took = Object.fromEntries(kinds.map(([how]) => [how, []]))
+  for (let i = 0; i < Number(opt.creates); i++) {
+    for (const [how, network] of kinds) {
+      const t0 = performance.now()
+      const sbx = await Sandbox.create({ network })
+      took[how].push(performance.now() - t0)
+      await sbx.kill()
+    }
+  }
+  for (const [how] of kinds) console.log(`create, cold, ${how.padEnd(9)}: p50 ${med(took[how]).toFixed(2)} ms over ${took[how].length}`)
 } finally {
   await server.stop()
   net.stop()

@@ -148,15 +148,21 @@ func connLimit(pid, n int) error {
 	}
 	defer done()
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: limitsTable}
-	c.AddTable(t)
-	c.DelTable(t)
-	if n > 0 {
+	if n == 0 {
+		// Deleting a table that is not there is an error: add it first,
+		// in the same batch.
+		c.AddTable(t)
+		c.DelTable(t)
+	} else {
+		// As in redirectIn: add (a no-op when there) and flush, rather
+		// than delete and add, which costs ~10 ms.
 		t = c.AddTable(t)
 		accept := nftables.ChainPolicyAccept
 		out := c.AddChain(&nftables.Chain{
 			Name: "output", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(-150), Policy: &accept,
 		})
+		c.FlushChain(out)
 		exprs := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifnameKey("lo")},

@@ -192,16 +192,17 @@ func (e *Egress) redirectIn(pid, port int) error {
 		return err
 	}
 	defer done()
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: redirectTable}
-	// Replace whatever an earlier daemon left (its listener is gone).
-	c.AddTable(t)
-	c.DelTable(t)
-	t = c.AddTable(t)
+	// Adding a table or chain that is there already changes nothing, and
+	// the flush replaces the rules an earlier daemon left (its listener
+	// is gone): deleting the table instead would cost a create ~10 ms,
+	// the kernel's wait for readers of the hooks it unregisters.
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: redirectTable})
 	accept := nftables.ChainPolicyAccept
 	out := c.AddChain(&nftables.Chain{
 		Name: "output", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept,
 	})
+	c.FlushChain(out)
 	rule := func(exprs ...[]expr.Any) {
 		var all []expr.Any
 		for _, e := range exprs {
