@@ -90,6 +90,11 @@ type Config struct {
 	// ServerFirstWait bounds that wait when the address alone allows
 	// the connection and only Intercept wants the name. Default 250ms.
 	ServerFirstWait time.Duration
+	// MaxConns bounds one sandbox's connections through the proxy at
+	// once, whatever its own limit (which nftables counts before the
+	// redirect), so no sandbox can hold the daemon's descriptors.
+	// Default 4096.
+	MaxConns int
 	// DialTimeout bounds the connect to the destination. Default 10s.
 	DialTimeout time.Duration
 }
@@ -128,6 +133,9 @@ func New(cfg Config) *Proxy {
 	}
 	if cfg.PeekTimeout <= 0 {
 		cfg.PeekTimeout = 5 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 4096
 	}
 	if cfg.ServerFirstWait <= 0 {
 		cfg.ServerFirstWait = 250 * time.Millisecond
@@ -231,9 +239,10 @@ type route struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[*net.TCPConn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[*net.TCPConn]struct{}
+	clients int // the sandbox's side of conns
+	closed  bool
 	// The sandbox's rate limit, each way, shared by its connections;
 	// nil: none.
 	rate     uint64
@@ -292,6 +301,14 @@ func (r *route) track(c *net.TCPConn) bool {
 	return true
 }
 
+// count is how many connections the route relays or is deciding; the
+// sandbox's side of each counts once.
+func (r *route) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.clients
+}
+
 func (r *route) untrack(c *net.TCPConn) {
 	r.mu.Lock()
 	delete(r.conns, c)
@@ -313,10 +330,18 @@ func (r *route) accept() {
 			c.Close()
 			return
 		}
+		r.mu.Lock()
+		r.clients++
+		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			defer r.untrack(c)
+			defer func() {
+				r.untrack(c)
+				r.mu.Lock()
+				r.clients--
+				r.mu.Unlock()
+			}()
 			r.serve(c)
 		}()
 	}
@@ -329,6 +354,16 @@ func (r *route) serve(c *net.TCPConn) {
 	dst, err := r.p.originalDst(c)
 	if err != nil {
 		r.refuse(pol, Refusal{Reason: "no_destination", Rule: err.Error()})
+		return
+	}
+	if dst.String() == c.LocalAddr().String() {
+		// Dialled straight at the listener, not redirected: nothing to
+		// relay, and no place to hold while a peek waits.
+		r.refuse(pol, Refusal{Destination: dst, Reason: "no_destination", Rule: "connected to the proxy itself"})
+		return
+	}
+	if r.count() > r.p.cfg.MaxConns {
+		r.refuse(pol, Refusal{Destination: dst, Reason: "too_many_connections", Rule: fmt.Sprintf("over %d connections through the proxy", r.p.cfg.MaxConns)})
 		return
 	}
 	addrOK, addrRule := pol.address(dst.Addr())

@@ -93,7 +93,7 @@ type harness struct {
 	refs  chan Refusal
 }
 
-func newHarness(t *testing.T, pol egress.Policy, dst netip.AddrPort, refuse []netip.Prefix, intercept InterceptFunc) *harness {
+func newHarness(t *testing.T, pol egress.Policy, dst netip.AddrPort, refuse []netip.Prefix, intercept InterceptFunc, tweaks ...func(*Proxy)) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), refs: make(chan Refusal, 16)}
 	p := New(Config{PeekTimeout: 2 * time.Second, Intercept: intercept, Refused: func(r Refusal) { h.refs <- r }})
@@ -102,6 +102,9 @@ func newHarness(t *testing.T, pol egress.Policy, dst netip.AddrPort, refuse []ne
 	p.refuse = refuse
 	p.host.addrs, p.host.read = map[netip.Addr]bool{}, time.Now().Add(time.Hour)
 	p.originalDst = func(*net.TCPConn) (netip.AddrPort, error) { return dst, nil }
+	for _, tw := range tweaks {
+		tw(p)
+	}
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -349,5 +352,43 @@ func TestProxyServerFirstWithIntercept(t *testing.T) {
 	case name := <-called:
 		t.Errorf("Intercept called for a connection without a name (%q)", name)
 	default:
+	}
+}
+
+// A connection made straight to the proxy's listener (not redirected) is
+// refused at once, and so is one past MaxConns.
+func TestProxyRefusesDirectAndTooMany(t *testing.T) {
+	pol := egress.Policy{Sandbox: "sb8", Names: []string{"example.com"}, Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}
+	h := newHarness(t, pol, netip.AddrPort{}, nil, nil, func(p *Proxy) {
+		p.originalDst = func(c *net.TCPConn) (netip.AddrPort, error) {
+			return netip.MustParseAddrPort(c.LocalAddr().String()), nil // not NATed
+		}
+	})
+	if body, err := h.get("example.com"); err == nil {
+		t.Fatalf("a connection to the listener itself got %q", body)
+	}
+	if r := <-h.refs; r.Reason != "no_destination" {
+		t.Errorf("refusal %+v", r)
+	}
+
+	// Past MaxConns: two connections held in their peek, a third refused.
+	dst := netip.MustParseAddrPort("203.0.113.9:80")
+	h = newHarness(t, pol, dst, nil, nil, func(p *Proxy) { p.cfg.MaxConns = 2 })
+	for range 2 {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for h.route.(*route).count() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if body, err := h.get("example.com"); err == nil {
+		t.Fatalf("a third connection got %q", body)
+	}
+	if r := <-h.refs; r.Reason != "too_many_connections" {
+		t.Errorf("refusal %+v", r)
 	}
 }
