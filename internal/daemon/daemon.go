@@ -299,13 +299,19 @@ func (d *Daemon) newEgress() *egress.Egress {
 		d.log.Info("sandboxes have no internet access (--no-internet)")
 		return nil
 	}
+	// Sandboxes and the proxy's lookups of the names they are allowed
+	// use the same resolvers.
+	ns := d.cfg.DNS
+	if ns == nil {
+		ns = egress.HostNameservers()
+	}
 	d.netproxy = netproxy.New(netproxy.Config{
-		Nameservers: d.cfg.DNS,
+		Nameservers: ns,
 		Refuse:      []netip.Prefix{d.cfg.EgressPool},
 		Refused:     d.auditEgressRefusal,
 		Logger:      d.log,
 	})
-	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: d.cfg.DNS, Proxy: d.netproxy,
+	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: ns, Proxy: d.netproxy,
 		Limits: egress.Limits{Rate: uint64(d.cfg.EgressRate), Conns: d.cfg.EgressMaxConns}})
 	if err != nil {
 		if kerr := egress.KernelSupport(); kerr != nil {

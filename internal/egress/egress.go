@@ -450,6 +450,10 @@ func hostMTU() int {
 	return mtu
 }
 
+// HostNameservers are the resolvers sandboxes get when Config.Nameservers
+// is unset: the host's IPv4, non-loopback ones from /etc/resolv.conf.
+func HostNameservers() []netip.Addr { return hostNameservers("/etc/resolv.conf") }
+
 // hostNameservers reads the IPv4, non-loopback nameservers of a
 // resolv.conf; a loopback resolver (systemd-resolved's stub) cannot be
 // reached from a sandbox.
