@@ -347,67 +347,29 @@ func (r *route) accept() {
 	}
 }
 
-// serve decides one connection and relays it.
+// serve decides one connection and relays it, in stages: admit (where
+// was it going, is there room), peek (its name, when that matters),
+// decide, intercept or connect, relay.
 func (r *route) serve(c *net.TCPConn) {
 	start := time.Now()
 	pol := r.pol.Load()
-	dst, err := r.p.originalDst(c)
-	if err != nil {
-		r.refuse(pol, Refusal{Reason: "no_destination", Rule: err.Error()})
+	dst, ok := r.admit(c, pol)
+	if !ok {
 		return
 	}
-	if dst.String() == c.LocalAddr().String() {
-		// Dialled straight at the listener, not redirected: nothing to
-		// relay, and no place to hold while a peek waits.
-		r.refuse(pol, Refusal{Destination: dst, Reason: "no_destination", Rule: "connected to the proxy itself"})
-		return
-	}
-	if r.count() > r.p.cfg.MaxConns {
-		r.refuse(pol, Refusal{Destination: dst, Reason: "too_many_connections", Rule: fmt.Sprintf("over %d connections through the proxy", r.p.cfg.MaxConns)})
-		return
-	}
-	addrOK, addrRule := pol.address(dst.Addr())
+	addrOK, _ := pol.address(dst.Addr())
 	var name string
 	var peeked []byte
 	if !addrOK || r.p.cfg.Intercept != nil {
-		wait := r.p.cfg.PeekTimeout
-		if addrOK {
-			wait = min(wait, r.p.cfg.ServerFirstWait)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(wait))
-		name, peeked = peekName(c)
-		_ = c.SetReadDeadline(time.Time{})
+		name, peeked = r.peek(c, addrOK)
 	}
-	nameRule := ""
-	if name != "" {
-		nameRule = pol.match(name)
-	}
-	ref := Refusal{Destination: dst, Name: name}
-	var dial func(context.Context) (net.Conn, error)
-	by := "address"
-	switch {
-	case nameRule != "":
-		by = "name"
-		dial = func(ctx context.Context) (net.Conn, error) {
-			return r.p.dialName(ctx, name, dst.Port())
-		}
-	case addrOK:
-		if rule := r.p.fixed(dst.Addr()); rule != "" {
-			ref.Reason, ref.Rule = "fixed_range", rule
-			r.refuse(pol, ref)
-			return
-		}
-		dial = func(ctx context.Context) (net.Conn, error) { return r.p.dial(ctx, dst.String()) }
-	default:
-		ref.Reason, ref.Rule = "not_allowed", addrRule
-		if name != "" {
-			ref.Rule = addrRule + "; the name " + name + " is not in allowOut"
-		}
+	dial, by, ref := r.decide(pol, dst, name)
+	if dial == nil {
 		r.refuse(pol, ref)
 		return
 	}
 
-	if nameRule != "" && r.p.cfg.Intercept != nil {
+	if by == "name" && r.p.cfg.Intercept != nil {
 		client := &replayConn{TCPConn: c, pending: peeked}
 		handled, err := r.p.cfg.Intercept(r.ctx, pol.sandbox, name, int(dst.Port()), client, dial)
 		if handled || err != nil {
@@ -445,6 +407,63 @@ func (r *route) serve(c *net.TCPConn) {
 	r.p.setupDur.Observe(time.Since(start).Seconds())
 	upLim, downLim := r.limiters()
 	relay(r.ctx, c, upTCP, upLim, downLim)
+}
+
+// admit recovers where c was going and refuses it (returning false)
+// when it was not redirected or the sandbox holds too many connections.
+func (r *route) admit(c *net.TCPConn, pol *rules) (netip.AddrPort, bool) {
+	dst, err := r.p.originalDst(c)
+	if err != nil {
+		r.refuse(pol, Refusal{Reason: "no_destination", Rule: err.Error()})
+		return dst, false
+	}
+	if dst.String() == c.LocalAddr().String() {
+		// Dialled straight at the listener, not redirected: nothing to
+		// relay, and no place to hold while a peek waits.
+		r.refuse(pol, Refusal{Destination: dst, Reason: "no_destination", Rule: "connected to the proxy itself"})
+		return dst, false
+	}
+	if r.count() > r.p.cfg.MaxConns {
+		r.refuse(pol, Refusal{Destination: dst, Reason: "too_many_connections", Rule: fmt.Sprintf("over %d connections through the proxy", r.p.cfg.MaxConns)})
+		return dst, false
+	}
+	return dst, true
+}
+
+// peek reads c's name without consuming it (see peekName), waiting
+// PeekTimeout for its first bytes, or only ServerFirstWait when its
+// address allows it anyway.
+func (r *route) peek(c *net.TCPConn, addrOK bool) (name string, peeked []byte) {
+	wait := r.p.cfg.PeekTimeout
+	if addrOK {
+		wait = min(wait, r.p.cfg.ServerFirstWait)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	defer c.SetReadDeadline(time.Time{})
+	return peekName(c)
+}
+
+// decide judges a connection to dst that asked for name ("" when none):
+// it returns how to dial its destination and what allowed it ("name" or
+// "address"), or a nil dial and the refusal.
+func (r *route) decide(pol *rules, dst netip.AddrPort, name string) (dial func(context.Context) (net.Conn, error), by string, ref Refusal) {
+	ref = Refusal{Destination: dst, Name: name}
+	if name != "" && pol.match(name) != "" {
+		return func(ctx context.Context) (net.Conn, error) { return r.p.dialName(ctx, name, dst.Port()) }, "name", ref
+	}
+	addrOK, addrRule := pol.address(dst.Addr())
+	if !addrOK {
+		ref.Reason, ref.Rule = "not_allowed", addrRule
+		if name != "" {
+			ref.Rule = addrRule + "; the name " + name + " is not in allowOut"
+		}
+		return nil, "", ref
+	}
+	if rule := r.p.fixed(dst.Addr()); rule != "" {
+		ref.Reason, ref.Rule = "fixed_range", rule
+		return nil, "", ref
+	}
+	return func(ctx context.Context) (net.Conn, error) { return r.p.dial(ctx, dst.String()) }, "address", ref
 }
 
 func (r *route) refuse(pol *rules, ref Refusal) {
