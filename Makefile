@@ -14,6 +14,7 @@ GO_SOURCES += $(shell find internal/console/dist -type f)
 # Packages with goroutines and locks enough to race: their tests also run
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/... ./internal/intercept/...
+RACE_PKGS  += ./internal/netproxy/...
 
 .PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate console bench
 
@@ -61,7 +62,8 @@ FUZZ_TARGETS := \
 	./internal/restapi:FuzzCreateBody \
 	./internal/restapi:FuzzParseMetadataFilter \
 	./internal/sandbox:FuzzParseCursor \
-	./internal/template:FuzzParseDockerfile
+	./internal/template:FuzzParseDockerfile \
+	./internal/netproxy:FuzzPeekName
 
 test-fuzz: ## every fuzzer for FUZZ_TIME each (bounded, for CI)
 	for t in $(FUZZ_TARGETS); do \

@@ -52,6 +52,10 @@ echo "### A restart takes over 100 sandboxes (node bench/restart_bench.mjs --san
 echo
 node bench/restart_bench.mjs --sandboxes 100
 echo
+echo "### The egress proxy behind domain rules vs direct (node bench/netproxy_bench.mjs)"
+echo
+node bench/netproxy_bench.mjs --requests 300 --mib 256 --rounds 5
+echo
 echo "### sandpit through the official Python SDK (bench/py_sdk_bench.py --creates $RUNS)"
 echo
 test/compat-py/run.sh --collect-only -q >/dev/null # makes its venv once

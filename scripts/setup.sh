@@ -28,7 +28,7 @@ if $tests; then
   packages+=(
     tmux runc crun bubblewrap runsc
     python3-venv chromium chromium-driver
-    iptables
+    iptables curl openssl
   )
 fi
 

@@ -31,6 +31,14 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&cfg.WarmPoolMemory, "warm-pool-memory", "memory the warm pool may hold when it grows with demand past --warm-pool's sizes, e.g. 1GiB (0: fixed sizes)")
 	fs.TextVar(&cfg.EgressPool, "egress-pool", cfg.EgressPool, "IPv4 range sandbox network links are addressed from (a /30 each)")
 	fs.BoolVar(&cfg.NoInternet, "no-internet", cfg.NoInternet, "give every sandbox loopback only, whatever it asks")
+	fs.Var(&cfg.EgressRate, "egress-rate", "bandwidth each sandbox may use each way to the outside, bytes per second, e.g. 10MiB (0: no bound)")
+	fs.IntVar(&cfg.EgressMaxConns, "egress-max-conns", cfg.EgressMaxConns, "TCP connections to the outside each sandbox may hold open at once (0: no bound)")
+	fs.Var(&cfg.EgressRateMax, "egress-rate-max", "most a create may ask for in sandpitNetworkLimits.egressBytesPerSecond (default: --egress-rate)")
+	fs.IntVar(&cfg.EgressMaxConnsMax, "egress-max-conns-max", cfg.EgressMaxConnsMax, "most a create may ask for in sandpitNetworkLimits.maxConnections (default: --egress-max-conns)")
+	fs.Func("dns", "resolvers `ADDR[,ADDR]` sandboxes and the egress proxy use, port 53 (default: the host's from /etc/resolv.conf)", func(v string) (err error) {
+		cfg.DNS, err = config.ParseDNS(v)
+		return err
+	})
 	fs.IntVar(&cfg.DefaultDiskMB, "default-disk-mb", cfg.DefaultDiskMB, "disk (MB) of a sandbox whose template names none")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long audit log entries are kept (0: for ever)")
 	fs.BoolVar(&cfg.NoAudit, "no-audit", cfg.NoAudit, "keep no audit log of who did what")

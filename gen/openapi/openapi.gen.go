@@ -272,6 +272,9 @@ type NewSandbox struct {
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
 	Network *SandboxNetworkConfig `json:"network,omitempty"`
 
+	// SandpitNetworkLimits sandpit extension. The sandbox's own bandwidth and connection limits, within the server's maximums (serve --egress-rate-max, --egress-max-conns-max); an absent or zero field takes the server's default (--egress-rate, --egress-max-conns).
+	SandpitNetworkLimits *SandpitNetworkLimits `json:"sandpitNetworkLimits,omitempty"`
+
 	// Secure When true the response carries envdAccessToken.
 	Secure     *bool  `json:"secure,omitempty"`
 	TemplateID string `json:"templateID"`
@@ -294,8 +297,11 @@ type NewSandboxV2 struct {
 	Metadata   *SandboxMetadata         `json:"metadata,omitempty"`
 
 	// Network Outbound rules and public access of a sandbox (E2B's network option).
-	Network    *SandboxNetworkConfig `json:"network,omitempty"`
-	TemplateID string                `json:"templateID"`
+	Network *SandboxNetworkConfig `json:"network,omitempty"`
+
+	// SandpitNetworkLimits sandpit extension. The sandbox's own bandwidth and connection limits, within the server's maximums (serve --egress-rate-max, --egress-max-conns-max); an absent or zero field takes the server's default (--egress-rate, --egress-max-conns).
+	SandpitNetworkLimits *SandpitNetworkLimits `json:"sandpitNetworkLimits,omitempty"`
+	TemplateID           string                `json:"templateID"`
 
 	// Timeout Seconds until the sandbox is killed; 300 when omitted.
 	Timeout *int32 `json:"timeout,omitempty"`
@@ -484,6 +490,15 @@ type SandboxSnapshotRequest struct {
 
 // SandboxState defines model for SandboxState.
 type SandboxState string
+
+// SandpitNetworkLimits sandpit extension. The sandbox's own bandwidth and connection limits, within the server's maximums (serve --egress-rate-max, --egress-max-conns-max); an absent or zero field takes the server's default (--egress-rate, --egress-max-conns).
+type SandpitNetworkLimits struct {
+	// EgressBytesPerSecond Bytes per second each way between the sandbox and the outside.
+	EgressBytesPerSecond *int64 `json:"egressBytesPerSecond,omitempty"`
+
+	// MaxConnections TCP connections to the outside the sandbox may hold open at once.
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+}
 
 // Secret A secret's metadata; never its value.
 type Secret struct {

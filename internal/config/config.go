@@ -56,6 +56,20 @@ type Daemon struct {
 	EgressPool netip.Prefix
 	// NoInternet gives every sandbox loopback only, whatever it asks.
 	NoInternet bool
+	// DNS are the resolvers (IPv4, port 53) sandboxes are given in their
+	// resolv.conf and the egress proxy looks allowed names up at; nil:
+	// the host's non-loopback ones from /etc/resolv.conf.
+	DNS []netip.Addr
+	// EgressRate (bytes per second, each way) and EgressMaxConns (TCP
+	// connections to the outside open at once) bound every sandbox's way
+	// out; zero: no bound. A create may ask for its own
+	// (sandpitNetworkLimits) up to EgressRateMax and EgressMaxConnsMax,
+	// which default to EgressRate and EgressMaxConns: by default a create
+	// may only lower them.
+	EgressRate        Bytes
+	EgressMaxConns    int
+	EgressRateMax     Bytes
+	EgressMaxConnsMax int
 	// DefaultDiskMB is the disk of a sandbox whose template names none.
 	DefaultDiskMB int
 	// NoDiskQuota lets sandboxes write to the state dir's filesystem
@@ -195,6 +209,14 @@ func (c Daemon) Validate() error {
 	if p := c.EgressPool; !c.NoInternet && (!p.IsValid() || !p.Addr().Is4() || p.Bits() > 29) {
 		errs = append(errs, fmt.Errorf("egress pool %s: want an IPv4 range of /29 or larger", p))
 	}
+	for _, a := range c.DNS {
+		if !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("dns server %s: want an IPv4 address a sandbox can reach (not loopback)", a))
+		}
+	}
+	if c.EgressRate < 0 || c.EgressRateMax < 0 || c.EgressMaxConns < 0 || c.EgressMaxConnsMax < 0 {
+		errs = append(errs, errors.New("egress limits must not be negative"))
+	}
 	if c.DefaultDiskMB < 16 || c.DefaultDiskMB > 1<<20 {
 		errs = append(errs, fmt.Errorf("default disk %d MB: want 16 MB to 1 TiB", c.DefaultDiskMB))
 	}
@@ -214,4 +236,33 @@ func (c Daemon) Validate() error {
 		errs = append(errs, errors.New("cgroup parent is empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseDNS reads --dns: "ADDR[,ADDR...]".
+func ParseDNS(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("dns server %q: want an IPv4 address", f)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// EgressCeiling is the most a create may ask for, per field: the max
+// flags, or the defaults where they are unset.
+func (c Daemon) EgressCeiling() (rate uint64, conns int) {
+	rate, conns = uint64(c.EgressRateMax), c.EgressMaxConnsMax
+	if rate == 0 {
+		rate = uint64(c.EgressRate)
+	}
+	if conns == 0 {
+		conns = c.EgressMaxConns
+	}
+	return rate, conns
 }

@@ -60,3 +60,31 @@ func TestSandboxDomain(t *testing.T) {
 		}
 	}
 }
+
+func TestDNSAndEgressLimits(t *testing.T) {
+	got, err := ParseDNS("192.0.2.53, 198.51.100.53")
+	if err != nil || len(got) != 2 || got[1].String() != "198.51.100.53" {
+		t.Fatalf("ParseDNS: %v, %v", got, err)
+	}
+	if _, err := ParseDNS("dns.example"); err == nil {
+		t.Error("a name was taken for a DNS server")
+	}
+	bad := Defaults()
+	bad.DNS = []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.MustParseAddr("2001:db8::53")}
+	bad.EgressMaxConns = -1
+	err = bad.Validate()
+	for _, want := range []string{"dns server 127.0.0.53", "dns server 2001:db8::53", "egress limits must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+	c := Defaults()
+	c.EgressRate, c.EgressMaxConns = 1<<20, 100
+	if rate, conns := c.EgressCeiling(); rate != 1<<20 || conns != 100 {
+		t.Errorf("ceiling without maximums: %d %d, want the defaults", rate, conns)
+	}
+	c.EgressRateMax, c.EgressMaxConnsMax = 8<<20, 400
+	if rate, conns := c.EgressCeiling(); rate != 8<<20 || conns != 400 {
+		t.Errorf("ceiling: %d %d", rate, conns)
+	}
+}

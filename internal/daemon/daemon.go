@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,8 +32,10 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/console"
 	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/intercept"
+	"github.com/sandpit-dev/sandpit/internal/netproxy"
 	"github.com/sandpit-dev/sandpit/internal/proxy"
 	"github.com/sandpit-dev/sandpit/internal/restapi"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 	"github.com/sandpit-dev/sandpit/internal/secrets"
@@ -51,7 +54,8 @@ type Daemon struct {
 	runtime *linux.Runtime
 	// builds runs template build sandboxes, apart from the API's own.
 	builds    *linux.Runtime
-	egress    *egress.Egress // nil: sandboxes get loopback only
+	egress    *egress.Egress  // nil: sandboxes get loopback only
+	netproxy  *netproxy.Proxy // serves sandboxes with domain rules
 	templates *template.Registry
 	manager   *sandbox.Manager
 	audit     *audit.Log // nil with --no-audit
@@ -136,6 +140,9 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.netproxy != nil {
+		reg.MustRegister(d.netproxy)
+	}
 	if !cfg.NoAudit {
 		d.audit = audit.New(d.store, d.store, audit.Config{Retention: cfg.AuditRetention, Logger: log, Metrics: reg})
 	}
@@ -162,6 +169,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 			MinFreeMemory:     int64(cfg.MinFreeMemory),
 		},
 		WarmPoolMemory: int64(cfg.WarmPoolMemory),
+		EgressCeiling:  egressCeiling(cfg),
 	})
 	if err != nil {
 		return nil, err
@@ -275,6 +283,34 @@ func (d *Daemon) auditSandboxRequest(r *http.Request, ev proxy.Event) {
 	})
 }
 
+// egressCeiling is the most a create may ask for in sandpitNetworkLimits.
+func egressCeiling(cfg config.Daemon) runtime.EgressLimits {
+	rate, conns := cfg.EgressCeiling()
+	return runtime.EgressLimits{Rate: rate, Conns: conns}
+}
+
+// auditEgressRefusal records in the audit log a connection the egress
+// proxy refused a sandbox.
+func (d *Daemon) auditEgressRefusal(r netproxy.Refusal) {
+	if d.audit == nil || d.manager == nil {
+		return
+	}
+	team, _ := d.manager.Owner(r.Sandbox)
+	detail := r.Destination.String()
+	if r.Name != "" {
+		detail += " name " + r.Name
+	}
+	d.audit.Record(store.AuditEntry{
+		TeamID:  team,
+		KeyName: "daemon",
+		Action:  "network.refused",
+		Target:  r.Sandbox,
+		Result:  r.Reason,
+		Client:  "sandbox",
+		Detail:  detail + ": " + r.Rule,
+	})
+}
+
 // auditReaped records in the audit log a sandbox the last run left that
 // is gone (a host reboot ended it): its record is deleted, and this says
 // what became of it.
@@ -298,7 +334,21 @@ func (d *Daemon) newEgress() *egress.Egress {
 		d.log.Info("sandboxes have no internet access (--no-internet)")
 		return nil
 	}
-	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool})
+	// Sandboxes and the proxy's lookups of the names they are allowed
+	// use the same resolvers.
+	ns := d.cfg.DNS
+	if ns == nil {
+		ns = egress.HostNameservers()
+	}
+	d.netproxy = netproxy.New(netproxy.Config{
+		Nameservers: ns,
+		Refuse:      []netip.Prefix{d.cfg.EgressPool},
+		Refused:     d.auditEgressRefusal,
+		Intercept:   d.interceptHook,
+		Logger:      d.log,
+	})
+	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: ns, Proxy: d.netproxy,
+		Limits: egress.Limits{Rate: uint64(d.cfg.EgressRate), Conns: d.cfg.EgressMaxConns}})
 	if err != nil {
 		if kerr := egress.KernelSupport(); kerr != nil {
 			d.log.Warn("sandboxes will have no internet access: the kernel lacks nf_tables", "err", kerr)
@@ -617,6 +667,11 @@ func (d *Daemon) close(ctx context.Context) {
 		} else if err := d.egress.Close(); err != nil {
 			d.log.Error("removing sandpit's rules from Docker's chain", "err", err)
 		}
+	}
+	if d.netproxy != nil {
+		// Sandboxes left running reach the next daemon's proxy once it
+		// adopts them; until then their proxied connections are refused.
+		d.netproxy.Close()
 	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {

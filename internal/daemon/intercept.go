@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 
@@ -80,3 +81,12 @@ func (d *Daemon) newIntercept() error {
 // Interceptor is the daemon's TLS interception for network rules, to be
 // given to the egress proxy as its Intercept hook.
 func (d *Daemon) Interceptor() *intercept.Interceptor { return d.intercept }
+
+// interceptHook is the egress proxy's Intercept: the interceptor once it
+// is made, nothing before.
+func (d *Daemon) interceptHook(ctx context.Context, sandboxID, name string, port int, client net.Conn, dial func(context.Context) (net.Conn, error)) (bool, error) {
+	if d.intercept == nil || d.manager == nil {
+		return false, nil
+	}
+	return d.intercept.Intercept(ctx, sandboxID, name, port, client, dial)
+}

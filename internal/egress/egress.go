@@ -4,6 +4,12 @@
 // stay unreachable — the host's own services, link-local and metadata
 // addresses, private ranges, and other sandboxes.
 //
+// Per sandbox, a Policy narrows that way out: address rules in a chain of
+// the host's table; domain names by sending the sandbox's TCP, from a
+// table in its own namespace, to a Proxy the daemon serves there
+// (redirect.go); bandwidth and connection Limits by token buckets on its
+// veth and a connection limit in its namespace (limits.go).
+//
 // Everything is done over netlink (vishvananda/netlink for links and
 // addresses, google/nftables for the rules); nothing shells out.
 package egress
@@ -49,6 +55,12 @@ type Config struct {
 	// is one, gets accept rules for sandbox links (see docker.go).
 	// Default: DockerTable, Docker's; tests name one of their own.
 	DockerTable string
+	// Proxy serves the TCP of sandboxes whose Policy names domains (see
+	// redirect.go). Nil: a Policy with Names is an error.
+	Proxy Proxy
+	// Limits bound every sandbox's way out where its Policy's Limits
+	// leave a field zero.
+	Limits Limits
 }
 
 // Egress hands out sandbox links. It is safe for concurrent use.
@@ -63,11 +75,20 @@ type Egress struct {
 	mu       sync.Mutex
 	used     map[int]bool
 	policies map[int]Policy // links with a policy chain
+	proxied  map[int]*proxied
+	pids     map[int]int    // the sandbox process of each link, where known
+	limits   map[int]Limits // what the kernel holds for each limited link
 	// leftChains names the policy chains an earlier run left in the
 	// table, read once by the first Adopt; nil before.
 	leftChains map[string]bool
 
 	dockerTable string
+	proxy       Proxy
+	defaults    Limits
+	// netnsMu serialises changes inside sandboxes' namespaces (the
+	// redirect and limits there), so two callers setting one sandbox's
+	// policy at once cannot both open it a listener.
+	netnsMu sync.Mutex
 	// dockerMu serialises adding and removing DOCKER-USER rules.
 	dockerMu sync.Mutex
 	closed   bool // Close ran: add no more rules
@@ -79,10 +100,21 @@ type Egress struct {
 // have no IPv6 way out at all.
 type Policy struct {
 	Allow, Deny []netip.Prefix
+	// Names are domain names (exact, or "*.example.com" for any
+	// subdomain) a connection may ask for (TLS SNI, HTTP Host) to get out
+	// whatever Deny says. Where something is denied, they send the
+	// sandbox's TCP through the Proxy.
+	Names []string
+	// Sandbox names the sandbox for the proxy's logs and hooks.
+	Sandbox string
+	// Limits override Config.Limits field by field for this sandbox.
+	Limits Limits
 }
 
 // Empty reports whether p changes nothing.
-func (p Policy) Empty() bool { return len(p.Allow) == 0 && len(p.Deny) == 0 }
+func (p Policy) Empty() bool {
+	return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 && p.Limits.Zero()
+}
 
 // Link is one sandbox's connection: Host is the host-side interface, and
 // the sandbox's side is eth0 with Addr, routed via Gateway.
@@ -91,6 +123,10 @@ type Link struct {
 	Host    string
 	Addr    netip.Prefix // the sandbox's address with the /30
 	Gateway netip.Addr   // the host side
+	// Pid is the sandbox's first process, in the namespace that holds
+	// eth0: Attach sets it, and a caller of Adopt or Link sets it for
+	// policies that name domains.
+	Pid int
 }
 
 // New prepares the host for egress: it installs the nftables table and
@@ -116,6 +152,11 @@ func New(cfg Config) (*Egress, error) {
 		size:     1 << (32 - cfg.Pool.Bits() - 2),
 		used:     map[int]bool{},
 		policies: map[int]Policy{},
+		proxied:  map[int]*proxied{},
+		pids:     map[int]int{},
+		proxy:    cfg.Proxy,
+		limits:   map[int]Limits{},
+		defaults: cfg.Limits,
 		mtu:      hostMTU(),
 
 		dockerTable: cfg.DockerTable,
@@ -176,7 +217,11 @@ func (e *Egress) ensure() (bool, error) {
 	e.mu.Unlock()
 	var errs []error
 	for idx, p := range policies {
-		errs = append(errs, e.SetPolicy(e.link(idx), p))
+		l := e.link(idx)
+		e.mu.Lock()
+		l.Pid = e.pids[idx]
+		e.mu.Unlock()
+		errs = append(errs, e.SetPolicy(l, p))
 	}
 	return true, errors.Join(errs...)
 }
@@ -223,6 +268,14 @@ func (e *Egress) Attach(pid int) (Link, error) {
 			e.release(idx)
 			return Link{}, err
 		}
+		l.Pid = pid
+		e.mu.Lock()
+		e.pids[idx] = pid
+		e.mu.Unlock()
+		if err := e.setLimits(l, e.defaults); err != nil {
+			_ = e.Detach(l)
+			return Link{}, err
+		}
 		return l, nil
 	}
 	return Link{}, fmt.Errorf("no free address in egress pool %s (%d sandbox links)", e.pool, e.size)
@@ -249,9 +302,12 @@ func (e *Egress) raiseHost(l Link) error {
 // is already gone is not an error.
 func (e *Egress) Detach(l Link) error {
 	defer e.release(l.Index)
+	e.dropRedirect(l)
 	e.mu.Lock()
 	_, hadPolicy := e.policies[l.Index]
 	delete(e.policies, l.Index)
+	delete(e.pids, l.Index)
+	delete(e.limits, l.Index)
 	e.mu.Unlock()
 	if hadPolicy {
 		if err := e.dropPolicy(l); err != nil {
@@ -285,9 +341,15 @@ func (e *Egress) Reap(l Link) error {
 func (e *Egress) Adopt(l Link, p Policy) error {
 	e.mu.Lock()
 	e.used[l.Index] = true
+	if l.Pid > 0 {
+		e.pids[l.Index] = l.Pid
+	}
 	e.mu.Unlock()
 	if !p.Empty() {
 		return e.SetPolicy(l, p)
+	}
+	if err := e.setLimits(l, e.defaults); err != nil {
+		return err
 	}
 	// A policy chain an earlier run left for it must not filter it. Most
 	// links have none: one listing of the table spares them each a
@@ -387,6 +449,10 @@ func hostMTU() int {
 	}
 	return mtu
 }
+
+// HostNameservers are the resolvers sandboxes get when Config.Nameservers
+// is unset: the host's IPv4, non-loopback ones from /etc/resolv.conf.
+func HostNameservers() []netip.Addr { return hostNameservers("/etc/resolv.conf") }
 
 // hostNameservers reads the IPv4, non-loopback nameservers of a
 // resolv.conf; a loopback resolver (systemd-resolved's stub) cannot be

@@ -11,19 +11,46 @@ import (
 )
 
 // SetPolicy replaces the policy of a sandbox's link; an empty one removes
-// it. It takes effect for new connections at once.
+// it. It takes effect for new connections at once. A policy with Names
+// and something denied also sends the sandbox's TCP through the Proxy
+// (redirect.go); l.Pid must then name the sandbox's process.
 func (e *Egress) SetPolicy(l Link, p Policy) error {
 	for _, pf := range append(append([]netip.Prefix(nil), p.Allow...), p.Deny...) {
 		if !pf.Addr().Is4() {
 			return fmt.Errorf("policy for %s: %s is not IPv4", l.Host, pf)
 		}
 	}
+	p.Limits = p.Limits.Or(e.defaults)
+	if err := e.setChain(l, p); err != nil {
+		return err
+	}
+	if err := e.setLimits(l, p.Limits); err != nil {
+		return err
+	}
+	if err := e.setRedirect(l, p); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if l.Pid > 0 {
+		e.pids[l.Index] = l.Pid
+	}
 	if p.Empty() {
-		e.mu.Lock()
-		_, had := e.policies[l.Index]
 		delete(e.policies, l.Index)
+	} else {
+		e.policies[l.Index] = p
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// setChain makes l's policy chain hold p's address rules, or removes it
+// when p has none.
+func (e *Egress) setChain(l Link, p Policy) error {
+	if len(p.Allow)+len(p.Deny) == 0 {
+		e.mu.Lock()
+		old, had := e.policies[l.Index]
 		e.mu.Unlock()
-		if !had {
+		if !had || len(old.Allow)+len(old.Deny) == 0 {
 			return nil
 		}
 		return e.dropPolicy(l)
@@ -47,9 +74,6 @@ func (e *Egress) SetPolicy(l Link, p Policy) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("setting the egress policy of %s: %w", l.Host, err)
 	}
-	e.mu.Lock()
-	e.policies[l.Index] = p
-	e.mu.Unlock()
 	return nil
 }
 
@@ -96,3 +120,7 @@ func ifnameKey(name string) []byte {
 	copy(b, name)
 	return b
 }
+
+func netPrefix32(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+
+func isNotExist(err error) bool { return errors.Is(err, unix.ENOENT) }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/gen/openapi"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/sandbox"
 )
 
@@ -20,6 +21,31 @@ func toNetwork(c *openapi.SandboxNetworkConfig) (*sandbox.Network, error) {
 		return nil, err
 	}
 	return &sandbox.Network{AllowOut: derefSlice(c.AllowOut), DenyOut: derefSlice(c.DenyOut)}, nil
+}
+
+// withLimits adds the sandpit extension sandpitNetworkLimits to n.
+func withLimits(n *sandbox.Network, l *openapi.SandpitNetworkLimits) (*sandbox.Network, error) {
+	if l == nil {
+		return n, nil
+	}
+	var lim runtime.EgressLimits
+	if l.EgressBytesPerSecond != nil {
+		if *l.EgressBytesPerSecond < 0 {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "sandpitNetworkLimits.egressBytesPerSecond must not be negative")
+		}
+		lim.Rate = uint64(*l.EgressBytesPerSecond)
+	}
+	if l.MaxConnections != nil {
+		if *l.MaxConnections < 0 {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "sandpitNetworkLimits.maxConnections must not be negative")
+		}
+		lim.Conns = int(*l.MaxConnections)
+	}
+	if n == nil {
+		n = &sandbox.Network{}
+	}
+	n.Limits = lim
+	return n, nil
 }
 
 func unsupportedEgress(proxy *map[string]any) error {

@@ -28,8 +28,17 @@ func TestSandboxNetwork(t *testing.T) {
 		t.Errorf("after update: %+v", spec.Egress)
 	}
 
+	r = e.do(t, "PUT", "/sandboxes/"+id+"/network", `{"allowOut":["*.example.com","pypi.org"],"denyOut":["0.0.0.0/0"]}`)
+	if r.status != http.StatusNoContent {
+		t.Fatalf("update with names: %d %s", r.status, r.body)
+	}
+	if spec, _ = e.rt.Spec(id); len(spec.Egress.Names) != 2 || spec.Egress.Names[0] != "*.example.com" {
+		t.Errorf("after an update with names: %+v", spec.Egress)
+	}
+
 	bad := []struct{ method, path, body, want string }{
-		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0"]}}`, `api.example.com\" is a domain name`},
+		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0","api.example.com"]}}`, `domain names are allowed in allowOut only`},
+		{"PUT", "/sandboxes/" + id + "/network", `{"allowOut":["a.*.example.com"]}`, `wildcard is allowed only as the first label`},
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"egressProxy":{"address":"p:1080"}}}`, "egressProxy is not supported"},
 		{"POST", "/v2/sandboxes", `{"templateID":"base","network":{"maskRequestHost":"a b"}}`, "maskRequestHost"},
 		{"PUT", "/sandboxes/" + id + "/network", `{"allowOut":["300.1.1.1"]}`, `300.1.1.1\" is not an IP address`},
@@ -51,5 +60,18 @@ func TestSandboxNetwork(t *testing.T) {
 	}
 	if r := e.do(t, "GET", "/sandboxes/"+off["sandboxID"].(string), ""); !strings.Contains(string(r.body), `"allowInternetAccess":false`) {
 		t.Errorf("offline getInfo: %s", r.body)
+	}
+}
+
+func TestSandboxNetworkLimits(t *testing.T) {
+	e := newEnv(t, "")
+	sb := e.create(t, `{"templateID":"base","sandpitNetworkLimits":{"egressBytesPerSecond":1048576,"maxConnections":8}}`)
+	spec, _ := e.rt.Spec(sb["sandboxID"].(string))
+	if spec.Egress.Limits.Rate != 1<<20 || spec.Egress.Limits.Conns != 8 || !spec.AllowInternet {
+		t.Fatalf("spec egress %+v internet %v", spec.Egress, spec.AllowInternet)
+	}
+	r := e.do(t, "POST", "/v2/sandboxes", `{"templateID":"base","sandpitNetworkLimits":{"maxConnections":-1}}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "maxConnections must not be negative") {
+		t.Errorf("negative limit: %d %s", r.status, r.body)
 	}
 }

@@ -66,6 +66,10 @@ func (s *server) createFrom(w http.ResponseWriter, r *http.Request, alwaysSecure
 		s.writeError(w, r, err)
 		return
 	}
+	if network, err = withLimits(network, body.SandpitNetworkLimits); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	req := sandbox.CreateRequest{
 		Team:                principalOf(r).Team,
 		Network:             network,

@@ -58,6 +58,21 @@ type Spec struct {
 // (the host, private and link-local ranges, other sandboxes).
 type EgressPolicy struct {
 	Allow, Deny []netip.Prefix
+	// Names are domain names the sandbox may reach whatever Deny says:
+	// exact ("example.com") or a leading wildcard ("*.example.com", any
+	// depth of subdomain, not the apex), lower case. A runtime that has
+	// them routes the sandbox's TCP through a proxy that reads the name a
+	// connection asks for (TLS SNI, HTTP Host).
+	Names []string
+	// Limits override the runtime's default limits field by field.
+	Limits EgressLimits
+}
+
+// EgressLimits bound a sandbox's way out; zero fields leave the
+// runtime's defaults.
+type EgressLimits struct {
+	Rate  uint64 // bytes per second, each way
+	Conns int    // TCP connections to the outside open at once
 }
 
 // EgressSetter is a Runtime that can change a running sandbox's egress

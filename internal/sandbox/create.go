@@ -91,6 +91,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	if err := checkLifecycle(&req); err != nil {
 		return Info{}, err
 	}
+	if req.Network != nil {
+		if err := checkLimits(req.Network.Limits, m.egressCeiling); err != nil {
+			return Info{}, err
+		}
+	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
 	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty())
 	if err != nil {
@@ -192,7 +197,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA, req.Team, tpl, env); ok {
+	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA && !req.Network.limited(), req.Team, tpl, env); ok {
 		defer m.claimDone()
 		info.ID, info.AccessToken = p.id, p.token
 		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}

@@ -58,6 +58,9 @@ type Config struct {
 	// DefaultDiskMB is the disk of a sandbox whose template names none
 	// (DefaultDiskMB, 1 GiB, when zero: E2B's hobby tier).
 	DefaultDiskMB int
+	// EgressCeiling bounds the limits a create may ask for in
+	// Network.Limits; zero fields bound nothing.
+	EgressCeiling runtime.EgressLimits
 	// Clock defaults to the wall clock.
 	Clock Clock
 	// Snapshots, when set, keeps snapshots and fork layers
@@ -102,8 +105,10 @@ type Manager struct {
 	defTO     time.Duration
 	maxTO     time.Duration
 	defDiskMB int
-	keep      bool // Config.KeepOnClose
-	reaped    func(ctx context.Context, rec store.SandboxRecord, why error)
+	// egressCeiling is Config.EgressCeiling.
+	egressCeiling runtime.EgressLimits
+	keep          bool // Config.KeepOnClose
+	reaped        func(ctx context.Context, rec store.SandboxRecord, why error)
 	// interceptCA is Config.InterceptCA.
 	interceptCA []byte
 
@@ -220,24 +225,25 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("registering sandbox metrics: %w", err)
 	}
 	m := &Manager{
-		rt:          cfg.Runtime,
-		store:       cfg.Store,
-		templates:   cfg.Templates,
-		log:         cfg.Logger,
-		clock:       cfg.Clock,
-		metrics:     met,
-		defTO:       cfg.DefaultTimeout,
-		maxTO:       cfg.MaxTimeout,
-		defDiskMB:   cfg.DefaultDiskMB,
-		keep:        cfg.KeepOnClose,
-		reaped:      cfg.Reaped,
-		interceptCA: cfg.InterceptCA,
-		stop:        make(chan struct{}),
-		watcherDone: make(chan struct{}),
-		sandboxes:   map[string]*entry{},
-		teams:       map[string]*teamUse{},
-		teamLabels:  map[string]struct{}{},
-		host:        newHostUse(cfg.Host),
+		rt:            cfg.Runtime,
+		store:         cfg.Store,
+		templates:     cfg.Templates,
+		log:           cfg.Logger,
+		clock:         cfg.Clock,
+		metrics:       met,
+		defTO:         cfg.DefaultTimeout,
+		maxTO:         cfg.MaxTimeout,
+		defDiskMB:     cfg.DefaultDiskMB,
+		egressCeiling: cfg.EgressCeiling,
+		keep:          cfg.KeepOnClose,
+		reaped:        cfg.Reaped,
+		interceptCA:   cfg.InterceptCA,
+		stop:          make(chan struct{}),
+		watcherDone:   make(chan struct{}),
+		sandboxes:     map[string]*entry{},
+		teams:         map[string]*teamUse{},
+		teamLabels:    map[string]struct{}{},
+		host:          newHostUse(cfg.Host),
 	}
 	m.poolBudget, m.poolParallel = max(0, cfg.WarmPoolMemory), cfg.WarmPoolParallel
 	m.poolWake = make(chan struct{}, 1)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,38 +13,61 @@ import (
 )
 
 // Network is E2B's network.allowOut and denyOut for one sandbox, as the
-// client gave them: IP addresses and CIDR ranges. An address in AllowOut
+// client gave them: IP addresses, CIDR ranges and, in AllowOut only,
+// domain names ("example.com", "*.example.com"). An entry in AllowOut
 // gets out even when DenyOut covers it.
 type Network struct {
 	AllowOut []string
 	DenyOut  []string
+	// Limits are the sandbox's own bandwidth and connection limits (a
+	// sandpit extension at create), within Config.EgressCeiling; zero
+	// fields take the runtime's defaults. Updates keep them.
+	Limits runtime.EgressLimits
 }
 
-// Empty reports whether n narrows nothing.
+// Empty reports whether n narrows nothing: it has no rules (its Limits
+// do not count).
 func (n *Network) Empty() bool { return n == nil || len(n.AllowOut)+len(n.DenyOut) == 0 }
+
+// limited reports whether n has limits of its own.
+func (n *Network) limited() bool { return n != nil && n.Limits != (runtime.EgressLimits{}) }
 
 func (n *Network) clone() *Network {
 	if n == nil {
 		return nil
 	}
-	return &Network{AllowOut: slices.Clone(n.AllowOut), DenyOut: slices.Clone(n.DenyOut)}
+	return &Network{AllowOut: slices.Clone(n.AllowOut), DenyOut: slices.Clone(n.DenyOut), Limits: n.Limits}
+}
+
+// checkLimits refuses limits past the ceiling (zero fields: none).
+func checkLimits(l, ceiling runtime.EgressLimits) error {
+	if ceiling.Rate > 0 && l.Rate > ceiling.Rate {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("sandpitNetworkLimits.egressBytesPerSecond %d is over this server's maximum of %d", l.Rate, ceiling.Rate))
+	}
+	if ceiling.Conns > 0 && l.Conns > ceiling.Conns {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("sandpitNetworkLimits.maxConnections %d is over this server's maximum of %d", l.Conns, ceiling.Conns))
+	}
+	return nil
 }
 
 var allTraffic = netip.MustParsePrefix("0.0.0.0/0")
 
 // policy turns n into the runtime's terms; offline denies everything n
 // does not allow, as allowInternetAccess=false does beside a network
-// config on E2B. Domain names are refused: sandpit filters by address
-// only. IPv6 entries are accepted and change nothing, since sandboxes
-// have no IPv6 way out at all.
+// config on E2B. Domain names are allowed in allowOut only, as on E2B:
+// a name is matched on what a connection asks for (TLS SNI, HTTP Host),
+// which a deny could not hold against a client that leaves it out. IPv6
+// entries are accepted and change nothing, since sandboxes have no IPv6
+// way out at all.
 func (n *Network) policy(offline bool) (runtime.EgressPolicy, error) {
 	var p runtime.EgressPolicy
 	if n != nil {
+		p.Limits = n.Limits
 		var err error
-		if p.Allow, err = prefixes("allowOut", n.AllowOut); err != nil {
+		if p.Allow, p.Names, err = parseRules("allowOut", n.AllowOut, true); err != nil {
 			return p, err
 		}
-		if p.Deny, err = prefixes("denyOut", n.DenyOut); err != nil {
+		if p.Deny, _, err = parseRules("denyOut", n.DenyOut, false); err != nil {
 			return p, err
 		}
 	}
@@ -53,8 +77,11 @@ func (n *Network) policy(offline bool) (runtime.EgressPolicy, error) {
 	return p, nil
 }
 
-func prefixes(field string, entries []string) ([]netip.Prefix, error) {
+// parseRules splits entries into address ranges and domain names; names
+// are an error unless namesOK.
+func parseRules(field string, entries []string, namesOK bool) ([]netip.Prefix, []string, error) {
 	var out []netip.Prefix
+	var names []string
 	for _, s := range entries {
 		s = strings.TrimSpace(s)
 		var p netip.Prefix
@@ -68,16 +95,50 @@ func prefixes(field string, entries []string) ([]netip.Prefix, error) {
 			}
 		}
 		if err != nil {
-			if strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ*") && !strings.Contains(s, ":") {
-				return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network.%s: %q is a domain name; sandpit filters by IP address and CIDR range only", field, s))
+			if !strings.Contains(s, "/") && strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ*") && !strings.Contains(s, ":") {
+				if !namesOK {
+					return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network.%s: %q is a domain name; domain names are allowed in allowOut only (denyOut takes IP addresses and CIDR ranges; deny everything with 0.0.0.0/0 and allow the names you want)", field, s))
+				}
+				name, nerr := DomainRule(s)
+				if nerr != nil {
+					return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network.%s: %q: %v", field, s, nerr))
+				}
+				names = append(names, name)
+				continue
 			}
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network.%s: %q is not an IP address or CIDR range", field, s))
+			return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network.%s: %q is not an IP address, CIDR range or domain name", field, s))
 		}
 		if p.Addr().Is4() {
 			out = append(out, p.Masked())
 		}
 	}
-	return out, nil
+	return out, names, nil
+}
+
+// DomainRule checks an allowOut domain entry and returns its normal form
+// (lower case, no trailing dot): a DNS name of letters, digits and
+// hyphens, or one with a leading "*." that matches its subdomains at any
+// depth. A bare "*" and wildcards elsewhere are refused.
+func DomainRule(s string) (string, error) {
+	name := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+	host := strings.TrimPrefix(name, "*.")
+	if host == "" || len(host) > 253 {
+		return "", errors.New("want a domain name such as example.com or *.example.com")
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", errors.New("want a domain name such as example.com or *.example.com")
+		}
+		for _, c := range label {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+				if c == '*' {
+					return "", errors.New("a wildcard is allowed only as the first label (*.example.com)")
+				}
+				return "", errors.New("want a domain name such as example.com or *.example.com")
+			}
+		}
+	}
+	return name, nil
 }
 
 // UpdateNetwork replaces a running sandbox's network rules (E2B's PUT
@@ -89,6 +150,14 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	e, ok := m.sandboxes[id]
 	var online, stopped bool
 	if ok {
+		// The rules change; the sandbox's own limits stay.
+		if old := e.info.Network; old.limited() {
+			n = n.clone()
+			if n == nil {
+				n = &Network{}
+			}
+			n.Limits = old.Limits
+		}
 		online = e.info.AllowInternet
 		// Paused keeping its filesystem only, it has no link to apply
 		// rules to: its next boot applies what is recorded.
@@ -103,7 +172,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 		return m.count(err)
 	}
 	if !online {
-		if len(p.Allow) == 0 && !allowInternet {
+		if len(p.Allow)+len(p.Names) == 0 && !allowInternet {
 			return nil // offline already
 		}
 		return m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s was created without internet access; create it with allowInternetAccess true to change its network rules", id)))
@@ -121,7 +190,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	m.mu.Lock()
 	if e, ok := m.sandboxes[id]; ok {
 		e.info.Network = n.clone()
-		if n.Empty() {
+		if n.Empty() && !n.limited() {
 			e.info.Network = nil
 		}
 		e.info.InternetBlocked = !allowInternet

@@ -213,7 +213,7 @@ func infoFromRecord(rec store.SandboxRecord) Info {
 		info.Metadata = map[string]string{}
 	}
 	if n := rec.Network; n != nil {
-		info.Network = &Network{AllowOut: n.AllowOut, DenyOut: n.DenyOut}
+		info.Network = &Network{AllowOut: n.AllowOut, DenyOut: n.DenyOut, Limits: runtime.EgressLimits{Rate: n.EgressRate, Conns: n.EgressConns}}
 	}
 	return info
 }
@@ -223,7 +223,7 @@ func storedNetwork(n *Network) *store.SandboxNetwork {
 	if n == nil {
 		return nil
 	}
-	return &store.SandboxNetwork{AllowOut: n.AllowOut, DenyOut: n.DenyOut}
+	return &store.SandboxNetwork{AllowOut: n.AllowOut, DenyOut: n.DenyOut, EgressRate: n.Limits.Rate, EgressConns: n.Limits.Conns}
 }
 
 // TemplatesInUse returns what every sandbox the Manager holds was made

@@ -154,4 +154,8 @@ type TrafficRule struct {
 type SandboxNetwork struct {
 	AllowOut []string `json:"allowOut,omitempty"`
 	DenyOut  []string `json:"denyOut,omitempty"`
+	// EgressRate (bytes/s) and EgressConns are the sandbox's own limits
+	// (sandpitNetworkLimits at create); zero: the daemon's defaults.
+	EgressRate  uint64 `json:"egressRate,omitempty"`
+	EgressConns int    `json:"egressConns,omitempty"`
 }

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/sandboxlog"
@@ -206,7 +205,8 @@ func (r *Runtime) Adopt(ctx context.Context, a runtime.Adoption) (_ *runtime.San
 			return nil, fmt.Errorf("adopting %s: it has a network link and this runtime has no egress", id)
 		}
 		link := r.cfg.Egress.Link(idx)
-		if err := r.cfg.Egress.Adopt(link, egress.Policy{Allow: a.Egress.Allow, Deny: a.Egress.Deny}); err != nil {
+		link.Pid = pid
+		if err := r.cfg.Egress.Adopt(link, egressPolicy(id, a.Egress)); err != nil {
 			return nil, fmt.Errorf("adopting %s: %w", id, err)
 		}
 		b.link = &link

@@ -389,8 +389,8 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
 			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
 		}
-		if p := spec.Egress; len(p.Allow)+len(p.Deny) > 0 {
-			if err := r.cfg.Egress.SetPolicy(link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Limits != (runtime.EgressLimits{}) {
+			if err := r.cfg.Egress.SetPolicy(link, egressPolicy(spec.ID, p)); err != nil {
 				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
 			}
 		}
@@ -692,10 +692,16 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 	if link == nil {
 		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s has no internet access to narrow: it was created offline (allowInternetAccess false)", id))
 	}
-	if err := r.cfg.Egress.SetPolicy(*link, egress.Policy{Allow: p.Allow, Deny: p.Deny}); err != nil {
+	if err := r.cfg.Egress.SetPolicy(*link, egressPolicy(id, p)); err != nil {
 		return fmt.Errorf("setting the egress policy of %s: %w", id, err)
 	}
 	return nil
+}
+
+// egressPolicy is p in egress's terms, for sandbox id.
+func egressPolicy(id string, p runtime.EgressPolicy) egress.Policy {
+	return egress.Policy{Allow: p.Allow, Deny: p.Deny, Names: p.Names, Sandbox: id,
+		Limits: egress.Limits{Rate: p.Limits.Rate, Conns: p.Limits.Conns}}
 }
 
 // Kill stops a sandbox and releases everything it held. See runtime.Runtime.
