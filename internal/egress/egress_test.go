@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -169,5 +170,63 @@ func TestEnsureRestoresTableAndPolicies(t *testing.T) {
 	rules, err := c.GetRules(tb, &nftables.Chain{Name: policyChain(l), Table: tb})
 	if err != nil || len(rules) != 1 {
 		t.Fatalf("policy chain after restore: %d rules, %v", len(rules), err)
+	}
+}
+
+// Every table filters every sandbox link, so each lets DNS through to the
+// nameservers of every daemon on the host: a table that knew only its own
+// rejected another daemon's private resolver (a 10.x host resolver beside a
+// test daemon's --dns), and that daemon's sandboxes could resolve nothing.
+func TestNameserversSharedByEveryTable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("installing nftables rules needs root")
+	}
+	if err := KernelSupport(); err != nil {
+		t.Skipf("the kernel lacks nf_tables: %v", err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type daemon struct {
+		pool netip.Prefix
+		ns   []netip.Addr
+	}
+	a := daemon{netip.MustParsePrefix("10.247.0.0/16"), []netip.Addr{netip.MustParseAddr("10.255.255.53")}}
+	b := daemon{netip.MustParsePrefix("10.248.0.0/16"), []netip.Addr{netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("10.9.9.9")}}
+	for _, d := range []daemon{a, b} {
+		t.Cleanup(func() {
+			c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(d.pool, d.ns)})
+			_ = c.Flush()
+		})
+		if _, err := installRules(d.pool, d.ns); err != nil {
+			t.Fatalf("installRules(%s): %v", d.pool, err)
+		}
+	}
+	// Again, as a restarted daemon (or the Keep loop) does: nothing fails
+	// on elements that are there already.
+	if _, err := installRules(a.pool, a.ns); err != nil {
+		t.Fatalf("installRules again: %v", err)
+	}
+	for _, d := range []daemon{a, b} {
+		tb := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(d.pool, d.ns)}
+		set, err := c.GetSetByName(tb, nameserverSet)
+		if err != nil {
+			t.Fatalf("table of %s: %v", d.pool, err)
+		}
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[netip.Addr]bool{}
+		for _, el := range els {
+			addr, _ := netip.AddrFromSlice(el.Key)
+			got[addr] = true
+		}
+		for _, want := range append(slices.Clone(a.ns), b.ns...) {
+			if !got[want] {
+				t.Errorf("the table of %s lets no DNS through to %s (has %v)", d.pool, want, got)
+			}
+		}
 	}
 }

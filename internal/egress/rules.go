@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -16,7 +18,7 @@ import (
 
 // rulesVersion changes whenever the rules below change, so a daemon never
 // trusts a table an older sandpit left.
-const rulesVersion = "2"
+const rulesVersion = "3"
 
 // Denied are the IPv4 ranges no sandbox may reach: "this" network,
 // private ranges (which hold the pool, so other sandboxes too), shared
@@ -57,10 +59,27 @@ func HostTableName(pool netip.Prefix) string {
 
 func versionPrefix() string { return tablePrefix + "v" + rulesVersion + "_" }
 
+// nameserverSet holds the addresses sandboxes may send DNS to: those of
+// every daemon whose table is on the host (see installRules).
+const nameserverSet = "nameservers"
+
+// addrElements makes set elements of IPv4 addresses.
+func addrElements(as []netip.Addr) []nftables.SetElement {
+	els := make([]nftables.SetElement, 0, len(as))
+	for _, a := range as {
+		if a.Is4() {
+			b := a.As4()
+			els = append(els, nftables.SetElement{Key: b[:]})
+		}
+	}
+	return els
+}
+
 // policyMap maps a sandbox link's name to a jump to its policy chain.
 const policyMap = "policies"
 
-// installRules creates the table for pool unless it is there already. Its
+// installRules creates the table for pool unless it is there already, and
+// adds ns to the nameservers every table lets DNS through to. Its
 // rules match sandbox links by name prefix, so they never change as
 // sandboxes come and go:
 //
@@ -89,13 +108,51 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 	// it. Tables of this version for other pools stay (another daemon's);
 	// every table filters every sandbox link alike, so none of them
 	// going away ever leaves a link unfiltered while this one stands.
+	//
+	// Because every table filters every link, each must also let DNS
+	// through to every daemon's nameservers: a table that knew only its
+	// own would reject, as a private address, the resolver of a daemon
+	// configured otherwise (a 10.x host resolver beside a test's --dns).
+	// So each table holds the union, in its nameservers set: ours go into
+	// every table there is, and a new table starts with all of theirs.
+	exists := false
+	union := map[netip.Addr]bool{}
+	for _, a := range ns {
+		union[a] = true
+	}
 	for _, t := range tables {
 		switch {
-		case t.Name == name:
-			return false, nil
 		case strings.HasPrefix(t.Name, tablePrefix) && !strings.HasPrefix(t.Name, versionPrefix()):
 			c.DelTable(t)
+			continue
+		case !strings.HasPrefix(t.Name, versionPrefix()):
+			continue
 		}
+		exists = exists || t.Name == name
+		set, err := c.GetSetByName(t, nameserverSet)
+		if err != nil {
+			return false, fmt.Errorf("reading the nameservers of nftables table %s: %w", t.Name, err)
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			return false, fmt.Errorf("reading the nameservers of nftables table %s: %w", t.Name, err)
+		}
+		for _, el := range elems {
+			if a, ok := netip.AddrFromSlice(el.Key); ok {
+				union[a.Unmap()] = true
+			}
+		}
+		if len(ns) > 0 {
+			if err := c.SetAddElements(set, addrElements(ns)); err != nil {
+				return false, fmt.Errorf("adding nameservers to nftables table %s: %w", t.Name, err)
+			}
+		}
+	}
+	if exists {
+		if err := c.Flush(); err != nil {
+			return false, fmt.Errorf("adding nameservers to the nftables tables: %w", err)
+		}
+		return false, nil
 	}
 
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
@@ -127,10 +184,15 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 
 	rule(out, replies(), verdict(expr.VerdictAccept))
 	rule(out, notIPv4(), reject())
-	for _, a := range ns {
-		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			rule(out, daddrIn(netip.PrefixFrom(a, 32)), l4proto(proto), dport(53), verdict(expr.VerdictAccept))
-		}
+	nameservers := &nftables.Set{Table: t, Name: nameserverSet, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(nameservers, addrElements(slices.Collect(maps.Keys(union)))); err != nil {
+		return false, fmt.Errorf("adding the nameservers set: %w", err)
+	}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		rule(out, isIPv4(), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Lookup{SourceRegister: 1, SetName: nameservers.Name, SetID: nameservers.ID},
+		}, l4proto(proto), dport(53), verdict(expr.VerdictAccept))
 	}
 	for _, p := range append([]netip.Prefix{pool}, Denied...) {
 		rule(out, daddrIn(p), reject())
