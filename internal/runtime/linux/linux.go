@@ -700,7 +700,7 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 
 // egressPolicy is p in egress's terms, for sandbox id.
 func egressPolicy(id string, p runtime.EgressPolicy) egress.Policy {
-	return egress.Policy{Allow: p.Allow, Deny: p.Deny, Names: p.Names, Sandbox: id,
+	return egress.Policy{Allow: p.Allow, Deny: p.Deny, Names: p.Names, Intercept: p.Intercept, Sandbox: id,
 		Limits: egress.Limits{Rate: p.Limits.Rate, Conns: p.Limits.Conns}}
 }
 
