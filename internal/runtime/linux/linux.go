@@ -389,7 +389,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
 			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
 		}
-		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Limits != (runtime.EgressLimits{}) {
+		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Intercept || p.Limits != (runtime.EgressLimits{}) {
 			if err := r.cfg.Egress.SetPolicy(link, egressPolicy(spec.ID, p)); err != nil {
 				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
 			}
