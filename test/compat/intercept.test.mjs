@@ -178,3 +178,32 @@ test('rules apply without allowOut, and rules added or removed by updateNetwork 
     net.stop()
   }
 })
+
+test('a restarted daemon applies the rules of a sandbox without allowOut that it takes over', async () => {
+  const net = await startInternet()
+  const args = ['--dns', webAddr, '--intercept-upstream-ca', net.caFile, '--warm-pool', 'off']
+  let first, second
+  try {
+    first = await startServer({ name: 'intercept-restart-1', keepDataDir: true, extraArgs: args })
+    useSdkEnv(first)
+    const value = 'sk-restart-' + Date.now()
+    await Secret.create('api-key', value)
+    const sbx = await Sandbox.create({
+      network: { rules: { 'api.secret.test': [{ transform: { headers: { Authorization: `Bearer ${Secret.fill('api-key')}` } } }] } },
+      timeoutMs: 300_000,
+    })
+    assert.equal(await run(sbx, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`)
+    await first.stop()
+    second = await startServer({ name: 'intercept-restart-2', keepDataDir: true, dataDir: first.dataDir, apiKey: first.apiKey, extraArgs: args })
+    useSdkEnv(second)
+    const again = await Sandbox.connect(sbx.sandboxId)
+    assert.equal(await run(again, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`, 'injected after the restart')
+    assert.equal(await run(again, 'curl -s -m 10 http://api.secret.test/'), `http api.secret.test auth=Bearer ${value}\n`, 'injected after the restart')
+    await again.kill()
+  } finally {
+    await second?.stop().catch(() => {})
+    if (first && !first.exited) await first.stop().catch(() => {})
+    if (first) rmSync(first.dataDir, { recursive: true, force: true })
+    net.stop()
+  }
+})
