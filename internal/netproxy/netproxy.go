@@ -24,8 +24,8 @@
 //
 // # Interception hook
 //
-// Config.Intercept, when set, is called after a name matched and before
-// the plain relay, with the client connection (its reads replay the
+// Config.Intercept, when set, is called for an allowed connection that
+// asked for a name, before the plain relay, with the client connection (its reads replay the
 // bytes the proxy peeked first) and a dial func that connects to the
 // name under the same checks. It returns handled=true when it served the
 // connection itself (TLS interception, header injection); the proxy then
