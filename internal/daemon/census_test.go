@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandpit-dev/sandpit/internal/egress"
+	"github.com/sandpit-dev/sandpit/internal/intercept"
+	"github.com/sandpit-dev/sandpit/internal/secrets"
 )
 
 // census counts what one daemon holds on the host, by kind: each entry
@@ -335,9 +337,10 @@ func (s hostScope) cgroups(c census) {
 // killed its sandboxes must have removed; the directories themselves
 // stay.
 // The state dirs' uid-base records say which uid ranges their sandboxes
-// use, for the next start: state, as the database is.
+// use, for the next start: state, as the database is; so are the
+// interception CA and the secrets key, made once for the daemon's life.
 var storeFiles = []string{"sandpit.db", "sandpit.db-wal", "sandpit.db-shm", "api-key", "templates", "sandboxes", "builds",
-	"sandboxes/uid-base", "builds/uid-base"}
+	"sandboxes/uid-base", "builds/uid-base", intercept.CAKeyFile, intercept.CACertFile, secrets.KeyFile}
 
 // isDiskImage reports whether rel is an empty disk image
 // ("sandboxes/ext4-1024m.img"), kept as a store; spares are not.

@@ -345,6 +345,7 @@ func (d *Daemon) newEgress() *egress.Egress {
 		Refuse:      []netip.Prefix{d.cfg.EgressPool},
 		Refused:     d.auditEgressRefusal,
 		Intercept:   d.interceptHook,
+		Intercepts:  d.hasRules,
 		Logger:      d.log,
 	})
 	eg, err := egress.New(egress.Config{Pool: d.cfg.EgressPool, Nameservers: ns, Proxy: d.netproxy,

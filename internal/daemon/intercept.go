@@ -90,3 +90,13 @@ func (d *Daemon) interceptHook(ctx context.Context, sandboxID, name string, port
 	}
 	return d.intercept.Intercept(ctx, sandboxID, name, port, client, dial)
 }
+
+// hasRules is the egress proxy's Intercepts: whether sandbox id has any
+// network rules, so the proxy peeks its connections only then.
+func (d *Daemon) hasRules(id string) bool {
+	if d.manager == nil {
+		return false
+	}
+	t, ok := d.manager.Traffic(id)
+	return ok && len(t.Rules) > 0
+}

@@ -55,8 +55,8 @@ type Config struct {
 	// is one, gets accept rules for sandbox links (see docker.go).
 	// Default: DockerTable, Docker's; tests name one of their own.
 	DockerTable string
-	// Proxy serves the TCP of sandboxes whose Policy names domains (see
-	// redirect.go). Nil: a Policy with Names is an error.
+	// Proxy serves the TCP of sandboxes whose Policy names domains or
+	// has Intercept (see redirect.go). Nil: such a Policy is an error.
 	Proxy Proxy
 	// Limits bound every sandbox's way out where its Policy's Limits
 	// leave a field zero.
@@ -105,6 +105,11 @@ type Policy struct {
 	// whatever Deny says. Where something is denied, they send the
 	// sandbox's TCP through the Proxy.
 	Names []string
+	// Intercept: the sandbox has network rules (E2B's header transforms)
+	// that the Proxy applies, so its TCP goes through the Proxy whatever
+	// the addresses and names allow, as E2B applies rules regardless of
+	// allowOut. What the policy allows is unchanged.
+	Intercept bool
 	// Sandbox names the sandbox for the proxy's logs and hooks.
 	Sandbox string
 	// Limits override Config.Limits field by field for this sandbox.
@@ -113,7 +118,7 @@ type Policy struct {
 
 // Empty reports whether p changes nothing.
 func (p Policy) Empty() bool {
-	return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 && p.Limits.Zero()
+	return len(p.Allow) == 0 && len(p.Deny) == 0 && len(p.Names) == 0 && !p.Intercept && p.Limits.Zero()
 }
 
 // Link is one sandbox's connection: Host is the host-side interface, and

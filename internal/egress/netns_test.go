@@ -120,3 +120,70 @@ func TestRedirectInReplaces(t *testing.T) {
 		t.Error("the limits table outlived a zero limit")
 	}
 }
+
+// fakeProxy counts the routes it serves and the ones closed.
+type fakeProxy struct{ served, closed int }
+
+type fakeRoute struct {
+	p  *fakeProxy
+	ln *net.TCPListener
+}
+
+func (p *fakeProxy) Serve(ln *net.TCPListener, _ Policy) Route {
+	p.served++
+	return fakeRoute{p: p, ln: ln}
+}
+
+func (r fakeRoute) Update(Policy) {}
+func (r fakeRoute) Close() error  { r.p.closed++; return r.ln.Close() }
+
+// TestRoutingFollowsPolicy: a sandbox is routed through the proxy while
+// its policy has names that a deny makes matter, or network rules
+// (Intercept, whatever allowOut says), and an update that removes them
+// all ends the routing.
+func TestRoutingFollowsPolicy(t *testing.T) {
+	pid := inNewNetns(t)
+	pool := netip.MustParsePrefix("10.252.0.0/16") // a table of its own, removed below
+	ns := []netip.Addr{netip.MustParseAddr("10.255.255.53")}
+	px := &fakeProxy{}
+	e, err := New(Config{Pool: pool, Nameservers: ns, Proxy: px})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := nftables.New()
+	t.Cleanup(func() {
+		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: e.table})
+		_ = c.Flush()
+	})
+	l := e.link(9)
+	l.Pid = pid
+	all := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	steps := []struct {
+		what   string
+		p      Policy
+		routed bool
+	}{
+		{"names under a deny", Policy{Names: []string{"example.com"}, Deny: all}, true},
+		{"every name and rule removed", Policy{}, false},
+		{"network rules with allow-all", Policy{Intercept: true}, true},
+		{"rules removed, a deny kept", Policy{Deny: all}, false},
+		{"names without a deny", Policy{Names: []string{"example.com"}}, false},
+		{"rules beside names", Policy{Names: []string{"example.com"}, Intercept: true}, true},
+		{"all removed", Policy{}, false},
+	}
+	for _, s := range steps {
+		if err := e.SetPolicy(l, s.p); err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		e.mu.Lock()
+		_, routed := e.proxied[l.Index]
+		e.mu.Unlock()
+		table := rulesIn(t, pid, redirectTable) != nil
+		if routed != s.routed || table != s.routed {
+			t.Errorf("%s: routed %v, redirect table %v; want %v", s.what, routed, table, s.routed)
+		}
+	}
+	if px.served != 3 || px.closed != 3 {
+		t.Errorf("the proxy served %d routes and closed %d, want 3 and 3", px.served, px.closed)
+	}
+}

@@ -12,8 +12,9 @@ import (
 
 // SetPolicy replaces the policy of a sandbox's link; an empty one removes
 // it. It takes effect for new connections at once. A policy with Names
-// and something denied also sends the sandbox's TCP through the Proxy
-// (redirect.go); l.Pid must then name the sandbox's process.
+// and something denied, or with Intercept, also sends the sandbox's TCP
+// through the Proxy (redirect.go); l.Pid must then name the sandbox's
+// process.
 func (e *Egress) SetPolicy(l Link, p Policy) error {
 	for _, pf := range append(append([]netip.Prefix(nil), p.Allow...), p.Deny...) {
 		if !pf.Addr().Is4() {

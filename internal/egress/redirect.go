@@ -13,8 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A sandbox whose Policy names domains has its outbound TCP redirected to
-// a Proxy that reads the name each connection asks for. The redirect and
+// A sandbox whose Policy names domains (or has network rules) has its
+// outbound TCP redirected to a Proxy that reads the name each connection
+// asks for. The redirect and
 // the proxy's listening socket both live inside the sandbox's own network
 // namespace: a table there turns every outbound TCP connection (but DNS to
 // the nameservers and loopback) into one to 127.0.0.1:PORT, where a socket
@@ -57,8 +58,9 @@ type proxied struct {
 const redirectTable = "sandpit_redirect"
 
 // proxiedBy reports whether p sends a sandbox's TCP through the proxy:
-// names matter only where something is denied that they could rescue.
-func proxiedBy(p Policy) bool { return len(p.Names) > 0 && len(p.Deny) > 0 }
+// names matter only where something is denied that they could rescue,
+// and network rules always (the proxy applies them).
+func proxiedBy(p Policy) bool { return p.Intercept || len(p.Names) > 0 && len(p.Deny) > 0 }
 
 // setRedirect starts, updates or ends the redirect of l's TCP to the
 // proxy, as p asks.
@@ -74,10 +76,10 @@ func (e *Egress) setRedirect(l Link, p Policy) error {
 		cur.route.Update(p)
 		return nil
 	case want && e.proxy == nil:
-		return fmt.Errorf("policy for %s names domains and this daemon has no egress proxy", l.Host)
+		return fmt.Errorf("policy for %s names domains or has network rules and this daemon has no egress proxy", l.Host)
 	case want:
 		if l.Pid <= 0 {
-			return fmt.Errorf("policy for %s names domains and the link has no sandbox process", l.Host)
+			return fmt.Errorf("policy for %s names domains or has network rules and the link has no sandbox process", l.Host)
 		}
 		ln, err := listenIn(l.Pid)
 		if err != nil {

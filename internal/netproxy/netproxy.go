@@ -24,8 +24,8 @@
 //
 // # Interception hook
 //
-// Config.Intercept, when set, is called after a name matched and before
-// the plain relay, with the client connection (its reads replay the
+// Config.Intercept, when set, is called for an allowed connection that
+// asked for a name, before the plain relay, with the client connection (its reads replay the
 // bytes the proxy peeked first) and a dial func that connects to the
 // name under the same checks. It returns handled=true when it served the
 // connection itself (TLS interception, header injection); the proxy then
@@ -33,10 +33,13 @@
 // With handled=false it must not have read from the client, and the proxy
 // relays as usual. Nil means plain relay always.
 //
-// With the hook set, connections the address alone allows are peeked too
-// (so the hook sees their names), for at most ServerFirstWait: a protocol
-// where the server speaks first (SSH, SMTP) is relayed after that wait,
-// by address.
+// The hook also sees connections the address alone allows (a sandbox
+// with network rules and no names in allowOut is routed here for them):
+// those are peeked too, for at most ServerFirstWait, and a protocol where
+// the server speaks first (SSH, SMTP) is relayed after that wait, by
+// address. Config.Intercepts spares the sandboxes without rules that
+// wait. For such connections the hook's dial connects to the name (to
+// the addresses of it the policy allows), not to the address dialled.
 package netproxy
 
 import (
@@ -81,6 +84,12 @@ type Config struct {
 	Refuse []netip.Prefix
 	// Intercept: see the package doc.
 	Intercept InterceptFunc
+	// Intercepts, when set, tells whether Intercept may handle any
+	// connection of a sandbox (it has network rules). For a sandbox it
+	// says no to, the proxy peeks only connections whose address does
+	// not decide them, so a protocol where the server speaks first does
+	// not wait ServerFirstWait. Nil: Intercept may handle any.
+	Intercepts func(sandboxID string) bool
 	// Refused is told of every refused connection; it must not block.
 	Refused func(Refusal)
 	Logger  *slog.Logger
@@ -358,9 +367,10 @@ func (r *route) serve(c *net.TCPConn) {
 		return
 	}
 	addrOK, _ := pol.address(dst.Addr())
+	hook := r.p.intercepts(pol.sandbox)
 	var name string
 	var peeked []byte
-	if !addrOK || r.p.cfg.Intercept != nil {
+	if !addrOK || hook {
 		name, peeked = r.peek(c, addrOK)
 	}
 	dial, by, ref := r.decide(pol, dst, name)
@@ -369,9 +379,17 @@ func (r *route) serve(c *net.TCPConn) {
 		return
 	}
 
-	if by == "name" && r.p.cfg.Intercept != nil {
+	if hook && name != "" {
+		// The hook gets the name dialled, never the address the sandbox
+		// chose, so a sandbox that points a ruled name at its own host
+		// (curl --resolve) cannot have the rule's headers sent there.
+		// Allowed by address only, the name's addresses must be too.
+		hookDial := dial
+		if by == "address" {
+			hookDial = func(ctx context.Context) (net.Conn, error) { return r.p.dialNameWhere(ctx, name, dst.Port(), pol) }
+		}
 		client := &replayConn{TCPConn: c, pending: peeked}
-		handled, err := r.p.cfg.Intercept(r.ctx, pol.sandbox, name, int(dst.Port()), client, dial)
+		handled, err := r.p.cfg.Intercept(r.ctx, pol.sandbox, name, int(dst.Port()), client, hookDial)
 		if handled || err != nil {
 			if err != nil {
 				r.p.log.Info("egress proxy interception ended", "sandbox_id", pol.sandbox, "name", name, "err", err)
@@ -564,13 +582,37 @@ func (p *Proxy) dial(ctx context.Context, hostport string) (net.Conn, error) {
 	return c, nil
 }
 
+// intercepts reports whether Config.Intercept may want the connections
+// of sandbox id.
+func (p *Proxy) intercepts(id string) bool {
+	return p.cfg.Intercept != nil && (p.cfg.Intercepts == nil || p.cfg.Intercepts(id))
+}
+
 // dialName connects to name:port, trying each IPv4 address the proxy's
 // resolver gives (from its cache when fresh) in turn; each is checked
 // just before its socket connects.
 func (p *Proxy) dialName(ctx context.Context, name string, port uint16) (net.Conn, error) {
+	return p.dialNameWhere(ctx, name, port, nil)
+}
+
+// dialNameWhere is dialName for a name pol does not allow, which gets
+// out only to addresses pol allows (nil: any).
+func (p *Proxy) dialNameWhere(ctx context.Context, name string, port uint16, pol *rules) (net.Conn, error) {
 	addrs, err := p.lookup(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if pol != nil {
+		var ok []netip.Addr
+		for _, a := range addrs {
+			if allowed, _ := pol.address(a); allowed {
+				ok = append(ok, a)
+			}
+		}
+		if len(ok) == 0 {
+			return nil, fmt.Errorf("%s resolves to %v, which this sandbox's denyOut refuses", name, addrs)
+		}
+		addrs = ok
 	}
 	var first error
 	for _, a := range addrs {

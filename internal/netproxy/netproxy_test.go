@@ -392,3 +392,93 @@ func TestProxyRefusesDirectAndTooMany(t *testing.T) {
 		t.Errorf("refusal %+v", r)
 	}
 }
+
+// A sandbox with network rules and no names (allow-all) is routed here
+// for its rules: the hook sees connections the address allows, and its
+// dial goes to the name, never to the address the sandbox chose, and only
+// where denyOut lets the name's addresses out.
+func TestProxyInterceptAllowedByAddress(t *testing.T) {
+	up := upstream(t)
+	called := make(chan string, 2)
+	intercept := func(ctx context.Context, sandboxID, name string, port int, client net.Conn, dial func(context.Context) (net.Conn, error)) (bool, error) {
+		called <- sandboxID + " " + name
+		upc, err := dial(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer upc.Close()
+		req, err := http.ReadRequest(bufio.NewReader(client))
+		if err != nil {
+			return true, err
+		}
+		req.Host = "rewritten"
+		if err := req.Write(upc); err != nil {
+			return true, err
+		}
+		_, err = io.Copy(client, upc)
+		return true, err
+	}
+	// The sandbox dialled an address where nothing listens: relayed by
+	// address, the request would fail.
+	nowhere := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), up.Port())
+	h := newHarness(t, egress.Policy{Sandbox: "sb8", Intercept: true}, nowhere, nil, intercept)
+	body, err := h.get("localhost")
+	if err != nil || body != "upstream saw rewritten" {
+		t.Fatalf("allow-all with rules: %q %v", body, err)
+	}
+	if c := <-called; c != "sb8 localhost" {
+		t.Errorf("intercept called for %q", c)
+	}
+
+	// denyOut holds for the name's addresses too.
+	h.route.Update(egress.Policy{Sandbox: "sb8", Intercept: true, Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	if body, err := h.get("localhost"); err == nil {
+		t.Fatalf("a name resolving into denyOut got %q", body)
+	}
+	<-called
+}
+
+// The proxy asks Config.Intercepts first: a sandbox without rules whose
+// connection the address allows is not peeked, so a server that speaks
+// first is answered at once, not after the peek's wait.
+func TestProxyNoPeekWithoutRules(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "SSH-2.0-test\r\n")
+			c.Close()
+		}
+	}()
+	dst := netip.MustParseAddrPort(ln.Addr().String())
+	intercept := func(ctx context.Context, sandboxID, name string, port int, client net.Conn, dial func(context.Context) (net.Conn, error)) (bool, error) {
+		return false, nil
+	}
+	asked := make(chan string, 4)
+	slowPeek := func(p *Proxy) {
+		p.cfg.PeekTimeout, p.cfg.ServerFirstWait = time.Hour, time.Hour
+		p.cfg.Intercepts = func(id string) bool { asked <- id; return false }
+	}
+	h := newHarness(t, egress.Policy{Sandbox: "sb9", Names: []string{"example.com"}, Allow: []netip.Prefix{netip.PrefixFrom(dst.Addr(), 32)}, Deny: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, dst, nil, intercept, slowPeek)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Far below the hour a peek would wait, far above any load.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	banner, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || banner != "SSH-2.0-test\r\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	if id := <-asked; id != "sb9" {
+		t.Errorf("Intercepts asked about %q", id)
+	}
+}

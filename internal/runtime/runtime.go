@@ -64,6 +64,10 @@ type EgressPolicy struct {
 	// them routes the sandbox's TCP through a proxy that reads the name a
 	// connection asks for (TLS SNI, HTTP Host).
 	Names []string
+	// Intercept: the sandbox has network rules (header transforms) that
+	// the runtime's proxy applies, so its TCP goes through that proxy
+	// whatever Allow, Deny and Names say. It allows nothing more.
+	Intercept bool
 	// Limits override the runtime's default limits field by field.
 	Limits EgressLimits
 }

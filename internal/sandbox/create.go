@@ -97,11 +97,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		}
 	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
-	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty())
+	traffic, err := newTraffic(&req)
 	if err != nil {
 		return Info{}, err
 	}
-	traffic, err := newTraffic(&req)
+	egress, err := req.Network.policy(!req.AllowInternetAccess && !req.Network.Empty(), m.intercepts(traffic))
 	if err != nil {
 		return Info{}, err
 	}

@@ -113,7 +113,7 @@ func (m *Manager) resume(ctx context.Context, id string, how resumeHow) (bool, e
 	}
 	fsOnly := e.info.PausedFilesystemOnly
 	recipe := e.boot
-	recipe.spec.Egress, _ = e.info.Network.policy(e.info.InternetBlocked) // valid: it was applied before
+	recipe.spec.Egress, _ = e.info.Network.policy(e.info.InternetBlocked, m.intercepts(e.info.Traffic)) // valid: it was applied before
 	token := e.info.AccessToken
 	m.mu.Unlock()
 

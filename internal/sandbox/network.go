@@ -58,9 +58,10 @@ var allTraffic = netip.MustParsePrefix("0.0.0.0/0")
 // a name is matched on what a connection asks for (TLS SNI, HTTP Host),
 // which a deny could not hold against a client that leaves it out. IPv6
 // entries are accepted and change nothing, since sandboxes have no IPv6
-// way out at all.
-func (n *Network) policy(offline bool) (runtime.EgressPolicy, error) {
-	var p runtime.EgressPolicy
+// way out at all. intercept says the sandbox has network rules the
+// runtime's proxy applies (Manager.intercepts).
+func (n *Network) policy(offline, intercept bool) (runtime.EgressPolicy, error) {
+	p := runtime.EgressPolicy{Intercept: intercept}
 	if n != nil {
 		p.Limits = n.Limits
 		var err error
@@ -148,7 +149,7 @@ func DomainRule(s string) (string, error) {
 func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allowInternet bool) error {
 	m.mu.Lock()
 	e, ok := m.sandboxes[id]
-	var online, stopped bool
+	var online, stopped, intercept bool
 	if ok {
 		// The rules change; the sandbox's own limits stay.
 		if old := e.info.Network; old.limited() {
@@ -159,6 +160,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 			n.Limits = old.Limits
 		}
 		online = e.info.AllowInternet
+		intercept = m.intercepts(e.info.Traffic)
 		// Paused keeping its filesystem only, it has no link to apply
 		// rules to: its next boot applies what is recorded.
 		stopped = e.info.State == StatePaused && e.info.PausedFilesystemOnly
@@ -167,7 +169,7 @@ func (m *Manager) UpdateNetwork(ctx context.Context, id string, n *Network, allo
 	if !ok {
 		return m.count(notFound(id))
 	}
-	p, err := n.policy(!allowInternet)
+	p, err := n.policy(!allowInternet, intercept)
 	if err != nil {
 		return m.count(err)
 	}

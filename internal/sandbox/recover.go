@@ -101,7 +101,7 @@ func (m *Manager) adopt(ctx context.Context, rec store.SandboxRecord) error {
 	var policy runtime.EgressPolicy
 	if info.AllowInternet {
 		var err error
-		if policy, err = info.Network.policy(info.InternetBlocked); err != nil {
+		if policy, err = info.Network.policy(info.InternetBlocked, m.intercepts(info.Traffic)); err != nil {
 			return fmt.Errorf("network rules of %s: %w", rec.ID, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/store"
 	"github.com/sandpit-dev/sandpit/internal/template/agentexec"
 )
@@ -155,7 +156,10 @@ func (m *Manager) Traffic(id string) (t Traffic, ok bool) {
 }
 
 // SetRules replaces a running sandbox's network rules (E2B's
-// updateNetwork with rules; nil clears them).
+// updateNetwork with rules; nil clears them). Rules where there were none
+// install the interception CA in the sandbox (its HTTPS to their hosts
+// would not verify otherwise), which needs it running, and send its
+// traffic through the runtime's proxy; clearing them ends that.
 func (m *Manager) SetRules(ctx context.Context, id string, rules map[string][]Rule) error {
 	rules, err := CheckRules(rules)
 	if err != nil {
@@ -166,6 +170,43 @@ func (m *Manager) SetRules(ctx context.Context, id string, rules map[string][]Ru
 	}
 	m.mu.Lock()
 	e, ok := m.sandboxes[id]
+	var had, want, running, online, stopped, blocked bool
+	var socket, token string
+	var network *Network
+	if ok {
+		had, want = m.intercepts(e.info.Traffic), len(m.interceptCA) > 0 && len(rules) > 0
+		running = e.info.State == StateRunning
+		online, blocked, network = e.info.AllowInternet, e.info.InternetBlocked, e.info.Network.clone()
+		stopped = e.info.State == StatePaused && e.info.PausedFilesystemOnly
+		socket, token = e.route.socket, e.route.token
+	}
+	m.mu.Unlock()
+	if !ok {
+		return m.count(notFound(id))
+	}
+	if want && !had {
+		if !running {
+			return m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused: resume it before adding network rules, which install the interception CA in it", id)))
+		}
+		if err := installCA(ctx, socket, token, m.interceptCA); err != nil {
+			return m.count(fmt.Errorf("installing the interception CA in sandbox %s: %w", id, err))
+		}
+	}
+	if want != had && online && !stopped {
+		p, err := network.policy(blocked, want)
+		if err != nil {
+			return m.count(err)
+		}
+		setter, ok := m.rt.(runtime.EgressSetter)
+		if !ok {
+			return m.count(errdefs.New(errdefs.ErrUnavailable, "this runtime cannot change network rules of a running sandbox"))
+		}
+		if err := setter.SetEgress(ctx, id, p); err != nil {
+			return m.count(err)
+		}
+	}
+	m.mu.Lock()
+	e, ok = m.sandboxes[id]
 	var stored *Traffic
 	if ok {
 		t := e.info.Traffic.clone()
@@ -283,8 +324,12 @@ func (m *Manager) needsCA(t *Traffic) bool {
 	return len(m.interceptCA) > 0 && t != nil && len(t.Rules) > 0
 }
 
-// installCA writes the CA certificate into a new sandbox's trust store,
-// as root, through its agent. The certificate is public: nothing secret
+// intercepts reports whether the runtime's proxy must see the traffic of
+// a sandbox with t, to apply its rules: the same sandboxes as needsCA.
+func (m *Manager) intercepts(t *Traffic) bool { return m.needsCA(t) }
+
+// installCA writes the CA certificate into a sandbox's trust store, as
+// root, through its agent: at create, or when rules are added later. The certificate is public: nothing secret
 // enters the sandbox.
 func installCA(ctx context.Context, socket, token string, certPEM []byte) error {
 	pem := strings.TrimSpace(string(certPEM))
@@ -294,7 +339,8 @@ func installCA(ctx context.Context, socket, token string, certPEM []byte) error 
 	script := "set -e\n" +
 		"mkdir -p " + path.Dir(caCertPath) + " " + path.Dir(caBundlePath) + "\n" +
 		"cat > " + caCertPath + " <<'SANDPIT_CA'\n" + pem + "\nSANDPIT_CA\n" +
-		"cat " + caCertPath + " >> " + caBundlePath + "\n"
+		// Once only: rules added to a running sandbox install it again.
+		"grep -qxF \"$(sed -n 2p " + caCertPath + ")\" " + caBundlePath + " 2>/dev/null || cat " + caCertPath + " >> " + caBundlePath + "\n"
 	c := agentexec.New(socket, token)
 	defer c.Close()
 	var out strings.Builder

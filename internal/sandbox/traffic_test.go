@@ -88,3 +88,31 @@ func TestCreateRefusesBadTrafficSettings(t *testing.T) {
 		}
 	}
 }
+
+// Rules added to a sandbox created without any need the interception CA
+// installed in it, which a paused sandbox cannot take: that update is a
+// conflict, and nothing changes (its traffic is not routed for rules).
+func TestAddingRulesToPausedSandboxConflicts(t *testing.T) {
+	e := newEnvConfig(t, fake.Options{}, templates(), func(c *sandbox.Config) {
+		c.InterceptCA = []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	})
+	ctx := t.Context()
+	sb := e.create(t, sandbox.CreateRequest{Timeout: 10 * time.Minute, AllowInternetAccess: true})
+	if err := e.m.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string][]sandbox.Rule{"api.example.com": {{Headers: map[string]string{"X-K": "v"}}}}
+	if err := e.m.SetRules(ctx, sb.ID, rules); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("adding rules to a paused sandbox: %v, want a conflict", err)
+	}
+	if tr, _ := e.m.Traffic(sb.ID); len(tr.Rules) != 0 {
+		t.Errorf("the refused rules were kept: %+v", tr.Rules)
+	}
+	if spec, _ := e.rt.Spec(sb.ID); spec.Egress.Intercept {
+		t.Error("the refused rules route the sandbox through the proxy")
+	}
+	// Clearing (no rules to add) is fine paused.
+	if err := e.m.SetRules(ctx, sb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+}

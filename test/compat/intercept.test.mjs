@@ -132,3 +132,78 @@ test('a rule injects a secret header into HTTPS and HTTP requests to its host, o
     net.stop()
   }
 })
+
+test('rules apply without allowOut, and rules added or removed by updateNetwork take effect on a running sandbox', async () => {
+  const net = await startInternet()
+  let server
+  try {
+    server = await startServer({ name: 'intercept-rules', extraArgs: ['--dns', webAddr, '--intercept-upstream-ca', net.caFile] })
+    useSdkEnv(server)
+    const value = 'sk-allowall-' + Date.now()
+    await Secret.create('api-key', value)
+    const rules = { 'api.secret.test': [{ transform: { headers: { Authorization: `Bearer ${Secret.fill('api-key')}` } } }] }
+
+    // Rules and no allowOut (every address allowed): E2B applies the
+    // rules all the same.
+    const open = track(server, await Sandbox.create({ network: { rules } }))
+    assert.equal(await run(open, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`)
+    assert.equal(await run(open, 'curl -s -m 10 http://api.secret.test/'), `http api.secret.test auth=Bearer ${value}\n`)
+    // Hosts no rule names still go out as they are.
+    assert.equal(await run(open, 'curl -s -m 10 -k -H "Authorization: mine" https://other.secret.test/'), 'https other.secret.test auth=mine\n')
+
+    // Created without rules: the upstream's own certificate, which the
+    // sandbox does not trust, and no header.
+    const later = track(server, await Sandbox.create())
+    assert.match(await run(later, 'curl -s -m 10 https://api.secret.test/; echo " curl=$?"'), /curl=60/)
+    assert.equal(await run(later, 'curl -s -m 10 http://api.secret.test/'), 'http api.secret.test auth=-\n')
+    // Rules added to the running sandbox: its trust store gets the CA,
+    // so HTTPS to the ruled host verifies, and the header is injected.
+    await later.updateNetwork({ rules })
+    assert.equal(await run(later, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`)
+    assert.equal(await run(later, 'curl -s -m 10 http://api.secret.test/'), `http api.secret.test auth=Bearer ${value}\n`)
+    // Added twice, the CA is in the bundle once.
+    await later.updateNetwork({})
+    await later.updateNetwork({ rules })
+    assert.equal((await run(later, 'grep -c "BEGIN CERTIFICATE" /usr/local/share/ca-certificates/sandpit-intercept.crt')).trim(), '1')
+    assert.equal((await run(later, `grep -cxF "$(sed -n 2p /usr/local/share/ca-certificates/sandpit-intercept.crt)" /etc/ssl/certs/ca-certificates.crt`)).trim(), '1')
+    // Removed: the sandbox's requests go out untouched again.
+    await later.updateNetwork({})
+    assert.equal(await run(later, 'curl -s -m 10 -k -H "Authorization: mine" https://api.secret.test/'), 'https api.secret.test auth=mine\n')
+    assert.match(await run(later, 'curl -sv -k -m 10 https://api.secret.test/ 2>&1 | grep -i "issuer:"'), /intercept test CA/)
+    assert.equal(await run(later, 'curl -s -m 10 http://api.secret.test/'), 'http api.secret.test auth=-\n')
+    const seen = await run(later, "env; cat /proc/*/environ 2>/dev/null | tr '\\\\0' '\\\\n'; grep -rs sk-allowall /etc /tmp /home /root || true")
+    assert.ok(!seen.includes(value), 'the secret is in the sandbox')
+  } finally {
+    await server?.stop().catch(() => {})
+    net.stop()
+  }
+})
+
+test('a restarted daemon applies the rules of a sandbox without allowOut that it takes over', async () => {
+  const net = await startInternet()
+  const args = ['--dns', webAddr, '--intercept-upstream-ca', net.caFile, '--warm-pool', 'off']
+  let first, second
+  try {
+    first = await startServer({ name: 'intercept-restart-1', keepDataDir: true, extraArgs: args })
+    useSdkEnv(first)
+    const value = 'sk-restart-' + Date.now()
+    await Secret.create('api-key', value)
+    const sbx = await Sandbox.create({
+      network: { rules: { 'api.secret.test': [{ transform: { headers: { Authorization: `Bearer ${Secret.fill('api-key')}` } } }] } },
+      timeoutMs: 300_000,
+    })
+    assert.equal(await run(sbx, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`)
+    await first.stop()
+    second = await startServer({ name: 'intercept-restart-2', keepDataDir: true, dataDir: first.dataDir, apiKey: first.apiKey, extraArgs: args })
+    useSdkEnv(second)
+    const again = await Sandbox.connect(sbx.sandboxId)
+    assert.equal(await run(again, 'curl -s -m 10 https://api.secret.test/'), `https api.secret.test auth=Bearer ${value}\n`, 'injected after the restart')
+    assert.equal(await run(again, 'curl -s -m 10 http://api.secret.test/'), `http api.secret.test auth=Bearer ${value}\n`, 'injected after the restart')
+    await again.kill()
+  } finally {
+    await second?.stop().catch(() => {})
+    if (first && !first.exited) await first.stop().catch(() => {})
+    if (first) rmSync(first.dataDir, { recursive: true, force: true })
+    net.stop()
+  }
+})

@@ -389,7 +389,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
 			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
 		}
-		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Limits != (runtime.EgressLimits{}) {
+		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Intercept || p.Limits != (runtime.EgressLimits{}) {
 			if err := r.cfg.Egress.SetPolicy(link, egressPolicy(spec.ID, p)); err != nil {
 				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
 			}
@@ -700,7 +700,7 @@ func (r *Runtime) SetEgress(ctx context.Context, id string, p runtime.EgressPoli
 
 // egressPolicy is p in egress's terms, for sandbox id.
 func egressPolicy(id string, p runtime.EgressPolicy) egress.Policy {
-	return egress.Policy{Allow: p.Allow, Deny: p.Deny, Names: p.Names, Sandbox: id,
+	return egress.Policy{Allow: p.Allow, Deny: p.Deny, Names: p.Names, Intercept: p.Intercept, Sandbox: id,
 		Limits: egress.Limits{Rate: p.Limits.Rate, Conns: p.Limits.Conns}}
 }
 
