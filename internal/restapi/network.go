@@ -96,6 +96,12 @@ func (s *server) UpdateSandboxNetwork(w http.ResponseWriter, r *http.Request, id
 		s.writeError(w, r, err)
 		return
 	}
+	// Refuse what SetRules would refuse before UpdateNetwork changes
+	// anything: a refused update changes nothing.
+	if err := s.cfg.Manager.CheckSetRules(id, rules); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	n := &sandbox.Network{AllowOut: derefSlice(body.AllowOut), DenyOut: derefSlice(body.DenyOut)}
 	if err := s.cfg.Manager.UpdateNetwork(r.Context(), id, n, allowInternet(body.AllowInternetAccess)); err != nil {
 		s.writeError(w, r, err)

@@ -43,6 +43,8 @@ type Sandboxes interface {
 	UpdateNetwork(ctx context.Context, id string, n *sandbox.Network, allowInternet bool) error
 	// SetRules replaces a sandbox's network rules (header transforms).
 	SetRules(ctx context.Context, id string, rules map[string][]sandbox.Rule) error
+	// CheckSetRules says whether SetRules would refuse, changing nothing.
+	CheckSetRules(id string, rules map[string][]sandbox.Rule) error
 	// Owner is the team of a sandbox that runs, is paused, or ended
 	// lately.
 	Owner(id string) (team string, ok bool)

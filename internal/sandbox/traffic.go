@@ -155,6 +155,30 @@ func (m *Manager) Traffic(id string) (t Traffic, ok bool) {
 	return Traffic{}, true
 }
 
+// CheckSetRules reports, without changing anything, whether SetRules(id,
+// rules) would be refused for the rules or the sandbox's state, so that
+// an update carrying other changes too can refuse before making any.
+func (m *Manager) CheckSetRules(id string, rules map[string][]Rule) error {
+	rules, err := CheckRules(rules)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.sandboxes[id]
+	if !ok {
+		return notFound(id)
+	}
+	if len(m.interceptCA) > 0 && len(rules) > 0 && !m.intercepts(e.info.Traffic) && e.info.State != StateRunning {
+		return pausedForRules(id)
+	}
+	return nil
+}
+
+func pausedForRules(id string) error {
+	return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused: resume it before adding network rules, which install the interception CA in it", id))
+}
+
 // SetRules replaces a running sandbox's network rules (E2B's
 // updateNetwork with rules; nil clears them). Rules where there were none
 // install the interception CA in the sandbox (its HTTPS to their hosts
@@ -186,7 +210,7 @@ func (m *Manager) SetRules(ctx context.Context, id string, rules map[string][]Ru
 	}
 	if want && !had {
 		if !running {
-			return m.count(errdefs.New(errdefs.ErrConflict, fmt.Sprintf("sandbox %s is paused: resume it before adding network rules, which install the interception CA in it", id)))
+			return m.count(pausedForRules(id))
 		}
 		if err := installCA(ctx, socket, token, m.interceptCA); err != nil {
 			return m.count(fmt.Errorf("installing the interception CA in sandbox %s: %w", id, err))
