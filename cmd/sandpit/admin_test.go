@@ -80,7 +80,8 @@ func TestTeamsCLI(t *testing.T) {
 	if !strings.Contains(out, "created team acme") {
 		t.Errorf("create said %q", out)
 	}
-	mustRun(t, "teams", "--data-dir", dir, "--max-memory-mb", "2048", "create", "beta")
+	mustRun(t, "teams", "--data-dir", dir, "--max-memory-mb", "2048", "--max-egress-rate", "1MiB",
+		"--max-egress-conns", "16", "create", "beta")
 
 	out = mustRun(t, "teams", "list", "--data-dir", dir)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -92,7 +93,7 @@ func TestTeamsCLI(t *testing.T) {
 	if got := strings.Join(acmeRow[2:10], " "); acmeRow[0] != "acme" || got != "3 0.5 - 24h - - - -" {
 		t.Errorf("acme row = %q, want limits 3 0.5 - 24h and - for the unset ones", lines[1])
 	}
-	if !strings.Contains(lines[2], "2048 MB") || !strings.HasPrefix(lines[3], "default") {
+	if !strings.Contains(lines[2], "2048 MB") || !strings.Contains(lines[2], "1MiB/s") || !strings.HasPrefix(lines[3], "default") {
 		t.Errorf("teams list:\n%s", out)
 	}
 
@@ -108,10 +109,13 @@ func TestTeamsCLI(t *testing.T) {
 		MaxMemoryMB          int     `json:"max_memory_mb"`
 		MaxDiskMB            int     `json:"max_disk_mb"`
 		MaxTemplateStorageMB int     `json:"max_template_storage_mb"`
+		MaxEgressRate        int64   `json:"max_egress_rate"`
+		MaxEgressConns       int     `json:"max_egress_conns"`
 	}
 	ts := jsonLines[teamLine](t, mustRun(t, "teams", "--json", "list", "--data-dir", dir))
 	if len(ts) != 3 || ts[0].Name != "acme" || ts[0].MaxSandboxes != 3 || ts[0].MaxLifetimeSeconds != 86400 ||
-		ts[0].CreatesPerSecond != 0.5 || ts[1].MaxMemoryMB != 2048 || ts[2].Name != "default" {
+		ts[0].CreatesPerSecond != 0.5 || ts[1].MaxMemoryMB != 2048 || ts[2].Name != "default" ||
+		ts[1].MaxEgressRate != 1<<20 || ts[1].MaxEgressConns != 16 || ts[0].MaxEgressRate != 0 {
 		t.Errorf("teams list --json = %+v", ts)
 	}
 	if _, err := time.Parse(time.RFC3339, ts[0].CreatedAt); err != nil {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
@@ -28,17 +29,19 @@ LIMITS (unset or 0: no limit):
   --max-memory-mb N             memory per sandbox
   --max-disk-mb N               disk per sandbox
   --max-template-storage-mb N   the team's template layers and uploads together
+  --max-egress-rate R           egress bandwidth per sandbox, bytes/s each way, e.g. 10MiB
+  --max-egress-conns N          outside TCP connections per sandbox at once
 
 Every command takes --data-dir DIR (the daemon's; it may be running).
 --json prints one JSON object a line with the fields id, name, created_at
 (RFC 3339), max_sandboxes, creates_per_second, create_burst,
 max_lifetime_seconds, max_cpus, max_memory_mb, max_disk_mb,
-max_template_storage_mb; 0 is no limit.
+max_template_storage_mb, max_egress_rate, max_egress_conns; 0 is no limit.
 `
 
 // limitFlags are the flags that set a team's limits.
 var limitFlags = []string{"max-sandboxes", "creates-per-second", "create-burst", "max-lifetime",
-	"max-cpus", "max-memory-mb", "max-disk-mb", "max-template-storage-mb"}
+	"max-cpus", "max-memory-mb", "max-disk-mb", "max-template-storage-mb", "max-egress-rate", "max-egress-conns"}
 
 // teams manages teams and their limits in the daemon's database.
 func teams(args []string, stdout io.Writer) error {
@@ -58,6 +61,9 @@ func teams(args []string, stdout io.Writer) error {
 	fs.IntVar(&l.MaxMemoryMB, "max-memory-mb", 0, "")
 	fs.IntVar(&l.MaxDiskMB, "max-disk-mb", 0, "")
 	fs.IntVar(&l.MaxTemplateStorageMB, "max-template-storage-mb", 0, "")
+	var egressRate config.Bytes
+	fs.Var(&egressRate, "max-egress-rate", "")
+	fs.IntVar(&l.MaxEgressConns, "max-egress-conns", 0, "")
 	asJSON := fs.Bool("json", false, "")
 	verb, rest, err := c.parse(args, stdout)
 	if errors.Is(err, errHelp) {
@@ -66,6 +72,7 @@ func teams(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	l.MaxEgressRate = int64(egressRate)
 	if verb == "list" {
 		if len(rest) != 0 {
 			return fmt.Errorf("usage: sandpit teams list [--json]")
@@ -136,6 +143,10 @@ func teams(args []string, stdout io.Writer) error {
 				nl.MaxDiskMB = l.MaxDiskMB
 			case "max-template-storage-mb":
 				nl.MaxTemplateStorageMB = l.MaxTemplateStorageMB
+			case "max-egress-rate":
+				nl.MaxEgressRate = l.MaxEgressRate
+			case "max-egress-conns":
+				nl.MaxEgressConns = l.MaxEgressConns
 			}
 		}
 		t, err = st.SetTeamLimits(ctx, t.ID, nl)
@@ -181,6 +192,8 @@ func limitsDetail(l store.Limits) string {
 	add("max_memory_mb", l.MaxMemoryMB, l.MaxMemoryMB == 0)
 	add("max_disk_mb", l.MaxDiskMB, l.MaxDiskMB == 0)
 	add("max_template_storage_mb", l.MaxTemplateStorageMB, l.MaxTemplateStorageMB == 0)
+	add("max_egress_rate", l.MaxEgressRate, l.MaxEgressRate == 0)
+	add("max_egress_conns", l.MaxEgressConns, l.MaxEgressConns == 0)
 	if len(parts) == 0 {
 		return "no limits"
 	}
@@ -189,17 +202,21 @@ func limitsDetail(l store.Limits) string {
 
 func printTeams(w io.Writer, ts []store.Team) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tID\tSANDBOXES\tCREATES/S\tBURST\tLIFETIME\tCPUS\tMEMORY\tDISK\tTEMPLATES\tCREATED")
+	fmt.Fprintln(tw, "NAME\tID\tSANDBOXES\tCREATES/S\tBURST\tLIFETIME\tCPUS\tMEMORY\tDISK\tTEMPLATES\tEGRESS\tCONNS\tCREATED")
 	for _, t := range ts {
 		l := t.Limits
 		lifetime := "-"
 		if l.MaxLifetime != 0 {
 			lifetime = humanDuration(l.MaxLifetime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.ID,
+		egress := "-"
+		if l.MaxEgressRate != 0 {
+			egress = config.Bytes(l.MaxEgressRate).String() + "/s"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.ID,
 			orDash(l.MaxSandboxes, ""), orDash(l.CreatesPerSecond, ""), orDash(l.CreateBurst, ""), lifetime,
 			orDash(l.MaxCPUs, ""), orDash(l.MaxMemoryMB, " MB"), orDash(l.MaxDiskMB, " MB"),
-			orDash(l.MaxTemplateStorageMB, " MB"), timeOrDash(t.CreatedAt))
+			orDash(l.MaxTemplateStorageMB, " MB"), egress, orDash(l.MaxEgressConns, ""), timeOrDash(t.CreatedAt))
 	}
 	return tw.Flush()
 }
@@ -217,6 +234,8 @@ type teamJSON struct {
 	MaxMemoryMB          int     `json:"max_memory_mb"`
 	MaxDiskMB            int     `json:"max_disk_mb"`
 	MaxTemplateStorageMB int     `json:"max_template_storage_mb"`
+	MaxEgressRate        int64   `json:"max_egress_rate"`
+	MaxEgressConns       int     `json:"max_egress_conns"`
 }
 
 func printTeamsJSON(w io.Writer, ts []store.Team) error {
@@ -228,6 +247,7 @@ func printTeamsJSON(w io.Writer, ts []store.Team) error {
 			MaxSandboxes: l.MaxSandboxes, CreatesPerSecond: l.CreatesPerSecond, CreateBurst: l.CreateBurst,
 			MaxLifetimeSeconds: l.MaxLifetime.Seconds(), MaxCPUs: l.MaxCPUs, MaxMemoryMB: l.MaxMemoryMB,
 			MaxDiskMB: l.MaxDiskMB, MaxTemplateStorageMB: l.MaxTemplateStorageMB,
+			MaxEgressRate: l.MaxEgressRate, MaxEgressConns: l.MaxEgressConns,
 		}); err != nil {
 			return err
 		}

@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		},
 		WarmPoolMemory: int64(cfg.WarmPoolMemory),
 		EgressCeiling:  egressCeiling(cfg),
+		EgressDefault:  runtime.EgressLimits{Rate: uint64(cfg.EgressRate), Conns: cfg.EgressMaxConns},
 	})
 	if err != nil {
 		return nil, err

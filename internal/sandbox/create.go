@@ -96,6 +96,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 			return Info{}, err
 		}
 	}
+	if req.Network, err = teamEgress(req.Team, req.Network, m.egressDefault); err != nil {
+		return Info{}, err
+	}
 	online := req.AllowInternetAccess || !req.Network.Empty()
 	traffic, err := newTraffic(&req)
 	if err != nil {

@@ -61,6 +61,9 @@ type Config struct {
 	// EgressCeiling bounds the limits a create may ask for in
 	// Network.Limits; zero fields bound nothing.
 	EgressCeiling runtime.EgressLimits
+	// EgressDefault are the limits the runtime gives a sandbox that asks
+	// for none (zero fields: unbounded); a team's maximum lowers them.
+	EgressDefault runtime.EgressLimits
 	// Clock defaults to the wall clock.
 	Clock Clock
 	// Snapshots, when set, keeps snapshots and fork layers
@@ -107,7 +110,8 @@ type Manager struct {
 	defDiskMB int
 	// egressCeiling is Config.EgressCeiling.
 	egressCeiling runtime.EgressLimits
-	keep          bool // Config.KeepOnClose
+	egressDefault runtime.EgressLimits // Config.EgressDefault
+	keep          bool                 // Config.KeepOnClose
 	reaped        func(ctx context.Context, rec store.SandboxRecord, why error)
 	// interceptCA is Config.InterceptCA.
 	interceptCA []byte
@@ -235,6 +239,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		maxTO:         cfg.MaxTimeout,
 		defDiskMB:     cfg.DefaultDiskMB,
 		egressCeiling: cfg.EgressCeiling,
+		egressDefault: cfg.EgressDefault,
 		keep:          cfg.KeepOnClose,
 		reaped:        cfg.Reaped,
 		interceptCA:   cfg.InterceptCA,

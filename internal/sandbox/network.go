@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
+	"github.com/sandpit-dev/sandpit/internal/store"
 )
 
 // Network is E2B's network.allowOut and denyOut for one sandbox, as the
@@ -37,6 +38,45 @@ func (n *Network) clone() *Network {
 		return nil
 	}
 	return &Network{AllowOut: slices.Clone(n.AllowOut), DenyOut: slices.Clone(n.DenyOut), Limits: n.Limits}
+}
+
+// teamEgress holds n's limits to team t's maximum: asking for more is
+// refused, and a limit left to the server's default (def) is set to the
+// team's maximum where the default is higher or unbounded. It returns n,
+// or a copy of it with the limits set.
+func teamEgress(t store.Team, n *Network, def runtime.EgressLimits) (*Network, error) {
+	maxRate, maxConns := uint64(max(t.Limits.MaxEgressRate, 0)), t.Limits.MaxEgressConns
+	if maxRate == 0 && maxConns == 0 {
+		return n, nil
+	}
+	var l runtime.EgressLimits
+	if n != nil {
+		l = n.Limits
+	}
+	switch {
+	case maxRate > 0 && l.Rate > maxRate:
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf(
+			"sandpitNetworkLimits.egressBytesPerSecond %d is over team %q's maximum of %d (max-egress-rate)", l.Rate, t.Name, maxRate))
+	case maxConns > 0 && l.Conns > maxConns:
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf(
+			"sandpitNetworkLimits.maxConnections %d is over team %q's maximum of %d (max-egress-conns)", l.Conns, t.Name, maxConns))
+	}
+	want := l
+	if maxRate > 0 && want.Rate == 0 && (def.Rate == 0 || def.Rate > maxRate) {
+		want.Rate = maxRate
+	}
+	if maxConns > 0 && want.Conns == 0 && (def.Conns == 0 || def.Conns > maxConns) {
+		want.Conns = maxConns
+	}
+	if want == l {
+		return n, nil
+	}
+	c := n.clone()
+	if c == nil {
+		c = &Network{}
+	}
+	c.Limits = want
+	return c, nil
 }
 
 // checkLimits refuses limits past the ceiling (zero fields: none).

@@ -270,6 +270,10 @@ func migrations() []string {
 		updated_at INTEGER NOT NULL
 	);
 	CREATE UNIQUE INDEX secrets_name ON secrets(team_id, name);`,
+		// A team's ceiling on its sandboxes' egress bandwidth and
+		// connections.
+		`ALTER TABLE teams ADD COLUMN max_egress_rate INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE teams ADD COLUMN max_egress_conns INTEGER NOT NULL DEFAULT 0;`,
 	}
 }
 

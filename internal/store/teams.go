@@ -29,6 +29,11 @@ type Limits struct {
 	// MaxTemplateStorageMB bounds the total size of the team's template
 	// layers and uploads.
 	MaxTemplateStorageMB int
+	// MaxEgressRate (bytes per second, each way) and MaxEgressConns bound
+	// what a create may ask for in sandpitNetworkLimits, and lower the
+	// server's defaults for the team's sandboxes when those are higher.
+	MaxEgressRate  int64
+	MaxEgressConns int
 }
 
 // Team owns keys, sandboxes, templates and uploads. A team sees and acts
@@ -141,6 +146,8 @@ func checkLimits(l Limits) error {
 		{"max memory", int64(l.MaxMemoryMB)},
 		{"max disk", int64(l.MaxDiskMB)},
 		{"max template storage", int64(l.MaxTemplateStorageMB)},
+		{"max egress rate", l.MaxEgressRate},
+		{"max egress connections", int64(l.MaxEgressConns)},
 	} {
 		if f.v < 0 {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("%s must not be negative (0 means no limit)", f.name))
@@ -154,7 +161,7 @@ func checkLimits(l Limits) error {
 
 // teamColumns are a team's columns in a query that calls the teams table t.
 const teamColumns = `t.id, t.name, t.max_sandboxes, t.creates_per_second, t.create_burst, t.max_lifetime,
-	t.max_cpus, t.max_memory_mb, t.max_disk_mb, t.max_template_storage_mb, t.created_at`
+	t.max_cpus, t.max_memory_mb, t.max_disk_mb, t.max_template_storage_mb, t.max_egress_rate, t.max_egress_conns, t.created_at`
 
 // scanTeam scans a row whose columns are before, then teamColumns.
 func scanTeam(r scanner, before ...any) (Team, error) {
@@ -162,7 +169,8 @@ func scanTeam(r scanner, before ...any) (Team, error) {
 	var lifetime, created int64
 	dest := append(before,
 		&t.ID, &t.Name, &t.Limits.MaxSandboxes, &t.Limits.CreatesPerSecond, &t.Limits.CreateBurst, &lifetime,
-		&t.Limits.MaxCPUs, &t.Limits.MaxMemoryMB, &t.Limits.MaxDiskMB, &t.Limits.MaxTemplateStorageMB, &created)
+		&t.Limits.MaxCPUs, &t.Limits.MaxMemoryMB, &t.Limits.MaxDiskMB, &t.Limits.MaxTemplateStorageMB,
+		&t.Limits.MaxEgressRate, &t.Limits.MaxEgressConns, &created)
 	if err := r.Scan(dest...); err != nil {
 		return Team{}, err
 	}
@@ -212,10 +220,12 @@ func (s *SQLite) CreateTeam(ctx context.Context, name string, l Limits) (Team, e
 		return Team{}, errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("team %q already exists", name))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO teams (id, name, max_sandboxes, creates_per_second, create_burst,
-		max_lifetime, max_cpus, max_memory_mb, max_disk_mb, max_template_storage_mb, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		max_lifetime, max_cpus, max_memory_mb, max_disk_mb, max_template_storage_mb,
+		max_egress_rate, max_egress_conns, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, l.MaxSandboxes, l.CreatesPerSecond, l.CreateBurst, int64(l.MaxLifetime),
-		l.MaxCPUs, l.MaxMemoryMB, l.MaxDiskMB, l.MaxTemplateStorageMB, t.CreatedAt.UnixNano()); err != nil {
+		l.MaxCPUs, l.MaxMemoryMB, l.MaxDiskMB, l.MaxTemplateStorageMB,
+		l.MaxEgressRate, l.MaxEgressConns, t.CreatedAt.UnixNano()); err != nil {
 		return Team{}, fmt.Errorf("creating team %s: %w", name, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -265,9 +275,11 @@ func (s *SQLite) SetTeamLimits(ctx context.Context, nameOrID string, l Limits) (
 		return Team{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE teams SET max_sandboxes = ?, creates_per_second = ?, create_burst = ?,
-		max_lifetime = ?, max_cpus = ?, max_memory_mb = ?, max_disk_mb = ?, max_template_storage_mb = ? WHERE id = ?`,
+		max_lifetime = ?, max_cpus = ?, max_memory_mb = ?, max_disk_mb = ?, max_template_storage_mb = ?,
+		max_egress_rate = ?, max_egress_conns = ? WHERE id = ?`,
 		l.MaxSandboxes, l.CreatesPerSecond, l.CreateBurst, int64(l.MaxLifetime),
-		l.MaxCPUs, l.MaxMemoryMB, l.MaxDiskMB, l.MaxTemplateStorageMB, t.ID); err != nil {
+		l.MaxCPUs, l.MaxMemoryMB, l.MaxDiskMB, l.MaxTemplateStorageMB,
+		l.MaxEgressRate, l.MaxEgressConns, t.ID); err != nil {
 		return Team{}, fmt.Errorf("setting limits of team %s: %w", t.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
