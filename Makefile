@@ -38,6 +38,7 @@ run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)
 
 test: setup-test build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
+	test/compat/run.sh --install # Go tests drive the pinned SDKs too
 	go test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-race test-fuzz tidy-check
 	test/compat/run.sh

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the official E2B SDK compatibility tests against a real `sandpit serve`.
 # Usage: test/compat/run.sh [test files...]   (default: every *.test.mjs)
+#        test/compat/run.sh --install         only install the pinned packages
+#                                             (Go tests drive them too)
 # Env:   SANDPIT_BIN  server binary (default <repo>/bin/sandpit; build it first:
 #                     make build)
 set -euo pipefail
@@ -26,6 +28,9 @@ installed() {
   fi
 ) 9>.work/npm.lock
 
+if [ "${1:-}" = --install ]; then
+  exit 0
+fi
 if [ "$#" -gt 0 ]; then
   files=("$@")
 else

@@ -28,6 +28,9 @@ func main() {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "")
 	dataDir := fs.String("data-dir", os.TempDir(), "")
+	// The harness stops throwaway servers' sandboxes with them; these
+	// stand-ins end with the process anyway.
+	_ = fs.Bool("kill-on-stop", false, "")
 	_ = fs.Parse(os.Args[2:])
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
