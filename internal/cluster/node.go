@@ -1,0 +1,260 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultLeaseDuration is how long a node counts as alive after its last
+// renewal: the grace period before its sandboxes are reported gone.
+const DefaultLeaseDuration = 15 * time.Second
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	Client *Client
+	// Name is the node's name: its Lease's, its SandboxNode's and the
+	// value of NodeLabel on its Sandboxes.
+	Name string
+	// Address is host:port the API replicas reach the node's daemon on.
+	Address      string
+	MaxSandboxes int
+	// LeaseDuration defaults to DefaultLeaseDuration; the node renews
+	// three times per duration, and reports its capacity as often.
+	LeaseDuration time.Duration
+	// Sandboxes counts the sandboxes the node holds.
+	Sandboxes func(ctx context.Context) (int, error)
+	// Exists reports whether the node holds sandbox id: Sandboxes whose
+	// sandbox is gone (it timed out, or the node restarted after a reboot)
+	// are deleted.
+	Exists func(ctx context.Context, id string) (bool, error)
+	Logger *slog.Logger
+}
+
+// Node keeps one node's Lease and capacity fresh and its Sandboxes true.
+type Node struct {
+	cfg NodeConfig
+	log *slog.Logger
+}
+
+// NewNode returns the agent of node cfg.Name.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Client == nil || cfg.Name == "" || cfg.Address == "" || cfg.Sandboxes == nil || cfg.Exists == nil {
+		return nil, errors.New("cluster node: Client, Name, Address, Sandboxes and Exists are required")
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Node{cfg: cfg, log: log.With("node", cfg.Name)}, nil
+}
+
+// Register announces the node: its SandboxNode (created, or its address
+// updated), a first capacity report and a renewed Lease. After it, the
+// node takes placements.
+func (n *Node) Register(ctx context.Context) error {
+	c := n.cfg.Client
+	sn, err := c.GetNode(ctx, n.cfg.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		sn, err = c.CreateNode(ctx, &SandboxNode{
+			ObjectMeta: metav1.ObjectMeta{Name: n.cfg.Name},
+			Spec:       NodeSpec{Address: n.cfg.Address, MaxSandboxes: n.cfg.MaxSandboxes},
+		})
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case sn.Spec.Address != n.cfg.Address || sn.Spec.MaxSandboxes != n.cfg.MaxSandboxes:
+		sn.Spec = NodeSpec{Address: n.cfg.Address, MaxSandboxes: n.cfg.MaxSandboxes}
+		if _, err = c.UpdateNode(ctx, sn); err != nil {
+			return err
+		}
+	}
+	if err := n.report(ctx); err != nil {
+		return err
+	}
+	return n.renew(ctx)
+}
+
+// Run renews the Lease, reports capacity and reconciles the node's
+// Sandboxes until ctx is done. Failures are logged and retried: a node
+// that cannot reach the API server keeps serving its sandboxes, and is
+// declared dead by the others when its Lease runs out.
+func (n *Node) Run(ctx context.Context) {
+	every := n.cfg.LeaseDuration / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := n.renew(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("renewing the node's Lease", "err", err)
+		}
+		if err := n.report(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("reporting the node's capacity", "err", err)
+		}
+		if err := n.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("reconciling the node's Sandboxes", "err", err)
+		}
+	}
+}
+
+// renew creates or renews the node's Lease.
+func (n *Node) renew(ctx context.Context) error {
+	leases := n.cfg.Client.leaseAPI()
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(n.cfg.LeaseDuration / time.Second)
+	l, err := leases.Get(ctx, n.cfg.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: n.cfg.Name, Labels: map[string]string{"app.kubernetes.io/part-of": "sandpit"}},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: &n.cfg.Name, LeaseDurationSeconds: &secs,
+				AcquireTime: &now, RenewTime: &now,
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating Lease %s: %w", n.cfg.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting Lease %s: %w", n.cfg.Name, err)
+	}
+	// A node back from the dead starts a new term: the others saw its
+	// Lease run out and reported its sandboxes gone.
+	if !leaseLive(l, now.Time) {
+		l.Spec.AcquireTime = &now
+		transitions := int32(0)
+		if l.Spec.LeaseTransitions != nil {
+			transitions = *l.Spec.LeaseTransitions
+		}
+		transitions++
+		l.Spec.LeaseTransitions = &transitions
+	}
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &n.cfg.Name, &secs, &now
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("renewing Lease %s: %w", n.cfg.Name, err)
+	}
+	return nil
+}
+
+// report writes the node's capacity and clears the reservations API
+// replicas made since the last report, as the count now includes them.
+// A conflict (a replica reserved meanwhile) is retried on a fresh read.
+func (n *Node) report(ctx context.Context) error {
+	count, err := n.cfg.Sandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("counting sandboxes: %w", err)
+	}
+	st := NodeStatus{
+		FreeMemoryBytes: memAvailable(),
+		CPUCount:        goruntime.NumCPU(),
+		FreeCPUMillis:   freeCPUMillis(),
+		Sandboxes:       count,
+	}
+	now := metav1.Now()
+	st.ReportedAt = &now
+	for attempt := 0; ; attempt++ {
+		sn, err := n.cfg.Client.GetNode(ctx, n.cfg.Name)
+		if err != nil {
+			return err
+		}
+		sn.Status = st
+		_, err = n.cfg.Client.UpdateNodeStatus(ctx, sn)
+		if err == nil || !apierrors.IsConflict(err) || attempt == 4 {
+			return err
+		}
+	}
+}
+
+// Reconcile deletes the Sandboxes placed on this node whose sandbox the
+// node no longer holds (it timed out, was killed here, or ended with a
+// reboot).
+func (n *Node) Reconcile(ctx context.Context) error {
+	sbs, err := n.cfg.Client.ListSandboxes(ctx, NodeLabel+"="+n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, sb := range sbs {
+		ok, err := n.cfg.Exists(ctx, sb.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("checking sandbox %s: %w", sb.Name, err))
+			continue
+		}
+		if ok {
+			continue
+		}
+		if err := n.cfg.Client.DeleteSandbox(ctx, sb.Name); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		n.log.Info("sandbox gone from the node: its Sandbox deleted", "sandbox_id", sb.Name)
+	}
+	return errors.Join(errs...)
+}
+
+// leaseLive reports whether l was renewed within its duration of now.
+func leaseLive(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return false
+	}
+	return now.Before(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+// memAvailable is the kernel's estimate of memory available for new work
+// (MemAvailable), in bytes; 0 when unknown.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// freeCPUMillis is the CPU the last minute's load average leaves free, in
+// millicores.
+func freeCPUMillis() int {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	load, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return max(0, goruntime.NumCPU()*1000-int(load*1000))
+}
