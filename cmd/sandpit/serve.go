@@ -44,7 +44,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
 		return nil
 	})
+	var cf clusterFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cf.validate(); err != nil {
 		return err
 	}
 	var err error
@@ -67,9 +72,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cf.role == "api" {
+		return serveAPI(ctx, cfg, cf, log)
+	}
 	d, err := daemon.New(ctx, cfg, log, stdout)
 	if err != nil {
 		return err
+	}
+	if cf.role == "node" {
+		return serveNode(ctx, d, cfg, cf, log)
 	}
 	return d.Run(ctx)
 }

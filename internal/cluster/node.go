@@ -72,11 +72,10 @@ func (n *Node) Register(ctx context.Context) error {
 	sn, err := c.GetNode(ctx, n.cfg.Name)
 	switch {
 	case apierrors.IsNotFound(err):
-		sn, err = c.CreateNode(ctx, &SandboxNode{
+		if _, err := c.CreateNode(ctx, &SandboxNode{
 			ObjectMeta: metav1.ObjectMeta{Name: n.cfg.Name},
 			Spec:       NodeSpec{Address: n.cfg.Address, MaxSandboxes: n.cfg.MaxSandboxes},
-		})
-		if err != nil {
+		}); err != nil {
 			return err
 		}
 	case err != nil:

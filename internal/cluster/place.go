@@ -60,17 +60,17 @@ func (p *Placer) LiveNodes(ctx context.Context) ([]SandboxNode, error) {
 	}), nil
 }
 
-// Place picks a live node with room for a sandbox of template and
-// reserves a slot on it: the reservation is written with the
-// resourceVersion read, so of two replicas taking a node's last slot at
-// once, one gets a conflict and places again.
-func (p *Placer) Place(ctx context.Context, template string) (*SandboxNode, error) {
+// Place picks a live node with room for a sandbox of template, other than
+// the nodes in exclude, and reserves a slot on it: the reservation is
+// written with the resourceVersion read, so of two replicas taking a
+// node's last slot at once, one gets a conflict and places again.
+func (p *Placer) Place(ctx context.Context, template string, exclude ...string) (*SandboxNode, error) {
 	for attempt := 0; attempt < 8; attempt++ {
 		nodes, err := p.LiveNodes(ctx)
 		if err != nil {
 			return nil, err
 		}
-		nodes = slices.DeleteFunc(nodes, func(n SandboxNode) bool { return !hasRoom(&n) })
+		nodes = slices.DeleteFunc(nodes, func(n SandboxNode) bool { return !hasRoom(&n) || slices.Contains(exclude, n.Name) })
 		if len(nodes) == 0 {
 			return nil, ErrNoNode
 		}

@@ -1,0 +1,492 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RouterConfig configures the API role's Router.
+type RouterConfig struct {
+	Client *Client
+	Placer *Placer
+	// Domain is reported to SDKs in create answers (PORT-ID.DOMAIN), in
+	// place of the node's own: clients reach sandboxes through the API
+	// replicas, never a node directly.
+	Domain string
+	Logger *slog.Logger
+}
+
+// Router is the API role's HTTP handler. It holds no state of its own:
+// creates are placed on a live node and forwarded there, and the Sandbox
+// object written once the node answers; every request that names a
+// sandbox (its control-plane paths, or sandbox traffic by E2b-Sandbox-Id
+// or Host) goes to the node in the sandbox's status. A sandbox whose node's
+// Lease ran out is answered as not found, E2B's shape for a sandbox that
+// is gone. Other requests (templates, keys) go to any live node.
+type Router struct {
+	cfg RouterConfig
+	log *slog.Logger
+	rp  *httputil.ReverseProxy
+
+	mu        sync.Mutex
+	live      map[string]string // node name -> address
+	liveAt    time.Time
+	sandboxes map[string]route // sandbox ID -> its node, as last read
+}
+
+type route struct {
+	node, addr string
+	at         time.Time
+}
+
+// The Router's caches: a live-node view this old is read again, and a
+// sandbox's node is read again after sandboxTTL (it does not move, but
+// another replica may have deleted it).
+const (
+	liveTTL    = time.Second
+	sandboxTTL = 30 * time.Second
+	// maxCreateBody bounds the create request the Router reads to learn
+	// the template and timeout.
+	maxCreateBody = 1 << 20
+)
+
+type nodeKey struct{}
+
+// NewRouter returns the API role's handler.
+func NewRouter(cfg RouterConfig) *Router {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Router{cfg: cfg, log: log, sandboxes: map[string]route{}}
+	rt.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr := pr.In.Context().Value(nodeKey{}).(string)
+			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
+			// The node's proxy routes PORT-ID.DOMAIN hosts too.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		// Process output and code results stream: pass each chunk on.
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rt.log.Warn("forwarding to a node", "node", r.Context().Value(nodeKey{}), "path", r.URL.Path, "err", err)
+			writeJSONError(w, http.StatusBadGateway, "the sandbox's node did not answer")
+		},
+	}
+	return rt
+}
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if id, ok, err := sandboxTraffic(r); err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	} else if ok {
+		rt.toSandbox(w, r, id, true)
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case p == "/health":
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "ok\n")
+	case r.Method == http.MethodPost && (p == "/sandboxes" || p == "/v2/sandboxes"):
+		rt.create(w, r)
+	case r.Method == http.MethodGet && (p == "/sandboxes" || p == "/v2/sandboxes"):
+		rt.list(w, r)
+	default:
+		if id := pathSandboxID(p); id != "" {
+			rt.toSandbox(w, r, id, false)
+			return
+		}
+		addr, err := rt.anyNode(r.Context())
+		if err != nil {
+			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		rt.forward(w, r, addr)
+	}
+}
+
+// sandboxTraffic finds the sandbox a request for a sandbox's port names,
+// as the node's proxy does: the E2b-Sandbox-Id/-Port headers, or a Host
+// of PORT-SANDBOXID.DOMAIN.
+func sandboxTraffic(r *http.Request) (id string, ok bool, err error) {
+	hid, hport := r.Header.Get("E2b-Sandbox-Id"), r.Header.Get("E2b-Sandbox-Port")
+	if hid != "" || hport != "" {
+		if hid == "" || hport == "" {
+			return "", true, errors.New("missing header: E2b-Sandbox-Id and E2b-Sandbox-Port go together")
+		}
+		return hid, true, nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, _, found := strings.Cut(host, ".")
+	if !found {
+		return "", false, nil
+	}
+	ps, sid, found := strings.Cut(label, "-")
+	if port, err := strconv.Atoi(ps); !found || sid == "" || err != nil || port < 1 || port > 65535 {
+		return "", false, nil
+	}
+	return sid, true, nil
+}
+
+// pathSandboxID is the sandbox a control-plane path names:
+// /sandboxes/{id}[/...] or /v2/sandboxes/{id}[/...].
+func pathSandboxID(p string) string {
+	p = strings.TrimPrefix(p, "/v2")
+	rest, ok := strings.CutPrefix(p, "/sandboxes/")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	return id
+}
+
+// toSandbox forwards r to the node of sandbox id.
+func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, traffic bool) {
+	addr, err := rt.sandboxNode(r.Context(), id)
+	if err != nil {
+		if !errors.Is(err, errGone) {
+			rt.log.Warn("looking up a sandbox's node", "sandbox_id", id, "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "looking up the sandbox failed")
+			return
+		}
+		if traffic {
+			writeGone(w, id)
+		} else {
+			writeJSONError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found", id))
+		}
+		return
+	}
+	if !traffic && r.Method == http.MethodDelete && pathSandboxID(r.URL.Path) == id && strings.Count(strings.TrimPrefix(r.URL.Path, "/v2"), "/") == 2 {
+		rec := &statusRecorder{ResponseWriter: w}
+		rt.forward(rec, r, addr)
+		if rec.status/100 == 2 || rec.status == http.StatusNotFound {
+			rt.forget(r.Context(), id)
+		}
+		return
+	}
+	rt.forward(w, r, addr)
+}
+
+var errGone = errors.New("sandbox gone")
+
+// sandboxNode returns the address of the live node that runs sandbox id,
+// or errGone.
+func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
+	rt.mu.Lock()
+	rte, ok := rt.sandboxes[id]
+	rt.mu.Unlock()
+	if !ok || time.Since(rte.at) > sandboxTTL {
+		sb, err := rt.cfg.Client.GetSandbox(ctx, id)
+		if apierrors.IsNotFound(err) {
+			rt.mu.Lock()
+			delete(rt.sandboxes, id)
+			rt.mu.Unlock()
+			return "", errGone
+		}
+		if err != nil {
+			return "", err
+		}
+		rte = route{node: sb.Status.NodeName, addr: sb.Status.Address, at: time.Now()}
+		rt.mu.Lock()
+		rt.sandboxes[id] = rte
+		rt.mu.Unlock()
+	}
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := live[rte.node]; !ok || rte.addr == "" {
+		return "", errGone
+	}
+	return rte.addr, nil
+}
+
+// liveNodes returns the live nodes' addresses by name, read at most once
+// per liveTTL.
+func (rt *Router) liveNodes(ctx context.Context) (map[string]string, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.live != nil && time.Since(rt.liveAt) < liveTTL {
+		return rt.live, nil
+	}
+	nodes, err := rt.cfg.Placer.LiveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		live[n.Name] = n.Spec.Address
+	}
+	rt.live, rt.liveAt = live, time.Now()
+	return live, nil
+}
+
+func (rt *Router) anyNode(ctx context.Context) (string, error) {
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, addr := range live {
+		return addr, nil
+	}
+	return "", ErrNoNode
+}
+
+func (rt *Router) forget(ctx context.Context, id string) {
+	rt.mu.Lock()
+	delete(rt.sandboxes, id)
+	rt.mu.Unlock()
+	if err := rt.cfg.Client.DeleteSandbox(context.WithoutCancel(ctx), id); err != nil && !apierrors.IsNotFound(err) {
+		rt.log.Warn("deleting a killed sandbox's object", "sandbox_id", id, "err", err)
+	}
+}
+
+func (rt *Router) forward(w http.ResponseWriter, r *http.Request, addr string) {
+	// Process output streams back while the client may still be sending:
+	// without full duplex the server would cut the request body at the
+	// first event, and the stream with it (as the node's proxy says).
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	rt.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), nodeKey{}, addr)))
+}
+
+// create places the sandbox, has the chosen node create it, and records
+// it as a Sandbox before answering, so any replica can route to it.
+func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var req struct {
+		TemplateID string            `json:"templateID"`
+		Timeout    *int              `json:"timeout"`
+		Metadata   map[string]string `json:"metadata"`
+	}
+	_ = json.Unmarshal(body, &req) // the node validates; this only reads what placement needs
+	// A node that refuses the connection never saw the create: it died
+	// and its Lease has not run out yet. Place again without it.
+	var (
+		node   *SandboxNode
+		res    *http.Response
+		failed []string
+	)
+	for {
+		node, err = rt.cfg.Placer.Place(r.Context(), req.TemplateID, failed...)
+		if errors.Is(err, ErrNoNode) {
+			w.Header().Set("Retry-After", "1")
+			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		if err != nil {
+			rt.log.Warn("placing a sandbox", "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "placing the sandbox failed")
+			return
+		}
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+node.Spec.Address+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			writeJSONError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		out.Header = r.Header.Clone()
+		res, err = http.DefaultTransport.RoundTrip(out)
+		if err == nil {
+			break
+		}
+		rt.log.Warn("creating a sandbox on its node", "node", node.Name, "err", err)
+		if !errors.Is(err, syscall.ECONNREFUSED) || len(failed) == 2 {
+			writeJSONError(w, http.StatusBadGateway, "the node chosen for the sandbox did not answer")
+			return
+		}
+		failed = append(failed, node.Name)
+	}
+	defer res.Body.Close()
+	resBody, err := io.ReadAll(res.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadGateway, "reading the node's answer failed")
+		return
+	}
+	if res.StatusCode/100 != 2 {
+		copyHeader(w.Header(), res.Header)
+		w.WriteHeader(res.StatusCode)
+		_, _ = w.Write(resBody)
+		return
+	}
+	var created map[string]any
+	if err := json.Unmarshal(resBody, &created); err != nil {
+		writeJSONError(w, http.StatusBadGateway, "the node's answer is not JSON")
+		return
+	}
+	id, _ := created["sandboxID"].(string)
+	tpl, _ := created["templateID"].(string)
+	alias, _ := created["alias"].(string)
+	timeout := 300
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
+	now := metav1.Now()
+	sb := &Sandbox{
+		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
+		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: req.Metadata},
+		Status:     SandboxStatus{Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now},
+	}
+	if _, err := rt.cfg.Client.CreateSandbox(r.Context(), sb); err != nil {
+		// Unrecorded, the sandbox would be unreachable: end it.
+		rt.log.Warn("recording a new sandbox", "sandbox_id", id, "node", node.Name, "err", err)
+		rt.killOn(r, node.Spec.Address, id)
+		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
+		return
+	}
+	rt.mu.Lock()
+	rt.sandboxes[id] = route{node: node.Name, addr: node.Spec.Address, at: time.Now()}
+	rt.mu.Unlock()
+	if rt.cfg.Domain != "" {
+		created["domain"] = rt.cfg.Domain
+	}
+	copyHeader(w.Header(), res.Header)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(res.StatusCode)
+	_ = json.NewEncoder(w).Encode(created)
+}
+
+func (rt *Router) killOn(r *http.Request, addr, id string) {
+	req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), http.MethodDelete, "http://"+addr+"/sandboxes/"+url.PathEscape(id), nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("X-API-KEY", r.Header.Get("X-API-KEY"))
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+	}
+}
+
+// list asks every live node and joins their answers: each node lists
+// only its own sandboxes. Pagination past one page per node is not
+// joined yet.
+func (rt *Router) list(w http.ResponseWriter, r *http.Request) {
+	live, err := rt.liveNodes(r.Context())
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	type answer struct {
+		items []json.RawMessage
+		err   error
+		code  int
+		body  []byte
+	}
+	answers := make(chan answer, len(live))
+	for _, addr := range live {
+		go func() {
+			req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.RequestURI(), nil)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			req.Header = r.Header.Clone()
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer res.Body.Close()
+			b, err := io.ReadAll(res.Body)
+			if err != nil || res.StatusCode != http.StatusOK {
+				answers <- answer{err: err, code: res.StatusCode, body: b}
+				return
+			}
+			var items []json.RawMessage
+			err = json.Unmarshal(b, &items)
+			answers <- answer{items: items, err: err}
+		}()
+	}
+	all := []json.RawMessage{}
+	for range live {
+		a := <-answers
+		if a.code != 0 && a.code != http.StatusOK {
+			// The client's own mistake (a bad key, a bad filter) is
+			// every node's: pass the first answer on.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(a.code)
+			_, _ = w.Write(a.body)
+			return
+		}
+		if a.err != nil {
+			rt.log.Warn("listing a node's sandboxes", "err", a.err)
+			continue
+		}
+		all = append(all, a.items...)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(all)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg})
+}
+
+// writeGone answers sandbox traffic for a sandbox that is gone as the
+// node's proxy does (502 in E2B's shape), which the SDKs report as a
+// sandbox not found or timed out.
+func writeGone(w http.ResponseWriter, id string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_ = json.NewEncoder(w).Encode(struct {
+		SandboxID string `json:"sandboxId"`
+		Message   string `json:"message"`
+		Code      int    `json:"code"`
+	}{id, "The sandbox was not found", http.StatusBadGateway})
+}

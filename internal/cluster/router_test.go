@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPathSandboxID(t *testing.T) {
+	for p, want := range map[string]string{
+		"/sandboxes/abc":            "abc",
+		"/sandboxes/abc/timeout":    "abc",
+		"/v2/sandboxes/abc/connect": "abc",
+		"/sandboxes":                "",
+		"/templates/abc":            "",
+		"/sandboxesx/abc":           "",
+	} {
+		if got := pathSandboxID(p); got != want {
+			t.Errorf("pathSandboxID(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
+func TestSandboxTraffic(t *testing.T) {
+	for _, tc := range []struct {
+		host, hid, hport string
+		id               string
+		ok, err          bool
+	}{
+		{host: "127.0.0.1:1", hid: "abc", hport: "49983", id: "abc", ok: true},
+		{host: "49983-abc.localhost:1", id: "abc", ok: true},
+		{host: "localhost:1"},
+		{host: "api.example.com"},
+		{host: "x", hid: "abc", ok: true, err: true},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = tc.host
+		if tc.hid != "" {
+			r.Header.Set("E2b-Sandbox-Id", tc.hid)
+		}
+		if tc.hport != "" {
+			r.Header.Set("E2b-Sandbox-Port", tc.hport)
+		}
+		id, ok, err := sandboxTraffic(r)
+		if id != tc.id || ok != tc.ok || (err != nil) != tc.err {
+			t.Errorf("%+v: got %q %v %v", tc, id, ok, err)
+		}
+	}
+}
+
+// fakeNode is a node daemon's HTTP surface: it creates sandboxes named
+// after itself and answers sandbox traffic with its name.
+type fakeNode struct {
+	name string
+	srv  *httptest.Server
+	mu   sync.Mutex
+	ids  map[string]bool
+	n    atomic.Int64
+}
+
+func newFakeNode(t *testing.T, name string) *fakeNode {
+	f := &fakeNode{name: name, ids: map[string]bool{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/sandboxes":
+			body, _ := io.ReadAll(r.Body)
+			var req struct{ TemplateID string }
+			_ = json.Unmarshal(body, &req)
+			id := fmt.Sprintf("%s-sbx%d", f.name, f.n.Add(1))
+			f.mu.Lock()
+			f.ids[id] = true
+			f.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_ = json.NewEncoder(w).Encode(map[string]string{"sandboxID": id, "templateID": req.TemplateID, "domain": "node.invalid"})
+		case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, "/sandboxes/"):
+			f.mu.Lock()
+			delete(f.ids, strings.TrimPrefix(r.URL.Path, "/sandboxes/"))
+			f.mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			fmt.Fprintf(w, "%s %s %s", f.name, r.Header.Get("E2b-Sandbox-Id"), r.URL.Path)
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeNode) addr() string { return strings.TrimPrefix(f.srv.URL, "http://") }
+
+func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	a, b := newFakeNode(t, "route-a"), newFakeNode(t, "route-b")
+	agents := map[string]*Node{}
+	for _, f := range []*fakeNode{a, b} {
+		n, err := NewNode(NodeConfig{
+			Client: c, Name: f.name, Address: f.addr(), LeaseDuration: 2 * time.Second,
+			Sandboxes: func(context.Context) (int, error) { return 0, nil },
+			Exists:    func(context.Context, string) (bool, error) { return true, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		agents[f.name] = n
+	}
+	go agents["route-a"].Run(ctx)
+	stopB, cancelB := context.WithCancel(ctx)
+	go agents["route-b"].Run(stopB)
+	p := placerOn(c, 2, "route-a", "route-b")
+	api := httptest.NewServer(NewRouter(RouterConfig{Client: c, Placer: p, Domain: "api.test"}))
+	t.Cleanup(api.Close)
+	// A second replica, sharing nothing with the first but the API server.
+	api2 := httptest.NewServer(NewRouter(RouterConfig{Client: c, Placer: placerOn(c, 2, "route-a", "route-b"), Domain: "api.test"}))
+	t.Cleanup(api2.Close)
+
+	perNode := map[string]int{}
+	var ids []string
+	for range 6 {
+		res, err := http.Post(api.URL+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"base","timeout":60}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var created map[string]string
+		_ = json.NewDecoder(res.Body).Decode(&created)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated || created["domain"] != "api.test" {
+			t.Fatalf("create: %d %v, want 201 with the API's domain", res.StatusCode, created)
+		}
+		id := created["sandboxID"]
+		sb, err := c.GetSandbox(ctx, id)
+		if err != nil {
+			t.Fatalf("Sandbox of %s: %v", id, err)
+		}
+		if !strings.HasPrefix(id, sb.Status.NodeName+"-") || sb.Labels[NodeLabel] != sb.Status.NodeName {
+			t.Errorf("Sandbox %s records node %q (label %q)", id, sb.Status.NodeName, sb.Labels[NodeLabel])
+		}
+		perNode[sb.Status.NodeName]++
+		ids = append(ids, id)
+	}
+	if perNode["route-a"] == 0 || perNode["route-b"] == 0 {
+		t.Errorf("placements %v: want both nodes used", perNode)
+	}
+
+	// Sandbox traffic reaches the sandbox's node through either replica.
+	for _, id := range ids {
+		for _, url := range []string{api.URL, api2.URL} {
+			req, _ := http.NewRequest("GET", url+"/health", nil)
+			req.Header.Set("E2b-Sandbox-Id", id)
+			req.Header.Set("E2b-Sandbox-Port", "49983")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			node, _, _ := strings.Cut(string(body), " ")
+			if !strings.HasPrefix(id, node+"-") {
+				t.Errorf("traffic for %s via %s reached %q", id, url, body)
+			}
+		}
+	}
+
+	// Kill through the second replica: the Sandbox goes too.
+	req, _ := http.NewRequest("DELETE", api2.URL+"/sandboxes/"+ids[0], nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, err := c.GetSandbox(ctx, ids[0]); err == nil {
+		t.Errorf("Sandbox %s still there after kill", ids[0])
+	}
+
+	// route-b stops renewing: its sandboxes are gone, creates go to route-a.
+	var onB string
+	for _, id := range ids[1:] {
+		if strings.HasPrefix(id, "route-b-") {
+			onB = id
+		}
+	}
+	cancelB()
+	waitFor(t, 30*time.Second, "route-b's sandboxes to be reported gone", func() bool {
+		req, _ := http.NewRequest("GET", api.URL+"/sandboxes/"+onB, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusNotFound
+	})
+	for range 3 {
+		res, err := http.Post(api2.URL+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"base"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var created map[string]string
+		_ = json.NewDecoder(res.Body).Decode(&created)
+		res.Body.Close()
+		if !strings.HasPrefix(created["sandboxID"], "route-a-") {
+			t.Errorf("create after route-b died: %d %v, want it on route-a", res.StatusCode, created)
+		}
+		ids = append(ids, created["sandboxID"])
+	}
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_ = c.DeleteSandbox(context.Background(), id)
+		}
+	})
+}

@@ -1,0 +1,93 @@
+// The official E2B JS SDK against the API role of a test cluster
+// (test/cluster/up.sh: etcd, kube-apiserver, api replicas, two nodes).
+// Run by test/cluster/run.sh, which starts the cluster and sets the
+// environment: E2B_API_URL/E2B_SANDBOX_URL/E2B_API_KEY (replica 1),
+// SANDPIT_API2_URL (replica 2), KUBECONFIG, SANDPIT_CLUSTER_DIR.
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { after, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+// The SDK is installed once, pinned, for test/compat.
+const { Sandbox } = await import(join(here, '..', 'compat', 'node_modules', 'e2b', 'dist', 'index.mjs'))
+
+const api2 = process.env.SANDPIT_API2_URL
+const clusterDir = process.env.SANDPIT_CLUSTER_DIR
+assert.ok(process.env.E2B_API_URL && api2 && clusterDir, 'run through test/cluster/run.sh')
+
+const live = new Set()
+after(async () => {
+  await Promise.allSettled([...live].map((s) => s.kill()))
+})
+
+/** The Sandbox objects in the cluster: id -> node. */
+function sandboxObjects() {
+  const out = execFileSync('kubectl', ['get', 'sandboxes.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' })
+  return new Map(JSON.parse(out).items.map((o) => [o.metadata.name, o.status?.nodeName]))
+}
+
+async function create(opts = {}) {
+  const s = await Sandbox.create({ timeoutMs: 120_000, ...opts })
+  live.add(s)
+  return s
+}
+
+test('create, commands, files and kill through the API role, spread over both nodes', async () => {
+  const boxes = await Promise.all(Array.from({ length: 6 }, () => create()))
+  for (const [i, s] of boxes.entries()) {
+    const r = await s.commands.run(`echo hello ${i}`)
+    assert.equal(r.stdout, `hello ${i}\n`)
+    await s.files.write('/home/user/note.txt', `note ${i}`)
+    assert.equal(await s.files.read('/home/user/note.txt'), `note ${i}`)
+  }
+  const objs = sandboxObjects()
+  const nodes = new Set(boxes.map((s) => objs.get(s.sandboxId)))
+  assert.deepEqual([...nodes].sort(), ['node-1', 'node-2'], `sandboxes' nodes: ${[...objs]}`)
+  const listed = await Sandbox.list().nextItems()
+  for (const s of boxes) assert.ok(listed.some((l) => l.sandboxId === s.sandboxId), `${s.sandboxId} listed`)
+
+  for (const s of boxes) {
+    await s.kill()
+    live.delete(s)
+  }
+  const after = sandboxObjects()
+  for (const s of boxes) assert.ok(!after.has(s.sandboxId), `${s.sandboxId}'s Sandbox object deleted on kill`)
+  await assert.rejects(boxes[0].commands.run('true'))
+})
+
+test('a second API replica serves the sandboxes the first created', async () => {
+  const s = await create()
+  const other = await Sandbox.connect(s.sandboxId, { apiUrl: api2, sandboxUrl: api2 })
+  const r = await other.commands.run('echo via-two')
+  assert.equal(r.stdout, 'via-two\n')
+  assert.ok(await other.isRunning())
+  await other.kill()
+  live.delete(s)
+  assert.equal(await s.isRunning(), false)
+})
+
+// Last: it kills a node.
+test('a dead node\'s sandboxes are reported gone and creates go to the other node', async () => {
+  const boxes = await Promise.all(Array.from({ length: 4 }, () => create()))
+  const objs = sandboxObjects()
+  const onTwo = boxes.filter((s) => objs.get(s.sandboxId) === 'node-2')
+  assert.ok(onTwo.length > 0, 'some sandbox landed on node-2')
+  execFileSync(join(here, 'kill-node.sh'), [clusterDir, 'node-2'])
+  // The nodes' Lease is 3 s (up.sh): give it that and some.
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const running = await Promise.all(onTwo.map((s) => s.isRunning().catch(() => false)))
+    if (running.every((r) => !r)) break
+    assert.ok(Date.now() < deadline, 'node-2\'s sandboxes still reported running 30 s after it died')
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  await assert.rejects(onTwo[0].commands.run('true'))
+  for (const s of onTwo) live.delete(s)
+  for (let i = 0; i < 4; i++) {
+    const s = await create()
+    assert.equal(sandboxObjects().get(s.sandboxId), 'node-1')
+    assert.equal((await s.commands.run('echo ok')).stdout, 'ok\n')
+  }
+})
