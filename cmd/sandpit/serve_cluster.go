@@ -64,8 +64,11 @@ func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.
 		return err
 	}
 	rt := cluster.NewRouter(cluster.RouterConfig{
-		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), Logger: log,
+		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey, Logger: log,
 	})
+	if cfg.APIKey == "" {
+		log.Warn("SANDPIT_API_KEY is not set: creates are placed before any key is checked (the nodes check them)")
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -73,6 +76,7 @@ func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.
 	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: daemon.MaxHeaderBytes}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go rt.Run(ctx)
 	log.Info("sandpit api serving", "listen", ln.Addr().String(), "namespace", f.namespace)
 	select {
 	case err := <-errc:

@@ -120,6 +120,21 @@ func (c *Client) ListSandboxes(ctx context.Context, selector string) ([]Sandbox,
 	return out, nil
 }
 
+// UpdateSandboxStatus writes sb's status; a stale sb.ResourceVersion
+// fails with a conflict.
+func (c *Client) UpdateSandboxStatus(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
+	sb.APIVersion, sb.Kind = Group+"/"+Version, "Sandbox"
+	u, err := toUnstructured(sb)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.sandboxes().UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("updating status of Sandbox %s: %w", sb.Name, err)
+	}
+	return fromUnstructured[Sandbox](out)
+}
+
 // DeleteSandbox deletes sandbox id's object.
 func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
 	if err := c.sandboxes().Delete(ctx, id, metav1.DeleteOptions{}); err != nil {

@@ -231,3 +231,46 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A node whose Lease runs out has its Sandboxes marked Lost; back, it
+// re-adopts those it still holds and deletes the rest.
+func TestLostAndReadopted(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	holds := map[string]bool{"lostkeep": true}
+	n := testNode(t, c, "lost-a", 0, time.Second, func(id string) bool { return holds[id] })
+	for _, id := range []string{"lostkeep", "lostgone"} {
+		if _, err := c.CreateSandbox(ctx, &Sandbox{
+			ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: "lost-a"}},
+			Spec:       SandboxSpec{TemplateID: "base", TeamID: "t"},
+			Status:     SandboxStatus{Phase: PhaseRunning, NodeName: "lost-a", Address: "127.0.0.1:1"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.DeleteSandbox(context.Background(), id) })
+	}
+	s := NewLostSweeper(c, nil)
+	waitFor(t, 30*time.Second, "lost-a's sandboxes to be marked Lost", func() bool {
+		if _, err := s.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"lostkeep", "lostgone"} {
+			if sb, err := c.GetSandbox(ctx, id); err != nil || sb.Status.Phase != PhaseLost {
+				return false
+			}
+		}
+		return true
+	})
+	if err := n.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := c.GetSandbox(ctx, "lostkeep"); err != nil || sb.Status.Phase != PhaseRunning {
+		t.Errorf("lostkeep after the node came back: %+v, %v; want Running", sb, err)
+	}
+	if _, err := c.GetSandbox(ctx, "lostgone"); !apierrors.IsNotFound(err) {
+		t.Errorf("lostgone after the node came back without it: %v, want deleted", err)
+	}
+}

@@ -187,9 +187,11 @@ func (n *Node) report(ctx context.Context) error {
 	}
 }
 
-// Reconcile deletes the Sandboxes placed on this node whose sandbox the
-// node no longer holds (it timed out, was killed here, or ended with a
-// reboot).
+// Reconcile makes the Sandboxes placed on this node true: those whose
+// sandbox the node no longer holds (it timed out, was killed here, or
+// ended with a reboot) are deleted, and those the API replicas marked
+// Lost while the node was away, and which it still holds, are Running
+// again: the node re-adopted them.
 func (n *Node) Reconcile(ctx context.Context) error {
 	sbs, err := n.cfg.Client.ListSandboxes(ctx, NodeLabel+"="+n.cfg.Name)
 	if err != nil {
@@ -203,6 +205,14 @@ func (n *Node) Reconcile(ctx context.Context) error {
 			continue
 		}
 		if ok {
+			if sb.Status.Phase == PhaseLost {
+				sb.Status.Phase = PhaseRunning
+				if _, err := n.cfg.Client.UpdateSandboxStatus(ctx, &sb); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+					continue
+				}
+				n.log.Info("sandbox re-adopted after the node was away", "sandbox_id", sb.Name)
+			}
 			continue
 		}
 		if err := n.cfg.Client.DeleteSandbox(ctx, sb.Name); err != nil && !apierrors.IsNotFound(err) {

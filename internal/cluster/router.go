@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,10 @@ type RouterConfig struct {
 	// place of the node's own: clients reach sandboxes through the API
 	// replicas, never a node directly.
 	Domain string
+	// APIKey, when set, is the key creates must carry (X-API-KEY) before
+	// they are placed: a reservation is a write to the API server, which
+	// strangers must not cause. The nodes check every request's key too.
+	APIKey string
 	Logger *slog.Logger
 }
 
@@ -92,6 +97,12 @@ func NewRouter(cfg RouterConfig) *Router {
 		},
 	}
 	return rt
+}
+
+// Run keeps the Router's background work going until ctx is done: the
+// Sandboxes of dead nodes are marked Lost.
+func (rt *Router) Run(ctx context.Context) {
+	NewLostSweeper(rt.cfg.Client, rt.log).Run(ctx, 2*time.Second)
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -275,6 +286,10 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request, addr string) {
 // create places the sandbox, has the chosen node create it, and records
 // it as a Sandbox before answering, so any replica can route to it.
 func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
+	if rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Api-Key")), []byte(rt.cfg.APIKey)) != 1 {
+		writeJSONError(w, http.StatusUnauthorized, "invalid or missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs)")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
 	if err != nil {
 		writeJSONError(w, http.StatusRequestEntityTooLarge, "request body too large")

@@ -56,6 +56,23 @@ func TestSandboxTraffic(t *testing.T) {
 	}
 }
 
+// A create without the API key is refused before anything is placed
+// (the Router has no Placer here: placing would panic).
+func TestRouterRefusesCreateWithoutKey(t *testing.T) {
+	rt := NewRouter(RouterConfig{APIKey: "e2b_right"})
+	for _, key := range []string{"", "e2b_wrong"} {
+		r := httptest.NewRequest("POST", "/sandboxes", strings.NewReader(`{"templateID":"base"}`))
+		if key != "" {
+			r.Header.Set("X-API-KEY", key)
+		}
+		w := httptest.NewRecorder()
+		rt.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized {
+			t.Errorf("create with key %q: %d %s, want 401", key, w.Code, w.Body)
+		}
+	}
+}
+
 // fakeNode is a node daemon's HTTP surface: it creates sandboxes named
 // after itself and answers sandbox traffic with its name.
 type fakeNode struct {

@@ -22,10 +22,13 @@ after(async () => {
   await Promise.allSettled([...live].map((s) => s.kill()))
 })
 
-/** The Sandbox objects in the cluster: id -> node. */
+/** The Sandbox objects in the cluster: id -> node (phase in phases). */
+const phases = new Map()
 function sandboxObjects() {
   const out = execFileSync('kubectl', ['get', 'sandboxes.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' })
-  return new Map(JSON.parse(out).items.map((o) => [o.metadata.name, o.status?.nodeName]))
+  const items = JSON.parse(out).items
+  for (const o of items) phases.set(o.metadata.name, o.status?.phase)
+  return new Map(items.map((o) => [o.metadata.name, o.status?.nodeName]))
 }
 
 async function create(opts = {}) {
@@ -85,6 +88,13 @@ test('a dead node\'s sandboxes are reported gone and creates go to the other nod
   }
   await assert.rejects(onTwo[0].commands.run('true'))
   for (const s of onTwo) live.delete(s)
+  // An API replica marks them Lost once the Lease has run out.
+  for (;;) {
+    sandboxObjects()
+    if (onTwo.every((s) => phases.get(s.sandboxId) === 'Lost')) break
+    assert.ok(Date.now() < deadline, `node-2's Sandboxes not marked Lost: ${onTwo.map((s) => phases.get(s.sandboxId))}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
   for (let i = 0; i < 4; i++) {
     const s = await create()
     assert.equal(sandboxObjects().get(s.sandboxId), 'node-1')
