@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/cluster"
@@ -111,6 +113,7 @@ func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clust
 	node, err := cluster.NewNode(cluster.NodeConfig{
 		Client: c, Name: name, Address: addr, MaxSandboxes: cfg.MaxSandboxes, LeaseDuration: f.leaseDuration,
 		Sandboxes: d.SandboxCount, Exists: d.HasSandbox, Logger: log,
+		WarmTemplates: slices.Sorted(maps.Keys(cfg.WarmPool)),
 	})
 	if err != nil {
 		return err

@@ -107,6 +107,31 @@ func TestPlacementFillsNodesAndRefusesPastCapacity(t *testing.T) {
 	}
 }
 
+// A sandbox of a template goes to the node whose warm pool keeps it.
+func TestPlacementPrefersWarmTemplate(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	testNode(t, c, "warm-a", 0, time.Minute, func(string) bool { return true })
+	n, err := NewNode(NodeConfig{
+		Client: c, Name: "warm-b", Address: "127.0.0.1:warm-b", LeaseDuration: time.Minute, WarmTemplates: []string{"ci"},
+		Sandboxes: func(context.Context) (int, error) { return 0, nil },
+		Exists:    func(context.Context, string) (bool, error) { return true, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := placerOn(c, 2, "warm-a", "warm-b").Place(ctx, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "warm-b" {
+		t.Errorf("template ci placed on %s, want warm-b whose pool keeps it", got.Name)
+	}
+}
+
 // Two API replicas placing at once never promise a node more than it
 // holds: reservations go through resourceVersion.
 func TestConcurrentPlacementDoesNotOverfill(t *testing.T) {

@@ -34,6 +34,9 @@ type NodeConfig struct {
 	// LeaseDuration defaults to DefaultLeaseDuration; the node renews
 	// three times per duration, and reports its capacity as often.
 	LeaseDuration time.Duration
+	// WarmTemplates are the templates the node's warm pool keeps started:
+	// placement prefers a node where a sandbox of the template is ready.
+	WarmTemplates []string
 	// Sandboxes counts the sandboxes the node holds.
 	Sandboxes func(ctx context.Context) (int, error)
 	// Exists reports whether the node holds sandbox id: Sandboxes whose
@@ -171,6 +174,9 @@ func (n *Node) report(ctx context.Context) error {
 		CPUCount:        goruntime.NumCPU(),
 		FreeCPUMillis:   freeCPUMillis(),
 		Sandboxes:       count,
+		// A warm template's layers are on the node too.
+		Templates:     n.cfg.WarmTemplates,
+		WarmTemplates: n.cfg.WarmTemplates,
 	}
 	now := metav1.Now()
 	st.ReportedAt = &now

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -191,14 +192,66 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 		return
 	}
 	if !traffic && r.Method == http.MethodDelete && pathSandboxID(r.URL.Path) == id && strings.Count(strings.TrimPrefix(r.URL.Path, "/v2"), "/") == 2 {
-		rec := &statusRecorder{ResponseWriter: w}
-		rt.forward(rec, r, addr)
-		if rec.status/100 == 2 || rec.status == http.StatusNotFound {
+		// Held until the Sandbox is deleted, so a killed sandbox is gone
+		// from kubectl once the client hears so.
+		buf := &bufferedWriter{header: http.Header{}}
+		rt.forward(buf, r, addr)
+		if buf.status/100 == 2 || buf.status == http.StatusNotFound {
 			rt.forget(r.Context(), id)
 		}
+		buf.flushTo(w)
+		return
+	}
+	if phase := phaseAfter(r, traffic); phase != "" {
+		// Held until the phase is recorded, so a client that paused a
+		// sandbox finds it Paused in kubectl; these answers are small.
+		buf := &bufferedWriter{header: http.Header{}}
+		rt.forward(buf, r, addr)
+		if buf.status/100 == 2 {
+			rt.setPhase(r.Context(), id, phase)
+		}
+		buf.flushTo(w)
 		return
 	}
 	rt.forward(w, r, addr)
+}
+
+// phaseAfter is the phase a successful r leaves its sandbox in, for the
+// requests that change it: pause, resume and connect (which resumes).
+func phaseAfter(r *http.Request, traffic bool) string {
+	if traffic || r.Method != http.MethodPost {
+		return ""
+	}
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/pause"):
+		return PhasePaused
+	case strings.HasSuffix(r.URL.Path, "/resume"), strings.HasSuffix(r.URL.Path, "/connect"):
+		return PhaseRunning
+	}
+	return ""
+}
+
+// setPhase records phase on sandbox id's object; a failure only leaves
+// kubectl's view stale, so it is logged.
+func (rt *Router) setPhase(ctx context.Context, id, phase string) {
+	ctx = context.WithoutCancel(ctx)
+	for range 3 {
+		sb, err := rt.cfg.Client.GetSandbox(ctx, id)
+		if err != nil {
+			rt.log.Warn("recording a sandbox's phase", "sandbox_id", id, "phase", phase, "err", err)
+			return
+		}
+		if sb.Status.Phase == phase {
+			return
+		}
+		sb.Status.Phase = phase
+		if _, err = rt.cfg.Client.UpdateSandboxStatus(ctx, sb); !apierrors.IsConflict(err) {
+			if err != nil {
+				rt.log.Warn("recording a sandbox's phase", "sandbox_id", id, "phase", phase, "err", err)
+			}
+			return
+		}
+	}
 }
 
 var errGone = errors.New("sandbox gone")
@@ -459,24 +512,31 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(all)
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
+// bufferedWriter holds a whole response.
+type bufferedWriter struct {
+	header http.Header
 	status int
+	body   bytes.Buffer
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
+	copyHeader(w.Header(), b.header)
+	w.WriteHeader(cmp.Or(b.status, http.StatusOK))
+	_, _ = w.Write(b.body.Bytes())
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
 	}
-	return s.ResponseWriter.Write(b)
 }
 
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
 
 func copyHeader(dst, src http.Header) {
 	for k, vs := range src {

@@ -189,6 +189,20 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 		}
 	}
 
+	// Pause and resume through either replica show in the Sandbox.
+	for _, step := range []struct{ url, path, want string }{
+		{api.URL, "/pause", PhasePaused}, {api2.URL, "/resume", PhaseRunning},
+	} {
+		res, err := http.Post(step.url+"/sandboxes/"+ids[1]+step.path, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if sb, err := c.GetSandbox(ctx, ids[1]); err != nil || sb.Status.Phase != step.want {
+			t.Errorf("after %s: %+v, %v; want phase %s", step.path, sb, err, step.want)
+		}
+	}
+
 	// Kill through the second replica: the Sandbox goes too.
 	req, _ := http.NewRequest("DELETE", api2.URL+"/sandboxes/"+ids[0], nil)
 	res, err := http.DefaultClient.Do(req)
