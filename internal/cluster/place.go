@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,7 +28,19 @@ type Placer struct {
 	// only, when set, limits placement to the nodes named (tests sharing
 	// one control plane keep apart with it).
 	only []string
+
+	// The live nodes as last read, reused for cacheTTL: two list requests
+	// fewer per create. A stale read costs nothing worse than a conflict
+	// on the reservation, which reads again.
+	mu       sync.Mutex
+	cache    []SandboxNode
+	cacheAt  time.Time
+	cacheTTL time.Duration
 }
+
+// placementCacheTTL is how long a Placer reuses its read of the live
+// nodes; small against a Lease's duration.
+const placementCacheTTL = 500 * time.Millisecond
 
 // NewPlacer returns a Placer that draws k candidates (DefaultCandidates
 // when k <= 0).
@@ -35,7 +48,7 @@ func NewPlacer(c *Client, k int) *Placer {
 	if k <= 0 {
 		k = DefaultCandidates
 	}
-	return &Placer{c: c, k: k, now: time.Now}
+	return &Placer{c: c, k: k, now: time.Now, cacheTTL: placementCacheTTL}
 }
 
 // LiveNodes returns the SandboxNodes whose Lease is live.
@@ -66,7 +79,7 @@ func (p *Placer) LiveNodes(ctx context.Context) ([]SandboxNode, error) {
 // node's last slot at once, one gets a conflict and places again.
 func (p *Placer) Place(ctx context.Context, template string, exclude ...string) (*SandboxNode, error) {
 	for attempt := 0; attempt < 8; attempt++ {
-		nodes, err := p.LiveNodes(ctx)
+		nodes, err := p.cachedLiveNodes(ctx, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -83,9 +96,42 @@ func (p *Placer) Place(ctx context.Context, template string, exclude ...string) 
 		if err != nil {
 			return nil, err
 		}
+		p.remember(out)
 		return out, nil
 	}
 	return nil, errors.New("placing a sandbox: the nodes' capacity kept changing under 8 attempts")
+}
+
+// cachedLiveNodes returns a copy of the live nodes, read again when the
+// cache is older than cacheTTL or fresh is set.
+func (p *Placer) cachedLiveNodes(ctx context.Context, fresh bool) ([]SandboxNode, error) {
+	p.mu.Lock()
+	if !fresh && p.cache != nil && p.now().Sub(p.cacheAt) < p.cacheTTL {
+		nodes := slices.Clone(p.cache)
+		p.mu.Unlock()
+		return nodes, nil
+	}
+	p.mu.Unlock()
+	nodes, err := p.LiveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.cache, p.cacheAt = slices.Clone(nodes), p.now()
+	p.mu.Unlock()
+	return nodes, nil
+}
+
+// remember puts the node a reservation returned in the cache, so the next
+// placement starts from its new resourceVersion and count.
+func (p *Placer) remember(n *SandboxNode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.cache {
+		if p.cache[i].Name == n.Name {
+			p.cache[i] = *n
+		}
+	}
 }
 
 func hasRoom(n *SandboxNode) bool {

@@ -58,8 +58,8 @@ type Router struct {
 }
 
 type route struct {
-	node, addr string
-	at         time.Time
+	node string
+	at   time.Time
 }
 
 // The Router's caches: a live-node view this old is read again, and a
@@ -273,7 +273,9 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rte = route{node: sb.Status.NodeName, addr: sb.Status.Address, at: time.Now()}
+		// The node is in the label, written with the object; the status
+		// may lag it (create writes it after answering).
+		rte = route{node: cmp.Or(sb.Labels[NodeLabel], sb.Status.NodeName), at: time.Now()}
 		rt.mu.Lock()
 		rt.sandboxes[id] = rte
 		rt.mu.Unlock()
@@ -282,10 +284,11 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, ok := live[rte.node]; !ok || rte.addr == "" {
+	addr, ok := live[rte.node]
+	if !ok || addr == "" {
 		return "", errGone
 	}
-	return rte.addr, nil
+	return addr, nil
 }
 
 // liveNodes returns the live nodes' addresses by name, read at most once
@@ -419,17 +422,23 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	sb := &Sandbox{
 		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
 		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: req.Metadata},
-		Status:     SandboxStatus{Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now},
 	}
-	if _, err := rt.cfg.Client.CreateSandbox(r.Context(), sb); err != nil {
+	// One write before the answer: the label routes the sandbox. The
+	// status (a second write, the subresource's) follows in the
+	// background.
+	rec, err := rt.cfg.Client.CreateSandbox(r.Context(), sb)
+	if err != nil {
 		// Unrecorded, the sandbox would be unreachable: end it.
 		rt.log.Warn("recording a new sandbox", "sandbox_id", id, "node", node.Name, "err", err)
 		rt.killOn(r, node.Spec.Address, id)
 		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
 		return
 	}
+	go rt.writeStatus(context.WithoutCancel(r.Context()), rec, SandboxStatus{
+		Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now,
+	})
 	rt.mu.Lock()
-	rt.sandboxes[id] = route{node: node.Name, addr: node.Spec.Address, at: time.Now()}
+	rt.sandboxes[id] = route{node: node.Name, at: time.Now()}
 	rt.mu.Unlock()
 	if rt.cfg.Domain != "" {
 		created["domain"] = rt.cfg.Domain
@@ -438,6 +447,25 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	w.Header().Del("Content-Length")
 	w.WriteHeader(res.StatusCode)
 	_ = json.NewEncoder(w).Encode(created)
+}
+
+// writeStatus writes a new Sandbox's first status, unless someone (a
+// pause, the LostSweeper) wrote one first.
+func (rt *Router) writeStatus(ctx context.Context, sb *Sandbox, st SandboxStatus) {
+	for range 3 {
+		sb.Status = st
+		_, err := rt.cfg.Client.UpdateSandboxStatus(ctx, sb)
+		if err == nil || apierrors.IsNotFound(err) {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			rt.log.Warn("writing a new sandbox's status", "sandbox_id", sb.Name, "err", err)
+			return
+		}
+		if sb, err = rt.cfg.Client.GetSandbox(ctx, sb.Name); err != nil || sb.Status.Phase != "" {
+			return
+		}
+	}
 }
 
 func (rt *Router) killOn(r *http.Request, addr, id string) {

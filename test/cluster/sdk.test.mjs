@@ -28,7 +28,7 @@ function sandboxObjects() {
   const out = execFileSync('kubectl', ['get', 'sandboxes.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' })
   const items = JSON.parse(out).items
   for (const o of items) phases.set(o.metadata.name, o.status?.phase)
-  return new Map(items.map((o) => [o.metadata.name, o.status?.nodeName]))
+  return new Map(items.map((o) => [o.metadata.name, o.status?.nodeName ?? o.metadata.labels?.['sandpit.dev/node']]))
 }
 
 async function create(opts = {}) {
