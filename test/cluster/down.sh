@@ -13,10 +13,12 @@ dir=${1:?usage: down.sh DIR [--keep-dir]}
 dir=$(cd "$dir" && pwd)
 
 if [[ -d $dir/pids ]]; then
+	# All at once: each takes a second or more to drain.
 	for f in "$dir"/pids/api-*.pid "$dir"/pids/node-*.pid; do
 		[[ -f $f ]] || continue
-		stop_pid "$dir" "$(basename "$f" .pid)" TERM
+		stop_pid "$dir" "$(basename "$f" .pid)" TERM &
 	done
+	wait
 	stop_pid "$dir" kube-apiserver TERM
 	stop_pid "$dir" etcd TERM
 fi
