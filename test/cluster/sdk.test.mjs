@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 const here = dirname(fileURLToPath(import.meta.url))
 // The SDK is installed once, pinned, for test/compat.
 const { Sandbox } = await import(join(here, '..', 'compat', 'node_modules', 'e2b', 'dist', 'index.mjs'))
+const { Sandbox: CodeSandbox } = await import(join(here, '..', 'compat', 'node_modules', '@e2b', 'code-interpreter', 'dist', 'index.mjs'))
 
 const api2 = process.env.SANDPIT_API2_URL
 const clusterDir = process.env.SANDPIT_CLUSTER_DIR
@@ -69,6 +70,19 @@ test('a second API replica serves the sandboxes the first created', async () => 
   await other.kill()
   live.delete(s)
   assert.equal(await s.isRunning(), false)
+})
+
+test('the code interpreter through the API role: state across runs', async () => {
+  const s = await CodeSandbox.create({ timeoutMs: 120_000 })
+  live.add(s)
+  await s.runCode('x = 20')
+  const r = await s.runCode('x * 2 + 2')
+  assert.equal(r.text, '42')
+  const out = await s.runCode('print("streamed")')
+  assert.deepEqual(out.logs.stdout, ['streamed\n'])
+  assert.ok(sandboxObjects().has(s.sandboxId))
+  await s.kill()
+  live.delete(s)
 })
 
 // Last: it kills a node.
