@@ -120,6 +120,21 @@ func (c *Client) ListSandboxes(ctx context.Context, selector string) ([]Sandbox,
 	return out, nil
 }
 
+// UpdateSandbox writes sb's spec and metadata; a stale
+// sb.ResourceVersion fails with a conflict.
+func (c *Client) UpdateSandbox(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
+	sb.APIVersion, sb.Kind = Group+"/"+Version, "Sandbox"
+	u, err := toUnstructured(sb)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.sandboxes().Update(ctx, u, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("updating Sandbox %s: %w", sb.Name, err)
+	}
+	return fromUnstructured[Sandbox](out)
+}
+
 // UpdateSandboxStatus writes sb's status; a stale sb.ResourceVersion
 // fails with a conflict.
 func (c *Client) UpdateSandboxStatus(ctx context.Context, sb *Sandbox) (*Sandbox, error) {

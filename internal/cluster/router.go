@@ -202,13 +202,13 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 		buf.flushTo(w)
 		return
 	}
-	if phase := phaseAfter(r, traffic); phase != "" {
-		// Held until the phase is recorded, so a client that paused a
+	if ch, ok := lifecycleOf(r, traffic); ok {
+		// Held until the change is recorded, so a client that paused a
 		// sandbox finds it Paused in kubectl; these answers are small.
 		buf := &bufferedWriter{header: http.Header{}}
 		rt.forward(buf, r, addr)
 		if buf.status/100 == 2 {
-			rt.setPhase(r.Context(), id, phase)
+			rt.record(r.Context(), id, ch)
 		}
 		buf.flushTo(w)
 		return
@@ -216,38 +216,68 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 	rt.forward(w, r, addr)
 }
 
-// phaseAfter is the phase a successful r leaves its sandbox in, for the
-// requests that change it: pause, resume and connect (which resumes).
-func phaseAfter(r *http.Request, traffic bool) string {
-	if traffic || r.Method != http.MethodPost {
-		return ""
-	}
-	switch {
-	case strings.HasSuffix(r.URL.Path, "/pause"):
-		return PhasePaused
-	case strings.HasSuffix(r.URL.Path, "/resume"), strings.HasSuffix(r.URL.Path, "/connect"):
-		return PhaseRunning
-	}
-	return ""
+// lifecycleChange is what a successful request changes in its sandbox's
+// object: the phase (pause, resume, connect) and the end time (timeout,
+// refreshes, and the timeout of resume and connect).
+type lifecycleChange struct {
+	phase string
+	end   *metav1.Time
 }
 
-// setPhase records phase on sandbox id's object; a failure only leaves
+// maxLifecycleBody bounds the lifecycle request bodies the Router reads.
+const maxLifecycleBody = 64 << 10
+
+// lifecycleOf finds the change r makes if it succeeds. It reads r's body
+// (small JSON) and puts it back for the node.
+func lifecycleOf(r *http.Request, traffic bool) (lifecycleChange, bool) {
+	if traffic || r.Method != http.MethodPost {
+		return lifecycleChange{}, false
+	}
+	var ch lifecycleChange
+	field := "timeout"
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/pause"):
+		return lifecycleChange{phase: PhasePaused}, true
+	case strings.HasSuffix(r.URL.Path, "/resume"), strings.HasSuffix(r.URL.Path, "/connect"):
+		ch.phase = PhaseRunning
+	case strings.HasSuffix(r.URL.Path, "/timeout"):
+	case strings.HasSuffix(r.URL.Path, "/refreshes"):
+		field = "duration"
+	default:
+		return lifecycleChange{}, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxLifecycleBody))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return ch, ch.phase != ""
+	}
+	var fields map[string]json.RawMessage
+	var secs int64
+	if json.Unmarshal(body, &fields) == nil && json.Unmarshal(fields[field], &secs) == nil && secs > 0 {
+		end := metav1.NewTime(time.Now().Add(time.Duration(secs) * time.Second))
+		ch.end = &end
+	}
+	return ch, ch.phase != "" || ch.end != nil
+}
+
+// record writes ch to sandbox id's object; a failure only leaves
 // kubectl's view stale, so it is logged.
-func (rt *Router) setPhase(ctx context.Context, id, phase string) {
+func (rt *Router) record(ctx context.Context, id string, ch lifecycleChange) {
 	ctx = context.WithoutCancel(ctx)
 	for range 3 {
 		sb, err := rt.cfg.Client.GetSandbox(ctx, id)
-		if err != nil {
-			rt.log.Warn("recording a sandbox's phase", "sandbox_id", id, "phase", phase, "err", err)
-			return
+		if err == nil && ch.end != nil {
+			sb.Spec.EndAt = ch.end
+			sb, err = rt.cfg.Client.UpdateSandbox(ctx, sb)
 		}
-		if sb.Status.Phase == phase {
-			return
+		if err == nil && ch.phase != "" && sb.Status.Phase != ch.phase {
+			sb.Status.Phase = ch.phase
+			_, err = rt.cfg.Client.UpdateSandboxStatus(ctx, sb)
 		}
-		sb.Status.Phase = phase
-		if _, err = rt.cfg.Client.UpdateSandboxStatus(ctx, sb); !apierrors.IsConflict(err) {
+		if !apierrors.IsConflict(err) {
 			if err != nil {
-				rt.log.Warn("recording a sandbox's phase", "sandbox_id", id, "phase", phase, "err", err)
+				rt.log.Warn("recording a sandbox's lifecycle", "sandbox_id", id, "phase", ch.phase, "err", err)
 			}
 			return
 		}

@@ -208,9 +208,19 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 		}
 	}
 
+	// A new timeout moves the Sandbox's end.
+	res, err := http.Post(api.URL+"/sandboxes/"+ids[1]+"/timeout", "application/json", strings.NewReader(`{"timeout":3600}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if sb, err := c.GetSandbox(ctx, ids[1]); err != nil || sb.Spec.EndAt == nil || time.Until(sb.Spec.EndAt.Time) < 30*time.Minute {
+		t.Errorf("after a timeout of an hour: %+v, %v; want endAt about an hour away", sb, err)
+	}
+
 	// Kill through the second replica: the Sandbox goes too.
 	req, _ := http.NewRequest("DELETE", api2.URL+"/sandboxes/"+ids[0], nil)
-	res, err := http.DefaultClient.Do(req)
+	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
