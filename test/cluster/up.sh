@@ -76,6 +76,7 @@ start etcd "$ETCD_BIN" --name default --data-dir "$dir/etcd" \
 	--listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
 	--initial-cluster "default=http://127.0.0.1:$peer_port" --log-level warn
 wait_http etcd "http://127.0.0.1:$etcd_port/health"
+echo "http://127.0.0.1:$etcd_port" >"$dir/etcd-url"
 
 # kube-apiserver: a static admin token, service-account keys, a self-signed
 # serving certificate in DIR/pki, RBAC on (so the manifests' roles mean
