@@ -49,6 +49,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"sandpit-api", "create", "sandboxes.sandpit.dev", "yes"},
 		{"sandpit-api", "update", "sandboxnodes.sandpit.dev --subresource=status", "yes"},
 		{"sandpit-api", "update", "leases.coordination.k8s.io", "no"},
+		{"sandpit-api", "update", "sandboxtemplates.sandpit.dev --subresource=status", "yes"},
 		{"sandpit-api", "create", "pods", "no"},
 		{"sandpit-api", "list", "sandboxes.sandpit.dev -n default", "no"},
 	} {

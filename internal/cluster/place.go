@@ -78,12 +78,17 @@ func (p *Placer) LiveNodes(ctx context.Context) ([]SandboxNode, error) {
 // written with the resourceVersion read, so of two replicas taking a
 // node's last slot at once, one gets a conflict and places again.
 func (p *Placer) Place(ctx context.Context, template string, exclude ...string) (*SandboxNode, error) {
+	return p.PlaceAmong(ctx, template, func(name string) bool { return !slices.Contains(exclude, name) })
+}
+
+// PlaceAmong is Place among the nodes allowed says yes to.
+func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(node string) bool) (*SandboxNode, error) {
 	for attempt := 0; attempt < 8; attempt++ {
 		nodes, err := p.cachedLiveNodes(ctx, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
-		nodes = slices.DeleteFunc(nodes, func(n SandboxNode) bool { return !hasRoom(&n) || slices.Contains(exclude, n.Name) })
+		nodes = slices.DeleteFunc(nodes, func(n SandboxNode) bool { return !hasRoom(&n) || !allowed(n.Name) })
 		if len(nodes) == 0 {
 			return nil, ErrNoNode
 		}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,8 @@ type Router struct {
 	live      map[string]string // node name -> address
 	liveAt    time.Time
 	sandboxes map[string]route // sandbox ID -> its node, as last read
+	templates []SandboxTemplate
+	tplAt     time.Time
 }
 
 type route struct {
@@ -123,10 +126,18 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.create(w, r)
 	case r.Method == http.MethodGet && (p == "/sandboxes" || p == "/v2/sandboxes"):
 		rt.list(w, r)
+	case r.Method == http.MethodPost && p == "/v3/templates":
+		rt.newTemplate(w, r)
 	default:
 		if id := pathSandboxID(p); id != "" {
 			rt.toSandbox(w, r, id, false)
 			return
+		}
+		if ref := pathTemplateRef(p); ref != "" {
+			if addr, ok := rt.templateAddr(r.Context(), ref); ok {
+				rt.forward(w, r, addr)
+				return
+			}
 		}
 		addr, err := rt.anyNode(r.Context())
 		if err != nil {
@@ -387,6 +398,13 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		Metadata   map[string]string `json:"metadata"`
 	}
 	_ = json.Unmarshal(body, &req) // the node validates; this only reads what placement needs
+	// A template built through the API is on the node that built it.
+	holder, err := rt.templateNode(r.Context(), req.TemplateID)
+	if err != nil {
+		rt.log.Warn("looking up a template's node", "template", req.TemplateID, "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
+		return
+	}
 	// A node that refuses the connection never saw the create: it died
 	// and its Lease has not run out yet. Place again without it.
 	var (
@@ -395,7 +413,9 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		failed []string
 	)
 	for {
-		node, err = rt.cfg.Placer.Place(r.Context(), req.TemplateID, failed...)
+		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), req.TemplateID, func(n string) bool {
+			return !slices.Contains(failed, n) && (holder == "" || n == holder)
+		})
 		if errors.Is(err, ErrNoNode) {
 			w.Header().Set("Retry-After", "1")
 			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -496,6 +516,99 @@ func (rt *Router) writeStatus(ctx context.Context, sb *Sandbox, st SandboxStatus
 			return
 		}
 	}
+}
+
+// templateNode returns the node of the template ref names, "" for the
+// templates every node has. The SandboxTemplates are read at most once a
+// second.
+func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	rt.mu.Lock()
+	ts, fresh := rt.templates, time.Since(rt.tplAt) < liveTTL
+	rt.mu.Unlock()
+	if !fresh {
+		var err error
+		if ts, err = rt.cfg.Client.ListTemplates(ctx); err != nil {
+			return "", err
+		}
+		rt.mu.Lock()
+		rt.templates, rt.tplAt = ts, time.Now()
+		rt.mu.Unlock()
+	}
+	return templateNode(ts, ref), nil
+}
+
+// templateAddr returns the address of the live node that holds template
+// ref, if a SandboxTemplate records one.
+func (rt *Router) templateAddr(ctx context.Context, ref string) (string, bool) {
+	node, err := rt.templateNode(ctx, ref)
+	if err != nil || node == "" {
+		return "", false
+	}
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", false
+	}
+	addr, ok := live[node]
+	return addr, ok
+}
+
+// newTemplate sends a template request (POST /v3/templates) to the node
+// that holds the template of that name, or to a node placement picks, and
+// records the node in a SandboxTemplate: the template's builds, uploads
+// and sandboxes go there.
+func (rt *Router) newTemplate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var req struct {
+		Name  string `json:"name"`
+		Alias string `json:"alias"`
+	}
+	_ = json.Unmarshal(body, &req)
+	name := cmp.Or(req.Name, req.Alias)
+	holder, err := rt.templateNode(r.Context(), name)
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
+		return
+	}
+	node, err := rt.cfg.Placer.PlaceAmong(r.Context(), "", func(n string) bool { return holder == "" || n == holder })
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, "no live node for the template: "+err.Error())
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, node.Spec.Address)
+	if buf.status/100 == 2 {
+		var res struct {
+			TemplateID string   `json:"templateID"`
+			BuildID    string   `json:"buildID"`
+			Aliases    []string `json:"aliases"`
+			Names      []string `json:"names"`
+		}
+		if err := json.Unmarshal(buf.body.Bytes(), &res); err == nil && res.TemplateID != "" {
+			var aliases []string
+			for _, a := range append(res.Aliases, res.Names...) {
+				name, _, _ := strings.Cut(a, ":")
+				aliases = append(aliases, name)
+			}
+			slices.Sort(aliases)
+			aliases = slices.Compact(aliases)
+			if err := rt.cfg.Client.RecordTemplate(r.Context(), res.TemplateID, node.Name, res.BuildID, aliases); err != nil {
+				rt.log.Warn("recording a template's node", "template", res.TemplateID, "node", node.Name, "err", err)
+			}
+			rt.mu.Lock()
+			rt.tplAt = time.Time{}
+			rt.mu.Unlock()
+		}
+	}
+	buf.flushTo(w)
 }
 
 func (rt *Router) killOn(r *http.Request, addr, id string) {

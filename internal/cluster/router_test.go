@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestPathSandboxID(t *testing.T) {
@@ -98,6 +100,12 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)
 			_ = json.NewEncoder(w).Encode(map[string]string{"sandboxID": id, "templateID": req.TemplateID, "domain": "node.invalid"})
+		case r.Method == "POST" && r.URL.Path == "/v3/templates":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"templateID": "tpl-" + f.name, "buildID": "b1", "aliases": []string{}, "names": []string{"mytpl-" + f.name + ":v1"},
+			})
 		case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, "/sandboxes/"):
 			f.mu.Lock()
 			delete(f.ids, strings.TrimPrefix(r.URL.Path, "/sandboxes/"))
@@ -175,6 +183,47 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 		t.Errorf("placements %v: want both nodes used", perNode)
 	}
 
+	// A template built through the API stays on the node that built it:
+	// its paths and its sandboxes go there, through either replica.
+	res, err := http.Post(api.URL+"/v3/templates", "application/json", strings.NewReader(`{"name":"mytpl"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tpl map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&tpl)
+	res.Body.Close()
+	tplID, _ := tpl["templateID"].(string)
+	holder := strings.TrimPrefix(tplID, "tpl-")
+	names := tpl["names"].([]any)
+	alias, _, _ := strings.Cut(names[0].(string), ":")
+	for _, url := range []string{api.URL, api2.URL} {
+		res, err := http.Get(url + "/templates/" + tplID + "/builds/b1/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.HasPrefix(string(body), holder+" ") {
+			t.Errorf("template %s's build status via %s reached %q, want %s", tplID, url, body, holder)
+		}
+		for range 3 {
+			res, err := http.Post(url+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"`+alias+`:v1"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var created map[string]string
+			_ = json.NewDecoder(res.Body).Decode(&created)
+			res.Body.Close()
+			if !strings.HasPrefix(created["sandboxID"], holder+"-") {
+				t.Errorf("sandbox of template %s via %s: %d %v, want it on %s", alias, url, res.StatusCode, created, holder)
+			}
+			ids = append(ids, created["sandboxID"])
+		}
+	}
+	t.Cleanup(func() {
+		_ = c.dyn.Resource(templatesGVR).Namespace(c.ns).Delete(context.Background(), tplID, metav1.DeleteOptions{})
+	})
+
 	// Sandbox traffic reaches the sandbox's node through either replica.
 	for _, id := range ids {
 		for _, url := range []string{api.URL, api2.URL} {
@@ -209,7 +258,7 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 	}
 
 	// A new timeout moves the Sandbox's end.
-	res, err := http.Post(api.URL+"/sandboxes/"+ids[1]+"/timeout", "application/json", strings.NewReader(`{"timeout":3600}`))
+	res, err = http.Post(api.URL+"/sandboxes/"+ids[1]+"/timeout", "application/json", strings.NewReader(`{"timeout":3600}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,4 +313,27 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 			_ = c.DeleteSandbox(context.Background(), id)
 		}
 	})
+}
+
+func TestPathTemplateRef(t *testing.T) {
+	for p, want := range map[string]string{
+		"/templates/abc":                 "abc",
+		"/templates/abc/builds/b/status": "abc",
+		"/v2/templates/abc/builds/b":     "abc",
+		"/templates/aliases/my-tpl":      "my-tpl",
+		"/templates/abc/files/0123":      "abc",
+		"/templates/tags":                "",
+		"/templates":                     "",
+		"/sandboxes/abc":                 "",
+	} {
+		if got := pathTemplateRef(p); got != want {
+			t.Errorf("pathTemplateRef(%q) = %q, want %q", p, got, want)
+		}
+	}
+	ts := []SandboxTemplate{{ObjectMeta: metav1.ObjectMeta{Name: "tid1"}, Spec: TemplateSpec{Aliases: []string{"mine"}}, Status: TemplateStatus{BuiltOn: "n1"}}}
+	for ref, want := range map[string]string{"tid1": "n1", "mine": "n1", "mine:v2": "n1", "base": "", "": ""} {
+		if got := templateNode(ts, ref); got != want {
+			t.Errorf("templateNode(%q) = %q, want %q", ref, got, want)
+		}
+	}
 }
