@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 // The SDK is installed once, pinned, for test/compat.
-const { Sandbox } = await import(join(here, '..', 'compat', 'node_modules', 'e2b', 'dist', 'index.mjs'))
+const { Sandbox, Template } = await import(join(here, '..', 'compat', 'node_modules', 'e2b', 'dist', 'index.mjs'))
 const { Sandbox: CodeSandbox } = await import(join(here, '..', 'compat', 'node_modules', '@e2b', 'code-interpreter', 'dist', 'index.mjs'))
 
 const api2 = process.env.SANDPIT_API2_URL
@@ -83,6 +83,27 @@ test('the code interpreter through the API role: state across runs', async () =>
   assert.ok(sandboxObjects().has(s.sandboxId))
   await s.kill()
   live.delete(s)
+})
+
+test('a template built through the API: its sandboxes start on the node that holds it, via either replica', async () => {
+  const name = `cluster-${Date.now()}`
+  const tpl = Template().fromTemplate('base').runCmd('echo built-in-cluster > /opt/which', { user: 'root' })
+  const built = await Template.build(tpl, name)
+  assert.equal(built.name, name)
+  assert.equal(await Template.exists(name), true)
+  const boxes = []
+  for (const apiUrl of [process.env.E2B_API_URL, api2, process.env.E2B_API_URL]) {
+    const s = await create({ template: name, apiUrl, sandboxUrl: apiUrl })
+    boxes.push(s)
+    assert.equal((await s.commands.run('cat /opt/which')).stdout, 'built-in-cluster\n')
+  }
+  const objs = sandboxObjects()
+  const nodes = new Set(boxes.map((s) => objs.get(s.sandboxId)))
+  assert.equal(nodes.size, 1, `the template's sandboxes on one node: ${[...nodes]}`)
+  for (const s of boxes) {
+    await s.kill()
+    live.delete(s)
+  }
 })
 
 // Last: it kills a node.
