@@ -11,7 +11,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './tools/*' -not -path '*/n
 
 # Packages with goroutines and locks enough to race: their tests also run
 # under the race detector (it needs cgo, hence gcc from setup).
-RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/...
+RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/... ./internal/cluster/...
 
 .PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate bench cluster-bins test-cluster
 
