@@ -21,3 +21,12 @@ stop_pid() {
 	fi
 	rm -f "$pidf"
 }
+
+# start_in DIR NAME CMD...: runs CMD in its own session, output to its
+# log (appended: a restarted node keeps its first run's log).
+start_in() {
+	local dir=$1 name=$2
+	shift 2
+	setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
+	echo $! >"$dir/pids/$name.pid"
+}

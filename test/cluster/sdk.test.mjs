@@ -107,7 +107,7 @@ test('a template built through the API: its sandboxes start on the node that hol
 })
 
 // Last: it kills a node.
-test('a dead node\'s sandboxes are reported gone and creates go to the other node', async () => {
+test('a dead node\'s sandboxes are reported gone, creates go to the other node, and the node back re-adopts them', async () => {
   const boxes = await Promise.all(Array.from({ length: 4 }, () => create()))
   const objs = sandboxObjects()
   const onTwo = boxes.filter((s) => objs.get(s.sandboxId) === 'node-2')
@@ -135,4 +135,17 @@ test('a dead node\'s sandboxes are reported gone and creates go to the other nod
     assert.equal(sandboxObjects().get(s.sandboxId), 'node-1')
     assert.equal((await s.commands.run('echo ok')).stdout, 'ok\n')
   }
+
+  // Back on the same machine, node-2 takes its sandboxes over again: they
+  // answer, and the API shows them Running.
+  execFileSync(join(here, 'restart-node.sh'), [clusterDir, 'node-2'])
+  for (const s of onTwo) live.add(s)
+  const back = Date.now() + 30_000
+  for (;;) {
+    sandboxObjects()
+    if (onTwo.every((s) => phases.get(s.sandboxId) === 'Running')) break
+    assert.ok(Date.now() < back, `node-2's Sandboxes not Running again: ${onTwo.map((s) => phases.get(s.sandboxId))}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  for (const s of onTwo) assert.equal((await s.commands.run('echo back')).stdout, 'back\n')
 })

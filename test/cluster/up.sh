@@ -48,13 +48,7 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start NAME CMD...: runs CMD in its own session, output to its log.
-start() {
-	local name=$1
-	shift
-	setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
-	echo $! >"$dir/pids/$name.pid"
-}
+start() { start_in "$dir" "$@"; }
 
 # wait_http NAME URL [CURL ARGS...]: until URL answers 2xx, or 120 s.
 wait_http() {
@@ -135,6 +129,7 @@ fi
 
 [[ -x $sandpit ]] || fail "$sandpit is missing: make build"
 api_key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077 && echo "$api_key" >"$dir/api-key")
 for i in $(seq 1 "$nodes"); do
 	port=$(free_port)
 	mkdir -p "$dir/node-$i"
@@ -143,12 +138,15 @@ for i in $(seq 1 "$nodes"); do
 	# are apart already, named after the data dir),
 	# sandboxes killed on stop so down.sh leaves nothing behind, and a
 	# short Lease so tests see a dead node soon.
-	SANDPIT_API_KEY=$api_key start "node-$i" "$sandpit" serve --role node \
+	node_cmd=("$sandpit" serve --role node \
 		--kubeconfig "$kubeconfig" --namespace sandpit --node-name "node-$i" --advertise "127.0.0.1:$port" \
 		--listen "127.0.0.1:$port" --data-dir "$dir/node-$i" --kill-on-stop \
 		--uid-base $((300000000 + i * 10000000)) --max-sandboxes 64 \
 		--egress-pool "10.$((230 + i)).0.0/16" \
-		--warm-pool base=1 --min-free-memory 0 --lease-duration 3s
+		--warm-pool base=1 --min-free-memory 0 --lease-duration 3s)
+	# restart-node.sh starts it again from here.
+	declare -p node_cmd >"$dir/node-$i.cmd"
+	SANDPIT_API_KEY=$api_key start "node-$i" "${node_cmd[@]}"
 	echo "127.0.0.1:$port" >"$dir/node-$i.addr"
 done
 for i in $(seq 1 "$nodes"); do
