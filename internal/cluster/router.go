@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +60,9 @@ type Router struct {
 	sandboxes map[string]route // sandbox ID -> its node, as last read
 	templates []SandboxTemplate
 	tplAt     time.Time
+	// everywhere holds the templates every live node reports holding
+	// (their warm pools'): no SandboxTemplate to look for.
+	everywhere map[string]bool
 }
 
 type route struct {
@@ -133,7 +138,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.toSandbox(w, r, id, false)
 			return
 		}
-		if ref := pathTemplateRef(p); ref != "" {
+		if ref := pathTemplateRef(r.URL.EscapedPath()); ref != "" {
 			if addr, ok := rt.templateAddr(r.Context(), ref); ok {
 				rt.forward(w, r, addr)
 				return
@@ -188,7 +193,7 @@ func pathSandboxID(p string) string {
 
 // toSandbox forwards r to the node of sandbox id.
 func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, traffic bool) {
-	addr, err := rt.sandboxNode(r.Context(), id)
+	node, addr, err := rt.sandboxNode(r.Context(), id)
 	if err != nil {
 		if !errors.Is(err, errGone) {
 			rt.log.Warn("looking up a sandbox's node", "sandbox_id", id, "err", err)
@@ -211,6 +216,10 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 			rt.forget(r.Context(), id)
 		}
 		buf.flushTo(w)
+		return
+	}
+	if !traffic && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/snapshots") {
+		rt.snapshot(w, r, node, addr)
 		return
 	}
 	if ch, ok := lifecycleOf(r, traffic); ok {
@@ -297,9 +306,9 @@ func (rt *Router) record(ctx context.Context, id string, ch lifecycleChange) {
 
 var errGone = errors.New("sandbox gone")
 
-// sandboxNode returns the address of the live node that runs sandbox id,
-// or errGone.
-func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
+// sandboxNode returns the name and address of the live node that runs
+// sandbox id, or errGone.
+func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string, err error) {
 	rt.mu.Lock()
 	rte, ok := rt.sandboxes[id]
 	rt.mu.Unlock()
@@ -309,10 +318,10 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
 			rt.mu.Lock()
 			delete(rt.sandboxes, id)
 			rt.mu.Unlock()
-			return "", errGone
+			return "", "", errGone
 		}
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		// The node is in the label, written with the object; the status
 		// may lag it (create writes it after answering).
@@ -323,13 +332,13 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (string, error) {
 	}
 	live, err := rt.liveNodes(ctx)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	addr, ok := live[rte.node]
+	addr, ok = live[rte.node]
 	if !ok || addr == "" {
-		return "", errGone
+		return "", "", errGone
 	}
-	return addr, nil
+	return rte.node, addr, nil
 }
 
 // liveNodes returns the live nodes' addresses by name, read at most once
@@ -345,10 +354,21 @@ func (rt *Router) liveNodes(ctx context.Context) (map[string]string, error) {
 		return nil, err
 	}
 	live := make(map[string]string, len(nodes))
-	for _, n := range nodes {
+	everywhere := map[string]bool{}
+	for i, n := range nodes {
 		live[n.Name] = n.Spec.Address
+		for _, t := range n.Status.Templates {
+			if i == 0 || everywhere[t] {
+				everywhere[t] = true
+			}
+		}
+		for t := range everywhere {
+			if !slices.Contains(n.Status.Templates, t) {
+				delete(everywhere, t)
+			}
+		}
 	}
-	rt.live, rt.liveAt = live, time.Now()
+	rt.live, rt.liveAt, rt.everywhere = live, time.Now(), everywhere
 	return live, nil
 }
 
@@ -518,25 +538,65 @@ func (rt *Router) writeStatus(ctx context.Context, sb *Sandbox, st SandboxStatus
 	}
 }
 
+// snapshot forwards a snapshot request and records the snapshot like a
+// template built on the sandbox's node: sandboxes started from it go
+// there. Snapshot IDs (team/name:tag, id:default) are no object names, so
+// the object is named after the ID's hash and holds the ID as an alias.
+func (rt *Router) snapshot(w http.ResponseWriter, r *http.Request, node, addr string) {
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, addr)
+	var res struct {
+		SnapshotID string   `json:"snapshotID"`
+		Names      []string `json:"names"`
+	}
+	if buf.status/100 == 2 && json.Unmarshal(buf.body.Bytes(), &res) == nil && res.SnapshotID != "" {
+		var aliases []string
+		for _, a := range append(res.Names, res.SnapshotID) {
+			name, _, _ := strings.Cut(a, ":")
+			aliases = append(aliases, name)
+		}
+		slices.Sort(aliases)
+		sum := sha256.Sum256([]byte(res.SnapshotID))
+		if err := rt.cfg.Client.RecordTemplate(r.Context(), "snapshot-"+hex.EncodeToString(sum[:8]), node, "", slices.Compact(aliases)); err != nil {
+			rt.log.Warn("recording a snapshot's node", "snapshot", res.SnapshotID, "node", node, "err", err)
+		}
+		rt.mu.Lock()
+		rt.tplAt = time.Time{}
+		rt.mu.Unlock()
+	}
+	buf.flushTo(w)
+}
+
 // templateNode returns the node of the template ref names, "" for the
 // templates every node has. The SandboxTemplates are read at most once a
-// second.
+// second, and again on a miss.
 func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
-	rt.mu.Lock()
-	ts, fresh := rt.templates, time.Since(rt.tplAt) < liveTTL
-	rt.mu.Unlock()
-	if !fresh {
-		var err error
-		if ts, err = rt.cfg.Client.ListTemplates(ctx); err != nil {
-			return "", err
-		}
-		rt.mu.Lock()
-		rt.templates, rt.tplAt = ts, time.Now()
-		rt.mu.Unlock()
+	if _, err := rt.liveNodes(ctx); err != nil {
+		return "", err
 	}
+	rt.mu.Lock()
+	ts, fresh, common := rt.templates, time.Since(rt.tplAt) < liveTTL, rt.everywhere[ref]
+	rt.mu.Unlock()
+	if common {
+		return "", nil
+	}
+	if fresh {
+		if node := templateNode(ts, ref); node != "" {
+			return node, nil
+		}
+	}
+	// Not known here yet: another replica may have recorded it a moment
+	// ago, so a miss reads again.
+	ts, err := rt.cfg.Client.ListTemplates(ctx)
+	if err != nil {
+		return "", err
+	}
+	rt.mu.Lock()
+	rt.templates, rt.tplAt = ts, time.Now()
+	rt.mu.Unlock()
 	return templateNode(ts, ref), nil
 }
 

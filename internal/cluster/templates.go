@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -107,6 +108,8 @@ func templateNode(ts []SandboxTemplate, ref string) string {
 
 // pathTemplateRef is the template a template path names:
 // /templates/{id}[/...], /v2/templates/{id}[/...], /templates/aliases/{alias}.
+// p is the escaped path: a snapshot's ID (team/name:tag) comes with its
+// slash escaped.
 func pathTemplateRef(p string) string {
 	p = strings.TrimPrefix(strings.TrimPrefix(p, "/v2"), "/v3")
 	rest, ok := strings.CutPrefix(p, "/templates/")
@@ -114,11 +117,14 @@ func pathTemplateRef(p string) string {
 		return ""
 	}
 	if alias, ok := strings.CutPrefix(rest, "aliases/"); ok {
-		return alias
+		rest = alias
 	}
 	ref, _, _ := strings.Cut(rest, "/")
 	if ref == "tags" {
 		return ""
+	}
+	if u, err := url.PathUnescape(ref); err == nil {
+		ref = u
 	}
 	return ref
 }

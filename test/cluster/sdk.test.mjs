@@ -106,6 +106,30 @@ test('a template built through the API: its sandboxes start on the node that hol
   }
 })
 
+test('pause and resume, and sandboxes from a snapshot, through the API role', async () => {
+  const parent = await create()
+  await parent.files.write('/home/user/state.txt', 'kept')
+  const snap = await parent.createSnapshot()
+  const parentNode = sandboxObjects().get(parent.sandboxId)
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    const child = await create({ template: snap.snapshotId, apiUrl, sandboxUrl: apiUrl })
+    assert.equal(await child.files.read('/home/user/state.txt'), 'kept')
+    assert.equal(sandboxObjects().get(child.sandboxId), parentNode, 'a snapshot\'s sandboxes start where it is')
+    await child.kill()
+    live.delete(child)
+  }
+
+  assert.equal(await parent.pause(), true)
+  sandboxObjects()
+  assert.equal(phases.get(parent.sandboxId), 'Paused')
+  const resumed = await Sandbox.connect(parent.sandboxId, { apiUrl: api2, sandboxUrl: api2 })
+  assert.equal(await resumed.files.read('/home/user/state.txt'), 'kept')
+  sandboxObjects()
+  assert.equal(phases.get(parent.sandboxId), 'Running')
+  await resumed.kill()
+  live.delete(parent)
+})
+
 // Last: it kills a node.
 test('a dead node\'s sandboxes are reported gone, creates go to the other node, and the node back re-adopts them', async () => {
   const boxes = await Promise.all(Array.from({ length: 4 }, () => create()))
