@@ -130,7 +130,11 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && (p == "/sandboxes" || p == "/v2/sandboxes"):
 		rt.create(w, r)
 	case r.Method == http.MethodGet && (p == "/sandboxes" || p == "/v2/sandboxes"):
-		rt.list(w, r)
+		rt.list(w, r, "sandboxID")
+	case r.Method == http.MethodGet && p == "/templates":
+		rt.list(w, r, "templateID")
+	case r.Method == http.MethodGet && p == "/snapshots":
+		rt.list(w, r, "snapshotID")
 	case r.Method == http.MethodPost && p == "/v3/templates":
 		rt.newTemplate(w, r)
 	default:
@@ -682,10 +686,11 @@ func (rt *Router) killOn(r *http.Request, addr, id string) {
 	}
 }
 
-// list asks every live node and joins their answers: each node lists
-// only its own sandboxes. Pagination past one page per node is not
-// joined yet.
-func (rt *Router) list(w http.ResponseWriter, r *http.Request) {
+// list asks every live node and joins their answers: each node lists only
+// its own sandboxes, templates or snapshots. Items whose key field is
+// already in the list (the templates every node has) are left out.
+// Pagination past one page per node is not joined yet.
+func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 	live, err := rt.liveNodes(r.Context())
 	if err != nil {
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -723,6 +728,7 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	all := []json.RawMessage{}
+	seen := map[string]bool{}
 	for range live {
 		a := <-answers
 		if a.code != 0 && a.code != http.StatusOK {
@@ -734,10 +740,19 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if a.err != nil {
-			rt.log.Warn("listing a node's sandboxes", "err", a.err)
+			rt.log.Warn("listing on a node", "path", r.URL.Path, "err", a.err)
 			continue
 		}
-		all = append(all, a.items...)
+		for _, it := range a.items {
+			var fields map[string]json.RawMessage
+			if json.Unmarshal(it, &fields) == nil && fields[key] != nil {
+				if seen[string(fields[key])] {
+					continue
+				}
+				seen[string(fields[key])] = true
+			}
+			all = append(all, it)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(all)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,8 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 			_ = json.NewEncoder(w).Encode(map[string]any{
 				"templateID": "tpl-" + f.name, "buildID": "b1", "aliases": []string{}, "names": []string{"mytpl-" + f.name + ":v1"},
 			})
+		case r.Method == "GET" && r.URL.Path == "/templates":
+			_ = json.NewEncoder(w).Encode([]map[string]string{{"templateID": "base"}, {"templateID": "tpl-" + f.name}})
 		case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, "/sandboxes/"):
 			f.mu.Lock()
 			delete(f.ids, strings.TrimPrefix(r.URL.Path, "/sandboxes/"))
@@ -223,6 +226,23 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 	t.Cleanup(func() {
 		_ = c.dyn.Resource(templatesGVR).Namespace(c.ns).Delete(context.Background(), tplID, metav1.DeleteOptions{})
 	})
+
+	// Template lists join the nodes' own, the common ones once.
+	res, err = http.Get(api2.URL + "/templates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []map[string]string
+	_ = json.NewDecoder(res.Body).Decode(&listed)
+	res.Body.Close()
+	var got []string
+	for _, l := range listed {
+		got = append(got, l["templateID"])
+	}
+	slices.Sort(got)
+	if want := []string{"base", "tpl-route-a", "tpl-route-b"}; !slices.Equal(got, want) {
+		t.Errorf("GET /templates = %v, want %v", got, want)
+	}
 
 	// Sandbox traffic reaches the sandbox's node through either replica.
 	for _, id := range ids {
