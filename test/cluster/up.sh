@@ -120,6 +120,8 @@ kc wait --for condition=established --timeout 60s crd/sandboxes.sandpit.dev crd/
 {
 	echo "export KUBECONFIG=$kubeconfig"
 	echo "export SANDPIT_CLUSTER_DIR=$dir"
+	# A kubectl build-bins.sh built is not on PATH yet.
+	command -v kubectl >/dev/null || echo "export PATH=$(dirname "$KUBECTL_BIN"):\$PATH"
 } >"$dir/env"
 
 if [[ ${CLUSTER_CONTROL_PLANE_ONLY:-} == 1 ]]; then
