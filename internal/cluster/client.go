@@ -9,8 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -148,6 +150,34 @@ func (c *Client) UpdateSandboxStatus(ctx context.Context, sb *Sandbox) (*Sandbox
 		return nil, fmt.Errorf("updating status of Sandbox %s: %w", sb.Name, err)
 	}
 	return fromUnstructured[Sandbox](out)
+}
+
+// WatchSandboxes keeps a local copy of the Sandboxes that match the label
+// selector, by one list and then a watch, until ctx is done. The returned
+// function lists the copy; ok is false until the first list is in.
+func (c *Client) WatchSandboxes(ctx context.Context, selector string) (list func() ([]Sandbox, bool, error)) {
+	inf := dynamicinformer.NewFilteredDynamicInformer(c.dyn, sandboxesGVR, c.ns, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	go inf.Informer().Run(ctx.Done())
+	return func() ([]Sandbox, bool, error) {
+		if !inf.Informer().HasSynced() {
+			return nil, false, nil
+		}
+		objs := inf.Informer().GetStore().List()
+		out := make([]Sandbox, 0, len(objs))
+		for _, o := range objs {
+			u, ok := o.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			sb, err := fromUnstructured[Sandbox](u)
+			if err != nil {
+				return nil, true, err
+			}
+			out = append(out, *sb)
+		}
+		return out, true, nil
+	}
 }
 
 // DeleteSandbox deletes sandbox id's object.

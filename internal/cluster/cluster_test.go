@@ -299,3 +299,27 @@ func TestLostAndReadopted(t *testing.T) {
 		t.Errorf("lostgone after the node came back without it: %v, want deleted", err)
 	}
 }
+
+// A running node reconciles from its watch of its own Sandboxes.
+func TestRunReconcilesFromItsWatch(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	n := testNode(t, c, "watch-a", 0, 3*time.Second, func(id string) bool { return id == "watchkeep" })
+	go n.Run(ctx)
+	for _, id := range []string{"watchkeep", "watchgone"} {
+		if _, err := c.CreateSandbox(ctx, &Sandbox{
+			ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: "watch-a"}},
+			Spec:       SandboxSpec{TemplateID: "base", TeamID: "t"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.DeleteSandbox(context.Background(), id) })
+	}
+	waitFor(t, 30*time.Second, "watchgone's Sandbox to be deleted by the running node", func() bool {
+		_, err := c.GetSandbox(ctx, "watchgone")
+		return apierrors.IsNotFound(err)
+	})
+	if _, err := c.GetSandbox(ctx, "watchkeep"); err != nil {
+		t.Errorf("watchkeep: %v, want it kept", err)
+	}
+}

@@ -103,7 +103,10 @@ func (n *Node) Run(ctx context.Context) {
 	every := n.cfg.LeaseDuration / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for i := 0; ; i++ {
+	// The node's Sandboxes come by watch: a list of them all every few
+	// seconds per node would be most of the API server's work at scale.
+	mine := n.cfg.Client.WatchSandboxes(ctx, NodeLabel+"="+n.cfg.Name)
+	for {
 		select {
 		case <-ctx.Done():
 			return
@@ -115,7 +118,11 @@ func (n *Node) Run(ctx context.Context) {
 		if err := n.report(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("reporting the node's capacity", "err", err)
 		}
-		if err := n.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		sbs, synced, err := mine()
+		if err == nil && synced {
+			err = n.reconcile(ctx, sbs)
+		}
+		if err != nil && ctx.Err() == nil {
 			n.log.Warn("reconciling the node's Sandboxes", "err", err)
 		}
 	}
@@ -203,6 +210,10 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return n.reconcile(ctx, sbs)
+}
+
+func (n *Node) reconcile(ctx context.Context, sbs []Sandbox) error {
 	var errs []error
 	for _, sb := range sbs {
 		ok, err := n.cfg.Exists(ctx, sb.Name)
