@@ -148,7 +148,7 @@ test('a dead node\'s sandboxes are reported gone, creates go to the other node, 
   }
   assert.ok(onTwo.length > 0, 'no sandbox landed on node-2 in 16 creates')
   execFileSync(join(here, 'kill-node.sh'), [clusterDir, 'node-2'])
-  // The nodes' Lease is 3 s (up.sh): give it that and some.
+  // The nodes' Lease is 5 s (up.sh): give it that and some.
   const deadline = Date.now() + 30_000
   for (;;) {
     const running = await Promise.all(onTwo.map((s) => s.isRunning().catch(() => false)))

@@ -139,13 +139,14 @@ for i in $(seq 1 "$nodes"); do
 	# range and egress pool of its own (two nodes share this one kernel; cgroups
 	# are apart already, named after the data dir),
 	# sandboxes killed on stop so down.sh leaves nothing behind, and a
-	# short Lease so tests see a dead node soon.
+	# short Lease so tests see a dead node soon (5 s: renewed every 1.7 s,
+	# so a loaded machine may stall a node 3 s without killing it).
 	node_cmd=("$sandpit" serve --role node \
 		--kubeconfig "$kubeconfig" --namespace sandpit --node-name "node-$i" --advertise "127.0.0.1:$port" \
 		--listen "127.0.0.1:$port" --data-dir "$dir/node-$i" --kill-on-stop \
 		--uid-base $((300000000 + i * 10000000)) --max-sandboxes 64 \
 		--egress-pool "10.$((230 + i)).0.0/16" \
-		--warm-pool base=1 --min-free-memory 0 --lease-duration 3s)
+		--warm-pool base=1 --min-free-memory 0 --lease-duration 5s)
 	# restart-node.sh starts it again from here.
 	declare -p node_cmd >"$dir/node-$i.cmd"
 	SANDPIT_API_KEY=$api_key start "node-$i" "${node_cmd[@]}"
