@@ -226,6 +226,10 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 		rt.snapshot(w, r, node, addr)
 		return
 	}
+	if !traffic && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/fork") {
+		rt.fork(w, r, node, addr)
+		return
+	}
 	if ch, ok := lifecycleOf(r, traffic); ok {
 		// Held until the change is recorded, so a client that paused a
 		// sandbox finds it Paused in kubectl; these answers are small.
@@ -491,29 +495,13 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	if req.Timeout != nil {
 		timeout = *req.Timeout
 	}
-	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
-	now := metav1.Now()
-	sb := &Sandbox{
-		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
-		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: req.Metadata},
-	}
-	// One write before the answer: the label routes the sandbox. The
-	// status (a second write, the subresource's) follows in the
-	// background.
-	rec, err := rt.cfg.Client.CreateSandbox(r.Context(), sb)
-	if err != nil {
+	if err := rt.recordSandbox(r.Context(), node, id, tpl, alias, timeout, req.Metadata); err != nil {
 		// Unrecorded, the sandbox would be unreachable: end it.
 		rt.log.Warn("recording a new sandbox", "sandbox_id", id, "node", node.Name, "err", err)
 		rt.killOn(r, node.Spec.Address, id)
 		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
 		return
 	}
-	go rt.writeStatus(context.WithoutCancel(r.Context()), rec, SandboxStatus{
-		Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now,
-	})
-	rt.mu.Lock()
-	rt.sandboxes[id] = route{node: node.Name, at: time.Now()}
-	rt.mu.Unlock()
 	if rt.cfg.Domain != "" {
 		created["domain"] = rt.cfg.Domain
 	}
@@ -521,6 +509,86 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	w.Header().Del("Content-Length")
 	w.WriteHeader(res.StatusCode)
 	_ = json.NewEncoder(w).Encode(created)
+}
+
+// recordSandbox writes the Sandbox of a sandbox node has just started:
+// one write before the answer, as its label routes it; the status (a
+// second write, the subresource's) follows in the background.
+func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl, alias string, timeout int, metadata map[string]string) error {
+	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
+	now := metav1.Now()
+	rec, err := rt.cfg.Client.CreateSandbox(ctx, &Sandbox{
+		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
+		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: metadata},
+	})
+	if err != nil {
+		return err
+	}
+	go rt.writeStatus(context.WithoutCancel(ctx), rec, SandboxStatus{
+		Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now,
+	})
+	rt.mu.Lock()
+	rt.sandboxes[id] = route{node: node.Name, at: time.Now()}
+	rt.mu.Unlock()
+	return nil
+}
+
+// fork forwards a fork to the parent's node and records each fork the
+// node started, there.
+func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxLifecycleBody))
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, "reading the request failed")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req struct {
+		Timeout *int `json:"timeout"`
+	}
+	_ = json.Unmarshal(body, &req)
+	timeout := 15 // E2B's default for forks
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, addr)
+	var results []map[string]json.RawMessage
+	if buf.status/100 != 2 || json.Unmarshal(buf.body.Bytes(), &results) != nil {
+		buf.flushTo(w)
+		return
+	}
+	sn := &SandboxNode{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: NodeSpec{Address: addr}}
+	for _, res := range results {
+		var sb map[string]any
+		if res["sandbox"] == nil || json.Unmarshal(res["sandbox"], &sb) != nil {
+			continue
+		}
+		id, _ := sb["sandboxID"].(string)
+		tpl, _ := sb["templateID"].(string)
+		if id == "" {
+			continue
+		}
+		if err := rt.recordSandbox(r.Context(), sn, id, tpl, "", timeout, nil); err != nil {
+			rt.log.Warn("recording a fork", "sandbox_id", id, "node", node, "err", err)
+			rt.killOn(r, addr, id)
+			res["sandbox"] = nil
+			res["error"], _ = json.Marshal(map[string]any{"code": http.StatusServiceUnavailable, "message": "recording the fork failed"})
+			continue
+		}
+		if rt.cfg.Domain != "" {
+			sb["domain"] = rt.cfg.Domain
+			res["sandbox"], _ = json.Marshal(sb)
+		}
+	}
+	out, err := json.Marshal(results)
+	if err != nil {
+		buf.flushTo(w)
+		return
+	}
+	copyHeader(w.Header(), buf.header)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(buf.status)
+	_, _ = w.Write(out)
 }
 
 // writeStatus writes a new Sandbox's first status, unless someone (a

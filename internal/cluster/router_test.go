@@ -107,6 +107,14 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 			_ = json.NewEncoder(w).Encode(map[string]any{
 				"templateID": "tpl-" + f.name, "buildID": "b1", "aliases": []string{}, "names": []string{"mytpl-" + f.name + ":v1"},
 			})
+		case r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/fork"):
+			var out []map[string]any
+			for range 2 {
+				id := fmt.Sprintf("%s-sbx%d", f.name, f.n.Add(1))
+				out = append(out, map[string]any{"sandbox": map[string]string{"sandboxID": id, "templateID": "base", "domain": "node.invalid"}})
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(out)
 		case r.Method == "GET" && r.URL.Path == "/templates":
 			_ = json.NewEncoder(w).Encode([]map[string]string{{"templateID": "base"}, {"templateID": "tpl-" + f.name}})
 		case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, "/sandboxes/"):
@@ -275,6 +283,29 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 		if sb, err := c.GetSandbox(ctx, ids[1]); err != nil || sb.Status.Phase != step.want {
 			t.Errorf("after %s: %+v, %v; want phase %s", step.path, sb, err, step.want)
 		}
+	}
+
+	// Forks start on the parent's node and are recorded there.
+	res, err = http.Post(api2.URL+"/sandboxes/"+ids[1]+"/fork", "application/json", strings.NewReader(`{"count":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forks []struct {
+		Sandbox map[string]string `json:"sandbox"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&forks)
+	res.Body.Close()
+	parentNode, _, _ := strings.Cut(ids[1], "-sbx")
+	if len(forks) != 2 {
+		t.Fatalf("fork answered %d: %v, want 2 forks", res.StatusCode, forks)
+	}
+	for _, f := range forks {
+		id := f.Sandbox["sandboxID"]
+		sb, err := c.GetSandbox(ctx, id)
+		if err != nil || sb.Labels[NodeLabel] != parentNode || f.Sandbox["domain"] != "api.test" {
+			t.Errorf("fork %v: Sandbox %+v, %v; want it on %s with the API's domain", f.Sandbox, sb, err, parentNode)
+		}
+		ids = append(ids, id)
 	}
 
 	// A new timeout moves the Sandbox's end.

@@ -112,7 +112,7 @@ test('a template built through the API: its sandboxes start on the node that hol
   }
 })
 
-test('pause and resume, and sandboxes from a snapshot, through the API role', async () => {
+test('pause and resume, forks, and sandboxes from a snapshot, through the API role', async () => {
   const parent = await create()
   await parent.files.write('/home/user/state.txt', 'kept')
   const snap = await parent.createSnapshot()
@@ -124,6 +124,14 @@ test('pause and resume, and sandboxes from a snapshot, through the API role', as
     await child.kill()
     live.delete(child)
   }
+
+  const [fork] = await parent.fork({ count: 1 })
+  assert.ok(!(fork instanceof Error), `fork: ${fork?.message}`)
+  live.add(fork)
+  assert.equal(await fork.files.read('/home/user/state.txt'), 'kept')
+  assert.equal(sandboxObjects().get(fork.sandboxId), parentNode, 'a fork starts on its parent\'s node')
+  await fork.kill()
+  live.delete(fork)
 
   assert.equal(await parent.pause(), true)
   sandboxObjects()
