@@ -63,6 +63,8 @@ type Router struct {
 	// everywhere holds the templates every live node reports holding
 	// (their warm pools'): no SandboxTemplate to look for.
 	everywhere map[string]bool
+	// liveFailedAt is when the live nodes last could not be read.
+	liveFailedAt time.Time
 }
 
 type route struct {
@@ -74,8 +76,14 @@ type route struct {
 // sandbox's node is read again after sandboxTTL (it does not move, but
 // another replica may have deleted it).
 const (
-	liveTTL    = time.Second
-	sandboxTTL = 30 * time.Second
+	liveTTL = time.Second
+	// staleLiveTTL is how long the last live-node view serves while the
+	// API server cannot be read, and liveReadTimeout how long a read may
+	// take before the last view serves (client-go retries a refused
+	// connection for many seconds).
+	staleLiveTTL    = 30 * time.Second
+	liveReadTimeout = 2 * time.Second
+	sandboxTTL      = 30 * time.Second
 	// maxCreateBody bounds the create request the Router reads to learn
 	// the template and timeout.
 	maxCreateBody = 1 << 20
@@ -350,17 +358,41 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string
 }
 
 // liveNodes returns the live nodes' addresses by name, read at most once
-// per liveTTL.
+// per liveTTL. When the API server cannot be read (within
+// liveReadTimeout), the last view serves up to staleLiveTTL, so an API
+// server away for a moment does not cut running sandboxes' traffic; the
+// read is tried again once per liveTTL meanwhile.
 func (rt *Router) liveNodes(ctx context.Context) (map[string]string, error) {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.live != nil && time.Since(rt.liveAt) < liveTTL {
-		return rt.live, nil
+	live, age, failed := rt.live, time.Since(rt.liveAt), time.Since(rt.liveFailedAt) < liveTTL
+	rt.mu.Unlock()
+	if live != nil && (age < liveTTL || (failed && age < staleLiveTTL)) {
+		return live, nil
 	}
+	readCtx, cancel := context.WithTimeout(ctx, liveReadTimeout)
+	defer cancel()
+	fresh, err := rt.refreshLive(readCtx)
+	if err == nil {
+		return fresh, nil
+	}
+	rt.mu.Lock()
+	rt.liveFailedAt = time.Now()
+	rt.mu.Unlock()
+	if live != nil && age < staleLiveTTL && ctx.Err() == nil {
+		rt.log.Warn("reading the live nodes; the last view serves meanwhile", "age", age.Round(time.Millisecond), "err", err)
+		return live, nil
+	}
+	return nil, err
+}
+
+// refreshLive reads the live nodes and keeps the view.
+func (rt *Router) refreshLive(ctx context.Context) (map[string]string, error) {
 	nodes, err := rt.cfg.Placer.LiveNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	live := make(map[string]string, len(nodes))
 	everywhere := map[string]bool{}
 	for i, n := range nodes {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -386,5 +388,119 @@ func TestPathTemplateRef(t *testing.T) {
 		if got := templateNode(ts, ref); got != want {
 			t.Errorf("templateNode(%q) = %q, want %q", ref, got, want)
 		}
+	}
+}
+
+// tcpForwarder passes TCP connections to addr until it is stopped, so a
+// test can take the API server away from a client and give it back.
+type tcpForwarder struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	down  bool
+}
+
+func newTCPForwarder(t *testing.T, addr string) *tcpForwarder {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &tcpForwarder{ln: ln}
+	t.Cleanup(func() { ln.Close(); f.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			if f.down {
+				f.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				f.mu.Unlock()
+				c.Close()
+				continue
+			}
+			f.conns = append(f.conns, c, up)
+			f.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return f
+}
+
+// cut closes every connection and refuses new ones.
+func (f *tcpForwarder) cut() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = true
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
+// The API server going away for a moment does not cut running sandboxes'
+// traffic: the Router's last view of the live nodes serves a while.
+func TestRouterRidesOutAnAPIServerBlip(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	node := newFakeNode(t, "blip-a")
+	n, err := NewNode(NodeConfig{
+		Client: c, Name: node.name, Address: node.addr(), LeaseDuration: time.Minute,
+		Sandboxes: func(context.Context) (int, error) { return 0, nil },
+		Exists:    func(context.Context, string) (bool, error) { return true, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Config(controlPlane(t).Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := newTCPForwarder(t, u.Host)
+	cfg.Host = "https://" + fwd.ln.Addr().String()
+	cfg.Timeout = 2 * time.Second
+	viaFwd, err := NewClient(cfg, "sandpit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(NewRouter(RouterConfig{Client: viaFwd, Placer: placerOn(viaFwd, 1, "blip-a")}))
+	t.Cleanup(api.Close)
+	res, err := http.Post(api.URL+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"base"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created map[string]string
+	_ = json.NewDecoder(res.Body).Decode(&created)
+	res.Body.Close()
+	id := created["sandboxID"]
+	t.Cleanup(func() { _ = c.DeleteSandbox(context.Background(), id) })
+
+	fwd.cut()
+	time.Sleep(liveTTL + 100*time.Millisecond) // past the fresh view
+	req, _ := http.NewRequest("GET", api.URL+"/health", nil)
+	req.Header.Set("E2b-Sandbox-Id", id)
+	req.Header.Set("E2b-Sandbox-Port", "49983")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.HasPrefix(string(body), "blip-a ") {
+		t.Errorf("traffic for %s with the API server away: %d %q, want it served by blip-a", id, res.StatusCode, body)
 	}
 }
