@@ -14,9 +14,9 @@ GO_SOURCES += $(shell find internal/console/dist -type f)
 # Packages with goroutines and locks enough to race: their tests also run
 # under the race detector (it needs cgo, hence gcc from setup).
 RACE_PKGS  := ./internal/agent/... ./internal/sandbox/... ./internal/proxy/... ./internal/interp/... ./internal/runtime/... ./internal/intercept/...
-RACE_PKGS  += ./internal/netproxy/...
+RACE_PKGS  += ./internal/netproxy/... ./internal/cluster/...
 
-.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate console bench
+.PHONY: help setup setup-test build run test test-go test-race test-fuzz test-compat lint tidy-check generate console bench cluster-bins test-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,13 +37,14 @@ build: $(BIN) ## build the static binaries into bin/ (sandpit, and sandpit-agent
 run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)
 
-test: setup-test build ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
+test: setup-test build cluster-bins ## every test: Go unit + integration (real sandboxes), race detector, then the official SDK compat suite
 	test/compat/run.sh --install # Go tests drive the pinned SDKs too
 	go test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-race test-fuzz tidy-check
 	test/compat/run.sh
 	test/compat-py/run.sh
 	examples/python/run.sh
+	test/cluster/run.sh
 
 test-go: build ## Go tests only
 	go test -count=1 -timeout 20m ./...
@@ -70,6 +71,14 @@ test-fuzz: ## every fuzzer for FUZZ_TIME each (bounded, for CI)
 	for t in $(FUZZ_TARGETS); do \
 	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=50x "$${t%%:*}"; \
 	done
+
+# The test cluster's kube-apiserver and etcd, built from their Go modules
+# once per version and cached in /var/cache/sandpit (about 5 minutes).
+cluster-bins: ## build (once) the test cluster's kube-apiserver and etcd
+	test/cluster/build-bins.sh >/dev/null
+
+test-cluster: build cluster-bins ## the official JS SDK against a test cluster on Kubernetes (api role, two nodes)
+	test/cluster/run.sh
 
 test-compat: build ## the official E2B SDKs (JS, then Python) against a real server
 	test/compat/run.sh

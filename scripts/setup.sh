@@ -21,7 +21,9 @@ packages=(
 # (the Python suites' pinned SDKs), chromium and its driver (the Gradio
 # example in a headless browser); iptables and Docker (below) for sandbox
 # egress beside a real dockerd, which the test runs in a network namespace
-# of its own. A host that only runs sandpit gets none of them.
+# of its own; openssl and curl for the test Kubernetes control plane
+# (test/cluster: service-account keys, health checks). A host that only
+# runs sandpit gets none of them.
 tests=false
 [ "${1:-}" = test ] && tests=true
 if $tests; then

@@ -53,7 +53,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fs.StringVar(&cfg.InterceptUpstreamCA, "intercept-upstream-ca", cfg.InterceptUpstreamCA, "PEM `file` of CAs trusted, besides the host's roots, for the upstreams of HTTPS requests network rules inject headers into")
+	var cf clusterFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cf.validate(); err != nil {
 		return err
 	}
 	var err error
@@ -76,9 +81,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cf.role == "api" {
+		return serveAPI(ctx, cfg, cf, log)
+	}
 	d, err := daemon.New(ctx, cfg, log, stdout)
 	if err != nil {
 		return err
+	}
+	if cf.role == "node" {
+		return serveNode(ctx, d, cfg, cf, log)
 	}
 	return d.Run(ctx)
 }

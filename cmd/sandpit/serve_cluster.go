@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/sandpit-dev/sandpit/internal/cluster"
+	"github.com/sandpit-dev/sandpit/internal/config"
+	"github.com/sandpit-dev/sandpit/internal/daemon"
+)
+
+// clusterFlags are serve's flags for running as part of a cluster on
+// Kubernetes (internal/cluster): --role api or node. The default role,
+// all, is the single-machine daemon and reads none of them.
+type clusterFlags struct {
+	role          string
+	kubeconfig    string
+	namespace     string
+	nodeName      string
+	advertise     string
+	leaseDuration time.Duration
+}
+
+func (f *clusterFlags) register(fs *flag.FlagSet) {
+	ns := os.Getenv("SANDPIT_NAMESPACE")
+	if ns == "" {
+		ns = "sandpit"
+	}
+	fs.StringVar(&f.role, "role", "all", "all: one machine, state in SQLite; node: run sandboxes for a cluster on Kubernetes; api: serve a cluster's E2B API and route to its nodes")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` of the cluster (--role node|api; default: the pod's service account)")
+	fs.StringVar(&f.namespace, "namespace", ns, "Kubernetes namespace of the cluster's objects (--role node|api)")
+	fs.StringVar(&f.nodeName, "node-name", "", "this node's name in the cluster (--role node; default: the host name)")
+	fs.StringVar(&f.advertise, "advertise", "", "`host:port` the API replicas reach this node on (--role node; default: --listen)")
+	fs.DurationVar(&f.leaseDuration, "lease-duration", cluster.DefaultLeaseDuration, "how long a node that stops renewing its Lease counts as alive (--role node)")
+}
+
+func (f *clusterFlags) validate() error {
+	switch f.role {
+	case "all", "node", "api":
+		return nil
+	}
+	return fmt.Errorf("--role %q: want all, node or api", f.role)
+}
+
+func (f *clusterFlags) client() (*cluster.Client, error) {
+	rc, err := cluster.Config(f.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.NewClient(rc, f.namespace)
+}
+
+// serveAPI runs the stateless API role until ctx is done.
+func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.Logger) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	rt := cluster.NewRouter(cluster.RouterConfig{
+		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey, Logger: log,
+	})
+	if cfg.APIKey == "" {
+		log.Warn("SANDPIT_API_KEY is not set: creates are placed before any key is checked (the nodes check them)")
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: daemon.MaxHeaderBytes}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	go rt.Run(ctx)
+	log.Info("sandpit api serving", "listen", ln.Addr().String(), "namespace", f.namespace)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// serveNode runs the daemon as a cluster node: it registers (SandboxNode,
+// Lease) once it listens, and keeps both fresh while it serves.
+func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clusterFlags, log *slog.Logger) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	name := f.nodeName
+	if name == "" {
+		if name, err = os.Hostname(); err != nil {
+			return fmt.Errorf("--node-name not given and no host name: %w", err)
+		}
+	}
+	addr := f.advertise
+	if addr == "" {
+		addr = cfg.Listen
+	}
+	node, err := cluster.NewNode(cluster.NodeConfig{
+		Client: c, Name: name, Address: addr, MaxSandboxes: cfg.MaxSandboxes, LeaseDuration: f.leaseDuration,
+		Sandboxes: d.SandboxCount, Exists: d.HasSandbox, Logger: log,
+		WarmTemplates: slices.Sorted(maps.Keys(cfg.WarmPool)),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	// Registering waits for the API server, retrying, while the daemon
+	// serves: a node whose API server is away keeps its sandboxes.
+	go func() {
+		for {
+			err := node.Register(ctx)
+			if err == nil {
+				break
+			}
+			log.Warn("registering the cluster node", "node", name, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		log.Info("cluster node registered", "node", name, "address", addr, "namespace", f.namespace)
+		node.Run(ctx)
+	}()
+	return d.Serve(ctx, ln)
+}

@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// ErrNoNode is returned when no live node has room for a sandbox.
+var ErrNoNode = errors.New("no live sandpit node has room for the sandbox")
+
+// DefaultCandidates is K of best-of-K placement: enough to find a good
+// node, few enough that replicas placing at once pick different ones.
+const DefaultCandidates = 3
+
+// Placer picks the node of each new sandbox.
+type Placer struct {
+	c *Client
+	// K nodes are drawn at random from the live ones with room and the
+	// best of them is taken.
+	k   int
+	now func() time.Time
+	// only, when set, limits placement to the nodes named (tests sharing
+	// one control plane keep apart with it).
+	only []string
+
+	// The live nodes as last read, reused for cacheTTL: two list requests
+	// fewer per create. A stale read costs nothing worse than a conflict
+	// on the reservation, which reads again.
+	mu       sync.Mutex
+	cache    []SandboxNode
+	cacheAt  time.Time
+	cacheTTL time.Duration
+}
+
+// placementCacheTTL is how long a Placer reuses its read of the live
+// nodes; small against a Lease's duration.
+const placementCacheTTL = 500 * time.Millisecond
+
+// NewPlacer returns a Placer that draws k candidates (DefaultCandidates
+// when k <= 0).
+func NewPlacer(c *Client, k int) *Placer {
+	if k <= 0 {
+		k = DefaultCandidates
+	}
+	return &Placer{c: c, k: k, now: time.Now, cacheTTL: placementCacheTTL}
+}
+
+// LiveNodes returns the SandboxNodes whose Lease is live.
+func (p *Placer) LiveNodes(ctx context.Context) ([]SandboxNode, error) {
+	leases, err := p.c.ListLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	live := make(map[string]bool, len(leases))
+	for i := range leases {
+		if leaseLive(&leases[i], now) {
+			live[leases[i].Name] = true
+		}
+	}
+	nodes, err := p.c.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(nodes, func(n SandboxNode) bool {
+		return !live[n.Name] || n.Spec.Address == "" || (p.only != nil && !slices.Contains(p.only, n.Name))
+	}), nil
+}
+
+// Place picks a live node with room for a sandbox of template, other than
+// the nodes in exclude, and reserves a slot on it: the reservation is
+// written with the resourceVersion read, so of two replicas taking a
+// node's last slot at once, one gets a conflict and places again.
+func (p *Placer) Place(ctx context.Context, template string, exclude ...string) (*SandboxNode, error) {
+	return p.PlaceAmong(ctx, template, func(name string) bool { return !slices.Contains(exclude, name) })
+}
+
+// PlaceAmong is Place among the nodes allowed says yes to.
+func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(node string) bool) (*SandboxNode, error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		nodes, err := p.cachedLiveNodes(ctx, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		nodes = slices.DeleteFunc(nodes, func(n SandboxNode) bool { return !hasRoom(&n) || !allowed(n.Name) })
+		if len(nodes) == 0 {
+			return nil, ErrNoNode
+		}
+		best := pick(nodes, p.k, template)
+		best.Status.Reserved++
+		out, err := p.c.UpdateNodeStatus(ctx, best)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.remember(out)
+		return out, nil
+	}
+	return nil, errors.New("placing a sandbox: the nodes' capacity kept changing under 8 attempts")
+}
+
+// cachedLiveNodes returns a copy of the live nodes, read again when the
+// cache is older than cacheTTL or fresh is set.
+func (p *Placer) cachedLiveNodes(ctx context.Context, fresh bool) ([]SandboxNode, error) {
+	p.mu.Lock()
+	if !fresh && p.cache != nil && p.now().Sub(p.cacheAt) < p.cacheTTL {
+		nodes := slices.Clone(p.cache)
+		p.mu.Unlock()
+		return nodes, nil
+	}
+	p.mu.Unlock()
+	nodes, err := p.LiveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.cache, p.cacheAt = slices.Clone(nodes), p.now()
+	p.mu.Unlock()
+	return nodes, nil
+}
+
+// remember puts the node a reservation returned in the cache, so the next
+// placement starts from its new resourceVersion and count.
+func (p *Placer) remember(n *SandboxNode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.cache {
+		if p.cache[i].Name == n.Name {
+			p.cache[i] = *n
+		}
+	}
+}
+
+func hasRoom(n *SandboxNode) bool {
+	return n.Spec.MaxSandboxes <= 0 || n.Status.Sandboxes+n.Status.Reserved < n.Spec.MaxSandboxes
+}
+
+// pick draws k of nodes at random and returns the best by score.
+func pick(nodes []SandboxNode, k int, template string) *SandboxNode {
+	rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
+	cands := nodes[:min(k, len(nodes))]
+	best := &cands[0]
+	for i := range cands[1:] {
+		if c := &cands[i+1]; score(c, template) > score(best, template) {
+			best = c
+		}
+	}
+	return best
+}
+
+// score ranks a node for a sandbox of template: free memory and CPU per
+// sandbox it holds or has been promised, doubled where the template's
+// layers are already there and doubled again where one is warm.
+func score(n *SandboxNode, template string) float64 {
+	st := &n.Status
+	s := float64(st.FreeMemoryBytes>>20) * (1 + float64(st.FreeCPUMillis)/1000) / float64(1+st.Sandboxes+st.Reserved)
+	if template != "" && slices.Contains(st.Templates, template) {
+		s *= 2
+	}
+	if template != "" && slices.Contains(st.WarmTemplates, template) {
+		s *= 2
+	}
+	return s
+}

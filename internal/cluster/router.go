@@ -1,0 +1,913 @@
+package cluster
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RouterConfig configures the API role's Router.
+type RouterConfig struct {
+	Client *Client
+	Placer *Placer
+	// Domain is reported to SDKs in create answers (PORT-ID.DOMAIN), in
+	// place of the node's own: clients reach sandboxes through the API
+	// replicas, never a node directly.
+	Domain string
+	// APIKey, when set, is the key creates must carry (X-API-KEY) before
+	// they are placed: a reservation is a write to the API server, which
+	// strangers must not cause. The nodes check every request's key too.
+	APIKey string
+	Logger *slog.Logger
+}
+
+// Router is the API role's HTTP handler. It holds no state of its own:
+// creates are placed on a live node and forwarded there, and the Sandbox
+// object written once the node answers; every request that names a
+// sandbox (its control-plane paths, or sandbox traffic by E2b-Sandbox-Id
+// or Host) goes to the node in the sandbox's status. A sandbox whose node's
+// Lease ran out is answered as not found, E2B's shape for a sandbox that
+// is gone. Other requests (templates, keys) go to any live node.
+type Router struct {
+	cfg RouterConfig
+	log *slog.Logger
+	rp  *httputil.ReverseProxy
+
+	mu        sync.Mutex
+	live      map[string]string // node name -> address
+	liveAt    time.Time
+	sandboxes map[string]route // sandbox ID -> its node, as last read
+	templates []SandboxTemplate
+	tplAt     time.Time
+	// everywhere holds the templates every live node reports holding
+	// (their warm pools'): no SandboxTemplate to look for.
+	everywhere map[string]bool
+	// liveFailedAt is when the live nodes last could not be read.
+	liveFailedAt time.Time
+}
+
+type route struct {
+	node string
+	at   time.Time
+}
+
+// The Router's caches: a live-node view this old is read again, and a
+// sandbox's node is read again after sandboxTTL (it does not move, but
+// another replica may have deleted it).
+const (
+	liveTTL = time.Second
+	// staleLiveTTL is how long the last live-node view serves while the
+	// API server cannot be read, and liveReadTimeout how long a read may
+	// take before the last view serves (client-go retries a refused
+	// connection for many seconds).
+	staleLiveTTL    = 30 * time.Second
+	liveReadTimeout = 2 * time.Second
+	sandboxTTL      = 30 * time.Second
+	// maxCreateBody bounds the create request the Router reads to learn
+	// the template and timeout.
+	maxCreateBody = 1 << 20
+)
+
+type nodeKey struct{}
+
+// NewRouter returns the API role's handler.
+func NewRouter(cfg RouterConfig) *Router {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Router{cfg: cfg, log: log, sandboxes: map[string]route{}}
+	rt.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr := pr.In.Context().Value(nodeKey{}).(string)
+			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
+			// The node's proxy routes PORT-ID.DOMAIN hosts too.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		// Process output and code results stream: pass each chunk on.
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rt.log.Warn("forwarding to a node", "node", r.Context().Value(nodeKey{}), "path", r.URL.Path, "err", err)
+			writeJSONError(w, http.StatusBadGateway, "the sandbox's node did not answer")
+		},
+	}
+	return rt
+}
+
+// Run keeps the Router's background work going until ctx is done: the
+// Sandboxes of dead nodes are marked Lost.
+func (rt *Router) Run(ctx context.Context) {
+	NewLostSweeper(rt.cfg.Client, rt.log).Run(ctx, 2*time.Second)
+}
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if id, ok, err := sandboxTraffic(r); err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	} else if ok {
+		rt.toSandbox(w, r, id, true)
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case p == "/health":
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "ok\n")
+	case r.Method == http.MethodPost && (p == "/sandboxes" || p == "/v2/sandboxes"):
+		rt.create(w, r)
+	case r.Method == http.MethodGet && (p == "/sandboxes" || p == "/v2/sandboxes"):
+		rt.list(w, r, "sandboxID")
+	case r.Method == http.MethodGet && p == "/templates":
+		rt.list(w, r, "templateID")
+	case r.Method == http.MethodGet && p == "/snapshots":
+		rt.list(w, r, "snapshotID")
+	case r.Method == http.MethodPost && p == "/v3/templates":
+		rt.newTemplate(w, r)
+	default:
+		if id := pathSandboxID(p); id != "" {
+			rt.toSandbox(w, r, id, false)
+			return
+		}
+		if ref := pathTemplateRef(r.URL.EscapedPath()); ref != "" {
+			if addr, ok := rt.templateAddr(r.Context(), ref); ok {
+				rt.forward(w, r, addr)
+				return
+			}
+		}
+		addr, err := rt.anyNode(r.Context())
+		if err != nil {
+			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		rt.forward(w, r, addr)
+	}
+}
+
+// sandboxTraffic finds the sandbox a request for a sandbox's port names,
+// as the node's proxy does: the E2b-Sandbox-Id/-Port headers, or a Host
+// of PORT-SANDBOXID.DOMAIN.
+func sandboxTraffic(r *http.Request) (id string, ok bool, err error) {
+	hid, hport := r.Header.Get("E2b-Sandbox-Id"), r.Header.Get("E2b-Sandbox-Port")
+	if hid != "" || hport != "" {
+		if hid == "" || hport == "" {
+			return "", true, errors.New("missing header: E2b-Sandbox-Id and E2b-Sandbox-Port go together")
+		}
+		return hid, true, nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, _, found := strings.Cut(host, ".")
+	if !found {
+		return "", false, nil
+	}
+	ps, sid, found := strings.Cut(label, "-")
+	if port, err := strconv.Atoi(ps); !found || sid == "" || err != nil || port < 1 || port > 65535 {
+		return "", false, nil
+	}
+	return sid, true, nil
+}
+
+// pathSandboxID is the sandbox a control-plane path names:
+// /sandboxes/{id}[/...] or /v2/sandboxes/{id}[/...].
+func pathSandboxID(p string) string {
+	p = strings.TrimPrefix(p, "/v2")
+	rest, ok := strings.CutPrefix(p, "/sandboxes/")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	return id
+}
+
+// toSandbox forwards r to the node of sandbox id.
+func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, traffic bool) {
+	node, addr, err := rt.sandboxNode(r.Context(), id)
+	if err != nil {
+		if !errors.Is(err, errGone) {
+			rt.log.Warn("looking up a sandbox's node", "sandbox_id", id, "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "looking up the sandbox failed")
+			return
+		}
+		if traffic {
+			writeGone(w, id)
+		} else {
+			writeJSONError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found", id))
+		}
+		return
+	}
+	if !traffic && r.Method == http.MethodDelete && pathSandboxID(r.URL.Path) == id && strings.Count(strings.TrimPrefix(r.URL.Path, "/v2"), "/") == 2 {
+		// Held until the Sandbox is deleted, so a killed sandbox is gone
+		// from kubectl once the client hears so.
+		buf := &bufferedWriter{header: http.Header{}}
+		rt.forward(buf, r, addr)
+		if buf.status/100 == 2 || buf.status == http.StatusNotFound {
+			rt.forget(r.Context(), id)
+		}
+		buf.flushTo(w)
+		return
+	}
+	if !traffic && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/snapshots") {
+		rt.snapshot(w, r, node, addr)
+		return
+	}
+	if !traffic && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/fork") {
+		rt.fork(w, r, node, addr)
+		return
+	}
+	if ch, ok := lifecycleOf(r, traffic); ok {
+		// Held until the change is recorded, so a client that paused a
+		// sandbox finds it Paused in kubectl; these answers are small.
+		buf := &bufferedWriter{header: http.Header{}}
+		rt.forward(buf, r, addr)
+		if buf.status/100 == 2 {
+			rt.record(r.Context(), id, ch)
+		}
+		buf.flushTo(w)
+		return
+	}
+	rt.forward(w, r, addr)
+}
+
+// lifecycleChange is what a successful request changes in its sandbox's
+// object: the phase (pause, resume, connect) and the end time (timeout,
+// refreshes, and the timeout of resume and connect).
+type lifecycleChange struct {
+	phase string
+	end   *metav1.Time
+}
+
+// maxLifecycleBody bounds the lifecycle request bodies the Router reads.
+const maxLifecycleBody = 64 << 10
+
+// lifecycleOf finds the change r makes if it succeeds. It reads r's body
+// (small JSON) and puts it back for the node.
+func lifecycleOf(r *http.Request, traffic bool) (lifecycleChange, bool) {
+	if traffic || r.Method != http.MethodPost {
+		return lifecycleChange{}, false
+	}
+	var ch lifecycleChange
+	field := "timeout"
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/pause"):
+		return lifecycleChange{phase: PhasePaused}, true
+	case strings.HasSuffix(r.URL.Path, "/resume"), strings.HasSuffix(r.URL.Path, "/connect"):
+		ch.phase = PhaseRunning
+	case strings.HasSuffix(r.URL.Path, "/timeout"):
+	case strings.HasSuffix(r.URL.Path, "/refreshes"):
+		field = "duration"
+	default:
+		return lifecycleChange{}, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxLifecycleBody))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return ch, ch.phase != ""
+	}
+	var fields map[string]json.RawMessage
+	var secs int64
+	if json.Unmarshal(body, &fields) == nil && json.Unmarshal(fields[field], &secs) == nil && secs > 0 {
+		end := metav1.NewTime(time.Now().Add(time.Duration(secs) * time.Second))
+		ch.end = &end
+	}
+	return ch, ch.phase != "" || ch.end != nil
+}
+
+// record writes ch to sandbox id's object; a failure only leaves
+// kubectl's view stale, so it is logged.
+func (rt *Router) record(ctx context.Context, id string, ch lifecycleChange) {
+	ctx = context.WithoutCancel(ctx)
+	for range 3 {
+		sb, err := rt.cfg.Client.GetSandbox(ctx, id)
+		if err == nil && ch.end != nil {
+			sb.Spec.EndAt = ch.end
+			sb, err = rt.cfg.Client.UpdateSandbox(ctx, sb)
+		}
+		if err == nil && ch.phase != "" && sb.Status.Phase != ch.phase {
+			sb.Status.Phase = ch.phase
+			_, err = rt.cfg.Client.UpdateSandboxStatus(ctx, sb)
+		}
+		if !apierrors.IsConflict(err) {
+			if err != nil {
+				rt.log.Warn("recording a sandbox's lifecycle", "sandbox_id", id, "phase", ch.phase, "err", err)
+			}
+			return
+		}
+	}
+}
+
+var errGone = errors.New("sandbox gone")
+
+// sandboxNode returns the name and address of the live node that runs
+// sandbox id, or errGone.
+func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string, err error) {
+	rt.mu.Lock()
+	rte, ok := rt.sandboxes[id]
+	rt.mu.Unlock()
+	if !ok || time.Since(rte.at) > sandboxTTL {
+		sb, err := rt.cfg.Client.GetSandbox(ctx, id)
+		if apierrors.IsNotFound(err) {
+			rt.mu.Lock()
+			delete(rt.sandboxes, id)
+			rt.mu.Unlock()
+			return "", "", errGone
+		}
+		if err != nil {
+			return "", "", err
+		}
+		// The node is in the label, written with the object; the status
+		// may lag it (create writes it after answering).
+		rte = route{node: cmp.Or(sb.Labels[NodeLabel], sb.Status.NodeName), at: time.Now()}
+		rt.mu.Lock()
+		rt.sandboxes[id] = rte
+		rt.mu.Unlock()
+	}
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	addr, ok = live[rte.node]
+	if !ok || addr == "" {
+		return "", "", errGone
+	}
+	return rte.node, addr, nil
+}
+
+// liveNodes returns the live nodes' addresses by name, read at most once
+// per liveTTL. When the API server cannot be read (within
+// liveReadTimeout), the last view serves up to staleLiveTTL, so an API
+// server away for a moment does not cut running sandboxes' traffic; the
+// read is tried again once per liveTTL meanwhile.
+func (rt *Router) liveNodes(ctx context.Context) (map[string]string, error) {
+	rt.mu.Lock()
+	live, age, failed := rt.live, time.Since(rt.liveAt), time.Since(rt.liveFailedAt) < liveTTL
+	rt.mu.Unlock()
+	if live != nil && (age < liveTTL || (failed && age < staleLiveTTL)) {
+		return live, nil
+	}
+	readCtx, cancel := context.WithTimeout(ctx, liveReadTimeout)
+	defer cancel()
+	fresh, err := rt.refreshLive(readCtx)
+	if err == nil {
+		return fresh, nil
+	}
+	rt.mu.Lock()
+	rt.liveFailedAt = time.Now()
+	rt.mu.Unlock()
+	if live != nil && age < staleLiveTTL && ctx.Err() == nil {
+		rt.log.Warn("reading the live nodes; the last view serves meanwhile", "age", age.Round(time.Millisecond), "err", err)
+		return live, nil
+	}
+	return nil, err
+}
+
+// refreshLive reads the live nodes and keeps the view.
+func (rt *Router) refreshLive(ctx context.Context) (map[string]string, error) {
+	nodes, err := rt.cfg.Placer.LiveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	live := make(map[string]string, len(nodes))
+	everywhere := map[string]bool{}
+	for i, n := range nodes {
+		live[n.Name] = n.Spec.Address
+		for _, t := range n.Status.Templates {
+			if i == 0 || everywhere[t] {
+				everywhere[t] = true
+			}
+		}
+		for t := range everywhere {
+			if !slices.Contains(n.Status.Templates, t) {
+				delete(everywhere, t)
+			}
+		}
+	}
+	rt.live, rt.liveAt, rt.everywhere = live, time.Now(), everywhere
+	return live, nil
+}
+
+func (rt *Router) anyNode(ctx context.Context) (string, error) {
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, addr := range live {
+		return addr, nil
+	}
+	return "", ErrNoNode
+}
+
+func (rt *Router) forget(ctx context.Context, id string) {
+	rt.mu.Lock()
+	delete(rt.sandboxes, id)
+	rt.mu.Unlock()
+	if err := rt.cfg.Client.DeleteSandbox(context.WithoutCancel(ctx), id); err != nil && !apierrors.IsNotFound(err) {
+		rt.log.Warn("deleting a killed sandbox's object", "sandbox_id", id, "err", err)
+	}
+}
+
+func (rt *Router) forward(w http.ResponseWriter, r *http.Request, addr string) {
+	// Process output streams back while the client may still be sending:
+	// without full duplex the server would cut the request body at the
+	// first event, and the stream with it (as the node's proxy says).
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	rt.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), nodeKey{}, addr)))
+}
+
+// create places the sandbox, has the chosen node create it, and records
+// it as a Sandbox before answering, so any replica can route to it.
+func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
+	if rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Api-Key")), []byte(rt.cfg.APIKey)) != 1 {
+		writeJSONError(w, http.StatusUnauthorized, "invalid or missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs)")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var req struct {
+		TemplateID string            `json:"templateID"`
+		Timeout    *int              `json:"timeout"`
+		Metadata   map[string]string `json:"metadata"`
+	}
+	_ = json.Unmarshal(body, &req) // the node validates; this only reads what placement needs
+	// A template built through the API is on the node that built it.
+	holder, err := rt.templateNode(r.Context(), req.TemplateID)
+	if err != nil {
+		rt.log.Warn("looking up a template's node", "template", req.TemplateID, "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
+		return
+	}
+	// A node that refuses the connection never saw the create: it died
+	// and its Lease has not run out yet. Place again without it.
+	var (
+		node   *SandboxNode
+		res    *http.Response
+		failed []string
+	)
+	for {
+		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), req.TemplateID, func(n string) bool {
+			return !slices.Contains(failed, n) && (holder == "" || n == holder)
+		})
+		if errors.Is(err, ErrNoNode) {
+			w.Header().Set("Retry-After", "1")
+			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		if err != nil {
+			rt.log.Warn("placing a sandbox", "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "placing the sandbox failed")
+			return
+		}
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+node.Spec.Address+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			writeJSONError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		out.Header = r.Header.Clone()
+		res, err = http.DefaultTransport.RoundTrip(out)
+		if err == nil {
+			break
+		}
+		rt.log.Warn("creating a sandbox on its node", "node", node.Name, "err", err)
+		if !errors.Is(err, syscall.ECONNREFUSED) || len(failed) == 2 {
+			writeJSONError(w, http.StatusBadGateway, "the node chosen for the sandbox did not answer")
+			return
+		}
+		failed = append(failed, node.Name)
+	}
+	defer res.Body.Close()
+	resBody, err := io.ReadAll(res.Body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadGateway, "reading the node's answer failed")
+		return
+	}
+	if res.StatusCode/100 != 2 {
+		copyHeader(w.Header(), res.Header)
+		w.WriteHeader(res.StatusCode)
+		_, _ = w.Write(resBody)
+		return
+	}
+	var created map[string]any
+	if err := json.Unmarshal(resBody, &created); err != nil {
+		writeJSONError(w, http.StatusBadGateway, "the node's answer is not JSON")
+		return
+	}
+	id, _ := created["sandboxID"].(string)
+	tpl, _ := created["templateID"].(string)
+	alias, _ := created["alias"].(string)
+	timeout := 300
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	if err := rt.recordSandbox(r.Context(), node, id, tpl, alias, timeout, req.Metadata); err != nil {
+		// Unrecorded, the sandbox would be unreachable: end it.
+		rt.log.Warn("recording a new sandbox", "sandbox_id", id, "node", node.Name, "err", err)
+		rt.killOn(r, node.Spec.Address, id)
+		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
+		return
+	}
+	if rt.cfg.Domain != "" {
+		created["domain"] = rt.cfg.Domain
+	}
+	copyHeader(w.Header(), res.Header)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(res.StatusCode)
+	_ = json.NewEncoder(w).Encode(created)
+}
+
+// recordSandbox writes the Sandbox of a sandbox node has just started:
+// one write before the answer, as its label routes it; the status (a
+// second write, the subresource's) follows in the background.
+func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl, alias string, timeout int, metadata map[string]string) error {
+	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
+	now := metav1.Now()
+	rec, err := rt.cfg.Client.CreateSandbox(ctx, &Sandbox{
+		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
+		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: metadata},
+	})
+	if err != nil {
+		return err
+	}
+	go rt.writeStatus(context.WithoutCancel(ctx), rec, SandboxStatus{
+		Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now,
+	})
+	rt.mu.Lock()
+	rt.sandboxes[id] = route{node: node.Name, at: time.Now()}
+	rt.mu.Unlock()
+	return nil
+}
+
+// fork forwards a fork to the parent's node and records each fork the
+// node started, there.
+func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxLifecycleBody))
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, "reading the request failed")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req struct {
+		Timeout *int `json:"timeout"`
+	}
+	_ = json.Unmarshal(body, &req)
+	timeout := 15 // E2B's default for forks
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, addr)
+	var results []map[string]json.RawMessage
+	if buf.status/100 != 2 || json.Unmarshal(buf.body.Bytes(), &results) != nil {
+		buf.flushTo(w)
+		return
+	}
+	sn := &SandboxNode{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: NodeSpec{Address: addr}}
+	for _, res := range results {
+		var sb map[string]any
+		if res["sandbox"] == nil || json.Unmarshal(res["sandbox"], &sb) != nil {
+			continue
+		}
+		id, _ := sb["sandboxID"].(string)
+		tpl, _ := sb["templateID"].(string)
+		if id == "" {
+			continue
+		}
+		if err := rt.recordSandbox(r.Context(), sn, id, tpl, "", timeout, nil); err != nil {
+			rt.log.Warn("recording a fork", "sandbox_id", id, "node", node, "err", err)
+			rt.killOn(r, addr, id)
+			res["sandbox"] = nil
+			res["error"], _ = json.Marshal(map[string]any{"code": http.StatusServiceUnavailable, "message": "recording the fork failed"})
+			continue
+		}
+		if rt.cfg.Domain != "" {
+			sb["domain"] = rt.cfg.Domain
+			res["sandbox"], _ = json.Marshal(sb)
+		}
+	}
+	out, err := json.Marshal(results)
+	if err != nil {
+		buf.flushTo(w)
+		return
+	}
+	copyHeader(w.Header(), buf.header)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(buf.status)
+	_, _ = w.Write(out)
+}
+
+// writeStatus writes a new Sandbox's first status, unless someone (a
+// pause, the LostSweeper) wrote one first.
+func (rt *Router) writeStatus(ctx context.Context, sb *Sandbox, st SandboxStatus) {
+	for range 3 {
+		sb.Status = st
+		_, err := rt.cfg.Client.UpdateSandboxStatus(ctx, sb)
+		if err == nil || apierrors.IsNotFound(err) {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			rt.log.Warn("writing a new sandbox's status", "sandbox_id", sb.Name, "err", err)
+			return
+		}
+		if sb, err = rt.cfg.Client.GetSandbox(ctx, sb.Name); err != nil || sb.Status.Phase != "" {
+			return
+		}
+	}
+}
+
+// snapshot forwards a snapshot request and records the snapshot like a
+// template built on the sandbox's node: sandboxes started from it go
+// there. Snapshot IDs (team/name:tag, id:default) are no object names, so
+// the object is named after the ID's hash and holds the ID as an alias.
+func (rt *Router) snapshot(w http.ResponseWriter, r *http.Request, node, addr string) {
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, addr)
+	var res struct {
+		SnapshotID string   `json:"snapshotID"`
+		Names      []string `json:"names"`
+	}
+	if buf.status/100 == 2 && json.Unmarshal(buf.body.Bytes(), &res) == nil && res.SnapshotID != "" {
+		var aliases []string
+		for _, a := range append(res.Names, res.SnapshotID) {
+			name, _, _ := strings.Cut(a, ":")
+			aliases = append(aliases, name)
+		}
+		slices.Sort(aliases)
+		sum := sha256.Sum256([]byte(res.SnapshotID))
+		if err := rt.cfg.Client.RecordTemplate(r.Context(), "snapshot-"+hex.EncodeToString(sum[:8]), node, "", slices.Compact(aliases)); err != nil {
+			rt.log.Warn("recording a snapshot's node", "snapshot", res.SnapshotID, "node", node, "err", err)
+		}
+		rt.mu.Lock()
+		rt.tplAt = time.Time{}
+		rt.mu.Unlock()
+	}
+	buf.flushTo(w)
+}
+
+// templateNode returns the node of the template ref names, "" for the
+// templates every node has. The SandboxTemplates are read at most once a
+// second, and again on a miss.
+func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	if _, err := rt.liveNodes(ctx); err != nil {
+		return "", err
+	}
+	rt.mu.Lock()
+	ts, fresh, common := rt.templates, time.Since(rt.tplAt) < liveTTL, rt.everywhere[ref]
+	rt.mu.Unlock()
+	if common {
+		return "", nil
+	}
+	if fresh {
+		if node := templateNode(ts, ref); node != "" {
+			return node, nil
+		}
+	}
+	// Not known here yet: another replica may have recorded it a moment
+	// ago, so a miss reads again.
+	ts, err := rt.cfg.Client.ListTemplates(ctx)
+	if err != nil {
+		return "", err
+	}
+	rt.mu.Lock()
+	rt.templates, rt.tplAt = ts, time.Now()
+	rt.mu.Unlock()
+	return templateNode(ts, ref), nil
+}
+
+// templateAddr returns the address of the live node that holds template
+// ref, if a SandboxTemplate records one.
+func (rt *Router) templateAddr(ctx context.Context, ref string) (string, bool) {
+	node, err := rt.templateNode(ctx, ref)
+	if err != nil || node == "" {
+		return "", false
+	}
+	live, err := rt.liveNodes(ctx)
+	if err != nil {
+		return "", false
+	}
+	addr, ok := live[node]
+	return addr, ok
+}
+
+// newTemplate sends a template request (POST /v3/templates) to the node
+// that holds the template of that name, or to a node placement picks, and
+// records the node in a SandboxTemplate: the template's builds, uploads
+// and sandboxes go there.
+func (rt *Router) newTemplate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var req struct {
+		Name  string `json:"name"`
+		Alias string `json:"alias"`
+	}
+	_ = json.Unmarshal(body, &req)
+	name := cmp.Or(req.Name, req.Alias)
+	holder, err := rt.templateNode(r.Context(), name)
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
+		return
+	}
+	node, err := rt.cfg.Placer.PlaceAmong(r.Context(), "", func(n string) bool { return holder == "" || n == holder })
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, "no live node for the template: "+err.Error())
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	buf := &bufferedWriter{header: http.Header{}}
+	rt.forward(buf, r, node.Spec.Address)
+	if buf.status/100 == 2 {
+		var res struct {
+			TemplateID string   `json:"templateID"`
+			BuildID    string   `json:"buildID"`
+			Aliases    []string `json:"aliases"`
+			Names      []string `json:"names"`
+		}
+		if err := json.Unmarshal(buf.body.Bytes(), &res); err == nil && res.TemplateID != "" {
+			var aliases []string
+			for _, a := range append(res.Aliases, res.Names...) {
+				name, _, _ := strings.Cut(a, ":")
+				aliases = append(aliases, name)
+			}
+			slices.Sort(aliases)
+			aliases = slices.Compact(aliases)
+			if err := rt.cfg.Client.RecordTemplate(r.Context(), res.TemplateID, node.Name, res.BuildID, aliases); err != nil {
+				rt.log.Warn("recording a template's node", "template", res.TemplateID, "node", node.Name, "err", err)
+			}
+			rt.mu.Lock()
+			rt.tplAt = time.Time{}
+			rt.mu.Unlock()
+		}
+	}
+	buf.flushTo(w)
+}
+
+func (rt *Router) killOn(r *http.Request, addr, id string) {
+	req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), http.MethodDelete, "http://"+addr+"/sandboxes/"+url.PathEscape(id), nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("X-API-KEY", r.Header.Get("X-API-KEY"))
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+	}
+}
+
+// list asks every live node and joins their answers: each node lists only
+// its own sandboxes, templates or snapshots. Items whose key field is
+// already in the list (the templates every node has) are left out.
+// Pagination past one page per node is not joined yet.
+func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
+	live, err := rt.liveNodes(r.Context())
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	type answer struct {
+		items []json.RawMessage
+		err   error
+		code  int
+		body  []byte
+	}
+	answers := make(chan answer, len(live))
+	for _, addr := range live {
+		go func() {
+			req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.RequestURI(), nil)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			req.Header = r.Header.Clone()
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer res.Body.Close()
+			b, err := io.ReadAll(res.Body)
+			if err != nil || res.StatusCode != http.StatusOK {
+				answers <- answer{err: err, code: res.StatusCode, body: b}
+				return
+			}
+			var items []json.RawMessage
+			err = json.Unmarshal(b, &items)
+			answers <- answer{items: items, err: err}
+		}()
+	}
+	all := []json.RawMessage{}
+	seen := map[string]bool{}
+	for range live {
+		a := <-answers
+		if a.code != 0 && a.code != http.StatusOK {
+			// The client's own mistake (a bad key, a bad filter) is
+			// every node's: pass the first answer on.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(a.code)
+			_, _ = w.Write(a.body)
+			return
+		}
+		if a.err != nil {
+			rt.log.Warn("listing on a node", "path", r.URL.Path, "err", a.err)
+			continue
+		}
+		for _, it := range a.items {
+			var fields map[string]json.RawMessage
+			if json.Unmarshal(it, &fields) == nil && fields[key] != nil {
+				if seen[string(fields[key])] {
+					continue
+				}
+				seen[string(fields[key])] = true
+			}
+			all = append(all, it)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(all)
+}
+
+// bufferedWriter holds a whole response.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
+	copyHeader(w.Header(), b.header)
+	w.WriteHeader(cmp.Or(b.status, http.StatusOK))
+	_, _ = w.Write(b.body.Bytes())
+}
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg})
+}
+
+// writeGone answers sandbox traffic for a sandbox that is gone as the
+// node's proxy does (502 in E2B's shape), which the SDKs report as a
+// sandbox not found or timed out.
+func writeGone(w http.ResponseWriter, id string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_ = json.NewEncoder(w).Encode(struct {
+		SandboxID string `json:"sandboxId"`
+		Message   string `json:"message"`
+		Code      int    `json:"code"`
+	}{id, "The sandbox was not found", http.StatusBadGateway})
+}

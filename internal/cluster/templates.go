@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Until template layers move between nodes through a registry, a template
+// built through the API lives on the node that built it: the API replicas
+// record that node in a SandboxTemplate and send the template's requests,
+// and the sandboxes made from it, there.
+
+var templatesGVR = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "sandboxtemplates"}
+
+// Template phases.
+const (
+	TemplateBuilding = "Building"
+)
+
+// SandboxTemplate is the sandboxtemplates.sandpit.dev object of a template
+// built through the API; its name is the template's ID.
+type SandboxTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              TemplateSpec   `json:"spec"`
+	Status            TemplateStatus `json:"status,omitempty"`
+}
+
+// TemplateSpec names the template.
+type TemplateSpec struct {
+	TeamID  string   `json:"teamID,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// TemplateStatus says where the template is.
+type TemplateStatus struct {
+	Phase   string `json:"phase,omitempty"`
+	BuildID string `json:"buildID,omitempty"`
+	// BuiltOn is the node that holds the template's layers.
+	BuiltOn string `json:"builtOn,omitempty"`
+}
+
+// RecordTemplate creates or updates the SandboxTemplate of template id,
+// built on node.
+func (c *Client) RecordTemplate(ctx context.Context, id, node, buildID string, aliases []string) error {
+	res := c.dyn.Resource(templatesGVR).Namespace(c.ns)
+	t := &SandboxTemplate{
+		TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: "SandboxTemplate"},
+		ObjectMeta: metav1.ObjectMeta{Name: id},
+		Spec:       TemplateSpec{Aliases: aliases},
+	}
+	u, err := toUnstructured(t)
+	if err != nil {
+		return err
+	}
+	out, err := res.Get(ctx, id, metav1.GetOptions{})
+	if err == nil {
+		u.SetResourceVersion(out.GetResourceVersion())
+		out, err = res.Update(ctx, u, metav1.UpdateOptions{})
+	} else {
+		out, err = res.Create(ctx, u, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("recording SandboxTemplate %s: %w", id, err)
+	}
+	out.Object["status"] = map[string]any{"phase": TemplateBuilding, "builtOn": node, "buildID": buildID}
+	if _, err := res.UpdateStatus(ctx, out, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("recording where SandboxTemplate %s is: %w", id, err)
+	}
+	return nil
+}
+
+// ListTemplates lists the SandboxTemplates.
+func (c *Client) ListTemplates(ctx context.Context) ([]SandboxTemplate, error) {
+	l, err := c.dyn.Resource(templatesGVR).Namespace(c.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing SandboxTemplates: %w", err)
+	}
+	out := make([]SandboxTemplate, 0, len(l.Items))
+	for i := range l.Items {
+		t, err := fromUnstructured[SandboxTemplate](&l.Items[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
+	}
+	return out, nil
+}
+
+// templateNode returns the node that holds the template a client names by
+// ID, name or name:tag, or "" for a template no SandboxTemplate records
+// (the built-in ones, on every node).
+func templateNode(ts []SandboxTemplate, ref string) string {
+	name, _, _ := strings.Cut(ref, ":")
+	for _, t := range ts {
+		if t.Name == ref || t.Name == name || slices.Contains(t.Spec.Aliases, name) {
+			return t.Status.BuiltOn
+		}
+	}
+	return ""
+}
+
+// pathTemplateRef is the template a template path names:
+// /templates/{id}[/...], /v2/templates/{id}[/...], /templates/aliases/{alias}.
+// p is the escaped path: a snapshot's ID (team/name:tag) comes with its
+// slash escaped.
+func pathTemplateRef(p string) string {
+	p = strings.TrimPrefix(strings.TrimPrefix(p, "/v2"), "/v3")
+	rest, ok := strings.CutPrefix(p, "/templates/")
+	if !ok {
+		return ""
+	}
+	if alias, ok := strings.CutPrefix(rest, "aliases/"); ok {
+		rest = alias
+	}
+	ref, _, _ := strings.Cut(rest, "/")
+	if ref == "tags" {
+		return ""
+	}
+	if u, err := url.PathUnescape(ref); err == nil {
+		ref = u
+	}
+	return ref
+}

@@ -1,0 +1,194 @@
+// The official E2B JS SDK against the API role of a test cluster
+// (test/cluster/up.sh: etcd, kube-apiserver, api replicas, two nodes).
+// Run by test/cluster/run.sh, which starts the cluster and sets the
+// environment: E2B_API_URL/E2B_SANDBOX_URL/E2B_API_KEY (replica 1),
+// SANDPIT_API2_URL (replica 2), KUBECONFIG, SANDPIT_CLUSTER_DIR.
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { after, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+// The SDK is installed once, pinned, for test/compat.
+const { Sandbox, Template } = await import(join(here, '..', 'compat', 'node_modules', 'e2b', 'dist', 'index.mjs'))
+const { Sandbox: CodeSandbox } = await import(join(here, '..', 'compat', 'node_modules', '@e2b', 'code-interpreter', 'dist', 'index.mjs'))
+
+const api2 = process.env.SANDPIT_API2_URL
+const clusterDir = process.env.SANDPIT_CLUSTER_DIR
+assert.ok(process.env.E2B_API_URL && api2 && clusterDir, 'run through test/cluster/run.sh')
+
+const live = new Set()
+after(async () => {
+  await Promise.allSettled([...live].map((s) => s.kill()))
+})
+
+/** The Sandbox objects in the cluster: id -> node (phase in phases). */
+const phases = new Map()
+function sandboxObjects() {
+  const out = execFileSync('kubectl', ['get', 'sandboxes.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' })
+  const items = JSON.parse(out).items
+  for (const o of items) phases.set(o.metadata.name, o.status?.phase)
+  return new Map(items.map((o) => [o.metadata.name, o.status?.nodeName ?? o.metadata.labels?.['sandpit.dev/node']]))
+}
+
+async function create(opts = {}) {
+  const s = await Sandbox.create({ timeoutMs: 120_000, ...opts })
+  live.add(s)
+  return s
+}
+
+test('create, commands, files and kill through the API role, spread over both nodes', async () => {
+  // Placement weighs each node's free memory and CPU (both nodes measure
+  // this one machine, at different moments): create more until both hold
+  // some.
+  const boxes = await Promise.all(Array.from({ length: 6 }, () => create()))
+  for (let i = 0; i < 10 && new Set([...sandboxObjects()].filter(([id]) => boxes.some((s) => s.sandboxId === id)).map(([, n]) => n)).size < 2; i++) {
+    boxes.push(await create())
+  }
+  for (const [i, s] of boxes.entries()) {
+    const r = await s.commands.run(`echo hello ${i}`)
+    assert.equal(r.stdout, `hello ${i}\n`)
+    await s.files.write('/home/user/note.txt', `note ${i}`)
+    assert.equal(await s.files.read('/home/user/note.txt'), `note ${i}`)
+  }
+  const objs = sandboxObjects()
+  const nodes = new Set(boxes.map((s) => objs.get(s.sandboxId)))
+  assert.deepEqual([...nodes].sort(), ['node-1', 'node-2'], `sandboxes' nodes: ${[...objs]}`)
+  const listed = await Sandbox.list().nextItems()
+  for (const s of boxes) assert.ok(listed.some((l) => l.sandboxId === s.sandboxId), `${s.sandboxId} listed`)
+
+  for (const s of boxes) {
+    await s.kill()
+    live.delete(s)
+  }
+  const after = sandboxObjects()
+  for (const s of boxes) assert.ok(!after.has(s.sandboxId), `${s.sandboxId}'s Sandbox object deleted on kill`)
+  await assert.rejects(boxes[0].commands.run('true'))
+})
+
+test('a second API replica serves the sandboxes the first created', async () => {
+  const s = await create()
+  const other = await Sandbox.connect(s.sandboxId, { apiUrl: api2, sandboxUrl: api2 })
+  const r = await other.commands.run('echo via-two')
+  assert.equal(r.stdout, 'via-two\n')
+  assert.ok(await other.isRunning())
+  await other.kill()
+  live.delete(s)
+  assert.equal(await s.isRunning(), false)
+})
+
+test('the code interpreter through the API role: state across runs', async () => {
+  const s = await CodeSandbox.create({ timeoutMs: 120_000 })
+  live.add(s)
+  await s.runCode('x = 20')
+  const r = await s.runCode('x * 2 + 2')
+  assert.equal(r.text, '42')
+  const out = await s.runCode('print("streamed")')
+  assert.deepEqual(out.logs.stdout, ['streamed\n'])
+  assert.ok(sandboxObjects().has(s.sandboxId))
+  await s.kill()
+  live.delete(s)
+})
+
+test('a template built through the API: its sandboxes start on the node that holds it, via either replica', async () => {
+  const name = `cluster-${Date.now()}`
+  const tpl = Template().fromTemplate('base').runCmd('echo built-in-cluster > /opt/which', { user: 'root' })
+  const built = await Template.build(tpl, name)
+  assert.equal(built.name, name)
+  assert.equal(await Template.exists(name), true)
+  const boxes = []
+  for (const apiUrl of [process.env.E2B_API_URL, api2, process.env.E2B_API_URL]) {
+    const s = await create({ template: name, apiUrl, sandboxUrl: apiUrl })
+    boxes.push(s)
+    assert.equal((await s.commands.run('cat /opt/which')).stdout, 'built-in-cluster\n')
+  }
+  const objs = sandboxObjects()
+  const nodes = new Set(boxes.map((s) => objs.get(s.sandboxId)))
+  assert.equal(nodes.size, 1, `the template's sandboxes on one node: ${[...nodes]}`)
+  for (const s of boxes) {
+    await s.kill()
+    live.delete(s)
+  }
+})
+
+test('pause and resume, forks, and sandboxes from a snapshot, through the API role', async () => {
+  const parent = await create()
+  await parent.files.write('/home/user/state.txt', 'kept')
+  const snap = await parent.createSnapshot()
+  const parentNode = sandboxObjects().get(parent.sandboxId)
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    const child = await create({ template: snap.snapshotId, apiUrl, sandboxUrl: apiUrl })
+    assert.equal(await child.files.read('/home/user/state.txt'), 'kept')
+    assert.equal(sandboxObjects().get(child.sandboxId), parentNode, 'a snapshot\'s sandboxes start where it is')
+    await child.kill()
+    live.delete(child)
+  }
+
+  const [fork] = await parent.fork({ count: 1 })
+  assert.ok(!(fork instanceof Error), `fork: ${fork?.message}`)
+  live.add(fork)
+  assert.equal(await fork.files.read('/home/user/state.txt'), 'kept')
+  assert.equal(sandboxObjects().get(fork.sandboxId), parentNode, 'a fork starts on its parent\'s node')
+  await fork.kill()
+  live.delete(fork)
+
+  assert.equal(await parent.pause(), true)
+  sandboxObjects()
+  assert.equal(phases.get(parent.sandboxId), 'Paused')
+  const resumed = await Sandbox.connect(parent.sandboxId, { apiUrl: api2, sandboxUrl: api2 })
+  assert.equal(await resumed.files.read('/home/user/state.txt'), 'kept')
+  sandboxObjects()
+  assert.equal(phases.get(parent.sandboxId), 'Running')
+  await resumed.kill()
+  live.delete(parent)
+})
+
+// Last: it kills a node.
+test('a dead node\'s sandboxes are reported gone, creates go to the other node, and the node back re-adopts them', async () => {
+  // Placement weighs the nodes' load: create until node-2 holds some.
+  const boxes = []
+  let onTwo = []
+  for (let i = 0; i < 16 && onTwo.length < 2; i++) {
+    boxes.push(await create())
+    const objs = sandboxObjects()
+    onTwo = boxes.filter((s) => objs.get(s.sandboxId) === 'node-2')
+  }
+  assert.ok(onTwo.length > 0, 'no sandbox landed on node-2 in 16 creates')
+  execFileSync(join(here, 'kill-node.sh'), [clusterDir, 'node-2'])
+  // The nodes' Lease is 5 s (up.sh): give it that and some.
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const running = await Promise.all(onTwo.map((s) => s.isRunning().catch(() => false)))
+    if (running.every((r) => !r)) break
+    assert.ok(Date.now() < deadline, 'node-2\'s sandboxes still reported running 30 s after it died')
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  await assert.rejects(onTwo[0].commands.run('true'))
+  for (const s of onTwo) live.delete(s)
+  // An API replica marks them Lost once the Lease has run out.
+  for (;;) {
+    sandboxObjects()
+    if (onTwo.every((s) => phases.get(s.sandboxId) === 'Lost')) break
+    assert.ok(Date.now() < deadline, `node-2's Sandboxes not marked Lost: ${onTwo.map((s) => phases.get(s.sandboxId))}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  for (let i = 0; i < 4; i++) {
+    const s = await create()
+    assert.equal(sandboxObjects().get(s.sandboxId), 'node-1')
+    assert.equal((await s.commands.run('echo ok')).stdout, 'ok\n')
+  }
+
+  // Back on the same machine, node-2 takes its sandboxes over again: they
+  // answer, and the API shows them Running.
+  execFileSync(join(here, 'restart-node.sh'), [clusterDir, 'node-2'])
+  for (const s of onTwo) live.add(s)
+  const back = Date.now() + 30_000
+  for (;;) {
+    sandboxObjects()
+    if (onTwo.every((s) => phases.get(s.sandboxId) === 'Running')) break
+    assert.ok(Date.now() < back, `node-2's Sandboxes not Running again: ${onTwo.map((s) => phases.get(s.sandboxId))}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  for (const s of onTwo) assert.equal((await s.commands.run('echo back')).stdout, 'back\n')
+})
