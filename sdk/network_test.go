@@ -20,6 +20,9 @@ func TestNetworkCreateInfoUpdate(t *testing.T) {
 	sb := newSandbox(t, sandpit.WithNetwork(sandpit.Network{
 		AllowOut: []string{"example.com", "*.example.org"},
 		DenyOut:  []string{"0.0.0.0/0"},
+		Rules: map[string][]sandpit.NetworkRule{
+			"api.example.com": {{Transform: &sandpit.NetworkTransform{Headers: map[string]string{"X-Team": "blue"}}}},
+		},
 	}))
 	info, err := sb.Info(ctx)
 	if err != nil {
@@ -33,6 +36,9 @@ func TestNetworkCreateInfoUpdate(t *testing.T) {
 	}
 	if got, want := info.Network.DenyOut, []string{"0.0.0.0/0"}; !slices.Equal(got, want) {
 		t.Errorf("denyOut = %q, want %q", got, want)
+	}
+	if r := info.Network.Rules["api.example.com"]; len(r) != 1 || r[0].Transform == nil || r[0].Transform.Headers["X-Team"] != "blue" {
+		t.Errorf("rules = %+v, want X-Team: blue for api.example.com", info.Network.Rules)
 	}
 	if sb.TrafficAccessToken() != "" {
 		t.Errorf("public sandbox has traffic token %q", sb.TrafficAccessToken())
@@ -50,6 +56,9 @@ func TestNetworkCreateInfoUpdate(t *testing.T) {
 	}
 	if info.Network == nil || !slices.Equal(info.Network.AllowOut, []string{"example.net"}) {
 		t.Errorf("after update network = %+v, want allowOut [example.net]", info.Network)
+	}
+	if info.Network != nil && len(info.Network.Rules) != 0 {
+		t.Errorf("after an update without rules, rules = %+v, want none", info.Network.Rules)
 	}
 }
 
@@ -139,5 +148,14 @@ func TestPrivateTraffic(t *testing.T) {
 	}
 	if code, body := get(false); code != http.StatusForbidden || !strings.Contains(body, "traffic access token") {
 		t.Errorf("without the token: %d %s, want 403 naming the token", code, body)
+	}
+
+	// A handle from Connect carries the token too.
+	again, err := newClient(t).Connect(ctx, sb.ID)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if again.TrafficAccessToken() != token {
+		t.Errorf("Connect's traffic token = %q, want the sandbox's", again.TrafficAccessToken())
 	}
 }
