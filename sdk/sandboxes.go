@@ -102,8 +102,7 @@ func (c *Client) Create(ctx context.Context, opts ...CreateOption) (*Sandbox, er
 	} else {
 		_, err = c.api(ctx, op, http.MethodPost, "/v2/sandboxes", openapi.NewSandboxV2{
 			TemplateID: cfg.template, Timeout: timeout, Metadata: md, EnvVars: envs,
-			AllowInternetAccess: cfg.internet,
-			Network:             wireNetwork(cfg.network), SandpitNetworkLimits: wireLimits(cfg.limits),
+			AllowInternetAccess: cfg.internet, Network: wireNetwork(cfg.network), SandpitNetworkLimits: wireLimits(cfg.limits),
 			AutoPause: autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
 		}, &out)
 	}

@@ -1,5 +1,5 @@
 """Issue 14's domain rules through the official Python SDK: names in
-network.allow_out (exact and *.wildcard) reached over HTTP through sandpit's
+network.allow_out (exact and *.wildcard) reached over HTTP and HTTPS through sandpit's
 egress proxy, a name outside the list refused, and update_network opening a
 name on a running sandbox. Mirrors the essential checks of
 test/compat/network_domains.test.mjs.
@@ -29,7 +29,7 @@ def testnet():
 def fetch_in(sbx, url: str, *args: str) -> str:
     """What curl in sbx gets from url; "" when refused."""
     try:
-        return sbx.commands.run(f"curl -s -m 10 {' '.join(args)} {url}", timeout=30).stdout
+        return sbx.commands.run(f"curl -sk -m 10 {' '.join(args)} {url}", timeout=30).stdout
     except CommandExitException:
         return ""
 
@@ -40,14 +40,15 @@ def test_allowed_names_exact_and_wildcard(server, testnet):
     assert f"nameserver {ADDR_A}" in resolv.splitlines(), "the sandbox resolves through --dns"
 
     assert fetch_in(sbx, "http://allowed.test/") == f"http {ADDR_A} allowed.test\n"
+    assert fetch_in(sbx, "https://allowed.test/") == f"https {ADDR_A} allowed.test\n"
     assert fetch_in(sbx, "http://api.wild.test/") == f"http {ADDR_B} api.wild.test\n"
-    assert fetch_in(sbx, "http://deep.api.wild.test/") == f"http {ADDR_B} deep.api.wild.test\n"
+    assert fetch_in(sbx, "https://deep.api.wild.test/") == f"https {ADDR_B} deep.api.wild.test\n"
 
     assert fetch_in(sbx, "http://blocked.test/") == "", "a name outside allow_out"
-    assert fetch_in(sbx, "http://wild.test/") == "", "a wildcard does not hold its apex"
+    assert fetch_in(sbx, "https://wild.test/") == "", "a wildcard does not hold its apex"
     assert fetch_in(sbx, f"http://{ADDR_A}/") == "", "the bare address of an allowed name"
     # The sandbox cannot borrow an allowed name's address for another name.
-    assert fetch_in(sbx, "http://blocked.test/", "--resolve", f"blocked.test:80:{ADDR_A}") == ""
+    assert fetch_in(sbx, "https://blocked.test/", "--resolve", f"blocked.test:443:{ADDR_A}") == ""
 
     info = Sandbox.get_info(sbx.sandbox_id)
     assert info.network is not None
@@ -61,6 +62,6 @@ def test_update_network_opens_and_closes_names(server, testnet):
     assert fetch_in(sbx, "http://blocked.test/") == ""
 
     sbx.update_network({"allow_out": ["blocked.test"], "deny_out": [ALL_TRAFFIC]})
-    assert fetch_in(sbx, "http://blocked.test/") == f"http {ADDR_B} blocked.test\n", "opened"
+    assert fetch_in(sbx, "https://blocked.test/") == f"https {ADDR_B} blocked.test\n", "opened"
     assert fetch_in(sbx, "http://allowed.test/") == "", "closed"
     assert Sandbox.get_info(sbx.sandbox_id).network.get("allow_out") == ["blocked.test"]

@@ -1,15 +1,15 @@
 """A stand-in internet for the Python network tests, built as
 test/compat/testnet.mjs builds it: a network namespace joined to the host by
 a veth, on TEST-NET-3 addresses (a /29 of its own, so that it can run beside
-the JS suite's), with a DNS server (UDP) for a few names and an HTTP server
-on two addresses. Each web server answers "http <address reached> <Host>\n".
-It needs root, ip(8) and curl, and nothing outside the standard library.
+the JS suite's), with a DNS server (UDP) for a few names and web servers (HTTP :80, HTTPS
+:443 with a self-signed certificate) on two addresses. Each web server
+answers "<scheme> <address reached> <Host>\n". It needs root, ip(8), curl
+and openssl, and nothing outside the standard library.
 """
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +27,9 @@ NAMES = {
 }
 
 # Run with python3 inside the namespace: DNS over UDP for NAMES (A records;
-# NXDOMAIN for other names), HTTP on :80 of each address.
+# NXDOMAIN for other names), HTTP on :80 and HTTPS on :443 of each address.
 SERVERS = r"""
-import http.server, json, os, socket, struct, threading
+import http.server, json, os, socket, ssl, struct, threading
 names = json.loads(os.environ["NAMES"])
 
 def dns():
@@ -52,17 +52,26 @@ def dns():
         s.sendto(out, peer)
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    scheme = "http"
     def log_message(self, *a):
         pass
     def do_GET(self):
-        body = ("http %s %s\n" % (self.connection.getsockname()[0], self.headers.get("Host"))).encode()
+        body = ("%s %s %s\n" % (self.scheme, self.connection.getsockname()[0], self.headers.get("Host"))).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+class TLSHandler(Handler):
+    scheme = "https"
+
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(os.environ["CERT"], os.environ["KEY"])
 for a in os.environ["WEB_ADDRS"].split(","):
     srv = http.server.ThreadingHTTPServer((a, 80), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = http.server.ThreadingHTTPServer((a, 443), TLSHandler)
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 dns()
 """
@@ -88,8 +97,14 @@ class Internet:
             raise
 
     def _start(self):
-        script = Path(self.dir) / "servers.py"
+        d = Path(self.dir)
+        script = d / "servers.py"
         script.write_text(SERVERS)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sandpit-test",
+             "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+            check=True, capture_output=True,
+        )
         _ip("netns", "add", self.ns)
         _ip("link", "add", self.host_side, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
         _ip("addr", "add", f"{HOST_ADDR}/29", "dev", self.host_side)
@@ -98,7 +113,8 @@ class Internet:
         _ip("-n", self.ns, "addr", "add", f"{ADDR_B}/29", "dev", "eth0")
         _ip("-n", self.ns, "link", "set", "eth0", "up")
         _ip("-n", self.ns, "link", "set", "lo", "up")
-        env = {**os.environ, "NAMES": json.dumps(NAMES), "DNS_ADDR": ADDR_A, "WEB_ADDRS": f"{ADDR_A},{ADDR_B}"}
+        env = {**os.environ, "NAMES": json.dumps(NAMES), "DNS_ADDR": ADDR_A, "WEB_ADDRS": f"{ADDR_A},{ADDR_B}",
+               "KEY": str(d / "key.pem"), "CERT": str(d / "cert.pem")}
         # The system interpreter: the servers need nothing from the venv.
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "/usr/bin/python3", str(script)],
@@ -106,7 +122,7 @@ class Internet:
         )
         deadline = time.monotonic() + 30
         while True:
-            r = subprocess.run(["curl", "-sf", "-m", "2", f"http://{ADDR_B}/"], capture_output=True)
+            r = subprocess.run(["curl", "-skf", "-m", "2", f"https://{ADDR_B}/"], capture_output=True)
             if r.returncode == 0:
                 return
             if self.proc.poll() is not None:
