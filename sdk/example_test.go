@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"time"
 
@@ -194,4 +195,55 @@ func ExampleClient_List() {
 			log.Fatal(err)
 		}
 	}
+}
+
+// Let a sandbox reach only some names, then open another one later.
+func ExampleWithNetwork() {
+	ctx := context.Background()
+	client, _ := sandpit.NewClient()
+	sb, err := client.Create(ctx, sandpit.WithNetwork(sandpit.Network{
+		AllowOut: []string{"pypi.org", "*.pythonhosted.org"},
+		DenyOut:  []string{"0.0.0.0/0"},
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Close()
+
+	if _, err := sb.Commands.Run(ctx, "pip install requests"); err != nil {
+		log.Fatal(err)
+	}
+	err = sb.UpdateNetwork(ctx, sandpit.NetworkUpdate{
+		AllowOut: []string{"pypi.org", "*.pythonhosted.org", "api.github.com"},
+		DenyOut:  []string{"0.0.0.0/0"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Keep a sandbox's ports private and reach one with its traffic token.
+func ExampleSandbox_PortRequest() {
+	ctx := context.Background()
+	client, _ := sandpit.NewClient()
+	public := false
+	sb, err := client.Create(ctx, sandpit.WithNetwork(sandpit.Network{AllowPublicTraffic: &public}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Close()
+
+	if _, err := sb.Commands.Start(ctx, "python3 -m http.server 8000", sandpit.WithTimeout(0)); err != nil {
+		log.Fatal(err)
+	}
+	req, err := sb.PortRequest(ctx, http.MethodGet, 8000, "/", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req) // carries E2B-Traffic-Access-Token
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.Status)
 }

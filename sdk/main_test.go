@@ -21,7 +21,8 @@ var (
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	s, err := sandpittest.Start(ctx, sandpittest.Options{})
+	// A connection maximum, so that TestNetworkLimits can ask past it.
+	s, err := sandpittest.Start(ctx, sandpittest.Options{Args: []string{"--egress-max-conns-max", fmt.Sprint(sharedMaxConns)}})
 	cancel()
 	switch {
 	case errors.Is(err, sandpittest.ErrNotRoot):

@@ -54,6 +54,8 @@ type createConfig struct {
 	secure         *bool
 	internet       *bool
 	lifecycle      *Lifecycle
+	network        *Network
+	limits         *NetworkLimits
 }
 
 type connectConfig struct {

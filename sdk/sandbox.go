@@ -112,7 +112,7 @@ func (sb *Sandbox) setHeaders(h http.Header, port int) {
 		h.Set("X-Access-Token", sb.accessToken)
 	}
 	if port == CodeInterpreterPort && sb.trafficToken != "" {
-		h.Set("E2B-Traffic-Access-Token", sb.trafficToken)
+		h.Set(trafficTokenHeader, sb.trafficToken)
 	}
 }
 

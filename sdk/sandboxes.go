@@ -46,6 +46,8 @@ type SandboxInfo struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Lifecycle is what its timeout does (GetInfo only).
 	Lifecycle *SandboxLifecycle `json:"lifecycle,omitempty"`
+	// Network is its network settings, when it has any (GetInfo only).
+	Network *Network `json:"network,omitempty"`
 }
 
 // timeoutSeconds rounds d up to whole seconds, as the E2B SDKs do.
@@ -94,13 +96,14 @@ func (c *Client) Create(ctx context.Context, opts ...CreateOption) (*Sandbox, er
 		_, err = c.api(ctx, op, http.MethodPost, "/sandboxes", openapi.NewSandbox{
 			TemplateID: cfg.template, Timeout: timeout, Metadata: md, EnvVars: envs,
 			Secure: cfg.secure, AllowInternetAccess: cfg.internet,
+			Network: wireNetwork(cfg.network), SandpitNetworkLimits: wireLimits(cfg.limits),
 			AutoPause: autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
 		}, &out)
 	} else {
 		_, err = c.api(ctx, op, http.MethodPost, "/v2/sandboxes", openapi.NewSandboxV2{
 			TemplateID: cfg.template, Timeout: timeout, Metadata: md, EnvVars: envs,
-			AllowInternetAccess: cfg.internet,
-			AutoPause:           autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
+			AllowInternetAccess: cfg.internet, Network: wireNetwork(cfg.network), SandpitNetworkLimits: wireLimits(cfg.limits),
+			AutoPause: autoPause, AutoPauseMemory: autoPauseMemory, AutoResume: autoResume,
 		}, &out)
 	}
 	if err != nil {
