@@ -418,6 +418,33 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
+  test('keys: signed in with a stored key, it is marked as yours; revoking it signs you out', async () => {
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await page.waitForSelector('#new-key-name')
+    await page.type('#new-key-name', 'console-self')
+    await page.click('#new-key')
+    const secret = await (await page.waitForSelector('#new-key-value')).evaluate((e) => e.textContent)
+    await page.evaluate((k) => sessionStorage.setItem('sandpit.apiKey', k), secret)
+    await page.reload({ waitUntil: 'load' })
+    const mine = await page.waitForFunction(() => [...document.querySelectorAll('tr[data-key]')].find((r) => /this key/.test(r.textContent))?.dataset.key)
+    const listed = await (await fetch(`${server.url}/sandpit/v1/keys`, { headers: { 'X-API-Key': server.apiKey } })).json()
+    const selfID = listed.find((k) => k.name === 'console-self')?.id
+    assert.equal(await mine.jsonValue(), selfID)
+    await page.goto(`${server.url}/#/team`, { waitUntil: 'load' })
+    await page.waitForSelector('#team-facts[data-team="default"]')
+    assert.equal(await page.$eval('#content h1', (e) => e.textContent), 'Team')
+
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await clickNow(`tr[data-key="${selfID}"] button[data-action=revoke]`)
+    await page.waitForFunction(() => /stopped working/.test(document.querySelector('#signin-error')?.textContent ?? ''))
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('sandpit.apiKey')), null)
+    await page.type('#api-key', server.apiKey)
+    await page.keyboard.press('Enter')
+    await page.waitForSelector('#content h1')
+    // The revoked key's 401 is logged once by Chromium.
+    assertClean([/401/])
+  })
+
   test('dark theme from the system setting', async () => {
     await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }])
     await page.goto(`${server.url}/#/playground?sandbox=${playgroundSandbox}`, { waitUntil: 'load' })
