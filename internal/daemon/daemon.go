@@ -207,6 +207,8 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 		Fallback:  extra,
 	}
 	apiCfg.Secrets = d.secrets
+	// The console's Keys and Team pages.
+	apiCfg.KeyAdmin = d.store
 	pcfg := proxy.Config{Lookup: d.manager.Lookup, Wake: d.manager.Wake, Signed: d.signedFiles, Authorize: d.authorize, Logger: log}
 	pcfg.Traffic = d.sandboxTraffic
 	if d.audit != nil {

@@ -49,6 +49,8 @@ var auditActions = map[string]string{
 	"POST /secrets":                                    "secret.create",
 	"POST /secrets/{secretID}":                         "secret.update",
 	"DELETE /secrets/{secretID}":                       "secret.delete",
+	"POST /sandpit/v1/keys":                            "key.create",
+	"DELETE /sandpit/v1/keys/{id}":                     "key.revoke",
 }
 
 // audit records each request to an audited route once it has been
@@ -73,9 +75,12 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		p := principalOf(r)
-		target := ""
+		target, detail := "", ""
 		if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
-			target = ri.sandboxID
+			target, detail = ri.sandboxID, ri.detail
+			if ri.target != "" {
+				target = ri.target
+			}
 			if ri.action != "" {
 				action = ri.action
 			}
@@ -94,6 +99,7 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 			Result:   strconv.Itoa(rec.status),
 			Client:   r.RemoteAddr,
 			Duration: time.Since(start),
+			Detail:   detail,
 		})
 	})
 }

@@ -84,6 +84,9 @@ type Config struct {
 	// Secrets, when set, serves E2B's secrets API (secrets.go); nil
 	// answers it with 501.
 	Secrets Secrets
+	// KeyAdmin, when set, serves the keys and teams API (keys.go) the
+	// console's Keys and Team pages use; nil answers it with 501.
+	KeyAdmin KeyAdmin
 	// Fallback, when set, serves requests that match no API route (e.g.
 	// /metrics, the web UI), without API key checks. When nil they get an
 	// E2B-style 404 or 405.
@@ -124,6 +127,10 @@ func newServer(cfg Config) (*server, *http.ServeMux) {
 		},
 	})
 	mux.HandleFunc("GET /sandpit/v1/audit", s.getAudit)
+	mux.HandleFunc("GET /sandpit/v1/keys", s.listKeys)
+	mux.HandleFunc("POST /sandpit/v1/keys", s.createKey)
+	mux.HandleFunc("DELETE /sandpit/v1/keys/{id}", s.revokeKey)
+	mux.HandleFunc("GET /sandpit/v1/teams", s.listTeams)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if notImplemented(w, r) {
 			return
@@ -275,6 +282,9 @@ type reqInfo struct {
 	sandboxID string
 	// action, when set, is the audit action instead of the route's.
 	action string
+	// target and detail, when set, are the audit entry's (a key made by
+	// a POST has no ID in its path).
+	target, detail string
 }
 
 type reqInfoKey struct{}

@@ -17,7 +17,7 @@ import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { Sandbox, Template } from 'e2b'
+import { AuthenticationError, Sandbox, Template } from 'e2b'
 import { newApiKey, repoRoot, track, useServer, waitFor } from './harness.mjs'
 
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium'
@@ -379,6 +379,72 @@ describe('console', { skip: noBrowser ?? false }, () => {
     assertClean()
   })
 
+  test('keys: made in the console, used by the SDK, revoked in the console, then refused; the team page shows the team', async () => {
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await page.waitForSelector('#new-key-name')
+    await page.waitForFunction(() => !/Loading/.test(document.querySelector('#content')?.textContent ?? ''))
+    await page.type('#new-key-name', 'console-made')
+    await page.click('#new-key')
+    const secret = await (await page.waitForSelector('#new-key-value')).evaluate((e) => e.textContent)
+    assert.match(secret, /^e2b_[0-9a-f]{40}$/)
+    assert.match(await page.$eval('#new-key-secret', (e) => e.textContent), /shown only this once/)
+    await page.click('#copy-key')
+    await page.waitForFunction(() => /Key copied|Ctrl\+C/.test(document.querySelector('.toasts')?.textContent ?? ''))
+
+    // The official SDK works with the key the console showed.
+    const live = await Sandbox.list({ apiKey: secret }).nextItems()
+    assert.ok(Array.isArray(live))
+    const listed = await (await fetch(`${server.url}/sandpit/v1/keys`, { headers: { 'X-API-Key': server.apiKey } })).json()
+    const made = listed.find((k) => k.name === 'console-made')
+    assert.ok(made, JSON.stringify(listed))
+    assert.ok(!JSON.stringify(listed).includes(secret.slice(12)), 'the key list shows the secret')
+    const row = `tr[data-key="${made.id}"]`
+    await page.waitForSelector(row)
+    assert.match(await page.$eval(row, (r) => r.textContent), /console-made.*active/)
+    await shot('keys')
+
+    // Revoked (the confirmation is accepted), the SDK is refused.
+    await page.click(`${row} [data-action=revoke]`)
+    await page.waitForFunction((s) => /revoked/.test(document.querySelector(s)?.textContent ?? ''), {}, row)
+    assert.equal(await page.$(`${row} [data-action=revoke]`), null, 'a revoked key can be revoked again')
+    await assert.rejects(Sandbox.list({ apiKey: secret }).nextItems(), AuthenticationError)
+    const refused = await fetch(`${server.url}/v2/sandboxes`, { headers: { 'X-API-Key': secret } })
+    assert.equal(refused.status, 401)
+
+    await page.goto(`${server.url}/#/team`, { waitUntil: 'load' })
+    await page.waitForSelector('[data-team="default"]')
+    assert.match(await page.$eval('#content h1', (e) => e.textContent), /^Teams?$/)
+    await shot('team')
+    assertClean()
+  })
+
+  test('keys: signed in with a stored key, it is marked as yours; revoking it signs you out', async () => {
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await page.waitForSelector('#new-key-name')
+    await page.type('#new-key-name', 'console-self')
+    await page.click('#new-key')
+    const secret = await (await page.waitForSelector('#new-key-value')).evaluate((e) => e.textContent)
+    await page.evaluate((k) => sessionStorage.setItem('sandpit.apiKey', k), secret)
+    await page.reload({ waitUntil: 'load' })
+    const mine = await page.waitForFunction(() => [...document.querySelectorAll('tr[data-key]')].find((r) => /this key/.test(r.textContent))?.dataset.key)
+    const listed = await (await fetch(`${server.url}/sandpit/v1/keys`, { headers: { 'X-API-Key': server.apiKey } })).json()
+    const selfID = listed.find((k) => k.name === 'console-self')?.id
+    assert.equal(await mine.jsonValue(), selfID)
+    await page.goto(`${server.url}/#/team`, { waitUntil: 'load' })
+    await page.waitForSelector('#team-facts[data-team="default"]')
+    assert.equal(await page.$eval('#content h1', (e) => e.textContent), 'Team')
+
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await clickNow(`tr[data-key="${selfID}"] button[data-action=revoke]`)
+    await page.waitForFunction(() => /stopped working/.test(document.querySelector('#signin-error')?.textContent ?? ''))
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('sandpit.apiKey')), null)
+    await page.type('#api-key', server.apiKey)
+    await page.keyboard.press('Enter')
+    await page.waitForSelector('#content h1')
+    // The revoked key's 401 is logged once by Chromium.
+    assertClean([/401/])
+  })
+
   test('dark theme from the system setting', async () => {
     await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }])
     await page.goto(`${server.url}/#/playground?sandbox=${playgroundSandbox}`, { waitUntil: 'load' })
@@ -419,6 +485,11 @@ describe('console', { skip: noBrowser ?? false }, () => {
     const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
     assert.ok(wide <= 0, `the dashboard is ${wide} px wider than the phone`)
     await shot('dashboard-phone')
+    await page.goto(`${server.url}/#/keys`, { waitUntil: 'load' })
+    await page.waitForSelector('tr[data-key]')
+    const keysWide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    assert.ok(keysWide <= 0, `the keys page is ${keysWide} px wider than the phone`)
+    await shot('keys-phone')
     assertClean()
   })
 })

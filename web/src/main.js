@@ -9,6 +9,8 @@ import { playground } from './views/playground.js'
 import { templates } from './views/templates.js'
 import { snapshots } from './views/snapshots.js'
 import { audit } from './views/audit.js'
+import { keys } from './views/keys.js'
+import { team } from './views/team.js'
 
 const app = document.getElementById('app')
 
@@ -21,6 +23,8 @@ const routes = [
   { path: /^\/templates\/([^/]+)\/builds\/([^/]+)$/, view: templates, nav: 'templates' },
   { path: /^\/snapshots$/, view: snapshots, nav: 'snapshots' },
   { path: /^\/audit$/, view: audit, nav: 'audit' },
+  { path: /^\/keys$/, view: keys, nav: 'keys' },
+  { path: /^\/team$/, view: team, nav: 'team' },
 ]
 
 const navItems = [
@@ -28,6 +32,8 @@ const navItems = [
   ['playground', 'Playground', '#/playground'],
   ['templates', 'Templates', '#/templates'],
   ['snapshots', 'Snapshots', '#/snapshots'],
+  ['keys', 'Keys', '#/keys'],
+  ['team', 'Team', '#/team'],
   ['audit', 'Audit log', '#/audit'],
 ]
 
