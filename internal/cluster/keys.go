@@ -38,7 +38,9 @@ var (
 // only its own Sandboxes.
 const TeamLabel = "sandpit.dev/team"
 
-// Team is the teams.sandpit.dev object of one team, named after it.
+// Team is the teams.sandpit.dev object of one team, named after it with
+// '_' as '.' (team names may hold '_', object names may not, and '.' is in
+// no team name).
 type Team struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -82,11 +84,19 @@ func (c *Client) apiKeys() dynamic.ResourceInterface {
 	return c.dyn.Resource(apiKeysGVR).Namespace(c.ns)
 }
 
+// TeamName is the team's name.
+func (t *Team) TeamName() string { return strings.ReplaceAll(t.Name, ".", "_") }
+
+func teamObjectName(name string) string { return strings.ReplaceAll(name, "_", ".") }
+
 // CreateTeam creates team name with a fresh ID.
 func (c *Client) CreateTeam(ctx context.Context, name string) (*Team, error) {
+	if !store.ValidTeamName(name) {
+		return nil, fmt.Errorf("team name %q: want 1 to 63 lowercase letters, digits, '-' and '_', starting with a letter or digit", name)
+	}
 	u, err := toUnstructured(&Team{
 		TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: "Team"},
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: teamObjectName(name)},
 		Spec:       TeamSpec{ID: store.NewTeamID()},
 	})
 	if err != nil {
@@ -104,9 +114,9 @@ func (c *Client) CreateTeam(ctx context.Context, name string) (*Team, error) {
 
 // GetTeam returns the team named name, or ErrNotFound.
 func (c *Client) GetTeam(ctx context.Context, name string) (*Team, error) {
-	u, err := c.teams().Get(ctx, name, metav1.GetOptions{})
+	u, err := c.teams().Get(ctx, teamObjectName(name), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("team %s: %w", name, ErrNotFound)
+		return nil, fmt.Errorf("no team %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading Team %s: %w", name, err)
@@ -128,7 +138,7 @@ func (c *Client) ListTeams(ctx context.Context) ([]Team, error) {
 		}
 		out = append(out, *t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].TeamName() < out[j].TeamName() })
 	return out, nil
 }
 
@@ -144,7 +154,7 @@ func (c *Client) CreateKey(ctx context.Context, name, team string, admin bool) (
 	u, err := toUnstructured(&APIKey{
 		TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: "APIKey"},
 		ObjectMeta: metav1.ObjectMeta{Name: strings.ReplaceAll(id, "_", "-")},
-		Spec:       APIKeySpec{Name: name, TeamID: t.Spec.ID, TeamName: t.Name, Hash: hash, Prefix: prefix, Admin: admin},
+		Spec:       APIKeySpec{Name: name, TeamID: t.Spec.ID, TeamName: t.TeamName(), Hash: hash, Prefix: prefix, Admin: admin},
 	})
 	if err != nil {
 		return "", nil, err
@@ -194,7 +204,7 @@ func (c *Client) GetKey(ctx context.Context, idOrPrefix string) (*APIKey, error)
 			return &ks[i], nil
 		}
 	}
-	return nil, fmt.Errorf("key %s: %w", idOrPrefix, ErrNotFound)
+	return nil, fmt.Errorf("no API key matches %q: %w", idOrPrefix, ErrNotFound)
 }
 
 // RevokeKey marks key k revoked; the api role's watch drops it.
