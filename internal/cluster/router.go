@@ -252,8 +252,8 @@ func pathSandboxID(p string) string {
 
 // toSandbox forwards r to the node of sandbox id.
 func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, traffic bool) {
-	node, addr, err := rt.sandboxNode(r.Context(), id)
-	if team, scoped := teamOf(r.Context()); err == nil && scoped && !traffic && rt.sandboxTeam(id) != team {
+	node, addr, team, err := rt.sandboxNode(r.Context(), id)
+	if mine, scoped := teamOf(r.Context()); err == nil && scoped && !traffic && team != mine {
 		// Another team's sandbox looks unknown, as on one machine.
 		err = errGone
 	}
@@ -373,16 +373,9 @@ func (rt *Router) record(ctx context.Context, id string, ch lifecycleChange) {
 
 var errGone = errors.New("sandbox gone")
 
-// sandboxTeam is the team of sandbox id as sandboxNode last read it.
-func (rt *Router) sandboxTeam(id string) string {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.sandboxes[id].team
-}
-
 // sandboxNode returns the name and address of the live node that runs
-// sandbox id, or errGone.
-func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string, err error) {
+// sandbox id and the sandbox's team, or errGone.
+func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr, team string, err error) {
 	rt.mu.Lock()
 	rte, ok := rt.sandboxes[id]
 	rt.mu.Unlock()
@@ -392,10 +385,10 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string
 			rt.mu.Lock()
 			delete(rt.sandboxes, id)
 			rt.mu.Unlock()
-			return "", "", errGone
+			return "", "", "", errGone
 		}
 		if err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
 		// The node is in the label, written with the object; the status
 		// may lag it (create writes it after answering).
@@ -406,13 +399,13 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string
 	}
 	live, err := rt.liveNodes(ctx)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	addr, ok = live[rte.node]
 	if !ok || addr == "" {
-		return "", "", errGone
+		return "", "", "", errGone
 	}
-	return rte.node, addr, nil
+	return rte.node, addr, rte.team, nil
 }
 
 // liveNodes returns the live nodes' addresses by name, read at most once
