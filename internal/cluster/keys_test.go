@@ -172,6 +172,26 @@ func TestRouterScopesByTeam(t *testing.T) {
 			t.Errorf("%s gets its own sandbox: %d, want 200", team, code)
 		}
 	}
+	// A template built through the API is recorded with its team.
+	req, _ := http.NewRequest("POST", api.URL+"/v3/templates", strings.NewReader(`{"name":"mytpl"}`))
+	req.Header.Set("X-API-KEY", keys["scope-a"])
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	t.Cleanup(func() {
+		_ = c.dyn.Resource(templatesGVR).Namespace(c.ns).Delete(context.Background(), "tpl-team-n", metav1.DeleteOptions{})
+	})
+	ts, err := c.ListTemplates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, _ := c.GetTeam(ctx, "scope-a")
+	if i := slices.IndexFunc(ts, func(st SandboxTemplate) bool { return st.Name == "tpl-team-n" }); res.StatusCode != http.StatusAccepted || i < 0 || ts[i].Spec.TeamID != ta.Spec.ID {
+		t.Errorf("template built as scope-a: %d, recorded %+v, want teamID %s", res.StatusCode, ts, ta.Spec.ID)
+	}
+
 	// The shared key is the operator's: it sees only sandboxes of no team.
 	if _, listed := do("GET", "/sandboxes", shared); len(listed) != 0 {
 		t.Errorf("the shared key lists %v, want none", listed)
