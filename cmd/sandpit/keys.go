@@ -19,7 +19,9 @@ const keysUsage = `Usage:
 
 A key belongs to one team (default: ` + store.DefaultTeamName + `) and sees only its things.
 --admin keys may also read every team's audit log over HTTP.
-Every command takes --data-dir DIR (the daemon's; it may be running).
+Every command takes --data-dir DIR (the daemon's; it may be running), or
+--kubeconfig FILE [--namespace NS] (default sandpit) to act on a cluster's
+keys on Kubernetes (only hashes are stored; the API replicas watch them).
 --json prints one JSON object a line with the fields id, name, team_id,
 team, admin, prefix, created_at, last_used_at, revoked_at (RFC 3339, null
 when not yet).
@@ -28,10 +30,11 @@ when not yet).
 // keys manages API keys directly in the daemon's database.
 func keys(args []string, stdout io.Writer) error {
 	c := newAdminCmd("keys", keysUsage, map[string][]string{
-		"create": {"team", "admin"},
-		"list":   {"team", "json"},
-		"revoke": nil,
+		"create": {"team", "admin", "kubeconfig", "namespace"},
+		"list":   {"team", "json", "kubeconfig", "namespace"},
+		"revoke": {"kubeconfig", "namespace"},
 	})
+	kf := addKubeFlags(c.fs)
 	team := c.fs.String("team", "", "")
 	admin := c.fs.Bool("admin", false, "")
 	asJSON := c.fs.Bool("json", false, "")
@@ -52,6 +55,9 @@ func keys(args []string, stdout io.Writer) error {
 	}
 
 	ctx := context.Background()
+	if *kf.kubeconfig != "" {
+		return clusterKeys(ctx, kf, verb, rest, *team, *admin, *asJSON, stdout)
+	}
 	st, err := openStore(ctx, *c.dataDir)
 	if err != nil {
 		return err
@@ -91,21 +97,7 @@ func keys(args []string, stdout io.Writer) error {
 		if *asJSON {
 			return printKeysJSON(stdout, ks)
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tTEAM\tKEY\tADMIN\tCREATED\tLAST USED\tSTATE")
-		for _, k := range ks {
-			state := "active"
-			if k.Revoked() {
-				state = "revoked " + k.RevokedAt.UTC().Format(time.RFC3339)
-			}
-			adm := "-"
-			if k.Admin {
-				adm = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.TeamName, k.Prefix, adm,
-				timeOrDash(k.CreatedAt), timeOrDash(k.LastUsedAt), state)
-		}
-		return tw.Flush()
+		return printKeysTable(stdout, ks)
 	case "revoke":
 		k, err := st.Key(ctx, rest[0])
 		if err != nil {
@@ -152,4 +144,22 @@ func printKeysJSON(w io.Writer, ks []store.KeyInfo) error {
 		}
 	}
 	return nil
+}
+
+func printKeysTable(stdout io.Writer, ks []store.KeyInfo) error {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTEAM\tKEY\tADMIN\tCREATED\tLAST USED\tSTATE")
+	for _, k := range ks {
+		state := "active"
+		if k.Revoked() {
+			state = "revoked " + k.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		adm := "-"
+		if k.Admin {
+			adm = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.TeamName, k.Prefix, adm,
+			timeOrDash(k.CreatedAt), timeOrDash(k.LastUsedAt), state)
+	}
+	return tw.Flush()
 }

@@ -65,11 +65,15 @@ func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.
 	if err != nil {
 		return err
 	}
+	// Every request is authenticated here against the cluster's APIKeys
+	// (and SANDPIT_API_KEY, the nodes' shared key, which stays the
+	// operator's): the nodes see only the shared key.
 	rt := cluster.NewRouter(cluster.RouterConfig{
-		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey, Logger: log,
+		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey,
+		Keys: c.WatchKeys(ctx), Logger: log,
 	})
 	if cfg.APIKey == "" {
-		log.Warn("SANDPIT_API_KEY is not set: creates are placed before any key is checked (the nodes check them)")
+		log.Warn("SANDPIT_API_KEY is not set: only the cluster's API keys (sandpit keys create --kubeconfig) are accepted, and the nodes check no key")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

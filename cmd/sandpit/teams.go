@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,6 +34,8 @@ LIMITS (unset or 0: no limit):
   --max-egress-conns N          outside TCP connections per sandbox at once
 
 Every command takes --data-dir DIR (the daemon's; it may be running).
+create and list take --kubeconfig FILE [--namespace NS] (default sandpit)
+instead, to act on a cluster's teams on Kubernetes (no limits there yet).
 --json prints one JSON object a line with the fields id, name, created_at
 (RFC 3339), max_sandboxes, creates_per_second, create_burst,
 max_lifetime_seconds, max_cpus, max_memory_mb, max_disk_mb,
@@ -46,11 +49,12 @@ var limitFlags = []string{"max-sandboxes", "creates-per-second", "create-burst",
 // teams manages teams and their limits in the daemon's database.
 func teams(args []string, stdout io.Writer) error {
 	c := newAdminCmd("teams", teamsUsage, map[string][]string{
-		"create": limitFlags,
-		"list":   {"json"},
+		"create": append(slices.Clip(limitFlags), "kubeconfig", "namespace"),
+		"list":   {"json", "kubeconfig", "namespace"},
 		"set":    limitFlags,
 		"rm":     nil,
 	})
+	kf := addKubeFlags(c.fs)
 	var l store.Limits
 	fs := c.fs
 	fs.IntVar(&l.MaxSandboxes, "max-sandboxes", 0, "")
@@ -82,6 +86,9 @@ func teams(args []string, stdout io.Writer) error {
 	}
 
 	ctx := context.Background()
+	if *kf.kubeconfig != "" {
+		return clusterTeams(ctx, kf, verb, rest, slices.ContainsFunc(limitFlags, c.set), *asJSON, stdout)
+	}
 	st, err := openStore(ctx, *c.dataDir)
 	if err != nil {
 		return err

@@ -52,6 +52,12 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"sandpit-api", "update", "sandboxtemplates.sandpit.dev --subresource=status", "yes"},
 		{"sandpit-api", "create", "pods", "no"},
 		{"sandpit-api", "list", "sandboxes.sandpit.dev -n default", "no"},
+		{"sandpit-api", "watch", "apikeys.sandpit.dev", "yes"},
+		{"sandpit-api", "list", "teams.sandpit.dev", "yes"},
+		{"sandpit-api", "create", "apikeys.sandpit.dev", "no"},
+		{"sandpit-api", "update", "apikeys.sandpit.dev --subresource=status", "no"},
+		{"sandpit-api", "get", "secrets", "no"},
+		{"sandpit-node", "list", "apikeys.sandpit.dev", "no"},
 	} {
 		args := append([]string{"auth", "can-i", tc.verb}, strings.Fields(tc.resource)...)
 		args = append(args, "--as", "system:serviceaccount:sandpit:"+tc.sa)

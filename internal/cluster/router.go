@@ -39,6 +39,13 @@ type RouterConfig struct {
 	// they are placed: a reservation is a write to the API server, which
 	// strangers must not cause. The nodes check every request's key too.
 	APIKey string
+	// Keys, when set, authenticates every control-plane request by its
+	// X-API-KEY against the cluster's APIKeys (APIKey above still counts,
+	// as the team with no ID): the request is then scoped to the key's
+	// team (its creates carry spec.teamID; another team's sandbox looks
+	// unknown) and goes to the node with APIKey in its place, the key the
+	// nodes share.
+	Keys   *KeyCache
 	Logger *slog.Logger
 }
 
@@ -69,7 +76,39 @@ type Router struct {
 
 type route struct {
 	node string
+	team string
 	at   time.Time
+}
+
+// teamKey carries the authenticated team's ID in a request's context.
+type teamKey struct{}
+
+// teamOf returns the team a request was authenticated as, and false when
+// the Router does not scope requests by team (no Keys).
+func teamOf(ctx context.Context) (string, bool) {
+	t, ok := ctx.Value(teamKey{}).(string)
+	return t, ok
+}
+
+const unauthorized = "invalid or missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs)"
+
+// authenticate finds the team of r's key and returns r scoped to it,
+// carrying the nodes' shared key instead of the client's.
+func (rt *Router) authenticate(r *http.Request) (*http.Request, bool) {
+	key := r.Header.Get("X-Api-Key")
+	team, ok := "", false
+	if rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(rt.cfg.APIKey)) == 1 {
+		ok = true
+	} else {
+		team, ok = rt.cfg.Keys.Team(key)
+	}
+	if !ok {
+		return nil, false
+	}
+	r = r.WithContext(context.WithValue(r.Context(), teamKey{}, team))
+	r.Header = r.Header.Clone()
+	r.Header.Set("X-Api-Key", rt.cfg.APIKey)
+	return r, true
 }
 
 // The Router's caches: a live-node view this old is read again, and a
@@ -131,6 +170,14 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.Path
+	if rt.cfg.Keys != nil && p != "/health" {
+		ar, ok := rt.authenticate(r)
+		if !ok {
+			writeJSONError(w, http.StatusUnauthorized, unauthorized)
+			return
+		}
+		r = ar
+	}
 	switch {
 	case p == "/health":
 		w.WriteHeader(http.StatusOK)
@@ -205,7 +252,11 @@ func pathSandboxID(p string) string {
 
 // toSandbox forwards r to the node of sandbox id.
 func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, traffic bool) {
-	node, addr, err := rt.sandboxNode(r.Context(), id)
+	node, addr, team, err := rt.sandboxNode(r.Context(), id)
+	if mine, scoped := teamOf(r.Context()); err == nil && scoped && !traffic && team != mine {
+		// Another team's sandbox looks unknown, as on one machine.
+		err = errGone
+	}
 	if err != nil {
 		if !errors.Is(err, errGone) {
 			rt.log.Warn("looking up a sandbox's node", "sandbox_id", id, "err", err)
@@ -323,8 +374,8 @@ func (rt *Router) record(ctx context.Context, id string, ch lifecycleChange) {
 var errGone = errors.New("sandbox gone")
 
 // sandboxNode returns the name and address of the live node that runs
-// sandbox id, or errGone.
-func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string, err error) {
+// sandbox id and the sandbox's team, or errGone.
+func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr, team string, err error) {
 	rt.mu.Lock()
 	rte, ok := rt.sandboxes[id]
 	rt.mu.Unlock()
@@ -334,27 +385,27 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr string
 			rt.mu.Lock()
 			delete(rt.sandboxes, id)
 			rt.mu.Unlock()
-			return "", "", errGone
+			return "", "", "", errGone
 		}
 		if err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
 		// The node is in the label, written with the object; the status
 		// may lag it (create writes it after answering).
-		rte = route{node: cmp.Or(sb.Labels[NodeLabel], sb.Status.NodeName), at: time.Now()}
+		rte = route{node: cmp.Or(sb.Labels[NodeLabel], sb.Status.NodeName), team: sb.Spec.TeamID, at: time.Now()}
 		rt.mu.Lock()
 		rt.sandboxes[id] = rte
 		rt.mu.Unlock()
 	}
 	live, err := rt.liveNodes(ctx)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	addr, ok = live[rte.node]
 	if !ok || addr == "" {
-		return "", "", errGone
+		return "", "", "", errGone
 	}
-	return rte.node, addr, nil
+	return rte.node, addr, rte.team, nil
 }
 
 // liveNodes returns the live nodes' addresses by name, read at most once
@@ -443,8 +494,8 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request, addr string) {
 // create places the sandbox, has the chosen node create it, and records
 // it as a Sandbox before answering, so any replica can route to it.
 func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
-	if rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Api-Key")), []byte(rt.cfg.APIKey)) != 1 {
-		writeJSONError(w, http.StatusUnauthorized, "invalid or missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs)")
+	if _, scoped := teamOf(r.Context()); !scoped && rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Api-Key")), []byte(rt.cfg.APIKey)) != 1 {
+		writeJSONError(w, http.StatusUnauthorized, unauthorized)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
@@ -549,9 +600,14 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl, alias string, timeout int, metadata map[string]string) error {
 	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
 	now := metav1.Now()
+	labels := map[string]string{NodeLabel: node.Name}
+	team, _ := teamOf(ctx)
+	if team != "" {
+		labels[TeamLabel] = team
+	}
 	rec, err := rt.cfg.Client.CreateSandbox(ctx, &Sandbox{
-		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: map[string]string{NodeLabel: node.Name}},
-		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, EndAt: &end, Metadata: metadata},
+		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: labels},
+		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, TeamID: team, EndAt: &end, Metadata: metadata},
 	})
 	if err != nil {
 		return err
@@ -560,7 +616,7 @@ func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl,
 		Phase: PhaseRunning, NodeName: node.Name, Address: node.Spec.Address, StartedAt: &now,
 	})
 	rt.mu.Lock()
-	rt.sandboxes[id] = route{node: node.Name, at: time.Now()}
+	rt.sandboxes[id] = route{node: node.Name, team: team, at: time.Now()}
 	rt.mu.Unlock()
 	return nil
 }
@@ -827,6 +883,24 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 			answers <- answer{items: items, err: err}
 		}()
 	}
+	// A team sees only its own sandboxes: the nodes list everyone's.
+	var mine map[string]bool
+	if team, scoped := teamOf(r.Context()); scoped && key == "sandboxID" {
+		sel := "!" + TeamLabel
+		if team != "" {
+			sel = TeamLabel + "=" + team
+		}
+		sbs, err := rt.cfg.Client.ListSandboxes(r.Context(), sel)
+		if err != nil {
+			rt.log.Warn("listing a team's sandboxes", "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "listing the team's sandboxes failed")
+			return
+		}
+		mine = map[string]bool{}
+		for _, sb := range sbs {
+			mine[sb.Name] = true
+		}
+	}
 	all := []json.RawMessage{}
 	seen := map[string]bool{}
 	for range live {
@@ -845,6 +919,12 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		for _, it := range a.items {
 			var fields map[string]json.RawMessage
+			if mine != nil {
+				var id string
+				if json.Unmarshal(it, &fields) != nil || json.Unmarshal(fields[key], &id) != nil || !mine[id] {
+					continue
+				}
+			}
 			if json.Unmarshal(it, &fields) == nil && fields[key] != nil {
 				if seen[string(fields[key])] {
 					continue

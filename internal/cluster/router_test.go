@@ -82,15 +82,25 @@ func TestRouterRefusesCreateWithoutKey(t *testing.T) {
 // after itself and answers sandbox traffic with its name.
 type fakeNode struct {
 	name string
-	srv  *httptest.Server
-	mu   sync.Mutex
-	ids  map[string]bool
-	n    atomic.Int64
+	// key, when set, is the only X-API-KEY the node accepts (the key
+	// nodes share), as a node daemon with SANDPIT_API_KEY.
+	key string
+	srv *httptest.Server
+	mu  sync.Mutex
+	ids map[string]bool
+	n   atomic.Int64
 }
 
-func newFakeNode(t *testing.T, name string) *fakeNode {
+func newFakeNode(t *testing.T, name string, key ...string) *fakeNode {
 	f := &fakeNode{name: name, ids: map[string]bool{}}
+	if len(key) > 0 {
+		f.key = key[0]
+	}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.key != "" && r.Header.Get("X-Api-Key") != f.key && r.Header.Get("E2b-Sandbox-Id") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		switch {
 		case r.Method == "POST" && r.URL.Path == "/sandboxes":
 			body, _ := io.ReadAll(r.Body)
@@ -116,6 +126,14 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 				out = append(out, map[string]any{"sandbox": map[string]string{"sandboxID": id, "templateID": "base", "domain": "node.invalid"}})
 			}
 			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(out)
+		case r.Method == "GET" && r.URL.Path == "/sandboxes":
+			f.mu.Lock()
+			var out []map[string]string
+			for id := range f.ids {
+				out = append(out, map[string]string{"sandboxID": id})
+			}
+			f.mu.Unlock()
 			_ = json.NewEncoder(w).Encode(out)
 		case r.Method == "GET" && r.URL.Path == "/templates":
 			_ = json.NewEncoder(w).Encode([]map[string]string{{"templateID": "base"}, {"templateID": "tpl-" + f.name}})

@@ -47,13 +47,14 @@ type TemplateStatus struct {
 }
 
 // RecordTemplate creates or updates the SandboxTemplate of template id,
-// built on node.
+// built on node, for the team ctx's request was authenticated as.
 func (c *Client) RecordTemplate(ctx context.Context, id, node, buildID string, aliases []string) error {
 	res := c.dyn.Resource(templatesGVR).Namespace(c.ns)
+	team, _ := teamOf(ctx)
 	t := &SandboxTemplate{
 		TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: "SandboxTemplate"},
 		ObjectMeta: metav1.ObjectMeta{Name: id},
-		Spec:       TemplateSpec{Aliases: aliases},
+		Spec:       TemplateSpec{Aliases: aliases, TeamID: team},
 	}
 	u, err := toUnstructured(t)
 	if err != nil {

@@ -144,6 +144,72 @@ test('pause and resume, forks, and sandboxes from a snapshot, through the API ro
   live.delete(parent)
 })
 
+test('two teams\' keys made with sandpit keys create --kubeconfig: each sees only its own sandboxes, a revoked key gets 401', async () => {
+  const sandpit = process.env.SANDPIT_BIN ?? join(here, '..', '..', 'bin', 'sandpit')
+  const cli = (...args) => execFileSync(sandpit, [...args, '--kubeconfig', process.env.KUBECONFIG], { encoding: 'utf8' })
+  const keys = {}
+  for (const team of ['red', 'blue']) {
+    cli('teams', 'create', team)
+    keys[team] = cli('keys', 'create', 'sdk', '--team', team).trimEnd().split('\n').at(-1)
+    assert.match(keys[team], /^e2b_[0-9a-f]{40}$/)
+  }
+  const teamIDs = Object.fromEntries(cli('teams', 'list', '--json').trim().split('\n').map((l) => JSON.parse(l)).map((t) => [t.name, t.id]))
+  // Both replicas watch the keys: a new key works there within moments.
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    for (let i = 0; ; i++) {
+      const ok = await Sandbox.list({ apiKey: keys.blue, apiUrl }).nextItems().then(() => true, (e) => { if (i >= 100) throw e; return false })
+      if (ok) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  const red = await create({ apiKey: keys.red })
+  const blue = await create({ apiKey: keys.blue, apiUrl: api2, sandboxUrl: api2 })
+  const operators = await create() // the shared key: no team
+  assert.equal((await red.commands.run('echo red')).stdout, 'red\n')
+
+  const specs = JSON.parse(execFileSync('kubectl', ['get', 'sandboxes.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' })).items
+  const teamOf = (id) => specs.find((o) => o.metadata.name === id)?.spec.teamID
+  assert.equal(teamOf(red.sandboxId), teamIDs.red)
+  assert.equal(teamOf(blue.sandboxId), teamIDs.blue)
+  assert.equal(teamOf(operators.sandboxId), '')
+
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    for (const [team, mine, theirs] of [['red', red, blue], ['blue', blue, red]]) {
+      const listed = (await Sandbox.list({ apiKey: keys[team], apiUrl }).nextItems()).map((l) => l.sandboxId)
+      assert.deepEqual(listed, [mine.sandboxId], `${team} lists only its own via ${apiUrl}`)
+      await assert.rejects(Sandbox.getInfo(theirs.sandboxId, { apiKey: keys[team], apiUrl }), /not found/i)
+      await assert.rejects(Sandbox.connect(theirs.sandboxId, { apiKey: keys[team], apiUrl, sandboxUrl: apiUrl }))
+      assert.equal(await Sandbox.kill(theirs.sandboxId, { apiKey: keys[team], apiUrl }), false, `${team} cannot kill the other's`)
+    }
+  }
+  const opsListed = (await Sandbox.list().nextItems()).map((l) => l.sandboxId)
+  assert.ok(opsListed.includes(operators.sandboxId) && !opsListed.includes(red.sandboxId) && !opsListed.includes(blue.sandboxId))
+  assert.ok(await blue.isRunning(), 'the other team\'s kill did nothing')
+
+  await red.kill()
+  live.delete(red)
+  const redKey = JSON.parse(cli('keys', 'list', '--team', 'red', '--json').trim())
+  assert.match(cli('keys', 'revoke', redKey.id), /^revoked key /)
+  // A revoked key stops working within seconds, on every replica.
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    for (let i = 0; ; i++) {
+      const err = await Sandbox.list({ apiKey: keys.red, apiUrl }).nextItems().then(() => null, (e) => e)
+      if (err) {
+        assert.equal(err.name, 'AuthenticationError', `${err}`)
+        break
+      }
+      assert.ok(i < 100, `the revoked key still works on ${apiUrl} after 10 s`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    await assert.rejects(Sandbox.create({ apiKey: keys.red, apiUrl }), (e) => e.name === 'AuthenticationError')
+  }
+  assert.equal((await blue.commands.run('echo blue')).stdout, 'blue\n')
+  await blue.kill()
+  live.delete(blue)
+  await operators.kill()
+  live.delete(operators)
+})
+
 // Last: it kills a node.
 test('a dead node\'s sandboxes are reported gone, creates go to the other node, and the node back re-adopts them', async () => {
   // Placement weighs the nodes' load: create until node-2 holds some.

@@ -113,9 +113,10 @@ export KUBECONFIG=$kubeconfig
 kc() { "$KUBECTL_BIN" --kubeconfig "$kubeconfig" "$@"; }
 kc apply -f "$repo/deploy/kubernetes/00-namespace.yaml" -f "$repo/deploy/kubernetes/10-crd-sandboxes.yaml" \
 	-f "$repo/deploy/kubernetes/11-crd-sandboxnodes.yaml" -f "$repo/deploy/kubernetes/12-crd-templates.yaml" \
+	-f "$repo/deploy/kubernetes/13-crd-keys.yaml" \
 	>"$dir/logs/apply.log" 2>&1 || fail "applying the CRDs: $(cat "$dir/logs/apply.log")"
 kc wait --for condition=established --timeout 60s crd/sandboxes.sandpit.dev crd/sandboxnodes.sandpit.dev \
-	crd/sandboxtemplates.sandpit.dev >>"$dir/logs/apply.log" 2>&1 || fail "CRDs not established"
+	crd/sandboxtemplates.sandpit.dev crd/teams.sandpit.dev crd/apikeys.sandpit.dev >>"$dir/logs/apply.log" 2>&1 || fail "CRDs not established"
 
 {
 	echo "export KUBECONFIG=$kubeconfig"
