@@ -10,85 +10,18 @@
 // it through --intercept-upstream-ca). The server answers with the
 // Authorization header it got.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { test } from 'node:test'
 import { ALL_TRAFFIC, CommandExitError, Sandbox, Secret } from 'e2b'
-import { startServer, track, useSdkEnv, waitFor } from './harness.mjs'
+import { startServer, track, useSdkEnv } from './harness.mjs'
+import { startTestNet } from './testnet.mjs'
 
-const hostAddr = '198.51.100.1'
-const webAddr = '198.51.100.2'
-const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
+const webAddr = '198.51.100.2' // DNS and the web server of both names
 
-const serverScript = `
-const dgram = require('node:dgram'), http = require('node:http'), https = require('node:https'), fs = require('node:fs')
-const names = { 'api.secret.test': process.env.ADDR, 'other.secret.test': process.env.ADDR }
-const dns = dgram.createSocket('udp4')
-dns.on('message', (q, rinfo) => {
-  let i = 12, labels = []
-  while (q[i] !== 0) { labels.push(q.subarray(i + 1, i + 1 + q[i]).toString()); i += q[i] + 1 }
-  const qtype = q.readUInt16BE(i + 1), qend = i + 5
-  const addr = names[labels.join('.').toLowerCase()], answer = addr && qtype === 1
-  const h = Buffer.alloc(12)
-  q.copy(h, 0, 0, 2)
-  h.writeUInt16BE(0x8580 | (addr ? 0 : 3), 2)
-  h.writeUInt16BE(1, 4); h.writeUInt16BE(answer ? 1 : 0, 6)
-  const parts = [h, q.subarray(12, qend)]
-  if (answer) {
-    const a = Buffer.alloc(16)
-    a.writeUInt16BE(0xc00c, 0); a.writeUInt16BE(1, 2); a.writeUInt16BE(1, 4); a.writeUInt32BE(5, 6); a.writeUInt16BE(4, 10)
-    addr.split('.').forEach((o, k) => { a[12 + k] = Number(o) })
-    parts.push(a)
-  }
-  dns.send(Buffer.concat(parts), rinfo.port, rinfo.address)
-})
-dns.bind(53, process.env.ADDR)
-const handler = (scheme) => (req, res) => {
-  req.resume()
-  req.on('end', () => res.end(scheme + ' ' + req.headers.host + ' auth=' + (req.headers.authorization ?? '-') + '\\n'))
-}
-http.createServer(handler('http')).listen(80, process.env.ADDR)
-https.createServer({ key: fs.readFileSync(process.env.KEY), cert: fs.readFileSync(process.env.CERT) }, handler('https')).listen(443, process.env.ADDR)
-`
-
-/** The test's internet: a CA, a certificate for both names, DNS and web servers in a netns. */
-async function startInternet() {
-  const ns = `spint${process.pid % 100000}`
-  const hostSide = `spi${process.pid % 100000}`
-  const dir = mkdtempSync(join(tmpdir(), 'sandpit-intercept-'))
-  let web
-  const stop = () => {
-    web?.kill()
-    try { ip('link', 'del', hostSide) } catch {}
-    try { ip('netns', 'del', ns) } catch {}
-    rmSync(dir, { recursive: true, force: true })
-  }
-  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
-  try {
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=intercept test CA', '-keyout', 'ca.key', '-out', 'ca.pem')
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=api.secret.test', '-keyout', 'key.pem', '-out', 'req.csr')
-    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:api.secret.test,DNS:other.secret.test\n')
-    ssl('x509', '-req', '-in', 'req.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf', '-out', 'cert.pem')
-    writeFileSync(join(dir, 'servers.js'), serverScript)
-    ip('netns', 'add', ns)
-    ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-    ip('addr', 'add', `${hostAddr}/29`, 'dev', hostSide)
-    ip('link', 'set', hostSide, 'up')
-    ip('-n', ns, 'addr', 'add', `${webAddr}/29`, 'dev', 'eth0')
-    ip('-n', ns, 'link', 'set', 'eth0', 'up')
-    ip('-n', ns, 'link', 'set', 'lo', 'up')
-    web = spawn('ip', ['netns', 'exec', ns, process.execPath, join(dir, 'servers.js')], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, ADDR: webAddr, KEY: join(dir, 'key.pem'), CERT: join(dir, 'cert.pem') },
-    })
-    await waitFor(() => { try { return execFileSync('curl', ['-sf', `http://${webAddr}/`]).toString() } catch { return null } }, { what: 'the test internet' })
-  } catch (err) {
-    stop()
-    throw err
-  }
-  return { stop, caFile: join(dir, 'ca.pem') }
+/** The test's internet: DNS and web servers in a netns, their certificate signed by the test's CA. */
+function startInternet() {
+  const names = { 'api.secret.test': webAddr, 'other.secret.test': webAddr }
+  return startTestNet({ net: '198.51.100', names, tag: 'int', echo: 'auth', caName: 'intercept test CA' })
 }
 
 async function run(sbx, cmd) {

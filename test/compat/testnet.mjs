@@ -1,9 +1,11 @@
 // A stand-in internet for network tests and benchmarks: a network
-// namespace joined to the host by a veth, on TEST-NET-3 addresses, with a
-// DNS server (UDP) for a few names and web servers (HTTP :80, HTTPS :443
-// with a self-signed certificate) on two addresses. Each web server
-// answers "<scheme> <address reached> <Host>\n"; /slow answers after 3 s,
-// /big?n=N with N zero bytes; a POST's body is read and dropped.
+// namespace joined to the host by a veth, on TEST-NET addresses (TEST-NET-3
+// unless told), with a DNS server (UDP) for a few names and web servers
+// (HTTP :80, HTTPS :443 with a certificate for every name, signed by a CA
+// of the test's own) on two addresses. Each web server answers "<scheme>
+// <address reached> <Host>\n" (with echo: 'auth', "<scheme> <Host>
+// auth=<Authorization or ->\n"); /slow answers after 3 s, /big?n=N with N
+// zero bytes; a POST's body is read and dropped.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -58,7 +60,10 @@ const handler = (scheme) => (req, res) => {
   if (url.pathname === '/slow') return setTimeout(() => res.end('slow\\n'), 3000)
   if (url.pathname === '/big') return res.end(Buffer.alloc(Number(url.searchParams.get('n'))))
   req.resume()
-  req.on('end', () => res.end(scheme + ' ' + req.socket.localAddress + ' ' + req.headers.host + '\\n'))
+  const answer = process.env.ECHO === 'auth'
+    ? scheme + ' ' + req.headers.host + ' auth=' + (req.headers.authorization ?? '-')
+    : scheme + ' ' + req.socket.localAddress + ' ' + req.headers.host
+  req.on('end', () => res.end(answer + '\\n'))
 }
 const tls = { key: fs.readFileSync(process.env.KEY), cert: fs.readFileSync(process.env.CERT) }
 for (const a of process.env.WEB_ADDRS.split(',')) {
@@ -68,10 +73,18 @@ for (const a of process.env.WEB_ADDRS.split(',')) {
 `
 
 
-/** Starts the stand-in internet; its stop() removes it. */
-export async function startTestNet() {
-  const ns = `spdom${process.pid % 100000}`
-  const hostSide = `spd${process.pid % 100000}`
+/**
+ * Starts the stand-in internet; its stop() removes it, and caFile is the
+ * CA its certificate is signed by. Options: net, the first three octets of
+ * the /29 it takes (the host is .1, addrA .2, addrB .3: a test that runs
+ * beside another takes a net of its own); names, the DNS answers (default
+ * above, for the default net); tag, a short word in the netns and link
+ * names; echo: 'auth' for the Authorization answer; caName, the CA's CN.
+ */
+export async function startTestNet({ net = '203.0.113', names: answers = names, tag = 'dom', echo = '', caName = 'sandpit test CA' } = {}) {
+  const host = `${net}.1`, a = `${net}.2`, b = `${net}.3`
+  const ns = `sp${tag}${process.pid % 100000}`
+  const hostSide = `sp${tag[0]}${process.pid % 100000}`
   const dir = mkdtempSync(join(tmpdir(), 'sandpit-testnet-'))
   let web
   const stop = () => {
@@ -80,26 +93,29 @@ export async function startTestNet() {
     try { ip('netns', 'del', ns) } catch {}
     rmSync(dir, { recursive: true, force: true })
   }
+  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' })
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=sandpit-test',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${caName}`, '-keyout', 'ca.key', '-out', 'ca.pem')
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=sandpit-test', '-keyout', 'key.pem', '-out', 'req.csr')
+    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=' + Object.keys(answers).map((n) => 'DNS:' + n).join(',') + '\n')
+    ssl('x509', '-req', '-in', 'req.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf', '-out', 'cert.pem')
     writeFileSync(join(dir, 'servers.js'), serverScript)
     ip('netns', 'add', ns)
     ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-    ip('addr', 'add', `${hostAddr}/29`, 'dev', hostSide)
+    ip('addr', 'add', `${host}/29`, 'dev', hostSide)
     ip('link', 'set', hostSide, 'up')
-    ip('-n', ns, 'addr', 'add', `${addrA}/29`, 'dev', 'eth0')
-    ip('-n', ns, 'addr', 'add', `${addrB}/29`, 'dev', 'eth0')
+    ip('-n', ns, 'addr', 'add', `${a}/29`, 'dev', 'eth0')
+    ip('-n', ns, 'addr', 'add', `${b}/29`, 'dev', 'eth0')
     ip('-n', ns, 'link', 'set', 'eth0', 'up')
     ip('-n', ns, 'link', 'set', 'lo', 'up')
     web = spawn('ip', ['netns', 'exec', ns, process.execPath, join(dir, 'servers.js')], {
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, NAMES: JSON.stringify(names), DNS_ADDR: addrA, WEB_ADDRS: `${addrA},${addrB}`, KEY: join(dir, 'key.pem'), CERT: join(dir, 'cert.pem') },
+      env: { ...process.env, NAMES: JSON.stringify(answers), DNS_ADDR: a, WEB_ADDRS: `${a},${b}`, ECHO: echo, KEY: join(dir, 'key.pem'), CERT: join(dir, 'cert.pem') },
     })
-    await waitFor(() => { try { return execFileSync('curl', ['-sf', `http://${addrB}/`]).toString() } catch { return null } }, { what: 'the test internet' })
+    await waitFor(() => { try { return execFileSync('curl', ['-sf', `http://${b}/`]).toString() } catch { return null } }, { what: 'the test internet' })
   } catch (err) {
     stop()
     throw err
   }
-  return { stop }
+  return { stop, caFile: join(dir, 'ca.pem') }
 }
