@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
@@ -117,40 +115,13 @@ func (s *SQLite) ListSecrets(ctx context.Context, team string, limit int, next s
 	q := `SELECT ` + secretColumns + ` FROM secrets WHERE team_id = ?`
 	args := []any{team}
 	if next != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(next)
-		row, perr := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil || perr != nil {
-			return nil, "", errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
+		row, err := parseCursor(next)
+		if err != nil {
+			return nil, "", err
 		}
 		q, args = q+` AND rowid > ?`, append(args, row)
 	}
-	q += ` ORDER BY rowid`
-	if limit > 0 {
-		q += ` LIMIT ` + strconv.Itoa(limit+1)
-	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("listing secrets: %w", err)
-	}
-	defer rows.Close()
-	var out []SecretRecord
-	var last []int64
-	for rows.Next() {
-		rec, row, err := scanSecret(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing secrets: %w", err)
-		}
-		out, last = append(out, rec), append(last, row)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing secrets: %w", err)
-	}
-	cursor := ""
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-		cursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last[limit-1], 10)))
-	}
-	return out, cursor, nil
+	return queryPage(ctx, s, "secrets", q+` ORDER BY rowid`, args, limit, scanSecret)
 }
 
 // UpdateSecret implements Secrets.

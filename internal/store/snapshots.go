@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -146,10 +144,9 @@ func (s *SQLite) ListSnapshots(ctx context.Context, f SnapshotFilter) ([]Snapsho
 		where, args = append(where, "tag = ?"), append(args, f.Tag)
 	}
 	if f.Next != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(f.Next)
-		row, perr := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil || perr != nil {
-			return nil, "", errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
+		row, err := parseCursor(f.Next)
+		if err != nil {
+			return nil, "", err
 		}
 		where, args = append(where, "rowid < ?"), append(args, row)
 	}
@@ -157,33 +154,7 @@ func (s *SQLite) ListSnapshots(ctx context.Context, f SnapshotFilter) ([]Snapsho
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY rowid DESC`
-	if f.Limit > 0 {
-		q += ` LIMIT ` + strconv.Itoa(f.Limit+1)
-	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("listing snapshots: %w", err)
-	}
-	defer rows.Close()
-	var out []SnapshotRecord
-	var last []int64
-	for rows.Next() {
-		rec, row, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing snapshots: %w", err)
-		}
-		out, last = append(out, rec), append(last, row)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing snapshots: %w", err)
-	}
-	next := ""
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last[f.Limit-1], 10)))
-	}
-	return out, next, nil
+	return queryPage(ctx, s, "snapshots", q+` ORDER BY rowid DESC`, args, f.Limit, scanSnapshot)
 }
 
 // DeleteSnapshot implements Snapshots.
