@@ -115,7 +115,9 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 	// configured otherwise (a 10.x host resolver beside a test's --dns).
 	// So each table holds the union, in its nameservers set: ours go into
 	// every table there is, and a new table starts with all of theirs.
-	exists := false
+	// The Keep loop calls this every few seconds: write only when something
+	// is missing, so a settled host sees no nftables commits from it.
+	exists, changed := false, false
 	union := map[netip.Addr]bool{}
 	for _, a := range ns {
 		union[a] = true
@@ -124,6 +126,7 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 		switch {
 		case strings.HasPrefix(t.Name, tablePrefix) && !strings.HasPrefix(t.Name, versionPrefix()):
 			c.DelTable(t)
+			changed = true
 			continue
 		case !strings.HasPrefix(t.Name, versionPrefix()):
 			continue
@@ -137,18 +140,29 @@ func installRules(pool netip.Prefix, ns []netip.Addr) (created bool, err error) 
 		if err != nil {
 			return false, fmt.Errorf("reading the nameservers of nftables table %s: %w", t.Name, err)
 		}
+		has := map[netip.Addr]bool{}
 		for _, el := range elems {
 			if a, ok := netip.AddrFromSlice(el.Key); ok {
-				union[a.Unmap()] = true
+				union[a.Unmap()], has[a.Unmap()] = true, true
 			}
 		}
-		if len(ns) > 0 {
-			if err := c.SetAddElements(set, addrElements(ns)); err != nil {
+		var missing []netip.Addr
+		for _, a := range ns {
+			if a.Is4() && !has[a] {
+				missing = append(missing, a)
+			}
+		}
+		if len(missing) > 0 {
+			if err := c.SetAddElements(set, addrElements(missing)); err != nil {
 				return false, fmt.Errorf("adding nameservers to nftables table %s: %w", t.Name, err)
 			}
+			changed = true
 		}
 	}
 	if exists {
+		if !changed {
+			return false, nil
+		}
 		if err := c.Flush(); err != nil {
 			return false, fmt.Errorf("adding nameservers to the nftables tables: %w", err)
 		}
