@@ -133,6 +133,10 @@ fi
 [[ -x $sandpit ]] || fail "$sandpit is missing: make build"
 api_key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (umask 077 && echo "$api_key" >"$dir/api-key")
+# Clusters of different DIRs may run at once on this machine (several
+# engineers, several tests): each takes uid ranges and egress pools of its
+# own, chosen by a hash of DIR (16 slots; up to 29 nodes each).
+slot=$(($(cksum <<<"$dir" | cut -d' ' -f1) % 16))
 for i in $(seq 1 "$nodes"); do
 	port=$(free_port)
 	mkdir -p "$dir/node-$i"
@@ -145,8 +149,8 @@ for i in $(seq 1 "$nodes"); do
 	node_cmd=("$sandpit" serve --role node \
 		--kubeconfig "$kubeconfig" --namespace sandpit --node-name "node-$i" --advertise "127.0.0.1:$port" \
 		--listen "127.0.0.1:$port" --data-dir "$dir/node-$i" --kill-on-stop \
-		--uid-base $((300000000 + i * 10000000)) --max-sandboxes 64 \
-		--egress-pool "10.$((230 + i)).0.0/16" \
+		--uid-base $((300000000 + slot * 150000000 + i * 5000000)) --max-sandboxes 64 \
+		--egress-pool "10.$((100 + slot)).$((i * 4)).0/22" \
 		--warm-pool base=1 --min-free-memory 0 --lease-duration 5s)
 	# restart-node.sh starts it again from here.
 	declare -p node_cmd >"$dir/node-$i.cmd"
