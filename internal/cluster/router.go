@@ -184,7 +184,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	case r.Method == http.MethodPost && (p == "/sandboxes" || p == "/v2/sandboxes"):
 		rt.create(w, r)
-	case r.Method == http.MethodGet && (p == "/sandboxes" || p == "/v2/sandboxes"):
+	case r.Method == http.MethodGet && p == "/v2/sandboxes":
+		rt.listPaged(w, r)
+	case r.Method == http.MethodGet && p == "/sandboxes":
 		rt.list(w, r, "sandboxID")
 	case r.Method == http.MethodGet && p == "/templates":
 		rt.list(w, r, "templateID")
@@ -844,8 +846,9 @@ func (rt *Router) killOn(r *http.Request, addr, id string) {
 
 // list asks every live node and joins their answers: each node lists only
 // its own sandboxes, templates or snapshots. Items whose key field is
-// already in the list (the templates every node has) are left out.
-// Pagination past one page per node is not joined yet.
+// already in the list (the templates every node has) are left out. The
+// paged sandbox list is listPaged's; template and snapshot pages past
+// each node's first are not joined yet.
 func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 	live, err := rt.liveNodes(r.Context())
 	if err != nil {
@@ -885,20 +888,11 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	// A team sees only its own sandboxes: the nodes list everyone's.
 	var mine map[string]bool
-	if team, scoped := teamOf(r.Context()); scoped && key == "sandboxID" {
-		sel := "!" + TeamLabel
-		if team != "" {
-			sel = TeamLabel + "=" + team
-		}
-		sbs, err := rt.cfg.Client.ListSandboxes(r.Context(), sel)
-		if err != nil {
+	if key == "sandboxID" {
+		if mine, err = rt.teamFilter(r.Context()); err != nil {
 			rt.log.Warn("listing a team's sandboxes", "err", err)
 			writeJSONError(w, http.StatusServiceUnavailable, "listing the team's sandboxes failed")
 			return
-		}
-		mine = map[string]bool{}
-		for _, sb := range sbs {
-			mine[sb.Name] = true
 		}
 	}
 	all := []json.RawMessage{}
