@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/sandpit-dev/sandpit/internal/cluster"
 	"github.com/sandpit-dev/sandpit/internal/store"
 )
@@ -15,8 +17,8 @@ import (
 // With --kubeconfig, `sandpit keys` and `sandpit teams` act on a cluster's
 // Team and APIKey objects (internal/cluster) instead of a daemon's
 // database, and print what they print there. The API replicas watch the
-// keys, so a new key works and a revoked one stops within seconds. Team
-// limits and the audit log stay single-machine for now.
+// keys, so a new key works and a revoked one stops within seconds; team
+// limits go to the Team object, which the replicas watch too.
 
 // kubeFlags are the admin commands' flags that choose a cluster.
 type kubeFlags struct {
@@ -124,25 +126,54 @@ func clusterKeys(ctx context.Context, kf kubeFlags, verb string, rest []string, 
 	return nil
 }
 
-// clusterTeams runs `sandpit teams create|list` on a cluster.
-func clusterTeams(ctx context.Context, kf kubeFlags, verb string, rest []string, limitsGiven, asJSON bool, stdout io.Writer) error {
-	// set and rm do not take --kubeconfig (the flag parser says so).
-	if limitsGiven {
-		return fmt.Errorf("sandpit teams create --kubeconfig: a cluster's teams have no limits yet")
-	}
+// clusterTeams runs `sandpit teams create|list|set` on a cluster; given
+// names the limit flags set, whose values are in l.
+func clusterTeams(ctx context.Context, kf kubeFlags, verb string, rest []string, given []string, l store.Limits, asJSON bool, stdout io.Writer) error {
+	// rm does not take --kubeconfig (the flag parser says so).
 	c, err := kf.client()
 	if err != nil {
 		return err
 	}
 	teamOf := func(t *cluster.Team) store.Team {
-		return store.Team{ID: t.Spec.ID, Name: t.TeamName(), CreatedAt: t.CreationTimestamp.Time}
+		return store.Team{ID: t.Spec.ID, Name: t.TeamName(), CreatedAt: t.CreationTimestamp.Time, Limits: t.Spec.Limits.Store()}
 	}
-	if verb == "create" {
+	// setLimits writes the limits given to t, again on a conflict.
+	setLimits := func(t *cluster.Team) (*cluster.Team, error) {
+		for {
+			t.Spec.Limits = cluster.TeamLimitsOf(mergeLimits(t.Spec.Limits.Store(), l, given))
+			out, err := c.UpdateTeam(ctx, t)
+			if !apierrors.IsConflict(err) {
+				return out, err
+			}
+			if t, err = c.GetTeam(ctx, t.TeamName()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	switch verb {
+	case "create":
 		t, err := c.CreateTeam(ctx, rest[0])
 		if err != nil {
 			return err
 		}
+		if len(given) > 0 {
+			if t, err = setLimits(t); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, "created team %s (%s)\n", t.TeamName(), t.Spec.ID)
+		return printTeams(stdout, []store.Team{teamOf(t)})
+	case "set":
+		if len(given) == 0 {
+			return fmt.Errorf("sandpit teams set %s: give the limits to change, e.g. --max-sandboxes 10 (0 clears one)", rest[0])
+		}
+		t, err := c.GetTeam(ctx, rest[0])
+		if err != nil {
+			return err
+		}
+		if t, err = setLimits(t); err != nil {
+			return err
+		}
 		return printTeams(stdout, []store.Team{teamOf(t)})
 	}
 	ts, err := c.ListTeams(ctx)

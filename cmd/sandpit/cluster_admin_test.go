@@ -34,7 +34,11 @@ func TestKeysAndTeamsCLIOnACluster(t *testing.T) {
 		t.Errorf("teams create said %q", out)
 	}
 	mustFail(t, "a team of that name exists", append([]string{"teams", "create", "acme_1"}, kube...)...)
-	mustFail(t, "no limits", append([]string{"teams", "create", "b", "--max-sandboxes", "2"}, kube...)...)
+	// Limits go to the Team object, which the api replicas enforce.
+	run("teams", "create", "b", "--max-sandboxes", "2")
+	if out := run("teams", "set", "b", "--max-lifetime", "1h", "--creates-per-second", "2.5"); !strings.Contains(out, "1h") {
+		t.Errorf("teams set said %q", out)
+	}
 
 	key := func(out string) string {
 		t.Helper()
@@ -54,7 +58,8 @@ func TestKeysAndTeamsCLIOnACluster(t *testing.T) {
 	mustFail(t, `no team "nope"`, append([]string{"keys", "create", "x", "--team", "nope"}, kube...)...)
 
 	ts := jsonLines[teamJSON](t, run("teams", "list", "--json"))
-	if len(ts) != 2 || ts[0].Name != "acme_1" || ts[1].Name != store.DefaultTeamName {
+	if len(ts) != 3 || ts[0].Name != "acme_1" || ts[1].Name != "b" || ts[2].Name != store.DefaultTeamName ||
+		ts[0].MaxSandboxes != 0 || ts[1].MaxSandboxes != 2 || ts[1].CreatesPerSecond != 2.5 || ts[1].MaxLifetimeSeconds != 3600 {
 		t.Fatalf("teams list --json = %+v", ts)
 	}
 	ks := jsonLines[keyLine](t, run("keys", "list", "--json"))

@@ -70,7 +70,7 @@ func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.
 	// operator's): the nodes see only the shared key.
 	rt := cluster.NewRouter(cluster.RouterConfig{
 		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey,
-		Keys: c.WatchKeys(ctx), Logger: log,
+		Keys: c.WatchKeys(ctx), Teams: c.WatchTeams(ctx), Logger: log,
 	})
 	if cfg.APIKey == "" {
 		log.Warn("SANDPIT_API_KEY is not set: only the cluster's API keys (sandpit keys create --kubeconfig) are accepted, and the nodes check no key")

@@ -34,8 +34,11 @@ LIMITS (unset or 0: no limit):
   --max-egress-conns N          outside TCP connections per sandbox at once
 
 Every command takes --data-dir DIR (the daemon's; it may be running).
-create and list take --kubeconfig FILE [--namespace NS] (default sandpit)
-instead, to act on a cluster's teams on Kubernetes (no limits there yet).
+create, list and set take --kubeconfig FILE [--namespace NS] (default
+sandpit) instead, to act on a cluster's teams on Kubernetes: the limits go
+to the Team object; the api replicas enforce max-sandboxes cluster-wide,
+creates-per-second per replica and max-lifetime at create, the others are
+stored only (internal/cluster/limits.go).
 --json prints one JSON object a line with the fields id, name, created_at
 (RFC 3339), max_sandboxes, creates_per_second, create_burst,
 max_lifetime_seconds, max_cpus, max_memory_mb, max_disk_mb,
@@ -51,7 +54,7 @@ func teams(args []string, stdout io.Writer) error {
 	c := newAdminCmd("teams", teamsUsage, map[string][]string{
 		"create": append(slices.Clip(limitFlags), "kubeconfig", "namespace"),
 		"list":   {"json", "kubeconfig", "namespace"},
-		"set":    limitFlags,
+		"set":    append(slices.Clip(limitFlags), "kubeconfig", "namespace"),
 		"rm":     nil,
 	})
 	kf := addKubeFlags(c.fs)
@@ -87,7 +90,13 @@ func teams(args []string, stdout io.Writer) error {
 
 	ctx := context.Background()
 	if *kf.kubeconfig != "" {
-		return clusterTeams(ctx, kf, verb, rest, slices.ContainsFunc(limitFlags, c.set), *asJSON, stdout)
+		var given []string
+		for _, f := range limitFlags {
+			if c.set(f) {
+				given = append(given, f)
+			}
+		}
+		return clusterTeams(ctx, kf, verb, rest, given, l, *asJSON, stdout)
 	}
 	st, err := openStore(ctx, *c.dataDir)
 	if err != nil {
@@ -131,31 +140,7 @@ func teams(args []string, stdout io.Writer) error {
 			return err
 		}
 		// Only the limits given change.
-		nl := t.Limits
-		for _, f := range given {
-			switch f {
-			case "max-sandboxes":
-				nl.MaxSandboxes = l.MaxSandboxes
-			case "creates-per-second":
-				nl.CreatesPerSecond = l.CreatesPerSecond
-			case "create-burst":
-				nl.CreateBurst = l.CreateBurst
-			case "max-lifetime":
-				nl.MaxLifetime = l.MaxLifetime
-			case "max-cpus":
-				nl.MaxCPUs = l.MaxCPUs
-			case "max-memory-mb":
-				nl.MaxMemoryMB = l.MaxMemoryMB
-			case "max-disk-mb":
-				nl.MaxDiskMB = l.MaxDiskMB
-			case "max-template-storage-mb":
-				nl.MaxTemplateStorageMB = l.MaxTemplateStorageMB
-			case "max-egress-rate":
-				nl.MaxEgressRate = l.MaxEgressRate
-			case "max-egress-conns":
-				nl.MaxEgressConns = l.MaxEgressConns
-			}
-		}
+		nl := mergeLimits(t.Limits, l, given)
 		t, err = st.SetTeamLimits(ctx, t.ID, nl)
 		if err != nil {
 			return err
@@ -181,6 +166,37 @@ func teams(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return nil
+}
+
+// mergeLimits returns old with the limits named in given (flag names)
+// taken from l.
+func mergeLimits(old, l store.Limits, given []string) store.Limits {
+	nl := old
+	for _, f := range given {
+		switch f {
+		case "max-sandboxes":
+			nl.MaxSandboxes = l.MaxSandboxes
+		case "creates-per-second":
+			nl.CreatesPerSecond = l.CreatesPerSecond
+		case "create-burst":
+			nl.CreateBurst = l.CreateBurst
+		case "max-lifetime":
+			nl.MaxLifetime = l.MaxLifetime
+		case "max-cpus":
+			nl.MaxCPUs = l.MaxCPUs
+		case "max-memory-mb":
+			nl.MaxMemoryMB = l.MaxMemoryMB
+		case "max-disk-mb":
+			nl.MaxDiskMB = l.MaxDiskMB
+		case "max-template-storage-mb":
+			nl.MaxTemplateStorageMB = l.MaxTemplateStorageMB
+		case "max-egress-rate":
+			nl.MaxEgressRate = l.MaxEgressRate
+		case "max-egress-conns":
+			nl.MaxEgressConns = l.MaxEgressConns
+		}
+	}
+	return nl
 }
 
 // limitsDetail writes the limits a team has, for the audit log.

@@ -44,12 +44,14 @@ const TeamLabel = "sandpit.dev/team"
 type Team struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              TeamSpec `json:"spec"`
+	Spec              TeamSpec   `json:"spec"`
+	Status            TeamStatus `json:"status,omitempty"`
 }
 
-// TeamSpec is a team's identity.
+// TeamSpec is a team's identity and limits (limits.go).
 type TeamSpec struct {
-	ID string `json:"id"`
+	ID     string      `json:"id"`
+	Limits *TeamLimits `json:"limits,omitempty"`
 }
 
 // APIKey is the apikeys.sandpit.dev object of one key, named after the

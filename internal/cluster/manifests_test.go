@@ -54,6 +54,8 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"sandpit-api", "list", "sandboxes.sandpit.dev -n default", "no"},
 		{"sandpit-api", "watch", "apikeys.sandpit.dev", "yes"},
 		{"sandpit-api", "list", "teams.sandpit.dev", "yes"},
+		{"sandpit-api", "update", "teams.sandpit.dev --subresource=status", "yes"},
+		{"sandpit-api", "update", "teams.sandpit.dev", "no"},
 		{"sandpit-api", "create", "apikeys.sandpit.dev", "no"},
 		{"sandpit-api", "update", "apikeys.sandpit.dev --subresource=status", "no"},
 		{"sandpit-api", "get", "secrets", "no"},

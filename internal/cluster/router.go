@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -45,7 +46,10 @@ type RouterConfig struct {
 	// team (its creates carry spec.teamID; another team's sandbox looks
 	// unknown) and goes to the node with APIKey in its place, the key the
 	// nodes share.
-	Keys   *KeyCache
+	Keys *KeyCache
+	// Teams, when set, holds the teams' limits, which creates are
+	// admitted under (limits.go).
+	Teams  *TeamCache
 	Logger *slog.Logger
 }
 
@@ -72,6 +76,8 @@ type Router struct {
 	everywhere map[string]bool
 	// liveFailedAt is when the live nodes last could not be read.
 	liveFailedAt time.Time
+	// buckets are the teams' create rate limits in this replica.
+	buckets map[string]*rate.Limiter
 }
 
 type route struct {
@@ -511,6 +517,23 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		Metadata   map[string]string `json:"metadata"`
 	}
 	_ = json.Unmarshal(body, &req) // the node validates; this only reads what placement needs
+	timeout := 300
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	adm, err := rt.admit(r.Context(), 1, time.Duration(timeout)*time.Second)
+	if le := (*limitError)(nil); errors.As(err, &le) {
+		le.write(w)
+		return
+	}
+	if err != nil {
+		rt.log.Warn("admitting a create under its team's limits", "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "checking the team's limits failed")
+		return
+	}
+	// Released after the answer: the Sandboxes carry the reservation,
+	// so it is not counted twice meanwhile.
+	defer func() { go rt.release(r.Context(), adm) }()
 	// A template built through the API is on the node that built it.
 	holder, err := rt.templateNode(r.Context(), req.TemplateID)
 	if err != nil {
@@ -576,11 +599,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	id, _ := created["sandboxID"].(string)
 	tpl, _ := created["templateID"].(string)
 	alias, _ := created["alias"].(string)
-	timeout := 300
-	if req.Timeout != nil {
-		timeout = *req.Timeout
-	}
-	if err := rt.recordSandbox(r.Context(), node, id, tpl, alias, timeout, req.Metadata); err != nil {
+	if err := rt.recordSandbox(r.Context(), node, id, tpl, alias, timeout, req.Metadata, adm.token); err != nil {
 		// Unrecorded, the sandbox would be unreachable: end it.
 		rt.log.Warn("recording a new sandbox", "sandbox_id", id, "node", node.Name, "err", err)
 		rt.killOn(r, node.Spec.Address, id)
@@ -599,7 +618,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 // recordSandbox writes the Sandbox of a sandbox node has just started:
 // one write before the answer, as its label routes it; the status (a
 // second write, the subresource's) follows in the background.
-func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl, alias string, timeout int, metadata map[string]string) error {
+func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl, alias string, timeout int, metadata map[string]string, reservation string) error {
 	end := metav1.NewTime(time.Now().Add(time.Duration(timeout) * time.Second))
 	now := metav1.Now()
 	labels := map[string]string{NodeLabel: node.Name}
@@ -607,8 +626,12 @@ func (rt *Router) recordSandbox(ctx context.Context, node *SandboxNode, id, tpl,
 	if team != "" {
 		labels[TeamLabel] = team
 	}
+	var annotations map[string]string
+	if reservation != "" {
+		annotations = map[string]string{ReservationAnnotation: reservation}
+	}
 	rec, err := rt.cfg.Client.CreateSandbox(ctx, &Sandbox{
-		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: id, Labels: labels, Annotations: annotations},
 		Spec:       SandboxSpec{TemplateID: tpl, Alias: alias, TeamID: team, EndAt: &end, Metadata: metadata},
 	})
 	if err != nil {
@@ -634,12 +657,30 @@ func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var req struct {
 		Timeout *int `json:"timeout"`
+		Count   *int `json:"count"`
 	}
 	_ = json.Unmarshal(body, &req)
 	timeout := 15 // E2B's default for forks
 	if req.Timeout != nil {
 		timeout = *req.Timeout
 	}
+	count := 1
+	if req.Count != nil && *req.Count > 0 {
+		count = *req.Count
+	}
+	adm, err := rt.admit(r.Context(), count, time.Duration(timeout)*time.Second)
+	if le := (*limitError)(nil); errors.As(err, &le) {
+		le.write(w)
+		return
+	}
+	if err != nil {
+		rt.log.Warn("admitting a fork under its team's limits", "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "checking the team's limits failed")
+		return
+	}
+	// Released after the answer: the Sandboxes carry the reservation,
+	// so it is not counted twice meanwhile.
+	defer func() { go rt.release(r.Context(), adm) }()
 	buf := &bufferedWriter{header: http.Header{}}
 	rt.forward(buf, r, addr)
 	var results []map[string]json.RawMessage
@@ -658,7 +699,7 @@ func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string
 		if id == "" {
 			continue
 		}
-		if err := rt.recordSandbox(r.Context(), sn, id, tpl, "", timeout, nil); err != nil {
+		if err := rt.recordSandbox(r.Context(), sn, id, tpl, "", timeout, nil, adm.token); err != nil {
 			rt.log.Warn("recording a fork", "sandbox_id", id, "node", node, "err", err)
 			rt.killOn(r, addr, id)
 			res["sandbox"] = nil
