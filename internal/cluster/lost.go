@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
@@ -19,6 +20,8 @@ type LostSweeper struct {
 	c   *Client
 	log *slog.Logger
 	now func() time.Time
+	// leases reads the Leases (the Router's watch, else the API server).
+	leases func(context.Context) ([]coordinationv1.Lease, error)
 
 	mu sync.Mutex
 	// swept holds, per dead node, the renew time of the Lease whose
@@ -31,13 +34,13 @@ func NewLostSweeper(c *Client, log *slog.Logger) *LostSweeper {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &LostSweeper{c: c, log: log, now: time.Now, swept: map[string]time.Time{}}
+	return &LostSweeper{c: c, log: log, now: time.Now, leases: c.ListLeases, swept: map[string]time.Time{}}
 }
 
 // Sweep marks the Sandboxes of every node dead since its last sweep and
 // returns how many it marked.
 func (s *LostSweeper) Sweep(ctx context.Context) (int, error) {
-	leases, err := s.c.ListLeases(ctx)
+	leases, err := s.leases(ctx)
 	if err != nil {
 		return 0, err
 	}

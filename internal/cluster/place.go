@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
@@ -36,6 +37,98 @@ type Placer struct {
 	cache    []SandboxNode
 	cacheAt  time.Time
 	cacheTTL time.Duration
+	// view, once Watch started it, replaces the reads above while its
+	// watch is healthy; own holds the SandboxNodes this Placer's
+	// reservations returned until the watch delivers them, so the next
+	// placement starts from the version it wrote rather than conflict.
+	view *nodeView
+	own  map[string]ownWrite
+}
+
+type ownWrite struct {
+	node SandboxNode
+	at   time.Time
+}
+
+// ownWriteTTL bounds how long a Placer prefers its own write of a node
+// to the watch's copy (a relist may skip its version).
+const ownWriteTTL = 5 * time.Second
+
+// Watch starts the Placer's watch of the Leases and SandboxNodes, which
+// serves placement and the Router's routing from then on until ctx is
+// done. Calling it again does nothing.
+func (p *Placer) Watch(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.view != nil {
+		return
+	}
+	p.view = newNodeView(p.c, p.seen)
+	p.view.run(ctx)
+}
+
+// seen drops the Placer's own write of n once the watch delivers it.
+func (p *Placer) seen(n *SandboxNode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := p.own[n.Name]; ok && w.node.ResourceVersion == n.ResourceVersion {
+		delete(p.own, n.Name)
+	}
+}
+
+// watchedLeases returns the watched Leases, false without a healthy
+// watch.
+func (p *Placer) watchedLeases() ([]coordinationv1.Lease, bool) {
+	p.mu.Lock()
+	v := p.view
+	p.mu.Unlock()
+	if v == nil {
+		return nil, false
+	}
+	return v.allLeases(p.now())
+}
+
+// viewGen is the watch's generation, false without a watch.
+func (p *Placer) viewGen() (uint64, bool) {
+	p.mu.Lock()
+	v := p.view
+	p.mu.Unlock()
+	if v == nil {
+		return 0, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.gen, true
+}
+
+// watchedLiveNodes returns the live nodes from the watch, with the
+// Placer's own recent writes in place of the watch's older copies, and
+// false when there is no healthy watch.
+func (p *Placer) watchedLiveNodes() ([]SandboxNode, uint64, bool) {
+	p.mu.Lock()
+	v := p.view
+	p.mu.Unlock()
+	if v == nil {
+		return nil, 0, false
+	}
+	nodes, gen, ok := v.live(p.now())
+	if !ok {
+		return nil, 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range nodes {
+		if w, ok := p.own[nodes[i].Name]; ok {
+			if p.now().Sub(w.at) < ownWriteTTL {
+				nodes[i] = w.node
+			} else {
+				delete(p.own, nodes[i].Name)
+			}
+		}
+	}
+	return slices.DeleteFunc(nodes, func(n SandboxNode) bool {
+		return n.Spec.Address == "" || (p.only != nil && !slices.Contains(p.only, n.Name))
+	}), gen, true
 }
 
 // placementCacheTTL is how long a Placer reuses its read of the live
@@ -107,9 +200,15 @@ func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(n
 	return nil, errors.New("placing a sandbox: the nodes' capacity kept changing under 8 attempts")
 }
 
-// cachedLiveNodes returns a copy of the live nodes, read again when the
-// cache is older than cacheTTL or fresh is set.
+// cachedLiveNodes returns a copy of the live nodes: from the watch when
+// it is healthy, else read again when the cache is older than cacheTTL;
+// fresh (after a conflict) reads the API server.
 func (p *Placer) cachedLiveNodes(ctx context.Context, fresh bool) ([]SandboxNode, error) {
+	if !fresh {
+		if nodes, _, ok := p.watchedLiveNodes(); ok {
+			return nodes, nil
+		}
+	}
 	p.mu.Lock()
 	if !fresh && p.cache != nil && p.now().Sub(p.cacheAt) < p.cacheTTL {
 		nodes := slices.Clone(p.cache)
@@ -132,6 +231,12 @@ func (p *Placer) cachedLiveNodes(ctx context.Context, fresh bool) ([]SandboxNode
 func (p *Placer) remember(n *SandboxNode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.view != nil {
+		if p.own == nil {
+			p.own = map[string]ownWrite{}
+		}
+		p.own[n.Name] = ownWrite{node: *n, at: p.now()}
+	}
 	for i := range p.cache {
 		if p.cache[i].Name == n.Name {
 			p.cache[i] = *n

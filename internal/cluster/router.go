@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -76,6 +77,9 @@ type Router struct {
 	everywhere map[string]bool
 	// liveFailedAt is when the live nodes last could not be read.
 	liveFailedAt time.Time
+	// fromView says rt.live came from the Placer's watch, at viewGen.
+	fromView bool
+	viewGen  uint64
 	// buckets are the teams' create rate limits in this replica.
 	buckets map[string]*rate.Limiter
 }
@@ -129,6 +133,9 @@ const (
 	staleLiveTTL    = 30 * time.Second
 	liveReadTimeout = 2 * time.Second
 	sandboxTTL      = 30 * time.Second
+	// viewRecheck is how long a live-node view made from the watch
+	// serves while the watch brings nothing new.
+	viewRecheck = 250 * time.Millisecond
 	// maxCreateBody bounds the create request the Router reads to learn
 	// the template and timeout.
 	maxCreateBody = 1 << 20
@@ -162,9 +169,18 @@ func NewRouter(cfg RouterConfig) *Router {
 }
 
 // Run keeps the Router's background work going until ctx is done: the
-// Sandboxes of dead nodes are marked Lost.
+// Placer's watch of the nodes, which routing reads too, and the Lost
+// marks of dead nodes' Sandboxes, from the same watch.
 func (rt *Router) Run(ctx context.Context) {
-	NewLostSweeper(rt.cfg.Client, rt.log).Run(ctx, 2*time.Second)
+	rt.cfg.Placer.Watch(ctx)
+	sw := NewLostSweeper(rt.cfg.Client, rt.log)
+	sw.leases = func(ctx context.Context) ([]coordinationv1.Lease, error) {
+		if ls, ok := rt.cfg.Placer.watchedLeases(); ok {
+			return ls, nil
+		}
+		return rt.cfg.Client.ListLeases(ctx)
+	}
+	sw.Run(ctx, 2*time.Second)
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -422,10 +438,25 @@ func (rt *Router) sandboxNode(ctx context.Context, id string) (node, addr, team 
 // server away for a moment does not cut running sandboxes' traffic; the
 // read is tried again once per liveTTL meanwhile.
 func (rt *Router) liveNodes(ctx context.Context) (map[string]string, error) {
+	// From the watch when it is healthy: the view made from it serves
+	// until the watch changes or viewRecheck passes (Leases run out with
+	// time alone).
+	if gen, ok := rt.cfg.Placer.viewGen(); ok {
+		rt.mu.Lock()
+		live, fresh := rt.live, rt.fromView && rt.viewGen == gen && time.Since(rt.liveAt) < viewRecheck
+		rt.mu.Unlock()
+		if fresh {
+			return live, nil
+		}
+		if nodes, gen, ok := rt.cfg.Placer.watchedLiveNodes(); ok {
+			return rt.setLive(nodes, true, gen), nil
+		}
+	}
 	rt.mu.Lock()
-	live, age, failed := rt.live, time.Since(rt.liveAt), time.Since(rt.liveFailedAt) < liveTTL
+	// A view from a watch now unhealthy is read again at once.
+	live, age, failed, watched := rt.live, time.Since(rt.liveAt), time.Since(rt.liveFailedAt) < liveTTL, rt.fromView
 	rt.mu.Unlock()
-	if live != nil && (age < liveTTL || (failed && age < staleLiveTTL)) {
+	if live != nil && ((age < liveTTL && !watched) || (failed && age < staleLiveTTL)) {
 		return live, nil
 	}
 	readCtx, cancel := context.WithTimeout(ctx, liveReadTimeout)
@@ -450,8 +481,15 @@ func (rt *Router) refreshLive(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rt.setLive(nodes, false, 0), nil
+}
+
+// setLive keeps nodes as the live-node view, computing the templates
+// every node holds.
+func (rt *Router) setLive(nodes []SandboxNode, fromView bool, gen uint64) map[string]string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.fromView, rt.viewGen = fromView, gen
 	live := make(map[string]string, len(nodes))
 	everywhere := map[string]bool{}
 	for i, n := range nodes {
@@ -468,7 +506,7 @@ func (rt *Router) refreshLive(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	rt.live, rt.liveAt, rt.everywhere = live, time.Now(), everywhere
-	return live, nil
+	return live
 }
 
 func (rt *Router) anyNode(ctx context.Context) (string, error) {
