@@ -88,7 +88,7 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 		if target == "" {
 			target = patternTarget(pattern, r.URL.Path)
 		}
-		s.cfg.Audit.Record(store.AuditEntry{
+		e := store.AuditEntry{
 			Time:     start,
 			TeamID:   p.Team.ID,
 			TeamName: p.Team.Name,
@@ -100,7 +100,9 @@ func (s *server) audit(routes *http.ServeMux, next http.Handler) http.Handler {
 			Client:   r.RemoteAddr,
 			Duration: time.Since(start),
 			Detail:   detail,
-		})
+		}
+		onBehalf(&e, p, r.Header)
+		s.cfg.Audit.Record(e)
 	})
 }
 
@@ -162,4 +164,31 @@ func (s *server) getAudit(w http.ResponseWriter, r *http.Request) {
 		out = append(out, audit.ToJSON(e))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// The headers an api replica of a cluster (internal/cluster's Router)
+// sets on what it forwards to a node with the nodes' shared key: who the
+// request is for, as the replica authenticated it, so the node's audit
+// log names the caller rather than the shared key. The replica removes
+// them from what clients send.
+const (
+	OnBehalfTeamID   = "X-Sandpit-On-Behalf-Team-Id"
+	OnBehalfTeamName = "X-Sandpit-On-Behalf-Team"
+	OnBehalfKeyID    = "X-Sandpit-On-Behalf-Key-Id"
+	OnBehalfKeyName  = "X-Sandpit-On-Behalf-Key-Name"
+	OnBehalfClient   = "X-Sandpit-On-Behalf-Client"
+)
+
+// onBehalf puts the caller an api replica named in e, for a request made
+// with SANDPIT_API_KEY (which only the replicas and the operator hold):
+// a header from anyone else is ignored.
+func onBehalf(e *store.AuditEntry, p store.Principal, h http.Header) {
+	if p.KeyID != "env" || h.Get(OnBehalfKeyID) == "" {
+		return
+	}
+	e.TeamID, e.TeamName = h.Get(OnBehalfTeamID), h.Get(OnBehalfTeamName)
+	e.KeyID, e.KeyName = h.Get(OnBehalfKeyID), h.Get(OnBehalfKeyName)
+	if c := h.Get(OnBehalfClient); c != "" {
+		e.Client = c
+	}
 }
