@@ -242,6 +242,14 @@ type KeyCache struct {
 type keyEntry struct {
 	teamID, name string
 	revoked      bool
+	id, teamName string
+	admin        bool
+}
+
+// KeyInfo is who a key is, for the audit log and the admin check.
+type KeyInfo struct {
+	ID, Name, TeamID, TeamName string
+	Admin                      bool
 }
 
 // WatchKeys starts a KeyCache that lasts until ctx is done.
@@ -270,7 +278,8 @@ func (kc *KeyCache) rebuild() {
 		if err != nil {
 			continue
 		}
-		m[k.Spec.Hash] = keyEntry{teamID: k.Spec.TeamID, name: k.Spec.Name, revoked: k.Status.RevokedAt != nil}
+		m[k.Spec.Hash] = keyEntry{teamID: k.Spec.TeamID, name: k.Spec.Name, revoked: k.Status.RevokedAt != nil,
+			id: k.KeyID(), teamName: k.Spec.TeamName, admin: k.Spec.Admin}
 	}
 	kc.mu.Lock()
 	kc.byHash = m
@@ -283,15 +292,22 @@ func (kc *KeyCache) Synced() bool { return kc.inf.HasSynced() }
 // Team returns the team ID of key plaintext, and false for an unknown or
 // revoked key.
 func (kc *KeyCache) Team(plaintext string) (string, bool) {
+	k, ok := kc.Lookup(plaintext)
+	return k.TeamID, ok
+}
+
+// Lookup returns who key plaintext is, and false for an unknown or
+// revoked key.
+func (kc *KeyCache) Lookup(plaintext string) (KeyInfo, bool) {
 	if !store.WellFormedKey(plaintext) {
-		return "", false
+		return KeyInfo{}, false
 	}
 	h := store.KeyHashHex(plaintext)
 	kc.mu.RLock()
 	e, ok := kc.byHash[h]
 	kc.mu.RUnlock()
 	if !ok || e.revoked {
-		return "", false
+		return KeyInfo{}, false
 	}
-	return e.teamID, true
+	return KeyInfo{ID: e.id, Name: e.name, TeamID: e.teamID, TeamName: e.teamName, Admin: e.admin}, true
 }

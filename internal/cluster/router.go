@@ -27,6 +27,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sandpit-dev/sandpit/internal/restapi"
 )
 
 // RouterConfig configures the API role's Router.
@@ -103,23 +105,36 @@ func teamOf(ctx context.Context) (string, bool) {
 const unauthorized = "invalid or missing API key: send it in the X-API-KEY header (E2B_API_KEY for the SDKs)"
 
 // authenticate finds the team of r's key and returns r scoped to it,
-// carrying the nodes' shared key instead of the client's.
+// carrying the nodes' shared key instead of the client's, and naming the
+// caller for the node's audit log (audit.go).
 func (rt *Router) authenticate(r *http.Request) (*http.Request, bool) {
 	key := r.Header.Get("X-Api-Key")
-	team, ok := "", false
+	var k KeyInfo
+	ok := false
 	if rt.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(rt.cfg.APIKey)) == 1 {
 		ok = true
 	} else {
-		team, ok = rt.cfg.Keys.Team(key)
+		k, ok = rt.cfg.Keys.Lookup(key)
 	}
 	if !ok {
 		return nil, false
 	}
-	r = r.WithContext(context.WithValue(r.Context(), teamKey{}, team))
+	ctx := context.WithValue(r.Context(), teamKey{}, k.TeamID)
+	r = r.WithContext(context.WithValue(ctx, keyInfoKey{}, k))
 	r.Header = r.Header.Clone()
 	r.Header.Set("X-Api-Key", rt.cfg.APIKey)
+	if k.ID != "" {
+		r.Header.Set(restapi.OnBehalfTeamID, k.TeamID)
+		r.Header.Set(restapi.OnBehalfTeamName, k.TeamName)
+		r.Header.Set(restapi.OnBehalfKeyID, k.ID)
+		r.Header.Set(restapi.OnBehalfKeyName, k.Name)
+		r.Header.Set(restapi.OnBehalfClient, r.RemoteAddr)
+	}
 	return r, true
 }
+
+// keyInfoKey carries the authenticated key (zero for the shared key).
+type keyInfoKey struct{}
 
 // The Router's caches: a live-node view this old is read again, and a
 // sandbox's node is read again after sandboxTTL (it does not move, but
@@ -184,6 +199,13 @@ func (rt *Router) Run(ctx context.Context) {
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Only the Router names a caller to the nodes.
+	if hasOnBehalf(r.Header) {
+		r = r.Clone(r.Context())
+		for _, h := range onBehalfHeaders {
+			r.Header.Del(h)
+		}
+	}
 	if id, ok, err := sandboxTraffic(r); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
@@ -195,6 +217,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.cfg.Keys != nil && p != "/health" {
 		ar, ok := rt.authenticate(r)
 		if !ok {
+			rt.audit(r, "auth.refused", "", http.StatusUnauthorized, r.Method+" "+p)
 			writeJSONError(w, http.StatusUnauthorized, unauthorized)
 			return
 		}
@@ -214,6 +237,8 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.list(w, r, "templateID")
 	case r.Method == http.MethodGet && p == "/snapshots":
 		rt.list(w, r, "snapshotID")
+	case r.Method == http.MethodGet && p == "/sandpit/v1/audit":
+		rt.auditLog(w, r)
 	case r.Method == http.MethodPost && p == "/v3/templates":
 		rt.newTemplate(w, r)
 	default:
@@ -561,6 +586,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	}
 	adm, err := rt.admit(r.Context(), 1, time.Duration(timeout)*time.Second)
 	if le := (*limitError)(nil); errors.As(err, &le) {
+		rt.audit(r, "sandbox.create", "", le.code, le.msg)
 		le.write(w)
 		return
 	}
@@ -644,6 +670,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
 		return
 	}
+	rt.audit(r, "sandbox.place", id, res.StatusCode, "node="+node.Name)
 	if rt.cfg.Domain != "" {
 		created["domain"] = rt.cfg.Domain
 	}
@@ -708,6 +735,7 @@ func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string
 	}
 	adm, err := rt.admit(r.Context(), count, time.Duration(timeout)*time.Second)
 	if le := (*limitError)(nil); errors.As(err, &le) {
+		rt.audit(r, "sandbox.fork", pathSandboxID(r.URL.Path), le.code, le.msg)
 		le.write(w)
 		return
 	}
