@@ -210,6 +210,90 @@ test('two teams\' keys made with sandpit keys create --kubeconfig: each sees onl
   live.delete(operators)
 })
 
+test('a team over both nodes: Sandbox.list pages it two at a time through either replica (state and metadata filters too), max-sandboxes set with teams set --kubeconfig holds across replicas, the audit log through the API names the team', async () => {
+  const sandpit = process.env.SANDPIT_BIN ?? join(here, '..', '..', 'bin', 'sandpit')
+  const cli = (...args) => execFileSync(sandpit, [...args, '--kubeconfig', process.env.KUBECONFIG], { encoding: 'utf8' })
+  const lastLine = (out) => out.trimEnd().split('\n').at(-1)
+  const replicas = [process.env.E2B_API_URL, api2]
+  cli('teams', 'create', 'green')
+  const key = lastLine(cli('keys', 'create', 'sdk', '--team', 'green'))
+  const admin = lastLine(cli('keys', 'create', 'ops', '--team', 'green', '--admin'))
+  for (const apiUrl of replicas) {
+    for (let i = 0; ; i++) {
+      const ok = await Sandbox.list({ apiKey: key, apiUrl }).nextItems().then(() => true, (e) => { if (i >= 100) throw e; return false })
+      if (ok) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  const via = (i) => ({ apiKey: key, apiUrl: replicas[i % 2], sandboxUrl: replicas[i % 2] })
+  const mine = []
+  const nodesOf = () => { const objs = sandboxObjects(); return new Set(mine.map((s) => objs.get(s.sandboxId))) }
+  for (let i = 0; i < 12 && (mine.length < 5 || nodesOf().size < 2); i++) {
+    mine.push(await create({ ...via(i), metadata: { parity: i % 2 ? 'odd' : 'even' } }))
+  }
+  assert.deepEqual([...nodesOf()].sort(), ['node-1', 'node-2'], 'the team\'s sandboxes on both nodes')
+  assert.equal(await mine[1].pause(), true)
+  const ids = (ss) => ss.map((s) => s.sandboxId).sort()
+  const walk = async (opts) => {
+    const p = Sandbox.list({ apiKey: key, limit: 2, ...opts })
+    const out = []
+    while (p.hasNext) {
+      const items = await p.nextItems()
+      assert.ok(items.length <= 2, `a page of ${items.length}`)
+      out.push(...items.map((i) => i.sandboxId))
+    }
+    assert.equal(new Set(out).size, out.length, `no sandbox twice: ${out}`)
+    return out.sort()
+  }
+  for (const apiUrl of replicas) {
+    assert.deepEqual(await walk({ apiUrl }), ids(mine), `every page via ${apiUrl}`)
+    assert.deepEqual(await walk({ apiUrl, query: { state: ['running'] } }), ids(mine.filter((_, i) => i !== 1)))
+    assert.deepEqual(await walk({ apiUrl, query: { state: ['paused'] } }), [mine[1].sandboxId])
+    assert.deepEqual(await walk({ apiUrl, query: { metadata: { parity: 'odd' } } }), ids(mine.filter((_, i) => i % 2)))
+  }
+
+  // The team is at its limit: both replicas refuse another create.
+  assert.match(cli('teams', 'set', 'green', '--max-sandboxes', String(mine.length)), /green/)
+  for (const [i, apiUrl] of replicas.entries()) {
+    for (let n = 0; ; n++) {
+      const err = await Sandbox.create({ ...via(i), timeoutMs: 60_000 }).then(async (s) => { await s.kill(); return null }, (e) => e)
+      if (err) {
+        assert.equal(err.name, 'RateLimitError', `${err}`)
+        assert.match(err.message, /max-sandboxes/)
+        break
+      }
+      assert.ok(n < 100, `${apiUrl} still creates past the limit after 10 s`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  await mine[0].kill()
+  live.delete(mine[0])
+  mine[0] = await create(via(1))
+  await assert.rejects(create(via(0)), (e) => e.name === 'RateLimitError')
+
+  // The nodes' audit logs, merged through a replica, name the team's key.
+  assert.equal((await fetch(`${api2}/sandpit/v1/audit`, { headers: { 'X-API-KEY': key } })).status, 403, 'the audit log needs an admin key')
+  let entries
+  for (let n = 0; ; n++) {
+    const res = await fetch(`${api2}/sandpit/v1/audit?team=green&action=sandbox.create`, { headers: { 'X-API-KEY': admin } })
+    assert.equal(res.status, 200, await res.clone().text())
+    entries = await res.json()
+    if (new Set(entries.map((e) => e.node)).size === 2) break
+    assert.ok(n < 50, `audit entries of green: ${JSON.stringify(entries)}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  for (const e of entries) {
+    assert.equal(e.team, 'green')
+    assert.equal(e.key_name, 'sdk')
+  }
+  const times = entries.map((e) => Date.parse(e.time))
+  assert.deepEqual(times, [...times].sort((a, b) => a - b), 'merged oldest first')
+  for (const s of mine) {
+    await s.kill()
+    live.delete(s)
+  }
+})
+
 // Last: it kills a node.
 test('a dead node\'s sandboxes are reported gone, creates go to the other node, and the node back re-adopts them', async () => {
   // Placement weighs the nodes' load: create until node-2 holds some.
