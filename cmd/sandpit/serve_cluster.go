@@ -71,6 +71,8 @@ func serveAPI(ctx context.Context, cfg config.Daemon, f clusterFlags, log *slog.
 	rt := cluster.NewRouter(cluster.RouterConfig{
 		Client: c, Placer: cluster.NewPlacer(c, 0), Domain: cfg.SandboxDomain(), APIKey: cfg.APIKey,
 		Keys: c.WatchKeys(ctx), Teams: c.WatchTeams(ctx), Logger: log,
+		// The replica's own audit entries, JSON lines on stdout.
+		Audit: slog.New(slog.NewJSONHandler(os.Stdout, nil)),
 	})
 	if cfg.APIKey == "" {
 		log.Warn("SANDPIT_API_KEY is not set: only the cluster's API keys (sandpit keys create --kubeconfig) are accepted, and the nodes check no key")

@@ -12,9 +12,10 @@ package cluster
 //     the key the nodes share), so an entry carries the caller's team, key
 //     and address rather than the shared key's.
 //   - What a replica decides alone (a refused key, a create a team's limits
-//     refuse, where a create was placed) it writes to its own log as a
-//     JSON line with msg "audit", for the cluster's log pipeline (a
-//     replica's stdout is where Kubernetes collects it).
+//     refuse, where a create was placed) it writes as JSON lines with msg
+//     "audit" to its stdout (serve --role api; its other logs go to
+//     stderr), for the cluster's log pipeline: a pod's stdout is what
+//     Kubernetes collects.
 //   - GET /sandpit/v1/audit through any replica (an admin key, or the
 //     shared key) asks every live node with the same query and merges the
 //     entries by time, each with "node" added. A dead node's entries are
@@ -46,12 +47,12 @@ func hasOnBehalf(h http.Header) bool {
 const auditMaxLimit = 10000
 
 // audit writes one entry of what the replica decided alone to its log.
-func (rt *Router) audit(r *http.Request, action, target string, result int, detail string) {
+func (rt *Router) recordAudit(r *http.Request, action, target string, result int, detail string) {
 	k, _ := r.Context().Value(keyInfoKey{}).(KeyInfo)
 	if _, scoped := teamOf(r.Context()); scoped && k.ID == "" {
 		k.ID, k.Name = "env", "SANDPIT_API_KEY"
 	}
-	rt.log.LogAttrs(r.Context(), slog.LevelInfo, "audit",
+	rt.audit.LogAttrs(r.Context(), slog.LevelInfo, "audit",
 		slog.String("action", action), slog.String("target", target), slog.String("result", strconv.Itoa(result)),
 		slog.String("team_id", k.TeamID), slog.String("team", k.TeamName), slog.String("key_id", k.ID), slog.String("key_name", k.Name),
 		slog.String("client", r.RemoteAddr), slog.String("detail", detail))

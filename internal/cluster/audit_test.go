@@ -143,7 +143,7 @@ func TestRouterAudit(t *testing.T) {
 	logs := &lockedBuffer{}
 	api := httptest.NewServer(NewRouter(RouterConfig{
 		Client: c, Placer: placerOn(c, 2, "audit-1", "audit-2"), APIKey: shared, Keys: kc,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Audit: slog.New(slog.NewJSONHandler(logs, nil)),
 	}))
 	t.Cleanup(api.Close)
 	do := func(method, path, key string, h map[string]string) (int, []byte) {

@@ -54,6 +54,9 @@ type RouterConfig struct {
 	// admitted under (limits.go).
 	Teams  *TeamCache
 	Logger *slog.Logger
+	// Audit receives the entries of what the Router decides alone
+	// (audit.go), one record each with msg "audit"; Logger when nil.
+	Audit *slog.Logger
 }
 
 // Router is the API role's HTTP handler. It holds no state of its own:
@@ -64,9 +67,10 @@ type RouterConfig struct {
 // Lease ran out is answered as not found, E2B's shape for a sandbox that
 // is gone. Other requests (templates, keys) go to any live node.
 type Router struct {
-	cfg RouterConfig
-	log *slog.Logger
-	rp  *httputil.ReverseProxy
+	cfg   RouterConfig
+	log   *slog.Logger
+	audit *slog.Logger
+	rp    *httputil.ReverseProxy
 
 	mu        sync.Mutex
 	live      map[string]string // node name -> address
@@ -164,7 +168,7 @@ func NewRouter(cfg RouterConfig) *Router {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Router{cfg: cfg, log: log, sandboxes: map[string]route{}}
+	rt := &Router{cfg: cfg, log: log, audit: cmp.Or(cfg.Audit, log), sandboxes: map[string]route{}}
 	rt.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			addr := pr.In.Context().Value(nodeKey{}).(string)
@@ -217,7 +221,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.cfg.Keys != nil && p != "/health" {
 		ar, ok := rt.authenticate(r)
 		if !ok {
-			rt.audit(r, "auth.refused", "", http.StatusUnauthorized, r.Method+" "+p)
+			rt.recordAudit(r, "auth.refused", "", http.StatusUnauthorized, r.Method+" "+p)
 			writeJSONError(w, http.StatusUnauthorized, unauthorized)
 			return
 		}
@@ -586,7 +590,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	}
 	adm, err := rt.admit(r.Context(), 1, time.Duration(timeout)*time.Second)
 	if le := (*limitError)(nil); errors.As(err, &le) {
-		rt.audit(r, "sandbox.create", "", le.code, le.msg)
+		rt.recordAudit(r, "sandbox.create", "", le.code, le.msg)
 		le.write(w)
 		return
 	}
@@ -670,7 +674,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, "recording the sandbox failed")
 		return
 	}
-	rt.audit(r, "sandbox.place", id, res.StatusCode, "node="+node.Name)
+	rt.recordAudit(r, "sandbox.place", id, res.StatusCode, "node="+node.Name)
 	if rt.cfg.Domain != "" {
 		created["domain"] = rt.cfg.Domain
 	}
@@ -735,7 +739,7 @@ func (rt *Router) fork(w http.ResponseWriter, r *http.Request, node, addr string
 	}
 	adm, err := rt.admit(r.Context(), count, time.Duration(timeout)*time.Second)
 	if le := (*limitError)(nil); errors.As(err, &le) {
-		rt.audit(r, "sandbox.fork", pathSandboxID(r.URL.Path), le.code, le.msg)
+		rt.recordAudit(r, "sandbox.fork", pathSandboxID(r.URL.Path), le.code, le.msg)
 		le.write(w)
 		return
 	}
