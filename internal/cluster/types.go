@@ -4,8 +4,12 @@
 // liveness, and a SandboxNode per node for the capacity placement reads.
 // The node role keeps its Lease and capacity fresh and reconciles the
 // Sandbox objects placed on it with what it runs; the API role places
-// creates on live nodes and routes every request that names a sandbox to
-// the node that runs it. The manifests are in deploy/kubernetes.
+// creates on live nodes (read from a watch, watch.go) and routes every
+// request that names a sandbox to the node that runs it, pages the sandbox
+// list across nodes (list.go), admits creates under the teams' limits
+// (limits.go) and merges the nodes' audit logs, which stay on the nodes
+// because their volume does not fit etcd (audit.go). The manifests are in
+// deploy/kubernetes.
 package cluster
 
 import (
