@@ -95,37 +95,44 @@ func TestRouterWatchesNodes(t *testing.T) {
 		req.Header.Set("E2b-Sandbox-Port", "49983")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err) // called from the load's goroutines too
+			return 0, ""
 		}
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		return res.StatusCode, string(body)
 	}
+	var mu sync.Mutex
+	createOne := func(url string) string {
+		res, err := http.Post(url+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"base","timeout":60}`))
+		if err != nil {
+			t.Error(err)
+			return ""
+		}
+		var created map[string]string
+		_ = json.NewDecoder(res.Body).Decode(&created)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			t.Errorf("create: %d", res.StatusCode)
+		}
+		mu.Lock()
+		ids = append(ids, created["sandboxID"])
+		mu.Unlock()
+		return created["sandboxID"]
+	}
 	// load is 4 s of sandbox traffic (20/s) and a create every 250 ms.
 	load := func(url string) {
+		first := createOne(url)
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			for range 16 {
-				res, err := http.Post(url+"/sandboxes", "application/json", strings.NewReader(`{"templateID":"base","timeout":60}`))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				var created map[string]string
-				_ = json.NewDecoder(res.Body).Decode(&created)
-				res.Body.Close()
-				if res.StatusCode != http.StatusCreated {
-					t.Errorf("create: %d", res.StatusCode)
-				}
-				ids = append(ids, created["sandboxID"])
+			for range 15 {
 				time.Sleep(250 * time.Millisecond)
+				createOne(url)
 			}
 		})
 		wg.Go(func() {
 			for range 80 {
-				if len(ids) > 0 {
-					traffic(url, ids[0])
-				}
+				traffic(url, first)
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
