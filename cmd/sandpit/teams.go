@@ -37,8 +37,8 @@ Every command takes --data-dir DIR (the daemon's; it may be running).
 create, list and set take --kubeconfig FILE [--namespace NS] (default
 sandpit) instead, to act on a cluster's teams on Kubernetes: the limits go
 to the Team object; the api replicas enforce max-sandboxes cluster-wide,
-creates-per-second per replica and max-lifetime at create, the others are
-stored only (internal/cluster/limits.go).
+creates-per-second per replica and max-lifetime; the others are stored
+only (internal/cluster/limits.go).
 --json prints one JSON object a line with the fields id, name, created_at
 (RFC 3339), max_sandboxes, creates_per_second, create_burst,
 max_lifetime_seconds, max_cpus, max_memory_mb, max_disk_mb,

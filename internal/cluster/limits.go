@@ -20,8 +20,10 @@ package cluster
 //     replica, so with R replicas behind a load balancer a team may create
 //     up to R times its rate (a shared bucket would cost a write per
 //     create).
-//   - maxLifetime: a create's timeout past it is refused, as on one
-//     machine; later timeout changes are not checked yet.
+//   - maxLifetime, from the Sandbox's creation: a create's or a new
+//     timeout past it is refused, and connect, resume and refreshes are
+//     cut to it, as on one machine (one read of the Sandbox per change,
+//     for teams with the limit).
 //
 // The per-sandbox limits (CPUs, memory, disk, egress) and template
 // storage are a node's to enforce and the nodes see only the key they
@@ -29,14 +31,18 @@ package cluster
 // yet.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -363,4 +369,53 @@ func (rt *Router) release(ctx context.Context, a admission) {
 			return
 		}
 	}
+}
+
+// holdToLifetime holds the new end a lifecycle request (ch) asks for to
+// its team's max-lifetime: a new timeout past it is refused, as on one
+// machine, and connect, resume and refreshes are cut to it (r's body
+// rewritten).
+func (rt *Router) holdToLifetime(r *http.Request, id string, ch *lifecycleChange) (*http.Request, error) {
+	team, _ := teamOf(r.Context())
+	t, ok := rt.cfg.Teams.Team(team)
+	if !ok || t.Spec.Limits == nil || t.Spec.Limits.MaxLifetimeSeconds <= 0 {
+		return r, nil
+	}
+	limit := time.Duration(t.Spec.Limits.MaxLifetimeSeconds) * time.Second
+	sb, err := rt.cfg.Client.GetSandbox(r.Context(), id)
+	if err != nil {
+		return r, err
+	}
+	maxEnd := sb.CreationTimestamp.Add(limit)
+	if !ch.end.After(maxEnd) {
+		return r, nil
+	}
+	left := time.Until(maxEnd).Truncate(time.Second)
+	if strings.HasSuffix(r.URL.Path, "/timeout") {
+		return r, &limitError{code: http.StatusBadRequest, msg: fmt.Sprintf(
+			"timeout %s would take sandbox %s past its team's maximum lifetime (max-lifetime %s); it may live %s more",
+			time.Until(ch.end.Time).Round(time.Second), id, limit, max(0, left))}
+	}
+	field := "timeout"
+	if strings.HasSuffix(r.URL.Path, "/refreshes") {
+		field = "duration"
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return r, fmt.Errorf("reading the request for %s: %w", id, err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return r, fmt.Errorf("reading the request for %s: %w", id, err)
+	}
+	fields[field], _ = json.Marshal(max(1, int(left/time.Second)))
+	if body, err = json.Marshal(fields); err != nil {
+		return r, err
+	}
+	r = r.Clone(r.Context())
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	r.Header.Del("Content-Length")
+	end := metav1.NewTime(maxEnd)
+	ch.end = &end
+	return r, nil
 }

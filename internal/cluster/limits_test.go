@@ -136,10 +136,31 @@ func TestTeamLimitsAcrossReplicas(t *testing.T) {
 	if a := do("POST", apis[0].URL+"/sandboxes", keys["limit-b"], `{"templateID":"base","timeout":3600}`); a.code != http.StatusBadRequest || !strings.Contains(a.body["message"].(string), "max-lifetime") {
 		t.Errorf("create past max-lifetime: %d %v, want 400 naming max-lifetime", a.code, a.body)
 	}
-	if a := do("POST", apis[0].URL+"/sandboxes", keys["limit-b"], `{"templateID":"base","timeout":60}`); a.code != http.StatusCreated {
-		t.Errorf("first create of limit-b: %d %v", a.code, a.body)
+	first := do("POST", apis[0].URL+"/sandboxes", keys["limit-b"], `{"templateID":"base","timeout":60}`)
+	if first.code != http.StatusCreated {
+		t.Fatalf("first create of limit-b: %d %v", first.code, first.body)
 	}
 	if a := do("POST", apis[0].URL+"/sandboxes", keys["limit-b"], `{"templateID":"base","timeout":60}`); a.code != http.StatusTooManyRequests || a.hdr.Get("Retry-After") == "" {
 		t.Errorf("second create at once of limit-b: %d %v %v, want 429 with Retry-After", a.code, a.hdr, a.body)
+	}
+
+	// Its lifetime holds later: a new timeout past it is refused, a
+	// refresh past it cut to it.
+	id := first.body["sandboxID"].(string)
+	if a := do("POST", apis[1].URL+"/sandboxes/"+id+"/timeout", keys["limit-b"], `{"timeout":3600}`); a.code != http.StatusBadRequest || !strings.Contains(a.body["message"].(string), "max-lifetime") {
+		t.Errorf("timeout past max-lifetime: %d %v, want 400 naming max-lifetime", a.code, a.body)
+	}
+	if a := do("POST", apis[1].URL+"/sandboxes/"+id+"/timeout", keys["limit-b"], `{"timeout":300}`); a.code != http.StatusOK {
+		t.Errorf("timeout within max-lifetime: %d %v", a.code, a.body)
+	}
+	if sb, err := c.GetSandbox(ctx, id); err != nil || sb.Spec.EndAt == nil || time.Until(sb.Spec.EndAt.Time) < 4*time.Minute {
+		t.Errorf("after a timeout of 5 minutes: %+v, %v", sb, err)
+	}
+	if a := do("POST", apis[0].URL+"/sandboxes/"+id+"/refreshes", keys["limit-b"], `{"duration":3600}`); a.code != http.StatusOK {
+		t.Errorf("refresh past max-lifetime: %d %v, want it cut, not refused", a.code, a.body)
+	}
+	sb, err := c.GetSandbox(ctx, id)
+	if err != nil || sb.Spec.EndAt == nil || sb.Spec.EndAt.After(sb.CreationTimestamp.Add(601*time.Second)) || time.Until(sb.Spec.EndAt.Time) < 8*time.Minute {
+		t.Errorf("after a refresh of an hour: %+v, %v; want endAt cut to 10 minutes from the start", sb, err)
 	}
 }

@@ -343,6 +343,19 @@ func (rt *Router) toSandbox(w http.ResponseWriter, r *http.Request, id string, t
 		return
 	}
 	if ch, ok := lifecycleOf(r, traffic); ok {
+		if ch.end != nil {
+			var err error
+			r, err = rt.holdToLifetime(r, id, &ch)
+			if le := (*limitError)(nil); errors.As(err, &le) {
+				le.write(w)
+				return
+			}
+			if err != nil {
+				rt.log.Warn("checking a sandbox's lifetime", "sandbox_id", id, "err", err)
+				writeJSONError(w, http.StatusServiceUnavailable, "checking the team's limits failed")
+				return
+			}
+		}
 		// Held until the change is recorded, so a client that paused a
 		// sandbox finds it Paused in kubectl; these answers are small.
 		buf := &bufferedWriter{header: http.Header{}}
