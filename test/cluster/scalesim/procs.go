@@ -501,7 +501,7 @@ func newMetricsReader(rc *rest.Config) (*metricsReader, error) {
 }
 
 // read sums apiserver_request_total by verb and resource, leaving out
-// the reads of /metrics itself.
+// non-resource paths (/metrics itself, /healthz).
 func (m *metricsReader) read() (requestCounts, error) {
 	res, err := m.client.Get(m.url)
 	if err != nil {
@@ -511,8 +511,14 @@ func (m *metricsReader) read() (requestCounts, error) {
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", m.url, res.Status)
 	}
+	return parseRequestTotals(res.Body)
+}
+
+// parseRequestTotals sums the apiserver_request_total lines of a
+// Prometheus text exposition by "VERB resource[/subresource]".
+func parseRequestTotals(r io.Reader) (requestCounts, error) {
 	out := requestCounts{}
-	sc := bufio.NewScanner(res.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line, ok := strings.CutPrefix(sc.Text(), "apiserver_request_total{")
