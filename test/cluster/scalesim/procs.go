@@ -148,12 +148,14 @@ func runProcs(ctx context.Context, pc procsConfig) error {
 	if err != nil {
 		return err
 	}
+	cpuBefore := cpuByRole(dir)
 
 	res := drive(ctx, apiURLs, key, pc.sandboxes, pc.concurrency)
 	after, err := apiserver.read()
 	if err != nil {
 		return err
 	}
+	cpuDuring := cpuByRole(dir).minus(cpuBefore)
 	if res.created == 0 {
 		return fmt.Errorf("no create succeeded: %s", res.firstErr)
 	}
@@ -186,6 +188,9 @@ func runProcs(ctx context.Context, pc procsConfig) error {
 		float64(res.created)/res.took.Seconds(), res.pct(50), res.pct(90), res.pct(99))
 	fmt.Printf("API-server requests per create (apiserver_request_total, everything the processes sent during the creates): %.2f\n", perCreate)
 	fmt.Printf("  by verb and resource: %s\n", during.top(8, float64(res.created)))
+	fmt.Printf("CPU per create (ms, /proc/PID/stat during the creates): %s\n", cpuDuring.top(4, float64(res.created)/1000))
+	cpCPU := (cpuDuring["kube-apiserver"] + cpuDuring["etcd"]) / float64(res.created) // s per create
+	allCPU := cpuDuring.total() / float64(res.created)
 	fmt.Printf("idle heartbeat, 0 sandboxes: %.2f requests/s per node (lease %v); the api processes' lists and watches %.2f/s; all %.1f/s over %v\n",
 		idlePerNode0, pc.lease, other0/pc.settle.Seconds(), idle0.perSecond, pc.settle)
 	fmt.Printf("idle heartbeat, %d sandboxes: %.2f requests/s per node; the api processes' %.2f/s; all %.1f/s: %s\n",
@@ -200,6 +205,11 @@ func runProcs(ctx context.Context, pc procsConfig) error {
 		paperNodes, paperPerNode, total, idlePerNode1*paperNodes, total, perCreate*float64(total),
 		float64(res.created)/res.took.Seconds(), (time.Duration(float64(total)/(float64(res.created)/res.took.Seconds())) * time.Second).Round(time.Second),
 		perK*float64(total)/1000/1024)
+	if cpCPU > 0 {
+		fmt.Printf("paper, CPU: kube-apiserver and etcd take %.0f ms per create, so a core of theirs carries ~%.0f creates/s; "+
+			"everything here (%.0f ms per create) would carry ~%.0f/s on this machine's 2 cores alone\n",
+			cpCPU*1000, 1/cpCPU, allCPU*1000, 2/allCPU)
+	}
 	return nil
 }
 
@@ -208,6 +218,38 @@ func orNone(s string) string {
 		return "no error"
 	}
 	return "first: " + s
+}
+
+// cpuByRole sums the CPU time (seconds) of the processes in DIR/pids by
+// role: kube-apiserver, etcd, node (the node-* processes), api.
+func cpuByRole(dir string) requestCounts {
+	out := requestCounts{}
+	files, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: utime and
+		// stime are the 12th and 13th, in clock ticks (100 a second).
+		_, rest, ok := bytes.Cut(stat, []byte(") "))
+		fields := strings.Fields(string(rest))
+		if !ok || len(fields) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(fields[11], 64)
+		st, _ := strconv.ParseFloat(fields[12], 64)
+		role, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".pid"), "-")
+		if role == "kube" {
+			role = "kube-apiserver"
+		}
+		out[role] += (ut + st) / 100
+	}
+	return out
 }
 
 // proc is a sandpit process scalesim started.
