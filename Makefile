@@ -46,6 +46,8 @@ test: setup-test build cluster-bins ## every test: Go unit + integration (real s
 	examples/python/run.sh
 	test/cluster/run.sh
 	$(MAKE) --no-print-directory image-check
+	# A small scale simulation: node processes with --runtime fake register, and creates go through the api role.
+	go run ./test/cluster/scalesim -nodes 4 -sandboxes 40 -concurrency 4 -settle 2s -min-created 0.9
 
 test-go: build ## Go tests only
 	go test -count=1 -timeout 20m ./...
@@ -115,7 +117,7 @@ IMAGE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE_OUT   ?= bin/sandpit-image.tar
 
 .PHONY: image image-check
-image: build ## the container image as a docker-archive tarball ($(IMAGE_OUT)), without Docker
+image: build ## the container image as a docker-archive tarball (bin/sandpit-image.tar), without Docker
 	root=$$(scripts/image-base.sh $(IMAGE_SUITE)); \
 	go run ./cmd/mkimage -base "$$root" -base-cache "$$root.layer.tar.gz" -epoch $(IMAGE_EPOCH) \
 	  -tag sandpit:$(IMAGE_TAG) -tag sandpit:latest -o $(IMAGE_OUT) \

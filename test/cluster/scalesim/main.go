@@ -51,6 +51,7 @@ func main() {
 	concurrency := flag.Int("concurrency", 16, "creates in flight at once (-mode processes)")
 	lease := flag.Duration("lease", cluster.DefaultLeaseDuration, "the nodes' Lease duration")
 	settle := flag.Duration("settle", 30*time.Second, "how long to watch the idle cluster's heartbeat load (before and after the creates)")
+	minCreated := flag.Float64("min-created", 0, "fail unless at least this share of the creates succeeded and each is recorded (-mode processes; 0: only report)")
 	flag.Parse()
 	// A ^C stops the run and still takes the cluster down.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -62,7 +63,7 @@ func main() {
 			*replicas = 2
 		}
 		err = runProcs(ctx, procsConfig{bin: *bin, nodes: *nodes, replicas: *replicas, sandboxes: *sandboxes,
-			concurrency: *concurrency, lease: *lease, settle: *settle})
+			concurrency: *concurrency, lease: *lease, settle: *settle, minCreated: *minCreated})
 	case "agents":
 		if *replicas == 0 {
 			*replicas = 4

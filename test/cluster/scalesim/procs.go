@@ -41,6 +41,10 @@ type procsConfig struct {
 	concurrency int
 	lease       time.Duration
 	settle      time.Duration
+	// minCreated, when above zero, makes a run that created fewer than
+	// this share of the sandboxes, or whose Sandbox objects are fewer
+	// than its creates, an error (the smoke run of make test).
+	minCreated float64
 }
 
 // runProcs starts the control plane and the processes, creates the
@@ -184,6 +188,10 @@ func runProcs(ctx context.Context, pc procsConfig) error {
 	idlePerNode1 := hb1 / pc.settle.Seconds() / float64(pc.nodes)
 	fmt.Printf("sandboxes: %d created, %d failed (%s), in %v at concurrency %d over %d api processes; %d Sandbox objects\n",
 		res.created, res.failed, orNone(res.firstErr), res.took.Round(time.Millisecond), pc.concurrency, pc.replicas, len(held))
+	if pc.minCreated > 0 && (float64(res.created) < pc.minCreated*float64(pc.sandboxes) || len(held) < res.created) {
+		return fmt.Errorf("%d of %d sandboxes created, %d Sandbox objects: want at least %.0f%% created, each recorded",
+			res.created, pc.sandboxes, len(held), pc.minCreated*100)
+	}
 	fmt.Printf("creates/s sustained: %.0f (create latency p50 %v, p90 %v, p99 %v)\n",
 		float64(res.created)/res.took.Seconds(), res.pct(50), res.pct(90), res.pct(99))
 	fmt.Printf("API-server requests per create (apiserver_request_total, everything the processes sent during the creates): %.2f\n", perCreate)
