@@ -61,6 +61,12 @@ fi
 # installs them on a host, by this host's pip (its index and CA settings)
 # into the root: the same wheels, the suite's Python being the host's.
 kernel_lib=/usr/local/lib/sandpit/python
+host_py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+root_py=$(chroot "$tmp" /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ "$host_py" != "$root_py" ]; then
+  echo "image-base: this host's Python is $host_py, $suite's $root_py: its pip would fetch wheels the image cannot load (build on a host of the same suite)" >&2
+  exit 1
+fi
 rm -rf "$tmp$kernel_lib"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
   --no-deps --require-hashes --only-binary=:all: --target "$tmp$kernel_lib" -r "$kernel_req" >&2
