@@ -45,6 +45,9 @@ test: setup-test build cluster-bins ## every test: Go unit + integration (real s
 	test/compat-py/run.sh
 	examples/python/run.sh
 	test/cluster/run.sh
+	$(MAKE) --no-print-directory image-check
+	# A small scale simulation: node processes with --runtime fake register, and creates go through the api role.
+	go run ./test/cluster/scalesim -nodes 4 -sandboxes 40 -concurrency 4 -settle 2s -min-created 0.9
 
 test-go: build ## Go tests only
 	go test -count=1 -timeout 20m ./...
@@ -101,3 +104,24 @@ console: ## rebuild the console's bundle (web/ into internal/console/dist, commi
 
 bench: build ## benchmarks against runc, crun, bwrap and runsc (see BENCHMARKS.md)
 	bench/run.sh
+
+# The container image (issue 13, deploy/kubernetes): a docker-archive tarball
+# (docker/podman load, ctr images import, kind load image-archive) written
+# without Docker or a registry by cmd/mkimage, on a Debian root built from
+# Debian's packages by scripts/image-base.sh. The root and its gzipped layer
+# are cached in /var/cache/sandpit/image, so only the first run is slow.
+# Tagged sandpit:$(IMAGE_TAG) and sandpit:latest (what the manifests name).
+IMAGE_SUITE ?= bookworm
+IMAGE_TAG   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_OUT   ?= bin/sandpit-image.tar
+
+.PHONY: image image-check
+image: build ## the container image as a docker-archive tarball (bin/sandpit-image.tar), without Docker
+	root=$$(scripts/image-base.sh $(IMAGE_SUITE)); \
+	go run ./cmd/mkimage -base "$$root" -base-cache "$$root.layer.tar.gz" -epoch $(IMAGE_EPOCH) \
+	  -tag sandpit:$(IMAGE_TAG) -tag sandpit:latest -o $(IMAGE_OUT) \
+	  -add bin/sandpit:/usr/local/bin/sandpit -add bin/sandpit-agent:/usr/local/bin/sandpit-agent
+
+image-check: image ## make image, then read it back (go-containerregistry) and check the binaries and entrypoint are in it
+	go run ./cmd/mkimage -check $(IMAGE_OUT)

@@ -61,6 +61,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := cf.validate(); err != nil {
 		return err
 	}
+	cfg.FakeRuntime = cf.runtime == "fake"
 	var err error
 	if cfg.WarmPool, err = config.ParseWarmPool(*pool); err != nil {
 		return err

@@ -28,6 +28,9 @@ type clusterFlags struct {
 	nodeName      string
 	advertise     string
 	leaseDuration time.Duration
+	// runtime "fake" keeps a node's sandboxes in memory: for scale tests
+	// of the control plane (test/cluster/scalesim), never for production.
+	runtime string
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
@@ -41,14 +44,25 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name in the cluster (--role node; default: the host name)")
 	fs.StringVar(&f.advertise, "advertise", "", "`host:port` the API replicas reach this node on (--role node; default: --listen)")
 	fs.DurationVar(&f.leaseDuration, "lease-duration", cluster.DefaultLeaseDuration, "how long a node that stops renewing its Lease counts as alive (--role node)")
+	fs.StringVar(&f.runtime, "runtime", "linux", "TESTING ONLY, NOT FOR PRODUCTION: fake keeps a node's sandboxes in memory, isolating and running nothing, for control-plane scale tests (--role node only)")
 }
 
 func (f *clusterFlags) validate() error {
 	switch f.role {
 	case "all", "node", "api":
-		return nil
+	default:
+		return fmt.Errorf("--role %q: want all, node or api", f.role)
 	}
-	return fmt.Errorf("--role %q: want all, node or api", f.role)
+	switch {
+	case f.runtime == "linux":
+	case f.runtime != "fake":
+		return fmt.Errorf("--runtime %q: want linux", f.runtime)
+	case f.role != "node":
+		// A fake single-machine daemon would look like a real one to
+		// its users while isolating nothing.
+		return fmt.Errorf("--runtime fake is for control-plane tests of cluster nodes only: it needs --role node, not %s", f.role)
+	}
+	return nil
 }
 
 func (f *clusterFlags) client() (*cluster.Client, error) {

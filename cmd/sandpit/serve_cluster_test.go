@@ -23,6 +23,10 @@ func TestServeClusterRoleFlags(t *testing.T) {
 		{[]string{"--role", "scheduler"}, `--role "scheduler": want all, node or api`},
 		{[]string{"--role", "api", "--kubeconfig", missing, "--listen", "127.0.0.1:0"}, "reading kubeconfig " + missing},
 		{[]string{"--role", "api", "--kubeconfig", bad, "--listen", "127.0.0.1:0"}, "reading kubeconfig " + bad},
+		// The fake runtime is for node processes of scale tests only.
+		{[]string{"--runtime", "fake"}, "--runtime fake is for control-plane tests of cluster nodes only: it needs --role node, not all"},
+		{[]string{"--role", "api", "--runtime", "fake"}, "it needs --role node, not api"},
+		{[]string{"--role", "node", "--runtime", "docker"}, `--runtime "docker": want linux`},
 	} {
 		var stderr strings.Builder
 		err := serve(append(tc.args, "--data-dir", t.TempDir()), io.Discard, &stderr)

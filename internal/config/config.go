@@ -105,6 +105,11 @@ type Daemon struct {
 	// MinFreeMemory is the host's available memory (MemAvailable) below
 	// which creates are refused (503). Zero: no floor.
 	MinFreeMemory Bytes
+	// FakeRuntime keeps sandboxes in memory (internal/runtime/fake): they
+	// isolate and run nothing. Only for control-plane scale tests of
+	// cluster nodes (serve --role node --runtime fake); never in
+	// production.
+	FakeRuntime bool
 }
 
 // Defaults returns the configuration of a plain `sandpit serve`.

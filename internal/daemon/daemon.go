@@ -48,12 +48,14 @@ import (
 
 // Daemon is a configured, not yet serving, sandpit server.
 type Daemon struct {
-	cfg     config.Daemon
-	log     *slog.Logger
-	store   *store.SQLite
-	runtime *linux.Runtime
+	cfg   config.Daemon
+	log   *slog.Logger
+	store *store.SQLite
+	// runtime is a *linux.Runtime, or an in-memory one with --runtime
+	// fake (fake.go).
+	runtime runtime.Runtime
 	// builds runs template build sandboxes, apart from the API's own.
-	builds    *linux.Runtime
+	builds    runtime.Runtime
 	egress    *egress.Egress  // nil: sandboxes get loopback only
 	netproxy  *netproxy.Proxy // serves sandboxes with domain rules
 	templates *template.Registry
@@ -108,33 +110,13 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	ci.ID, ci.Names, ci.Interpreter = "code-interpreter-v1", []string{"code-interpreter"}, true
 	log.Info("base template ready", "template", base.ID, "took", time.Since(started).Round(time.Millisecond))
 
-	var cg cgroup.Manager = cgroup.Noop{}
-	if !cfg.NoCgroups {
-		cg, err = cgroup.New(cgroupParent(cfg))
-		if err != nil {
-			return nil, fmt.Errorf("cgroups (run with --no-cgroups to go without limits): %w", err)
-		}
+	builtin := []*template.Template{base, &ci}
+	if cfg.FakeRuntime {
+		err = d.newFakeRuntime(ctx, builtin)
+	} else {
+		err = d.newLinuxRuntime(ctx, builtin)
 	}
-	d.egress = d.newEgress()
-	d.runtime, err = linux.New(linux.Config{
-		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
-		Cgroups:      cg,
-		Logger:       log,
-		Egress:       d.egress,
-		DiskQuota:    !cfg.NoDiskQuota,
-		UIDBase:      cfg.UIDBase,
-		MaxSandboxes: cfg.MaxSandboxes,
-	})
 	if err != nil {
-		return nil, rangeHint(err)
-	}
-	for _, w := range d.runtime.Warnings() {
-		log.Warn("isolation", "warning", w)
-	}
-	for _, r := range cfg.InsecureRegistries {
-		log.Warn("isolation", "warning", "image pulls from "+r+" may reach the host's loopback or private networks (--insecure-registry)")
-	}
-	if err := d.newTemplates(ctx, cg, []*template.Template{base, &ci}); err != nil {
 		return nil, err
 	}
 
@@ -226,8 +208,46 @@ func New(ctx context.Context, cfg config.Daemon, log *slog.Logger, out io.Writer
 	return d, nil
 }
 
+// newLinuxRuntime builds the runtime of real sandboxes (namespaces,
+// cgroups, egress) and the template registry, whose builds run in a
+// runtime of their own.
+func (d *Daemon) newLinuxRuntime(ctx context.Context, builtin []*template.Template) error {
+	cfg, log := d.cfg, d.log
+	var cg cgroup.Manager = cgroup.Noop{}
+	if !cfg.NoCgroups {
+		var err error
+		cg, err = cgroup.New(cgroupParent(cfg))
+		if err != nil {
+			return fmt.Errorf("cgroups (run with --no-cgroups to go without limits): %w", err)
+		}
+	}
+	d.egress = d.newEgress()
+	// A local first: a nil *linux.Runtime in the interface field would
+	// not be nil to close.
+	rt, err := linux.New(linux.Config{
+		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
+		Cgroups:      cg,
+		Logger:       log,
+		Egress:       d.egress,
+		DiskQuota:    !cfg.NoDiskQuota,
+		UIDBase:      cfg.UIDBase,
+		MaxSandboxes: cfg.MaxSandboxes,
+	})
+	if err != nil {
+		return rangeHint(err)
+	}
+	d.runtime = rt
+	for _, w := range rt.Warnings() {
+		log.Warn("isolation", "warning", w)
+	}
+	for _, r := range cfg.InsecureRegistries {
+		log.Warn("isolation", "warning", "image pulls from "+r+" may reach the host's loopback or private networks (--insecure-registry)")
+	}
+	return d.newTemplates(ctx, cg, builtin)
+}
+
 // killBuilds ends the build sandboxes an earlier run left in rt.
-func (d *Daemon) killBuilds(ctx context.Context, rt *linux.Runtime) {
+func (d *Daemon) killBuilds(ctx context.Context, rt runtime.Runtime) {
 	left, err := rt.List(ctx)
 	if err != nil {
 		d.log.Warn("listing build sandboxes left by an earlier run", "err", err)
@@ -578,6 +598,12 @@ func (d *Daemon) newTemplates(ctx context.Context, cg cgroup.Manager, builtin []
 	}
 	d.builds = builds
 	d.killBuilds(ctx, d.builds)
+	return d.newRegistry(ctx, builtin)
+}
+
+// newRegistry builds the template registry over the builtin templates,
+// its builds run by d.builds.
+func (d *Daemon) newRegistry(ctx context.Context, builtin []*template.Template) error {
 	builder, err := template.NewBuilder(template.BuilderConfig{
 		Runtime:  d.builds,
 		LayerDir: filepath.Join(d.cfg.DataDir, "templates", "layers"),

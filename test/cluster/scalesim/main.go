@@ -1,13 +1,20 @@
 // Command scalesim measures what sandpit's cluster state costs the
-// Kubernetes control plane: it starts a real etcd and kube-apiserver
-// (test/cluster/up.sh, control plane only), runs -nodes node agents
-// (Lease, capacity reports, reconcile: internal/cluster.Node, with
-// in-memory sandboxes in place of a runtime) and -replicas API replicas
-// that each place and record sandboxes as the api role does, until
-// -sandboxes exist. It prints creates per second, API-server requests per
-// create and per node per second, and etcd's size per 1000 sandboxes.
+// Kubernetes control plane. It starts a real etcd and kube-apiserver
+// (test/cluster/up.sh, control plane only), then, in the default mode
+// (-mode processes), -nodes `sandpit serve --role node --runtime fake`
+// processes (whole node daemons: REST API, proxy, Lease, SandboxNode,
+// reconcile; sandboxes in memory) and -replicas `sandpit serve --role
+// api` processes, and creates -sandboxes sandboxes through the replicas'
+// E2B REST API (POST /sandboxes) at -concurrency. It prints creates per
+// second, API-server requests per create and per idle node per second
+// (counted by kube-apiserver: apiserver_request_total), etcd's size per
+// 1000 sandboxes, and what 100 nodes of 1000 sandboxes would need.
 //
-// Usage (from the repository root):
+// -mode agents is the older simulation in one process: node agents
+// (internal/cluster.Node) and replicas that place and record (Placer,
+// Sandbox objects) without HTTP, requests counted on the client side.
+//
+// Usage (from the repository root, after make build cluster-bins):
 //
 //	go run ./test/cluster/scalesim -nodes 20 -sandboxes 1000
 package main
@@ -20,10 +27,12 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,13 +43,37 @@ import (
 )
 
 func main() {
-	nodes := flag.Int("nodes", 20, "node agents")
-	replicas := flag.Int("replicas", 4, "API replicas placing and recording at once")
+	mode := flag.String("mode", "processes", "processes: sandpit serve processes over HTTP; agents: node agents and replicas in this process")
+	bin := flag.String("bin", "bin/sandpit", "the sandpit binary (-mode processes)")
+	nodes := flag.Int("nodes", 20, "nodes")
+	replicas := flag.Int("replicas", 0, "API replicas placing and recording at once (default 2 processes, or 4 agents)")
 	sandboxes := flag.Int("sandboxes", 1000, "sandboxes to create")
+	concurrency := flag.Int("concurrency", 16, "creates in flight at once (-mode processes)")
 	lease := flag.Duration("lease", cluster.DefaultLeaseDuration, "the nodes' Lease duration")
-	settle := flag.Duration("settle", 30*time.Second, "how long to watch the idle cluster's heartbeat load after the creates")
+	settle := flag.Duration("settle", 30*time.Second, "how long to watch the idle cluster's heartbeat load (before and after the creates)")
+	minCreated := flag.Float64("min-created", 0, "fail unless at least this share of the creates succeeded and each is recorded (-mode processes; 0: only report)")
 	flag.Parse()
-	if err := run(*nodes, *replicas, *sandboxes, *lease, *settle); err != nil {
+	// A ^C stops the run and still takes the cluster down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch *mode {
+	case "processes":
+		if *replicas == 0 {
+			*replicas = 2
+		}
+		err = runProcs(ctx, procsConfig{bin: *bin, nodes: *nodes, replicas: *replicas, sandboxes: *sandboxes,
+			concurrency: *concurrency, lease: *lease, settle: *settle, minCreated: *minCreated})
+	case "agents":
+		if *replicas == 0 {
+			*replicas = 4
+		}
+		err = run(*nodes, *replicas, *sandboxes, *lease, *settle)
+	default:
+		err = fmt.Errorf("-mode %q: want processes or agents", *mode)
+	}
+	if err != nil {
+		stop()
 		log.Fatal(err)
 	}
 }
