@@ -35,8 +35,10 @@ type Shared struct {
 	BuildID    string   `json:"buildID"`
 	Names      []string `json:"names,omitempty"`
 	Tags       []string `json:"tags,omitempty"`
-	TeamID     string   `json:"teamID,omitempty"`
-	Public     bool     `json:"public,omitempty"`
+	// No team: team IDs are each node's own (a cluster's nodes all act
+	// for their default team; the API replicas scope teams). An import
+	// belongs to the team that asked for it.
+	Public bool `json:"public,omitempty"`
 	// Template holds the metadata (env, user, workdir, start and ready
 	// commands, resources) and the mounts, their layers named portably.
 	Template Template `json:"template"`
@@ -53,8 +55,9 @@ type Remote interface {
 	// log.
 	Publish(ctx context.Context, s *Shared, log func(LogEntry)) error
 	// Fetch brings the template ref names from elsewhere and imports it
-	// (Registry.Import); errdefs.ErrNotFound when no other node has it.
-	Fetch(ctx context.Context, ref string) error
+	// (Registry.Import) for team; errdefs.ErrNotFound when no other node
+	// has it.
+	Fetch(ctx context.Context, team, ref string) error
 }
 
 // SetRemote makes the registry share its builds through rm and fetch the
@@ -78,7 +81,8 @@ func (r *Registry) fetch(ctx context.Context, team, ref string, miss error) (*Te
 	if rm == nil {
 		return nil, miss
 	}
-	if err := rm.Fetch(ctx, ref); errors.Is(err, errdefs.ErrNotFound) {
+	// Another team's template of that name is one this team cannot see.
+	if err := rm.Fetch(ctx, team, ref); errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrConflict) {
 		return nil, miss
 	} else if err != nil {
 		return nil, fmt.Errorf("fetching template %s from the cluster: %w", ref, err)
@@ -118,7 +122,7 @@ func (r *Registry) share(ctx context.Context, tid, bid string, tags []string, tp
 func (r *Registry) shared(rec store.TemplateRecord, buildID string, tags []string, t *Template) (*Shared, error) {
 	s := &Shared{
 		TemplateID: rec.ID, BuildID: buildID, Names: rec.Names, Tags: tags,
-		TeamID: rec.TeamID, Public: rec.Public, Template: *t.clone(),
+		Public: rec.Public, Template: *t.clone(),
 	}
 	s.Template.ID, s.Template.Names = "", nil
 	seen := map[string]bool{}
@@ -204,9 +208,10 @@ func under(dir, p string) (string, bool) {
 
 // Import records a template built on another node, whose layers are in
 // this node's layer dir already (internal/template/artifact put them
-// there): its template record (names, team), the build and its tags, as
-// the node that built it has them. Importing a build again is a no-op.
-func (r *Registry) Import(ctx context.Context, s *Shared) error {
+// there), as team's: its template record (names), the build and its
+// tags, as the node that built it has them. Importing a build again is a
+// no-op; a template another team holds here is errdefs.ErrConflict.
+func (r *Registry) Import(ctx context.Context, s *Shared, team string) error {
 	if !nameRe.MatchString(s.TemplateID) || s.BuildID == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("shared template: bad id %q or build %q", s.TemplateID, s.BuildID))
 	}
@@ -250,6 +255,8 @@ func (r *Registry) Import(ctx context.Context, s *Shared) error {
 		rec = store.TemplateRecord{ID: s.TemplateID, CreatedAt: now}
 	case err != nil:
 		return err
+	case !ownedBy(rec, team):
+		return errdefs.New(errdefs.ErrConflict, fmt.Sprintf("template %s is another team's here", s.TemplateID))
 	}
 	b, err := r.cfg.Store.GetBuild(ctx, s.BuildID)
 	if err == nil && b.TemplateID == s.TemplateID && b.Status == StatusReady && rec.BuildID == s.BuildID {
@@ -262,7 +269,7 @@ func (r *Registry) Import(ctx context.Context, s *Shared) error {
 	if err != nil {
 		return fmt.Errorf("encoding the build request of %s: %w", s.BuildID, err)
 	}
-	rec.Names, rec.TeamID, rec.Public = s.Names, s.TeamID, s.Public
+	rec.Names, rec.TeamID, rec.Public = s.Names, team, s.Public
 	rec.Spec, rec.BuildID, rec.UpdatedAt = spec, s.BuildID, now
 	if err := r.cfg.Store.PutTemplate(ctx, rec); err != nil {
 		return fmt.Errorf("importing template %s: %w", s.TemplateID, err)

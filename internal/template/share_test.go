@@ -42,7 +42,7 @@ func (s *sharing) Publish(ctx context.Context, sh *template.Shared, log func(tem
 	return nil
 }
 
-func (s *sharing) Fetch(ctx context.Context, ref string) error {
+func (s *sharing) Fetch(ctx context.Context, team, ref string) error {
 	name, _, _ := strings.Cut(ref, ":")
 	d, ok := s.digests.Load(name)
 	if !ok {
@@ -53,7 +53,7 @@ func (s *sharing) Fetch(ctx context.Context, ref string) error {
 		return err
 	}
 	s.pulls = append(s.pulls, st)
-	return s.reg.Import(ctx, sh)
+	return s.reg.Import(ctx, sh, team)
 }
 
 // testRegistry serves go-containerregistry's registry on loopback; tamper,
@@ -122,13 +122,14 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 		t.Fatalf("the build log says nothing of the push:\n%s", log.String())
 	}
 
-	// Node b has never seen it: Resolve fetches it.
-	if _, err := rb.Resolve(ctx, "t2", "shared:v1"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("another team resolved the imported template: %v", err)
-	}
+	// Node b has never seen it: Resolve fetches it, for the team asking
+	// (team IDs are each node's own); another team then cannot see it.
 	got, err := rb.Resolve(ctx, "t1", "shared:v1")
 	if err != nil {
 		t.Fatalf("resolving on the second node: %v", err)
+	}
+	if _, err := rb.Resolve(ctx, "t2", "shared:v1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("another team resolved the imported template: %v", err)
 	}
 	if got.ID != built.ID || got.Env["SHARED"] != "yes" || got.Workdir != "/opt/d" || got.StartCmd != "sleep infinity" || got.User != built.User {
 		t.Fatalf("imported %+v, built %+v", got, built)
@@ -140,15 +141,15 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 			}
 		}
 	}
-	if len(sb.pulls) != 1 || sb.pulls[0].Fetched != 1 || sb.pulls[0].Layers != 1 {
-		t.Fatalf("pulls %+v, want one of one layer", sb.pulls)
+	if len(sb.pulls) != 2 || sb.pulls[0].Fetched != 1 || sb.pulls[0].Layers != 1 || sb.pulls[1].Fetched != 0 {
+		t.Fatalf("pulls %+v, want one of one layer (and one fetching nothing for the other team)", sb.pulls)
 	}
 	out := b.run(t, got, "cat /etc/from-run; pwd; cat hard; test -e /etc/debian_version && echo whiteout-lost; stat -c %i x hard | uniq | wc -l")
 	if want := "from-run\n/opt/d\nx\n1\n"; out != want {
 		t.Fatalf("sandbox on the second node: %q, want %q", out, want)
 	}
 	// Resolving again uses what is here.
-	if _, err := rb.Resolve(ctx, "t1", "shared:v1"); err != nil || len(sb.pulls) != 1 {
+	if _, err := rb.Resolve(ctx, "t1", "shared:v1"); err != nil || len(sb.pulls) != 2 {
 		t.Fatalf("second resolve: %v, pulls %d", err, len(sb.pulls))
 	}
 
