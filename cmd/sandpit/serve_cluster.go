@@ -118,7 +118,7 @@ func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clust
 		addr = cfg.Listen
 	}
 	if f.registry != "" {
-		if err := shareTemplates(d, c, name, f.registry, log); err != nil {
+		if err := shareTemplates(ctx, d, c, name, f.registry, log); err != nil {
 			return err
 		}
 	}
@@ -158,12 +158,12 @@ func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clust
 
 // shareTemplates makes the node push the templates it builds to the
 // registry and pull those built elsewhere from it (--registry).
-func shareTemplates(d *daemon.Daemon, c *cluster.Client, node, registry string, log *slog.Logger) error {
+func shareTemplates(ctx context.Context, d *daemon.Daemon, c *cluster.Client, node, registry string, log *slog.Logger) error {
 	store, err := artifact.New(artifact.Config{Repository: registry, LayerDir: d.Templates().LayerDir(), Logger: log})
 	if err != nil {
 		return fmt.Errorf("--registry: %w", err)
 	}
-	share, err := cluster.NewTemplateShare(cluster.TemplateShareConfig{
+	share, err := cluster.NewTemplateShare(ctx, cluster.TemplateShareConfig{
 		Client: c, Node: node, Artifacts: store, Templates: d.Templates(), Logger: log,
 	})
 	if err != nil {

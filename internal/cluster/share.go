@@ -38,9 +38,14 @@ type TemplateShare struct {
 	cfg TemplateShareConfig
 	log *slog.Logger
 
+	// watched is the SandboxTemplates' watched copy: what the cluster
+	// shares, read on every create (Latest) without a request.
+	watched func() ([]SandboxTemplate, bool)
+
 	mu sync.Mutex
-	// The SandboxTemplates as last read, reused for templatesTTL: a node
-	// asked for unknown templates reads them at most that often.
+	// The SandboxTemplates as last listed, reused for templatesTTL: a
+	// template the watched copy lacks (just recorded, or unknown) is
+	// listed for at most that often.
 	templates []SandboxTemplate
 	readAt    time.Time
 	// pulls are the pulls in progress, by digest.
@@ -56,8 +61,9 @@ var _ template.Remote = (*TemplateShare)(nil)
 
 const templatesTTL = time.Second
 
-// NewTemplateShare returns a node's TemplateShare.
-func NewTemplateShare(cfg TemplateShareConfig) (*TemplateShare, error) {
+// NewTemplateShare returns a node's TemplateShare, which watches the
+// SandboxTemplates until ctx is done.
+func NewTemplateShare(ctx context.Context, cfg TemplateShareConfig) (*TemplateShare, error) {
 	if cfg.Client == nil || cfg.Node == "" || cfg.Artifacts == nil || cfg.Templates == nil {
 		return nil, errors.New("cluster.NewTemplateShare: Client, Node, Artifacts and Templates are required")
 	}
@@ -65,7 +71,20 @@ func NewTemplateShare(cfg TemplateShareConfig) (*TemplateShare, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &TemplateShare{cfg: cfg, log: log, pulls: map[string]*pull{}}, nil
+	return &TemplateShare{cfg: cfg, log: log, pulls: map[string]*pull{}, watched: cfg.Client.WatchTemplates(ctx)}, nil
+}
+
+// Latest implements template.Remote from the watched copy.
+func (s *TemplateShare) Latest(ref string) (string, bool) {
+	ts, ok := s.watched()
+	if !ok {
+		return "", false
+	}
+	t := findTemplate(ts, ref)
+	if t == nil || t.Status.Image == "" || t.Status.Phase != TemplateReady {
+		return "", false
+	}
+	return t.Status.BuildID, true
 }
 
 // Publish implements template.Remote: push, then record the digest.
@@ -103,10 +122,15 @@ func (s *TemplateShare) Fetch(ctx context.Context, team, ref string) error {
 // find returns the SandboxTemplate ref names whose build is in the
 // registry, reading them again when the last read is stale.
 func (s *TemplateShare) find(ctx context.Context, ref string) (*SandboxTemplate, error) {
+	ts, _ := s.watched()
+	t := findTemplate(ts, ref)
+	if t != nil && t.Status.Image != "" {
+		return t, nil
+	}
 	s.mu.Lock()
 	ts, fresh := s.templates, time.Since(s.readAt) < templatesTTL
 	s.mu.Unlock()
-	t := findTemplate(ts, ref)
+	t = findTemplate(ts, ref)
 	if (t == nil || t.Status.Image == "") && !fresh {
 		var err error
 		if ts, err = s.cfg.Client.ListTemplates(ctx); err != nil {

@@ -9,7 +9,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
 )
 
 // A template built through the API is built on one node: the API replicas
@@ -130,6 +133,31 @@ func (c *Client) ListTemplates(ctx context.Context) ([]SandboxTemplate, error) {
 		out = append(out, *t)
 	}
 	return out, nil
+}
+
+// WatchTemplates keeps a local copy of the SandboxTemplates, by one list
+// and then a watch, until ctx is done. The returned function lists the
+// copy; ok is false until the first list is in.
+func (c *Client) WatchTemplates(ctx context.Context) (list func() ([]SandboxTemplate, bool)) {
+	inf := dynamicinformer.NewFilteredDynamicInformer(c.dyn, templatesGVR, c.ns, 0, cache.Indexers{}, nil)
+	go inf.Informer().Run(ctx.Done())
+	return func() ([]SandboxTemplate, bool) {
+		if !inf.Informer().HasSynced() {
+			return nil, false
+		}
+		objs := inf.Informer().GetStore().List()
+		out := make([]SandboxTemplate, 0, len(objs))
+		for _, o := range objs {
+			u, ok := o.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			if t, err := fromUnstructured[SandboxTemplate](u); err == nil {
+				out = append(out, *t)
+			}
+		}
+		return out, true
+	}
 }
 
 // templateNode returns the node that built the template a client names by

@@ -174,14 +174,17 @@ func splitRef(ref string) (name, tag string) {
 // the default tag. Stored templates team can see come before builtins of
 // the same name; a builtin has only the default tag.
 //
-// A template this node lacks is fetched from the cluster's other nodes
-// when a Remote is set (SetRemote).
+// A template this node lacks, or holds an older build of, is fetched from
+// the cluster's other nodes when a Remote is set (SetRemote).
 func (r *Registry) Resolve(ctx context.Context, team, ref string) (*Template, error) {
 	t, err := r.resolveLocal(ctx, team, ref)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return r.fetch(ctx, team, ref, err)
 	}
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	return r.refresh(ctx, team, ref, t)
 }
 
 // resolveLocal is Resolve among the templates this node holds.

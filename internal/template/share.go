@@ -58,6 +58,11 @@ type Remote interface {
 	// (Registry.Import) for team; errdefs.ErrNotFound when no other node
 	// has it.
 	Fetch(ctx context.Context, team, ref string) error
+	// Latest returns the build of the template ref names that the
+	// cluster shares now, from a local copy (it must not block); ok is
+	// false for a template it does not share. A node holding an older
+	// build fetches the newer one.
+	Latest(ref string) (buildID string, ok bool)
 }
 
 // SetRemote makes the registry share its builds through rm and fetch the
@@ -86,6 +91,31 @@ func (r *Registry) fetch(ctx context.Context, team, ref string, miss error) (*Te
 		return nil, miss
 	} else if err != nil {
 		return nil, fmt.Errorf("fetching template %s from the cluster: %w", ref, err)
+	}
+	return r.resolveLocal(ctx, team, ref)
+}
+
+// refresh fetches the cluster's newer build of a template this node
+// holds an older one of (a rebuild on another node), and resolves again;
+// t, the template held, serves when the fetch fails.
+func (r *Registry) refresh(ctx context.Context, team, ref string, t *Template) (*Template, error) {
+	rm := r.getRemote()
+	if rm == nil {
+		return t, nil
+	}
+	latest, ok := rm.Latest(ref)
+	if !ok {
+		return t, nil
+	}
+	rec, err := r.visible(ctx, team, ref)
+	if err != nil || rec.BuildID == latest {
+		// Current, or no stored template of this team (a builtin, a
+		// snapshot): t is what there is.
+		return t, nil
+	}
+	if err := rm.Fetch(ctx, team, ref); err != nil {
+		r.log.Warn("fetching a newer build of a template; the one held serves", "template", rec.ID, "build_id", latest, "err", err)
+		return t, nil
 	}
 	return r.resolveLocal(ctx, team, ref)
 }

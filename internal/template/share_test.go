@@ -28,6 +28,7 @@ type sharing struct {
 	store   *artifact.Store
 	reg     *template.Registry
 	digests *sync.Map // template name or ID -> manifest digest
+	builds  *sync.Map // template name or ID -> its last build's ID
 	pulls   []artifact.PullStats
 }
 
@@ -38,6 +39,7 @@ func (s *sharing) Publish(ctx context.Context, sh *template.Shared, log func(tem
 	}
 	for _, n := range append([]string{sh.TemplateID}, sh.Names...) {
 		s.digests.Store(n, d)
+		s.builds.Store(n, sh.BuildID)
 	}
 	return nil
 }
@@ -54,6 +56,15 @@ func (s *sharing) Fetch(ctx context.Context, team, ref string) error {
 	}
 	s.pulls = append(s.pulls, st)
 	return s.reg.Import(ctx, sh, team)
+}
+
+func (s *sharing) Latest(ref string) (string, bool) {
+	name, _, _ := strings.Cut(ref, ":")
+	b, ok := s.builds.Load(name)
+	if !ok {
+		return "", false
+	}
+	return b.(string), true
 }
 
 // testRegistry serves go-containerregistry's registry on loopback; tamper,
@@ -78,13 +89,13 @@ func testRegistry(t *testing.T, tamper *func(path string, body []byte) []byte) s
 	return "http://" + strings.TrimPrefix(srv.URL, "http://") + "/sandpit/templates"
 }
 
-func newSharing(t *testing.T, repo string, r *template.Registry, digests *sync.Map) *sharing {
+func newSharing(t *testing.T, repo string, r *template.Registry, digests, builds *sync.Map) *sharing {
 	t.Helper()
 	st, err := artifact.New(artifact.Config{Repository: repo, LayerDir: r.LayerDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sharing{store: st, reg: r, digests: digests}
+	s := &sharing{store: st, reg: r, digests: digests, builds: builds}
 	r.SetRemote(s)
 	return s
 }
@@ -96,14 +107,14 @@ func newSharing(t *testing.T, repo string, r *template.Registry, digests *sync.M
 func TestShareTemplateBetweenNodes(t *testing.T) {
 	var tamper func(string, []byte) []byte
 	repo := testRegistry(t, &tamper)
-	digests := &sync.Map{}
+	digests, builds := &sync.Map{}, &sync.Map{}
 
 	a := newBuildEnv(t)
 	ra := newRegistry(t, a)
-	newSharing(t, repo, ra, digests)
+	newSharing(t, repo, ra, digests, builds)
 	b := newBuildEnv(t, func(c *linux.Config) { c.UIDBase = 1<<20 + 3200*65536 })
 	rb := newRegistry(t, b)
-	sb := newSharing(t, repo, rb, digests)
+	sb := newSharing(t, repo, rb, digests, builds)
 	ctx := t.Context()
 
 	var log logs
@@ -171,6 +182,22 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 	}
 	if out := b.run(t, got, "cat /etc/top /etc/from-run"); out != "top\nfrom-run\n" {
 		t.Fatalf("shared-top on the second node: %q", out)
+	}
+
+	// Rebuilt on the first node: the second, holding the old build,
+	// starts the new one.
+	log = logs{}
+	if _, err := ra.Build(ctx, template.RequestArgs{Team: "t1", Name: "shared:v1"}, template.BuildSpec{
+		Steps: []template.Step{{Type: "RUN", Args: []string{"echo rebuilt > /etc/from-run", "root"}}},
+	}, log.add); err != nil {
+		t.Fatalf("rebuild: %v\n%s", err, log.String())
+	}
+	got, err = rb.Resolve(ctx, "t1", "shared:v1")
+	if err != nil {
+		t.Fatalf("resolving the rebuilt template on the second node: %v", err)
+	}
+	if out := b.run(t, got, "cat /etc/from-run"); out != "rebuilt\n" {
+		t.Fatalf("the second node starts %q after a rebuild, want the new build's", out)
 	}
 
 	// A third node, whose registry alters a layer blob on the way: the
