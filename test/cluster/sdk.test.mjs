@@ -94,7 +94,9 @@ test('the code interpreter through the API role: state across runs', async () =>
 
 test('a template built once through the API starts on both nodes (pulled from the registry by digest), via either replica', async () => {
   const name = `cluster-${Date.now()}`
-  const tpl = Template().fromTemplate('base').runCmd('echo built-in-cluster > /opt/which', { user: 'root' })
+  // 16 MiB of layer, so the pull figure below measures moving data.
+  const tpl = Template().fromTemplate('base')
+    .runCmd('echo built-in-cluster > /opt/which && head -c 16777216 /dev/urandom > /opt/blob', { user: 'root' })
   const built = await Template.build(tpl, name)
   assert.equal(built.name, name)
   assert.equal(await Template.exists(name), true)
@@ -137,7 +139,7 @@ test('a template built once through the API starts on both nodes (pulled from th
   assert.deepEqual(new Set(on.values()), new Set(['node-1', 'node-2']), `the template's sandboxes' nodes: ${[...on]}`)
   // The file the template's RUN step wrote is in every sandbox, on both nodes.
   for (const s of boxes) {
-    assert.equal((await s.commands.run('cat /opt/which')).stdout, 'built-in-cluster\n', `on ${on.get(s.sandboxId)}`)
+    assert.equal((await s.commands.run('cat /opt/which; stat -c %s /opt/blob')).stdout, 'built-in-cluster\n16777216\n', `on ${on.get(s.sandboxId)}`)
   }
 
   // Built once: only the builder ran the build; the other pulled it once
@@ -162,8 +164,8 @@ test('a template built once through the API starts on both nodes (pulled from th
     live.delete(s)
   }
   const med = (a) => a.length ? a.sort((x, y) => x - y)[Math.floor(a.length / 2)].toFixed(0) : '-'
-  console.log(`# template pull figures: first create on ${other} (pulled) ${took.get(firstOnOther.sandboxId).toFixed(0)} ms` +
-    ` (in a batch of 4); ${pulled[0].match(/took=\S+/)?.[0]} for the pull alone; sequential creates where present:` +
+  console.log(`# template pull figures (16 MiB layer): first create on ${other} (pulled) ${took.get(firstOnOther.sandboxId).toFixed(0)} ms` +
+    ` (in a batch of 4); pull alone ${pulled[0].match(/took=\S+/)?.[0]}; sequential creates where present:` +
     ` p50 ${med(present[builder])} ms on ${builder} (n=${present[builder].length}), ${med(present[other])} ms on ${other} (n=${present[other].length})`)
 
   for (const s of boxes) {
