@@ -192,15 +192,20 @@ func (r *Registry) portable(l string) (p, layer string, err error) {
 }
 
 // local turns a portable layer name back into a host directory, refusing
-// any that would leave the layer dir or name a host directory no builtin
-// template mounts: a registry's content must not choose host paths.
-func (r *Registry) local(p string) (string, error) {
+// any that would leave the layer dir, name a layer the template does not
+// bring (shipped), or a host directory no builtin template mounts: a
+// registry's content must not choose host paths, nor stand on another
+// template's layers.
+func (r *Registry) local(p string, shipped []string) (string, error) {
 	kind, rest, _ := strings.Cut(p, ":")
 	switch kind {
 	case "layer":
 		name, sub, _ := strings.Cut(rest, "/")
 		if !layerNameRe.MatchString(name) || (sub != "" && !layerNameRe.MatchString(sub)) {
 			return "", errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("shared template: bad layer name %q", p))
+		}
+		if !slices.Contains(shipped, name) {
+			return "", errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("shared template: layer %q is not among its layers", name))
 		}
 		return filepath.Join(r.LayerDir(), name, sub), nil
 	case "builtin":
@@ -260,7 +265,7 @@ func (r *Registry) Import(ctx context.Context, s *Shared, team string) error {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("shared template %s: mount target %q is not absolute", s.TemplateID, m.Target))
 		}
 		for j, p := range m.Layers {
-			l, err := r.local(p)
+			l, err := r.local(p, s.Layers)
 			if err != nil {
 				return err
 			}

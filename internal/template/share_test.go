@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/template"
 	"github.com/sandpit-dev/sandpit/internal/template/artifact"
@@ -254,5 +256,63 @@ func TestParseRepository(t *testing.T) {
 		if _, err := artifact.ParseRepository(bad); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
+	}
+}
+
+// What travels is the registry's content: an import may name only the
+// layers it brings and the builtin templates' host directories.
+func TestImportRefusesHostilePaths(t *testing.T) {
+	e := newBuildEnv(t)
+	r := newRegistry(t, e)
+	ctx := t.Context()
+	if err := os.MkdirAll(filepath.Join(r.LayerDir(), "mine", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(r.LayerDir(), "someone-elses", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := func(layers []string, mounts ...string) *template.Shared {
+		return &template.Shared{
+			TemplateID: "tplhostile", BuildID: "b1", Names: []string{"hostile"}, Layers: layers,
+			Template: template.Template{Mounts: []runtime.Mount{{Target: "/", Layers: mounts}}},
+		}
+	}
+	for name, s := range map[string]*template.Shared{
+		"a host directory":           shared([]string{"mine"}, "layer:mine/0", "builtin:/etc"),
+		"a path out of the tpl dir":  shared([]string{"mine"}, "layer:mine/0", "builtin:../../etc"),
+		"a layer name climbing out":  shared([]string{"mine"}, "layer:../mine/0"),
+		"a sub-directory climbing":   shared([]string{"mine"}, "layer:mine/../../x"),
+		"a layer it does not bring":  shared([]string{"mine"}, "layer:someone-elses/0"),
+		"a bad name in its layers":   shared([]string{"../mine"}, "layer:mine/0"),
+		"an unknown kind of layer":   shared([]string{"mine"}, "/usr"),
+		"a relative mount target":    {TemplateID: "tplhostile", BuildID: "b1", Layers: []string{"mine"}, Template: template.Template{Mounts: []runtime.Mount{{Target: "etc", Layers: []string{"layer:mine/0"}}}}},
+		"a template id with a slash": {TemplateID: "../x", BuildID: "b1"},
+	} {
+		if err := r.Import(ctx, s, ""); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("import of %s: %v, want invalid argument", name, err)
+		}
+	}
+	if _, err := r.Resolve(ctx, "", "hostile"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("a refused import left a template: %v", err)
+	}
+	// The honest one imports, over the node's own base.
+	var usr string
+	for _, m := range e.base.Mounts {
+		if m.Target == "/usr" {
+			usr = m.Layers[0]
+		}
+	}
+	s := shared([]string{"mine"}, "layer:mine/0", "builtin:"+filepath.Base(e.base.Mounts[0].Layers[0]))
+	s.Template.Mounts = append(s.Template.Mounts, runtime.Mount{Target: "/usr", Layers: []string{"builtin:" + usr}})
+	if err := r.Import(ctx, s, ""); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	got, err := r.Resolve(ctx, "", "hostile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(r.LayerDir(), "mine", "0"), e.base.Mounts[0].Layers[0]}
+	if !slices.Equal(got.Mounts[0].Layers, want) || got.Mounts[1].Layers[0] != usr {
+		t.Fatalf("imported mounts %+v, want %v and %s", got.Mounts, want, usr)
 	}
 }
