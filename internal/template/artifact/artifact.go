@@ -150,7 +150,7 @@ func (s *Store) Push(ctx context.Context, sh *template.Shared, log func(template
 	}
 	var size int64
 	for _, l := range sh.Layers {
-		d, err := s.pushLayer(ctx, l, opts)
+		d, err := s.pushLayer(l, opts)
 		if err != nil {
 			return "", fmt.Errorf("pushing layer %s of template %s: %w", l, sh.TemplateID, err)
 		}
@@ -161,7 +161,7 @@ func (s *Store) Push(ctx context.Context, sh *template.Shared, log func(template
 	if err != nil {
 		return "", fmt.Errorf("encoding template %s: %w", sh.TemplateID, err)
 	}
-	cd, err := s.pushBlob(ctx, bytes.NewReader(cfg), ConfigMediaType, opts)
+	cd, err := s.pushBlob(bytes.NewReader(cfg), ConfigMediaType, opts)
 	if err != nil {
 		return "", fmt.Errorf("pushing the config of template %s: %w", sh.TemplateID, err)
 	}
@@ -185,7 +185,7 @@ func (s *Store) Push(ctx context.Context, sh *template.Shared, log func(template
 }
 
 // pushLayer pushes the tar of layer directory l, once per process.
-func (s *Store) pushLayer(ctx context.Context, l string, opts []remote.Option) (v1.Descriptor, error) {
+func (s *Store) pushLayer(l string, opts []remote.Option) (v1.Descriptor, error) {
 	s.mu.Lock()
 	d, ok := s.pushed[l]
 	s.mu.Unlock()
@@ -199,17 +199,17 @@ func (s *Store) pushLayer(ctx context.Context, l string, opts []remote.Option) (
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+	// Hashed as it is written: the file is read once more, to upload it
+	// (and not at all when the registry has it).
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := writeLayer(bw, dir); err != nil {
+	hw := newHashingWriter(bw)
+	if err := writeLayer(hw, dir); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := bw.Flush(); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return v1.Descriptor{}, err
-	}
-	d, err = s.pushBlob(ctx, tmp, LayerMediaType, opts)
+	d, err = s.writeBlob(tmp, hw, LayerMediaType, opts)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -220,13 +220,19 @@ func (s *Store) pushLayer(ctx context.Context, l string, opts []remote.Option) (
 	return d, nil
 }
 
-// pushBlob hashes r (a file or bytes, read twice) and pushes it unless the
-// registry has it.
-func (s *Store) pushBlob(ctx context.Context, r io.ReadSeeker, mt types.MediaType, opts []remote.Option) (v1.Descriptor, error) {
+// pushBlob hashes r (small: a config) and pushes it unless the registry
+// has it.
+func (s *Store) pushBlob(r io.ReadSeeker, mt types.MediaType, opts []remote.Option) (v1.Descriptor, error) {
 	hw := newHashingWriter(io.Discard)
 	if _, err := io.Copy(hw, r); err != nil {
 		return v1.Descriptor{}, err
 	}
+	return s.writeBlob(r, hw, mt, opts)
+}
+
+// writeBlob pushes r, whose bytes went through hw, unless the registry
+// has it.
+func (s *Store) writeBlob(r io.ReadSeeker, hw *hashingWriter, mt types.MediaType, opts []remote.Option) (v1.Descriptor, error) {
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return v1.Descriptor{}, err
 	}
