@@ -521,6 +521,8 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
 		return
 	}
+	// Nodes report the templates they hold by ID and name, untagged.
+	tplName, _, _ := strings.Cut(req.TemplateID, ":")
 	// A node that refuses the connection never saw the create: it died
 	// and its Lease has not run out yet. Place again without it.
 	var (
@@ -529,7 +531,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		failed []string
 	)
 	for {
-		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), req.TemplateID, func(n string) bool {
+		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), tplName, func(n string) bool {
 			return !slices.Contains(failed, n) && (holder == "" || n == holder)
 		})
 		if errors.Is(err, ErrNoNode) {
