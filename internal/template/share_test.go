@@ -122,7 +122,7 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 	var log logs
 	built, err := ra.Build(ctx, template.RequestArgs{Team: "t1", Name: "shared:v1"}, template.BuildSpec{
 		Steps: []template.Step{
-			{Type: "RUN", Args: []string{"echo from-run > /etc/from-run && mkdir -p /opt/d && echo x > /opt/d/x && ln /opt/d/x /opt/d/hard && rm -f /etc/debian_version", "root"}},
+			{Type: "RUN", Args: []string{"echo from-run > /etc/from-run && mkdir -p /opt/d && echo x > /opt/d/x && ln /opt/d/x /opt/d/hard && rm -f /etc/debian_version && rm -rf /etc/apt && mkdir /etc/apt && echo new > /etc/apt/only", "root"}},
 			{Type: "ENV", Args: []string{"SHARED", "yes"}},
 			{Type: "WORKDIR", Args: []string{"/opt/d"}},
 		},
@@ -157,8 +157,10 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 	if len(sb.pulls) != 2 || sb.pulls[0].Fetched != 1 || sb.pulls[0].Layers != 1 || sb.pulls[1].Fetched != 0 {
 		t.Fatalf("pulls %+v, want one of one layer (and one fetching nothing for the other team)", sb.pulls)
 	}
-	out := b.run(t, got, "cat /etc/from-run; pwd; cat hard; test -e /etc/debian_version && echo whiteout-lost; stat -c %i x hard | uniq | wc -l")
-	if want := "from-run\n/opt/d\nx\n1\n"; out != want {
+	// A whiteout hides the base's file, an opaque directory the base's
+	// directory contents, and a hard link stays one.
+	out := b.run(t, got, "cat /etc/from-run; pwd; cat hard; test -e /etc/debian_version && echo whiteout-lost; ls /etc/apt; stat -c %i x hard | uniq | wc -l")
+	if want := "from-run\n/opt/d\nx\nonly\n1\n"; out != want {
 		t.Fatalf("sandbox on the second node: %q, want %q", out, want)
 	}
 	// Resolving again uses what is here.
