@@ -92,5 +92,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if cf.role == "node" {
 		return serveNode(ctx, d, cfg, cf, log)
 	}
+	if cf.registry != "" {
+		log.Info("--registry is unused without a cluster (--role node): templates stay on this machine")
+	}
 	return d.Run(ctx)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sandpit-dev/sandpit/internal/cluster"
 	"github.com/sandpit-dev/sandpit/internal/config"
 	"github.com/sandpit-dev/sandpit/internal/daemon"
+	"github.com/sandpit-dev/sandpit/internal/template/artifact"
 )
 
 // clusterFlags are serve's flags for running as part of a cluster on
@@ -28,6 +29,7 @@ type clusterFlags struct {
 	nodeName      string
 	advertise     string
 	leaseDuration time.Duration
+	registry      string
 	// runtime "fake" keeps a node's sandboxes in memory: for scale tests
 	// of the control plane (test/cluster/scalesim), never for production.
 	runtime string
@@ -43,6 +45,7 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.namespace, "namespace", ns, "Kubernetes namespace of the cluster's objects (--role node|api)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name in the cluster (--role node; default: the host name)")
 	fs.StringVar(&f.advertise, "advertise", "", "`host:port` the API replicas reach this node on (--role node; default: --listen)")
+	fs.StringVar(&f.registry, "registry", "", "OCI `repository` templates built through the cluster's API are pushed to and pulled from, so any node starts them: HOST[:PORT]/PATH over HTTPS (credentials from $DOCKER_CONFIG/config.json), or http://127.0.0.1:PORT/PATH on loopback (--role node)")
 	fs.DurationVar(&f.leaseDuration, "lease-duration", cluster.DefaultLeaseDuration, "how long a node that stops renewing its Lease counts as alive (--role node)")
 	fs.StringVar(&f.runtime, "runtime", "linux", "TESTING ONLY, NOT FOR PRODUCTION: fake keeps a node's sandboxes in memory, isolating and running nothing, for control-plane scale tests (--role node only)")
 }
@@ -130,10 +133,16 @@ func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clust
 	if addr == "" {
 		addr = cfg.Listen
 	}
+	if f.registry != "" {
+		if err := shareTemplates(ctx, d, c, name, f.registry, log); err != nil {
+			return err
+		}
+	}
 	node, err := cluster.NewNode(cluster.NodeConfig{
 		Client: c, Name: name, Address: addr, MaxSandboxes: cfg.MaxSandboxes, LeaseDuration: f.leaseDuration,
 		Sandboxes: d.SandboxCount, Exists: d.HasSandbox, Logger: log,
 		WarmTemplates: slices.Sorted(maps.Keys(cfg.WarmPool)),
+		Templates:     d.TemplateNames,
 	})
 	if err != nil {
 		return err
@@ -161,4 +170,22 @@ func serveNode(ctx context.Context, d *daemon.Daemon, cfg config.Daemon, f clust
 		node.Run(ctx)
 	}()
 	return d.Serve(ctx, ln)
+}
+
+// shareTemplates makes the node push the templates it builds to the
+// registry and pull those built elsewhere from it (--registry).
+func shareTemplates(ctx context.Context, d *daemon.Daemon, c *cluster.Client, node, registry string, log *slog.Logger) error {
+	store, err := artifact.New(artifact.Config{Repository: registry, LayerDir: d.Templates().LayerDir(), Logger: log})
+	if err != nil {
+		return fmt.Errorf("--registry: %w", err)
+	}
+	share, err := cluster.NewTemplateShare(ctx, cluster.TemplateShareConfig{
+		Client: c, Node: node, Artifacts: store, Templates: d.Templates(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	d.Templates().SetRemote(share)
+	log.Info("templates shared through the registry", "repository", registry)
+	return nil
 }

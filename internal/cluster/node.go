@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,10 @@ type NodeConfig struct {
 	// WarmTemplates are the templates the node's warm pool keeps started:
 	// placement prefers a node where a sandbox of the template is ready.
 	WarmTemplates []string
+	// Templates, when set, lists the templates (IDs and names) whose
+	// layers the node holds besides its warm pool's: placement prefers
+	// it for their sandboxes.
+	Templates func(ctx context.Context) ([]string, error)
 	// Sandboxes counts the sandboxes the node holds.
 	Sandboxes func(ctx context.Context) (int, error)
 	// Exists reports whether the node holds sandbox id: Sandboxes whose
@@ -219,6 +224,13 @@ func (n *Node) report(ctx context.Context) error {
 		// A warm template's layers are on the node too.
 		Templates:     n.cfg.WarmTemplates,
 		WarmTemplates: n.cfg.WarmTemplates,
+	}
+	if n.cfg.Templates != nil {
+		held, err := n.cfg.Templates(ctx)
+		if err != nil {
+			return fmt.Errorf("listing the templates held: %w", err)
+		}
+		st.Templates = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(n.cfg.WarmTemplates), held...))))
 	}
 	now := metav1.Now()
 	st.ReportedAt = &now

@@ -78,8 +78,8 @@ type Router struct {
 	sandboxes map[string]route // sandbox ID -> its node, as last read
 	templates []SandboxTemplate
 	tplAt     time.Time
-	// everywhere holds the templates every live node reports holding
-	// (their warm pools'): no SandboxTemplate to look for.
+	// everywhere holds the templates every live node keeps warm (the
+	// built-in ones): no SandboxTemplate to look for.
 	everywhere map[string]bool
 	// liveFailedAt is when the live nodes last could not be read.
 	liveFailedAt time.Time
@@ -536,13 +536,16 @@ func (rt *Router) setLive(nodes []SandboxNode, fromView bool, gen uint64) map[st
 	everywhere := map[string]bool{}
 	for i, n := range nodes {
 		live[n.Name] = n.Spec.Address
-		for _, t := range n.Status.Templates {
+		// The warm pools' templates (the built-in ones), not every
+		// template a node holds: one pulled onto every node still has
+		// a SandboxTemplate, and a builder its requests go to.
+		for _, t := range n.Status.WarmTemplates {
 			if i == 0 || everywhere[t] {
 				everywhere[t] = true
 			}
 		}
 		for t := range everywhere {
-			if !slices.Contains(n.Status.Templates, t) {
+			if !slices.Contains(n.Status.WarmTemplates, t) {
 				delete(everywhere, t)
 			}
 		}
@@ -615,13 +618,17 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	// Released after the answer: the Sandboxes carry the reservation,
 	// so it is not counted twice meanwhile.
 	defer func() { go rt.release(r.Context(), adm) }()
-	// A template built through the API is on the node that built it.
-	holder, err := rt.templateNode(r.Context(), req.TemplateID)
+	// A template built through the API starts on the node that built it,
+	// or, once in the registry, on any node (which pulls it when it lacks
+	// it; placement prefers the nodes that hold it).
+	holder, err := rt.templateNodeBy(r.Context(), req.TemplateID, sandboxTemplateNode)
 	if err != nil {
 		rt.log.Warn("looking up a template's node", "template", req.TemplateID, "err", err)
 		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
 		return
 	}
+	// Nodes report the templates they hold by ID and name, untagged.
+	tplName, _, _ := strings.Cut(req.TemplateID, ":")
 	// A node that refuses the connection never saw the create: it died
 	// and its Lease has not run out yet. Place again without it.
 	var (
@@ -630,7 +637,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		failed []string
 	)
 	for {
-		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), req.TemplateID, func(n string) bool {
+		node, err = rt.cfg.Placer.PlaceAmong(r.Context(), tplName, func(n string) bool {
 			return !slices.Contains(failed, n) && (holder == "" || n == holder)
 		})
 		if errors.Is(err, ErrNoNode) {
@@ -857,6 +864,12 @@ func (rt *Router) snapshot(w http.ResponseWriter, r *http.Request, node, addr st
 // templates every node has. The SandboxTemplates are read at most once a
 // second, and again on a miss.
 func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) {
+	return rt.templateNodeBy(ctx, ref, templateNode)
+}
+
+// templateNodeBy is templateNode with the rule that reads the node off
+// the SandboxTemplates (templateNode, sandboxTemplateNode).
+func (rt *Router) templateNodeBy(ctx context.Context, ref string, nodeOf func([]SandboxTemplate, string) string) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
@@ -869,10 +882,8 @@ func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) 
 	if common {
 		return "", nil
 	}
-	if fresh {
-		if node := templateNode(ts, ref); node != "" {
-			return node, nil
-		}
+	if fresh && findTemplate(ts, ref) != nil {
+		return nodeOf(ts, ref), nil
 	}
 	// Not known here yet: another replica may have recorded it a moment
 	// ago, so a miss reads again.
@@ -883,7 +894,7 @@ func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) 
 	rt.mu.Lock()
 	rt.templates, rt.tplAt = ts, time.Now()
 	rt.mu.Unlock()
-	return templateNode(ts, ref), nil
+	return nodeOf(ts, ref), nil
 }
 
 // templateAddr returns the address of the live node that holds template

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -406,6 +407,56 @@ func TestPathTemplateRef(t *testing.T) {
 		if got := templateNode(ts, ref); got != want {
 			t.Errorf("templateNode(%q) = %q, want %q", ref, got, want)
 		}
+	}
+	// Its sandboxes start on its builder until its build is in the
+	// registry; then on any node. Its requests stay the builder's.
+	if got := sandboxTemplateNode(ts, "mine"); got != "n1" {
+		t.Errorf("sandboxTemplateNode without an image = %q, want n1", got)
+	}
+	ts[0].Status.Image = "127.0.0.1:5000/sandpit/templates@sha256:" + strings.Repeat("a", 64)
+	if got := sandboxTemplateNode(ts, "mine:v2"); got != "" {
+		t.Errorf("sandboxTemplateNode with an image = %q, want any node", got)
+	}
+	if got := templateNode(ts, "mine"); got != "n1" {
+		t.Errorf("templateNode with an image = %q, want the builder", got)
+	}
+}
+
+// A node records its build's image: the SandboxTemplate is Ready with
+// it, and a rebuild requested meanwhile keeps it until the next one.
+func TestRecordTemplateImage(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	id := "tpl-image-test"
+	if err := c.RecordTemplate(ctx, id, "n1", "b1", []string{"img-test"}); err != nil {
+		t.Fatal(err)
+	}
+	img := "127.0.0.1:5000/sandpit/templates@sha256:" + strings.Repeat("b", 64)
+	if err := c.RecordTemplateImage(ctx, id, "n1", "b1", img); err != nil {
+		t.Fatal(err)
+	}
+	get := func() TemplateStatus {
+		ts, err := c.ListTemplates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if t := findTemplate(ts, "img-test"); t != nil {
+			return t.Status
+		}
+		t.Fatal("SandboxTemplate img-test not listed")
+		return TemplateStatus{}
+	}
+	if st := get(); st.Phase != TemplateReady || st.Image != img || st.BuiltOn != "n1" || st.BuildID != "b1" {
+		t.Fatalf("status after the push: %+v", st)
+	}
+	if err := c.RecordTemplate(ctx, id, "n1", "b2", []string{"img-test"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := get(); st.Phase != TemplateBuilding || st.Image != img || st.BuildID != "b2" {
+		t.Fatalf("status during a rebuild: %+v", st)
+	}
+	if err := c.RecordTemplateImage(ctx, "tpl-image-missing", "n1", "b1", img); !apierrors.IsNotFound(err) {
+		t.Fatalf("recording the image of a template no replica recorded: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/sandpit-dev/sandpit/internal/errdefs"
+	"github.com/sandpit-dev/sandpit/internal/template"
 )
 
 // What a node of a cluster (serve --role node, internal/cluster) reads of
@@ -29,4 +30,27 @@ func (d *Daemon) HasSandbox(ctx context.Context, id string) (bool, error) {
 func (d *Daemon) SandboxCount(ctx context.Context) (int, error) {
 	ids, err := d.runtime.List(ctx)
 	return len(ids), err
+}
+
+// Templates is the daemon's template registry: a cluster node shares its
+// builds with the other nodes through it (template.Registry.SetRemote).
+func (d *Daemon) Templates() *template.Registry { return d.templates }
+
+// TemplateNames lists the IDs and names of the built templates the daemon
+// holds (built here or pulled from the cluster's registry): placement
+// prefers a node that holds a sandbox's template.
+func (d *Daemon) TemplateNames(ctx context.Context) ([]string, error) {
+	infos, err := d.templates.List(ctx, template.AllTeams)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, in := range infos {
+		if in.Builtin || in.BuildID == "" {
+			continue
+		}
+		out = append(out, in.ID)
+		out = append(out, in.Names...)
+	}
+	return out, nil
 }

@@ -81,6 +81,8 @@ type Registry struct {
 	mu sync.Mutex
 	// builds holds the running builds.
 	builds map[string]*buildState
+	// remote, when set, shares builds with a cluster's other nodes.
+	remote Remote
 
 	// upMu serializes storing and collecting uploads, so a quota is
 	// checked against what is stored.
@@ -171,7 +173,22 @@ func splitRef(ref string) (name, tag string) {
 // "team/name:tag" or a template id, with or without a tag. No tag means
 // the default tag. Stored templates team can see come before builtins of
 // the same name; a builtin has only the default tag.
+//
+// A template this node lacks, or holds an older build of, is fetched from
+// the cluster's other nodes when a Remote is set (SetRemote).
 func (r *Registry) Resolve(ctx context.Context, team, ref string) (*Template, error) {
+	t, err := r.resolveLocal(ctx, team, ref)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return r.fetch(ctx, team, ref, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.refresh(ctx, team, ref, t)
+}
+
+// resolveLocal is Resolve among the templates this node holds.
+func (r *Registry) resolveLocal(ctx context.Context, team, ref string) (*Template, error) {
 	name, tag := splitRef(ref)
 	if tag == "" {
 		tag = DefaultTag
@@ -522,6 +539,9 @@ func (r *Registry) run(ctx context.Context, bs *buildState, req buildRequest) {
 	now := time.Now()
 	if err == nil {
 		err = r.recordLayers(bs, req, layers)
+	}
+	if err == nil {
+		err = r.share(ctx, tid, bid, req.Tags, tpl, logf)
 	}
 	if err == nil {
 		err = r.publish(ctx, bs, tpl, req.Tags, now)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops everything up.sh started in DIR (sandpit processes first, so nodes
-# kill their sandboxes while the API server still answers, then
-# kube-apiserver, then etcd) and removes DIR. Leaves nothing behind: no
+# kill their sandboxes while the API server still answers, then the
+# registry, kube-apiserver, then etcd) and removes DIR. Leaves nothing behind: no
 # process, no sandbox, no cgroup, no file.
 #
 # Usage: test/cluster/down.sh DIR [--keep-dir]
@@ -19,6 +19,7 @@ if [[ -d $dir/pids ]]; then
 		stop_pid "$dir" "$(basename "$f" .pid)" TERM &
 	done
 	wait
+	stop_pid "$dir" registry TERM
 	stop_pid "$dir" kube-apiserver TERM
 	stop_pid "$dir" etcd TERM
 fi

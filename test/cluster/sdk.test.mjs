@@ -5,6 +5,7 @@
 // SANDPIT_API2_URL (replica 2), KUBECONFIG, SANDPIT_CLUSTER_DIR.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -91,21 +92,82 @@ test('the code interpreter through the API role: state across runs', async () =>
   live.delete(s)
 })
 
-test('a template built through the API: its sandboxes start on the node that holds it, via either replica', async () => {
+test('a template built once through the API starts on both nodes (pulled from the registry by digest), via either replica', async () => {
   const name = `cluster-${Date.now()}`
-  const tpl = Template().fromTemplate('base').runCmd('echo built-in-cluster > /opt/which', { user: 'root' })
+  // 16 MiB of layer, so the pull figure below measures moving data.
+  const tpl = Template().fromTemplate('base')
+    .runCmd('echo built-in-cluster > /opt/which && head -c 16777216 /dev/urandom > /opt/blob', { user: 'root' })
   const built = await Template.build(tpl, name)
   assert.equal(built.name, name)
   assert.equal(await Template.exists(name), true)
+
+  // One SandboxTemplate: built on one node, Ready, its build in the
+  // registry by digest.
+  const tpls = JSON.parse(execFileSync('kubectl', ['get', 'sandboxtemplates.sandpit.dev', '-n', 'sandpit', '-o', 'json'], { encoding: 'utf8' }))
+    .items.filter((o) => o.spec?.aliases?.includes(name))
+  assert.equal(tpls.length, 1, `SandboxTemplates of ${name}: ${tpls.map((o) => o.metadata.name)}`)
+  const st = tpls[0].status
+  assert.equal(st.phase, 'Ready', JSON.stringify(st))
+  assert.match(st.image, /^127\.0\.0\.1:\d+\/sandpit\/templates@sha256:[0-9a-f]{64}$/)
+  const builder = st.builtOn
+  assert.match(builder, /^node-[12]$/)
+  const other = builder === 'node-1' ? 'node-2' : 'node-1'
+
+  // Placement prefers the node holding the template (x2) but may take any:
+  // create in batches, through both replicas, until both nodes hold some.
   const boxes = []
-  for (const apiUrl of [process.env.E2B_API_URL, api2, process.env.E2B_API_URL]) {
-    const s = await create({ template: name, apiUrl, sandboxUrl: apiUrl })
-    boxes.push(s)
-    assert.equal((await s.commands.run('cat /opt/which')).stdout, 'built-in-cluster\n')
+  const took = new Map() // sandbox id -> create ms
+  const nodesOf = () => {
+    const objs = sandboxObjects()
+    return new Map(boxes.map((s) => [s.sandboxId, objs.get(s.sandboxId)]))
   }
-  const objs = sandboxObjects()
-  const nodes = new Set(boxes.map((s) => objs.get(s.sandboxId)))
-  assert.equal(nodes.size, 1, `the template's sandboxes on one node: ${[...nodes]}`)
+  let firstOnOther
+  for (let round = 0; round < 8 && new Set(nodesOf().values()).size < 2; round++) {
+    const batch = await Promise.all([0, 1, 2, 3].map(async (i) => {
+      const apiUrl = i % 2 ? api2 : process.env.E2B_API_URL
+      const t0 = performance.now()
+      const s = await create({ template: name, apiUrl, sandboxUrl: apiUrl })
+      took.set(s.sandboxId, performance.now() - t0)
+      return s
+    }))
+    boxes.push(...batch)
+    const on = nodesOf()
+    firstOnOther ??= batch.filter((s) => on.get(s.sandboxId) === other)
+      .sort((a, b) => took.get(b.sandboxId) - took.get(a.sandboxId))[0]
+  }
+  const on = nodesOf()
+  assert.deepEqual(new Set(on.values()), new Set(['node-1', 'node-2']), `the template's sandboxes' nodes: ${[...on]}`)
+  // The file the template's RUN step wrote is in every sandbox, on both nodes.
+  for (const s of boxes) {
+    assert.equal((await s.commands.run('cat /opt/which; stat -c %s /opt/blob')).stdout, 'built-in-cluster\n16777216\n', `on ${on.get(s.sandboxId)}`)
+  }
+
+  // Built once: only the builder ran the build; the other pulled it once
+  // (concurrent creates there shared the pull).
+  const log = (n) => readFileSync(join(clusterDir, 'logs', `${n}.log`), 'utf8')
+  const id = tpls[0].metadata.name
+  const started = (n) => log(n).split('\n').filter((l) => l.includes('template build started') && l.includes(`template=${id}`)).length
+  assert.equal(started(builder), 1, 'one build on the builder')
+  assert.equal(started(other), 0, 'no build on the other node')
+  const pulled = log(other).split('\n').filter((l) => l.includes('template pulled') && l.includes(`template=${id}`))
+  assert.equal(pulled.length, 1, `pulls on ${other}: ${pulled.join('\n')}`)
+
+  // Figures: a create that pulled the template, the pull alone, and
+  // creates where it is present (sequential, so each node's own time).
+  const present = { [builder]: [], [other]: [] }
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now()
+    const s = await create({ template: name })
+    const ms = performance.now() - t0
+    present[sandboxObjects().get(s.sandboxId)]?.push(ms)
+    await s.kill()
+    live.delete(s)
+  }
+  const med = (a) => a.length ? a.sort((x, y) => x - y)[Math.floor(a.length / 2)].toFixed(0) : '-'
+  console.log(`# template pull figures (16 MiB layer): first create on ${other} (pulled) ${took.get(firstOnOther.sandboxId).toFixed(0)} ms` +
+    ` (in a batch of 4); pull alone ${pulled[0].match(/took=\S+/)?.[0]}; sequential creates where present:` +
+    ` p50 ${med(present[builder])} ms on ${builder} (n=${present[builder].length}), ${med(present[other])} ms on ${other} (n=${present[other].length})`)
+
   for (const s of boxes) {
     await s.kill()
     live.delete(s)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Starts a test cluster on this machine, all on loopback: etcd and a real
 # kube-apiserver (built from their Go modules and cached, see build-bins.sh),
-# the CRDs of deploy/kubernetes, then one `sandpit serve --role api` and two
-# `sandpit serve --role node` processes standing in for the Deployment's and
+# the CRDs of deploy/kubernetes, an OCI registry (test/cluster/registry), then
+# `sandpit serve --role api` replicas and two `sandpit serve --role node` processes standing in for the Deployment's and
 # the DaemonSet's pods (separate data dirs, uid ranges, egress pools, cgroups
 # and ports; cgroups apart by data dir). Prints the export lines that point the E2B SDKs and kubectl
 # at it; they are also in DIR/env.
 #
 # Usage: test/cluster/up.sh DIR      (DIR must not exist, or be empty)
-# Env:   SANDPIT_BIN (default bin/sandpit), CLUSTER_NODES (default 2),
+# Env:   SANDPIT_BIN (default bin/sandpit), SANDPIT_REGISTRY_BIN (default:
+#        built into DIR/bin), CLUSTER_NODES (default 2),
 #        CLUSTER_APIS (API replicas, default 2; the second's URL is
 #        SANDPIT_API2_URL),
 #        CLUSTER_CONTROL_PLANE_ONLY=1 (etcd, kube-apiserver and the CRDs only)
@@ -131,6 +132,24 @@ if [[ ${CLUSTER_CONTROL_PLANE_ONLY:-} == 1 ]]; then
 fi
 
 [[ -x $sandpit ]] || fail "$sandpit is missing: make build"
+
+# The cluster's OCI registry (test/cluster/registry: go-containerregistry's
+# server, blobs in DIR/registry) on a free loopback port: nodes push the
+# templates they build there and pull those built elsewhere (--registry).
+registry_bin=${SANDPIT_REGISTRY_BIN:-$dir/bin/registry}
+if [[ ! -x $registry_bin ]]; then
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$registry_bin" ./test/cluster/registry) >"$dir/logs/registry-build.log" 2>&1 ||
+		fail "building the registry: $(cat "$dir/logs/registry-build.log")"
+fi
+start registry "$registry_bin" -listen 127.0.0.1:0 -dir "$dir/registry" -addr-file "$dir/registry.addr"
+for _ in $(seq 1 300); do
+	[[ -s $dir/registry.addr ]] && break
+	kill -0 "$(<"$dir/pids/registry.pid")" 2>/dev/null || fail "registry exited"
+	sleep 0.1
+done
+[[ -s $dir/registry.addr ]] || fail "registry did not start in 30 s"
+registry_url=http://$(<"$dir/registry.addr")/sandpit/templates
+wait_http registry "http://$(<"$dir/registry.addr")/v2/"
 api_key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (umask 077 && echo "$api_key" >"$dir/api-key")
 # Clusters of different DIRs may run at once on this machine (several
@@ -151,7 +170,8 @@ for i in $(seq 1 "$nodes"); do
 		--listen "127.0.0.1:$port" --data-dir "$dir/node-$i" --kill-on-stop \
 		--uid-base $((300000000 + slot * 150000000 + i * 5000000)) --max-sandboxes 64 \
 		--egress-pool "10.$((100 + slot)).$((i * 4)).0/22" \
-		--warm-pool base=1 --min-free-memory 0 --lease-duration 5s)
+		--warm-pool base=1 --min-free-memory 0 --lease-duration 5s \
+		--registry "$registry_url")
 	# restart-node.sh starts it again from here.
 	declare -p node_cmd >"$dir/node-$i.cmd"
 	SANDPIT_API_KEY=$api_key start "node-$i" "${node_cmd[@]}"
