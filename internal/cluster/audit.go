@@ -36,7 +36,7 @@ import (
 
 var onBehalfHeaders = []string{
 	restapi.OnBehalfTeamID, restapi.OnBehalfTeamName, restapi.OnBehalfKeyID,
-	restapi.OnBehalfKeyName, restapi.OnBehalfClient,
+	restapi.OnBehalfKeyName, restapi.OnBehalfClient, restapi.OnBehalfAdmin,
 }
 
 func hasOnBehalf(h http.Header) bool {

@@ -133,6 +133,7 @@ func (rt *Router) authenticate(r *http.Request) (*http.Request, bool) {
 		r.Header.Set(restapi.OnBehalfKeyID, k.ID)
 		r.Header.Set(restapi.OnBehalfKeyName, k.Name)
 		r.Header.Set(restapi.OnBehalfClient, r.RemoteAddr)
+		r.Header.Set(restapi.OnBehalfAdmin, strconv.FormatBool(k.Admin))
 	}
 	return r, true
 }
@@ -245,20 +246,30 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.auditLog(w, r)
 	case r.Method == http.MethodPost && p == "/v3/templates":
 		rt.newTemplate(w, r)
+	case p == "/templates/tags" && (r.Method == http.MethodPost || r.Method == http.MethodDelete):
+		rt.templateTags(w, r)
+	case strings.HasPrefix(p, "/sandpit/v1/keys") || strings.HasPrefix(p, "/sandpit/v1/teams"):
+		// A node's own keys and teams mean nothing in a cluster.
+		writeJSONError(w, http.StatusNotImplemented, "in a cluster, API keys and teams live in the Kubernetes API: use `sandpit keys|teams ... --kubeconfig FILE`")
 	default:
 		if id := pathSandboxID(p); id != "" {
 			rt.toSandbox(w, r, id, false)
 			return
 		}
-		if ref := pathTemplateRef(r.URL.EscapedPath()); ref != "" {
-			if addr, ok := rt.templateAddr(r.Context(), ref); ok {
-				rt.forward(w, r, addr)
+		ref := pathTemplateRef(r.URL.EscapedPath())
+		if ref != "" && !rt.templateAllowed(w, r, ref, r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			return
+		}
+		addr, ok := rt.templateAddr(r.Context(), ref)
+		if !ok {
+			var err error
+			if addr, err = rt.anyNode(r.Context()); err != nil {
+				writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 				return
 			}
 		}
-		addr, err := rt.anyNode(r.Context())
-		if err != nil {
-			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		if r.Method == http.MethodPatch && ref != "" && isTemplatePath(r.URL.EscapedPath()) {
+			rt.updateTemplate(w, r, ref, addr)
 			return
 		}
 		rt.forward(w, r, addr)
@@ -618,6 +629,9 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 	// Released after the answer: the Sandboxes carry the reservation,
 	// so it is not counted twice meanwhile.
 	defer func() { go rt.release(r.Context(), adm) }()
+	if !rt.templateAllowed(w, r, req.TemplateID, false) {
+		return
+	}
 	// A template built through the API starts on the node that built it,
 	// or, once in the registry, on any node (which pulls it when it lacks
 	// it; placement prefers the nodes that hold it).
@@ -870,31 +884,41 @@ func (rt *Router) templateNode(ctx context.Context, ref string) (string, error) 
 // templateNodeBy is templateNode with the rule that reads the node off
 // the SandboxTemplates (templateNode, sandboxTemplateNode).
 func (rt *Router) templateNodeBy(ctx context.Context, ref string, nodeOf func([]SandboxTemplate, string) string) (string, error) {
+	ts, err := rt.templatesFor(ctx, ref)
+	if err != nil || ts == nil {
+		return "", err
+	}
+	return nodeOf(ts, ref), nil
+}
+
+// templatesFor returns the SandboxTemplates, read again when none names
+// ref, or nil for a ref that is a template every node has.
+func (rt *Router) templatesFor(ctx context.Context, ref string) ([]SandboxTemplate, error) {
 	if ref == "" {
-		return "", nil
+		return nil, nil
 	}
 	if _, err := rt.liveNodes(ctx); err != nil {
-		return "", err
+		return nil, err
 	}
 	rt.mu.Lock()
 	ts, fresh, common := rt.templates, time.Since(rt.tplAt) < liveTTL, rt.everywhere[ref]
 	rt.mu.Unlock()
 	if common {
-		return "", nil
+		return nil, nil
 	}
 	if fresh && findTemplate(ts, ref) != nil {
-		return nodeOf(ts, ref), nil
+		return ts, nil
 	}
 	// Not known here yet: another replica may have recorded it a moment
 	// ago, so a miss reads again.
 	ts, err := rt.cfg.Client.ListTemplates(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	rt.mu.Lock()
 	rt.templates, rt.tplAt = ts, time.Now()
 	rt.mu.Unlock()
-	return nodeOf(ts, ref), nil
+	return ts, nil
 }
 
 // templateAddr returns the address of the live node that holds template
@@ -931,6 +955,10 @@ func (rt *Router) newTemplate(w http.ResponseWriter, r *http.Request) {
 	holder, err := rt.templateNode(r.Context(), name)
 	if err != nil {
 		writeJSONError(w, http.StatusServiceUnavailable, "looking up the template failed")
+		return
+	}
+	if a, _, err := rt.templateAccess(r.Context(), name); err == nil && a != accessOwn {
+		writeJSONError(w, http.StatusConflict, fmt.Sprintf("template name %q is taken", name))
 		return
 	}
 	node, err := rt.cfg.Placer.PlaceAmong(r.Context(), "", func(n string) bool { return holder == "" || n == holder })
@@ -1030,6 +1058,14 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 			return
 		}
 	}
+	hidden := func(string) bool { return false }
+	if key == "templateID" || key == "snapshotID" {
+		if hidden, err = rt.hiddenTemplates(r.Context()); err != nil {
+			rt.log.Warn("listing a team's templates", "err", err)
+			writeJSONError(w, http.StatusServiceUnavailable, "listing the team's templates failed")
+			return
+		}
+	}
 	all := []json.RawMessage{}
 	seen := map[string]bool{}
 	for range live {
@@ -1055,6 +1091,10 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 				}
 			}
 			if json.Unmarshal(it, &fields) == nil && fields[key] != nil {
+				var id string
+				if json.Unmarshal(fields[key], &id) == nil && hidden(id) {
+					continue
+				}
 				if seen[string(fields[key])] {
 					continue
 				}

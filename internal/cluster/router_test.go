@@ -18,6 +18,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sandpit-dev/sandpit/internal/restapi"
 )
 
 func TestPathSandboxID(t *testing.T) {
@@ -143,6 +145,8 @@ func newFakeNode(t *testing.T, name string, key ...string) *fakeNode {
 			delete(f.ids, strings.TrimPrefix(r.URL.Path, "/sandboxes/"))
 			f.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent)
+		case r.URL.Path == "/on-behalf-admin":
+			fmt.Fprint(w, r.Header.Get(restapi.OnBehalfAdmin))
 		default:
 			fmt.Fprintf(w, "%s %s %s", f.name, r.Header.Get("E2b-Sandbox-Id"), r.URL.Path)
 		}

@@ -44,6 +44,9 @@ type SandboxTemplate struct {
 type TemplateSpec struct {
 	TeamID  string   `json:"teamID,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// Public is set when an admin made the template public: every team
+	// may start it.
+	Public bool `json:"public,omitempty"`
 }
 
 // TemplateStatus says where the template is.
@@ -75,6 +78,10 @@ func (c *Client) RecordTemplate(ctx context.Context, id, node, buildID string, a
 	out, err := res.Get(ctx, id, metav1.GetOptions{})
 	if err == nil {
 		u.SetResourceVersion(out.GetResourceVersion())
+		// A rebuild keeps what an admin made of the template.
+		if spec, ok := out.Object["spec"].(map[string]any); ok && spec["public"] == true {
+			u.Object["spec"].(map[string]any)["public"] = true
+		}
 		out, err = res.Update(ctx, u, metav1.UpdateOptions{})
 	} else {
 		out, err = res.Create(ctx, u, metav1.CreateOptions{})

@@ -177,6 +177,11 @@ const (
 	OnBehalfKeyID    = "X-Sandpit-On-Behalf-Key-Id"
 	OnBehalfKeyName  = "X-Sandpit-On-Behalf-Key-Name"
 	OnBehalfClient   = "X-Sandpit-On-Behalf-Client"
+	// OnBehalfAdmin is "true" when the caller's key is an admin key: a
+	// request on behalf of any other key acts without the shared key's
+	// admin rights (building reserved names, making templates public,
+	// the keys and audit APIs).
+	OnBehalfAdmin = "X-Sandpit-On-Behalf-Admin"
 )
 
 // onBehalf puts the caller an api replica named in e, for a request made

@@ -42,3 +42,26 @@ func TestAuditOnBehalfOfAClusterCaller(t *testing.T) {
 		t.Errorf("create with a team's own key and the headers: %+v, want the key's own team and key", c)
 	}
 }
+
+// A request a replica forwards for a key that is not an admin's acts
+// without the shared key's admin rights; for an admin key it keeps them.
+func TestOnBehalfOfANonAdminKeyIsNoAdmin(t *testing.T) {
+	e, _ := keysEnv(t)
+	for _, c := range []struct {
+		admin string
+		want  int
+	}{{"false", 403}, {"", 403}, {"true", 201}} {
+		h := map[string]string{"X-Api-Key": extraKey, restapi.OnBehalfKeyID: "key_1", restapi.OnBehalfTeamName: "acme"}
+		if c.admin != "" {
+			h[restapi.OnBehalfAdmin] = c.admin
+		}
+		r := e.doKey(t, "POST", "/sandpit/v1/keys", `{"name":"k","admin":true}`, h)
+		if r.status != c.want {
+			t.Errorf("admin key made on behalf of a key with admin=%q: %d %s, want %d", c.admin, r.status, r.body, c.want)
+		}
+	}
+	// The shared key alone is the operator's, an admin.
+	if r := e.doKey(t, "POST", "/sandpit/v1/keys", `{"name":"k2","admin":true}`, map[string]string{"X-Api-Key": extraKey}); r.status != 201 {
+		t.Errorf("admin key made with the shared key: %d %s", r.status, r.body)
+	}
+}

@@ -208,6 +208,9 @@ func (s *server) authenticate(routes *http.ServeMux, next http.Handler) http.Han
 				"invalid API key: keys look like e2b_ followed by 40 hex digits; create one with `sandpit keys create` or set SANDPIT_API_KEY on the server"))
 			return
 		}
+		if p.KeyID == "env" && r.Header.Get(OnBehalfKeyID) != "" && r.Header.Get(OnBehalfAdmin) != "true" {
+			p.Admin = false
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
