@@ -911,6 +911,11 @@ func (rt *Router) templatesFor(ctx context.Context, ref string) ([]SandboxTempla
 	}
 	// Not known here yet: another replica may have recorded it a moment
 	// ago, so a miss reads again.
+	return rt.readTemplates(ctx)
+}
+
+// readTemplates reads the SandboxTemplates and keeps them as the cache.
+func (rt *Router) readTemplates(ctx context.Context) ([]SandboxTemplate, error) {
 	ts, err := rt.cfg.Client.ListTemplates(ctx)
 	if err != nil {
 		return nil, err

@@ -43,7 +43,17 @@ func (rt *Router) templateAccess(ctx context.Context, ref string) (templateAcces
 	if err != nil {
 		return accessNone, nil, err
 	}
-	return accessOf(findTemplate(ts, ref), team), findTemplate(ts, ref), nil
+	t := findTemplate(ts, ref)
+	if a := accessOf(t, team); a == accessOwn {
+		return a, t, nil
+	}
+	// A refusal reads again: another replica may have made the template
+	// public a moment ago.
+	if ts, err = rt.readTemplates(ctx); err != nil {
+		return accessNone, nil, err
+	}
+	t = findTemplate(ts, ref)
+	return accessOf(t, team), t, nil
 }
 
 func accessOf(t *SandboxTemplate, team string) templateAccess {
@@ -86,13 +96,10 @@ func (rt *Router) hiddenTemplates(ctx context.Context) (func(id string) bool, er
 	if !scoped {
 		return func(string) bool { return false }, nil
 	}
-	ts, err := rt.cfg.Client.ListTemplates(ctx)
+	ts, err := rt.readTemplates(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rt.mu.Lock()
-	rt.templates, rt.tplAt = ts, time.Now()
-	rt.mu.Unlock()
 	return func(id string) bool { return accessOf(findTemplate(ts, id), team) == accessNone }, nil
 }
 

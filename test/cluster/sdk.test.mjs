@@ -92,8 +92,13 @@ test('the code interpreter through the API role: state across runs', async () =>
   live.delete(s)
 })
 
+// The template the registry test builds with the shared key (the
+// operator's, no team): the teams test checks a team key cannot see it.
+let operatorsTemplate
+
 test('a template built once through the API starts on both nodes (pulled from the registry by digest), via either replica', async () => {
   const name = `cluster-${Date.now()}`
+  operatorsTemplate = name
   // 16 MiB of layer, so the pull figure below measures moving data.
   const tpl = Template().fromTemplate('base')
     .runCmd('echo built-in-cluster > /opt/which && head -c 16777216 /dev/urandom > /opt/blob', { user: 'root' })
@@ -206,7 +211,7 @@ test('pause and resume, forks, and sandboxes from a snapshot, through the API ro
   live.delete(parent)
 })
 
-test('two teams\' keys made with sandpit keys create --kubeconfig: each sees only its own sandboxes, a revoked key gets 401', async () => {
+test('two teams\' keys made with sandpit keys create --kubeconfig: each sees only its own sandboxes and templates (public ones start), a revoked key gets 401', async () => {
   const sandpit = process.env.SANDPIT_BIN ?? join(here, '..', '..', 'bin', 'sandpit')
   const cli = (...args) => execFileSync(sandpit, [...args, '--kubeconfig', process.env.KUBECONFIG], { encoding: 'utf8' })
   const keys = {}
@@ -266,6 +271,30 @@ test('two teams\' keys made with sandpit keys create --kubeconfig: each sees onl
     await assert.rejects(Sandbox.create({ apiKey: keys.red, apiUrl }), (e) => e.name === 'AuthenticationError')
   }
   assert.equal((await blue.commands.run('echo blue')).stdout, 'blue\n')
+
+  // Templates are a team's own too: the operator's is unknown to blue
+  // (exists, create) on both replicas until the operator's admin key
+  // makes it public; then blue starts it but cannot delete it.
+  if (!operatorsTemplate) {
+    operatorsTemplate = `ops-${Date.now()}`
+    await Template.build(Template().fromTemplate('base').runCmd('echo built-in-cluster > /opt/which', { user: 'root' }), operatorsTemplate)
+  }
+  for (const apiUrl of [process.env.E2B_API_URL, api2]) {
+    assert.equal(await Template.exists(operatorsTemplate, { apiKey: keys.blue, apiUrl }), false, `blue sees the operator's template via ${apiUrl}`)
+    await assert.rejects(Sandbox.create(operatorsTemplate, { apiKey: keys.blue, apiUrl, sandboxUrl: apiUrl }), /not found/i)
+  }
+  const tplID = (await (await fetch(`${process.env.E2B_API_URL}/templates/aliases/${operatorsTemplate}`, { headers: { 'X-API-KEY': process.env.E2B_API_KEY } })).json()).templateID
+  const patch = await fetch(`${process.env.E2B_API_URL}/templates/${tplID}`, {
+    method: 'PATCH', headers: { 'X-API-KEY': process.env.E2B_API_KEY, 'Content-Type': 'application/json' }, body: JSON.stringify({ public: true }),
+  })
+  assert.equal(patch.status, 200, await patch.text())
+  const pub = await Sandbox.create(operatorsTemplate, { timeoutMs: 120_000, apiKey: keys.blue, apiUrl: api2, sandboxUrl: api2 })
+  live.add(pub)
+  assert.equal((await pub.commands.run('cat /opt/which')).stdout, 'built-in-cluster\n')
+  const del = await fetch(`${api2}/templates/${tplID}`, { method: 'DELETE', headers: { 'X-API-KEY': keys.blue } })
+  assert.equal(del.status, 404, 'blue deletes the operator\'s public template')
+  await pub.kill()
+  live.delete(pub)
   await blue.kill()
   live.delete(blue)
   await operators.kill()
