@@ -27,12 +27,13 @@ setup: ## install what sandpit needs (Debian/Ubuntu, as root; quick when done)
 setup-test: ## setup, plus what the tests need (browser, peers, Docker's binaries)
 	@scripts/setup.sh test
 
-# Both in one go build, so their modification times match: the daemon
-# starts sandboxes from the sandpit-agent beside it only when they do.
+# All in one go build, so their modification times match: the daemon
+# starts sandboxes from the sandpit-agent and sandpit-init beside it only
+# when they do.
 $(BIN): $(GO_SOURCES)
-	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/sandpit ./cmd/sandpit-agent
+	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/sandpit ./cmd/sandpit-agent ./cmd/sandpit-init
 
-build: $(BIN) ## build the static binaries into bin/ (sandpit, and sandpit-agent for inside sandboxes)
+build: $(BIN) ## build the static binaries into bin/ (sandpit, and sandpit-agent and sandpit-init for inside sandboxes)
 
 run: setup build ## install, build and start the daemon on $(LISTEN)
 	$(BIN) serve --listen $(LISTEN)

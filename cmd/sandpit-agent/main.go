@@ -1,11 +1,11 @@
-// Command sandpit-agent is what runs inside every sandbox: first as its
-// init (sandboxinit), then, executed by the init, as its agent (envd).
-// The daemon also runs one as its spawner, which forks the inits. It is a
-// separate, small binary because each sandbox starts it twice and a
-// Go program pays at start for every package it links: this one starts in
-// about a third of the CPU time of the whole sandpit binary. The daemon
-// uses the sandpit-agent beside its own binary, or itself when there is
-// none (cmd/sandpit answers the same two subcommands).
+// Command sandpit-agent is what runs inside every sandbox as its agent
+// (envd), executed by the sandbox's init. It is a separate, small binary
+// because a Go program pays at start for every package it links: this one
+// starts in about a third of the CPU time of the whole sandpit binary. The
+// daemon uses the sandpit-agent beside its own binary, or itself when
+// there is none (cmd/sandpit answers the same subcommands). It still
+// answers the init's and the spawner's subcommands, for a daemon that
+// finds no sandpit-init (cmd/sandpit-init) beside it.
 package main
 
 import (

@@ -183,8 +183,9 @@ func Build(ctx context.Context, repoRoot string) (string, error) {
 			return
 		}
 		bin := filepath.Join(dir, "sandpit")
-		// One go build for both, so the daemon takes the agent as its own.
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/sandpit", "./cmd/sandpit-agent")
+		// One go build for all, so the daemon takes the agent and the
+		// init as its own.
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/sandpit", "./cmd/sandpit-agent", "./cmd/sandpit-init")
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

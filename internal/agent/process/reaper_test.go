@@ -2,6 +2,7 @@ package process
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -117,4 +118,48 @@ func TestReaperLeavesExecCmdChildren(t *testing.T) {
 		defer r.mu.Unlock()
 		return len(r.external) == 0
 	})
+}
+
+// exitedChild names an exited child without reaping it, and
+// reapExitedLocked then reaps it as an orphan: the path a SIGCHLD takes
+// while no exec.Cmd user has children.
+func TestReapExitedWithoutListing(t *testing.T) {
+	r := &Reaper{logger: slog.New(slog.DiscardHandler), waiters: map[int]func(unix.WaitStatus){}, external: map[int]struct{}{}}
+	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit 5"}, &syscall.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	eventually(t, "the child to exit", func() bool {
+		p, ok := exitedChild()
+		if !ok {
+			t.Fatal("waitid's answer could not be read")
+		}
+		if p > 0 && p != pid {
+			// A stray zombie of an earlier test (this process may be a
+			// subreaper): out of the way.
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(p, &ws, unix.WNOHANG, nil)
+		}
+		got = p
+		return p == pid
+	})
+	if _, err := os.Stat("/proc/" + strconv.Itoa(got)); err != nil {
+		t.Fatalf("exitedChild reaped %d: %v", got, err)
+	}
+	var status unix.WaitStatus
+	r.waiters[pid] = func(ws unix.WaitStatus) { status = ws }
+	r.mu.Lock()
+	calls, scan := r.reapExitedLocked()
+	r.mu.Unlock()
+	if scan || len(calls) != 1 {
+		t.Fatalf("reapExitedLocked: %d calls, scan %v; want 1 call, no scan", len(calls), scan)
+	}
+	calls[0].fn(calls[0].ws)
+	if !status.Exited() || status.ExitStatus() != 5 {
+		t.Errorf("status %v, want exit 5", status)
+	}
+	if p, ok := exitedChild(); !ok || p == pid {
+		t.Errorf("after the reap exitedChild says %d (%v)", p, ok)
+	}
 }

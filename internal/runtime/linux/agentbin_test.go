@@ -53,3 +53,45 @@ func TestAgentBinary(t *testing.T) {
 		}
 	}
 }
+
+func TestInitBinary(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "sandpit")
+	agent := filepath.Join(dir, AgentName)
+	init := filepath.Join(dir, InitName)
+	now := time.Now()
+	for _, f := range []string{exe, agent} {
+		if err := os.WriteFile(f, []byte(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f, now, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pick := func() (string, string) {
+		t.Helper()
+		p, why, err := initBinary(exe, agent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, why
+	}
+	if p, why := pick(); p != agent || why == "" {
+		t.Errorf("without sandpit-init: %q (%q), want the agent with a reason", p, why)
+	}
+	if err := os.WriteFile(init, []byte("init"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(init, now, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if p, why := pick(); p != init || why != "" {
+		t.Errorf("with sandpit-init built alongside: %q (%q), want %q", p, why, init)
+	}
+	if err := os.Chtimes(init, now, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if p, why := pick(); p != agent || why == "" {
+		t.Errorf("with a sandpit-init of another build: %q (%q), want the agent with a reason", p, why)
+	}
+}

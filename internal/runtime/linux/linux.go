@@ -42,7 +42,12 @@ type Config struct {
 	// Exe is the binary each sandbox's init and agent run from. When
 	// empty: sandpit-agent beside the running binary if it was built with
 	// it, else the running binary (see agentBinary).
-	Exe     string
+	Exe string
+	// InitExe is the binary each sandbox's init and the spawner of inits
+	// run from. When empty: sandpit-init beside the running binary if
+	// Exe was empty too and it was built with it (see initBinary), else
+	// Exe, which answers the same subcommands.
+	InitExe string
 	Cgroups cgroup.Manager
 	Logger  *slog.Logger
 	// UIDBase is the first host uid of the ranges sandboxes map their ids
@@ -143,6 +148,19 @@ func New(cfg Config) (*Runtime, error) {
 			cfg.Logger.Warn("sandboxes start from the daemon's own binary, which costs each create a few ms of CPU more", "reason", why)
 		}
 		cfg.Exe = agent
+		if cfg.InitExe == "" {
+			init, why, err := initBinary(exe, agent)
+			if err != nil {
+				return nil, err
+			}
+			if why != "" {
+				cfg.Logger.Warn("sandbox inits start from the agent's binary, which costs each create about a ms of CPU more", "reason", why)
+			}
+			cfg.InitExe = init
+		}
+	}
+	if cfg.InitExe == "" {
+		cfg.InitExe = cfg.Exe
 	}
 	if cfg.UIDBase == 0 {
 		cfg.UIDBase = 1 << 20
@@ -167,7 +185,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{
-		spawner: &spawner{exe: cfg.Exe},
+		spawner: &spawner{exe: cfg.InitExe},
 		seccomp: filter,
 		bootID:  boot,
 		cfg:     cfg,
@@ -331,16 +349,26 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 		return nil, err
 	}
 	// The init runs as the sandbox's host uid, which may not traverse the
-	// directories holding the binary: it execs (and later bind-mounts)
-	// the binary through an inherited descriptor instead of its path.
+	// directories holding the binaries: it execs its own through an
+	// inherited descriptor instead of its path, and the agent's is
+	// mounted into the sandbox from a descriptor too.
 	exe, err := os.Open(r.cfg.Exe)
 	if err != nil {
 		childCtl.Close()
 		stderr.Close()
-		return nil, fmt.Errorf("opening own binary: %w", err)
+		return nil, fmt.Errorf("opening the agent binary: %w", err)
 	}
 	defer exe.Close()
-	pid, pidfd, err := r.spawner.spawn(hostUID, idsPerSandbox, childCtl, lnFile, exe, stderr)
+	initExe := exe
+	if r.cfg.InitExe != r.cfg.Exe {
+		if initExe, err = os.Open(r.cfg.InitExe); err != nil {
+			childCtl.Close()
+			stderr.Close()
+			return nil, fmt.Errorf("opening the init binary: %w", err)
+		}
+		defer initExe.Close()
+	}
+	pid, pidfd, err := r.spawner.spawn(hostUID, idsPerSandbox, childCtl, lnFile, initExe, stderr)
 	childCtl.Close()
 	stderr.Close()
 	if err != nil {

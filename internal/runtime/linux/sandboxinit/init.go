@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"github.com/moby/sys/capability"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -250,17 +249,6 @@ func writeHostFiles(root string, cfg *Config) error {
 		if err := os.WriteFile(filepath.Join(root, p), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("writing /%s: %w", p, err)
 		}
-	}
-	return nil
-}
-
-func loopbackUp() error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("finding loopback: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing loopback up: %w", err)
 	}
 	return nil
 }
