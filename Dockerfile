@@ -11,9 +11,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# Both in one go build, so their modification times match: the daemon
-# starts sandboxes from the sandpit-agent beside it only when they do.
-RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./cmd/sandpit ./cmd/sandpit-agent
+# All in one go build, so their modification times match: the daemon
+# starts sandboxes from the sandpit-agent and sandpit-init beside it only
+# when they do.
+RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./cmd/sandpit ./cmd/sandpit-agent ./cmd/sandpit-init
 
 FROM debian:12-slim
 # What a node execs or hands its sandboxes, which see the node's /usr as
@@ -33,6 +34,6 @@ COPY scripts/python-kernel-requirements.txt /usr/local/lib/sandpit/python/.requi
 RUN python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --no-deps --require-hashes --only-binary=:all: --target /usr/local/lib/sandpit/python \
     -r /usr/local/lib/sandpit/python/.requirements.txt
-COPY --from=build /out/sandpit /out/sandpit-agent /usr/local/bin/
+COPY --from=build /out/sandpit /out/sandpit-agent /out/sandpit-init /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/sandpit"]
 CMD ["serve"]

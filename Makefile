@@ -122,7 +122,7 @@ image: build ## the container image as a docker-archive tarball (bin/sandpit-ima
 	root=$$(scripts/image-base.sh $(IMAGE_SUITE)); \
 	go run ./cmd/mkimage -base "$$root" -base-cache "$$root.layer.tar.gz" -epoch $(IMAGE_EPOCH) \
 	  -tag sandpit:$(IMAGE_TAG) -tag sandpit:latest -o $(IMAGE_OUT) \
-	  -add bin/sandpit:/usr/local/bin/sandpit -add bin/sandpit-agent:/usr/local/bin/sandpit-agent
+	  -add bin/sandpit:/usr/local/bin/sandpit -add bin/sandpit-agent:/usr/local/bin/sandpit-agent -add bin/sandpit-init:/usr/local/bin/sandpit-init
 
 image-check: image ## make image, then read it back (go-containerregistry) and check the binaries and entrypoint are in it
 	go run ./cmd/mkimage -check $(IMAGE_OUT)

@@ -18,14 +18,15 @@ import (
 // per-sandbox disks, debootstrap for Debian templates) or starts in
 // sandboxes (python3 for the code interpreter, sudo).
 var needed = []string{
-	"usr/local/bin/sandpit", "usr/local/bin/sandpit-agent",
+	"usr/local/bin/sandpit", "usr/local/bin/sandpit-agent", "usr/local/bin/sandpit-init",
 	"usr/sbin/mkfs.ext4", "usr/sbin/debootstrap", "usr/bin/python3", "usr/bin/sudo",
 }
 
 // Check reads a docker-archive tarball back with go-containerregistry's
 // reader and checks it is sandpit's image: tagged, entrypoint sandpit
-// serve, the needed files present, the two binaries executable with equal
-// times (the daemon starts sandboxes from the agent beside it only then).
+// serve, the needed files present, the three binaries executable with
+// equal times (the daemon starts sandboxes from the agent and init beside
+// it only then).
 // It returns a one-line report.
 func Check(path string) (string, error) {
 	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return openFile(path) })
@@ -72,14 +73,16 @@ func Check(path string) (string, error) {
 			return "", fmt.Errorf("%s: no /%s", path, n)
 		}
 	}
-	sp, ag := found["usr/local/bin/sandpit"], found["usr/local/bin/sandpit-agent"]
-	for _, h := range []*tar.Header{sp, ag} {
+	sp, ag, in := found["usr/local/bin/sandpit"], found["usr/local/bin/sandpit-agent"], found["usr/local/bin/sandpit-init"]
+	for _, h := range []*tar.Header{sp, ag, in} {
 		if h.Typeflag != tar.TypeReg || h.Mode&0o111 == 0 || h.Size == 0 {
 			return "", fmt.Errorf("%s: /%s is not an executable file (type %c, mode %o, %d bytes)", path, h.Name, h.Typeflag, h.Mode, h.Size)
 		}
 	}
-	if !sp.ModTime.Equal(ag.ModTime) {
-		return "", fmt.Errorf("%s: sandpit's time %v differs from sandpit-agent's %v", path, sp.ModTime, ag.ModTime)
+	for _, h := range []*tar.Header{ag, in} {
+		if !sp.ModTime.Equal(h.ModTime) {
+			return "", fmt.Errorf("%s: sandpit's time %v differs from /%s's %v", path, sp.ModTime, h.Name, h.ModTime)
+		}
 	}
 	d, err := img.Digest()
 	if err != nil {

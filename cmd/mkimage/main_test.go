@@ -46,17 +46,16 @@ func fakeBase(t *testing.T) string {
 	return root
 }
 
-func fakeBinaries(t *testing.T) (sandpit, agent string) {
+func fakeBinaries(t *testing.T) (sandpit, agent, init string) {
 	t.Helper()
 	dir := t.TempDir()
-	sandpit, agent = filepath.Join(dir, "sandpit"), filepath.Join(dir, "sandpit-agent")
-	if err := os.WriteFile(sandpit, []byte("\x7fELF sandpit"), 0o755); err != nil {
-		t.Fatal(err)
+	sandpit, agent, init = filepath.Join(dir, "sandpit"), filepath.Join(dir, "sandpit-agent"), filepath.Join(dir, "sandpit-init")
+	for _, p := range []string{sandpit, agent, init} {
+		if err := os.WriteFile(p, []byte("\x7fELF "+filepath.Base(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(agent, []byte("\x7fELF agent"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return sandpit, agent
+	return sandpit, agent, init
 }
 
 // TestImage: mkimage writes a docker-archive that go-containerregistry
@@ -66,12 +65,12 @@ func fakeBinaries(t *testing.T) (sandpit, agent string) {
 // from its cache, gives the same digest.
 func TestImage(t *testing.T) {
 	base := fakeBase(t)
-	sandpit, agent := fakeBinaries(t)
+	sandpit, agent, init := fakeBinaries(t)
 	out := filepath.Join(t.TempDir(), "image.tar")
 	cache := filepath.Join(t.TempDir(), "base.tar.gz")
 	args := []string{"-base", base, "-base-cache", cache, "-epoch", "1700000000", "-o", out,
 		"-tag", "sandpit:v0-test", "-tag", "sandpit:latest",
-		"-add", sandpit + ":/usr/local/bin/sandpit", "-add", agent + ":/usr/local/bin/sandpit-agent"}
+		"-add", sandpit + ":/usr/local/bin/sandpit", "-add", agent + ":/usr/local/bin/sandpit-agent", "-add", init + ":/usr/local/bin/sandpit-init"}
 	var stdout strings.Builder
 	if err := run(args, &stdout); err != nil {
 		t.Fatal(err)
@@ -128,7 +127,7 @@ func TestImage(t *testing.T) {
 	rc.Close()
 	for p, want := range map[string]byte{
 		"etc/os-release": tar.TypeReg, "bin": tar.TypeSymlink, "tmp": tar.TypeDir, "usr/sbin/mke2fs": tar.TypeReg,
-		"usr/local/bin/sandpit": tar.TypeReg, "usr/local/bin/sandpit-agent": tar.TypeReg, "usr/local/bin": tar.TypeDir,
+		"usr/local/bin/sandpit": tar.TypeReg, "usr/local/bin/sandpit-agent": tar.TypeReg, "usr/local/bin/sandpit-init": tar.TypeReg, "usr/local/bin": tar.TypeDir,
 	} {
 		h := got[p]
 		switch {
