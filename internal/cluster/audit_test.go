@@ -111,17 +111,7 @@ func TestRouterAudit(t *testing.T) {
 		"audit-2": newAuditNode(t, "audit-2", times(2, 3, 6), false),
 	}
 	for name, a := range nodes {
-		n, err := NewNode(NodeConfig{
-			Client: c, Name: name, Address: strings.TrimPrefix(a.srv.URL, "http://"), LeaseDuration: time.Minute,
-			Sandboxes: func(context.Context) (int, error) { return 0, nil },
-			Exists:    func(context.Context, string) (bool, error) { return true, nil },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Register(ctx); err != nil {
-			t.Fatal(err)
-		}
+		registerNode(t, c, name, strings.TrimPrefix(a.srv.URL, "http://"), time.Minute)
 	}
 	kc := c.WatchKeys(ctx)
 	if _, err := c.CreateTeam(ctx, "audit-a"); err != nil {

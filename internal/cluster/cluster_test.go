@@ -63,11 +63,28 @@ func TestSandboxSchemaRefusesBadPhase(t *testing.T) {
 // testNode registers a node agent with a fixed sandbox count.
 func testNode(t *testing.T, c *Client, name string, maxSandboxes int, lease time.Duration, exists func(string) bool) *Node {
 	t.Helper()
-	n, err := NewNode(NodeConfig{
+	return newTestNode(t, NodeConfig{
 		Client: c, Name: name, Address: "127.0.0.1:" + name, MaxSandboxes: maxSandboxes, LeaseDuration: lease,
-		Sandboxes: func(context.Context) (int, error) { return 0, nil },
-		Exists:    func(_ context.Context, id string) (bool, error) { return exists(id), nil },
+		Exists: func(_ context.Context, id string) (bool, error) { return exists(id), nil },
 	})
+}
+
+// registerNode registers a node agent (Lease, SandboxNode) for the node
+// serving at addr, which holds every sandbox asked about.
+func registerNode(t *testing.T, c *Client, name, addr string, lease time.Duration) *Node {
+	t.Helper()
+	return newTestNode(t, NodeConfig{
+		Client: c, Name: name, Address: addr, LeaseDuration: lease,
+		Exists: func(context.Context, string) (bool, error) { return true, nil },
+	})
+}
+
+// newTestNode registers the node agent of cfg, which reports no sandboxes
+// of its own, and returns it for the test to Run or not.
+func newTestNode(t *testing.T, cfg NodeConfig) *Node {
+	t.Helper()
+	cfg.Sandboxes = func(context.Context) (int, error) { return 0, nil }
+	n, err := NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,17 +76,7 @@ func TestRouterScopesByTeam(t *testing.T) {
 	ctx := t.Context()
 	const shared = "e2b_" + "1111111111111111111111111111111111111111"
 	f := newFakeNode(t, "team-n", shared)
-	n, err := NewNode(NodeConfig{
-		Client: c, Name: f.name, Address: f.addr(), LeaseDuration: 5 * time.Second,
-		Sandboxes: func(context.Context) (int, error) { return 0, nil },
-		Exists:    func(context.Context, string) (bool, error) { return true, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := registerNode(t, c, f.name, f.addr(), 5*time.Second)
 	go n.Run(ctx)
 	keys := map[string]string{}
 	kc := c.WatchKeys(ctx)

@@ -19,17 +19,7 @@ func TestTeamLimitsAcrossReplicas(t *testing.T) {
 	ctx := t.Context()
 	const shared = "e2b_" + "4444444444444444444444444444444444444444"
 	f := newFakeNode(t, "limit-n", shared)
-	n, err := NewNode(NodeConfig{
-		Client: c, Name: f.name, Address: f.addr(), LeaseDuration: time.Minute,
-		Sandboxes: func(context.Context) (int, error) { return 0, nil },
-		Exists:    func(context.Context, string) (bool, error) { return true, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	registerNode(t, c, f.name, f.addr(), time.Minute)
 	kc, tc := c.WatchKeys(ctx), c.WatchTeams(ctx)
 	keys := map[string]string{}
 	ids := map[string]string{}

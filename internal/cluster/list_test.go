@@ -157,17 +157,7 @@ func TestRouterListPagesAcrossNodes(t *testing.T) {
 	var names []string
 	for name, sbs := range perNode {
 		srv := pagingNode(t, sbs)
-		n, err := NewNode(NodeConfig{
-			Client: c, Name: name, Address: strings.TrimPrefix(srv.URL, "http://"), LeaseDuration: time.Minute,
-			Sandboxes: func(context.Context) (int, error) { return 0, nil },
-			Exists:    func(context.Context, string) (bool, error) { return true, nil },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Register(ctx); err != nil {
-			t.Fatal(err)
-		}
+		registerNode(t, c, name, strings.TrimPrefix(srv.URL, "http://"), time.Minute)
 		names = append(names, name)
 	}
 	api := httptest.NewServer(NewRouter(RouterConfig{Client: c, Placer: placerOn(c, 1, names...), APIKey: shared, Keys: kc}))

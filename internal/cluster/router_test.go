@@ -163,17 +163,7 @@ func TestRouterPlacesRecordsAndRoutes(t *testing.T) {
 	a, b := newFakeNode(t, "route-a"), newFakeNode(t, "route-b")
 	agents := map[string]*Node{}
 	for _, f := range []*fakeNode{a, b} {
-		n, err := NewNode(NodeConfig{
-			Client: c, Name: f.name, Address: f.addr(), LeaseDuration: 2 * time.Second,
-			Sandboxes: func(context.Context) (int, error) { return 0, nil },
-			Exists:    func(context.Context, string) (bool, error) { return true, nil },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Register(ctx); err != nil {
-			t.Fatal(err)
-		}
+		n := registerNode(t, c, f.name, f.addr(), 2*time.Second)
 		agents[f.name] = n
 	}
 	go agents["route-a"].Run(ctx)
@@ -522,19 +512,8 @@ func (f *tcpForwarder) cut() {
 // traffic: the Router's last view of the live nodes serves a while.
 func TestRouterRidesOutAnAPIServerBlip(t *testing.T) {
 	c := client(t)
-	ctx := t.Context()
 	node := newFakeNode(t, "blip-a")
-	n, err := NewNode(NodeConfig{
-		Client: c, Name: node.name, Address: node.addr(), LeaseDuration: time.Minute,
-		Sandboxes: func(context.Context) (int, error) { return 0, nil },
-		Exists:    func(context.Context, string) (bool, error) { return true, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
+	registerNode(t, c, node.name, node.addr(), time.Minute)
 	cfg, err := Config(controlPlane(t).Kubeconfig)
 	if err != nil {
 		t.Fatal(err)

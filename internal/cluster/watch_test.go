@@ -64,17 +64,7 @@ func TestRouterWatchesNodes(t *testing.T) {
 	ctx := t.Context()
 	const lease = 3 * time.Second
 	run := func(f *fakeNode) context.CancelFunc {
-		n, err := NewNode(NodeConfig{
-			Client: c, Name: f.name, Address: f.addr(), LeaseDuration: lease,
-			Sandboxes: func(context.Context) (int, error) { return 0, nil },
-			Exists:    func(context.Context, string) (bool, error) { return true, nil },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Register(ctx); err != nil {
-			t.Fatal(err)
-		}
+		n := registerNode(t, c, f.name, f.addr(), lease)
 		nctx, cancel := context.WithCancel(ctx)
 		go n.Run(nctx)
 		return cancel
