@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,9 @@ func Main() error {
 		return errors.New("envd runs inside a sandbox; the daemon starts it")
 	}
 	os.Unsetenv(sandboxinit.EnvdConfigEnv)
+	for _, kv := range sandboxinit.AgentRuntimeEnv { // the runtime has read them
+		os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
+	}
 	var cfg sandboxinit.EnvdConfig
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
