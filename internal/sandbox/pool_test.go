@@ -172,6 +172,15 @@ func TestWarmPoolHandOverOverlapsRecord(t *testing.T) {
 	if info.ID != warm[0] {
 		t.Fatalf("create made %s instead of taking warm %s", info.ID, warm[0])
 	}
+	// The record is what a restarted daemon takes the sandbox over from.
+	rec, err := e.st.GetSandbox(t.Context(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.AccessToken != info.AccessToken || rec.Pid != info.Pid || !rec.EndAt.Equal(info.EndAt) ||
+		rec.Env["A"] != "1" || rec.Env["E2B_SANDBOX_ID"] != info.ID || rec.State != string(sandbox.StateRunning) {
+		t.Errorf("record of the claimed sandbox = %+v, info %+v", rec, info)
+	}
 }
 
 // When a claimed sandbox's agent fails /init, the create starts a sandbox
