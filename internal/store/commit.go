@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -62,14 +63,17 @@ func (s *SQLite) write(ctx context.Context, fn func(ctx context.Context, tx *sql
 	q.running = true
 	q.mu.Unlock()
 	if lead {
-		s.commitPending()
+		s.commitPending(w)
 	}
 	return <-w.done
 }
 
 // commitPending commits queued writes, a group at a time, until none is
-// left. The caller set commits.running; commitPending clears it.
-func (s *SQLite) commitPending() {
+// left, or, when own is set, until own's group committed: a goroutine
+// then takes over the writes queued since, so that a caller does not
+// commit for others for as long as they keep coming. The caller set
+// commits.running; commitPending clears it when the queue is empty.
+func (s *SQLite) commitPending(own *queuedWrite) {
 	q := &s.commits
 	for {
 		q.mu.Lock()
@@ -85,6 +89,21 @@ func (s *SQLite) commitPending() {
 			return
 		}
 		s.commitGroup(group)
+		if own != nil && slices.Contains(group, own) {
+			q.mu.Lock()
+			idle := len(q.pending) == 0
+			if idle {
+				q.pending = nil
+				q.running = false
+			}
+			q.mu.Unlock()
+			if !idle {
+				// Ends once the queue is empty; after Close every
+				// commit fails at once, which empties it too.
+				go s.commitPending(nil)
+			}
+			return
+		}
 	}
 }
 

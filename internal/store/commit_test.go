@@ -172,3 +172,37 @@ func TestGroupCommitCancelled(t *testing.T) {
 		t.Errorf("the cancelled write was made: %v", err)
 	}
 }
+
+// A caller that commits for others returns once its own write committed:
+// the writes queued behind it are committed by another goroutine, so a
+// steady stream of writes cannot keep one caller committing for ever.
+func TestGroupCommitLeaderReturns(t *testing.T) {
+	s, path := openTest(t)
+	ctx := t.Context()
+	release := holdWriteLock(t, path)
+	lead := make(chan error, 1)
+	go func() { lead <- s.PutSandbox(ctx, SandboxRecord{ID: "lead", State: "running"}) }()
+	leading(t, s)
+	unblock := make(chan struct{})
+	behind := make(chan error, 1)
+	go func() {
+		behind <- s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			<-unblock // a slow write, committed after the leader's
+			return nil
+		})
+	}()
+	queued(t, s, 1)
+	release()
+	select {
+	case err := <-lead:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader's write is still waiting for the write queued behind it")
+	}
+	close(unblock)
+	if err := <-behind; err != nil {
+		t.Fatal(err)
+	}
+}
