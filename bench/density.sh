@@ -23,16 +23,30 @@ done
 sleep 4
 free_after=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
 meminfo_after=$(cat /proc/meminfo)
-pss=0; count=0
+pss=0; count=0; cgmem=0; cgkmem=0
 for p in $(pgrep -f '^/.sandpit/envd envd'); do
   grep -q "$dir" "/proc/$p/mountinfo" 2>/dev/null || continue
   kb=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
   pss=$((pss + kb)); count=$((count + 1))
+  # What the sandbox's memory cgroup is charged (its processes' memory and
+  # the kernel's for them): unlike MemAvailable, other tenants of the
+  # host do not move it. cgroup v1 (memory controller) or v2.
+  cg=$(awk -F: '$2=="memory"{print $3}' "/proc/$p/cgroup")
+  if [ -n "$cg" ] && [ -r "/sys/fs/cgroup/memory$cg/memory.usage_in_bytes" ]; then
+    cgmem=$((cgmem + $(cat "/sys/fs/cgroup/memory$cg/memory.usage_in_bytes")))
+    cgkmem=$((cgkmem + $(cat "/sys/fs/cgroup/memory$cg/memory.kmem.usage_in_bytes" 2>/dev/null || echo 0)))
+  else
+    cg=$(awk -F: '$1=="0"{print $3}' "/proc/$p/cgroup")
+    if [ -r "/sys/fs/cgroup$cg/memory.current" ]; then
+      cgmem=$((cgmem + $(cat "/sys/fs/cgroup$cg/memory.current")))
+      cgkmem=$((cgkmem + $(awk '$1=="kernel"{print $2}' "/sys/fs/cgroup$cg/memory.stat")))
+    fi
+  fi
 done
-echo "| idle sandboxes | agents found | agent PSS per sandbox | MemAvailable drop per sandbox | implied sandboxes in 24 GiB |"
-echo "|---:|---:|---:|---:|---:|"
+echo "| idle sandboxes | agents found | agent PSS per sandbox | sandbox cgroup memory (kernel part) per sandbox | MemAvailable drop per sandbox | implied sandboxes in 24 GiB |"
+echo "|---:|---:|---:|---:|---:|---:|"
 drop=$(( (free_before - free_after) / n ))
-echo "| $n | $count | $((pss / count)) KiB | $drop KiB | $(( 24 * 1024 * 1024 / (drop > 0 ? drop : 1) )) |"
+echo "| $n | $count | $((pss / count)) KiB | $((cgmem / 1024 / count)) ($((cgkmem / 1024 / count))) KiB | $drop KiB | $(( 24 * 1024 * 1024 / (drop > 0 ? drop : 1) )) |"
 # Where it went, per sandbox (KiB), from the /proc/meminfo fields that moved.
 echo
 echo "per sandbox, by /proc/meminfo field (KiB): $(paste <(echo "$meminfo_before") <(echo "$meminfo_after") |

@@ -200,12 +200,37 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 	// Warm sandboxes carry a token of their own and are online with no
 	// rules; only secure creates (whose clients send the token) that want
 	// just that can take one.
-	if p, ok := m.claimIf(ctx, req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA && !req.Network.limited(), req.Team, tpl, env); ok {
-		defer m.claimDone()
-		info.ID, info.AccessToken = p.id, p.token
-		sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket, Stages: []runtime.Stage{{Name: "pool", Duration: time.Since(start)}}}
-		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), true)
-	} else {
+	recorded := false
+	if p, ok := m.claimIf(req.from == nil && req.Secure && req.AllowInternetAccess && req.Network.Empty() && !trustCA && !req.Network.limited(), req.Team, tpl); ok {
+		claiming := true
+		defer func() {
+			if claiming {
+				m.claimDone()
+			}
+		}()
+		claimed := time.Since(start)
+		pinfo := info
+		pinfo.ID, pinfo.AccessToken, pinfo.Pid = p.id, p.token, p.pid
+		pinfo.StartedAt = m.clock.Now()
+		pinfo.EndAt = pinfo.StartedAt.Add(req.Timeout)
+		// The record must be durable before anyone learns the id, so a
+		// crash never leaves an acknowledged sandbox Recover cannot find.
+		setUp, err := m.handOver(ctx, p, record(pinfo, withE2BEnv(env, p.id, tpl), tpl, req.Timeout), env, tpl)
+		switch {
+		case err == nil:
+			info, recorded = pinfo, true
+			sb = &runtime.Sandbox{ID: p.id, Pid: p.pid, EnvdSocket: p.socket,
+				Stages: []runtime.Stage{{Name: "pool", Duration: claimed}, {Name: "handover", Duration: time.Since(start) - claimed}}}
+			spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), true)
+		case setUp:
+			return Info{}, err
+		default: // the spare's agent failed it: start one cold
+			claiming = false
+			m.claimDone()
+			m.log.WarnContext(ctx, "warm pool: handing over a claimed sandbox", "err", err)
+		}
+	}
+	if sb == nil {
 		spec = m.spec(info.ID, tpl, info.AccessToken, withE2BEnv(env, info.ID, tpl), online)
 		spec.Egress = egress
 		// Until this create returns, the warm pool holds back a refill
@@ -228,15 +253,15 @@ func (m *Manager) create(ctx context.Context, req CreateRequest) (_ Info, err er
 		}
 		sb = created
 	}
-	info.Pid = sb.Pid
-	info.StartedAt = m.clock.Now()
-	info.EndAt = info.StartedAt.Add(req.Timeout)
-
-	// The record must be durable before anyone learns the id, so a crash
-	// never leaves an acknowledged sandbox Recover cannot find.
-	if err := m.store.PutSandbox(ctx, record(info, withE2BEnv(env, info.ID, tpl), tpl, req.Timeout)); err != nil {
-		m.discard(ctx, info.ID)
-		return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
+	if !recorded {
+		info.Pid = sb.Pid
+		info.StartedAt = m.clock.Now()
+		info.EndAt = info.StartedAt.Add(req.Timeout)
+		// As above: durable before anyone learns the id.
+		if err := m.store.PutSandbox(ctx, record(info, withE2BEnv(env, info.ID, tpl), tpl, req.Timeout)); err != nil {
+			m.discard(ctx, info.ID)
+			return Info{}, fmt.Errorf("recording sandbox %s: %w", info.ID, err)
+		}
 	}
 
 	e := &entry{info: info, route: &route{socket: sb.EnvdSocket, token: info.AccessToken}, log: m.sandboxLog(info.ID),

@@ -292,11 +292,11 @@ func ewma(avg, sample time.Duration) time.Duration {
 	return (3*avg + sample) / 4
 }
 
-// claimIf hands over a warm sandbox of tpl, with env set in its agent, when
-// want is true (the create could use one). ok is false when the pool has
-// none. Every eligible create counts as demand for tpl's pool. When ok,
-// the caller calls claimDone as its create returns.
-func (m *Manager) claimIf(ctx context.Context, want bool, team store.Team, tpl *template.Template, env map[string]string) (pooled, bool) {
+// claimIf takes a warm sandbox of tpl out of the pool when want is true
+// (the create could use one); the caller hands it over (handOver). ok is
+// false when the pool has none. Every eligible create counts as demand for
+// tpl's pool. When ok, the caller calls claimDone as its create returns.
+func (m *Manager) claimIf(want bool, team store.Team, tpl *template.Template) (pooled, bool) {
 	if !want {
 		return pooled{}, false
 	}
@@ -341,15 +341,41 @@ func (m *Manager) claimIf(ctx context.Context, want bool, team store.Team, tpl *
 		return pooled{}, false
 	}
 	m.metrics.poolClaims.WithLabelValues(tpl.ID, "hit").Inc()
-	if !maps.Equal(env, tpl.Env) {
-		if err := initEnv(ctx, p.socket, p.token, withE2BEnv(env, p.id, tpl)); err != nil {
-			m.log.Warn("warm pool: setting env of a claimed sandbox", "sandbox_id", p.id, "err", err)
-			m.discard(ctx, p.id)
-			m.claimDone()
-			return pooled{}, false
-		}
-	}
 	return p, true
+}
+
+// handOver makes claimed spare p the sandbox rec records: its agent gets
+// the create's environment (env, before the E2B variables are added)
+// while rec is written, and both are done before it returns, so the
+// create answers with a sandbox that is durable and set up as a cold one
+// would be. The agent's round trip and the store's commit each take a
+// few milliseconds, mostly waiting on another process or the disk, so
+// doing them at once takes the longer of the two rather than both.
+//
+// On error the spare is killed and its record gone; setUp reports that
+// the agent failed (the create may start a sandbox cold instead), and
+// false that the record could not be written.
+func (m *Manager) handOver(ctx context.Context, p pooled, rec store.SandboxRecord, env map[string]string, tpl *template.Template) (setUp bool, err error) {
+	initErr := make(chan error, 1)
+	if maps.Equal(env, tpl.Env) {
+		initErr <- nil // started with these
+	} else {
+		go func() { initErr <- initEnv(ctx, p.socket, p.token, withE2BEnv(env, p.id, tpl)) }()
+	}
+	putErr := m.store.PutSandbox(ctx, rec)
+	ierr := <-initErr
+	switch {
+	case putErr != nil:
+		m.discard(ctx, p.id)
+		return true, fmt.Errorf("recording sandbox %s: %w", p.id, putErr)
+	case ierr != nil:
+		if err := m.store.DeleteSandbox(context.WithoutCancel(ctx), p.id); err != nil {
+			m.log.Warn("warm pool: removing the record of a claimed sandbox that failed", "sandbox_id", p.id, "err", err)
+		}
+		m.discard(ctx, p.id)
+		return false, fmt.Errorf("setting the environment of claimed sandbox %s: %w", p.id, ierr)
+	}
+	return true, nil
 }
 
 // candidateLocked makes tpl's pool, dynamic and empty, for its demand to be

@@ -140,3 +140,73 @@ func TestWarmPoolKeepsBuildsApart(t *testing.T) {
 		t.Errorf("a create of v1 made %s instead of taking warm %s", got.ID, warm[0])
 	}
 }
+
+// A claimed sandbox's agent gets the create's environment while its record
+// is written, not after: here the agent answers /init only once it can
+// see the record, which a create that wrote the record after /init never
+// lets it do (it would start a sandbox cold instead).
+func TestWarmPoolHandOverOverlapsRecord(t *testing.T) {
+	var e *env
+	ready := make(chan struct{})
+	e = newEnv(t, fake.Options{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-ready
+		var body struct {
+			EnvVars map[string]string `json:"envVars"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		id := body.EnvVars["E2B_SANDBOX_ID"]
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := e.st.GetSandbox(r.Context(), id); err == nil {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		http.Error(w, "no record of "+id+" while its environment is set", http.StatusConflict)
+	})})
+	close(ready)
+	if err := e.m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	warm := waitWarm(t, e, 1)
+	info := e.create(t, sandbox.CreateRequest{Secure: true, AllowInternetAccess: true, EnvVars: map[string]string{"A": "1"}})
+	if info.ID != warm[0] {
+		t.Fatalf("create made %s instead of taking warm %s", info.ID, warm[0])
+	}
+	// The record is what a restarted daemon takes the sandbox over from.
+	rec, err := e.st.GetSandbox(t.Context(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.AccessToken != info.AccessToken || rec.Pid != info.Pid || !rec.EndAt.Equal(info.EndAt) ||
+		rec.Env["A"] != "1" || rec.Env["E2B_SANDBOX_ID"] != info.ID || rec.State != string(sandbox.StateRunning) {
+		t.Errorf("record of the claimed sandbox = %+v, info %+v", rec, info)
+	}
+}
+
+// When a claimed sandbox's agent fails /init, the create starts a sandbox
+// cold; the spare is killed and leaves no record behind.
+func TestWarmPoolHandOverFails(t *testing.T) {
+	e := newEnv(t, fake.Options{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	})})
+	if err := e.m.StartPool(t.Context(), map[string]int{"base": 1}); err != nil {
+		t.Fatal(err)
+	}
+	warm := waitWarm(t, e, 1)
+	info := e.create(t, sandbox.CreateRequest{Secure: true, AllowInternetAccess: true, EnvVars: map[string]string{"A": "1"}})
+	if info.ID == warm[0] {
+		t.Fatal("a create took a warm sandbox whose agent failed")
+	}
+	if e.rt.Kills(warm[0]) == 0 {
+		t.Error("the failed spare was not killed")
+	}
+	if _, err := e.st.GetSandbox(t.Context(), warm[0]); err == nil {
+		t.Error("the failed spare's record stayed")
+	}
+	if _, err := e.st.GetSandbox(t.Context(), info.ID); err != nil {
+		t.Errorf("the cold sandbox has no record: %v", err)
+	}
+	if _, err := e.m.Get(t.Context(), info.ID); err != nil {
+		t.Errorf("the cold sandbox is not served: %v", err)
+	}
+}

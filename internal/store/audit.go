@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,30 +29,28 @@ func (s *SQLite) AppendAudit(ctx context.Context, entries []AuditEntry) error {
 			return errdefs.New(errdefs.ErrInvalidArgument, "audit entry without an action")
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("appending %d audit entries: %w", len(entries), err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_log
-		(time, team_id, team_name, key_id, key_name, action, target, result, client, duration, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("appending %d audit entries: %w", len(entries), err)
-	}
-	defer stmt.Close()
 	now := s.now()
-	for _, e := range entries {
-		at := e.Time
-		if at.IsZero() {
-			at = now
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_log
+			(time, team_id, team_name, key_id, key_name, action, target, result, client, duration, detail)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
 		}
-		if _, err := stmt.ExecContext(ctx, at.UnixNano(), e.TeamID, e.TeamName, e.KeyID, e.KeyName,
-			e.Action, e.Target, e.Result, e.Client, int64(e.Duration), e.Detail); err != nil {
-			return fmt.Errorf("appending audit entry %s: %w", e.Action, err)
+		defer stmt.Close()
+		for _, e := range entries {
+			at := e.Time
+			if at.IsZero() {
+				at = now
+			}
+			if _, err := stmt.ExecContext(ctx, at.UnixNano(), e.TeamID, e.TeamName, e.KeyID, e.KeyName,
+				e.Action, e.Target, e.Result, e.Client, int64(e.Duration), e.Detail); err != nil {
+				return fmt.Errorf("entry %s: %w", e.Action, err)
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("appending %d audit entries: %w", len(entries), err)
 	}
 	return nil

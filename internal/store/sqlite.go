@@ -29,6 +29,10 @@ type SQLite struct {
 	db  *sql.DB
 	now func() time.Time
 
+	// commits batches the writes of sandbox records and audit entries
+	// (commit.go).
+	commits commitQueue
+
 	mu sync.Mutex
 	// touched holds, per key id, when VerifyKey last wrote last_used_at.
 	touched map[string]time.Time
@@ -556,14 +560,17 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	if err != nil {
 		return fmt.Errorf("encoding traffic settings of %s: %w", rec.ID, err)
 	}
-	_, err = s.db.ExecContext(ctx,
-		`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
-		rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
-		rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID,
-		rec.EnvdVersion, rec.AutoPause, rec.InternetBlocked, network,
-		rec.AutoPauseFilesystemOnly, rec.AutoResume, rec.PausedFilesystemOnly, rec.Origin, traffic)
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
+			rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
+			rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID,
+			rec.EnvdVersion, rec.AutoPause, rec.InternetBlocked, network,
+			rec.AutoPauseFilesystemOnly, rec.AutoResume, rec.PausedFilesystemOnly, rec.Origin, traffic)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("writing sandbox %s: %w", rec.ID, err)
 	}
@@ -606,15 +613,13 @@ func (s *SQLite) ListSandboxes(ctx context.Context) ([]SandboxRecord, error) {
 
 // SetSandboxEnd implements Sandboxes.
 func (s *SQLite) SetSandboxEnd(ctx context.Context, id string, end time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET end_at = ? WHERE id = ?`, end.UnixNano(), id)
-	return oneRow(res, err, "updating end of sandbox", id)
+	return s.update(ctx, "updating end of sandbox", id, `UPDATE sandboxes SET end_at = ? WHERE id = ?`, end.UnixNano(), id)
 }
 
 // SetSandboxState implements Sandboxes.
 func (s *SQLite) SetSandboxState(ctx context.Context, id, state string, filesystemOnly bool, end time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET state = ?, paused_fs_only = ?, end_at = ? WHERE id = ?`,
+	return s.update(ctx, "updating state of sandbox", id, `UPDATE sandboxes SET state = ?, paused_fs_only = ?, end_at = ? WHERE id = ?`,
 		state, filesystemOnly, end.UnixNano(), id)
-	return oneRow(res, err, "updating state of sandbox", id)
 }
 
 // SetSandboxNetwork implements Sandboxes.
@@ -623,8 +628,16 @@ func (s *SQLite) SetSandboxNetwork(ctx context.Context, id string, n *SandboxNet
 	if err != nil {
 		return fmt.Errorf("encoding network of %s: %w", id, err)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET network = ?, internet_blocked = ? WHERE id = ?`, network, internetBlocked, id)
-	return oneRow(res, err, "updating network of sandbox", id)
+	return s.update(ctx, "updating network of sandbox", id, `UPDATE sandboxes SET network = ?, internet_blocked = ? WHERE id = ?`, network, internetBlocked, id)
+}
+
+// update runs query, an UPDATE of sandbox id's record, as a queued write
+// (commit.go); doing names it in errors.
+func (s *SQLite) update(ctx context.Context, doing, id, query string, args ...any) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		return oneRow(res, err, doing, id)
+	})
 }
 
 // oneRow turns an UPDATE of one sandbox's record into its error:
@@ -645,7 +658,11 @@ func oneRow(res sql.Result, err error, doing, id string) error {
 
 // DeleteSandbox implements Sandboxes.
 func (s *SQLite) DeleteSandbox(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("deleting sandbox %s: %w", id, err)
 	}
 	return nil
@@ -727,8 +744,7 @@ func (s *SQLite) SetSandboxTraffic(ctx context.Context, id string, t *SandboxTra
 	if err != nil {
 		return fmt.Errorf("encoding traffic settings of %s: %w", id, err)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET traffic = ? WHERE id = ?`, traffic, id)
-	return oneRow(res, err, "updating traffic settings of sandbox", id)
+	return s.update(ctx, "updating traffic settings of sandbox", id, `UPDATE sandboxes SET traffic = ? WHERE id = ?`, traffic, id)
 }
 
 // encodeTraffic stores nil as "".

@@ -121,6 +121,9 @@ describe('sandbox lifecycle and commands', () => {
     assert.equal(r.stdout, 'per-command override\n')
     // Per-command values do not stick.
     assert.equal((await sbx.commands.run('echo "[$PER_CMD] $SHARED"')).stdout, '[] global\n')
+    // The agent's own Go runtime settings (one P) stay the agent's: a Go
+    // program the user runs gets every CPU of the sandbox.
+    assert.equal((await sbx.commands.run('echo "[${GOMAXPROCS-unset}]"')).stdout, '[unset]\n')
   })
 
   test('cwd: default home and per command', async () => {

@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +39,9 @@ func Main() error {
 		return errors.New("envd runs inside a sandbox; the daemon starts it")
 	}
 	os.Unsetenv(sandboxinit.EnvdConfigEnv)
+	for _, kv := range sandboxinit.AgentRuntimeEnv { // the runtime has read them
+		os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
+	}
 	var cfg sandboxinit.EnvdConfig
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
@@ -82,16 +85,17 @@ func Main() error {
 	log.Info("envd started", "user", cfg.DefaultUser)
 	// Start-up leaves a megabyte of garbage that an idle agent would keep
 	// for ever (the first collection comes at 4 MB of heap), and a host
-	// holds thousands of idle agents. Collect it once, off the create
-	// path, and give the pages back.
-	release := time.AfterFunc(releaseAfter, debug.FreeOSMemory)
-	defer release.Stop()
+	// holds thousands of idle agents. Collect it off the create path and
+	// give the pages back; and again whenever the agent falls quiet after
+	// work (memory.go).
+	release := newReleaser(releaseAfter, releaseQuiet, nil)
+	defer release.stop()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err = a.ServeListeners(ctx, agent.Listeners{
-		Daemon:      ln,
-		Envd:        listenInSandbox(log, agent.EnvdAddr),
-		Interpreter: listenInSandbox(log, agent.InterpreterAddr),
+		Daemon:      release.listener(ln),
+		Envd:        release.listener(listenInSandbox(log, agent.EnvdAddr)),
+		Interpreter: release.listener(listenInSandbox(log, agent.InterpreterAddr)),
 	})
 	ci.close()
 	fr.close()
@@ -100,7 +104,13 @@ func Main() error {
 
 // releaseAfter is how long after start the agent returns its start-up
 // memory: after the create and the first requests it usually serves.
-const releaseAfter = 2 * time.Second
+// releaseQuiet is how long it must then be quiet to return what a spell
+// of work left (memory.go): long enough that an agent driven by a model,
+// which thinks for seconds between commands, is not collected after each.
+const (
+	releaseAfter = 2 * time.Second
+	releaseQuiet = 10 * time.Second
+)
 
 // listenInSandbox listens on addr in the sandbox's network namespace, for
 // code in the sandbox. A port the template already uses is logged and left

@@ -301,3 +301,16 @@ func countMounts(t *testing.T) int {
 	}
 	return strings.Count(string(b), "\n")
 }
+
+// The agent starts with the Go runtime settings of
+// sandboxinit.AgentRuntimeEnv (one P: less memory per idle sandbox).
+func TestAgentRuntimeEnv(t *testing.T) {
+	e := newEnv(t)
+	sb := e.create(t, "rtenv1")
+	got := run(t, sb, "tr '\\0' '\\n' < /proc/1/environ | grep ^GOMAXPROCS=", false)
+	for _, kv := range sandboxinit.AgentRuntimeEnv {
+		if !strings.Contains(got, kv) {
+			t.Errorf("the agent's environment at start has %q, want %s", strings.TrimSpace(got), kv)
+		}
+	}
+}

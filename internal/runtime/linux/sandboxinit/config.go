@@ -105,3 +105,18 @@ func (f *Filter) UnmarshalJSON(b []byte) error {
 	*f = out
 	return nil
 }
+
+// AgentRuntimeEnv is the Go runtime's settings for the agent, given in its
+// environment so the runtime starts with them (a runtime.GOMAXPROCS call
+// after start leaves the memory of the Ps it drops behind). The agent
+// must unset them before starting user processes, which may be Go
+// programs of their own.
+//
+// One P: an idle agent is most of a sandbox's memory, and a host holds
+// thousands of them. With the sandbox's two CPUs an agent ran two Ps and
+// seven or eight threads, each with Go stacks (a 16 KiB g0 and a 32 KiB
+// signal stack) and a kernel stack; with one it runs five or six and
+// holds ~230 KiB less (bench/density.sh). Its work is moving bytes
+// between processes, files and sockets, which one P does; the sandbox's
+// processes keep every CPU of the sandbox.
+var AgentRuntimeEnv = []string{"GOMAXPROCS=1"}

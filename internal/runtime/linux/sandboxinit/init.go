@@ -107,6 +107,7 @@ func initSandbox(ctl int) error {
 		}
 	}
 	env := []string{EnvdConfigEnv + "=" + string(envd), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	env = append(env, AgentRuntimeEnv...)
 	err = unix.Exec(agentPath, []string{agentPath, "envd"}, env)
 	return fmt.Errorf("executing the agent: %w", err)
 }
