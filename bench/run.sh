@@ -73,7 +73,7 @@ echo "### The server's share: command round trip with a bare HTTP client (bench/
 echo
 key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
-SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49989 --data-dir "$dir" --warm-pool off >"$dir.log" 2>&1 &
+SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49989 --data-dir "$dir" --warm-pool off --kill-on-stop >"$dir.log" 2>&1 &
 serve=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:49989/health >/dev/null && break; sleep 0.1; done
 /usr/bin/python3 bench/raw_rpc.py http://127.0.0.1:49989 "$key" "$dir" 200

@@ -13,7 +13,7 @@ port=49984
 key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
 chmod 711 "$dir" # sandboxes traverse it to their state dirs
-SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:$port --data-dir "$dir/data" --warm-pool off >"$dir/serve.log" 2>&1 &
+SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:$port --data-dir "$dir/data" --warm-pool off --kill-on-stop >"$dir/serve.log" 2>&1 &
 serve=$!
 trap 'kill -TERM $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 300); do curl -sf http://127.0.0.1:$port/health >/dev/null && break; sleep 0.1; done

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
-SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49986 --data-dir "$dir" --warm-pool off --default-disk-mb 3072 >"$dir.log" 2>&1 &
+SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49986 --data-dir "$dir" --warm-pool off --kill-on-stop --default-disk-mb 3072 >"$dir.log" 2>&1 &
 serve=$!
 trap 'kill -TERM $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$dir" "$dir.log" "$dir.bin"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:49986/health >/dev/null && break; sleep 0.1; done
