@@ -47,6 +47,7 @@ func TestRuleHeaderReachesUpstreamNotSandbox(t *testing.T) {
 	}
 	cfg := idsConfig(t)
 	cfg.InterceptUpstreamCA = upCA
+	cfg.KillOnStop = true // the sandboxes go with the daemon, not left running on the host
 	ctx := t.Context()
 	d, err := New(ctx, cfg, slog.New(slog.DiscardHandler), io.Discard)
 	if err != nil {
