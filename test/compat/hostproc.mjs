@@ -32,7 +32,18 @@ export function hostUids(pid) {
 
 /** Number of processes the host sees. */
 export function hostProcessCount() {
-  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).length
+  // Kernel threads (kthreadd, pid 2, and its children) are left out: the
+  // kernel starts workers of its own under a fork storm, and no sandbox can
+  // make one. Every user process on the host counts, in any cgroup.
+  let n = 0
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || pid === '2') continue
+    const stat = readOr(`/proc/${pid}/stat`)
+    if (stat === null) continue // gone meanwhile
+    const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]
+    if (ppid !== '2') n++
+  }
+  return n
 }
 
 function cgroupMounts() {
