@@ -111,6 +111,15 @@ async function pool(n, workers, fn) {
 
 const CLK_TCK = 100 // Linux USER_HZ on every architecture sandpit runs on
 /** utime+stime (s) of a process, and its children's that it has waited for. */
+// hostBusy is the host's CPU time spent on anything but idle and iowait,
+// in seconds, from /proc/stat: the daemon and its sandboxes, the SDK
+// clients, and the kernel threads that tear namespaces down for them.
+function hostBusy() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
+  const [user, nice, system, , , irq, softirq, steal] = f
+  return (user + nice + system + irq + softirq + steal) / 100 // USER_HZ
+}
+
 function cpuOf(pid) {
   let stat
   try {
@@ -225,6 +234,7 @@ async function cyclesPhase() {
   const t = { create: [], command: [], kill: [], cycle: [] }
   let done = 0
   const cpu0 = cpuOf(server.pid)
+  const busy0 = hostBusy()
   const client0 = process.cpuUsage()
   const t0 = now()
   await pool(N, C, async () => {
@@ -257,6 +267,7 @@ async function cyclesPhase() {
   })
   const wall = (now() - t0) / 1000
   const cpu1 = cpuOf(server.pid)
+  const busy = hostBusy() - busy0
   process.stderr.write('\n')
   const client = process.cpuUsage(client0)
   return {
@@ -264,6 +275,7 @@ async function cyclesPhase() {
     errors,
     wall,
     done,
+    busy,
     cpu: cpu1.self - cpu0.self,
     cpuChildren: cpu1.children - cpu0.children,
     // The SDK clients share the host's CPUs with the daemon: their share says how much was left.
@@ -410,7 +422,8 @@ if (out.cycles) {
     `**Cycles**: ${c.done}/${N} create → commands.run("true") → kill at concurrency ${C} in ${c.wall.toFixed(1)} s: ` +
       `**${(c.done / c.wall).toFixed(1)} cycles/s**; CPU: daemon ${c.cpu.toFixed(1)} s + its reaped children (sandbox processes) ` +
       `${c.cpuChildren.toFixed(1)} s = ${(((c.cpu + c.cpuChildren) / Math.max(1, c.done)) * 1000).toFixed(1)} ms per cycle ` +
-      `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after; this node process (the SDK clients) ${c.cpuClient.toFixed(1)} s.`,
+      `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after; this node process (the SDK clients) ${c.cpuClient.toFixed(1)} s; ` +
+      `the whole host busy ${((c.busy / c.wall / cpus().length) * 100).toFixed(0)}%, ${((c.busy / Math.max(1, c.done)) * 1000).toFixed(1)} ms of CPU per cycle.`,
   )
   console.log()
   console.log(head)
