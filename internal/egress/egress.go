@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,6 +308,40 @@ func (e *Egress) raiseHost(l Link) error {
 // is already gone is not an error.
 func (e *Egress) Detach(l Link) error {
 	defer e.release(l.Index)
+	return e.detach(l)
+}
+
+// Forget removes the link of a sandbox whose processes have all ended,
+// and returns once the pair is gone. The kernel deletes the pair with the
+// sandbox's network namespace, batched with the other namespaces that
+// went meanwhile; a deletion of its own (Detach) holds the host's rtnl
+// lock through RCU grace periods that every other sandbox's network setup
+// and teardown waits for, and under load those waits were most of a
+// create. The link's address is not handed out again before the pair is
+// gone; after linkGrace Forget deletes it itself.
+func (e *Egress) Forget(l Link) error {
+	defer e.release(l.Index)
+	e.mu.Lock()
+	delete(e.pids, l.Index)
+	e.mu.Unlock()
+	path := filepath.Join("/sys/class/net", l.Host)
+	delay := time.Millisecond
+	for waited := time.Duration(0); waited < linkGrace; waited += delay {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+	return e.detach(l)
+}
+
+// linkGrace is how long Forget waits for the kernel to remove a link.
+const linkGrace = 5 * time.Second
+
+// detach removes what the daemon set up for link l and the pair itself,
+// if it is still there.
+func (e *Egress) detach(l Link) error {
 	e.dropRedirect(l)
 	e.mu.Lock()
 	_, hadPolicy := e.policies[l.Index]

@@ -108,6 +108,20 @@ type StatsReader interface {
 	Stats(ctx context.Context, id string) (Stats, error)
 }
 
+// Ender is a Runtime that can kill a sandbox in two steps: End sends
+// every process of the sandbox SIGKILL and returns at once, and release
+// then waits for the kernel to end them and releases the rest, as Kill
+// does. Most of a kill is the kernel's teardown (the pid, mount and
+// network namespaces, the disk's flush), which waits on RCU grace periods
+// and the block layer more than it computes: a caller that need not wait
+// for it (the API answering a kill) runs release in the background. The
+// sandbox is the caller's to release from End on; until release returns
+// its uid range is not reused. An unknown id is released at once (End
+// returns a release that does nothing), as Kill would.
+type Ender interface {
+	End(ctx context.Context, id string) (release func(context.Context) error, err error)
+}
+
 // Pauser is a Runtime that can stop a sandbox where it is, memory kept,
 // and let it go on later.
 type Pauser interface {

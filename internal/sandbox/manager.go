@@ -327,14 +327,41 @@ func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
 // Kill kills the sandbox id and forgets it. An unknown id (never created,
 // already killed, or expired) is errdefs.ErrNotFound.
 func (m *Manager) Kill(ctx context.Context, id string) error {
-	e, ok := m.remove(id)
-	if !ok {
+	if _, ok := m.remove(id); !ok {
 		return m.count(notFound(id))
 	}
 	m.log.InfoContext(ctx, "killing sandbox", "sandbox_id", id, "reason", "request")
 	// The sandbox is no longer the Manager's: finish releasing it even if
 	// the caller goes away.
-	return m.count(m.release(context.WithoutCancel(ctx), e.info.ID))
+	ctx = context.WithoutCancel(ctx)
+	en, ok := m.rt.(runtime.Ender)
+	if !ok {
+		return m.count(m.release(ctx, id))
+	}
+	finish, err := en.End(ctx, id)
+	if err != nil {
+		return m.count(errors.Join(fmt.Errorf("killing sandbox %s: %w", id, err), m.forget(ctx, id)))
+	}
+	// The caller has what it asked for once the processes are sent
+	// SIGKILL: no route leads to the sandbox and it is listed nowhere.
+	// The kernel's teardown (tens of ms under load) and the record's
+	// removal go on without it; Close waits for them.
+	rest := func(ctx context.Context) {
+		var errs []error
+		if err := finish(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("killing sandbox %s: %w", id, err))
+		}
+		if err := m.forget(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+		if err := m.count(errors.Join(errs...)); err != nil {
+			m.log.Warn("releasing a killed sandbox", "sandbox_id", id, "err", err)
+		}
+	}
+	if !m.goBackground(rest) {
+		rest(ctx) // Close is under way: it waits for no background work now
+	}
+	return nil
 }
 
 // remove takes id out of the Manager: no more routes, no timer. It reports
@@ -372,11 +399,38 @@ func (m *Manager) release(ctx context.Context, id string) error {
 	if err := m.rt.Kill(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("killing sandbox %s: %w", id, err))
 	}
-	if err := m.store.DeleteSandbox(ctx, id); err != nil {
-		errs = append(errs, fmt.Errorf("forgetting sandbox %s: %w", id, err))
-	}
-	m.snap.forget(id)
+	errs = append(errs, m.forget(ctx, id))
 	return errors.Join(errs...)
+}
+
+// forget deletes the record of killed sandbox id.
+func (m *Manager) forget(ctx context.Context, id string) error {
+	err := m.store.DeleteSandbox(ctx, id)
+	m.snap.forget(id)
+	if err != nil {
+		return fmt.Errorf("forgetting sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// goBackground runs f in a goroutine as Manager-owned work (Close waits
+// for it), with a context bounded by killTimeout, unless the Manager is
+// closed; it reports whether it started f.
+func (m *Manager) goBackground(f func(ctx context.Context)) bool {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return false
+	}
+	m.work.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.work.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		f(ctx)
+	}()
+	return true
 }
 
 // background runs f as Manager-owned work unless the Manager is closed,

@@ -876,3 +876,64 @@ func TestCloseKeepOnClose(t *testing.T) {
 		t.Fatalf("not taken over: %v", err)
 	}
 }
+
+// ender is a runtime whose kills come in two steps (runtime.Ender), the
+// second held until release is closed.
+type ender struct {
+	*fake.Fake
+	ended   chan string
+	release chan struct{}
+}
+
+func (r *ender) End(ctx context.Context, id string) (func(context.Context) error, error) {
+	r.ended <- id
+	return func(ctx context.Context) error {
+		<-r.release
+		return r.Fake.Kill(ctx, id)
+	}, nil
+}
+
+// TestKillAnswersBeforeTheTeardown: with a runtime that can end a sandbox
+// before releasing it, Kill returns once the processes are signalled; the
+// sandbox is gone for the API at once, the runtime's release and the
+// record's removal follow, and Close waits for them.
+func TestKillAnswersBeforeTheTeardown(t *testing.T) {
+	var rt *ender
+	e := newEnvConfig(t, fake.Options{}, templates(), func(c *sandbox.Config) {
+		rt = &ender{Fake: c.Runtime.(*fake.Fake), ended: make(chan string, 1), release: make(chan struct{})}
+		c.Runtime = rt
+	})
+	info := e.create(t, sandbox.CreateRequest{})
+	if err := e.m.Kill(t.Context(), info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-rt.ended; got != info.ID {
+		t.Fatalf("ended %s, want %s", got, info.ID)
+	}
+	if _, err := e.m.Get(t.Context(), info.ID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Get after Kill: %v, want not found", err)
+	}
+	if _, ok := e.m.Lookup(info.ID); ok {
+		t.Error("Lookup finds a killed sandbox")
+	}
+	if e.rt.Kills(info.ID) != 0 {
+		t.Fatal("the release ran before it was let go")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.m.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a kill's release was in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(rt.release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Kills(info.ID) != 1 {
+		t.Errorf("runtime kills = %d after Close, want 1", e.rt.Kills(info.ID))
+	}
+	if ids := e.stored(t); len(ids) != 0 {
+		t.Errorf("store holds %v after Close", ids)
+	}
+}

@@ -88,3 +88,48 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestDiskRecycled: a killed sandbox's disk serves the next sandbox of
+// its size (the same loop device, no copy or mount), emptied: the next
+// sandbox sees none of the old files and has all the space.
+func TestDiskRecycled(t *testing.T) {
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skipf("sandbox disks need loop devices, which the kernel lacks: %v", err)
+	}
+	e := newEnv(t, func(c *linux.Config) { c.DiskQuota = true })
+	old := e.createSpec(t, runtime.Spec{ID: "disk-old", Resources: runtime.Resources{DiskMB: 96}})
+	if out := run(t, old, "echo secret >/home/user/secret && dd if=/dev/zero of=/home/user/big bs=1M count=60 2>&1 >/dev/null; echo rc=$?", false); !strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Fatalf("filling the old sandbox's disk: %q", out)
+	}
+	devs := loopDevsBacking(t, filepath.Join(e.stateDir, "disk-old"))
+	if len(devs) != 1 {
+		t.Fatalf("want one loop device backed by the old sandbox's dir, got %v", devs)
+	}
+	if err := e.rt.Kill(t.Context(), "disk-old"); err != nil {
+		t.Fatal(err)
+	}
+	next := e.createSpec(t, runtime.Spec{ID: "disk-next", Resources: runtime.Resources{DiskMB: 96}})
+	if got := loopDevsBacking(t, filepath.Join(e.stateDir, "disk-next")); len(got) != 1 || got[0] != devs[0] {
+		t.Errorf("the next sandbox's disk is on %v, want the killed one's %s", got, devs[0])
+	}
+	if out := run(t, next, "ls -A /home/user; cat /home/user/secret 2>&1", false); !strings.Contains(out, "No such file") || strings.Contains(out, "big") {
+		t.Errorf("the next sandbox sees the old one's files: %q", out)
+	}
+	if out := run(t, next, "dd if=/dev/zero of=/home/user/f bs=1M count=80 2>&1 >/dev/null; echo rc=$?", false); !strings.HasSuffix(strings.TrimSpace(out), "rc=0") {
+		t.Errorf("the next sandbox cannot use the whole disk: %q", out)
+	}
+}
+
+// loopDevsBacking names the loop devices whose backing file is under dir.
+func loopDevsBacking(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f))))
+		}
+	}
+	return out
+}

@@ -734,13 +734,28 @@ func egressPolicy(id string, p runtime.EgressPolicy) egress.Policy {
 
 // Kill stops a sandbox and releases everything it held. See runtime.Runtime.
 func (r *Runtime) Kill(ctx context.Context, id string) error {
+	release, err := r.End(ctx, id)
+	if err != nil {
+		return err
+	}
+	return release(ctx)
+}
+
+var _ runtime.Ender = (*Runtime)(nil)
+
+// End sends the sandbox's processes SIGKILL; release finishes the kill.
+// See runtime.Ender.
+func (r *Runtime) End(ctx context.Context, id string) (release func(context.Context) error, err error) {
 	b, ok := r.takeBox(id)
 	if !ok {
-		return r.reap(ctx, id)
+		return func(context.Context) error { return nil }, r.reap(ctx, id)
 	}
 	b.op.Lock() // a Stop or Start in flight finishes first
-	defer b.op.Unlock()
-	return r.destroy(b)
+	alive := r.signal(b)
+	return func(context.Context) error {
+		defer b.op.Unlock()
+		return r.release(b, alive)
+	}, nil
 }
 
 // takeBox removes a sandbox from the runtime's set, marked as being
@@ -761,14 +776,25 @@ func (r *Runtime) takeBox(id string) (*box, bool) {
 // pid namespace and tears down its mount namespace) and removes its cgroup
 // and directory.
 func (r *Runtime) destroy(b *box) error {
-	alive := b.pidfd != nil
-	if alive {
-		r.mu.Lock()
-		b.killing = true
-		paused := b.paused
-		r.mu.Unlock()
-		r.signalInit(b, paused)
+	return r.release(b, r.signal(b))
+}
+
+// signal sends b's init SIGKILL, if it has one; it reports whether it had.
+func (r *Runtime) signal(b *box) (alive bool) {
+	if b.pidfd == nil {
+		return false
 	}
+	r.mu.Lock()
+	b.killing = true
+	paused := b.paused
+	r.mu.Unlock()
+	r.signalInit(b, paused)
+	return true
+}
+
+// release waits for b's signalled init (alive) to be gone and removes
+// what b held.
+func (r *Runtime) release(b *box, alive bool) error {
 	// While the kernel ends the processes, the disk, the link and the
 	// directory go too: each waits on the kernel (the disk's detached
 	// mount and a veth on an RCU grace period, the disk image on freeing
@@ -776,11 +802,33 @@ func (r *Runtime) destroy(b *box) error {
 	// instead of the longest.
 	var wg sync.WaitGroup
 	var netErr, dirErr error
-	wg.Go(b.closeDisk)
+	wg.Go(func() {
+		if alive && b.disk >= 0 && r.disks != nil {
+			// Once the init is gone, no process holds the disk: it can
+			// serve another sandbox (disks.recycle). Its image is in the
+			// dir, which goes after it.
+			r.waitInit(b)
+			if r.disks.recycle(b.disk, filepath.Join(b.dir, "disk.img")) {
+				b.disk = -1
+			}
+		}
+		b.closeDisk()
+		dirErr = os.RemoveAll(b.dir)
+	})
 	if b.link != nil {
-		wg.Go(func() { netErr = r.cfg.Egress.Detach(*b.link) })
+		link := *b.link
+		wg.Go(func() {
+			if !alive {
+				netErr = r.cfg.Egress.Detach(link)
+				return
+			}
+			// The namespace goes with the last process, and the
+			// kernel takes the link with it (Egress.Forget says why
+			// that is better than deleting it).
+			r.waitInit(b)
+			netErr = r.cfg.Egress.Forget(link)
+		})
 	}
-	wg.Go(func() { dirErr = os.RemoveAll(b.dir) })
 	if alive {
 		r.waitInit(b)
 	}
