@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
+	"golang.org/x/sys/unix"
 )
 
 // TestDiskQuota: a sandbox that fills its disk fills only its own, says
@@ -112,6 +113,11 @@ func TestDiskRecycled(t *testing.T) {
 	if got := loopDevsBacking(t, filepath.Join(e.stateDir, "disk-next")); len(got) != 1 || got[0] != devs[0] {
 		t.Errorf("the next sandbox's disk is on %v, want the killed one's %s", got, devs[0])
 	}
+	// The old files' blocks went back to the host (trimmed) before the
+	// disk was handed on.
+	if held := imageBlocks(t, filepath.Join(e.stateDir, "disk-next", "disk.img")) * 512; held > 16<<20 {
+		t.Errorf("the recycled image holds %d MiB on the host, want the old sandbox's 60 MiB given back", held>>20)
+	}
 	if out := run(t, next, "ls -A /home/user; cat /home/user/secret 2>&1", false); !strings.Contains(out, "No such file") || strings.Contains(out, "big") {
 		t.Errorf("the next sandbox sees the old one's files: %q", out)
 	}
@@ -132,4 +138,15 @@ func loopDevsBacking(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// imageBlocks is the disk space (in 512-byte blocks) the image at path
+// holds on the host.
+func imageBlocks(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks
 }
