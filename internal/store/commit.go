@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"slices"
 	"sync"
@@ -24,6 +25,14 @@ import (
 // is as durable as before (synchronous=FULL); a write that fails rolls
 // back to its savepoint and fails alone.
 
+// A write may also be volatile: a record of a running sandbox, which a
+// power loss or an OS crash ends with everything it describes. A group of
+// volatile writes alone commits with synchronous=NORMAL: in WAL mode that
+// is no fsync, and still durable when the daemon crashes (the WAL is in
+// the kernel's hands), which is the crash that record must survive. The
+// next durable commit makes it durable on the disk too. A create no
+// longer waits for the disk.
+
 // commitQueue holds the writes waiting for a group commit.
 type commitQueue struct {
 	mu sync.Mutex
@@ -37,9 +46,10 @@ type commitQueue struct {
 
 // queuedWrite is one caller's write: fn runs in the group's transaction.
 type queuedWrite struct {
-	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
-	done chan error // buffered: the committer never blocks on it
+	ctx      context.Context
+	fn       func(ctx context.Context, tx *sql.Tx) error
+	volatile bool       // see the top of this file
+	done     chan error // buffered: the committer never blocks on it
 }
 
 // maxGroup bounds the writes one commit holds, so a long queue makes
@@ -55,7 +65,15 @@ const maxGroup = 64
 // cancelled and the caller waits for the commit (milliseconds, bounded by
 // the busy timeout).
 func (s *SQLite) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	w := &queuedWrite{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.queue(&queuedWrite{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// writeVolatile is write for a volatile write (see the top of this file).
+func (s *SQLite) writeVolatile(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.queue(&queuedWrite{ctx: ctx, fn: fn, volatile: true, done: make(chan error, 1)})
+}
+
+func (s *SQLite) queue(w *queuedWrite) error {
 	q := &s.commits
 	q.mu.Lock()
 	q.pending = append(q.pending, w)
@@ -125,7 +143,19 @@ func (s *SQLite) commitGroup(group []*queuedWrite) {
 	// end it, and neither may it interrupt a statement (SQLite rolls the
 	// whole transaction back when a write is interrupted). A write whose
 	// caller gave up before it ran was skipped above.
-	tx, err := s.db.BeginTx(context.Background(), nil)
+	volatile := true
+	for _, w := range live {
+		volatile = volatile && w.volatile
+	}
+	conn, err := s.commitConn(volatile)
+	if err != nil {
+		for _, w := range live {
+			w.done <- err
+		}
+		return
+	}
+	defer s.releaseCommitConn(conn, volatile)
+	tx, err := conn.BeginTx(context.Background(), nil)
 	if err != nil {
 		err = fmt.Errorf("beginning a transaction: %w", err)
 		for _, w := range live {
@@ -166,6 +196,35 @@ func (s *SQLite) commitGroup(group []*queuedWrite) {
 	for i, w := range live {
 		w.done <- errs[i]
 	}
+}
+
+// commitConn takes a connection for a group commit, set to commit without
+// an fsync when the group is volatile.
+func (s *SQLite) commitConn(volatile bool) (*sql.Conn, error) {
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("taking a connection: %w", err)
+	}
+	if volatile {
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+			s.releaseCommitConn(conn, true)
+			return nil, fmt.Errorf("setting synchronous=NORMAL: %w", err)
+		}
+	}
+	return conn, nil
+}
+
+// releaseCommitConn gives conn back to the pool, set back to
+// synchronous=FULL: a connection that cannot be is dropped, never
+// handed to a durable write.
+func (s *SQLite) releaseCommitConn(conn *sql.Conn, volatile bool) {
+	if volatile {
+		if _, err := conn.ExecContext(context.Background(), "PRAGMA synchronous=FULL"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
+	_ = conn.Close()
 }
 
 // runSaved runs fn in tx inside a savepoint, so that a failing fn undoes

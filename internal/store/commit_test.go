@@ -206,3 +206,48 @@ func TestGroupCommitLeaderReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestVolatileCommit: a running sandbox's record commits without an fsync
+// (synchronous=NORMAL on its connection for that commit only): other
+// connections read it, and the connection goes back to the pool set to
+// FULL, so the next durable write on it is fsynced as before. A paused
+// sandbox's record, which outlives a reboot, commits durably.
+func TestVolatileCommit(t *testing.T) {
+	s, _ := openTest(t)
+	s.db.SetMaxOpenConns(1) // every statement below shares the one connection
+	ctx := t.Context()
+	var during []int
+	err := s.writeVolatile(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var level int
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+			return err
+		}
+		during = append(during, level)
+		_, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) SELECT 'v', 'base', '', '{}', '{}', 0, 0, 0, 0, 0, 'running', '', 0, 0, 0, '', '', 0, 0, '', 0, 0, 0, '', ''`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(during) != 1 || during[0] != 1 {
+		t.Errorf("synchronous during a volatile commit = %v, want NORMAL (1)", during)
+	}
+	var level int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != 2 {
+		t.Errorf("synchronous after a volatile commit = %d, want FULL (2)", level)
+	}
+	if _, err := s.GetSandbox(ctx, "v"); err != nil {
+		t.Errorf("the volatile write is not there: %v", err)
+	}
+	// A group that holds a durable write commits durably, whatever else
+	// it holds; PutSandbox picks by the record's state.
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level)
+	})
+	if err != nil || level != 2 {
+		t.Errorf("synchronous during a durable commit = %d (%v), want FULL (2)", level, err)
+	}
+}

@@ -24,7 +24,9 @@ import (
 const lastUsedGranularity = time.Minute
 
 // SQLite is the embedded Store: one database file in WAL mode with
-// synchronous=FULL, so a write acknowledged by a method survives a crash.
+// synchronous=FULL, so a write acknowledged by a method survives a crash;
+// the record of a running sandbox survives a crash of the daemon, not of
+// the host, which ends the sandbox too (commit.go).
 type SQLite struct {
 	db  *sql.DB
 	now func() time.Time
@@ -560,7 +562,13 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	if err != nil {
 		return fmt.Errorf("encoding traffic settings of %s: %w", rec.ID, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	// A running sandbox's record need only outlive the daemon, not the
+	// host: commit.go. A paused one's outlives a reboot with its files.
+	write := s.write
+	if rec.State == "" || rec.State == "running" {
+		write = s.writeVolatile
+	}
+	err = write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

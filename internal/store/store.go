@@ -68,6 +68,8 @@ func (k KeyInfo) Revoked() bool { return !k.RevokedAt.IsZero() }
 // daemon knows what an earlier run left behind.
 type Sandboxes interface {
 	// PutSandbox inserts rec, or replaces the record with the same ID.
+	// A running sandbox's record is durable against a crash of the
+	// daemon, not of the host, which ends the sandbox with it.
 	PutSandbox(ctx context.Context, rec SandboxRecord) error
 	// GetSandbox returns the record with id, or errdefs.ErrNotFound.
 	GetSandbox(ctx context.Context, id string) (SandboxRecord, error)
