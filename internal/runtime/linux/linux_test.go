@@ -313,4 +313,8 @@ func TestAgentRuntimeEnv(t *testing.T) {
 			t.Errorf("the agent's environment at start has %q, want %s", strings.TrimSpace(got), kv)
 		}
 	}
+	// The init's own settings (no collector) stay the init's.
+	if got := run(t, sb, "tr '\\0' '\\n' < /proc/1/environ | grep -c ^GOGC=", false); strings.TrimSpace(got) != "0" {
+		t.Errorf("the agent inherited the init's GOGC: %q", got)
+	}
 }

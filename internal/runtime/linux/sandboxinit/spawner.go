@@ -140,9 +140,12 @@ func spawn(msg, oob []byte) (SpawnReply, int) {
 		// The init runs as the sandbox's host uid, which may not
 		// traverse the directories holding the binary: it execs (and
 		// later bind-mounts) the binary through an inherited descriptor.
-		Path:       "/proc/self/fd/" + strconv.Itoa(ExeFD),
-		Args:       []string{"sandpit", Arg},
-		Env:        []string{},
+		Path: "/proc/self/fd/" + strconv.Itoa(ExeFD),
+		Args: []string{"sandpit", Arg},
+		// The init lives for a few ms and allocates little before it
+		// becomes the agent (whose environment it sets afresh): one P
+		// and no collector spare it 0.4 of its 1.4 ms of CPU.
+		Env:        []string{"GOMAXPROCS=1", "GOGC=off"},
 		Dir:        "/",
 		ExtraFiles: files[:3], // fds 3, 4, 5: control socket, listener, binary
 		Stderr:     files[3],
