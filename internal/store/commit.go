@@ -26,12 +26,13 @@ import (
 // back to its savepoint and fails alone.
 
 // A write may also be volatile: a record of a running sandbox, which a
-// power loss or an OS crash ends with everything it describes. A group of
-// volatile writes alone commits with synchronous=NORMAL: in WAL mode that
-// is no fsync, and still durable when the daemon crashes (the WAL is in
-// the kernel's hands), which is the crash that record must survive. The
-// next durable commit makes it durable on the disk too. A create no
-// longer waits for the disk.
+// power loss or an OS crash ends with everything it describes, or audit
+// entries (audit.go says why). Volatile writes commit in a group of their
+// own with synchronous=NORMAL: in WAL mode that is no fsync, and still
+// durable when the daemon crashes (the WAL is in the kernel's hands),
+// which is the crash such a record must survive. The next durable commit
+// makes them durable on the disk too. A create no longer waits for the
+// disk.
 
 // commitQueue holds the writes waiting for a group commit.
 type commitQueue struct {
@@ -106,7 +107,11 @@ func (s *SQLite) commitPending(own *queuedWrite) {
 		if n == 0 {
 			return
 		}
-		s.commitGroup(group)
+		// Volatile writes commit apart: a durable one among them would
+		// make them all wait for its fsync.
+		volatile := func(w *queuedWrite) bool { return w.volatile }
+		s.commitGroup(slices.DeleteFunc(slices.Clone(group), func(w *queuedWrite) bool { return !volatile(w) }))
+		s.commitGroup(slices.DeleteFunc(slices.Clone(group), volatile))
 		if own != nil && slices.Contains(group, own) {
 			q.mu.Lock()
 			idle := len(q.pending) == 0

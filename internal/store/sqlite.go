@@ -666,7 +666,9 @@ func oneRow(res sql.Result, err error, doing, id string) error {
 
 // DeleteSandbox implements Sandboxes.
 func (s *SQLite) DeleteSandbox(ctx context.Context, id string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	// Volatile (commit.go): a deletion a power loss undid leaves a
+	// record of a sandbox that is gone, which Recover removes.
+	err := s.writeVolatile(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
 		return err
 	})
