@@ -121,9 +121,11 @@ func (d *disks) take(img string, sizeMB int) (int, error) {
 // unmount with its flushes, which under load cost more CPU than anything
 // else in a sandbox's disk. Nothing of the old sandbox is left for the
 // next to see: its files live only under the per-mount dirs removed here
-// (it never sees the disk's root), and a block freed on ext4 reads as
-// zeros when allocated again. It reports whether it kept the disk; if not,
-// the disk is the caller's still.
+// (it never sees the disk's root), and the trim punches every free block
+// out of the image, so no block the next sandbox is given holds old data,
+// not even after a crash that left a new file's blocks unwritten. A disk
+// that cannot be trimmed is not recycled. It reports whether it kept the
+// disk; if not, the disk is the caller's still.
 func (d *disks) recycle(fd int, img string) bool {
 	st, err := os.Stat(img)
 	if err != nil {
