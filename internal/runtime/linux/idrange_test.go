@@ -125,3 +125,35 @@ func TestOutOfSlotsIsUnavailable(t *testing.T) {
 		t.Fatalf("retry advice = %v %v %v", retry, after, ok)
 	}
 }
+
+// TestCreateWaitsForAnEndingSandboxsSlot: a kill answers (End) before its
+// sandbox's uid range is free; a create that finds every slot taken waits
+// for that one rather than failing, and gets it once the release is done.
+func TestCreateWaitsForAnEndingSandboxsSlot(t *testing.T) {
+	e := newEnv(t, func(c *linux.Config) { c.MaxSandboxes = 1 })
+	e.create(t, "slot-old")
+	release, err := e.rt.End(t.Context(), "slot-old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan error, 1)
+	go func() {
+		_, err := e.rt.Create(t.Context(), runtime.Spec{ID: "slot-new", Hostname: "slot-new", Mounts: e.tmpl.Mounts,
+			Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256}})
+		created <- err
+	}()
+	select {
+	case err := <-created:
+		t.Fatalf("Create returned (%v) while the only slot was still held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-created; err != nil {
+		t.Fatalf("Create after the release: %v", err)
+	}
+	if err := e.rt.Kill(t.Context(), "slot-new"); err != nil {
+		t.Fatal(err)
+	}
+}

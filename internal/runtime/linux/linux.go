@@ -94,6 +94,11 @@ type Runtime struct {
 	mu    sync.Mutex
 	boxes map[string]*box
 	slots map[int]string // uid range slot → sandbox id
+	// ending counts the slots of sandboxes whose kill answered and whose
+	// release has not freed the slot yet; slotFreed is closed (and
+	// replaced) whenever a slot is freed.
+	ending    int
+	slotFreed chan struct{}
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -262,13 +267,39 @@ func (r *Runtime) Close() error {
 
 func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
 
-func (r *Runtime) allocSlot(id string) (int, error) {
+func (r *Runtime) allocSlot(ctx context.Context, id string) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for s := 0; s < r.cfg.MaxSandboxes; s++ {
-		if _, used := r.slots[s]; !used {
-			r.slots[s] = id
-			return s, nil
+	// A kill answers before its sandbox's slot is free (End): a create
+	// that a kill made room for waits the few ms for it rather than
+	// failing while the caller sees one sandbox fewer.
+	deadline := time.Now().Add(slotWait)
+	for {
+		for s := 0; s < r.cfg.MaxSandboxes; s++ {
+			if _, used := r.slots[s]; !used {
+				r.slots[s] = id
+				return s, nil
+			}
+		}
+		left := time.Until(deadline)
+		if r.ending == 0 || left <= 0 {
+			break
+		}
+		if r.slotFreed == nil {
+			r.slotFreed = make(chan struct{})
+		}
+		freed := r.slotFreed
+		r.mu.Unlock()
+		t := time.NewTimer(left)
+		select {
+		case <-freed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		r.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return -1, err
 		}
 	}
 	// The host is full, not the client's quota: a passing condition (503)
@@ -281,8 +312,16 @@ func (r *Runtime) allocSlot(id string) (int, error) {
 func (r *Runtime) freeSlot(slot int) {
 	r.mu.Lock()
 	delete(r.slots, slot)
+	if r.slotFreed != nil {
+		close(r.slotFreed)
+		r.slotFreed = nil
+	}
 	r.mu.Unlock()
 }
+
+// slotWait bounds how long a create waits for the slot of a sandbox whose
+// kill is releasing it.
+const slotWait = 10 * time.Second
 
 // Create starts a sandbox. See runtime.Runtime.
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.Sandbox, err error) {
@@ -290,7 +329,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "sandbox spec needs an id and a root mount first")
 	}
 	st := stages{last: time.Now()}
-	slot, err := r.allocSlot(spec.ID)
+	slot, err := r.allocSlot(ctx, spec.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -752,8 +791,20 @@ func (r *Runtime) End(ctx context.Context, id string) (release func(context.Cont
 	}
 	b.op.Lock() // a Stop or Start in flight finishes first
 	alive := r.signal(b)
+	r.mu.Lock()
+	r.ending++
+	r.mu.Unlock()
 	return func(context.Context) error {
 		defer b.op.Unlock()
+		defer func() {
+			r.mu.Lock()
+			r.ending--
+			if r.slotFreed != nil { // waiters look again (a box may have had no slot)
+				close(r.slotFreed)
+				r.slotFreed = nil
+			}
+			r.mu.Unlock()
+		}()
 		return r.release(b, alive)
 	}, nil
 }
