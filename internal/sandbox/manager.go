@@ -413,41 +413,47 @@ func (m *Manager) forget(ctx context.Context, id string) error {
 	return nil
 }
 
-// goBackground runs f in a goroutine as Manager-owned work (Close waits
-// for it), with a context bounded by killTimeout, unless the Manager is
-// closed; it reports whether it started f.
-func (m *Manager) goBackground(f func(ctx context.Context)) bool {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+// background runs f as Manager-owned work unless the Manager is closed,
+// with a context bounded by killTimeout. It reports whether f ran.
+func (m *Manager) background(f func(ctx context.Context)) bool {
+	if !m.addWork() {
 		return false
 	}
-	m.work.Add(1)
-	m.mu.Unlock()
+	defer m.work.Done()
+	bounded(f)
+	return true
+}
+
+// goBackground is background in a goroutine of its own: it reports
+// whether it started f.
+func (m *Manager) goBackground(f func(ctx context.Context)) bool {
+	if !m.addWork() {
+		return false
+	}
 	go func() {
 		defer m.work.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-		defer cancel()
-		f(ctx)
+		bounded(f)
 	}()
 	return true
 }
 
-// background runs f as Manager-owned work unless the Manager is closed,
-// with a context bounded by killTimeout. It reports whether f ran.
-func (m *Manager) background(f func(ctx context.Context)) bool {
+// addWork counts one piece of work that Close waits for, unless the
+// Manager is closed; it reports whether it did.
+func (m *Manager) addWork() bool {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
 		return false
 	}
 	m.work.Add(1)
-	m.mu.Unlock()
-	defer m.work.Done()
+	return true
+}
+
+// bounded runs f with a context that ends after killTimeout.
+func bounded(f func(ctx context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	f(ctx)
-	return true
 }
 
 // watchExited reaps sandboxes whose processes died on their own. It returns
