@@ -154,14 +154,9 @@ func (rt *Router) listPaged(w http.ResponseWriter, r *http.Request) {
 		var bound *listPos
 		more := false
 		for _, pg := range pages {
-			if pg.code != 0 && pg.code != http.StatusOK {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(pg.code)
-				_, _ = w.Write(pg.body)
+			if answered, skip := rt.nodeAnswer(w, r, pg.code, pg.body, pg.err); answered {
 				return
-			}
-			if pg.err != nil {
-				rt.log.Warn("listing on a node", "path", r.URL.Path, "err", pg.err)
+			} else if skip {
 				continue
 			}
 			if pg.more && len(pg.items) > 0 {
@@ -311,4 +306,22 @@ func (rt *Router) writePage(w http.ResponseWriter, items []listedItem, next stri
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// nodeAnswer sorts one node's answer to a list fanned out to every node.
+// The client's own mistake (a bad key, a bad filter) is every node's: the
+// first such answer is passed on as it came (answered). A node that could
+// not be asked is logged and left out of the list (skip).
+func (rt *Router) nodeAnswer(w http.ResponseWriter, r *http.Request, code int, body []byte, err error) (answered, skip bool) {
+	if code != 0 && code != http.StatusOK {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		return true, false
+	}
+	if err != nil {
+		rt.log.Warn("listing on a node", "path", r.URL.Path, "err", err)
+		return false, true
+	}
+	return false, false
 }

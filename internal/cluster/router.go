@@ -1075,16 +1075,9 @@ func (rt *Router) list(w http.ResponseWriter, r *http.Request, key string) {
 	seen := map[string]bool{}
 	for range live {
 		a := <-answers
-		if a.code != 0 && a.code != http.StatusOK {
-			// The client's own mistake (a bad key, a bad filter) is
-			// every node's: pass the first answer on.
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(a.code)
-			_, _ = w.Write(a.body)
+		if answered, skip := rt.nodeAnswer(w, r, a.code, a.body, a.err); answered {
 			return
-		}
-		if a.err != nil {
-			rt.log.Warn("listing on a node", "path", r.URL.Path, "err", a.err)
+		} else if skip {
 			continue
 		}
 		for _, it := range a.items {
