@@ -148,10 +148,19 @@ func (d *disks) recycle(fd int, img string) bool {
 		return false
 	}
 	for _, e := range entries {
-		if e.Name() == "lost+found" {
+		name := e.Name()
+		if name == "lost+found" {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+		// Only the daemon writes at the disk's root: one dir per mount,
+		// named by its index (prepareDir). Anything else means the disk
+		// is not what it should be, and it is not handed on. What the
+		// sandbox wrote is below those dirs, and RemoveAll removes it
+		// through directory handles without following its symlinks.
+		if _, err := strconv.Atoi(name); err != nil {
+			return false
+		}
+		if err := os.RemoveAll(filepath.Join(root, name)); err != nil {
 			return false
 		}
 	}

@@ -312,11 +312,17 @@ func (r *Runtime) allocSlot(ctx context.Context, id string) (int, error) {
 func (r *Runtime) freeSlot(slot int) {
 	r.mu.Lock()
 	delete(r.slots, slot)
+	r.wakeSlotWaitersLocked()
+	r.mu.Unlock()
+}
+
+// wakeSlotWaitersLocked has the creates waiting in allocSlot look again.
+// Precondition: r.mu is held.
+func (r *Runtime) wakeSlotWaitersLocked() {
 	if r.slotFreed != nil {
 		close(r.slotFreed)
 		r.slotFreed = nil
 	}
-	r.mu.Unlock()
 }
 
 // slotWait bounds how long a create waits for the slot of a sandbox whose
@@ -799,10 +805,7 @@ func (r *Runtime) End(ctx context.Context, id string) (release func(context.Cont
 		defer func() {
 			r.mu.Lock()
 			r.ending--
-			if r.slotFreed != nil { // waiters look again (a box may have had no slot)
-				close(r.slotFreed)
-				r.slotFreed = nil
-			}
+			r.wakeSlotWaitersLocked() // a box may have had no slot
 			r.mu.Unlock()
 		}()
 		return r.release(b, alive)
