@@ -143,10 +143,13 @@ func (f *Fake) serveLocked(sb *sandbox) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", path, err)
 	}
+	// The goroutine gets its own server: a Start after a Stop replaces
+	// sb.server while the old Serve may still be returning.
+	srv := &http.Server{Handler: f.opts.Handler, ReadHeaderTimeout: 10 * time.Second}
 	sb.ln = ln
-	sb.server = &http.Server{Handler: f.opts.Handler, ReadHeaderTimeout: 10 * time.Second}
+	sb.server = srv
 	sb.info.EnvdSocket = path
-	go func() { _ = sb.server.Serve(ln) }() // returns when Kill or Close stops the server
+	go func() { _ = srv.Serve(ln) }() // returns when Kill or Close stops the server
 	return nil
 }
 
