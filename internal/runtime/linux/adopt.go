@@ -25,13 +25,10 @@ import (
 // namespace, its nftables rules in the kernel, and its agent logs through a
 // FIFO in the sandbox's dir whose write end the agent holds. The next
 // runtime over the same state dir rebuilds what it kept in memory from
-// that dir (see Adopt): the init's pid and start time ("pid", "ident"),
-// its uid range ("slot"), its link ("link"), its cgroup (by id), its
-// agent's socket ("envd.sock") and its log FIFO ("log").
-
-// identFile records which process a sandbox's init is, beyond its pid:
-// the boot it was started in and its start time.
-const identFile = "ident"
+// that dir (see Adopt): the init's pid and identity (the boot it was
+// started in and its start time), its uid range and its link (all in
+// stateFile), its cgroup (by id), its agent's socket ("envd.sock") and its
+// log FIFO ("log").
 
 // logFIFO is the agent's stderr: a FIFO, so a daemon started later can
 // open it again and read on where the one that died stopped. While no
@@ -99,10 +96,7 @@ func statStartTime(stat []byte) (uint64, error) {
 
 // recordInit writes what identifies a sandbox's init for a later run.
 func (r *Runtime) recordInit(b *box, id procIdent) error {
-	if err := os.WriteFile(filepath.Join(b.dir, "pid"), []byte(strconv.Itoa(b.pid)), 0o600); err != nil {
-		return fmt.Errorf("recording pid of %s: %w", b.id, err)
-	}
-	if err := os.WriteFile(filepath.Join(b.dir, identFile), []byte(id.String()), 0o600); err != nil {
+	if err := appendState(b.dir, initLine(b.pid, id)); err != nil {
 		return fmt.Errorf("recording init of %s: %w", b.id, err)
 	}
 	return nil
@@ -116,15 +110,18 @@ var errNoIdent = errors.New("no record of which process its init is")
 // why it is gone unless that pid is still the init the dir was made for.
 // A dir with no identity (errNoIdent) is never taken for a live sandbox.
 func (r *Runtime) recordedInit(dir string) (int, error) {
-	pid, err := readInt(filepath.Join(dir, "pid"))
+	state, err := readState(dir)
 	if err != nil {
+		return 0, err
+	}
+	pid := state.pid
+	if pid <= 0 {
 		return 0, errors.New("no pid recorded")
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, identFile))
-	if err != nil {
+	if state.ident == "" {
 		return pid, errNoIdent
 	}
-	want, err := parseIdent(string(raw))
+	want, err := parseIdent(state.ident)
 	if err != nil {
 		return pid, err
 	}
@@ -187,20 +184,21 @@ func (r *Runtime) Adopt(ctx context.Context, a runtime.Adoption) (_ *runtime.San
 	if _, err := r.recordedInit(dir); err != nil {
 		return nil, gone(err)
 	}
-	slot, err := readInt(filepath.Join(dir, "slot"))
-	if err == nil && slot < 0 {
-		err = fmt.Errorf("slot %d", slot)
+	state, err := readState(dir)
+	if err == nil && state.slot < 0 {
+		err = errors.New("no slot recorded")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("adopting %s: reading its uid range: %w", id, err)
 	}
+	slot := state.slot
 	group, err := r.cfg.Cgroups.Load(id)
 	if err != nil {
 		return nil, fmt.Errorf("adopting %s: loading its cgroup: %w", id, err)
 	}
 	b := &box{id: id, dir: dir, slot: slot, pid: pid, pidfd: pidfd, group: group, disk: -1,
 		done: make(chan struct{}), log: sandboxlog.New()}
-	if idx, err := readInt(filepath.Join(dir, "link")); err == nil {
+	if idx := state.link; idx >= 0 {
 		if r.cfg.Egress == nil {
 			return nil, fmt.Errorf("adopting %s: it has a network link and this runtime has no egress", id)
 		}
@@ -340,13 +338,14 @@ func (r *Runtime) adoptStopped(id, dir string) (*runtime.Sandbox, error) {
 	if _, err := os.Stat(filepath.Join(dir, stoppedMark)); err != nil {
 		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("sandbox %s is gone: it was not stopped", id))
 	}
-	slot, err := readInt(filepath.Join(dir, "slot"))
-	if err == nil && slot < 0 {
-		err = fmt.Errorf("slot %d", slot)
+	state, err := readState(dir)
+	if err == nil && state.slot < 0 {
+		err = errors.New("no slot recorded")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("adopting %s: reading its uid range: %w", id, err)
 	}
+	slot := state.slot
 	done := make(chan struct{})
 	close(done) // its last init is long gone
 	b := &box{id: id, dir: dir, slot: slot, stopped: true, disk: -1, done: done, log: sandboxlog.New()}

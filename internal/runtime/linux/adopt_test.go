@@ -3,6 +3,7 @@ package linux_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -123,7 +124,7 @@ func TestAdopt(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the adopted sandbox's exit was not reported")
 	}
-	link, _ := os.ReadFile(filepath.Join(e.stateDir, "adopt1", "link"))
+	link := recordedLink(t, e.stateDir, "adopt1")
 	for _, id := range []string{"adopt1", "adopt2"} {
 		if err := rt2.Kill(t.Context(), id); err != nil {
 			t.Fatalf("kill %s: %v", id, err)
@@ -143,7 +144,7 @@ func TestAdopt(t *testing.T) {
 	if after != before {
 		t.Errorf("after kill:\n before %+v\n after  %+v", before, after)
 	}
-	if policyChainOf(t, string(link)) {
+	if policyChainOf(t, link) {
 		t.Error("Kill left the policy chain")
 	}
 	_ = sb2
@@ -166,6 +167,8 @@ func TestAdoptRefusesOthers(t *testing.T) {
 		"garbled": "x",
 	}
 	for id, ident := range dirs {
+		// A dir of an older version records each fact in a file of
+		// its own; this one appends them to its state file.
 		dir := filepath.Join(e.stateDir, id)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
@@ -174,6 +177,19 @@ func TestAdoptRefusesOthers(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(dir, "slot"), []byte("7"), 0o600)
 		if ident != "" {
 			_ = os.WriteFile(filepath.Join(dir, "ident"), []byte(ident), 0o600)
+		}
+		if ident == "" {
+			continue // the state file always records an identity
+		}
+		dir = filepath.Join(e.stateDir, id+"-state")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(filepath.Join(dir, "state"), []byte("slot 8\ninit "+self+" "+ident+"\n"), 0o600)
+	}
+	for _, id := range slices.Collect(maps.Keys(dirs)) {
+		if dirs[id] != "" {
+			dirs[id+"-state"] = dirs[id]
 		}
 	}
 	rt, err := linux.New(linux.Config{StateDir: e.stateDir, Exe: e.exe, Cgroups: e.cg})
@@ -216,11 +232,27 @@ func agentLog(t *testing.T, sb *runtime.Sandbox, line string) {
 // hasPolicyChain reports whether the link of sandbox id has a policy chain.
 func hasPolicyChain(t *testing.T, stateDir, id string) bool {
 	t.Helper()
-	idx, err := os.ReadFile(filepath.Join(stateDir, id, "link"))
+	return policyChainOf(t, recordedLink(t, stateDir, id))
+}
+
+// recordedLink returns the link index sandbox id's state file records
+// last.
+func recordedLink(t *testing.T, stateDir, id string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(stateDir, id, "state"))
 	if err != nil {
-		t.Fatalf("the link of %s: %v", id, err)
+		t.Fatalf("the state of %s: %v", id, err)
 	}
-	return policyChainOf(t, string(idx))
+	idx := ""
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "link "); ok {
+			idx = v
+		}
+	}
+	if idx == "" || idx == "-" {
+		t.Fatalf("the state of %s records no link:\n%s", id, raw)
+	}
+	return idx
 }
 
 // policyChainOf reports whether link index idx has a policy chain.

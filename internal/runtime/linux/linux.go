@@ -459,7 +459,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 			return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
 		}
 		b.link = &link
-		if err := os.WriteFile(filepath.Join(b.dir, "link"), []byte(strconv.Itoa(link.Index)), 0o600); err != nil {
+		if err := appendState(b.dir, linkLine(link.Index)); err != nil {
 			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
 		}
 		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Intercept || p.Limits != (runtime.EgressLimits{}) {
@@ -525,7 +525,7 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 		}
 		return fmt.Errorf("creating dir of %s: %w", spec.ID, err)
 	}
-	if err := os.WriteFile(filepath.Join(b.dir, "slot"), []byte(strconv.Itoa(b.slot)), 0o600); err != nil {
+	if err := appendState(b.dir, slotLine(b.slot)); err != nil {
 		return fmt.Errorf("recording uid range of %s: %w", spec.ID, err)
 	}
 	b.layers = filepath.Join(b.dir, "layers")
@@ -990,12 +990,8 @@ func deleteGroup(g cgroup.Group) error {
 // cgroup and the directory.
 func (r *Runtime) reap(ctx context.Context, id string) error {
 	dir := r.sandboxDir(id)
-	slot := -1
-	if b, err := os.ReadFile(filepath.Join(dir, "slot")); err == nil {
-		if s, err := strconv.Atoi(string(b)); err == nil {
-			slot = s
-		}
-	}
+	state, _ := readState(dir) // what it cannot read stays unknown: -1
+	slot := state.slot
 	var pids []int
 	g, gerr := r.cfg.Cgroups.Load(id)
 	if gerr == nil {
@@ -1022,10 +1018,8 @@ func (r *Runtime) reap(ctx context.Context, id string) error {
 	if gerr == nil {
 		errs = append(errs, deleteGroup(g))
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "link")); err == nil && r.cfg.Egress != nil {
-		if idx, err := strconv.Atoi(string(b)); err == nil {
-			errs = append(errs, r.cfg.Egress.Reap(r.cfg.Egress.Link(idx)))
-		}
+	if state.link >= 0 && r.cfg.Egress != nil {
+		errs = append(errs, r.cfg.Egress.Reap(r.cfg.Egress.Link(state.link)))
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing dir of %s: %w", id, err))
@@ -1150,13 +1144,8 @@ func (r *Runtime) leftovers() (map[string]int, error) {
 		if _, ok := r.boxes[e.Name()]; ok {
 			continue
 		}
-		slot := -1
-		if b, err := os.ReadFile(filepath.Join(r.cfg.StateDir, e.Name(), "slot")); err == nil {
-			if s, err := strconv.Atoi(string(b)); err == nil {
-				slot = s
-			}
-		}
-		out[e.Name()] = slot
+		state, _ := readState(filepath.Join(r.cfg.StateDir, e.Name()))
+		out[e.Name()] = state.slot
 	}
 	return out, nil
 }

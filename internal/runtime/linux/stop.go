@@ -133,7 +133,10 @@ func (r *Runtime) halt(b *box) error {
 	if link != nil {
 		errs = append(errs, r.cfg.Egress.Detach(*link))
 	}
-	for _, f := range []string{"link", "pid", "envd.sock"} {
+	if err := appendState(b.dir, noInitLine, noLinkLine); err != nil {
+		errs = append(errs, fmt.Errorf("recording that %s has no init: %w", b.id, err))
+	}
+	for _, f := range []string{legacyLinkFile, legacyPidFile, legacyIdentFile, "envd.sock"} {
 		if err := os.Remove(filepath.Join(b.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
