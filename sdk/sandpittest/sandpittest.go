@@ -133,6 +133,9 @@ func (s *Server) Env() []string {
 	return []string{"SANDPIT_URL=" + s.URL, "SANDPIT_API_KEY=" + s.APIKey}
 }
 
+// Pid is the server process's id, for benchmarks that read its CPU time.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Log returns what the server has logged so far.
 func (s *Server) Log() string { return s.log.String() }
 

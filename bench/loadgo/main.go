@@ -1,0 +1,367 @@
+// Command loadgo is bench/load.mjs's cycles phase driven through sandpit's
+// Go SDK instead of the official JavaScript one: C workers share N cycles of
+// create → commands.run("true") → kill against a `sandpit serve` started
+// the way sandpittest starts it (default flags, fresh data dir). A node
+// process running the official SDK costs ~5 ms of CPU per cycle on the
+// 2-core machine, a fifth of the host's; this client costs a fraction of
+// that, so its figures say what the daemon can do and load.mjs's what an
+// E2B SDK user sees. Both go into BENCHMARKS.md.
+//
+//	make build && go run ./bench/loadgo [-c 8] [-n 400] [-warmup 3] [-serve-arg=--warm-pool=off]
+//
+// Markdown on stdout. Env: SANDPIT_BIN (default <repo>/bin/sandpit).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sandpit "github.com/sandpit-dev/sandpit/sdk"
+	"github.com/sandpit-dev/sandpit/sdk/sandpittest"
+)
+
+type serveArgs []string
+
+func (a *serveArgs) String() string     { return strings.Join(*a, " ") }
+func (a *serveArgs) Set(v string) error { *a = append(*a, v); return nil }
+
+func main() {
+	conc := flag.Int("c", 8, "concurrency: workers running cycles at once")
+	cycles := flag.Int("n", 400, "cycles in all")
+	warmup := flag.Int("warmup", 3, "cycles per worker before the measured ones")
+	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
+	var extra serveArgs
+	flag.Var(&extra, "serve-arg", "an extra flag for sandpit serve (repeatable)")
+	flag.Parse()
+	if err := run(*conc, *cycles, *warmup, *timeout, extra); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgo:", err)
+		os.Exit(1)
+	}
+}
+
+// step is one measured step of the cycle.
+type step int
+
+const (
+	stepCreate step = iota
+	stepCommand
+	stepKill
+	stepCycle
+	nSteps
+)
+
+var stepNames = [nSteps]string{"Sandbox.create", `commands.run("true")`, "kill", "whole cycle"}
+
+func run(conc, cycles, warmup int, timeout time.Duration, extra []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	bin := os.Getenv("SANDPIT_BIN")
+	if bin == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		bin = filepath.Join(root, "bin", "sandpit")
+	}
+	srv, err := sandpittest.Start(ctx, sandpittest.Options{Bin: bin, Args: extra})
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", bin, err)
+	}
+	defer srv.Close()
+	client, err := sandpit.NewClient(sandpit.WithURL(srv.URL), sandpit.WithAPIKey(srv.APIKey),
+		sandpit.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * conc}}))
+	if err != nil {
+		return err
+	}
+
+	cycle := func(lat *[nSteps]time.Duration) error {
+		t0 := time.Now()
+		sb, err := client.Create(ctx)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		t1 := time.Now()
+		_, cmdErr := sb.Commands.Run(ctx, "true")
+		t2 := time.Now()
+		if err := sb.Kill(ctx); err != nil {
+			return errors.Join(cmdErr, fmt.Errorf("kill %s: %w", sb.ID, err))
+		}
+		t3 := time.Now()
+		if cmdErr != nil {
+			return fmt.Errorf("command in %s: %w", sb.ID, cmdErr)
+		}
+		*lat = [nSteps]time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t3.Sub(t0)}
+		return nil
+	}
+
+	// Warm-up: each worker's first cycles start the daemon's lazy paths
+	// (first template open, first disk) and are not counted.
+	var wg sync.WaitGroup
+	errs := make(chan error, conc*(warmup+1)+cycles)
+	for range conc {
+		wg.Go(func() {
+			var lat [nSteps]time.Duration
+			for range warmup {
+				if err := cycle(&lat); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	pid := srv.Pid()
+	procBefore, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	hostBefore, err := hostCPU()
+	if err != nil {
+		return err
+	}
+	var selfBefore syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfBefore)
+
+	lats := make([][nSteps]time.Duration, 0, cycles)
+	var mu sync.Mutex
+	next := make(chan struct{}, cycles)
+	for range cycles {
+		next <- struct{}{}
+	}
+	close(next)
+	failed := 0
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for range next {
+				var lat [nSteps]time.Duration
+				err := cycle(&lat)
+				mu.Lock()
+				if err != nil {
+					failed++
+					errs <- err
+				} else {
+					lats = append(lats, lat)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	procAfter, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	hostAfter, err := hostCPU()
+	if err != nil {
+		return err
+	}
+	var selfAfter syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfAfter)
+	close(errs)
+
+	done := len(lats)
+	perCycle := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(done, 1)) }
+	daemon := procAfter.self - procBefore.self
+	children := procAfter.children - procBefore.children
+	self := rusageCPU(&selfAfter) - rusageCPU(&selfBefore)
+	busy := hostAfter.busy - hostBefore.busy
+	total := hostAfter.total - hostBefore.total
+
+	fmt.Printf("sandpit under load through the Go SDK, %s, %d CPUs, %s\n\n", bin, ncpu(), time.Now().UTC().Format("2006-01-02T15:04Z"))
+	fmt.Printf("    go run ./bench/loadgo -c %d -n %d %s\n\n", conc, cycles, strings.Join(extra, " "))
+	fmt.Printf("**Cycles**: %d/%d create → commands.run(\"true\") → kill at concurrency %d in %.1f s: **%.1f cycles/s**; ",
+		done, cycles, conc, elapsed.Seconds(), float64(done)/elapsed.Seconds())
+	fmt.Printf("CPU per cycle: daemon %.1f ms + its reaped children (sandbox processes) %.1f ms; this client %.1f ms; ",
+		perCycle(daemon), perCycle(children), perCycle(self))
+	if total > 0 {
+		fmt.Printf("the whole host busy %.0f%%, %.1f ms of CPU per cycle.\n\n",
+			100*float64(busy)/float64(total), perCycle(busy))
+	}
+	fmt.Println("| measure | n | p50 ms | p95 ms | p99 ms | max ms |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for s := range nSteps {
+		vals := make([]time.Duration, len(lats))
+		for i, l := range lats {
+			vals[i] = l[s]
+		}
+		slices.Sort(vals)
+		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", stepNames[s], len(vals),
+			ms(rank(vals, 0.50)), ms(rank(vals, 0.95)), ms(rank(vals, 0.99)), ms(rank(vals, 1)))
+	}
+	if stages, err := createStages(ctx, srv); err != nil {
+		fmt.Printf("\n(reading /metrics: %v)\n", err)
+	} else {
+		fmt.Printf("\n%s\n", stages)
+	}
+	n := 0
+	for err := range errs {
+		if n < 5 {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		n++
+	}
+	if n > 0 || failed > 0 {
+		return fmt.Errorf("%d cycles failed (%d errors in all, warm-up included)", failed, n)
+	}
+	return nil
+}
+
+// rank is the nearest-rank q-quantile of sorted vals.
+func rank(vals []time.Duration, q float64) time.Duration {
+	if len(vals) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(vals))+0.999999) - 1
+	return vals[min(max(i, 0), len(vals)-1)]
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
+
+type proc struct{ self, children time.Duration }
+
+// procCPU reads utime+stime of pid from /proc/PID/stat, and as children's
+// the cutime+cstime of those it has waited for plus the CPU of its living
+// children and theirs: the sandbox inits are children of the daemon's
+// spawner, which lives as long as the daemon.
+func procCPU(pid int) (proc, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return proc{}, fmt.Errorf("reading the CPU of process %d: %w", pid, err)
+	}
+	// The fields after the command name, which may hold spaces, start at
+	// field 3 of proc(5).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	field := func(n int) time.Duration {
+		v, _ := strconv.ParseInt(f[n-3], 10, 64)
+		return time.Duration(v) * time.Second / 100 // USER_HZ is 100 on Linux
+	}
+	p := proc{self: field(14) + field(15), children: field(16) + field(17)}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, k := range strings.Fields(string(kids)) {
+			child, _ := strconv.Atoi(k)
+			if c, err := procCPU(child); err == nil { // a child gone meanwhile counts nothing
+				p.children += c.self + c.children
+			}
+		}
+	}
+	return p, nil
+}
+
+type host struct{ busy, total time.Duration }
+
+// hostCPU reads the host's busy and total CPU time from /proc/stat.
+func hostCPU() (host, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return host{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	// user nice system idle iowait irq softirq steal; guest time is in
+	// user already.
+	f := strings.Fields(line)[1:9]
+	var h host
+	for i, v := range f {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		d := time.Duration(n) * time.Second / 100
+		h.total += d
+		if i != 3 && i != 4 { // idle and iowait
+			h.busy += d
+		}
+	}
+	return h, nil
+}
+
+func rusageCPU(r *syscall.Rusage) time.Duration {
+	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+}
+
+func ncpu() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\nprocessor") + 1
+}
+
+var stageLine = regexp.MustCompile(`(?m)^sandpit_sandbox_create_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$`)
+
+// createStages summarises sandpit_sandbox_create_seconds from /metrics:
+// the mean of each stage over the run, warm-up included.
+func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("X-API-KEY", srv.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s", resp.Status)
+	}
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for _, m := range stageLine.FindAllStringSubmatch(string(body), -1) {
+		v, _ := strconv.ParseFloat(m[3], 64)
+		if m[1] == "sum" {
+			sums[m[2]] = v
+		} else {
+			counts[m[2]] = v
+		}
+	}
+	names := make([]string, 0, len(counts))
+	for n := range counts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		if counts[n] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f ms (n=%.0f)", n, 1000*sums[n]/counts[n], counts[n]))
+		}
+	}
+	return "create stages, mean over the run: " + strings.Join(parts, ", "), nil
+}
+
+// repoRoot walks up from the working directory to the sandpit module's
+// go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the sandpit repository or set SANDPIT_BIN")
+		}
+		dir = parent
+	}
+}
