@@ -5,10 +5,14 @@
 //
 //   (cd test/compat && npm ci) && make build
 //   node bench/load.mjs [--concurrency 8] [--cycles 200] [--live 100] [--burst 0]
-//                       [--timeout 900] [--serve-arg=--warm-pool=off]
+//                       [--rate 0] [--timeout 900] [--serve-arg=--warm-pool=off]
 //
 // (a) cycles: C workers share N cycles of Sandbox.create → commands.run("true")
-//     → kill; prints cycles/s and p50/p95/p99/max of each step.
+//     → kill; prints cycles/s and p50/p95/p99/max of each step. With --rate R
+//     the cycles are offered at R per second (cycle i due at start + i/R,
+//     taken by the first free worker, create timed from when it was due)
+//     instead of back to back: a closed loop at saturation measures C over
+//     the throughput, a rate below capacity the latency at that throughput.
 // (b) live: L sandboxes created (C at a time) and kept; then every one runs
 //     commands.run("true") (C at a time) while, with --burst B, B creates are
 //     started at once; p50/p95/p99/max of each.
@@ -47,6 +51,8 @@ const { values: opt } = parseArgs({
     live: { type: 'string', default: '100' },
     burst: { type: 'string', default: '0' },
     warmup: { type: 'string', default: '3' },
+    // cycles started per second in the cycles phase, at most C at once; 0: closed loop
+    rate: { type: 'string', default: '0' },
     // seconds for the whole run, server start to stop
     timeout: { type: 'string', default: '900' },
     // extra flags for `sandpit serve`, e.g. --serve-arg=--warm-pool=off
@@ -58,6 +64,11 @@ const N = Number(opt.cycles)
 const L = Number(opt.live)
 const B = Number(opt.burst)
 const WARMUP = Number(opt.warmup)
+const RATE = Number(opt.rate)
+if (!(RATE >= 0)) {
+  console.error('--rate must be a non-negative number')
+  process.exit(2)
+}
 const TIMEOUT_S = Number(opt.timeout)
 for (const [k, v] of Object.entries({ concurrency: C, cycles: N, live: L, burst: B, warmup: WARMUP, timeout: TIMEOUT_S })) {
   if (!Number.isInteger(v) || v < 0) {
@@ -186,6 +197,7 @@ useSdkEnv(server)
 const progress = (s) => process.stderr.write(`\r${s}        `)
 
 const out = { cycles: null, live: null }
+let WARM_AT_RATE = 0
 let fatal = null
 try {
   for (let i = 0; i < WARMUP; i++) {
@@ -194,7 +206,14 @@ try {
     await s.kill(REQ)
   }
 
-  if (N > 0) out.cycles = await cyclesPhase()
+  // With a rate, 2 s of warm-up at that rate first, so the warm pool has
+  // learnt the rate as it does in the first seconds of any sustained load.
+  if (N > 0 && RATE > 0) {
+    WARM_AT_RATE = Math.max(WARMUP * C, Math.round(2 * RATE))
+    const warm = await cyclesPhase(WARM_AT_RATE)
+    if (warm.errors.count > 0) throw new Error(`${warm.errors.count} errors in the warm-up at the rate: ${warm.errors.first.join('; ')}`)
+  }
+  if (N > 0) out.cycles = await cyclesPhase(N)
   if (L > 0 && !server.exited) out.live = await livePhase()
 } catch (err) {
   fatal = err
@@ -229,7 +248,7 @@ async function createStages() {
   return `create stages, mean over the run: ${parts.join(', ')}; warm pool claims: ${claims.hit ?? 0} hit, ${claims.miss ?? 0} miss`
 }
 
-async function cyclesPhase() {
+async function cyclesPhase(N) {
   const errors = errorLog()
   const t = { create: [], command: [], kill: [], cycle: [] }
   let done = 0
@@ -237,8 +256,13 @@ async function cyclesPhase() {
   const busy0 = hostBusy()
   const client0 = process.cpuUsage()
   const t0 = now()
-  await pool(N, C, async () => {
-    const a = now()
+  await pool(N, C, async (i) => {
+    let a = now()
+    if (RATE > 0) {
+      const due = t0 + (i * 1000) / RATE
+      if (due > a) await new Promise((resolve) => setTimeout(resolve, due - a))
+      a = due // the wait for a free worker counts (no coordinated omission)
+    }
     let s
     try {
       s = await Sandbox.create(REQ)
@@ -419,7 +443,9 @@ if (out.cycles) {
   const c = out.cycles
   console.log()
   console.log(
-    `**Cycles**: ${c.done}/${N} create → commands.run("true") → kill at concurrency ${C} in ${c.wall.toFixed(1)} s: ` +
+    `**Cycles**: ${c.done}/${N} create → commands.run("true") → kill at concurrency ${C}` +
+      (RATE > 0 ? ` (offered ${RATE} cycles/s after ${WARM_AT_RATE} warm-up cycles at that rate, create timed from when each was due)` : '') +
+      ` in ${c.wall.toFixed(1)} s: ` +
       `**${(c.done / c.wall).toFixed(1)} cycles/s**; CPU: daemon ${c.cpu.toFixed(1)} s + its reaped children (sandbox processes) ` +
       `${c.cpuChildren.toFixed(1)} s = ${(((c.cpu + c.cpuChildren) / Math.max(1, c.done)) * 1000).toFixed(1)} ms per cycle ` +
       `(${(((c.cpu + c.cpuChildren) / c.wall / cpus().length) * 100).toFixed(0)}% of the host's CPUs); daemon RSS ${f(c.rss)} MiB after; this node process (the SDK clients) ${c.cpuClient.toFixed(1)} s; ` +
