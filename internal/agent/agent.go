@@ -23,6 +23,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sandpit-dev/sandpit/gen/proto/process/processconnect"
 	"github.com/sandpit-dev/sandpit/internal/agent/process"
 	"github.com/sandpit-dev/sandpit/internal/agent/settings"
 )
@@ -150,8 +151,10 @@ func New(cfg Config) *Agent {
 	// The SDKs expect uncompressed responses (wire spec §4.1). A larger
 	// message than maxProcessMessageBytes is refused (resource_exhausted)
 	// before it is read, so a client cannot make the agent hold it.
-	path, h := a.processes.Handler(connect.WithCompression("gzip", nil, nil), connect.WithReadMaxBytes(maxProcessMessageBytes))
-	a.mux.Handle(path, a.authed(h))
+	a.mux.Handle("/"+processconnect.ProcessName+"/", a.authed(LazyHandler(func() http.Handler {
+		_, h := a.processes.Handler(connect.WithCompression("gzip", nil, nil), connect.WithReadMaxBytes(maxProcessMessageBytes))
+		return h
+	})))
 	deps := Deps{Logger: logger, Settings: a.settings}
 	for _, m := range cfg.Mounts {
 		for _, r := range m(deps) {
@@ -166,6 +169,16 @@ func New(cfg Config) *Agent {
 		writeError(w, http.StatusNotFound, "not found")
 	})))
 	return a
+}
+
+// LazyHandler is an http.Handler that build makes at its first request.
+// Making a Connect service's handler resolves the service's protobuf
+// descriptors: at start that was a fifth of the agent's CPU before it
+// could answer, which every create waited for and which a sandbox that
+// never calls the service paid for nothing.
+func LazyHandler(build func() http.Handler) http.Handler {
+	get := sync.OnceValue(build)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { get().ServeHTTP(w, r) })
 }
 
 // Settings returns the agent's live settings (for handlers built outside

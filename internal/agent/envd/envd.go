@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandpit-dev/sandpit/gen/proto/filesystem/filesystemconnect"
 	"github.com/sandpit-dev/sandpit/internal/agent"
 	"github.com/sandpit-dev/sandpit/internal/agent/files"
 	"github.com/sandpit-dev/sandpit/internal/agent/filesystem"
@@ -54,7 +55,7 @@ func Main() error {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	// JSON, so the daemon can keep the lines as the sandbox's log entries
 	// (level, message, fields), as E2B's envd logs JSON.
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: utcTime}))
 	ln, err := net.FileListener(os.NewFile(sandboxinit.ListenerFD, "envd-listener"))
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
@@ -102,6 +103,15 @@ func Main() error {
 	return err
 }
 
+// utcTime logs times in UTC: a time in the local zone would have the
+// agent load the zone file at every start, to format its first line.
+func utcTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		a.Value = slog.TimeValue(a.Value.Time().UTC())
+	}
+	return a
+}
+
 // releaseAfter is how long after start the agent returns its start-up
 // memory: after the create and the first requests it usually serves.
 // releaseQuiet is how long it must then be quiet to return what a spell
@@ -143,8 +153,11 @@ func (f *fileRoutes) mount(d agent.Deps) []agent.Route {
 		return nil
 	}
 	f.fs = fs
-	path, h := fs.Handler()
-	return []agent.Route{{Pattern: path, Handler: h}, {Pattern: files.Pattern, Handler: fh, OwnAuth: true}}
+	h := agent.LazyHandler(func() http.Handler {
+		_, h := fs.Handler()
+		return h
+	})
+	return []agent.Route{{Pattern: "/" + filesystemconnect.FilesystemName + "/", Handler: h}, {Pattern: files.Pattern, Handler: fh, OwnAuth: true}}
 }
 
 // close ends the polled watchers.
