@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	bpf "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
 	xbpf "golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -111,10 +112,14 @@ func Policy() bpf.Policy {
 	}
 }
 
-// Program assembles the policy into the BPF program the kernel runs.
+// Program assembles the policy into the BPF program the kernel runs: a
+// binary search over system call numbers (treeAssemble).
 func Program() ([]unix.SockFilter, error) {
-	p := Policy()
-	insts, err := p.Assemble()
+	info, err := arch.GetInfo("")
+	if err != nil {
+		return nil, fmt.Errorf("assembling the seccomp policy: %w", err)
+	}
+	insts, err := treeAssemble(Policy(), info)
 	if err != nil {
 		return nil, fmt.Errorf("assembling the seccomp policy: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -162,10 +163,18 @@ func TestIsolation(t *testing.T) {
 		{"cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '", "lo"},
 		{"ls -ln /usr/bin/sudo | awk '{print $3}'", "0"},
 		{"mount -t tmpfs x /mnt 2>&1; echo rc=$?", "rc=32"},
+		// The seccomp filter: no new namespaces, by unshare or by clone.
+		{"unshare -U true 2>&1; echo rc=$?", "Operation not permitted"},
 		{"grep CapBnd /proc/self/status", "00000000a80425fb"},
 		{"cat /proc/self/cgroup", "0::/"},
 		{"touch /usr/bin/x && echo wrote", "wrote"},
 		{"stat -c %u /home/user", "1000"},
+	}
+	if goruntime.GOARCH == "amd64" {
+		// clone (56) with CLONE_NEWUSER | SIGCHLD: were it allowed, both
+		// processes would print nothing.
+		checks = append(checks, struct{ cmd, want string }{
+			"perl -e 'syscall(56, 0x10000000|17, 0, 0, 0, 0) < 0 and print \"$!\\n\"'", "Operation not permitted"})
 	}
 	for _, c := range checks {
 		got := strings.TrimSpace(run(t, sb, c.cmd, false))
