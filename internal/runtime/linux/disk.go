@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +34,11 @@ import (
 type disks struct {
 	dir     string   // where the empty images and the spares are kept
 	loopCtl *os.File // /dev/loop-control
+	// existing are the loop devices there were when the runtime started;
+	// made (guarded by mu) those its binds added since (close removes
+	// them).
+	existing map[int]bool
+	made     map[int]bool
 
 	mu      sync.Mutex
 	goldens map[int]string  // size in MB → empty formatted image
@@ -72,7 +81,20 @@ func newDisks(dir string) (*disks, error) {
 			_ = os.Remove(p)
 		}
 	}
-	return &disks{dir: dir, loopCtl: ctl, goldens: map[int]string{}, spares: map[int][]spare{}, filling: map[int]bool{}}, nil
+	return &disks{dir: dir, loopCtl: ctl, existing: loopDevices(), made: map[int]bool{},
+		goldens: map[int]string{}, spares: map[int][]spare{}, filling: map[int]bool{}}, nil
+}
+
+// loopDevices returns the numbers of the host's loop devices.
+func loopDevices() map[int]bool {
+	ents, _ := os.ReadDir("/sys/block")
+	out := map[int]bool{}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "loop")); err == nil && strings.HasPrefix(e.Name(), "loop") {
+			out[n] = true
+		}
+	}
+	return out
 }
 
 func (d *disks) close() error {
@@ -87,7 +109,79 @@ func (d *disks) close() error {
 			_ = os.Remove(s.img)
 		}
 	}
+	d.removeMade(loopRemoveWithin)
 	return d.loopCtl.Close()
+}
+
+// loopRemoveWithin bounds how long close removes loop devices.
+const loopRemoveWithin = 5 * time.Second
+
+// removeMade removes the loop devices this run's binds added that are
+// free again, for at most within. LOOP_CTL_GET_FREE adds a device when
+// none is free and the kernel keeps it for ever: after a run of 2000
+// sandboxes, 2000 devices that every sysinfo(2) and /proc/meminfo read
+// walks (bash calls sysinfo at every start: 1 % of the host's CPU under
+// load). A removal waits out an RCU grace period (~45 ms on the
+// development machine), so they run in parallel. A device still bound
+// (its sandbox outlives the daemon, or its disk is being let go of) is
+// tried again while others go; the kernel refuses (EBUSY) one that
+// anyone holds open.
+func (d *disks) removeMade(within time.Duration) {
+	d.mu.Lock()
+	pending := slices.Sorted(maps.Keys(d.made))
+	d.mu.Unlock()
+	deadline := time.Now().Add(within)
+	lastGone := time.Now()
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		var mu sync.Mutex
+		var left []int
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for range min(16, len(pending)) {
+			wg.Go(func() {
+				for n := range work {
+					if !d.removeLoop(n) {
+						mu.Lock()
+						left = append(left, n)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		for _, n := range pending {
+			work <- n
+		}
+		close(work)
+		wg.Wait()
+		if len(left) < len(pending) {
+			lastGone = time.Now()
+		}
+		pending = left
+		// Devices bound for good (sandboxes that outlive the daemon)
+		// stop the waiting once nothing has gone for a while.
+		if time.Since(lastGone) > 300*time.Millisecond {
+			break
+		}
+		if len(pending) > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// removeLoop removes loop device n unless it is bound or held, and
+// reports whether it is gone.
+func (d *disks) removeLoop(n int) bool {
+	if _, err := os.Stat("/sys/block/loop" + strconv.Itoa(n) + "/loop/backing_file"); err == nil {
+		return false // bound
+	}
+	err := unix.IoctlSetInt(int(d.loopCtl.Fd()), unix.LOOP_CTL_REMOVE, n)
+	if err == nil || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+		d.mu.Lock()
+		delete(d.made, n)
+		d.mu.Unlock()
+		return true
+	}
+	return false // EBUSY: someone holds it open
 }
 
 // take gives a sandbox a disk of sizeMB at img: a spare when one is
@@ -362,6 +456,11 @@ func (d *disks) loop(img string) (string, *os.File, error) {
 		if err != nil {
 			l.Close()
 			return "", nil, fmt.Errorf("binding %s to %s: %w", img, dev, err)
+		}
+		if !d.existing[n] {
+			d.mu.Lock()
+			d.made[n] = true
+			d.mu.Unlock()
 		}
 		return dev, l, nil
 	}
