@@ -177,39 +177,26 @@ func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []
 	_, warmFailed := drive(warm, rate)
 
 	pid := srv.Pid()
-	procBefore, err := procCPU(pid)
+	before, err := takeUsage(pid)
 	if err != nil {
 		return err
 	}
-	hostBefore, err := hostCPU()
-	if err != nil {
-		return err
-	}
-	var selfBefore syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfBefore)
 	start := time.Now()
 	lats, failed := drive(cycles, rate)
 	elapsed := time.Since(start)
-
-	procAfter, err := procCPU(pid)
+	after, err := takeUsage(pid)
 	if err != nil {
 		return err
 	}
-	hostAfter, err := hostCPU()
-	if err != nil {
-		return err
-	}
-	var selfAfter syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfAfter)
 	close(errs)
 
 	done := len(lats)
 	perCycle := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(done, 1)) }
-	daemon := procAfter.self - procBefore.self
-	children := procAfter.children - procBefore.children
-	self := rusageCPU(&selfAfter) - rusageCPU(&selfBefore)
-	busy := hostAfter.busy - hostBefore.busy
-	total := hostAfter.total - hostBefore.total
+	daemon := after.proc.self - before.proc.self
+	children := after.proc.children - before.proc.children
+	self := after.self - before.self
+	busy := after.host.busy - before.host.busy
+	total := after.host.total - before.host.total
 
 	fmt.Printf("sandpit under load through the Go SDK, %s, %d CPUs, %s\n\n", bin, ncpu(), time.Now().UTC().Format("2006-01-02T15:04Z"))
 	mode := "closed loop"
@@ -248,6 +235,30 @@ func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []
 		return fmt.Errorf("%d cycles failed, %d in the warm-up", failed, warmFailed)
 	}
 	return nil
+}
+
+// usage is the CPU time spent so far by the daemon (and its sandbox
+// processes), by the whole host, and by this client.
+type usage struct {
+	proc proc
+	host host
+	self time.Duration
+}
+
+func takeUsage(pid int) (usage, error) {
+	p, err := procCPU(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	h, err := hostCPU()
+	if err != nil {
+		return usage{}, err
+	}
+	var r syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &r); err != nil {
+		return usage{}, err
+	}
+	return usage{proc: p, host: h, self: time.Duration(r.Utime.Nano() + r.Stime.Nano())}, nil
 }
 
 // rank is the nearest-rank q-quantile of sorted vals.
@@ -315,10 +326,6 @@ func hostCPU() (host, error) {
 		}
 	}
 	return h, nil
-}
-
-func rusageCPU(r *syscall.Rusage) time.Duration {
-	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
 }
 
 func ncpu() int {

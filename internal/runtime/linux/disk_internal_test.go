@@ -16,12 +16,7 @@ import (
 // Closing the disks removes the loop devices their binds added, once free
 // again: the kernel would keep them for ever.
 func TestDisksRemoveTheLoopDevicesTheyAdded(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skipf("the kernel lacks loop devices: %v", err)
-	}
+	needLoopDevices(t)
 	dir := t.TempDir()
 	d, err := newDisks(dir)
 	if err != nil {
@@ -68,4 +63,16 @@ func TestDisksRemoveTheLoopDevicesTheyAdded(t *testing.T) {
 		}
 	}
 	t.Logf("%d free devices at the start, %d added and removed", free, len(made))
+}
+
+// needLoopDevices skips a test unless it can bind loop devices: as root,
+// on a kernel that has them.
+func needLoopDevices(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the Linux runtime needs root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skipf("sandbox disks need loop devices, which the kernel lacks: %v", err)
+	}
 }

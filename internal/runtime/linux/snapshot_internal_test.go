@@ -17,12 +17,7 @@ import (
 // daemon adopts) is snapshotted through a second mount of its disk, found
 // by its loop device.
 func TestSnapshotDiskByLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the Linux runtime needs root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skipf("sandbox disks need loop devices, which the kernel lacks: %v", err)
-	}
+	needLoopDevices(t)
 	dir := t.TempDir()
 	tmpl, err := template.BuildBase(t.Context(), dir+"/templates")
 	if err != nil {
