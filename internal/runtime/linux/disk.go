@@ -81,8 +81,34 @@ func newDisks(dir string) (*disks, error) {
 			_ = os.Remove(p)
 		}
 	}
-	return &disks{dir: dir, loopCtl: ctl, existing: loopDevices(), made: map[int]bool{},
-		goldens: map[int]string{}, spares: map[int][]spare{}, filling: map[int]bool{}}, nil
+	d := &disks{dir: dir, loopCtl: ctl, existing: loopDevices(), made: map[int]bool{},
+		goldens: map[int]string{}, spares: map[int][]spare{}, filling: map[int]bool{}}
+	// Devices an earlier run added and could not remove (their sandboxes
+	// outlived it) are this run's to remove once free.
+	for _, n := range readMade(filepath.Join(dir, madeLoopsFile)) {
+		if d.existing[n] {
+			d.made[n] = true
+		}
+	}
+	return d, nil
+}
+
+// madeLoopsFile lists, one number a line, the loop devices a run added
+// and left bound at close.
+const madeLoopsFile = "loops-added"
+
+func readMade(path string) []int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil && n >= 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // loopDevices returns the numbers of the host's loop devices.
@@ -110,6 +136,19 @@ func (d *disks) close() error {
 		}
 	}
 	d.removeMade(loopRemoveWithin)
+	d.mu.Lock()
+	left := slices.Sorted(maps.Keys(d.made))
+	d.mu.Unlock()
+	path := filepath.Join(d.dir, madeLoopsFile)
+	if len(left) == 0 {
+		_ = os.Remove(path)
+	} else {
+		var b strings.Builder
+		for _, n := range left {
+			fmt.Fprintln(&b, n)
+		}
+		_ = os.WriteFile(path, []byte(b.String()), 0o600) // best effort: at worst a device stays
+	}
 	return d.loopCtl.Close()
 }
 

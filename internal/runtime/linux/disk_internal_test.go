@@ -47,11 +47,39 @@ func TestDisksRemoveTheLoopDevicesTheyAdded(t *testing.T) {
 	if len(made) == 0 {
 		t.Fatalf("%d disks on a host with %d free loop devices, and no device was added", free+3, free)
 	}
-	for _, fd := range fds {
+	// One added device stays bound through close, as the disk of a
+	// sandbox that outlives the daemon: the next run removes it.
+	held, heldFD := -1, -1
+	for i, fd := range fds {
+		n := deviceOf(t, filepath.Join(dir, fmt.Sprintf("d%d.img", i)))
+		if held < 0 && slices.Contains(made, n) {
+			held, heldFD = n, fd
+			continue
+		}
 		unix.Close(fd)
 	}
 	if err := d.close(); err != nil {
 		t.Fatal(err)
+	}
+	if back, bound := backing(held); !bound || !strings.HasPrefix(back, dir+"/") {
+		t.Fatalf("loop%d, held open, was let go of (%q)", held, back)
+	}
+	d2, err := newDisks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.mu.Lock()
+	inherited := d2.made[held]
+	d2.mu.Unlock()
+	if !inherited {
+		t.Errorf("the next run does not know loop%d, which the last one added and left bound", held)
+	}
+	unix.Close(heldFD)
+	if err := d2.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, madeLoopsFile)); err == nil {
+		t.Errorf("%s is left with nothing to remove", madeLoopsFile)
 	}
 	for _, n := range made {
 		back, bound := backing(n)
@@ -63,6 +91,22 @@ func TestDisksRemoveTheLoopDevicesTheyAdded(t *testing.T) {
 		}
 	}
 	t.Logf("%d free devices at the start, %d added and removed", free, len(made))
+}
+
+// deviceOf is the number of the loop device bound to img.
+func deviceOf(t *testing.T, img string) int {
+	t.Helper()
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == img {
+			n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(f))), "loop"))
+			if err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no loop device holds %s", img)
+	return -1
 }
 
 // needLoopDevices skips a test unless it can bind loop devices: as root,
