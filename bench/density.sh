@@ -3,13 +3,14 @@
 # memory they hold: the agents' proportional set size (PSS, shared pages
 # split fairly) and the drop in the host's MemAvailable, per sandbox.
 # Usage (as root, after `make build`): bench/density.sh [N]
-# Extra flags for `sandpit serve` go in SERVE_ARGS (e.g. --no-disk-quota).
+# Extra flags for `sandpit serve` go in SERVE_ARGS (e.g. --no-disk-quota);
+# SANDPIT_BIN picks the binary (default bin/sandpit), for an A/B.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100}
 key=e2b_$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
 dir=$(mktemp -d /tmp/sandpit-bench-XXXXXX)
-SANDPIT_API_KEY=$key bin/sandpit serve --listen 127.0.0.1:49984 --data-dir "$dir" --warm-pool off --kill-on-stop ${SERVE_ARGS:-} >"$dir.log" 2>&1 &
+SANDPIT_API_KEY=$key "${SANDPIT_BIN:-bin/sandpit}" serve --listen 127.0.0.1:49984 --data-dir "$dir" --warm-pool off --kill-on-stop ${SERVE_ARGS:-} >"$dir.log" 2>&1 &
 serve=$!
 trap 'kill -TERM $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$dir" "$dir.log"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:49984/health >/dev/null && break; sleep 0.1; done

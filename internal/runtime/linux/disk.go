@@ -93,9 +93,21 @@ func newDisks(dir string) (*disks, error) {
 	return d, nil
 }
 
-// madeLoopsFile lists, one number a line, the loop devices a run added
-// and left bound at close.
+// madeLoopsFile lists, one number a line, the loop devices a run added:
+// each as it is added (a run that crashes leaves them to the next), and
+// at close those it could not remove.
 const madeLoopsFile = "loops-added"
+
+// noteMade appends n to madeLoopsFile. Best effort: at worst a device
+// outlives the runs that could have removed it.
+func (d *disks) noteMade(n int) {
+	f, err := os.OpenFile(filepath.Join(d.dir, madeLoopsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	_, _ = fmt.Fprintln(f, n)
+	_ = f.Close()
+}
 
 func readMade(path string) []int {
 	b, err := os.ReadFile(path)
@@ -499,8 +511,12 @@ func (d *disks) loop(img string) (string, *os.File, error) {
 		}
 		if !d.existing[n] {
 			d.mu.Lock()
+			added := !d.made[n]
 			d.made[n] = true
 			d.mu.Unlock()
+			if added {
+				d.noteMade(n)
+			}
 		}
 		return dev, l, nil
 	}

@@ -47,6 +47,11 @@ func TestDisksRemoveTheLoopDevicesTheyAdded(t *testing.T) {
 	if len(made) == 0 {
 		t.Fatalf("%d disks on a host with %d free loop devices, and no device was added", free+3, free)
 	}
+	// Listed as they are added, so a run that crashes leaves them to the
+	// next.
+	if listed := readMade(filepath.Join(dir, madeLoopsFile)); !slices.Equal(slices.Sorted(slices.Values(listed)), made) {
+		t.Errorf("%s lists %v while the devices added are %v", madeLoopsFile, listed, made)
+	}
 	// One added device stays bound through close, as the disk of a
 	// sandbox that outlives the daemon: the next run removes it.
 	held, heldFD := -1, -1
