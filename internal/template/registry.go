@@ -83,6 +83,9 @@ type Registry struct {
 	builds map[string]*buildState
 	// remote, when set, shares builds with a cluster's other nodes.
 	remote Remote
+	// fetching holds, by team and ref, the fetch from the remote in
+	// progress (fetch).
+	fetching map[string]*fetchTurn
 
 	// upMu serializes storing and collecting uploads, so a quota is
 	// checked against what is stored.
@@ -125,7 +128,7 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 		return nil, err
 	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}, builtinCreated: created}
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bctx, cancel: cancel, builds: map[string]*buildState{}, fetching: map[string]*fetchTurn{}, builtinCreated: created}
 	tpls, err := cfg.Store.ListTemplates(ctx)
 	if err != nil {
 		cancel()

@@ -86,6 +86,17 @@ func (r *Registry) fetch(ctx context.Context, team, ref string, miss error) (*Te
 	if rm == nil {
 		return nil, miss
 	}
+	// Creates that miss ref together fetch it one at a time, and each
+	// looks again once its turn comes: one that missed while another's
+	// fetch was importing it finds it then, and pulls nothing.
+	done, err := r.takeFetchTurn(ctx, team+"\x00"+ref)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if t, err := r.resolveLocal(ctx, team, ref); !errors.Is(err, errdefs.ErrNotFound) {
+		return t, err
+	}
 	// Another team's template of that name is one this team cannot see.
 	if err := rm.Fetch(ctx, team, ref); errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrConflict) {
 		return nil, miss
@@ -93,6 +104,40 @@ func (r *Registry) fetch(ctx context.Context, team, ref string, miss error) (*Te
 		return nil, fmt.Errorf("fetching template %s from the cluster: %w", ref, err)
 	}
 	return r.resolveLocal(ctx, team, ref)
+}
+
+// fetchTurn is one key's turn to fetch: a one-slot semaphore, and how
+// many hold or wait for it.
+type fetchTurn struct {
+	slot    chan struct{}
+	waiters int
+}
+
+// takeFetchTurn waits for key's turn to fetch, or for ctx, and returns what
+// ends the turn.
+func (r *Registry) takeFetchTurn(ctx context.Context, key string) (func(), error) {
+	r.mu.Lock()
+	ft := r.fetching[key]
+	if ft == nil {
+		ft = &fetchTurn{slot: make(chan struct{}, 1)}
+		r.fetching[key] = ft
+	}
+	ft.waiters++
+	r.mu.Unlock()
+	leave := func() {
+		r.mu.Lock()
+		if ft.waiters--; ft.waiters == 0 {
+			delete(r.fetching, key)
+		}
+		r.mu.Unlock()
+	}
+	select {
+	case ft.slot <- struct{}{}:
+		return func() { <-ft.slot; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
 // refresh fetches the cluster's newer build of a template this node

@@ -177,10 +177,24 @@ func TestShareTemplateBetweenNodes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, log.String())
 	}
-	got, err = rb.Resolve(ctx, "t1", "shared-top")
-	if err != nil || got.ID != top.ID {
-		t.Fatalf("resolving shared-top on the second node: %v", err)
+	// Eight creates that miss it at once fetch it once: each waits for
+	// the fetch in progress, then finds what it imported.
+	pullsBefore := len(sb.pulls)
+	tops, errs := make([]*template.Template, 8), make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range tops {
+		wg.Go(func() { tops[i], errs[i] = rb.Resolve(ctx, "t1", "shared-top") })
 	}
+	wg.Wait()
+	for i := range tops {
+		if errs[i] != nil || tops[i].ID != top.ID {
+			t.Fatalf("resolving shared-top on the second node (%d of 8 at once): %v", i, errs[i])
+		}
+	}
+	if n := len(sb.pulls) - pullsBefore; n != 1 {
+		t.Fatalf("%d pulls for 8 resolves at once, want 1", n)
+	}
+	got = tops[0]
 	if st := sb.pulls[len(sb.pulls)-1]; st.Layers != 2 || st.Fetched != 1 {
 		t.Fatalf("pull of shared-top %+v: want 1 of 2 layers fetched", st)
 	}
