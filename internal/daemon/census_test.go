@@ -338,9 +338,12 @@ func (s hostScope) cgroups(c census) {
 // stay.
 // The state dirs' uid-base records say which uid ranges their sandboxes
 // use, for the next start: state, as the database is; so are the
-// interception CA and the secrets key, made once for the daemon's life.
+// interception CA and the secrets key, made once for the daemon's life,
+// and loops-added, the loop devices a run added and could not remove yet
+// (a device left bound is counted as a loop device).
 var storeFiles = []string{"sandpit.db", "sandpit.db-wal", "sandpit.db-shm", "api-key", "templates", "sandboxes", "builds",
-	"sandboxes/uid-base", "builds/uid-base", intercept.CAKeyFile, intercept.CACertFile, secrets.KeyFile}
+	"sandboxes/uid-base", "builds/uid-base", "sandboxes/loops-added", "builds/loops-added",
+	intercept.CAKeyFile, intercept.CACertFile, secrets.KeyFile}
 
 // isDiskImage reports whether rel is an empty disk image
 // ("sandboxes/ext4-1024m.img"), kept as a store; spares are not.

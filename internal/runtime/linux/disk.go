@@ -176,8 +176,8 @@ const loopRemoveWithin = 5 * time.Second
 // development machine; concurrent ones share grace periods: 400 in
 // 0.3 s 64 at a time), so they run in parallel. A device still bound
 // (its sandbox outlives the daemon, or its disk is being let go of) is
-// tried again while others go; the kernel refuses (EBUSY) one that
-// anyone holds open.
+// tried again while others go, and listed for the next run; the kernel
+// refuses (EBUSY) one that anyone holds open.
 func (d *disks) removeMade(within time.Duration) {
 	d.mu.Lock()
 	pending := slices.Sorted(maps.Keys(d.made))
@@ -210,8 +210,10 @@ func (d *disks) removeMade(within time.Duration) {
 		}
 		pending = left
 		// Devices bound for good (sandboxes that outlive the daemon)
-		// stop the waiting once nothing has gone for a while.
-		if time.Since(lastGone) > 300*time.Millisecond {
+		// stop the waiting once nothing has gone for a while; one whose
+		// disk is being let go of clears within ms (longer on a loaded
+		// host), and what is still bound then is the next run's.
+		if time.Since(lastGone) > time.Second {
 			break
 		}
 		if len(pending) > 0 {
