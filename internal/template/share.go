@@ -86,24 +86,34 @@ func (r *Registry) fetch(ctx context.Context, team, ref string, miss error) (*Te
 	if rm == nil {
 		return nil, miss
 	}
-	// Creates that miss ref together fetch it one at a time, and each
-	// looks again once its turn comes: one that missed while another's
-	// fetch was importing it finds it then, and pulls nothing.
-	done, err := r.takeFetchTurn(ctx, team+"\x00"+ref)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	if t, err := r.resolveLocal(ctx, team, ref); !errors.Is(err, errdefs.ErrNotFound) {
-		return t, err
+	missing := func() bool {
+		_, err := r.resolveLocal(ctx, team, ref)
+		return errors.Is(err, errdefs.ErrNotFound)
 	}
 	// Another team's template of that name is one this team cannot see.
-	if err := rm.Fetch(ctx, team, ref); errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrConflict) {
+	if err := r.fetchIfStill(ctx, rm, team, ref, missing); errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrConflict) {
 		return nil, miss
 	} else if err != nil {
 		return nil, fmt.Errorf("fetching template %s from the cluster: %w", ref, err)
 	}
 	return r.resolveLocal(ctx, team, ref)
+}
+
+// fetchIfStill fetches ref from rm for team if need still says so once
+// it is this caller's turn. Creates that need ref together fetch it one at
+// a time, and each asks need again when its turn comes: one that needed it
+// while another's fetch was importing it finds it there, and pulls
+// nothing (a pull that had ended would be started again).
+func (r *Registry) fetchIfStill(ctx context.Context, rm Remote, team, ref string, need func() bool) error {
+	done, err := r.takeFetchTurn(ctx, team+"\x00"+ref)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if !need() {
+		return nil
+	}
+	return rm.Fetch(ctx, team, ref)
 }
 
 // fetchTurn is one key's turn to fetch: a one-slot semaphore, and how
@@ -152,14 +162,17 @@ func (r *Registry) refresh(ctx context.Context, team, ref string, t *Template) (
 	if !ok {
 		return t, nil
 	}
-	rec, err := r.visible(ctx, team, ref)
-	if err != nil || rec.BuildID == latest {
-		// Current, or no stored template of this team (a builtin, a
-		// snapshot): t is what there is.
+	// Stale: held, stored for this team (not a builtin or a snapshot),
+	// and of another build than the cluster's.
+	stale := func() bool {
+		rec, err := r.visible(ctx, team, ref)
+		return err == nil && rec.BuildID != latest
+	}
+	if !stale() {
 		return t, nil
 	}
-	if err := rm.Fetch(ctx, team, ref); err != nil {
-		r.log.Warn("fetching a newer build of a template; the one held serves", "template", rec.ID, "build_id", latest, "err", err)
+	if err := r.fetchIfStill(ctx, rm, team, ref, stale); err != nil {
+		r.log.Warn("fetching a newer build of a template; the one held serves", "template", t.ID, "build_id", latest, "err", err)
 		return t, nil
 	}
 	return r.resolveLocal(ctx, team, ref)
