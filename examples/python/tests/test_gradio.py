@@ -114,8 +114,28 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
 
     # The example already in the box: a matplotlib chart comes back as a PNG.
     assert run_and_read("plotted") == "plotted\n"
-    img = until(lambda d: d.find_element(By.CSS_SELECTOR, "#chart img"), "the chart")
-    until(lambda d: img.get_attribute("naturalWidth") not in (None, "0"), "the chart image to load", 60)
+    until(lambda d: d.find_element(By.CSS_SELECTOR, "#chart img"), "the chart")
+    # Gradio renders the chart as <img loading="lazy">: the browser fetches
+    # it only once it is near the viewport, which depends on the page's
+    # layout, so bring it into view as a reader would. Look the element up
+    # on each poll: Gradio may render it again.
+    loaded = """const img = document.querySelector('#chart img');
+                if (!img) return null;
+                img.scrollIntoView({block: 'center'});
+                return img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"""
+    try:
+        until(lambda d: d.execute_script(loaded), "the chart image to load", 60)
+    except BaseException:
+        img = browser.find_elements(By.CSS_SELECTOR, "#chart img")
+        src = img[0].get_attribute("src") if img else None
+        print("chart image:", img[0].get_attribute("outerHTML") if img else "gone", file=sys.stderr)
+        if src:
+            try:
+                with urllib.request.urlopen(src, timeout=10) as resp:
+                    print(f"GET {src}: {resp.status}, {len(resp.read())} bytes", file=sys.stderr)
+            except OSError as err:
+                print(f"GET {src}: {err}", file=sys.stderr)
+        raise
     browser.save_screenshot(str(WORK / "gradio-chart.png"))
 
     # Type new code, run it, read the sandbox's output on the page. Code
