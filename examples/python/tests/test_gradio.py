@@ -118,10 +118,17 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
     # Gradio renders the chart as <img loading="lazy">: the browser fetches
     # it only once it is near the viewport, which depends on the page's
     # layout, so bring it into view as a reader would. Look the element up
-    # on each poll: Gradio may render it again.
+    # on each poll: Gradio may render it again. A load that broke (the
+    # chart's file is fetched from Gradio's server, not from sandpit) is
+    # tried once more; the element then says data-retried in the report.
     loaded = """const img = document.querySelector('#chart img');
                 if (!img) return null;
                 img.scrollIntoView({block: 'center'});
+                if (img.complete && img.naturalWidth === 0 && !img.dataset.retried) {
+                    img.dataset.retried = '1';
+                    const src = img.src; img.src = ''; img.src = src;
+                    return null;
+                }
                 return img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"""
     try:
         until(lambda d: d.execute_script(loaded), "the chart image to load", 60)
