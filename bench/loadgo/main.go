@@ -49,11 +49,12 @@ func main() {
 	cycles := flag.Int("n", 400, "cycles in all")
 	warmup := flag.Int("warmup", 3, "cycles per worker before the measured ones")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
+	busy := flag.Int("busy", 0, "sandboxes kept burning CPU (two busy loops each) through the run: creates beside tenants that use the host")
 	rate := flag.Float64("rate", 0, "cycles started per second, at most -c at once (0: closed loop, each worker starts its next cycle when its last ends)")
 	var extra serveArgs
 	flag.Var(&extra, "serve-arg", "an extra flag for sandpit serve (repeatable)")
 	flag.Parse()
-	if err := run(*conc, *cycles, *warmup, *rate, *timeout, extra); err != nil {
+	if err := run(*conc, *cycles, *warmup, *busy, *rate, *timeout, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgo:", err)
 		os.Exit(1)
 	}
@@ -72,7 +73,7 @@ const (
 
 var stepNames = [nSteps]string{"Sandbox.create", `commands.run("true")`, "kill", "whole cycle"}
 
-func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []string) error {
+func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, extra []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	bin := os.Getenv("SANDPIT_BIN")
@@ -92,6 +93,19 @@ func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []
 		sandpit.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * conc}}))
 	if err != nil {
 		return err
+	}
+
+	// The busy sandboxes: each runs two loops in the background, as
+	// much CPU as its default limit allows, until the daemon stops.
+	for i := range busy {
+		sb, err := client.Create(ctx)
+		if err != nil {
+			return fmt.Errorf("busy sandbox %d: %w", i, err)
+		}
+		loop := "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &"
+		if _, err := sb.Commands.Run(ctx, loop+" "+loop); err != nil {
+			return fmt.Errorf("busy loops in %s: %w", sb.ID, err)
+		}
 	}
 
 	// cycle runs one cycle; with a rate, t0 is when it was due, so the
@@ -195,7 +209,7 @@ func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []
 	daemon := after.proc.self - before.proc.self
 	children := after.proc.children - before.proc.children
 	self := after.self - before.self
-	busy := after.host.busy - before.host.busy
+	hostBusy := after.host.busy - before.host.busy
 	total := after.host.total - before.host.total
 
 	fmt.Printf("sandpit under load through the Go SDK, %s, %d CPUs, %s\n\n", bin, ncpu(), time.Now().UTC().Format("2006-01-02T15:04Z"))
@@ -203,14 +217,14 @@ func run(conc, cycles, warmup int, rate float64, timeout time.Duration, extra []
 	if rate > 0 {
 		mode = fmt.Sprintf("offered %g cycles/s after %d warm-up cycles at that rate, create timed from when each was due", rate, warm)
 	}
-	fmt.Printf("    go run ./bench/loadgo -c %d -n %d -rate %g %s\n\n", conc, cycles, rate, strings.Join(extra, " "))
+	fmt.Printf("    go run ./bench/loadgo -c %d -n %d -rate %g -busy %d %s\n\n", conc, cycles, rate, busy, strings.Join(extra, " "))
 	fmt.Printf("**Cycles**: %d/%d create → commands.run(\"true\") → kill at concurrency %d (%s) in %.1f s: **%.1f cycles/s**; ",
 		done, cycles, conc, mode, elapsed.Seconds(), float64(done)/elapsed.Seconds())
 	fmt.Printf("CPU per cycle: daemon %.1f ms + its reaped children (sandbox processes) %.1f ms; this client %.1f ms; ",
 		perCycle(daemon), perCycle(children), perCycle(self))
 	if total > 0 {
 		fmt.Printf("the whole host busy %.0f%%, %.1f ms of CPU per cycle.\n\n",
-			100*float64(busy)/float64(total), perCycle(busy))
+			100*float64(hostBusy)/float64(total), perCycle(hostBusy))
 	}
 	fmt.Println("| measure | n | p50 ms | p95 ms | p99 ms | max ms |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,7 +28,15 @@ type Limits struct {
 	CPUCount    int   // whole CPUs of quota per 100 ms period
 	MemoryBytes int64 // the OOM killer acts inside the group past this
 	PidsMax     int64 // fork bombs stop here
+	// CPUWeight is the group's share of CPU time against its siblings
+	// when they compete, in cgroup v2 units: 1 to 10000, DefaultWeight
+	// for a group made without one (zero). The legacy hierarchy's
+	// cpu.shares are 10.24 times that.
+	CPUWeight int
 }
+
+// DefaultWeight is the CPU weight the kernel gives a new group.
+const DefaultWeight = 100
 
 // Manager creates groups below one parent group (e.g. "sandpit").
 //
@@ -56,6 +65,8 @@ type Group interface {
 	// go on.
 	Freeze() error
 	Thaw() error
+	// SetCPUWeight changes the group's weight (Limits.CPUWeight).
+	SetCPUWeight(weight int) error
 	Delete() error
 }
 
@@ -96,12 +107,13 @@ func (Noop) Prune() error                         { return nil }
 
 type noopGroup struct{}
 
-func (noopGroup) Add(int) error         { return nil }
-func (noopGroup) Pids() ([]int, error)  { return nil, nil }
-func (noopGroup) Stats() (Stats, error) { return Stats{}, nil }
-func (noopGroup) Freeze() error         { return errors.New("cgroups are off: sandboxes cannot be paused") }
-func (noopGroup) Thaw() error           { return nil }
-func (noopGroup) Delete() error         { return nil }
+func (noopGroup) Add(int) error          { return nil }
+func (noopGroup) Pids() ([]int, error)   { return nil, nil }
+func (noopGroup) Stats() (Stats, error)  { return Stats{}, nil }
+func (noopGroup) Freeze() error          { return errors.New("cgroups are off: sandboxes cannot be paused") }
+func (noopGroup) Thaw() error            { return nil }
+func (noopGroup) SetCPUWeight(int) error { return nil }
+func (noopGroup) Delete() error          { return nil }
 
 const cpuPeriod = 100_000 // µs
 
@@ -120,7 +132,24 @@ func resources(l Limits) *specs.LinuxResources {
 		p := l.PidsMax
 		r.Pids = &specs.LinuxPids{Limit: &p}
 	}
+	if l.CPUWeight > 0 {
+		if r.CPU == nil {
+			r.CPU = &specs.LinuxCPU{}
+		}
+		shares := v1Shares(l.CPUWeight)
+		r.CPU.Shares = &shares
+	}
 	return r
+}
+
+// v1Shares is weight (v2 units) as the legacy hierarchy's cpu.shares.
+func v1Shares(weight int) uint64 { return uint64(weight) * 1024 / DefaultWeight }
+
+func checkWeight(weight int) error {
+	if weight < 1 || weight > 10000 {
+		return fmt.Errorf("cpu weight %d: want 1 to 10000", weight)
+	}
+	return nil
 }
 
 // v1 uses the legacy hierarchy; only the controllers sandpit needs are
@@ -159,11 +188,26 @@ func (m *v1) path(name string) cgroup1.Path {
 func (m *v1) Kind() string { return "cgroup v1" }
 
 func (m *v1) Create(name string, l Limits) (Group, error) {
+	if l.CPUWeight != 0 {
+		if err := checkWeight(l.CPUWeight); err != nil {
+			return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
+		}
+	}
 	cg, err := cgroup1.New(m.path(name), resources(l), cgroup1.WithHierarchy(m.hierarchy))
 	if err != nil {
 		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v1Group{cg: cg, dirs: m.dirs(name)}, nil
+	return m.group(cg, name), nil
+}
+
+func (m *v1) group(cg cgroup1.Cgroup, name string) *v1Group {
+	g := &v1Group{cg: cg, dirs: m.dirs(name)}
+	for _, s := range m.subsystems {
+		if p, ok := s.(interface{ Path(string) string }); ok && s.Name() == cgroup1.Cpu {
+			g.cpuDir = p.Path("/" + m.parent + "/" + name)
+		}
+	}
+	return g
 }
 
 // dirs lists group name's directory in each hierarchy (co-mounted
@@ -187,7 +231,7 @@ func (m *v1) Load(name string) (Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading cgroup %s/%s: %w", m.parent, name, err)
 	}
-	return &v1Group{cg: cg, dirs: m.dirs(name)}, nil
+	return m.group(cg, name), nil
 }
 
 func (m *v1) List() ([]string, error) {
@@ -223,8 +267,9 @@ func (m *v1) Prune() error {
 }
 
 type v1Group struct {
-	cg   cgroup1.Cgroup
-	dirs []string
+	cg     cgroup1.Cgroup
+	dirs   []string
+	cpuDir string // the cpu controller's, among dirs
 }
 
 func (g *v1Group) Add(pid int) error {
@@ -264,6 +309,18 @@ func (g *v1Group) Stats() (Stats, error) {
 func (g *v1Group) Freeze() error { return g.cg.Freeze() }
 func (g *v1Group) Thaw() error   { return g.cg.Thaw() }
 
+// SetCPUWeight writes the one file: the library's Update visits every
+// controller, and this is on the create path.
+func (g *v1Group) SetCPUWeight(weight int) error {
+	if err := checkWeight(weight); err != nil {
+		return err
+	}
+	if g.cpuDir == "" {
+		return errors.New("no cpu controller in the cgroup v1 hierarchies")
+	}
+	return writeCgroupFile(filepath.Join(g.cpuDir, "cpu.shares"), strconv.FormatUint(v1Shares(weight), 10))
+}
+
 // Delete removes the group's directories. The library's Delete walks each
 // hierarchy's tree for processes first, and sleeps 10 ms and more between
 // tries; a sandbox's group is deleted once its processes are gone, so an
@@ -286,7 +343,17 @@ const v2Mount = "/sys/fs/cgroup"
 func (m *v2) Kind() string { return "cgroup v2" }
 
 func (m *v2) Create(name string, l Limits) (Group, error) {
-	mg, err := cgroup2.NewManager(v2Mount, "/"+m.parent+"/"+name, cgroup2.ToResources(resources(l)))
+	if l.CPUWeight != 0 {
+		if err := checkWeight(l.CPUWeight); err != nil {
+			return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
+		}
+	}
+	res := cgroup2.ToResources(resources(l))
+	if l.CPUWeight > 0 { // as given, not converted back from shares
+		w := uint64(l.CPUWeight)
+		res.CPU.Weight = &w
+	}
+	mg, err := cgroup2.NewManager(v2Mount, "/"+m.parent+"/"+name, res)
 	if err != nil {
 		return nil, fmt.Errorf("creating cgroup %s/%s: %w", m.parent, name, err)
 	}
@@ -365,6 +432,28 @@ func (g *v2Group) Freeze() error {
 
 func (g *v2Group) Thaw() error { return g.m.Thaw() }
 
+func (g *v2Group) SetCPUWeight(weight int) error {
+	if err := checkWeight(weight); err != nil {
+		return err
+	}
+	return writeCgroupFile(filepath.Join(g.path, "cpu.weight"), strconv.Itoa(weight))
+}
+
+// writeCgroupFile writes one control file, which must exist.
+func writeCgroupFile(path, value string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
 func (g *v2Group) Delete() error { return g.m.Delete() }
 
 func listDirs(dir string) ([]string, error) {
