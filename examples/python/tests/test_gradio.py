@@ -9,6 +9,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from conftest import EXAMPLES, WORK, free_port
@@ -18,11 +20,14 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture
-def browser():
+def browser(gradio_app):
+    """Chromium on the Gradio app's page, in a network namespace of its own
+    (netns_browser.py says why), through Debian's chromedriver."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.fail("Debian's chromium and chromium-driver are missing: run `make setup`")
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+
+    import netns_browser
 
     profile = tempfile.mkdtemp(prefix="pyex-chromium-")
     opts = webdriver.ChromeOptions()
@@ -34,12 +39,19 @@ def browser():
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
     opts.page_load_strategy = "eager"
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    # The page's console, for the report when something does not come up.
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    bridges = tempfile.mkdtemp(prefix="pyex-netns-")
     try:
-        yield driver
+        with netns_browser.start(Path(bridges), urlparse(gradio_app).port, CHROMEDRIVER) as url:
+            driver = webdriver.Remote(command_executor=url, options=opts)
+            try:
+                yield driver
+            finally:
+                driver.quit()
     finally:
-        driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(bridges, ignore_errors=True)
 
 
 @pytest.fixture
@@ -90,7 +102,9 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
             browser.save_screenshot(str(WORK / "gradio-failed.png"))
             (WORK / "gradio-failed.html").write_text(browser.page_source)
             log = (WORK / "gradio.log").read_text(errors="replace")
-            pytest.fail(f"waited {timeout}s for {what}; page: {WORK}/gradio-failed.png\n--- gradio log ---\n{log}")
+            console = browser.execute("getLog", {"type": "browser"})["value"]
+            pytest.fail(f"waited {timeout}s for {what}; page: {WORK}/gradio-failed.png\n"
+                        f"--- the page's console ---\n{console}\n--- gradio log ---\n{log}")
 
     def run_and_read(expect):
         """Clicks Run and returns the output once it contains expect. A click
@@ -118,17 +132,10 @@ def test_gradio_code_runner_in_chromium(server, gradio_app, browser):
     # Gradio renders the chart as <img loading="lazy">: the browser fetches
     # it only once it is near the viewport, which depends on the page's
     # layout, so bring it into view as a reader would. Look the element up
-    # on each poll: Gradio may render it again. A load that broke (the
-    # chart's file is fetched from Gradio's server, not from sandpit) is
-    # tried once more; the element then says data-retried in the report.
+    # on each poll: Gradio may render it again.
     loaded = """const img = document.querySelector('#chart img');
                 if (!img) return null;
                 img.scrollIntoView({block: 'center'});
-                if (img.complete && img.naturalWidth === 0 && !img.dataset.retried) {
-                    img.dataset.retried = '1';
-                    const src = img.src; img.src = ''; img.src = src;
-                    return null;
-                }
                 return img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"""
     try:
         until(lambda d: d.execute_script(loaded), "the chart image to load", 60)
