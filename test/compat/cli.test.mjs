@@ -1,8 +1,8 @@
 // The official E2B CLI (@e2b/cli, pinned in package.json) pointed at
 // sandpit with the three variables a user sets, driving its
 // non-interactive verbs: template list, sandbox list/info/logs/metrics/
-// pause/resume/kill. None of them needs E2B_ACCESS_TOKEN (a dashboard
-// login): each sends E2B_API_KEY.
+// pause/resume/kill, sandbox snapshot create/list/delete. None of them
+// needs E2B_ACCESS_TOKEN (a dashboard login): each sends E2B_API_KEY.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -127,6 +127,38 @@ describe('the official e2b CLI', () => {
     const unknown = await e2b('sandbox', 'logs', 'nosuchsandbox0000000')
     assert.notEqual(unknown.code, 0, `logs of an unknown sandbox: ${unknown.stdout}`)
     assert.match(unknown.stderr, /404|not found/i)
+  })
+
+  test('sandbox snapshot create, list and delete', async () => {
+    const sbx = track(server, await Sandbox.create({ timeoutMs: 120_000 }))
+    const id = sbx.sandboxId
+    await sbx.files.write('/home/user/kept.txt', 'from the snapshot')
+    const name = `cli-snap-${Date.now().toString(36)}`
+    const made = await e2bOk('sandbox', 'snapshot', 'create', id, '--name', name)
+    assert.doesNotMatch(made.stdout + made.stderr, /error/i, made.stdout + made.stderr)
+
+    const all = JSON.parse((await e2bOk('sandbox', 'snapshot', 'list', '--format', 'json')).stdout)
+    // E2B names a snapshot TEAM-SLUG/NAME:TAG.
+    const snap = all.find((s) => (s.names ?? []).some((n) => n.replace(/^[^/]*\//, '').replace(/:[^:]*$/, '') === name))
+    assert.ok(snap, `snapshot list lacks ${name}: ${JSON.stringify(all)}`)
+    const snapID = snap.snapshotID ?? snap.snapshotId
+    assert.ok(snapID, JSON.stringify(snap))
+    const fromIt = JSON.parse((await e2bOk('sandbox', 'snapshot', 'list', id, '--format', 'json')).stdout)
+    assert.deepEqual(fromIt.map((s) => s.snapshotID ?? s.snapshotId), [snapID], JSON.stringify(fromIt))
+    const byName = JSON.parse((await e2bOk('sandbox', 'snapshot', 'list', '--name', name, '--format', 'json')).stdout)
+    assert.deepEqual(byName.map((s) => s.snapshotID ?? s.snapshotId), [snapID], JSON.stringify(byName))
+    const pretty = await e2bOk('sandbox', 'snapshot', 'list')
+    assert.ok(pretty.stdout.includes(snapID), pretty.stdout)
+
+    // What the CLI made is a snapshot the SDK starts sandboxes from.
+    const child = track(server, await Sandbox.create(snapID, { timeoutMs: 60_000 }))
+    assert.equal(await child.files.read('/home/user/kept.txt'), 'from the snapshot')
+    await child.kill()
+
+    await e2bOk('sandbox', 'snapshot', 'delete', snapID)
+    const gone = JSON.parse((await e2bOk('sandbox', 'snapshot', 'list', '--format', 'json')).stdout)
+    assert.ok(!gone.some((s) => (s.snapshotID ?? s.snapshotId) === snapID), `${snapID} still listed: ${JSON.stringify(gone)}`)
+    await sbx.kill()
   })
 
   test("sandbox logs shows a template's start command output", async () => {
