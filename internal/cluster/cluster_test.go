@@ -151,6 +151,42 @@ func TestPlacementPrefersWarmTemplate(t *testing.T) {
 
 // Two API replicas placing at once never promise a node more than it
 // holds: reservations go through resourceVersion.
+// TestContendedPlacementSucceeds: replicas that all want the one node
+// with room keep getting each other's conflicts; every placement must
+// still land (the scale simulation saw one give up after 8 conflicts).
+func TestContendedPlacementSucceeds(t *testing.T) {
+	c := client(t)
+	const replicas, tries = 8, 15
+	testNode(t, c, "contended", replicas*tries, time.Minute, func(string) bool { return true })
+	var placed atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas*tries)
+	for range replicas {
+		p := placerOn(c, 2, "contended")
+		wg.Go(func() {
+			for range tries {
+				if _, err := p.Place(t.Context(), ""); err != nil {
+					errs <- err
+					continue
+				}
+				placed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	sn, err := c.GetNode(t.Context(), "contended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := placed.Load(); got != replicas*tries || sn.Status.Reserved != int(got) {
+		t.Errorf("%d placements, %d reserved, want %d of each", got, sn.Status.Reserved, replicas*tries)
+	}
+}
+
 func TestConcurrentPlacementDoesNotOverfill(t *testing.T) {
 	c := client(t)
 	const perNode, replicas, tries = 5, 4, 10

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -174,9 +175,26 @@ func (p *Placer) Place(ctx context.Context, template string, exclude ...string) 
 	return p.PlaceAmong(ctx, template, func(name string) bool { return !slices.Contains(exclude, name) })
 }
 
+// placeAttempts bounds the reservations a placement tries; after a
+// conflict it waits a random while, up to maxConflictWait and growing
+// with each try, so replicas that want the same node do not keep meeting
+// (eight at once on one node gave up after eight tries, without waits).
+const (
+	placeAttempts   = 16
+	maxConflictWait = 64 * time.Millisecond
+)
+
 // PlaceAmong is Place among the nodes allowed says yes to.
 func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(node string) bool) (*SandboxNode, error) {
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; attempt < placeAttempts; attempt++ {
+		if attempt > 0 {
+			wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<attempt, maxConflictWait))))
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
 		nodes, err := p.cachedLiveNodes(ctx, attempt > 0)
 		if err != nil {
 			return nil, err
@@ -197,7 +215,7 @@ func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(n
 		p.remember(out)
 		return out, nil
 	}
-	return nil, errors.New("placing a sandbox: the nodes' capacity kept changing under 8 attempts")
+	return nil, fmt.Errorf("placing a sandbox: the nodes' capacity kept changing under %d attempts", placeAttempts)
 }
 
 // cachedLiveNodes returns a copy of the live nodes: from the watch when
