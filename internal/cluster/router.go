@@ -661,6 +661,7 @@ func (rt *Router) create(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			rt.log.Warn("placing a sandbox", "err", err)
+			w.Header().Set("Retry-After", "1")
 			writeJSONError(w, http.StatusServiceUnavailable, "placing the sandbox failed")
 			return
 		}
