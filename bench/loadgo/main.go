@@ -96,7 +96,8 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, ex
 	}
 
 	// The busy sandboxes: each runs two loops in the background, as
-	// much CPU as its default limit allows, until the daemon stops.
+	// much CPU as its default limit allows, until the daemon stops or
+	// the sandbox's default timeout (5 minutes) ends it.
 	for i := range busy {
 		sb, err := client.Create(ctx)
 		if err != nil {

@@ -439,21 +439,14 @@ func (g *v2Group) SetCPUWeight(weight int) error {
 	return writeCgroupFile(filepath.Join(g.path, "cpu.weight"), strconv.Itoa(weight))
 }
 
-// writeCgroupFile writes one control file, which must exist.
+// writeCgroupFile writes one control file.
 func writeCgroupFile(path, value string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := os.WriteFile(path, []byte(value), 0); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }
+
 func (g *v2Group) Delete() error { return g.m.Delete() }
 
 func listDirs(dir string) ([]string, error) {
