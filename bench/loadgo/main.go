@@ -51,10 +51,11 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
 	busy := flag.Int("busy", 0, "sandboxes kept burning CPU (two busy loops each) through the run: creates beside tenants that use the host")
 	rate := flag.Float64("rate", 0, "cycles started per second, at most -c at once (0: closed loop, each worker starts its next cycle when its last ends)")
+	serverLog := flag.String("server-log", "", "write the daemon's log here at the end (its \"sandbox created\" lines carry each create's stages)")
 	var extra serveArgs
 	flag.Var(&extra, "serve-arg", "an extra flag for sandpit serve (repeatable)")
 	flag.Parse()
-	if err := run(*conc, *cycles, *warmup, *busy, *rate, *timeout, extra); err != nil {
+	if err := run(*conc, *cycles, *warmup, *busy, *rate, *timeout, *serverLog, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgo:", err)
 		os.Exit(1)
 	}
@@ -73,7 +74,7 @@ const (
 
 var stepNames = [nSteps]string{"Sandbox.create", `commands.run("true")`, "kill", "whole cycle"}
 
-func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, extra []string) error {
+func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, serverLog string, extra []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	bin := os.Getenv("SANDPIT_BIN")
@@ -89,6 +90,13 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, ex
 		return fmt.Errorf("starting %s: %w", bin, err)
 	}
 	defer srv.Close()
+	if serverLog != "" {
+		defer func() {
+			if err := os.WriteFile(serverLog, []byte(srv.Log()), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgo:", err)
+			}
+		}()
+	}
 	client, err := sandpit.NewClient(sandpit.WithURL(srv.URL), sandpit.WithAPIKey(srv.APIKey),
 		sandpit.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * conc}}))
 	if err != nil {

@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -169,10 +171,15 @@ var (
 	buildErr  error
 )
 
-// Build builds a static sandpit binary (once per process) into a temporary
-// directory, with sandpit-agent beside it (the binary sandboxes run), and
-// returns the daemon's path. The agent runs inside sandboxes, so it must
-// not need libc: CGO is off.
+// Build builds a static sandpit binary (once per process), with
+// sandpit-agent beside it (the binary sandboxes run), and returns the
+// daemon's path. The agent runs inside sandboxes, so it must not need
+// libc: CGO is off.
+//
+// The binaries go into the user's cache directory under a name taken from
+// their digest, so every test process built from the same source shares
+// one copy and repeated runs do not leave 80 MB each behind; copies unused
+// for a day are removed.
 func Build(ctx context.Context, repoRoot string) (string, error) {
 	buildOnce.Do(func() {
 		if repoRoot == "" {
@@ -180,24 +187,98 @@ func Build(ctx context.Context, repoRoot string) (string, error) {
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "sandpittest-bin-")
+		cache, err := os.UserCacheDir()
 		if err != nil {
-			buildErr = err
+			buildErr = fmt.Errorf("finding a directory for the test binaries: %w", err)
 			return
 		}
-		bin := filepath.Join(dir, "sandpit")
-		// One go build for all, so the daemon takes the agent and the
-		// init as its own.
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/sandpit", "./cmd/sandpit-agent", "./cmd/sandpit-init")
-		cmd.Dir = repoRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building sandpit: %v\n%s", err, out)
-			return
-		}
-		buildBin = bin
+		buildBin, buildErr = build(ctx, repoRoot, filepath.Join(cache, "sandpittest"))
 	})
 	return buildBin, buildErr
+}
+
+// binNames are the binaries Build makes, one go build for all, so that
+// the daemon takes the agent and the init beside it as its own.
+var binNames = []string{"sandpit", "sandpit-agent", "sandpit-init"}
+
+// binMaxAge is how long a cached build may go unused before a later Build
+// removes it.
+const binMaxAge = 24 * time.Hour
+
+// build builds the binaries into a directory under root named by their
+// digest and returns the daemon's path.
+func build(ctx context.Context, repoRoot, root string) (string, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", fmt.Errorf("making %s: %w", root, err)
+	}
+	tmp, err := os.MkdirTemp(root, "build-")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-trimpath", "-o", tmp + "/"}
+	for _, n := range binNames {
+		args = append(args, "./cmd/"+n)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("building sandpit: %v\n%s", err, out)
+	}
+	sum, err := digest(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	dir := filepath.Join(root, "bin-"+sum)
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another process built the same binaries first: use its copy.
+		os.RemoveAll(tmp)
+		if _, serr := os.Stat(filepath.Join(dir, binNames[0])); serr != nil {
+			return "", fmt.Errorf("keeping the build in %s: %w", dir, err)
+		}
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now)
+	}
+	prune(root, dir)
+	return filepath.Join(dir, binNames[0]), nil
+}
+
+// digest names the binaries in dir by their contents.
+func digest(dir string) (string, error) {
+	h := sha256.New()
+	for _, n := range binNames {
+		f, err := os.Open(filepath.Join(dir, n))
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", n, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12]), nil
+}
+
+// prune removes the builds under root, other than keep, unused for
+// binMaxAge: an old one's tests have long finished.
+func prune(root, keep string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(root, e.Name())
+		info, err := e.Info()
+		if p == keep || err != nil || time.Since(info.ModTime()) < binMaxAge {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), "bin-") || strings.HasPrefix(e.Name(), "build-") {
+			os.RemoveAll(p)
+		}
+	}
 }
 
 func findRepoRoot() (string, error) {
