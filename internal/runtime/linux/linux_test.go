@@ -192,6 +192,44 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
+// TestMaskedPaths checks that what leaks host kernel state is hidden and
+// what stays visible under /proc cannot be written, on the paths this
+// host has.
+func TestMaskedPaths(t *testing.T) {
+	e := newEnv(t)
+	sb := e.create(t, "mask1")
+	dirs := 0
+	for _, p := range []string{"/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"} {
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		dirs++
+		got := strings.TrimSpace(run(t, sb, "ls -A "+p+" | wc -l; touch "+p+"/x 2>&1; echo rc=$?", false))
+		if !strings.HasPrefix(got, "0\n") || !strings.Contains(got, "Read-only file system") || !strings.HasSuffix(got, "rc=1") {
+			t.Errorf("%s: got %q, want it empty and read-only", p, got)
+		}
+	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/interrupts", "/proc/sched_debug"} {
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+			continue
+		}
+		if got := strings.TrimSpace(run(t, sb, "wc -c < "+p+"; stat -Lc %t:%T "+p, false)); got != "0\n1:3" {
+			t.Errorf("%s: got %q, want /dev/null (0 bytes, device 1:3)", p, got)
+		}
+	}
+	for _, p := range []string{"/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger"} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if got := strings.TrimSpace(run(t, sb, "echo x > "+p+" 2>&1; echo rc=$?", false)); !strings.Contains(got, "Read-only file system") {
+			t.Errorf("writing %s: got %q, want a read-only file system", p, got)
+		}
+	}
+	if dirs == 0 {
+		t.Log("this host has none of the masked directories; only files were checked")
+	}
+}
+
 func TestKillLeavesNothing(t *testing.T) {
 	e := newEnv(t)
 	before := snapshot(t, e)
