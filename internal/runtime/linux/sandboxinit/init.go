@@ -272,7 +272,12 @@ func pivot(root string) error {
 	return unix.Chdir("/")
 }
 
+// maskPaths hides maskedPaths and makes readonlyPaths read-only. The
+// masked directories all show one empty read-only tmpfs: every superblock
+// is a shrinker, and the kernel sizes each memory cgroup it makes
+// afterwards for the most shrinkers it has ever had at once.
 func maskPaths() error {
+	empty := "" // the masked directory that holds the tmpfs, once mounted
 	for _, p := range maskedPaths {
 		fi, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
@@ -281,10 +286,15 @@ func maskPaths() error {
 		if err != nil {
 			return fmt.Errorf("masking %s: %w", p, err)
 		}
-		if fi.IsDir() {
-			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")
-		} else {
+		switch {
+		case !fi.IsDir():
 			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		case empty == "":
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")
+			empty = p
+		default:
+			// Read-only as the tmpfs's superblock is.
+			err = unix.Mount(empty, p, "", unix.MS_BIND, "")
 		}
 		if err != nil {
 			return fmt.Errorf("masking %s: %w", p, err)
