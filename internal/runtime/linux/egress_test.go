@@ -34,6 +34,7 @@ type outside struct {
 
 func newOutside(t *testing.T) *outside {
 	t.Helper()
+	sweepOutsides(t)
 	name := fmt.Sprintf("sptest%d", os.Getpid()%100000)
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
@@ -131,6 +132,33 @@ func newOutside(t *testing.T) *outside {
 		t.Cleanup(func() { _ = netlink.RouteDel(route) })
 	}
 	return o
+}
+
+// sweepOutsides removes what a run killed before its cleanup left: its
+// veth (with its address and routes: the next run's would lose to them)
+// and its named namespace. The outside's addresses are fixed, so no two
+// runs can share a host: any such leftover is a dead run's.
+func sweepOutsides(t *testing.T) {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatalf("listing links: %v", err)
+	}
+	for _, l := range links {
+		if name := l.Attrs().Name; strings.HasPrefix(name, "spx") {
+			t.Logf("removing %s, left by an earlier run", name)
+			if err := netlink.LinkDel(l); err != nil {
+				t.Fatalf("removing %s: %v", name, err)
+			}
+		}
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "sptest") {
+			t.Logf("removing network namespace %s, left by an earlier run", e.Name())
+			_ = netns.DeleteNamed(e.Name())
+		}
+	}
 }
 
 // dial runs a TCP connect from inside a sandbox and returns what it read,
