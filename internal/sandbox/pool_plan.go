@@ -34,8 +34,12 @@ import (
 //   - Refills run in parallel, at most WarmPoolParallel (the CPU count)
 //     at once, less one for each create in flight that found no spare: a
 //     cold create is a user waiting now, a refill is for one later, and
-//     both want the same CPUs. One refill always may run, so sustained
-//     load does not starve the pool for good.
+//     both want the same CPUs. With as many cold creates in flight as
+//     that, none runs: the host is saturated with boots users wait on,
+//     and a refill's boot would only stretch theirs (bench/loadgo, C = 8
+//     closed loop: create p99 160-164 ms against 175-216 with one refill
+//     always allowed; BENCHMARKS.md, session 11). Refills resume as soon
+//     as fewer creates miss.
 //
 //   - While creates that took a spare are still in flight (a few ms
 //     each: recording the sandbox, answering), refills wait for them, so
@@ -111,7 +115,7 @@ func (m *Manager) planPoolLocked(now time.Time, cold, claiming int) poolPlan {
 		}
 	}
 	pts = slices.DeleteFunc(pts, func(pt *poolTemplate) bool { return pt == nil })
-	plan.start, plan.holding = refills(now, pts, max(1, m.poolParallel-cold), claiming)
+	plan.start, plan.holding = refills(now, pts, max(0, m.poolParallel-cold), claiming)
 	return plan
 }
 

@@ -61,12 +61,13 @@ func TestPlanSharesBudget(t *testing.T) {
 }
 
 // Refills are bounded by the parallelism, less the cold creates in
-// flight, but one may always run; a template backing off gets none.
+// flight: as many of those as the parallelism leave none; a template
+// backing off gets none.
 func TestPlanRefills(t *testing.T) {
 	for _, c := range []struct {
 		cold, starting, want int
 	}{
-		{0, 0, 4}, {1, 0, 3}, {3, 0, 1}, {9, 0, 1}, {0, 3, 1}, {2, 2, 0},
+		{0, 0, 4}, {1, 0, 3}, {3, 0, 1}, {4, 0, 0}, {9, 0, 0}, {0, 3, 1}, {2, 2, 0},
 	} {
 		p := pt(10, 1)
 		p.starting = c.starting
