@@ -93,6 +93,21 @@ func TestRunCode(t *testing.T) {
 	}
 }
 
+// TestKernelProcess: a kernel runs as root through and through (not with
+// the agent's own real user id), and like every process the agent starts it
+// is the OOM killer's first choice, never the agent (which the daemon
+// shields with -1000, an adjustment children inherit).
+func TestKernelProcess(t *testing.T) {
+	sb := newSandbox(t)
+	exec, err := sb.RunCode(t.Context(), "import os\n(os.getresuid(), int(open('/proc/self/oom_score_adj').read()))")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exec.Text() != "((0, 0, 0), 100)" {
+		t.Errorf("the kernel's uids and oom_score_adj = %s (error %v), want ((0, 0, 0), 100)", exec.Text(), exec.Error)
+	}
+}
+
 func TestCodeContexts(t *testing.T) {
 	sb := newSandbox(t)
 	ctx := t.Context()

@@ -22,15 +22,21 @@ type identity struct {
 	cred *syscall.Credential
 }
 
-// resolveIdentity looks name up. Kernels switch to it only when the agent is
-// root (inside the sandbox); otherwise they run as the current user.
+// resolveIdentity looks name up (empty: the current user). Kernels switch
+// to it only when the agent is root (inside the sandbox); otherwise they
+// run as the current user. The current user is the effective one, and a
+// root agent switches kernels even to root: the agent has a real user id of
+// its own (envd's reserveTasks), which must not pass to them.
 func resolveIdentity(name string) (identity, error) {
-	cur, err := user.Current()
+	cur, err := user.LookupId(strconv.Itoa(os.Geteuid()))
 	if err != nil {
 		return identity{}, fmt.Errorf("looking up current user: %w", err)
 	}
-	if name == "" || name == cur.Username || os.Geteuid() != 0 {
+	if os.Geteuid() != 0 {
 		return identity{name: cur.Username, home: cur.HomeDir}, nil
+	}
+	if name == "" {
+		name = cur.Username
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -56,7 +62,7 @@ func resolveIdentity(name string) (identity, error) {
 	return identity{name: u.Username, home: u.HomeDir, cred: cred}, nil
 }
 
-// chown gives path to the kernel user when kernels run as another user.
+// chown gives path to the kernel user when kernels switch users.
 func (id identity) chown(path string) error {
 	if id.cred == nil {
 		return nil

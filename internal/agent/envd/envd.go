@@ -47,6 +47,9 @@ func Main() error {
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
 	}
+	if err := reserveTasks(cfg.PidsMax); err != nil {
+		return err
+	}
 	// Our stderr is a pipe the daemon reads, which closes when the daemon
 	// stops while the sandbox lives on. A log line must then fail with
 	// EPIPE rather than end the agent: Go kills a program writing to a

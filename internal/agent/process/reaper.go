@@ -86,12 +86,21 @@ func (r *Reaper) Start(fork func() (int, error), onExit func(unix.WaitStatus)) (
 	if err != nil {
 		return 0, err
 	}
+	unprotect(pid)
 	if onExit == nil {
 		r.external[pid] = struct{}{}
 	} else {
 		r.waiters[pid] = onExit
 	}
 	return pid, nil
+}
+
+// unprotect makes a child the OOM killer's first choice over the agent.
+// The daemon shields the agent (oom_score_adj -1000), and children inherit
+// that; raising it needs no privilege. A fork returns after the exec,
+// before a freshly started program has had time to fork itself.
+func unprotect(pid int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("100"), 0)
 }
 
 // StartCmd starts cmd and leaves waiting for it to the caller

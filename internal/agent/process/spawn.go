@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -210,7 +209,6 @@ func (s *Service) spawn(sp *spawnSpec) (*proc, *subscriber, error) {
 	if err != nil {
 		return fail(startError(sp, err))
 	}
-	unprotect(pid)
 	for _, f := range childFiles {
 		_ = f.Close()
 	}
@@ -281,12 +279,4 @@ func resizePTY(f *os.File, cols, rows uint32) error {
 		return err
 	}
 	return ioErr
-}
-
-// unprotect makes a user process the OOM killer's first choice over the
-// agent. The daemon shields the agent (oom_score_adj -1000), and children
-// inherit that; raising it needs no privilege. ForkExec returns after the
-// exec, before a freshly started program has had time to fork.
-func unprotect(pid int) {
-	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("100"), 0)
 }

@@ -504,7 +504,7 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	icfg := sandboxinit.Config{
 		ID: spec.ID, Hostname: spec.Hostname, Stage: stageDir,
 		Mounts: targets, TmpMB: tmpMB, Net: netCfg, Seccomp: r.seccomp,
-		Envd: sandboxinit.EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter},
+		Envd: sandboxinit.EnvdConfig{Env: spec.Env, AccessToken: spec.AccessToken, DefaultUser: spec.DefaultUser, DefaultWorkdir: spec.DefaultWorkdir, Interpreter: spec.Interpreter, PidsMax: int(l.PidsMax)},
 	}
 	msg, err := json.Marshal(icfg)
 	if err != nil {

@@ -41,6 +41,7 @@ type EnvdConfig struct {
 	DefaultUser    string            `json:"default_user"`
 	DefaultWorkdir string            `json:"default_workdir"`
 	Interpreter    bool              `json:"interpreter"` // warm kernels at start
+	PidsMax        int               `json:"pids_max"`    // the sandbox's cgroup limit on tasks
 }
 
 const (
