@@ -47,9 +47,6 @@ func Main() error {
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		return fmt.Errorf("decoding agent config: %w", err)
 	}
-	if err := reserveTasks(cfg.PidsMax); err != nil {
-		return err
-	}
 	// Our stderr is a pipe the daemon reads, which closes when the daemon
 	// stops while the sandbox lives on. A log line must then fail with
 	// EPIPE rather than end the agent: Go kills a program writing to a
@@ -59,6 +56,10 @@ func Main() error {
 	// JSON, so the daemon can keep the lines as the sandbox's log entries
 	// (level, message, fields), as E2B's envd logs JSON.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: utcTime}))
+	if err := reserveTasks(cfg.PidsMax); err != nil {
+		// The sandbox still works; only a fork bomb may now end it.
+		log.Warn("the agent keeps no room for itself below the sandbox's task limit", "err", err)
+	}
 	ln, err := net.FileListener(os.NewFile(sandboxinit.ListenerFD, "envd-listener"))
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
