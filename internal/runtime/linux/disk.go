@@ -64,6 +64,13 @@ const (
 	maxSpares     = 2 * sparesPerSize
 )
 
+// recycleMaxFiles is the most inodes a disk may have had in use to be
+// recycled. The ones its sandbox freed slow the next sandbox's new files
+// for a minute (see forgetDeleted), the more the slower: a disk that held
+// more gives its place to a fresh one, which costs its kill the unmount and
+// the next create a copy, small beside making that many files.
+const recycleMaxFiles = 1024
+
 const sparePrefix = "spare-"
 
 func newDisks(dir string) (*disks, error) {
@@ -272,8 +279,9 @@ func (d *disks) take(img string, sizeMB int) (int, error) {
 // (it never sees the disk's root), and the trim punches every free block
 // out of the image, so no block the next sandbox is given holds old data,
 // not even after a crash that left a new file's blocks unwritten. A disk
-// that cannot be trimmed is not recycled. It reports whether it kept the
-// disk; if not, the disk is the caller's still.
+// that cannot be trimmed, or that held more than recycleMaxFiles files, is
+// not recycled. It reports whether it kept the disk; if not, the disk is
+// the caller's still.
 func (d *disks) recycle(fd int, img string) bool {
 	st, err := os.Stat(img)
 	if err != nil {
@@ -283,6 +291,9 @@ func (d *disks) recycle(fd int, img string) bool {
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Flags&unix.ST_RDONLY != 0 {
 		return false // an error made ext4 read-only: not for another sandbox
+	}
+	if fs.Files-fs.Ffree > recycleMaxFiles {
+		return false
 	}
 	d.mu.Lock()
 	full := d.closed || len(d.spares[sizeMB]) >= maxSpares
@@ -315,6 +326,9 @@ func (d *disks) recycle(fd int, img string) bool {
 	if err := trim(fd); err != nil {
 		return false
 	}
+	if err := forgetDeleted(fd); err != nil {
+		return false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || len(d.spares[sizeMB]) >= maxSpares {
@@ -342,6 +356,45 @@ func trim(fd int) error {
 	r := struct{ start, len, minLen uint64 }{len: math.MaxUint64}
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(dir), fitrim, uintptr(unsafe.Pointer(&r))); errno != 0 {
 		return fmt.Errorf("trimming the disk: %w", errno)
+	}
+	return nil
+}
+
+// forgetDeleted writes out the metadata of the filesystem mounted at fd and
+// drops its cached blocks (BLKFLSBUF on its device). ext4 without a journal
+// passes over every inode freed in the last minutes whose inode table block
+// is still cached, and looks that block up again for each, whenever it
+// allocates an inode: a sandbox given a disk on which thousands of files
+// were just removed made each of its own files ten times slower (4000 empty
+// files: 0.86–1.24 s instead of 0.08 s). A block no longer cached counts as
+// written out, and its inodes are free to reuse; but new files cache their
+// blocks again, with the freed inodes beside them, so the flush takes only
+// most of the cost away (0.17–0.27 s), and recycleMaxFiles the rest.
+func forgetDeleted(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("finding the disk's device: %w", err)
+	}
+	uevent, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		return fmt.Errorf("finding the disk's device: %w", err)
+	}
+	var name string
+	for line := range strings.Lines(string(uevent)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok {
+			name = v
+		}
+	}
+	if !strings.HasPrefix(name, "loop") || strings.Contains(name, "/") {
+		return fmt.Errorf("the disk's device %d:%d is %q, not a loop device", unix.Major(st.Dev), unix.Minor(st.Dev), name)
+	}
+	dev, err := os.Open("/dev/" + name)
+	if err != nil {
+		return fmt.Errorf("opening the disk's device: %w", err)
+	}
+	defer dev.Close()
+	if err := unix.IoctlSetInt(int(dev.Fd()), unix.BLKFLSBUF, 0); err != nil {
+		return fmt.Errorf("flushing %s: %w", dev.Name(), err)
 	}
 	return nil
 }
