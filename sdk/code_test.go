@@ -108,6 +108,27 @@ func TestKernelProcess(t *testing.T) {
 	}
 }
 
+// TestKernelMemoryBomb: a kernel that takes more than the sandbox's memory
+// is what the OOM killer ends, not the agent: the run says its kernel died,
+// the next run gets a new kernel, and commands still run.
+func TestKernelMemoryBomb(t *testing.T) {
+	sb := newSandbox(t)
+	ctx := t.Context()
+	exec, err := sb.RunCode(ctx, "x = bytearray(3 * 1024**3)\nlen(x)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exec.Error == nil || exec.Error.Name != "DeadKernelError" {
+		t.Errorf("3 GiB in a sandbox of 512 MB: error %+v, text %q; want DeadKernelError", exec.Error, exec.Text())
+	}
+	if exec, err := sb.RunCode(ctx, "1 + 1"); err != nil || exec.Text() != "2" {
+		t.Errorf("the run after: %v, %v", exec, err)
+	}
+	if res, err := sb.Commands.Run(ctx, "echo alive"); err != nil || res.Stdout != "alive\n" {
+		t.Errorf("a command after: %v, %v", res, err)
+	}
+}
+
 func TestCodeContexts(t *testing.T) {
 	sb := newSandbox(t)
 	ctx := t.Context()

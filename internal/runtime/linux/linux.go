@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
@@ -84,6 +85,9 @@ type Runtime struct {
 	bootID  string            // the kernel's boot id, part of every init's identity
 	seccomp []unix.SockFilter // every sandbox's system-call filter, assembled once
 	spawner *spawner          // starts the inits
+	// oomShield: the daemon may lower its agents' OOM scores (it holds
+	// CAP_SYS_RESOURCE).
+	oomShield bool
 
 	// loops maps a disk image (device and inode) to the loop device it
 	// is bound to, as last scanned: adopting many sandboxes scans
@@ -200,6 +204,9 @@ func New(cfg Config) (*Runtime, error) {
 		boxes:   map[string]*box{},
 		slots:   map[int]string{},
 	}
+	if caps, err := capability.NewPid2(0); err == nil && caps.Load() == nil {
+		r.oomShield = caps.Get(capability.EFFECTIVE, capability.CAP_SYS_RESOURCE)
+	}
 	if cfg.DiskQuota {
 		d, err := newDisks(cfg.StateDir)
 		if err != nil {
@@ -231,6 +238,9 @@ func (r *Runtime) Warnings() []string {
 	var w []string
 	if r.cfg.Cgroups.Kind() == "none" {
 		w = append(w, "cgroups are off: sandboxes have no memory, CPU or task limits")
+	}
+	if !r.oomShield {
+		w = append(w, "the daemon lacks CAP_SYS_RESOURCE: sandbox agents are not shielded from the OOM killer (the processes they start are still its first choice)")
 	}
 	switch {
 	case r.disks != nil:
@@ -422,8 +432,11 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	b.pid, b.pidfd = pid, pidfd
 	// Shield the agent from the OOM killer: a sandbox that runs out of
 	// memory loses the process that used it, not its agent (which marks
-	// the processes it starts as preferred victims).
-	_ = os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/oom_score_adj", []byte("-1000"), 0)
+	// the processes it starts as preferred victims). Lowering a score
+	// takes CAP_SYS_RESOURCE, which a daemon may lack (Warnings says so).
+	if r.oomShield {
+		_ = os.WriteFile("/proc/"+strconv.Itoa(b.pid)+"/oom_score_adj", []byte("-1000"), 0)
+	}
 	ident, identErr := r.identify(pid)
 	done := b.done
 	go func() {

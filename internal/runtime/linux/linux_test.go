@@ -12,9 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/capability"
 
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
@@ -371,4 +374,34 @@ func TestAgentRuntimeEnv(t *testing.T) {
 	if got := run(t, sb, "tr '\\0' '\\n' < /proc/1/environ | grep -c ^GOGC=", false); strings.TrimSpace(got) != "0" {
 		t.Errorf("the agent inherited the init's GOGC: %q", got)
 	}
+}
+
+// TestOOMShield: a daemon that may lower OOM scores (CAP_SYS_RESOURCE)
+// shields each sandbox's first process (-1000); one that may not says so
+// in its warnings instead of failing without a word.
+func TestOOMShield(t *testing.T) {
+	e := newEnv(t)
+	sb := e.create(t, "oom1")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", sb.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := capability.NewPid2(0)
+	if err == nil {
+		err = caps.Load()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := slices.ContainsFunc(e.rt.Warnings(), func(w string) bool { return strings.Contains(w, "CAP_SYS_RESOURCE") })
+	if caps.Get(capability.EFFECTIVE, capability.CAP_SYS_RESOURCE) {
+		if got := strings.TrimSpace(string(b)); got != "-1000" || warned {
+			t.Errorf("with CAP_SYS_RESOURCE: the sandbox's oom_score_adj %s (want -1000), warned %v (want not)", got, warned)
+		}
+		return
+	}
+	if !warned {
+		t.Errorf("without CAP_SYS_RESOURCE the runtime does not warn that agents are not shielded: %q", e.rt.Warnings())
+	}
+	t.Log("this process lacks CAP_SYS_RESOURCE: the warning was checked, the shield cannot be")
 }
