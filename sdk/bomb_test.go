@@ -37,8 +37,11 @@ func TestForkBombSparesTheAgent(t *testing.T) {
 				t.Fatalf("processes of %s have no process limit", user)
 			}
 			res, err := sb.Commands.Run(ctx, "grep ^Uid: /proc/1/status", sandpit.WithUser("root"))
-			if err != nil || strings.Fields(res.Stdout)[1] == "0" {
-				t.Fatalf("the agent's uids: %q, %v; want a real uid of its own", res.Stdout, err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := strings.Fields(res.Stdout); len(f) < 2 || f[1] == "0" {
+				t.Fatalf("the agent's uids: %q; want a real uid of its own", res.Stdout)
 			}
 
 			bomb, err := sb.Commands.Start(ctx, bombs[c.bomb]+"; pkill -KILL sleep; echo bomb-over",

@@ -290,7 +290,13 @@ func (rt *Router) takeToken(name, id string, l store.Limits) error {
 // read before the count.
 func (rt *Router) reserve(ctx context.Context, obj, id string, n, limit int) (admission, error) {
 	c := rt.cfg.Client
-	for range 8 {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := conflictBackoff(ctx, start, attempt, "reserving a sandbox of team "+obj+": the team's reservations changed"); err != nil {
+				return admission{}, err
+			}
+		}
 		u, err := c.teams().Get(ctx, obj, metav1.GetOptions{})
 		if err != nil {
 			return admission{}, fmt.Errorf("reading Team %s: %w", obj, err)
@@ -336,7 +342,6 @@ func (rt *Router) reserve(ctx context.Context, obj, id string, n, limit int) (ad
 		}
 		return admission{team: obj, token: tok}, nil
 	}
-	return admission{}, fmt.Errorf("reserving a sandbox of team %s: the team's reservations kept changing under 8 attempts", obj)
 }
 
 // release drops a's reservation; its Sandboxes, recorded by now, count

@@ -175,24 +175,43 @@ func (p *Placer) Place(ctx context.Context, template string, exclude ...string) 
 	return p.PlaceAmong(ctx, template, func(name string) bool { return !slices.Contains(exclude, name) })
 }
 
-// placeAttempts bounds the reservations a placement tries; after a
-// conflict it waits a random while, up to maxConflictWait and growing
-// with each try, so replicas that want the same node do not keep meeting
-// (eight at once on one node gave up after eight tries, without waits).
+// conflictBudget bounds how long a write that keeps meeting conflicts
+// (a reservation written with the resourceVersion read) is tried again;
+// before each try it waits a random while, up to maxConflictWait and
+// growing with each try, so replicas that want the same object do not keep
+// meeting. Eight replicas on one node gave up after eight tries without
+// waits, and one in a CI run under the race detector after sixteen with
+// them: a count of tries is no bound for a slow API server, a time is.
 const (
-	placeAttempts   = 16
+	conflictBudget  = 10 * time.Second
 	maxConflictWait = 64 * time.Millisecond
 )
 
+// conflictBackoff waits before try number attempt (from 1) of a write that
+// met a conflict, which started at start; it fails, naming what, when the
+// budget is spent or ctx ends.
+func conflictBackoff(ctx context.Context, start time.Time, attempt int, what string) error {
+	if time.Since(start) > conflictBudget {
+		return fmt.Errorf("%s: it kept meeting concurrent changes for %s (%d attempts)", what, conflictBudget, attempt)
+	}
+	wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(attempt, 16), maxConflictWait))))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // PlaceAmong is Place among the nodes allowed says yes to.
 func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(node string) bool) (*SandboxNode, error) {
-	for attempt := 0; attempt < placeAttempts; attempt++ {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<attempt, maxConflictWait))))
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(wait):
+			if err := conflictBackoff(ctx, start, attempt, "placing a sandbox: the nodes' capacity changed"); err != nil {
+				return nil, err
 			}
 		}
 		nodes, err := p.cachedLiveNodes(ctx, attempt > 0)
@@ -215,7 +234,6 @@ func (p *Placer) PlaceAmong(ctx context.Context, template string, allowed func(n
 		p.remember(out)
 		return out, nil
 	}
-	return nil, fmt.Errorf("placing a sandbox: the nodes' capacity kept changing under %d attempts", placeAttempts)
 }
 
 // cachedLiveNodes returns a copy of the live nodes: from the watch when
