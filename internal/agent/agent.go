@@ -36,11 +36,12 @@ const InterpreterPort = "49999"
 // (the SDKs send sendStdin's data as one message).
 const maxProcessMessageBytes = 16 << 20
 
-// Where E2B's envd and code interpreter listen inside a sandbox; code and
-// tools in the sandbox expect them there (see Listeners).
+// The ports E2B's envd and code interpreter listen on inside a sandbox, on
+// every address; code and tools in the sandbox expect them there (see
+// Listeners).
 const (
-	EnvdAddr        = "0.0.0.0:49983"
-	InterpreterAddr = "0.0.0.0:" + InterpreterPort
+	EnvdListenPort        = 49983
+	InterpreterListenPort = 49999
 )
 
 // Config configures an Agent. Only Logger has a fallback (discard);
@@ -215,11 +216,11 @@ type Listeners struct {
 	// tunnels included. Required.
 	Daemon net.Listener
 	// Envd, if not nil, serves envd to code inside the sandbox, as E2B's
-	// envd answers on EnvdAddr: the same routes and token checks, but no
+	// envd answers on EnvdListenPort: the same routes and token checks, but no
 	// CONNECT tunnels (code in the sandbox reaches its ports directly).
 	Envd net.Listener
 	// Interpreter, if not nil, serves the code interpreter alone, as
-	// E2B's answers on InterpreterAddr.
+	// E2B's answers on InterpreterListenPort.
 	Interpreter net.Listener
 }
 

@@ -26,7 +26,7 @@ type identity struct {
 // to it only when the agent is root (inside the sandbox); otherwise they
 // run as the current user. The current user is the effective one, and a
 // root agent switches kernels even to root: the agent has a real user id of
-// its own (envd's reserveTasks), which must not pass to them.
+// its own (sandboxinit.reserveTasks), which must not pass to them.
 func resolveIdentity(name string) (identity, error) {
 	cur, err := user.LookupId(strconv.Itoa(os.Geteuid()))
 	if err != nil {

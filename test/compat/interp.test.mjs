@@ -235,6 +235,10 @@ describe('code interpreter as in E2B\'s template', { skip: sandboxless }, () => 
     const code = (port, path) => `curl -s -o /dev/null -w '%{http_code}' http://localhost:${port}${path}`
     assert.equal((await sbx.commands.run(code(49999, '/health'))).stdout, '200')
     assert.equal((await sbx.commands.run(code(49983, '/health'))).stdout, '204')
+    // One socket takes both families, as net.Listen's does for E2B's envd.
+    const code6 = (port, path) => `curl -s -g -o /dev/null -w '%{http_code}' http://[::1]:${port}${path}`
+    assert.equal((await sbx.commands.run(code6(49999, '/health'))).stdout, '200')
+    assert.equal((await sbx.commands.run(code6(49983, '/health'))).stdout, '204')
     const exec = await sbx.commands.run(`curl -s -X POST -H 'Content-Type: application/json' -d '{"code":"6*7"}' http://localhost:49999/execute`)
     assert.match(exec.stdout, /"text":"42"/)
     const list = JSON.parse((await sbx.commands.run('curl -s http://localhost:49999/contexts')).stdout)

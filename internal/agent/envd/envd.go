@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +37,11 @@ import (
 // hands it its configuration in the environment, the listening socket and
 // the control socket as descriptors.
 func Main() error {
+	// The init starts the agent with a real user id apart from its
+	// effective one (sandboxinit's reserveTasks), which the Go runtime
+	// takes for a set-user-id start and answers with GOTRACEBACK=none: a
+	// crash would leave no stack in the sandbox's log.
+	debug.SetTraceback("single")
 	raw := os.Getenv(sandboxinit.EnvdConfigEnv)
 	if raw == "" {
 		return errors.New("envd runs inside a sandbox; the daemon starts it")
@@ -56,7 +63,7 @@ func Main() error {
 	// JSON, so the daemon can keep the lines as the sandbox's log entries
 	// (level, message, fields), as E2B's envd logs JSON.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: utcTime}))
-	if err := reserveTasks(cfg.PidsMax); err != nil {
+	if err := checkReserved(cfg.PidsMax); err != nil {
 		// The sandbox still works; only a fork bomb may now end it.
 		log.Warn("the agent keeps no room for itself below the sandbox's task limit", "err", err)
 	}
@@ -99,8 +106,8 @@ func Main() error {
 	defer stop()
 	err = a.ServeListeners(ctx, agent.Listeners{
 		Daemon:      release.listener(ln),
-		Envd:        release.listener(listenInSandbox(log, agent.EnvdAddr)),
-		Interpreter: release.listener(listenInSandbox(log, agent.InterpreterAddr)),
+		Envd:        release.listener(listenInSandbox(log, agent.EnvdListenPort)),
+		Interpreter: release.listener(listenInSandbox(log, agent.InterpreterListenPort)),
 	})
 	ci.close()
 	fr.close()
@@ -126,16 +133,52 @@ const (
 	releaseQuiet = 10 * time.Second
 )
 
-// listenInSandbox listens on addr in the sandbox's network namespace, for
+// listenInSandbox listens on port in the sandbox's network namespace, for
 // code in the sandbox. A port the template already uses is logged and left
 // to it: the daemon does not need these listeners.
-func listenInSandbox(log *slog.Logger, addr string) net.Listener {
-	ln, err := net.Listen("tcp", addr)
+func listenInSandbox(log *slog.Logger, port int) net.Listener {
+	ln, err := listenAll(port)
 	if err != nil {
-		log.Warn("envd and the code interpreter are not reachable inside the sandbox on this address", "addr", addr, "err", err)
+		log.Warn("envd and the code interpreter are not reachable inside the sandbox on this port", "port", port, "err", err)
 		return nil
 	}
 	return ln
+}
+
+// listenAll is net.Listen("tcp", ":port") without what the net package
+// learns at its first listen (whether the kernel has IPv6 and multipath
+// TCP, probed with sockets of each kind, and the backlog limit read from
+// /proc), which at every sandbox's start cost a thirtieth of the agent's
+// CPU. Like net.Listen it takes IPv4 and IPv6 on one socket, and IPv4
+// alone where the kernel has no IPv6.
+func listenAll(port int) (net.Listener, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: port}
+	if err == unix.EAFNOSUPPORT {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		sa = &unix.SockaddrInet4{Port: port}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("socket for port %d: %w", port, err)
+	}
+	f := os.NewFile(uintptr(fd), "tcp:"+strconv.Itoa(port))
+	defer f.Close() // FileListener keeps a duplicate
+	if _, v6 := sa.(*unix.SockaddrInet6); v6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return nil, fmt.Errorf("taking IPv4 on port %d too: %w", port, err)
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return nil, fmt.Errorf("listening on port %d: %w", port, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, fmt.Errorf("binding port %d: %w", port, err)
+	}
+	// The kernel caps the backlog at net.core.somaxconn.
+	if err := unix.Listen(fd, 4096); err != nil {
+		return nil, fmt.Errorf("listening on port %d: %w", port, err)
+	}
+	return net.FileListener(f)
 }
 
 // fileRoutes mounts the filesystem service and /files on the agent.

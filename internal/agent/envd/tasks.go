@@ -4,37 +4,26 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 )
 
-// agentUID is the agent's real user id: a user of its own, which no
-// process the agent starts runs as (65535, the 16-bit "no user", sits at
-// the top of every sandbox's id range).
-const agentUID = 65535
-
-// reserveTasks keeps room for the agent's own threads below the sandbox's
-// limit on tasks (its cgroup's pids.max). The agent is the sandbox's first
-// process, and a Go program that cannot start a thread dies: a fork bomb
-// that filled pids.max would end the sandbox at the agent's next thread.
-//
-// The kernel counts RLIMIT_NPROC per real user id, threads included, and
-// checks it at each fork against the forking process's limit. So the agent
-// takes a real user id no other process has (keeping effective and saved
-// uid 0, and with them its capabilities) and lowers its limit, soft and
-// hard, below pids.max. Its own threads, the only tasks of that user, stay
-// far below it; the processes it starts inherit the limit and count as the
-// user they switch to, root or any other. One user's bomb then stops short
-// of pids.max and leaves the agent room. The cgroup stays the boundary:
-// bombs run as two users at once can still fill it.
-func reserveTasks(pidsMax int) error {
+// checkReserved reports whether the init kept room for the agent's threads
+// below the sandbox's task limit (sandboxinit's reserveTasks): the agent
+// runs as a real user of its own under a lowered RLIMIT_NPROC.
+func checkReserved(pidsMax int) error {
 	if pidsMax <= 0 {
 		return nil
 	}
-	if err := unix.Setresuid(agentUID, -1, -1); err != nil {
-		return fmt.Errorf("taking the agent's own user id %d: %w", agentUID, err)
+	if uid := unix.Getuid(); uid != sandboxinit.AgentUID {
+		return fmt.Errorf("the agent's real user id is %d, not its own %d", uid, sandboxinit.AgentUID)
 	}
-	lim := uint64(pidsMax - min(64, pidsMax/4))
-	if err := unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
-		return fmt.Errorf("limiting processes to %d: %w", lim, err)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
+		return fmt.Errorf("reading the task limit: %w", err)
+	}
+	if lim.Max >= uint64(pidsMax) {
+		return fmt.Errorf("the task limit %d leaves no room below pids.max %d", lim.Max, pidsMax)
 	}
 	return nil
 }

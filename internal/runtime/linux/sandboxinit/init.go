@@ -26,8 +26,8 @@ const Arg = "sandpit-init"
 // cgroup namespace) and executes the agent. It returns only on failure,
 // after telling the daemon why.
 func Init() error {
-	// Capability bounding sets, the cgroup namespace and execve are per
-	// thread: do all of it on this one.
+	// Capability bounding sets, the cgroup namespace, credentials and
+	// execve are per thread: do all of it on this one.
 	goruntime.LockOSThread()
 	// initSandbox only returns on failure: on success it has become the
 	// agent.
@@ -93,6 +93,9 @@ func initSandbox(ctl int) error {
 	if err := boundCapabilities(); err != nil {
 		return err
 	}
+	// The agent checks and reports a failure here (envd.Main): the sandbox
+	// works without the reservation, and only a fork bomb could end it.
+	_ = reserveTasks(cfg.Envd.PidsMax)
 	envd, err := json.Marshal(cfg.Envd)
 	if err != nil {
 		return err
