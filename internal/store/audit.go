@@ -18,6 +18,10 @@ const defaultAuditLimit = 1000
 
 var _ Audit = (*SQLite)(nil)
 
+const appendAuditQuery = `INSERT INTO audit_log
+	(time, team_id, team_name, key_id, key_name, action, target, result, client, duration, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 // AppendAudit implements Audit. An entry without a time is stamped now; an
 // entry without an action is refused, and then none is stored.
 func (s *SQLite) AppendAudit(ctx context.Context, entries []AuditEntry) error {
@@ -36,13 +40,7 @@ func (s *SQLite) AppendAudit(ctx context.Context, entries []AuditEntry) error {
 	// a power loss to that, at the price of every create behind it
 	// waiting for the disk.
 	err := s.writeVolatile(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_log
-			(time, team_id, team_name, key_id, key_name, action, target, result, client, duration, detail)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, s.stmts.appendAudit)
 		for _, e := range entries {
 			at := e.Time
 			if at.IsZero() {
@@ -68,7 +66,7 @@ func (s *SQLite) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, er
 	var where []string
 	var args []any
 	if q.Team != "" {
-		t, err := findTeam(ctx, s.db, q.Team)
+		t, err := findTeam(ctx, s.stmts.findTeam, q.Team)
 		switch {
 		case err == nil:
 			where, args = append(where, "team_id = ?"), append(args, t.ID)

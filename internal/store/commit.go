@@ -184,7 +184,7 @@ func (s *SQLite) commitGroup(group []*queuedWrite) {
 	} else {
 		for i, w := range live {
 			var err error
-			if errs[i], err = runSaved(w.ctx, tx, w.fn); err != nil {
+			if errs[i], err = s.runSaved(w.ctx, tx, w.fn); err != nil {
 				// The transaction's state is unknown: none of it
 				// may commit.
 				fail(err)
@@ -232,21 +232,28 @@ func (s *SQLite) releaseCommitConn(conn *sql.Conn, volatile bool) {
 	_ = conn.Close()
 }
 
+// The savepoint each write of a group runs in (runSaved).
+const (
+	savepointQuery  = `SAVEPOINT write`
+	rollbackToQuery = `ROLLBACK TO write`
+	releaseQuery    = `RELEASE write`
+)
+
 // runSaved runs fn in tx inside a savepoint, so that a failing fn undoes
 // only its own changes and leaves the other writes of the transaction to
 // commit. fnErr is fn's error; err is the savepoint's failing, after which
 // the transaction must not commit.
-func runSaved(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) (fnErr, err error) {
+func (s *SQLite) runSaved(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) (fnErr, err error) {
 	bg := context.WithoutCancel(ctx) // see commitGroup
-	if _, err := tx.ExecContext(bg, "SAVEPOINT write"); err != nil {
+	if _, err := tx.StmtContext(bg, s.stmts.savepoint).ExecContext(bg); err != nil {
 		return nil, fmt.Errorf("opening a savepoint: %w", err)
 	}
 	if fnErr = fn(bg, tx); fnErr != nil {
-		if _, err := tx.ExecContext(bg, "ROLLBACK TO write"); err != nil {
+		if _, err := tx.StmtContext(bg, s.stmts.rollbackTo).ExecContext(bg); err != nil {
 			return fnErr, fmt.Errorf("rolling back after %w: %w", fnErr, err)
 		}
 	}
-	if _, err := tx.ExecContext(bg, "RELEASE write"); err != nil {
+	if _, err := tx.StmtContext(bg, s.stmts.release).ExecContext(bg); err != nil {
 		return fnErr, fmt.Errorf("releasing a savepoint: %w", err)
 	}
 	return fnErr, nil

@@ -28,8 +28,9 @@ const lastUsedGranularity = time.Minute
 // the record of a running sandbox survives a crash of the daemon, not of
 // the host, which ends the sandbox too (commit.go).
 type SQLite struct {
-	db  *sql.DB
-	now func() time.Time
+	db    *sql.DB
+	stmts stmts
+	now   func() time.Time
 
 	// commits batches the writes of sandbox records and audit entries
 	// (commit.go).
@@ -80,6 +81,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrating database %s: %w", path, err)
 	}
+	if err := s.stmts.prepare(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening database %s: %w", path, err)
+	}
 	return s, nil
 }
 
@@ -102,8 +107,12 @@ func privateFiles(path string) error {
 	return nil
 }
 
-// Close closes the database; calling it twice is fine.
-func (s *SQLite) Close() error { return s.db.Close() }
+// Close closes the database; calling it twice is fine. The statements
+// close first, while the connections they were prepared on are open.
+func (s *SQLite) Close() error {
+	stmtsErr := s.stmts.close()
+	return errors.Join(stmtsErr, s.db.Close())
+}
 
 // migrations returns the statements that bring the schema from version i to
 // i+1; PRAGMA user_version records how many ran. Append only: never edit a
@@ -335,7 +344,7 @@ func (s *SQLite) CreateKey(ctx context.Context, nk NewKey) (string, KeyInfo, err
 		return "", KeyInfo{}, fmt.Errorf("inserting key %s: %w", info.ID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	team, err := findTeam(ctx, tx, teamRef)
+	team, err := findTeam(ctx, tx.StmtContext(ctx, s.stmts.findTeam), teamRef)
 	if err != nil {
 		return "", KeyInfo{}, err
 	}
@@ -359,7 +368,7 @@ func (s *SQLite) ListKeys(ctx context.Context, team string) ([]KeyInfo, error) {
 	query := `SELECT ` + keyColumns + ` FROM api_keys k LEFT JOIN teams t ON t.id = k.team_id`
 	var args []any
 	if team != "" {
-		tm, err := findTeam(ctx, s.db, team)
+		tm, err := findTeam(ctx, s.stmts.findTeam, team)
 		if err != nil {
 			return nil, err
 		}
@@ -478,6 +487,10 @@ func (s *SQLite) findKey(ctx context.Context, idOrPrefix string) (string, error)
 	}
 }
 
+const verifyKeyQuery = `SELECT k.id, k.name, k.admin, k.key_hash, ` + teamColumns + `
+	FROM api_keys k JOIN teams t ON t.id = k.team_id
+	WHERE k.prefix = ? AND k.revoked_at IS NULL`
+
 // VerifyKey implements Keys. The key's display prefix finds candidate rows,
 // joined with their team in the same query; their hashes are compared in
 // constant time.
@@ -486,10 +499,7 @@ func (s *SQLite) VerifyKey(ctx context.Context, plaintext string) (Principal, bo
 		return Principal{}, false, nil
 	}
 	want := keyHash(plaintext)
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT k.id, k.name, k.admin, k.key_hash, `+teamColumns+`
-		 FROM api_keys k JOIN teams t ON t.id = k.team_id
-		 WHERE k.prefix = ? AND k.revoked_at IS NULL`, displayPrefix(plaintext))
+	rows, err := s.stmts.verifyKey.QueryContext(ctx, displayPrefix(plaintext))
 	if err != nil {
 		return Principal{}, false, fmt.Errorf("verifying key: %w", err)
 	}
@@ -541,6 +551,9 @@ const sandboxColumns = `id, template_id, alias, metadata, env, cpu, mem, disk,
 	envd_version, auto_pause, internet_blocked, network,
 	auto_pause_fs_only, auto_resume, paused_fs_only, origin, traffic`
 
+const putSandboxQuery = `INSERT OR REPLACE INTO sandboxes (` + sandboxColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 // PutSandbox implements Sandboxes.
 func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 	if rec.ID == "" {
@@ -569,9 +582,7 @@ func (s *SQLite) PutSandbox(ctx context.Context, rec SandboxRecord) error {
 		write = s.writeVolatile
 	}
 	err = write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
-			`INSERT OR REPLACE INTO sandboxes (`+sandboxColumns+`)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.StmtContext(ctx, s.stmts.putSandbox).ExecContext(ctx,
 			rec.ID, rec.TemplateID, rec.Alias, meta, env, rec.CPUCount, rec.MemoryMB, rec.DiskMB,
 			rec.StartedAt.UnixNano(), rec.EndAt.UnixNano(), rec.State, rec.AccessToken,
 			rec.Secure, rec.AllowInternet, rec.Pid, rec.TeamID,
@@ -664,12 +675,14 @@ func oneRow(res sql.Result, err error, doing, id string) error {
 	return nil
 }
 
+const deleteSandboxQuery = `DELETE FROM sandboxes WHERE id = ?`
+
 // DeleteSandbox implements Sandboxes.
 func (s *SQLite) DeleteSandbox(ctx context.Context, id string) error {
 	// Volatile (commit.go): a deletion a power loss undid leaves a
 	// record of a sandbox that is gone, which Recover removes.
 	err := s.writeVolatile(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
+		_, err := tx.StmtContext(ctx, s.stmts.deleteSandbox).ExecContext(ctx, id)
 		return err
 	})
 	if err != nil {

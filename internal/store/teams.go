@@ -179,14 +179,12 @@ func scanTeam(r scanner, before ...any) (Team, error) {
 	return t, nil
 }
 
-// queryer is what *sql.DB and *sql.Tx share.
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
+const findTeamQuery = `SELECT ` + teamColumns + ` FROM teams t WHERE t.id = ? OR t.name = ?`
 
-// findTeam returns the team whose name or ID is ref.
-func findTeam(ctx context.Context, q queryer, ref string) (Team, error) {
-	row := q.QueryRowContext(ctx, `SELECT `+teamColumns+` FROM teams t WHERE t.id = ? OR t.name = ?`, ref, ref)
+// findTeam returns the team whose name or ID is ref. stmt is the store's
+// findTeam statement, or that statement in a transaction.
+func findTeam(ctx context.Context, stmt *sql.Stmt, ref string) (Team, error) {
+	row := stmt.QueryRowContext(ctx, ref, ref)
 	t, err := scanTeam(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Team{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no team %q", ref))
@@ -236,7 +234,7 @@ func (s *SQLite) CreateTeam(ctx context.Context, name string, l Limits) (Team, e
 
 // Team implements Teams.
 func (s *SQLite) Team(ctx context.Context, nameOrID string) (Team, error) {
-	return findTeam(ctx, s.db, nameOrID)
+	return findTeam(ctx, s.stmts.findTeam, nameOrID)
 }
 
 // ListTeams implements Teams.
@@ -270,7 +268,7 @@ func (s *SQLite) SetTeamLimits(ctx context.Context, nameOrID string, l Limits) (
 		return Team{}, fmt.Errorf("setting limits of team %s: %w", nameOrID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	t, err := findTeam(ctx, tx, nameOrID)
+	t, err := findTeam(ctx, tx.StmtContext(ctx, s.stmts.findTeam), nameOrID)
 	if err != nil {
 		return Team{}, err
 	}
@@ -297,7 +295,7 @@ func (s *SQLite) DeleteTeam(ctx context.Context, nameOrID string) error {
 		return fmt.Errorf("removing team %s: %w", nameOrID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	t, err := findTeam(ctx, tx, nameOrID)
+	t, err := findTeam(ctx, tx.StmtContext(ctx, s.stmts.findTeam), nameOrID)
 	if err != nil {
 		return err
 	}
