@@ -103,6 +103,19 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, se
 		return err
 	}
 
+	// The daemon fills its warm pool after it answers /health, and a
+	// code-interpreter spare goes on warming its kernels in the pool:
+	// a second or more of one CPU. Cycles measured during that would pay
+	// for the daemon's start, not for their own, so wait for both.
+	settled := time.Now()
+	if err := waitPoolFull(ctx, srv); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgo: the warm pool did not fill (%v); measuring anyway\n", err)
+	}
+	if err := waitQuiet(ctx, 0.15); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgo: the host did not fall quiet (%v); measuring anyway\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "loadgo: the daemon settled %.1f s after it answered\n", time.Since(settled).Seconds())
+
 	// The busy sandboxes: each runs two loops in the background, as
 	// much CPU as its default limit allows, until the daemon stops or
 	// the sandbox's default timeout (5 minutes) ends it.
@@ -361,9 +374,70 @@ func ncpu() int {
 
 var stageLine = regexp.MustCompile(`(?m)^sandpit_sandbox_create_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$`)
 
-// createStages summarises sandpit_sandbox_create_seconds from /metrics:
-// the mean of each stage over the run, warm-up included.
-func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) {
+var poolLine = regexp.MustCompile(`(?m)^sandpit_warm_pool_(sandboxes|target)\{template="([^"]+)"\} (\S+)$`)
+
+// waitQuiet waits until the host's CPUs are busy less than share of a
+// quarter second, for at most 30 s.
+func waitQuiet(ctx context.Context, share float64) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	prev, err := hostCPU()
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		cur, err := hostCPU()
+		if err != nil {
+			return err
+		}
+		if total := cur.total - prev.total; total > 0 && float64(cur.busy-prev.busy) < share*float64(total) {
+			return nil
+		}
+		prev = cur
+	}
+}
+
+// waitPoolFull waits until every template's warm pool holds its target
+// (none reported: no pool), for at most a minute.
+func waitPoolFull(ctx context.Context, srv *sandpittest.Server) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		body, err := metrics(ctx, srv)
+		if err != nil {
+			return err
+		}
+		have, want := map[string]float64{}, map[string]float64{}
+		for _, m := range poolLine.FindAllStringSubmatch(body, -1) {
+			v, _ := strconv.ParseFloat(m[3], 64)
+			if m[1] == "sandboxes" {
+				have[m[2]] = v
+			} else {
+				want[m[2]] = v
+			}
+		}
+		full := true
+		for tpl, n := range want {
+			full = full && have[tpl] >= n
+		}
+		if full {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pools %v of targets %v: %w", have, want, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// metrics reads the daemon's /metrics.
+func metrics(ctx context.Context, srv *sandpittest.Server) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/metrics", nil)
 	if err != nil {
 		return "", err
@@ -379,10 +453,20 @@ func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) 
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s", resp.Status)
+		return "", fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	return string(body), nil
+}
+
+// createStages summarises sandpit_sandbox_create_seconds from /metrics:
+// the mean of each stage over the run, warm-up included.
+func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) {
+	body, err := metrics(ctx, srv)
+	if err != nil {
+		return "", err
 	}
 	sums, counts := map[string]float64{}, map[string]float64{}
-	for _, m := range stageLine.FindAllStringSubmatch(string(body), -1) {
+	for _, m := range stageLine.FindAllStringSubmatch(body, -1) {
 		v, _ := strconv.ParseFloat(m[3], 64)
 		if m[1] == "sum" {
 			sums[m[2]] = v
