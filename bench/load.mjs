@@ -200,6 +200,7 @@ const out = { cycles: null, live: null }
 let WARM_AT_RATE = 0
 let fatal = null
 try {
+  await settle()
   for (let i = 0; i < WARMUP; i++) {
     const s = await Sandbox.create(REQ)
     await s.commands.run('true', REQ)
@@ -246,6 +247,39 @@ async function createStages() {
     claims[m[1]] = (claims[m[1]] ?? 0) + Number(m[3])
   }
   return `create stages, mean over the run: ${parts.join(', ')}; warm pool claims: ${claims.hit ?? 0} hit, ${claims.miss ?? 0} miss`
+}
+
+/**
+ * Waits until the daemon has settled after its start: every warm pool at
+ * its target (/metrics) and then the host under 15 % busy for a quarter
+ * second. The daemon answers /health before its pool is full, and a
+ * code-interpreter spare goes on warming its kernels in the pool, a second
+ * or more of one CPU that cycles measured meanwhile would pay for.
+ */
+async function settle() {
+  const deadline = now() + 60_000
+  for (;;) {
+    const res = await fetch(`${server.url}/metrics`, { headers: { 'X-API-KEY': server.apiKey }, signal: AbortSignal.timeout(5000) })
+    const text = await res.text()
+    const have = {}
+    const want = {}
+    for (const m of text.matchAll(/^sandpit_warm_pool_(sandboxes|target)\{template="([^"]+)"\} (\S+)$/gm)) {
+      ;(m[1] === 'sandboxes' ? have : want)[m[2]] = Number(m[3])
+    }
+    if (Object.keys(want).every((t) => (have[t] ?? 0) >= want[t])) break
+    if (now() > deadline) {
+      process.stderr.write(`warning: the warm pool did not fill (${JSON.stringify(have)} of ${JSON.stringify(want)}); measuring anyway\n`)
+      break
+    }
+    await sleep(100)
+  }
+  for (let prev = hostBusy(); now() < deadline; ) {
+    await sleep(250)
+    const cur = hostBusy()
+    if (cur - prev < 0.15 * 0.25 * cpus().length) return
+    prev = cur
+  }
+  process.stderr.write('warning: the host did not fall quiet; measuring anyway\n')
 }
 
 async function cyclesPhase(N) {
