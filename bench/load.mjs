@@ -226,19 +226,31 @@ const diedEarly = server.exited
 const stages = diedEarly ? null : await createStages().catch((err) => `(reading /metrics: ${err.message})`)
 await stopServer()
 
+async function metricsText() {
+  const res = await fetch(`${server.url}/metrics`, { headers: { 'X-API-KEY': server.apiKey }, signal: AbortSignal.timeout(5000) })
+  return res.text()
+}
+
+/**
+ * The lines of a /metrics text that re matches (groups: a name, a label's
+ * value, the value): the values of those named first and of the others, by
+ * label.
+ */
+function split(text, re, first) {
+  const a = {}
+  const b = {}
+  for (const m of text.matchAll(re)) (m[1] === first ? a : b)[m[2]] = Number(m[3])
+  return [a, b]
+}
+
 /**
  * Where the daemon's creates spent their time over the whole run: the mean
  * of each stage of sandpit_sandbox_create_seconds (a cold create's stages,
  * "pool" for a claim), and the warm pool's hits and misses.
  */
 async function createStages() {
-  const res = await fetch(`${server.url}/metrics`, { headers: { 'X-API-KEY': server.apiKey }, signal: AbortSignal.timeout(5000) })
-  const text = await res.text()
-  const sum = {}
-  const count = {}
-  for (const m of text.matchAll(/^sandpit_sandbox_create_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$/gm)) {
-    ;(m[1] === 'sum' ? sum : count)[m[2]] = Number(m[3])
-  }
+  const text = await metricsText()
+  const [sum, count] = split(text, /^sandpit_sandbox_create_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$/gm, 'sum')
   const parts = Object.keys(count)
     .filter((st) => count[st] > 0)
     .map((st) => `${st} ${((sum[st] / count[st]) * 1000).toFixed(1)} ms (n=${count[st]})`)
@@ -259,13 +271,7 @@ async function createStages() {
 async function settle() {
   const deadline = now() + 60_000
   for (;;) {
-    const res = await fetch(`${server.url}/metrics`, { headers: { 'X-API-KEY': server.apiKey }, signal: AbortSignal.timeout(5000) })
-    const text = await res.text()
-    const have = {}
-    const want = {}
-    for (const m of text.matchAll(/^sandpit_warm_pool_(sandboxes|target)\{template="([^"]+)"\} (\S+)$/gm)) {
-      ;(m[1] === 'sandboxes' ? have : want)[m[2]] = Number(m[3])
-    }
+    const [have, want] = split(await metricsText(), /^sandpit_warm_pool_(sandboxes|target)\{template="([^"]+)"\} (\S+)$/gm, 'sandboxes')
     if (Object.keys(want).every((t) => (have[t] ?? 0) >= want[t])) break
     if (now() > deadline) {
       process.stderr.write(`warning: the warm pool did not fill (${JSON.stringify(have)} of ${JSON.stringify(want)}); measuring anyway\n`)

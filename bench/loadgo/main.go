@@ -412,15 +412,7 @@ func waitPoolFull(ctx context.Context, srv *sandpittest.Server) error {
 		if err != nil {
 			return err
 		}
-		have, want := map[string]float64{}, map[string]float64{}
-		for _, m := range poolLine.FindAllStringSubmatch(body, -1) {
-			v, _ := strconv.ParseFloat(m[3], 64)
-			if m[1] == "sandboxes" {
-				have[m[2]] = v
-			} else {
-				want[m[2]] = v
-			}
-		}
+		have, want := split(body, poolLine, "sandboxes")
 		full := true
 		for tpl, n := range want {
 			full = full && have[tpl] >= n
@@ -434,6 +426,22 @@ func waitPoolFull(ctx context.Context, srv *sandpittest.Server) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// split reads the lines of /metrics that re matches (groups: a name, a
+// label's value, the value) into the values of the lines named first and
+// those of the other name, by label.
+func split(body string, re *regexp.Regexp, first string) (a, b map[string]float64) {
+	a, b = map[string]float64{}, map[string]float64{}
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(m[3], 64)
+		if m[1] == first {
+			a[m[2]] = v
+		} else {
+			b[m[2]] = v
+		}
+	}
+	return a, b
 }
 
 // metrics reads the daemon's /metrics.
@@ -465,15 +473,7 @@ func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	sums, counts := map[string]float64{}, map[string]float64{}
-	for _, m := range stageLine.FindAllStringSubmatch(body, -1) {
-		v, _ := strconv.ParseFloat(m[3], 64)
-		if m[1] == "sum" {
-			sums[m[2]] = v
-		} else {
-			counts[m[2]] = v
-		}
-	}
+	sums, counts := split(body, stageLine, "sum")
 	names := make([]string, 0, len(counts))
 	for n := range counts {
 		names = append(names, n)
