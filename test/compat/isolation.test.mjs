@@ -96,6 +96,17 @@ describe('a sandbox sees nothing of the host', () => {
     assert.ok(procs.some((l) => l.trim().startsWith('1 ')), 'no pid 1 in ps')
   })
 
+  test("the agent's memory, descriptors and start-up environment are out of reach, even of root", async () => {
+    // Its environment at start held its config, the envd access token
+    // included. It runs under a real uid of its own (so a fork bomb of
+    // root's leaves it room), with no capability over it inside.
+    for (const f of ['environ', 'maps', 'fd']) {
+      const r = await out(sbx, `ls /proc/1/${f} >/dev/null 2>&1 && cat /proc/1/${f} >/dev/null 2>&1 && echo readable || echo denied`, { user: 'root' })
+      assert.equal(r, 'denied\n', `root in the sandbox reads /proc/1/${f}`)
+    }
+    assert.match(await out(sbx, 'grep ^Uid: /proc/1/status', { user: 'root' }), /^Uid:\s+65535\s+0\s+0\s+0/)
+  })
+
   test('root inside is not root outside', async () => {
     assert.equal(await out(sbx, 'sudo -n id -u'), '0\n')
     for (const how of [{ sudo: true }, { user: 'root' }]) {
