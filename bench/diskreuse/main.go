@@ -6,9 +6,9 @@
 // disk. A slower round after it is what a recycled disk costs the sandbox
 // that gets it.
 //
-//	make build && go run ./bench/diskreuse [-rounds 4] [-files 4000]
+//	go run ./bench/diskreuse [-rounds 4] [-files 4000]
 //
-// Env: SANDPIT_BIN (default <repo>/bin/sandpit).
+// Env: SANDPIT_BIN (default: a build of this checkout).
 package main
 
 import (
@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -37,17 +36,10 @@ func main() {
 func run(rounds, files int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin := os.Getenv("SANDPIT_BIN")
-	if bin == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return err
-		}
-		bin = filepath.Join(wd, "bin", "sandpit")
-	}
-	srv, err := sandpittest.Start(ctx, sandpittest.Options{Bin: bin, Args: []string{"--warm-pool=off"}})
+	// Options.Bin unset: SANDPIT_BIN, else a build of this checkout.
+	srv, err := sandpittest.Start(ctx, sandpittest.Options{Args: []string{"--warm-pool=off"}})
 	if err != nil {
-		return fmt.Errorf("starting %s: %w", bin, err)
+		return fmt.Errorf("starting sandpit: %w", err)
 	}
 	defer srv.Close()
 	c, err := sandpit.NewClient(sandpit.WithURL(srv.URL), sandpit.WithAPIKey(srv.APIKey))

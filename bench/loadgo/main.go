@@ -7,14 +7,14 @@
 // that, so its figures say what the daemon can do and load.mjs's what an
 // E2B SDK user sees. Both go into BENCHMARKS.md.
 //
-//	make build && go run ./bench/loadgo [-c 8] [-n 400] [-rate 0] [-warmup 3] [-serve-arg=--warm-pool=off]
+//	go run ./bench/loadgo [-c 8] [-n 400] [-rate 0] [-warmup 3] [-serve-arg=--warm-pool=off]
 //
 // With -rate R the cycles are offered at R per second (at most C at once)
 // instead of back to back: a closed loop at saturation measures N/X, the
 // queue any saturated system has; a rate below capacity measures the
 // latency at that throughput.
 //
-// Markdown on stdout. Env: SANDPIT_BIN (default <repo>/bin/sandpit).
+// Markdown on stdout. Env: SANDPIT_BIN (default: a build of this checkout).
 package main
 
 import (
@@ -25,7 +25,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -77,17 +76,10 @@ var stepNames = [nSteps]string{"Sandbox.create", `commands.run("true")`, "kill",
 func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, serverLog string, extra []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	bin := os.Getenv("SANDPIT_BIN")
-	if bin == "" {
-		root, err := repoRoot()
-		if err != nil {
-			return err
-		}
-		bin = filepath.Join(root, "bin", "sandpit")
-	}
-	srv, err := sandpittest.Start(ctx, sandpittest.Options{Bin: bin, Args: extra})
+	// Options.Bin unset: SANDPIT_BIN, else a build of this checkout.
+	srv, err := sandpittest.Start(ctx, sandpittest.Options{Args: extra})
 	if err != nil {
-		return fmt.Errorf("starting %s: %w", bin, err)
+		return fmt.Errorf("starting sandpit: %w", err)
 	}
 	defer srv.Close()
 	if serverLog != "" {
@@ -234,7 +226,7 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, se
 	hostBusy := after.host.busy - before.host.busy
 	total := after.host.total - before.host.total
 
-	fmt.Printf("sandpit under load through the Go SDK, %s, %d CPUs, %s\n\n", bin, ncpu(), time.Now().UTC().Format("2006-01-02T15:04Z"))
+	fmt.Printf("sandpit under load through the Go SDK, %s, %d CPUs, %s\n\n", srv.Bin, ncpu(), time.Now().UTC().Format("2006-01-02T15:04Z"))
 	mode := "closed loop"
 	if rate > 0 {
 		mode = fmt.Sprintf("offered %g cycles/s after %d warm-up cycles at that rate, create timed from when each was due", rate, warm)
@@ -486,23 +478,4 @@ func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) 
 		}
 	}
 	return "create stages, mean over the run: " + strings.Join(parts, ", "), nil
-}
-
-// repoRoot walks up from the working directory to the sandpit module's
-// go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run from the sandpit repository or set SANDPIT_BIN")
-		}
-		dir = parent
-	}
 }
