@@ -26,18 +26,17 @@ type stmts struct {
 	release       *sql.Stmt
 }
 
-// list pairs each statement with its SQL, so that prepare and close
-// cannot miss one.
-func (st *stmts) list() []struct {
+// stmtSpec is one statement of stmts with what it is for and its SQL.
+type stmtSpec struct {
 	stmt  **sql.Stmt
 	name  string
 	query string
-} {
-	return []struct {
-		stmt  **sql.Stmt
-		name  string
-		query string
-	}{
+}
+
+// list pairs each statement with its SQL, so that prepare and close
+// cannot miss one.
+func (st *stmts) list() []stmtSpec {
+	return []stmtSpec{
 		{&st.findTeam, "finding a team", findTeamQuery},
 		{&st.verifyKey, "verifying a key", verifyKeyQuery},
 		{&st.putSandbox, "writing a sandbox", putSandboxQuery},
