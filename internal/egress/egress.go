@@ -255,7 +255,13 @@ func (e *Egress) Attach(pid int) (Link, error) {
 		}
 		l := e.link(idx)
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: l.Host, MTU: e.mtu},
+			// One queue each way, on both ends, asked for in the
+			// request: a veth otherwise gets a queue per CPU and
+			// then drops to one, and dropping queues waits for an
+			// RCU grace period with the host's rtnl lock held, which
+			// every other create and teardown then waits on too. The
+			// host's end comes up in the same request.
+			LinkAttrs:     netlink.LinkAttrs{Name: l.Host, MTU: e.mtu, NumTxQueues: 1, NumRxQueues: 1, Flags: net.FlagUp},
 			PeerName:      "eth0",
 			PeerNamespace: netlink.NsPid(pid),
 		}
@@ -269,7 +275,7 @@ func (e *Egress) Attach(pid int) (Link, error) {
 			e.release(idx)
 			return Link{}, fmt.Errorf("creating veth %s: %w", l.Host, err)
 		}
-		if err := e.raiseHost(l); err != nil {
+		if err := e.addressHost(veth, l); err != nil {
 			_ = netlink.LinkDel(veth)
 			e.release(idx)
 			return Link{}, err
@@ -287,17 +293,12 @@ func (e *Egress) Attach(pid int) (Link, error) {
 	return Link{}, fmt.Errorf("no free address in egress pool %s (%d sandbox links)", e.pool, e.size)
 }
 
-func (e *Egress) raiseHost(l Link) error {
-	host, err := netlink.LinkByName(l.Host)
-	if err != nil {
-		return fmt.Errorf("finding veth %s: %w", l.Host, err)
-	}
+// addressHost gives the host's end of l (link, just made) the sandbox's
+// gateway address.
+func (e *Egress) addressHost(link netlink.Link, l Link) error {
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: l.Gateway.AsSlice(), Mask: net.CIDRMask(30, 32)}}
-	if err := netlink.AddrAdd(host, addr); err != nil {
+	if err := netlink.AddrAdd(link, addr); err != nil {
 		return fmt.Errorf("addressing veth %s: %w", l.Host, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("raising veth %s: %w", l.Host, err)
 	}
 	return nil
 }
