@@ -166,8 +166,9 @@ type Sandbox struct {
 	EnvdSocket string
 	// Created is when Create returned.
 	Created time.Time
-	// Stages times the steps of Create in order (for the create-latency
-	// metric broken down by stage).
+	// Stages times the steps of Create (for the create-latency metric
+	// broken down by stage). Steps that run side by side each report
+	// their own time, so the stages may add up to more than the whole.
 	Stages []Stage
 }
 

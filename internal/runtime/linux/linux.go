@@ -357,12 +357,24 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 		}
 	}()
 
-	if err := r.prepareDir(b, spec, hostUID); err != nil {
+	if err := r.makeDir(b, spec); err != nil {
 		return nil, err
 	}
 	st.mark("dirs")
-	sb, err := r.boot(ctx, b, spec, &st)
+	// The writable layers (a disk to take, dirs on it that may mean
+	// reading its bitmaps back) are ready while the init is forked.
+	layersDone := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		err := r.prepareLayers(b, spec, hostUID)
+		st.add("layers", time.Since(start))
+		layersDone <- err
+	}()
+	layers := sync.OnceValue(func() error { return <-layersDone })
+	sb, err := r.boot(ctx, b, spec, &st, layers)
 	if err != nil {
+		// destroy releases what the layers took: they must be done.
+		_ = layers()
 		return nil, err
 	}
 	r.mu.Lock()
@@ -372,10 +384,10 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (_ *runtime.San
 	return sb, nil
 }
 
-// boot starts the init of b, whose directory and writable layers are
-// ready, on them: Create's first boot, and Start's after a Stop. On error
-// the caller releases what it started.
-func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stages) (_ *runtime.Sandbox, err error) {
+// boot starts the init of b, whose directory is ready, on its writable
+// layers once layers reports them ready: Create's first boot, and Start's
+// after a Stop. On error the caller releases what it started.
+func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stages, layers func() error) (_ *runtime.Sandbox, err error) {
 	hostUID := r.cfg.UIDBase + b.slot*idsPerSandbox
 	sockPath := filepath.Join(b.dir, "envd.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
@@ -456,55 +468,47 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	}
 	st.mark("spawn")
 
-	// The boot runs at bootWeight among the sandboxes and the agent's
-	// "up" brings the group down to the weight every sandbox runs at.
-	l := limits(spec.Resources)
-	l.CPUWeight = bootWeight
-	b.group, err = r.cfg.Cgroups.Create(spec.ID, l)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.group.Add(b.pid); err != nil {
-		return nil, fmt.Errorf("placing %s in its cgroup: %w", spec.ID, err)
-	}
-	st.mark("cgroup")
-
+	// The cgroup, the network link and the root mounts need only the
+	// init's pid and namespaces, and the init waits for its config
+	// before it runs anything: they are set up side by side. Each waits
+	// on the kernel (an RCU grace period to move a task between cgroups,
+	// the rtnl lock, the disk), and under load a create spent the sum of
+	// those waits instead of the longest.
+	var wg sync.WaitGroup
+	var groupErr, netErr, mountErr error
 	var netCfg *sandboxinit.NetConfig
+	var fds []int
+	l := limits(spec.Resources)
+	wg.Go(func() {
+		start := time.Now()
+		groupErr = r.placeInGroup(b, spec, l)
+		st.add("cgroup", time.Since(start))
+	})
 	if spec.AllowInternet && r.cfg.Egress != nil {
-		link, err := r.cfg.Egress.Attach(b.pid)
-		if err != nil {
-			return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
-		}
-		b.link = &link
-		if err := appendState(b.dir, linkLine(link.Index)); err != nil {
-			return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
-		}
-		if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Intercept || p.Limits != (runtime.EgressLimits{}) {
-			if err := r.cfg.Egress.SetPolicy(link, egressPolicy(spec.ID, p)); err != nil {
-				return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
-			}
-		}
-		netCfg = &sandboxinit.NetConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}
-		st.mark("net")
+		wg.Go(func() {
+			start := time.Now()
+			netCfg, netErr = r.connect(b, spec)
+			st.add("net", time.Since(start))
+		})
 	}
-
-	// The disk stays open (until destroy) so that Start can mount it
-	// again after a Stop.
-	fds, err := r.mounts(b, spec)
-	if err == nil {
-		var agent int
-		agent, err = fileMount(int(exe.Fd()))
-		fds = append(fds, agent) // the last fd is the agent binary
-	}
+	wg.Go(func() {
+		if mountErr = layers(); mountErr != nil {
+			return
+		}
+		start := time.Now()
+		fds, mountErr = r.mounts(b, spec, exe)
+		st.add("mounts", time.Since(start))
+	})
+	wg.Wait()
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}()
-	if err != nil {
+	if err := errors.Join(groupErr, netErr, mountErr); err != nil {
 		return nil, err
 	}
-	st.mark("mounts")
+	st.last = time.Now()
 
 	targets := make([]string, len(spec.Mounts))
 	for i, m := range spec.Mounts {
@@ -536,9 +540,8 @@ func (r *Runtime) boot(ctx context.Context, b *box, spec runtime.Spec, st *stage
 	return &runtime.Sandbox{ID: spec.ID, Pid: b.pid, EnvdSocket: sockPath, Created: time.Now(), Stages: st.list}, nil
 }
 
-// prepareDir lays out the sandbox's host directory: the staging point of its
-// root and one writable upper dir per mount, owned by the sandbox's root.
-func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
+// makeDir makes the sandbox's host directory and records its uid range.
+func (r *Runtime) makeDir(b *box, spec runtime.Spec) error {
 	if err := os.Mkdir(b.dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("sandbox %s already exists", spec.ID))
@@ -548,6 +551,13 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 	if err := appendState(b.dir, slotLine(b.slot)); err != nil {
 		return fmt.Errorf("recording uid range of %s: %w", spec.ID, err)
 	}
+	return nil
+}
+
+// prepareLayers lays out the sandbox's writable layers in its directory
+// (made by makeDir): on its disk, when it has one, one upper and one work
+// dir per mount, owned by the sandbox's root.
+func (r *Runtime) prepareLayers(b *box, spec runtime.Spec, hostUID int) error {
 	b.layers = filepath.Join(b.dir, "layers")
 	if r.disks != nil {
 		size := spec.Resources.DiskMB
@@ -582,26 +592,71 @@ func (r *Runtime) prepareDir(b *box, spec runtime.Spec, hostUID int) error {
 }
 
 // mounts builds one detached overlay per template mount, idmapped into the
-// sandbox's user namespace.
-func (r *Runtime) mounts(b *box, spec runtime.Spec) ([]int, error) {
+// sandbox's user namespace, and last a detached mount of the agent binary
+// exe. The disk stays open (until destroy) so that Start can mount it
+// again after a Stop.
+func (r *Runtime) mounts(b *box, spec runtime.Spec, exe *os.File) (_ []int, err error) {
 	userns, err := unix.Open("/proc/"+strconv.Itoa(b.pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening user namespace of %s: %w", spec.ID, err)
 	}
 	defer unix.Close(userns)
 	var fds []int
-	for i, m := range spec.Mounts {
-		layer := filepath.Join(b.layers, strconv.Itoa(i))
-		fd, err := overlayMount(m.Layers, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), userns)
+	defer func() {
 		if err != nil {
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
+		}
+	}()
+	for i, m := range spec.Mounts {
+		layer := filepath.Join(b.layers, strconv.Itoa(i))
+		fd, err := overlayMount(m.Layers, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), userns)
+		if err != nil {
 			return nil, fmt.Errorf("mounting %s of %s: %w", m.Target, spec.ID, err)
 		}
 		fds = append(fds, fd)
 	}
-	return fds, nil
+	agent, err := fileMount(int(exe.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	return append(fds, agent), nil // the last fd is the agent binary
+}
+
+// placeInGroup makes b's cgroup and moves its init into it. The boot runs
+// at bootWeight among the sandboxes and the agent's "up" brings the group
+// down to the weight every sandbox runs at.
+func (r *Runtime) placeInGroup(b *box, spec runtime.Spec, l cgroup.Limits) error {
+	l.CPUWeight = bootWeight
+	g, err := r.cfg.Cgroups.Create(spec.ID, l)
+	if err != nil {
+		return err
+	}
+	b.group = g
+	if err := g.Add(b.pid); err != nil {
+		return fmt.Errorf("placing %s in its cgroup: %w", spec.ID, err)
+	}
+	return nil
+}
+
+// connect gives b a link to the host's egress and returns how the init
+// configures its end.
+func (r *Runtime) connect(b *box, spec runtime.Spec) (*sandboxinit.NetConfig, error) {
+	link, err := r.cfg.Egress.Attach(b.pid)
+	if err != nil {
+		return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
+	}
+	b.link = &link
+	if err := appendState(b.dir, linkLine(link.Index)); err != nil {
+		return nil, fmt.Errorf("recording link of %s: %w", spec.ID, err)
+	}
+	if p := spec.Egress; len(p.Allow)+len(p.Deny)+len(p.Names) > 0 || p.Intercept || p.Limits != (runtime.EgressLimits{}) {
+		if err := r.cfg.Egress.SetPolicy(link, egressPolicy(spec.ID, p)); err != nil {
+			return nil, fmt.Errorf("connecting %s: %w", spec.ID, err)
+		}
+	}
+	return &sandboxinit.NetConfig{Addr: link.Addr, Gateway: link.Gateway, ResolvConf: r.cfg.Egress.ResolvConf()}, nil
 }
 
 // waitReady waits for the agent's "ok" (or the init's error) on the control
@@ -1208,13 +1263,24 @@ func limits(r runtime.Resources) cgroup.Limits {
 	return l
 }
 
+// stages times a boot: mark ends a step that ran alone (it took since the
+// last mark), add records one of the steps that run side by side.
 type stages struct {
+	mu   sync.Mutex
 	last time.Time
 	list []runtime.Stage
 }
 
 func (s *stages) mark(name string) {
 	now := time.Now()
+	s.mu.Lock()
 	s.list = append(s.list, runtime.Stage{Name: name, Duration: now.Sub(s.last)})
+	s.mu.Unlock()
 	s.last = now
+}
+
+func (s *stages) add(name string, d time.Duration) {
+	s.mu.Lock()
+	s.list = append(s.list, runtime.Stage{Name: name, Duration: d})
+	s.mu.Unlock()
 }

@@ -83,7 +83,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (*runtime.Sandbo
 	if err := r.freshWork(b, len(spec.Mounts)); err != nil {
 		return nil, err
 	}
-	sb, err := r.boot(ctx, b, spec, &st)
+	sb, err := r.boot(ctx, b, spec, &st, func() error { return nil })
 	if err != nil {
 		if herr := r.halt(b); herr != nil {
 			r.log.WarnContext(ctx, "cleaning up a failed start", "sandbox_id", id, "err", herr)
