@@ -41,45 +41,15 @@ func initSandbox(ctl int) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("making mounts private: %w", err)
-	}
-	root := cfg.Stage
-	for i, target := range cfg.Mounts {
-		dst := filepath.Join(root, target)
-		if target != "/" {
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return fmt.Errorf("mount point %s: %w", target, err)
-			}
-		}
-		if err := unix.MoveMount(mounts[i], "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-			return fmt.Errorf("attaching %s: %w", target, err)
-		}
-		unix.Close(mounts[i])
-	}
-	if err := mountSpecial(root, cfg, mounts[len(cfg.Mounts)]); err != nil {
-		return err
-	}
-	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-		return fmt.Errorf("setting hostname: %w", err)
-	}
-	if err := loopbackUp(); err != nil {
-		return err
-	}
-	if cfg.Net != nil {
-		if err := configureEth0(cfg.Net.Addr, cfg.Net.Gateway); err != nil {
-			return err
-		}
-	}
-	if err := pivot(root); err != nil {
-		return err
-	}
-	// Written after pivot_root, so a template's symlinks resolve inside
-	// the sandbox and never on the host.
-	if err := writeHostFiles("/", cfg); err != nil {
-		return err
-	}
-	if err := maskPaths(); err != nil {
+	// The network is set up beside the filesystem: its ioctls wait for
+	// the host's rtnl lock, which other sandboxes' setups and teardowns
+	// hold. Every thread of the init shares its namespaces; what is per
+	// thread (capabilities, the cgroup namespace, credentials) comes
+	// after both, on this one.
+	netDone := make(chan error, 1)
+	go func() { netDone <- configureNet(cfg) }()
+	rootErr := buildRoot(cfg, mounts)
+	if err := errors.Join(rootErr, <-netDone); err != nil {
 		return err
 	}
 	// The daemon put this process in the sandbox's cgroup before sending
@@ -113,6 +83,57 @@ func initSandbox(ctl int) error {
 	env = append(env, AgentRuntimeEnv...)
 	err = unix.Exec(agentPath, []string{agentPath, "envd"}, env)
 	return fmt.Errorf("executing the agent: %w", err)
+}
+
+// configureNet names the sandbox and raises its links.
+func configureNet(cfg *Config) error {
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("setting hostname: %w", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	if cfg.Net != nil {
+		return configureEth0(cfg.Net.Addr, cfg.Net.Gateway)
+	}
+	return nil
+}
+
+// buildRoot attaches the sandbox's root mounts and special filesystems at
+// cfg.Stage, makes it the root and detaches the host's, writes the
+// sandbox's own files into /etc and masks what it must not see.
+func buildRoot(cfg *Config, mounts []int) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	root := cfg.Stage
+	for i, target := range cfg.Mounts {
+		dst := filepath.Join(root, target)
+		if target != "/" {
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return fmt.Errorf("mount point %s: %w", target, err)
+			}
+		}
+		if err := unix.MoveMount(mounts[i], "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("attaching %s: %w", target, err)
+		}
+		unix.Close(mounts[i])
+	}
+	if err := mountSpecial(root, cfg, mounts[len(cfg.Mounts)]); err != nil {
+		return err
+	}
+	detached, err := pivot(root)
+	if err != nil {
+		return err
+	}
+	// Written after pivot_root, so a template's symlinks resolve inside
+	// the sandbox and never on the host. Absolute paths start at the new
+	// root, under the host's that is still being detached.
+	err = errors.Join(writeHostFiles("/", cfg), maskPaths())
+	if derr := detached(); derr != nil {
+		return derr
+	}
+	return err
 }
 
 func receiveConfig(ctl int) (*Config, []int, error) {
@@ -257,22 +278,32 @@ func writeHostFiles(root string, cfg *Config) error {
 	return nil
 }
 
-// pivot makes root the root of the mount namespace and detaches the host's
-// tree, so no path inside leads back to it.
-func pivot(root string) error {
+// pivot makes root the root of the mount namespace and starts detaching
+// the host's tree, so that no path inside leads back to it; the returned
+// func waits for the detach (and must be called before anything of the
+// sandbox's runs). The detach waits for an expedited RCU grace period,
+// which every sandbox starting or ending at the same time also queues
+// for: the init does its other work meanwhile.
+func pivot(root string) (wait func() error, err error) {
 	if err := unix.Chdir(root); err != nil {
-		return fmt.Errorf("entering new root: %w", err)
+		return nil, fmt.Errorf("entering new root: %w", err)
 	}
 	// pivot_root(".", ".") stacks the old root on top of the new one;
 	// unmounting it lazily leaves only the new root, with no directory
-	// needed to park the old one in.
+	// needed to park the old one in. The threads share a working
+	// directory: it stays "." until the unmount has resolved it.
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
+		return nil, fmt.Errorf("pivot_root: %w", err)
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detaching the host's root: %w", err)
-	}
-	return unix.Chdir("/")
+	done := make(chan error, 1)
+	go func() {
+		if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+			done <- fmt.Errorf("detaching the host's root: %w", err)
+			return
+		}
+		done <- unix.Chdir("/")
+	}()
+	return func() error { return <-done }, nil
 }
 
 // maskPaths hides maskedPaths and makes readonlyPaths read-only. The
