@@ -258,6 +258,18 @@ func TestEgress(t *testing.T) {
 	if err != nil || !strings.HasPrefix(hostSide.Attrs().Name, egress.LinkPrefix) {
 		t.Fatalf("finding the host side of a's link (index %d): %v", peer, err)
 	}
+	// Made with one queue each way on both ends: a veth made with a
+	// queue per CPU drops to one under the host's rtnl lock and an RCU
+	// grace period (it then shows the same queues in sysfs).
+	if got := run(t, a, "ip -d link show eth0 | grep -o 'num[tr]xqueues [0-9]*' | xargs", false); strings.TrimSpace(got) != "numtxqueues 1 numrxqueues 1" {
+		t.Errorf("sandbox end: %q, want numtxqueues 1 numrxqueues 1", got)
+	}
+	if at := hostSide.Attrs(); at.NumTxQueues != 1 || at.NumRxQueues != 1 {
+		t.Errorf("host end %s: %d tx and %d rx queues, want 1 and 1", at.Name, at.NumTxQueues, at.NumRxQueues)
+	}
+	if hostSide.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("host end %s is down", hostSide.Attrs().Name)
+	}
 	if err := e.rt.Kill(t.Context(), "net-a"); err != nil {
 		t.Fatal(err)
 	}
