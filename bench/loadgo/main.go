@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -107,6 +108,7 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, se
 		fmt.Fprintf(os.Stderr, "loadgo: the host did not fall quiet (%v); measuring anyway\n", err)
 	}
 	fmt.Fprintf(os.Stderr, "loadgo: the daemon settled %.1f s after it answered\n", time.Since(settled).Seconds())
+	speedBefore := cpuProbe()
 
 	// The busy sandboxes: each runs two loops in the background, as
 	// much CPU as its default limit allows, until the daemon stops or
@@ -240,6 +242,10 @@ func run(conc, cycles, warmup, busy int, rate float64, timeout time.Duration, se
 		fmt.Printf("the whole host busy %.0f%%, %.1f ms of CPU per cycle.\n\n",
 			100*float64(hostBusy)/float64(total), perCycle(hostBusy))
 	}
+	// After the last kills' teardowns, like the first probe after the
+	// daemon's start.
+	_ = waitQuiet(ctx, 0.15)
+	fmt.Printf("Host speed: a fixed loop took %s ms before the cycles and %s after (less is faster).\n\n", ms(speedBefore), ms(cpuProbe()))
 	fmt.Println("| measure | n | p50 ms | p95 ms | p99 ms | max ms |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for s := range nSteps {
@@ -478,4 +484,17 @@ func createStages(ctx context.Context, srv *sandpittest.Server) (string, error) 
 		}
 	}
 	return "create stages, mean over the run: " + strings.Join(parts, ", "), nil
+}
+
+// cpuProbe times a fixed loop on one CPU. On a shared VM the same work
+// takes up to twice as long from one minute to the next, and a run's
+// figures mean little without the host's speed beside them.
+func cpuProbe() time.Duration {
+	start := time.Now()
+	x := uint64(1)
+	for i := range uint64(100_000_000) {
+		x += i ^ x>>3
+	}
+	runtime.KeepAlive(x)
+	return time.Since(start)
 }
