@@ -8,9 +8,9 @@ import (
 )
 
 // stmts are the statements that every API request (key and team lookup)
-// and every sandbox create and kill (its record, its deletion, audit
-// entries, the savepoints of a group commit) run, prepared once per
-// store. Given SQL text, the driver parses a statement again on each
+// and every sandbox create and kill (its template, its record, its
+// deletion, audit entries, the savepoints of a group commit) run,
+// prepared once per store. Given SQL text, the driver parses a statement again on each
 // call, and under load that parsing showed in the daemon's profile. A
 // *sql.Stmt is prepared again on each connection that runs it, once;
 // in a transaction it runs through tx.StmtContext. Statements that run
@@ -24,6 +24,10 @@ type stmts struct {
 	savepoint     *sql.Stmt
 	rollbackTo    *sql.Stmt
 	release       *sql.Stmt
+	// A create resolves its template by ID or by name, then its names.
+	getTemplate    *sql.Stmt
+	templateByName *sql.Stmt
+	templateNames  *sql.Stmt
 }
 
 // stmtSpec is one statement of stmts with what it is for and its SQL.
@@ -45,6 +49,9 @@ func (st *stmts) list() []stmtSpec {
 		{&st.savepoint, "opening a savepoint", savepointQuery},
 		{&st.rollbackTo, "rolling back to a savepoint", rollbackToQuery},
 		{&st.release, "releasing a savepoint", releaseQuery},
+		{&st.getTemplate, "reading a template", getTemplateQuery},
+		{&st.templateByName, "finding a template by name", templateByNameQuery},
+		{&st.templateNames, "reading a template's names", templateNamesQuery},
 	}
 }
 

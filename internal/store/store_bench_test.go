@@ -118,3 +118,23 @@ func BenchmarkAppendAudit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTemplateLookup resolves a template reference as a create does
+// (template.Registry): as an ID first, then as a name.
+func BenchmarkTemplateLookup(b *testing.B) {
+	s := openBench(b)
+	ctx := b.Context()
+	rec := TemplateRecord{ID: "tpl0123456789", Spec: []byte(`{"from":"debian"}`), BuildID: "b1", TeamID: "team", Names: []string{"base"}, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := s.PutTemplate(ctx, rec); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.GetTemplate(ctx, "base"); err == nil {
+			b.Fatal("a name found as an ID")
+		}
+		if got, err := s.TemplateByName(ctx, "base"); err != nil || got.ID != rec.ID {
+			b.Fatalf("TemplateByName = %v, %v", got.ID, err)
+		}
+	}
+}

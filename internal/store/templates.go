@@ -140,16 +140,20 @@ func (s *SQLite) PutTemplate(ctx context.Context, rec TemplateRecord) error {
 
 // GetTemplate implements Templates.
 func (s *SQLite) GetTemplate(ctx context.Context, id string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT id, spec, build_id, created_at, updated_at, team_id, public FROM templates WHERE id = ?`, id)
+	row := s.stmts.getTemplate.QueryRowContext(ctx, id)
 	return s.scanTemplate(ctx, row, id)
 }
 
+const getTemplateQuery = `SELECT id, spec, build_id, created_at, updated_at, team_id, public FROM templates WHERE id = ?`
+
 // TemplateByName implements Templates.
 func (s *SQLite) TemplateByName(ctx context.Context, name string) (TemplateRecord, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at, t.team_id, t.public
-		FROM templates t JOIN template_names n ON n.template_id = t.id WHERE n.name = ?`, name)
+	row := s.stmts.templateByName.QueryRowContext(ctx, name)
 	return s.scanTemplate(ctx, row, name)
 }
+
+const templateByNameQuery = `SELECT t.id, t.spec, t.build_id, t.created_at, t.updated_at, t.team_id, t.public
+		FROM templates t JOIN template_names n ON n.template_id = t.id WHERE n.name = ?`
 
 func (s *SQLite) scanTemplate(ctx context.Context, row *sql.Row, ref string) (TemplateRecord, error) {
 	var rec TemplateRecord
@@ -166,8 +170,10 @@ func (s *SQLite) scanTemplate(ctx context.Context, row *sql.Row, ref string) (Te
 	return rec, err
 }
 
+const templateNamesQuery = `SELECT name FROM template_names WHERE template_id = ? ORDER BY name`
+
 func (s *SQLite) templateNames(ctx context.Context, id string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name FROM template_names WHERE template_id = ? ORDER BY name`, id)
+	rows, err := s.stmts.templateNames.QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading names of template %s: %w", id, err)
 	}
