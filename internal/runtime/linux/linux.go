@@ -688,8 +688,13 @@ func waitReady(ctx context.Context, ctl *os.File, b *box) error {
 			return errors.New(rep.msg)
 		}
 	case <-ctx.Done():
-		// Killing the init closes its end, which ends the reader.
-		_ = unix.Kill(b.pid, unix.SIGKILL)
+		// Killing the init ends every process of its pid namespace, and
+		// with them the last holder of the other end: the read returns.
+		// The caller closes ctl, so the reader must be done with it first.
+		if !b.kill() {
+			_ = unix.Kill(b.pid, unix.SIGKILL)
+		}
+		<-ch
 		return ctx.Err()
 	}
 }
