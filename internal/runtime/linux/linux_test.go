@@ -21,10 +21,12 @@ import (
 	"github.com/moby/sys/capability"
 
 	"github.com/sandpit-dev/sandpit/internal/cgroup"
+	"github.com/sandpit-dev/sandpit/internal/egress"
 	"github.com/sandpit-dev/sandpit/internal/runtime"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux"
 	"github.com/sandpit-dev/sandpit/internal/runtime/linux/sandboxinit"
 	"github.com/sandpit-dev/sandpit/internal/template"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -301,6 +303,55 @@ func TestKillLeavesNothing(t *testing.T) {
 	if err != nil || len(ids) != 0 {
 		t.Errorf("runtime still lists %v (%v)", ids, err)
 	}
+}
+
+// TestFailedCreateLeavesNothing: a create whose root mounts fail, while
+// its cgroup and network link (set up side by side with them) succeed,
+// and one cancelled while its layers are being made, leave no process,
+// mount, cgroup, directory or link behind, and the next create works.
+func TestFailedCreateLeavesNothing(t *testing.T) {
+	e := newEnv(t, func(c *linux.Config) { c.Egress = newEgress(t) })
+	before := snapshot(t, e)
+	linksBefore := countLinks(t)
+
+	spec := runtime.Spec{ID: "badroot", Hostname: "badroot", AllowInternet: true,
+		Resources: runtime.Resources{CPUCount: 1, MemoryMB: 256, PidsMax: 256}}
+	spec.Mounts = slices.Clone(e.tmpl.Mounts)
+	spec.Mounts[0].Layers = []string{filepath.Join(t.TempDir(), "no-such-layer")}
+	if _, err := e.rt.Create(t.Context(), spec); err == nil || !strings.Contains(err.Error(), "mounting / of badroot") {
+		t.Fatalf("create on a missing layer: %v, want the root mount's error", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	spec.ID, spec.Hostname, spec.Mounts = "cancelled", "cancelled", e.tmpl.Mounts
+	if _, err := e.rt.Create(ctx, spec); err == nil {
+		t.Fatal("a cancelled create succeeded")
+	}
+
+	waitFor(t, func() bool { return snapshot(t, e) == before && countLinks(t) == linksBefore }, "the failed creates' leftovers to go")
+	if ids, err := e.rt.List(t.Context()); err != nil || len(ids) != 0 {
+		t.Errorf("runtime still lists %v (%v)", ids, err)
+	}
+	sb := e.createSpec(t, runtime.Spec{ID: "after", AllowInternet: true})
+	if got := run(t, sb, "echo ok", false); got != "ok\n" {
+		t.Errorf("a create after the failed ones: %q", got)
+	}
+}
+
+// countLinks counts the host's sandbox links.
+func countLinks(t *testing.T) int {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, egress.LinkPrefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestRestartReaps starts a sandbox with one runtime, forgets it (as a
