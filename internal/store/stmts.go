@@ -10,8 +10,9 @@ import (
 // stmts are the statements that every API request (key and team lookup)
 // and every sandbox create and kill (its template, its record, its
 // deletion, audit entries, the savepoints of a group commit) run,
-// prepared once per store. Given SQL text, the driver parses a statement again on each
-// call, and under load that parsing showed in the daemon's profile. A
+// prepared once per store. Given SQL text, the driver parses a statement
+// again on each call, and under load that parsing showed in the daemon's
+// profile. A
 // *sql.Stmt is prepared again on each connection that runs it, once;
 // in a transaction it runs through tx.StmtContext. Statements that run
 // rarely (admin, listings, migrations) stay text.

@@ -307,7 +307,7 @@ func TestKillLeavesNothing(t *testing.T) {
 
 // TestFailedCreateLeavesNothing: a create whose root mounts fail, while
 // its cgroup and network link (set up side by side with them) succeed,
-// and one cancelled while its layers are being made, leave no process,
+// and one whose context ends before its agent is up, leave no process,
 // mount, cgroup, directory or link behind, and the next create works.
 func TestFailedCreateLeavesNothing(t *testing.T) {
 	e := newEnv(t, func(c *linux.Config) { c.Egress = newEgress(t) })
