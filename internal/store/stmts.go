@@ -12,10 +12,9 @@ import (
 // deletion, audit entries, the savepoints of a group commit) run,
 // prepared once per store. Given SQL text, the driver parses a statement
 // again on each call, and under load that parsing showed in the daemon's
-// profile. A
-// *sql.Stmt is prepared again on each connection that runs it, once;
-// in a transaction it runs through tx.StmtContext. Statements that run
-// rarely (admin, listings, migrations) stay text.
+// profile. A *sql.Stmt is prepared again on each connection that runs
+// it, once; in a transaction it runs through tx.StmtContext. Statements
+// that run rarely (admin, listings, migrations) stay text.
 type stmts struct {
 	findTeam      *sql.Stmt
 	verifyKey     *sql.Stmt
